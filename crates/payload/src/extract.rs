@@ -1,0 +1,294 @@
+//! Hostile-input-safe reading and unpacking of payload archives.
+//!
+//! Every entry is checked before a byte of it is written: only regular files
+//! and directories with plain relative names are accepted, the entry count
+//! and the unpacked size (as declared by each header, which is exactly what
+//! the tar reader yields) are capped, and files are created with `O_EXCL` in
+//! a directory the caller made fresh. Since no link is ever created, nothing
+//! can resolve outside that directory.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+
+use crate::MANIFEST_NAME;
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError};
+
+/// Caps applied while reading an archive.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most entries an archive may have (a payload normally has two).
+    pub max_entries: usize,
+    /// Most bytes all entries may unpack to, together.
+    pub max_unpacked_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_entries: 64,
+            max_unpacked_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("unsafe archive entry {name:?}: {reason}")]
+    Unsafe { name: String, reason: &'static str },
+    #[error("archive has more than {limit} entries")]
+    TooManyEntries { limit: usize },
+    #[error("archive unpacks to more than {limit} bytes (entry {name:?})")]
+    TooLarge { limit: u64, name: String },
+    #[error("archive has entry {0:?} twice")]
+    Duplicate(String),
+    #[error("archive is corrupt: {0}")]
+    Corrupt(String),
+    #[error("payload has no manifest.yaml")]
+    MissingManifest,
+    #[error("payload has no entrypoint {0:?}")]
+    MissingEntrypoint(&'static str),
+    #[error("invalid manifest.yaml: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// The result of a successful [`extract`].
+#[derive(Debug)]
+pub struct Extracted {
+    pub manifest: Manifest,
+    /// Absolute path of the script inside the work dir.
+    pub entrypoint: PathBuf,
+}
+
+/// What [`read_manifest`] finds without unpacking anything.
+#[derive(Debug)]
+pub struct Listing {
+    pub manifest: Manifest,
+    /// Regular files with their sizes, in archive order.
+    pub files: Vec<(String, u64)>,
+}
+
+/// Unpacks a gzip-compressed payload into `dest`, which must be an empty
+/// directory the caller just created, and validates its manifest and
+/// entrypoint.
+pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extracted, ExtractError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExtractError::Io { path, source }
+    };
+    walk(reader, limits, |name, item| {
+        let target = dest.join(name);
+        match item {
+            Item::Dir => fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&target)
+                .map_err(io_err(&target)),
+            Item::File(data) => {
+                if let Some(parent) = target.parent() {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(io_err(parent))?;
+                }
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&target)
+                    .map_err(io_err(&target))?;
+                io::copy(data, &mut file).map_err(io_err(&target))?;
+                Ok(())
+            }
+        }
+    })?;
+
+    let manifest_path = dest.join(MANIFEST_NAME);
+    let text = read_text(&manifest_path)?;
+    let manifest = Manifest::parse(&text)?;
+    let entrypoint = dest.join(manifest.entrypoint());
+    match fs::symlink_metadata(&entrypoint) {
+        Ok(m) if m.is_file() => Ok(Extracted {
+            manifest,
+            entrypoint,
+        }),
+        _ => Err(ExtractError::MissingEntrypoint(manifest.entrypoint())),
+    }
+}
+
+/// Reads and validates a payload's manifest and lists its files, writing nothing.
+pub fn read_manifest(reader: impl Read, limits: &Limits) -> Result<Listing, ExtractError> {
+    let mut manifest_text = None;
+    let mut files = Vec::new();
+    walk(reader, limits, |name, item| {
+        if let Item::File(data) = item {
+            let mut buf = Vec::new();
+            let size = if name == MANIFEST_NAME {
+                data.take(MAX_MANIFEST_BYTES as u64 + 1)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| ExtractError::Corrupt(e.to_string()))? as u64
+                    + io::copy(data, &mut io::sink())
+                        .map_err(|e| ExtractError::Corrupt(e.to_string()))?
+            } else {
+                io::copy(data, &mut io::sink()).map_err(|e| ExtractError::Corrupt(e.to_string()))?
+            };
+            if name == MANIFEST_NAME {
+                manifest_text = Some(buf);
+            }
+            files.push((name.to_string(), size));
+        }
+        Ok(())
+    })?;
+    let text = manifest_text.ok_or(ExtractError::MissingManifest)?;
+    let text = String::from_utf8(text)
+        .map_err(|_| ManifestError::Syntax("manifest is not UTF-8".into()))?;
+    let manifest = Manifest::parse(&text)?;
+    if !files.iter().any(|(n, _)| n == manifest.entrypoint()) {
+        return Err(ExtractError::MissingEntrypoint(manifest.entrypoint()));
+    }
+    Ok(Listing { manifest, files })
+}
+
+enum Item<'a> {
+    Dir,
+    File(&'a mut dyn Read),
+}
+
+/// Walks the archive, refusing anything unsafe, and hands each accepted
+/// entry to `visit` under its normalized relative name.
+fn walk(
+    reader: impl Read,
+    limits: &Limits,
+    mut visit: impl FnMut(&str, Item<'_>) -> Result<(), ExtractError>,
+) -> Result<(), ExtractError> {
+    let mut archive = tar::Archive::new(GzDecoder::new(reader));
+    let entries = archive
+        .entries()
+        .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+    let mut count = 0usize;
+    let mut budget = limits.max_unpacked_bytes;
+    let mut seen = HashSet::new();
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(ExtractError::TooManyEntries {
+                limit: limits.max_entries,
+            });
+        }
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let unsafe_entry = |reason| ExtractError::Unsafe {
+            name: raw_name.clone(),
+            reason,
+        };
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
+            // Archive-wide PAX metadata, as Python's tarfile may write: carries no file.
+            tar::EntryType::XGlobalHeader => continue,
+            tar::EntryType::Symlink => return Err(unsafe_entry("symbolic links are not allowed")),
+            tar::EntryType::Link => return Err(unsafe_entry("hard links are not allowed")),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_entry("device files are not allowed"));
+            }
+            tar::EntryType::Fifo => return Err(unsafe_entry("FIFOs are not allowed")),
+            _ => return Err(unsafe_entry("unsupported entry type")),
+        }
+        let name = normalize(&entry.path_bytes()).map_err(unsafe_entry)?;
+        if name.is_empty() {
+            if kind == tar::EntryType::Directory {
+                continue; // "./", the archive root
+            }
+            return Err(unsafe_entry("empty file name"));
+        }
+        if !seen.insert(name.clone()) {
+            return Err(ExtractError::Duplicate(name));
+        }
+        if kind == tar::EntryType::Directory {
+            visit(&name, Item::Dir)?;
+            continue;
+        }
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        if size > budget {
+            return Err(ExtractError::TooLarge {
+                limit: limits.max_unpacked_bytes,
+                name,
+            });
+        }
+        budget -= size;
+        let mut data = (&mut entry).take(size);
+        visit(&name, Item::File(&mut data))?;
+    }
+    Ok(())
+}
+
+/// Turns an entry name into a plain relative path (`a/b`), or says why it is unsafe.
+fn normalize(raw: &[u8]) -> Result<String, &'static str> {
+    let name = std::str::from_utf8(raw).map_err(|_| "name is not UTF-8")?;
+    if name.starts_with('/') {
+        return Err("absolute paths are not allowed");
+    }
+    let mut parts = Vec::new();
+    for part in name.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("`..` components are not allowed"),
+            p if p.contains('\0') => return Err("name contains a NUL byte"),
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn read_text(path: &Path) -> Result<String, ExtractError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ExtractError::MissingManifest),
+        Err(source) => {
+            return Err(ExtractError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    String::from_utf8(bytes)
+        .map_err(|_| ManifestError::Syntax("manifest is not UTF-8".into()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_table() {
+        let table: [(&str, Result<&str, &str>); 10] = [
+            ("script.sh", Ok("script.sh")),
+            ("./script.sh", Ok("script.sh")),
+            ("././manifest.yaml", Ok("manifest.yaml")),
+            ("./", Ok("")),
+            ("lib//a.sh", Ok("lib/a.sh")),
+            ("/etc/passwd", Err("absolute paths are not allowed")),
+            ("../evil", Err("`..` components are not allowed")),
+            ("a/../../evil", Err("`..` components are not allowed")),
+            ("a/..", Err("`..` components are not allowed")),
+            ("./x/./y", Ok("x/y")),
+        ];
+        for (raw, want) in table {
+            assert_eq!(
+                normalize(raw.as_bytes()).as_deref(),
+                want.as_ref().map(|s| *s),
+                "{raw:?}"
+            );
+        }
+    }
+}
