@@ -1,0 +1,343 @@
+//! Runs the script as the leader of its own process group and sees the whole
+//! group through to the end: timeout, cancellation, leftovers, exit status.
+//!
+//! Everything that can happen while a script runs arrives as an [`Ev`] on one
+//! channel, from small threads: the reaper (`waitpid`), the output pumps, the
+//! signal waiter and, in framed mode, the stdin watcher. The loop in
+//! [`supervise`] is the only place that decides what to kill and when.
+//!
+//! The runner makes itself a child subreaper, so descendants whose parent dies
+//! are reparented to it; "all descendants gone" is then simply `waitpid`
+//! reporting `ECHILD`.
+
+use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::output::{Output, Stream};
+use crate::protocol::MAX_CHUNK;
+
+/// Something the supervision loop reacts to.
+#[derive(Debug)]
+pub enum Ev {
+    /// The script (group leader) ended; raw `waitpid` status.
+    Exited(i32),
+    /// No descendant of the runner is left.
+    AllReaped,
+    /// One of the script's output pipes reached its end.
+    OutputDone,
+    /// The runner received this signal.
+    Signal(i32),
+    /// The executor asked to stop, or its channel went away.
+    Cancel(String),
+}
+
+/// Why a run was stopped before the script ended on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    Signal(i32),
+    Request(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    Exited(i32),
+    Signaled(i32),
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub termination: Termination,
+    pub timed_out: bool,
+    pub cancelled: Option<Cancelled>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// The runner's exit status, per the contract in DESIGN §3.2.
+    pub fn exit_code(&self) -> i32 {
+        if self.timed_out {
+            return 124;
+        }
+        match (&self.cancelled, self.termination) {
+            (Some(Cancelled::Signal(sig)), _) => 128 + sig,
+            (Some(Cancelled::Request(_)), _) => 128 + libc::SIGTERM,
+            (None, Termination::Exited(code)) => code,
+            (None, Termination::Signaled(sig)) => 128 + sig,
+        }
+    }
+
+    pub fn signal(&self) -> Option<i32> {
+        match self.termination {
+            Termination::Signaled(sig) => Some(sig),
+            Termination::Exited(_) => None,
+        }
+    }
+}
+
+/// Signals that mean "stop": they cancel the script instead of killing the runner.
+const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// Blocks the stop signals in the calling thread (and every thread it starts
+/// later) and waits for them on a dedicated thread instead. Call first thing.
+pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
+    // SAFETY: plain libc signal-set manipulation on a local, initialized set.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in STOP_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            loop {
+                let mut sig = 0;
+                // SAFETY: `set` is a valid, initialized signal set owned by this closure.
+                if unsafe { libc::sigwait(&set, &mut sig) } == 0 && tx.send(Ev::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })?;
+    // Descendants orphaned by the script are reparented to us, so we can reap and count them.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    Ok(())
+}
+
+/// Prepares `cmd` to start as the leader of a new process group, with a clean
+/// signal mask, dying with the runner if the runner is killed outright.
+pub fn new_group(cmd: &mut Command) {
+    // SAFETY: getpid is async-signal-safe; the value is only compared in the child.
+    let runner_pid = unsafe { libc::getpid() };
+    cmd.process_group(0);
+    // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid) in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != runner_pid {
+                // The runner died between fork and prctl.
+                return Err(io::Error::other("runner exited before the script started"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Watches a started script to the end. `child` must have piped stdout and
+/// stderr and have been prepared by [`new_group`].
+pub fn supervise(
+    mut child: Child,
+    started: Instant,
+    timeout: Option<Duration>,
+    grace: Duration,
+    output: &Output,
+    tx: Sender<Ev>,
+    rx: Receiver<Ev>,
+) -> io::Result<Outcome> {
+    let pgid = child.id() as i32;
+    let leader = pgid;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    spawn_pump(stdout, Stream::Stdout, output.clone(), tx.clone())?;
+    spawn_pump(stderr, Stream::Stderr, output.clone(), tx.clone())?;
+    spawn_reaper(leader, tx)?;
+
+    let deadline = timeout.map(|t| started + t);
+    let mut timed_out = false;
+    let mut cancelled = None;
+    let mut status = None;
+    let mut duration = Duration::ZERO;
+    let mut all_reaped = false;
+    let mut outputs_open = 2;
+    // Set once we have sent SIGTERM to the group: when to follow up with SIGKILL.
+    let mut kill_at: Option<Instant> = None;
+    // Set once SIGKILL is sent: how long we still wait for stragglers that left the group.
+    let mut give_up_at: Option<Instant> = None;
+
+    let terminate = |kill_at: &mut Option<Instant>| {
+        if kill_at.is_none() {
+            signal_group(pgid, libc::SIGTERM);
+            *kill_at = Some(Instant::now() + grace);
+        }
+    };
+
+    loop {
+        if status.is_some() && all_reaped && outputs_open == 0 {
+            break;
+        }
+        let now = Instant::now();
+        if give_up_at.is_some_and(|t| now >= t) && status.is_some() {
+            break;
+        }
+        if !timed_out && cancelled.is_none() && status.is_none() && deadline.is_some_and(|d| now >= d) {
+            timed_out = true;
+            output.message(&format!(
+                "timed out after {}; stopping the script's process group",
+                fmt_duration(timeout.unwrap_or_default())
+            ));
+            terminate(&mut kill_at);
+        }
+        if kill_at.is_some_and(|t| now >= t) && give_up_at.is_none() {
+            signal_group(pgid, libc::SIGKILL);
+            give_up_at = Some(now + Duration::from_secs(1));
+        }
+        let wake = [
+            deadline.filter(|_| !timed_out && status.is_none()),
+            kill_at.filter(|_| give_up_at.is_none()),
+            give_up_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let ev = match wake {
+            Some(t) => match rx.recv_timeout(t.saturating_duration_since(now)) {
+                Ok(ev) => ev,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(ev) => ev,
+                Err(_) => break,
+            },
+        };
+        match ev {
+            Ev::Exited(raw) => {
+                duration = started.elapsed();
+                status = Some(decode_status(raw));
+                // Whatever the script left running in its group is stopped too.
+                if !all_reaped && group_exists(pgid) {
+                    terminate(&mut kill_at);
+                } else if give_up_at.is_none() {
+                    // Only processes that left the group (setsid) can still hold
+                    // our pipes: wait for them no longer than the grace period.
+                    give_up_at = Some(Instant::now() + grace);
+                }
+            }
+            Ev::AllReaped => all_reaped = true,
+            Ev::OutputDone => outputs_open -= 1,
+            Ev::Signal(sig) => {
+                if cancelled.is_none() && status.is_none() {
+                    output.message(&format!("received {}; stopping the script", signal_name(sig)));
+                    cancelled = Some(Cancelled::Signal(sig));
+                }
+                terminate(&mut kill_at);
+            }
+            Ev::Cancel(reason) => {
+                if cancelled.is_none() && status.is_none() {
+                    output.message(&format!("{reason}; stopping the script"));
+                    cancelled = Some(Cancelled::Request(reason));
+                }
+                terminate(&mut kill_at);
+            }
+        }
+    }
+    Ok(Outcome {
+        termination: status.unwrap_or(Termination::Signaled(libc::SIGKILL)),
+        timed_out,
+        cancelled,
+        duration,
+    })
+}
+
+fn spawn_pump(
+    mut from: impl Read + Send + 'static,
+    stream: Stream,
+    output: Output,
+    tx: Sender<Ev>,
+) -> io::Result<()> {
+    thread::Builder::new()
+        .name(format!("{stream:?}"))
+        .spawn(move || {
+            let mut buf = vec![0u8; MAX_CHUNK];
+            let mut writable = true;
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                // Once our own output is gone we keep draining the pipe, so the
+                // script is never blocked on a write nobody will read.
+                if writable && output.chunk(stream, &buf[..n]).is_err() {
+                    writable = false;
+                    if output.is_framed() {
+                        let _ = tx.send(Ev::Cancel("the executor stopped reading output".into()));
+                    }
+                }
+            }
+            let _ = tx.send(Ev::OutputDone);
+        })?;
+    Ok(())
+}
+
+fn spawn_reaper(leader: i32, tx: Sender<Ev>) -> io::Result<()> {
+    thread::Builder::new().name("reaper".into()).spawn(move || {
+        loop {
+            let mut raw = 0;
+            // SAFETY: waitpid with a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut raw, 0) };
+            if pid == leader {
+                let _ = tx.send(Ev::Exited(raw));
+            } else if pid < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    _ => {
+                        let _ = tx.send(Ev::AllReaped);
+                        return;
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn signal_group(pgid: i32, sig: i32) {
+    // SAFETY: killpg with a positive group id; ESRCH just means nobody is left.
+    unsafe { libc::killpg(pgid, sig) };
+}
+
+fn group_exists(pgid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::killpg(pgid, 0) == 0 }
+}
+
+fn decode_status(raw: i32) -> Termination {
+    if libc::WIFSIGNALED(raw) {
+        Termination::Signaled(libc::WTERMSIG(raw))
+    } else {
+        Termination::Exited(libc::WEXITSTATUS(raw))
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        other => format!("signal {other}"),
+    }
+}
+
+pub fn fmt_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
