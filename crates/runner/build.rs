@@ -4,7 +4,11 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CRONIUM_GIT_COMMIT");
-    for path in ["../../.git/HEAD", "../../.git/refs/heads", "../../.git/packed-refs"] {
+    for path in [
+        "../../.git/HEAD",
+        "../../.git/refs/heads",
+        "../../.git/packed-refs",
+    ] {
         if std::path::Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
         }

@@ -2,14 +2,18 @@
 //!
 //! Every entry is checked before a byte of it is written: only regular files
 //! and directories with plain relative names are accepted, the entry count
-//! and the unpacked size (as declared by each header, which is exactly what
-//! the tar reader yields) are capped, and files are created with `O_EXCL` in
-//! a directory the caller made fresh. Since no link is ever created, nothing
-//! can resolve outside that directory.
+//! and the unpacked size (as declared by each header or its PAX `size`
+//! record, which is exactly what the tar reader yields) are capped, and files
+//! are created with `O_EXCL` in a directory the caller made fresh. Since no
+//! link is ever created, nothing can resolve outside that directory. The
+//! decompressed stream as a whole is capped too, so tar metadata the reader
+//! buffers (PAX records, GNU long names) cannot exhaust memory, and it is
+//! read to its end, so a damaged gzip trailer is caught.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -104,8 +108,17 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
                     .mode(0o600)
                     .open(&target)
                     .map_err(io_err(&target))?;
-                io::copy(data, &mut file).map_err(io_err(&target))?;
-                Ok(())
+                // Not io::copy: a read error is a corrupt archive, not a failed write.
+                let mut buf = [0u8; 64 * 1024];
+                loop {
+                    let n = match data.read(&mut buf) {
+                        Ok(0) => return Ok(()),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(ExtractError::Corrupt(e.to_string())),
+                    };
+                    file.write_all(&buf[..n]).map_err(io_err(&target))?;
+                }
             }
         }
     })?;
@@ -161,14 +174,53 @@ enum Item<'a> {
     File(&'a mut dyn Read),
 }
 
+/// Room allowed per entry, on top of [`Limits::max_unpacked_bytes`], for
+/// what is not file content: headers, padding, PAX records, GNU long names.
+const METADATA_BYTES_PER_ENTRY: u64 = 64 * 1024;
+
 /// Walks the archive, refusing anything unsafe, and hands each accepted
 /// entry to `visit` under its normalized relative name.
 fn walk(
     reader: impl Read,
     limits: &Limits,
+    visit: impl FnMut(&str, Item<'_>) -> Result<(), ExtractError>,
+) -> Result<(), ExtractError> {
+    // The `tar` crate reads PAX records and GNU long names into memory whole,
+    // and reads through the data of entries it skips, before we see an entry:
+    // only a cap on the decompressed stream itself bounds that.
+    let tripped = Cell::new(false);
+    let cap = limits.max_unpacked_bytes.saturating_add(
+        (limits.max_entries as u64)
+            .saturating_add(1)
+            .saturating_mul(METADATA_BYTES_PER_ENTRY),
+    );
+    let mut archive = tar::Archive::new(Capped {
+        inner: GzDecoder::new(reader),
+        left: cap,
+        tripped: &tripped,
+    });
+    let mut current = String::from("(archive headers)");
+    let walked = walk_entries(&mut archive, limits, &mut current, visit).and_then(|()| {
+        // Read to the end, so the gzip trailer (CRC and length) is checked too.
+        io::copy(&mut archive.into_inner(), &mut io::sink())
+            .map(drop)
+            .map_err(|e| ExtractError::Corrupt(e.to_string()))
+    });
+    walked.map_err(|e| match tripped.get() {
+        true => ExtractError::TooLarge {
+            limit: limits.max_unpacked_bytes,
+            name: current,
+        },
+        false => e,
+    })
+}
+
+fn walk_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    limits: &Limits,
+    current: &mut String,
     mut visit: impl FnMut(&str, Item<'_>) -> Result<(), ExtractError>,
 ) -> Result<(), ExtractError> {
-    let mut archive = tar::Archive::new(GzDecoder::new(reader));
     let entries = archive
         .entries()
         .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
@@ -184,6 +236,7 @@ fn walk(
             });
         }
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        current.clone_from(&raw_name);
         let unsafe_entry = |reason| ExtractError::Unsafe {
             name: raw_name.clone(),
             reason,
@@ -215,10 +268,9 @@ fn walk(
             visit(&name, Item::Dir)?;
             continue;
         }
-        let size = entry
-            .header()
-            .size()
-            .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        // Not the header's size field: a PAX `size` record overrides it, and
+        // the entry's reader yields what the record says.
+        let size = entry.size();
         if size > budget {
             return Err(ExtractError::TooLarge {
                 limit: limits.max_unpacked_bytes,
@@ -250,10 +302,43 @@ fn normalize(raw: &[u8]) -> Result<String, &'static str> {
     Ok(parts.join("/"))
 }
 
+/// A reader that fails once more than `left` bytes have come through, and
+/// says so in `tripped`.
+struct Capped<'a, R> {
+    inner: R,
+    left: u64,
+    tripped: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for Capped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Ask for one byte more than allowed, to tell "exactly at the cap" from "past it".
+        let want = buf.len().min(
+            usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.tripped.set(true);
+            return Err(io::Error::other("archive exceeds its size limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 fn read_text(path: &Path) -> Result<String, ExtractError> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ExtractError::MissingManifest),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+            ) =>
+        {
+            return Err(ExtractError::MissingManifest);
+        }
         Err(source) => {
             return Err(ExtractError::Io {
                 path: path.to_path_buf(),

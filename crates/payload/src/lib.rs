@@ -11,6 +11,8 @@ pub mod checksum;
 pub mod extract;
 pub mod manifest;
 pub mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use builder::{BuiltPayload, PayloadSpec, checksum_path, signature_path, write_atomically};
 pub use checksum::{ChecksumError, Sha256Digest};

@@ -219,6 +219,8 @@ struct OutMetadata<'a> {
 enum Scalar {
     Bool(bool),
     Int(i64),
+    /// Integers past `i64::MAX`, which `Int` cannot hold and `Float` would round.
+    UInt(u64),
     Float(f64),
     Str(String),
 }
@@ -228,6 +230,7 @@ impl Scalar {
         match self {
             Scalar::Bool(b) => b.to_string(),
             Scalar::Int(i) => i.to_string(),
+            Scalar::UInt(u) => u.to_string(),
             Scalar::Float(f) => f.to_string(),
             Scalar::Str(s) => s,
         }
@@ -312,6 +315,7 @@ impl RawMetadata {
         let event_version = match self.event_version {
             None => None,
             Some(Scalar::Int(v)) if v >= 1 => Some(v as u64),
+            Some(Scalar::UInt(v)) => Some(v),
             Some(Scalar::Str(s)) if s.parse::<u64>().is_ok_and(|v| v >= 1) => s.parse().ok(),
             Some(other) => {
                 return Err(ManifestError::invalid(

@@ -33,7 +33,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         };
         rest = &rest[unit_len..];
         let ms = value.checked_mul(unit_ms).ok_or_else(invalid)?;
-        total = total.checked_add(Duration::from_millis(ms)).ok_or_else(invalid)?;
+        total = total
+            .checked_add(Duration::from_millis(ms))
+            .ok_or_else(invalid)?;
     }
     Ok(total)
 }
@@ -55,7 +57,11 @@ mod tests {
             ("2m5s250ms", 125_250),
         ];
         for (text, ms) in ok {
-            assert_eq!(parse_duration(text), Ok(Duration::from_millis(ms)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(ms)),
+                "{text}"
+            );
         }
         for bad in ["", "s", "5x", "1.5s", "-3s", "5 m", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");

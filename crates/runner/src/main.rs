@@ -107,7 +107,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // Usage errors are runner failures (125), not the script's status.
-            return ExitCode::from(if e.use_stderr() { EXIT_RUNNER_FAILED as u8 } else { 0 });
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_RUNNER_FAILED as u8
+            } else {
+                0
+            });
         }
     };
     let code = match cli.command {

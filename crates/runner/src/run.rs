@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -137,7 +137,10 @@ fn run_inner(
     if args.keep_workdir {
         output.message(&format!("work dir kept at {}", workdir.display()));
     } else if let Err(e) = remove_workdir(&workdir) {
-        output.message(&format!("could not remove work dir {}: {e}", workdir.display()));
+        output.message(&format!(
+            "could not remove work dir {}: {e}",
+            workdir.display()
+        ));
     }
     let (code, result) = result?;
     output.event(json!({"event": "finished"}));
@@ -154,8 +157,12 @@ fn run_in(
     tx: Sender<Ev>,
     rx: Receiver<Ev>,
 ) -> Result<(i32, RunResult), Failure> {
-    let extracted = extract(payload, workdir, &Limits::default())
-        .map_err(|e| Failure::runner(format!("refusing payload {}: {e}", args.verify.payload.display())))?;
+    let extracted = extract(payload, workdir, &Limits::default()).map_err(|e| {
+        Failure::runner(format!(
+            "refusing payload {}: {e}",
+            args.verify.payload.display()
+        ))
+    })?;
     let manifest = &extracted.manifest;
     let interpreter = find_interpreter(manifest.interpreter)?;
 
@@ -193,8 +200,16 @@ fn run_in(
         "interpreter": interpreter.display().to_string(),
         "workDir": workdir.display().to_string(),
     }));
-    let outcome = supervise::supervise(child, started, args.timeout, args.kill_grace, output, tx, rx)
-        .map_err(|e| Failure::runner(format!("cannot supervise the script: {e}")))?;
+    let outcome = supervise::supervise(
+        child,
+        started,
+        args.timeout,
+        args.kill_grace,
+        output,
+        tx,
+        rx,
+    )
+    .map_err(|e| Failure::runner(format!("cannot supervise the script: {e}")))?;
     Ok((outcome.exit_code(), to_result(&outcome)))
 }
 
@@ -230,11 +245,26 @@ fn set_environment(
     {
         cmd.env("PYTHONUNBUFFERED", "1");
     }
-    if let Some(id) = &manifest.metadata.event_id {
-        cmd.env("CRONIUM_EVENT_ID", id);
-    }
-    if let Some(version) = manifest.metadata.event_version {
-        cmd.env("CRONIUM_EVENT_VERSION", version.to_string());
+    // The runner owns the CRONIUM_* variables below: a payload cannot set them.
+    // Event id and version come from the metadata; job and execution ids from
+    // the executor (its Env record, else the inherited environment).
+    match &manifest.metadata.event_id {
+        Some(id) => cmd.env("CRONIUM_EVENT_ID", id),
+        None => cmd.env_remove("CRONIUM_EVENT_ID"),
+    };
+    match manifest.metadata.event_version {
+        Some(version) => cmd.env("CRONIUM_EVENT_VERSION", version.to_string()),
+        None => cmd.env_remove("CRONIUM_EVENT_VERSION"),
+    };
+    for name in ["CRONIUM_JOB_ID", "CRONIUM_EXECUTION_ID"] {
+        let from_executor = stdin_env
+            .get(&EnvKey::new(name).expect("valid name"))
+            .map(OsString::from)
+            .or_else(|| std::env::var_os(name));
+        match from_executor {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
     }
     cmd.env("CRONIUM_WORK_DIR", workdir);
 }
@@ -266,7 +296,9 @@ pub fn find_interpreter(interpreter: Interpreter) -> Result<PathBuf, Failure> {
     for name in names {
         for dir in std::env::split_paths(&path) {
             let candidate = dir.join(name);
-            if fs::metadata(&candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
+            if fs::metadata(&candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            {
                 return Ok(candidate);
             }
         }
@@ -286,8 +318,9 @@ pub fn find_interpreter(interpreter: Interpreter) -> Result<PathBuf, Failure> {
 pub fn load_verified(args: &VerifyArgs) -> Result<(Vec<u8>, Sha256Digest), Failure> {
     let payload = &args.payload;
     let expected = match &args.expected {
-        Expected::Hex(hex) => Sha256Digest::from_hex(hex)
-            .map_err(|e| Failure::runner(format!("--sha256: {e}")))?,
+        Expected::Hex(hex) => {
+            Sha256Digest::from_hex(hex).map_err(|e| Failure::runner(format!("--sha256: {e}")))?
+        }
         Expected::ChecksumFile(path) => Sha256Digest::read_checksum_file(path)
             .map_err(|e| Failure::runner(format!("checksum {}: {e}", path.display())))?,
         Expected::Beside => {
@@ -306,7 +339,10 @@ pub fn load_verified(args: &VerifyArgs) -> Result<(Vec<u8>, Sha256Digest), Failu
     let bytes = read_payload(payload)?;
     let actual = Sha256Digest::of(&bytes);
     expected.verify(&actual).map_err(|e| {
-        Failure::runner(format!("payload {} failed verification: {e}", payload.display()))
+        Failure::runner(format!(
+            "payload {} failed verification: {e}",
+            payload.display()
+        ))
     })?;
 
     if !args.trusted_keys.is_empty() {
@@ -321,19 +357,22 @@ pub fn load_verified(args: &VerifyArgs) -> Result<(Vec<u8>, Sha256Digest), Failu
         let sig_path = signature_path(payload);
         let sig = signature::read_small(&sig_path)
             .map_err(|e| Failure::runner(format!("signature required: {e}")))?;
-        signature::verify(&actual, &sig, &keys).map_err(|e| {
-            Failure::runner(format!("payload {}: {e}", payload.display()))
-        })?;
+        signature::verify(&actual, &sig, &keys)
+            .map_err(|e| Failure::runner(format!("payload {}: {e}", payload.display())))?;
     }
     Ok((bytes, actual))
 }
 
 fn read_payload(path: &Path) -> Result<Vec<u8>, Failure> {
-    let fail = |e: io::Error| Failure::runner(format!("cannot read payload {}: {e}", path.display()));
+    let fail =
+        |e: io::Error| Failure::runner(format!("cannot read payload {}: {e}", path.display()));
     let file = File::open(path).map_err(fail)?;
     let meta = file.metadata().map_err(fail)?;
     if !meta.is_file() {
-        return Err(Failure::runner(format!("payload {} is not a regular file", path.display())));
+        return Err(Failure::runner(format!(
+            "payload {} is not a regular file",
+            path.display()
+        )));
     }
     if meta.len() > MAX_PAYLOAD_BYTES {
         return Err(Failure::runner(format!(
@@ -343,15 +382,18 @@ fn read_payload(path: &Path) -> Result<Vec<u8>, Failure> {
         )));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_PAYLOAD_BYTES).read_to_end(&mut bytes).map_err(fail)?;
+    file.take(MAX_PAYLOAD_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
     Ok(bytes)
 }
 
 /// `cronium-runner verify`: digest, signature and archive safety, no side effects.
 pub fn verify(args: &VerifyArgs) -> Result<Sha256Digest, Failure> {
     let (bytes, digest) = load_verified(args)?;
-    read_manifest(&bytes[..], &Limits::default())
-        .map_err(|e| Failure::runner(format!("refusing payload {}: {e}", args.payload.display())))?;
+    read_manifest(&bytes[..], &Limits::default()).map_err(|e| {
+        Failure::runner(format!("refusing payload {}: {e}", args.payload.display()))
+    })?;
     Ok(digest)
 }
 
@@ -365,13 +407,18 @@ pub fn inspect(payload: &Path) -> Result<String, Failure> {
 
 /// Creates a fresh, private (0700) directory under `parent` (or `$TMPDIR`).
 fn make_workdir(parent: Option<&Path>) -> Result<PathBuf, Failure> {
-    let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let parent = parent
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&parent)
         .map_err(|e| Failure::runner(format!("cannot create {}: {e}", parent.display())))?;
-    let mut template = parent.join("cronium-run-XXXXXX").into_os_string().into_vec();
+    let mut template = parent
+        .join("cronium-run-XXXXXX")
+        .into_os_string()
+        .into_vec();
     template.push(0);
     // SAFETY: `template` is a NUL-terminated, writable buffer as mkdtemp requires.
     let ptr = unsafe { libc::mkdtemp(template.as_mut_ptr().cast()) };
@@ -416,12 +463,16 @@ fn read_stdin_env() -> Result<BTreeMap<EnvKey, String>, Failure> {
         ));
     };
     let raw: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|e| {
-        Failure::runner(format!("--env-from-stdin: Env record is not a JSON object of strings: {e}"))
+        Failure::runner(format!(
+            "--env-from-stdin: Env record is not a JSON object of strings: {e}"
+        ))
     })?;
     raw.into_iter()
         .map(|(k, v)| {
-            let key = EnvKey::new(&k).map_err(|r| Failure::runner(format!("--env-from-stdin: {r}")))?;
-            check_env_value(&v).map_err(|r| Failure::runner(format!("--env-from-stdin: {k}: {r}")))?;
+            let key =
+                EnvKey::new(&k).map_err(|r| Failure::runner(format!("--env-from-stdin: {r}")))?;
+            check_env_value(&v)
+                .map_err(|r| Failure::runner(format!("--env-from-stdin: {k}: {r}")))?;
             Ok((key, v))
         })
         .collect()

@@ -10,9 +10,12 @@
 //! are reparented to it; "all descendants gone" is then simply `waitpid`
 //! reporting `ECHILD`.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -81,29 +84,51 @@ impl Outcome {
 /// Signals that mean "stop": they cancel the script instead of killing the runner.
 const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
-/// Blocks the stop signals in the calling thread (and every thread it starts
-/// later) and waits for them on a dedicated thread instead. Call first thing.
+/// Write end of the pipe the signal handler reports to; -1 until installed.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = sig as u8;
+        // SAFETY: write(2) is async-signal-safe; a full pipe just drops the byte.
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+}
+
+/// Turns the stop signals into [`Ev::Signal`] events instead of letting them
+/// kill the runner. A handler (not a blocked mask) is used so the script,
+/// which inherits the mask but not handlers, can still be stopped by them.
 pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
-    // SAFETY: plain libc signal-set manipulation on a local, initialized set.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in STOP_SIGNALS {
-            libc::sigaddset(&mut set, sig);
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fds[0] is a fresh descriptor we own from here on.
+    let mut read_end = unsafe { File::from_raw_fd(fds[0]) };
+    // The reader blocks; only the handler's end stays non-blocking.
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(fds[0], libc::F_SETFL, 0) };
+    SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
+    for sig in STOP_SIGNALS {
+        // SAFETY: installs a handler that only performs an async-signal-safe write.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(sig, &action, std::ptr::null_mut()) != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
-        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        set
-    };
+    }
     thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            loop {
-                let mut sig = 0;
-                // SAFETY: `set` is a valid, initialized signal set owned by this closure.
-                if unsafe { libc::sigwait(&set, &mut sig) } == 0 && tx.send(Ev::Signal(sig)).is_err() {
+            let mut byte = [0u8; 1];
+            while let Ok(1) = read_end.read(&mut byte) {
+                if tx.send(Ev::Signal(i32::from(byte[0]))).is_err() {
                     return;
                 }
             }
@@ -114,26 +139,16 @@ pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
     Ok(())
 }
 
-/// Prepares `cmd` to start as the leader of a new process group, with a clean
-/// signal mask, dying with the runner if the runner is killed outright.
+/// Prepares `cmd` to start as the leader of a new process group.
+///
+/// No `pre_exec` hook, on purpose: without one the standard library starts
+/// the child with `posix_spawn` (no copy of our address space), which is a
+/// good part of the runner's whole overhead. `posix_spawn` also resets the
+/// child's signal mask, undoing the blocking done by [`watch_signals`]. The
+/// price is that a runner killed with SIGKILL cannot take the script with it;
+/// the `started` event reports the group id so an executor can.
 pub fn new_group(cmd: &mut Command) {
-    // SAFETY: getpid is async-signal-safe; the value is only compared in the child.
-    let runner_pid = unsafe { libc::getpid() };
     cmd.process_group(0);
-    // SAFETY: only async-signal-safe calls (sigprocmask, prctl, getppid) in the child.
-    unsafe {
-        cmd.pre_exec(move || {
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != runner_pid {
-                // The runner died between fork and prctl.
-                return Err(io::Error::other("runner exited before the script started"));
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Watches a started script to the end. `child` must have piped stdout and
@@ -182,7 +197,11 @@ pub fn supervise(
         if give_up_at.is_some_and(|t| now >= t) && status.is_some() {
             break;
         }
-        if !timed_out && cancelled.is_none() && status.is_none() && deadline.is_some_and(|d| now >= d) {
+        if !timed_out
+            && cancelled.is_none()
+            && status.is_none()
+            && deadline.is_some_and(|d| now >= d)
+        {
             timed_out = true;
             output.message(&format!(
                 "timed out after {}; stopping the script's process group",
@@ -230,7 +249,10 @@ pub fn supervise(
             Ev::OutputDone => outputs_open -= 1,
             Ev::Signal(sig) => {
                 if cancelled.is_none() && status.is_none() {
-                    output.message(&format!("received {}; stopping the script", signal_name(sig)));
+                    output.message(&format!(
+                        "received {}; stopping the script",
+                        signal_name(sig)
+                    ));
                     cancelled = Some(Cancelled::Signal(sig));
                 }
                 terminate(&mut kill_at);
@@ -285,24 +307,26 @@ fn spawn_pump(
 }
 
 fn spawn_reaper(leader: i32, tx: Sender<Ev>) -> io::Result<()> {
-    thread::Builder::new().name("reaper".into()).spawn(move || {
-        loop {
-            let mut raw = 0;
-            // SAFETY: waitpid with a valid out-pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut raw, 0) };
-            if pid == leader {
-                let _ = tx.send(Ev::Exited(raw));
-            } else if pid < 0 {
-                match io::Error::last_os_error().raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    _ => {
-                        let _ = tx.send(Ev::AllReaped);
-                        return;
+    thread::Builder::new()
+        .name("reaper".into())
+        .spawn(move || {
+            loop {
+                let mut raw = 0;
+                // SAFETY: waitpid with a valid out-pointer.
+                let pid = unsafe { libc::waitpid(-1, &mut raw, 0) };
+                if pid == leader {
+                    let _ = tx.send(Ev::Exited(raw));
+                } else if pid < 0 {
+                    match io::Error::last_os_error().raw_os_error() {
+                        Some(libc::EINTR) => continue,
+                        _ => {
+                            let _ = tx.send(Ev::AllReaped);
+                            return;
+                        }
                     }
                 }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
