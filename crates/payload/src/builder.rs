@@ -5,9 +5,10 @@
 //! time), owner (0/0, no names), modes, and the gzip header (no name, mtime 0).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use flate2::{Compression, GzBuilder};
@@ -119,7 +120,10 @@ pub fn signature_path(payload: &Path) -> PathBuf {
 
 /// Writes a file so that readers see either the old content or the new, never
 /// a part: temp file in the same directory, fsync, rename, fsync the directory.
+/// The temp file is created exclusively under a name unique to this call, so
+/// concurrent writers and planted symlinks cannot interfere.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -129,10 +133,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = dir.join(tmp_name);
+    let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     let result = (|| {
-        let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;

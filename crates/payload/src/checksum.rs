@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChecksumError {
-    #[error("checksum file is malformed: {0}")]
+    #[error("malformed checksum: {0}")]
     Malformed(String),
     #[error("checksum mismatch: expected {expected}, payload has {actual}")]
     Mismatch {

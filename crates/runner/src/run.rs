@@ -239,8 +239,9 @@ fn set_environment(
         manifest.environment.contains_key(&key) || stdin_env.contains_key(&key)
     };
     // Python block-buffers a piped stdout; live output needs it unbuffered.
+    // (An empty inherited value counts as unset, as it does for Python.)
     if manifest.interpreter == Interpreter::Python
-        && std::env::var_os("PYTHONUNBUFFERED").is_none()
+        && std::env::var_os("PYTHONUNBUFFERED").is_none_or(|v| v.is_empty())
         && !set_by_payload("PYTHONUNBUFFERED")
     {
         cmd.env("PYTHONUNBUFFERED", "1");

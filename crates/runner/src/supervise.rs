@@ -143,8 +143,9 @@ pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
 ///
 /// No `pre_exec` hook, on purpose: without one the standard library starts
 /// the child with `posix_spawn` (no copy of our address space), which is a
-/// good part of the runner's whole overhead. `posix_spawn` also resets the
-/// child's signal mask, undoing the blocking done by [`watch_signals`]. The
+/// good part of the runner's whole overhead. `posix_spawn` does *not* reset
+/// the signal mask (the child gets the spawning thread's), which is why
+/// [`watch_signals`] uses handlers rather than blocking the stop signals. The
 /// price is that a runner killed with SIGKILL cannot take the script with it;
 /// the `started` event reports the group id so an executor can.
 pub fn new_group(cmd: &mut Command) {

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs Cronium's whole test suite on a fresh Debian machine: installs what the
+# tests need (when missing and allowed to), then builds and tests everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The tests run real interpreters and tools; install any that are missing.
+missing=()
+command -v bash >/dev/null || missing+=(bash)
+command -v python3 >/dev/null || missing+=(python3)
+command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+command -v sha256sum >/dev/null || missing+=(coreutils)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+    else
+        echo "missing: ${missing[*]} (install them, or run as root on Debian)" >&2
+        exit 1
+    fi
+fi
+
+cargo test --workspace --no-fail-fast
+# Benchmarks are run by hand (see BENCHMARKS.md); here they only have to build.
+cargo bench --workspace --no-run
