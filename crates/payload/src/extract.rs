@@ -80,13 +80,14 @@ pub struct Listing {
 
 /// Unpacks a gzip-compressed payload into `dest`, which must be an empty
 /// directory the caller just created, and validates its manifest and
-/// entrypoint.
+/// entrypoint. The manifest is parsed from memory and not written out: the
+/// work dir holds only what the script may use.
 pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extracted, ExtractError> {
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ExtractError::Io { path, source }
     };
-    walk(reader, limits, |name, item| {
+    let listing = walk_payload(reader, limits, |name, item| {
         let target = dest.join(name);
         match item {
             Item::Dir => fs::DirBuilder::new()
@@ -94,8 +95,8 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
                 .mode(0o700)
                 .create(&target)
                 .map_err(io_err(&target)),
-            Item::File(data) => {
-                if let Some(parent) = target.parent() {
+            Item::File(data, _) => {
+                if let Some(parent) = target.parent().filter(|p| *p != dest) {
                     fs::DirBuilder::new()
                         .recursive(true)
                         .mode(0o700)
@@ -122,42 +123,46 @@ pub fn extract(reader: impl Read, dest: &Path, limits: &Limits) -> Result<Extrac
             }
         }
     })?;
-
-    let manifest_path = dest.join(MANIFEST_NAME);
-    let text = read_text(&manifest_path)?;
-    let manifest = Manifest::parse(&text)?;
-    let entrypoint = dest.join(manifest.entrypoint());
-    match fs::symlink_metadata(&entrypoint) {
-        Ok(m) if m.is_file() => Ok(Extracted {
-            manifest,
-            entrypoint,
-        }),
-        _ => Err(ExtractError::MissingEntrypoint(manifest.entrypoint())),
-    }
+    Ok(Extracted {
+        entrypoint: dest.join(listing.manifest.entrypoint()),
+        manifest: listing.manifest,
+    })
 }
 
 /// Reads and validates a payload's manifest and lists its files, writing nothing.
 pub fn read_manifest(reader: impl Read, limits: &Limits) -> Result<Listing, ExtractError> {
+    walk_payload(reader, limits, |_, item| match item {
+        Item::Dir => Ok(()),
+        Item::File(data, _) => drain(data).map(drop),
+    })
+}
+
+/// Walks a payload: the manifest is read into memory and validated, every
+/// other accepted entry goes to `visit`, and the entrypoint must be among the
+/// regular files.
+fn walk_payload(
+    reader: impl Read,
+    limits: &Limits,
+    mut visit: impl FnMut(&str, Item<'_>) -> Result<(), ExtractError>,
+) -> Result<Listing, ExtractError> {
     let mut manifest_text = None;
     let mut files = Vec::new();
-    walk(reader, limits, |name, item| {
-        if let Item::File(data) = item {
-            let mut buf = Vec::new();
-            let size = if name == MANIFEST_NAME {
-                data.take(MAX_MANIFEST_BYTES as u64 + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| ExtractError::Corrupt(e.to_string()))? as u64
-                    + io::copy(data, &mut io::sink())
-                        .map_err(|e| ExtractError::Corrupt(e.to_string()))?
-            } else {
-                io::copy(data, &mut io::sink()).map_err(|e| ExtractError::Corrupt(e.to_string()))?
-            };
+    walk(reader, limits, |name, item| match item {
+        Item::File(data, size) => {
             if name == MANIFEST_NAME {
-                manifest_text = Some(buf);
+                let mut text = Vec::new();
+                data.take(MAX_MANIFEST_BYTES as u64 + 1)
+                    .read_to_end(&mut text)
+                    .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+                drain(data)?;
+                manifest_text = Some(text);
+            } else {
+                visit(name, Item::File(data, size))?;
             }
             files.push((name.to_string(), size));
+            Ok(())
         }
-        Ok(())
+        Item::Dir => visit(name, Item::Dir),
     })?;
     let text = manifest_text.ok_or(ExtractError::MissingManifest)?;
     let text = String::from_utf8(text)
@@ -169,9 +174,14 @@ pub fn read_manifest(reader: impl Read, limits: &Limits) -> Result<Listing, Extr
     Ok(Listing { manifest, files })
 }
 
+fn drain(data: &mut dyn Read) -> Result<u64, ExtractError> {
+    io::copy(data, &mut io::sink()).map_err(|e| ExtractError::Corrupt(e.to_string()))
+}
+
 enum Item<'a> {
     Dir,
-    File(&'a mut dyn Read),
+    /// An entry's content and its size.
+    File(&'a mut dyn Read, u64),
 }
 
 /// Room allowed per entry, on top of [`Limits::max_unpacked_bytes`], for
@@ -279,7 +289,7 @@ fn walk_entries<R: Read>(
         }
         budget -= size;
         let mut data = (&mut entry).take(size);
-        visit(&name, Item::File(&mut data))?;
+        visit(&name, Item::File(&mut data, size))?;
     }
     Ok(())
 }
@@ -326,28 +336,6 @@ impl<R: Read> Read for Capped<'_, R> {
         self.left -= n as u64;
         Ok(n)
     }
-}
-
-fn read_text(path: &Path) -> Result<String, ExtractError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
-            ) =>
-        {
-            return Err(ExtractError::MissingManifest);
-        }
-        Err(source) => {
-            return Err(ExtractError::Io {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    String::from_utf8(bytes)
-        .map_err(|_| ManifestError::Syntax("manifest is not UTF-8".into()).into())
 }
 
 #[cfg(test)]

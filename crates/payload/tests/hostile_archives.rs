@@ -698,6 +698,10 @@ fn well_formed_payloads_in_their_various_spellings_are_accepted() {
             );
         }
         sandbox.assert_contained(what, &[]);
+        assert!(
+            !sandbox.dest.join("manifest.yaml").exists(),
+            "{what}: the manifest is not written to the work dir"
+        );
 
         let listing = read_manifest(&bytes[..], &Limits::default())
             .unwrap_or_else(|e| panic!("{what}: {}", short(&e)));

@@ -141,8 +141,8 @@ fn the_work_dir_is_private_fresh_and_removed_by_default() {
     assert_eq!(*mode, "700", "only the runner's user may look inside");
     assert_eq!(
         entries,
-        ["manifest.yaml", "script.sh"],
-        "nothing but the payload"
+        ["script.sh"],
+        "nothing but the script: the manifest is read from memory"
     );
     assert!(!work_dir.exists(), "removed after the run");
     assert!(fixture.work.is_dir(), "--workdir DIR was created");
