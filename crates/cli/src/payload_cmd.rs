@@ -286,9 +286,8 @@ fn build(args: BuildArgs, out: &mut dyn Write) -> Result<()> {
             .created_at
             .unwrap_or_else(|| Utc::now().trunc_subsecs(0)),
     };
-    let built = spec.build();
-    // Self-check with the runner's reader: refuse to write what it would refuse.
-    read_manifest(&built.bytes[..], &limits)
+    let built = spec
+        .build()
         .context("the payload built from these inputs would be refused by the runner")?;
 
     // A signature for the old content must never sit beside the new payload.
@@ -513,10 +512,10 @@ fn keygen(args: KeygenArgs, out: &mut dyn Write) -> Result<()> {
     getrandom::fill(&mut seed).map_err(|e| anyhow!("cannot get random bytes: {e}"))?;
     let key = SigningKey::from_seed(seed);
     seed.fill(0);
-    let public_hex = key.verifying_key().to_hex();
+    let public = key.verifying_key().to_text();
 
-    create_new(secret_path, 0o600, format!("{}\n", key.to_hex()).as_bytes())?;
-    if let Err(e) = create_new(&pub_path, 0o644, format!("{public_hex}\n").as_bytes()) {
+    create_new(secret_path, 0o600, key.to_text().as_bytes())?;
+    if let Err(e) = create_new(&pub_path, 0o644, public.as_bytes()) {
         // Do not leave half a key pair behind.
         let _ = fs::remove_file(secret_path);
         return Err(e);
@@ -527,7 +526,7 @@ fn keygen(args: KeygenArgs, out: &mut dyn Write) -> Result<()> {
         secret_path.display()
     )?;
     writeln!(out, "public key: {}", pub_path.display())?;
-    writeln!(out, "{public_hex}")?;
+    write!(out, "{public}")?;
     Ok(())
 }
 
@@ -557,14 +556,12 @@ fn sign(args: SignArgs, out: &mut dyn Write) -> Result<()> {
         .with_context(|| format!("cannot write {}", sig_path.display()))?;
     writeln!(out, "signed:     {digest}")?;
     writeln!(out, "signature:  {}", sig_path.display())?;
-    writeln!(out, "public key: {}", key.verifying_key().to_hex())?;
+    write!(out, "public key: {}", key.verifying_key().to_text())?;
     Ok(())
 }
 
 fn load_signing_key(path: &Path, flag: &str) -> Result<SigningKey> {
-    let text =
-        read_small(path).with_context(|| format!("cannot load {flag} {}", path.display()))?;
-    let key = SigningKey::from_hex(&text)
+    let key = SigningKey::read_file(path)
         .with_context(|| format!("cannot load {flag} {}", path.display()))?;
     if let Ok(meta) = fs::metadata(path)
         && meta.permissions().mode() & 0o077 != 0

@@ -402,6 +402,8 @@ fn signatures_verify_against_trusted_keys_only() {
     write(dir, "bad.pub", "not hex\n");
     verify(&["bad.pub"]).fails_with(1, &["--trusted-key bad.pub", "malformed"]);
     verify(&["none.pub"]).fails_with(1, &["--trusted-key none.pub", "No such file"]);
+    // Regression: a secret key given as a trusted key used to parse as a public one.
+    verify(&["two.key"]).fails_with(1, &["--trusted-key two.key", "this is a secret key"]);
 }
 
 #[test]
@@ -436,8 +438,8 @@ fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
     let run = payload(dir, &["keygen", "-o", "signing.key"]).ok();
     let secret = fs::read_to_string(dir.join("signing.key")).unwrap();
     let public = fs::read_to_string(dir.join("signing.key.pub")).unwrap();
-    for key in [&secret, &public] {
-        let hex = key.strip_suffix('\n').unwrap();
+    for (key, label) in [(&secret, "ed25519-secret:"), (&public, "ed25519-public:")] {
+        let hex = key.strip_suffix('\n').unwrap().strip_prefix(label).unwrap();
         assert_eq!(hex.len(), 64);
         assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
     }

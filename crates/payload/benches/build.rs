@@ -104,7 +104,7 @@ fn measure(warm_up: usize, iterations: usize, mut op: impl FnMut(usize)) -> Stat
 
 fn main() {
     let spec = typical_spec();
-    let built = spec.build();
+    let built = spec.build().unwrap();
     let naive = naive_build(&spec);
     // Both must be real payloads, or the comparison means nothing.
     for payload in [&built, &naive] {
@@ -119,7 +119,7 @@ fn main() {
             "PayloadSpec::build",
             ITERATIONS,
             measure(WARM_UP, ITERATIONS, |_| {
-                black_box(black_box(&spec).build());
+                black_box(black_box(&spec).build().unwrap());
             }),
         ),
         (
@@ -133,7 +133,7 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             measure(WARM_UP / 10, WRITE_ITERATIONS, |i| {
                 let path = dir.path().join(format!("v{i}.tar.gz"));
-                spec.build().write(&path).unwrap();
+                spec.build().unwrap().write(&path).unwrap();
             })
         }),
         ("extract into a fresh dir (runner side)", ITERATIONS, {

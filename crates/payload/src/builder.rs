@@ -15,7 +15,12 @@ use flate2::{Compression, GzBuilder};
 
 use crate::MANIFEST_NAME;
 use crate::checksum::Sha256Digest;
-use crate::manifest::{EnvKey, Interpreter, Manifest, Metadata};
+use crate::manifest::{
+    EnvKey, Interpreter, MAX_MANIFEST_BYTES, Manifest, ManifestError, Metadata, check_env_value,
+};
+
+/// Largest script a payload may carry; well under what extraction accepts.
+pub const MAX_SCRIPT_BYTES: usize = 16 * 1024 * 1024;
 
 /// Everything a payload is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +53,18 @@ impl PayloadSpec {
         }
     }
 
-    pub fn build(&self) -> BuiltPayload {
-        let mtime = self.created_at.timestamp().max(0) as u64;
+    /// Builds the archive, refusing inputs the reader would refuse, so every
+    /// payload this returns can be unpacked by [`crate::extract`].
+    pub fn build(&self) -> Result<BuiltPayload, ManifestError> {
+        self.validate()?;
         let manifest = self.manifest().to_yaml();
+        if manifest.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::Invalid {
+                field: "environment".into(),
+                reason: format!("the manifest would exceed {MAX_MANIFEST_BYTES} bytes"),
+            });
+        }
+        let mtime = self.created_at.timestamp().max(0) as u64;
         let gz = GzBuilder::new().mtime(0).write(
             Vec::with_capacity(self.script.len() / 2 + 1024),
             Compression::default(),
@@ -70,7 +84,30 @@ impl PayloadSpec {
             .and_then(|gz| gz.finish())
             .expect("in-memory archive");
         let digest = Sha256Digest::of(&bytes);
-        BuiltPayload { bytes, digest }
+        Ok(BuiltPayload { bytes, digest })
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |field: String, reason: String| ManifestError::Invalid { field, reason };
+        if self.script.len() > MAX_SCRIPT_BYTES {
+            return Err(invalid(
+                "script".into(),
+                format!(
+                    "{} bytes is more than the {MAX_SCRIPT_BYTES}-byte limit",
+                    self.script.len()
+                ),
+            ));
+        }
+        if self.event_version == 0 {
+            return Err(invalid(
+                "metadata.eventVersion".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (key, value) in &self.environment {
+            check_env_value(value).map_err(|r| invalid(format!("environment.{key}"), r))?;
+        }
+        Ok(())
     }
 }
 
@@ -169,32 +206,53 @@ mod tests {
 
     #[test]
     fn same_inputs_give_same_bytes() {
-        let a = spec().build();
-        let b = spec().build();
+        let a = spec().build().unwrap();
+        let b = spec().build().unwrap();
         assert_eq!(a.bytes, b.bytes);
         assert_eq!(a.digest, b.digest);
     }
 
     #[test]
     fn any_input_change_changes_the_digest() {
-        let base = spec().build().digest;
+        let base = spec().build().unwrap().digest;
         let mut s = spec();
         s.script.push(b' ');
-        assert_ne!(s.build().digest, base);
+        assert_ne!(s.build().unwrap().digest, base);
         let mut s = spec();
         s.environment
             .insert(EnvKey::new("X").unwrap(), String::new());
-        assert_ne!(s.build().digest, base);
+        assert_ne!(s.build().unwrap().digest, base);
         let mut s = spec();
         s.event_version = 4;
-        assert_ne!(s.build().digest, base);
+        assert_ne!(s.build().unwrap().digest, base);
+    }
+
+    #[test]
+    fn inputs_the_reader_would_refuse_are_refused_at_build_time() {
+        let mut s = spec();
+        s.environment
+            .insert(EnvKey::new("K").unwrap(), "a\0b".into());
+        assert_eq!(s.build().unwrap_err().field(), Some("environment.K"));
+        let mut s = spec();
+        s.event_version = 0;
+        assert_eq!(
+            s.build().unwrap_err().field(),
+            Some("metadata.eventVersion")
+        );
+        let mut s = spec();
+        s.script = vec![b'#'; MAX_SCRIPT_BYTES + 1];
+        assert_eq!(s.build().unwrap_err().field(), Some("script"));
+        let mut s = spec();
+        s.environment
+            .insert(EnvKey::new("BIG").unwrap(), "x".repeat(MAX_MANIFEST_BYTES));
+        assert_eq!(s.build().unwrap_err().field(), Some("environment"));
     }
 
     #[test]
     fn writes_payload_and_sha256sum_compatible_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("v3.tar.gz");
-        let built = spec().build();
+        let built = spec().build().unwrap();
         built.write(&path).unwrap();
         assert_eq!(fs::read(&path).unwrap(), built.bytes);
         let line = fs::read_to_string(checksum_path(&path)).unwrap();

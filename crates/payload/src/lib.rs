@@ -14,7 +14,9 @@ pub mod signature;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use builder::{BuiltPayload, PayloadSpec, checksum_path, signature_path, write_atomically};
+pub use builder::{
+    BuiltPayload, MAX_SCRIPT_BYTES, PayloadSpec, checksum_path, signature_path, write_atomically,
+};
 pub use checksum::{ChecksumError, Sha256Digest};
 pub use extract::{ExtractError, Extracted, Limits, Listing, extract, read_manifest};
 pub use manifest::{EnvKey, Interpreter, Manifest, ManifestError, Metadata};

@@ -1,7 +1,10 @@
 //! Optional ed25519 signatures over a payload's SHA-256 digest (`<payload>.sig`).
 //!
-//! Keys and signatures are stored as one line of lowercase hex, so they can be
-//! pasted into configuration and compared by eye. The signed message is a
+//! Keys are stored as one line of text, `ed25519-secret:<hex>` or
+//! `ed25519-public:<hex>`, so they can be pasted into configuration, and a
+//! secret key handed over where a public one belongs is recognised instead of
+//! being misread (both are 32 bytes). A `.sig` file is the 64-byte signature
+//! in hex. The signed message is a
 //! domain-separation prefix followed by the payload digest, so a signature
 //! made for a payload can never be replayed as a signature over anything else.
 
@@ -12,6 +15,8 @@ use ed25519_dalek::{Signature, Signer};
 use crate::checksum::Sha256Digest;
 
 const DOMAIN: &[u8] = b"cronium-payload-v1\0";
+const SECRET_LABEL: &str = "ed25519-secret:";
+const PUBLIC_LABEL: &str = "ed25519-public:";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
@@ -39,12 +44,18 @@ impl SigningKey {
         SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
     }
 
-    pub fn from_hex(text: &str) -> Result<SigningKey, SignatureError> {
-        Ok(SigningKey::from_seed(decode_hex("signing key", text)?))
+    /// Parses `ed25519-secret:<hex>`.
+    pub fn from_text(text: &str) -> Result<SigningKey, SignatureError> {
+        let hex = strip_label("signing key", text, SECRET_LABEL, PUBLIC_LABEL)?;
+        Ok(SigningKey::from_seed(decode_hex("signing key", hex)?))
     }
 
-    pub fn to_hex(&self) -> String {
-        encode_hex(self.0.as_bytes())
+    pub fn to_text(&self) -> String {
+        format!("{SECRET_LABEL}{}\n", encode_hex(self.0.as_bytes()))
+    }
+
+    pub fn read_file(path: &Path) -> Result<SigningKey, SignatureError> {
+        SigningKey::from_text(&read_small(path)?)
     }
 
     pub fn verifying_key(&self) -> VerifyingKey {
@@ -59,8 +70,10 @@ impl SigningKey {
 }
 
 impl VerifyingKey {
-    pub fn from_hex(text: &str) -> Result<VerifyingKey, SignatureError> {
-        let bytes: [u8; 32] = decode_hex("public key", text)?;
+    /// Parses `ed25519-public:<hex>`.
+    pub fn from_text(text: &str) -> Result<VerifyingKey, SignatureError> {
+        let hex = strip_label("public key", text, PUBLIC_LABEL, SECRET_LABEL)?;
+        let bytes: [u8; 32] = decode_hex("public key", hex)?;
         ed25519_dalek::VerifyingKey::from_bytes(&bytes)
             .map(VerifyingKey)
             .map_err(|e| SignatureError::Malformed {
@@ -70,11 +83,11 @@ impl VerifyingKey {
     }
 
     pub fn read_file(path: &Path) -> Result<VerifyingKey, SignatureError> {
-        VerifyingKey::from_hex(&read_small(path)?)
+        VerifyingKey::from_text(&read_small(path)?)
     }
 
-    pub fn to_hex(&self) -> String {
-        encode_hex(self.0.as_bytes())
+    pub fn to_text(&self) -> String {
+        format!("{PUBLIC_LABEL}{}\n", encode_hex(self.0.as_bytes()))
     }
 }
 
@@ -107,6 +120,29 @@ pub fn read_small(path: &Path) -> Result<String, SignatureError> {
             source,
         })?;
     Ok(text)
+}
+
+fn strip_label<'a>(
+    what: &'static str,
+    text: &'a str,
+    label: &str,
+    other: &str,
+) -> Result<&'a str, SignatureError> {
+    let text = text.trim();
+    if let Some(hex) = text.strip_prefix(label) {
+        return Ok(hex);
+    }
+    let reason = if text.starts_with(other) {
+        let kind = if other == SECRET_LABEL {
+            "secret"
+        } else {
+            "public"
+        };
+        format!("this is a {kind} key, expected one starting with {label:?}")
+    } else {
+        format!("expected text starting with {label:?}")
+    };
+    Err(SignatureError::Malformed { what, reason })
 }
 
 fn message(digest: &Sha256Digest) -> Vec<u8> {
@@ -169,15 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn keys_round_trip_through_hex() {
+    fn keys_round_trip_through_text() {
         let k = key(7);
-        assert_eq!(
-            SigningKey::from_hex(&k.to_hex()).unwrap().to_hex(),
-            k.to_hex()
-        );
+        let again = SigningKey::from_text(&k.to_text()).unwrap();
+        assert_eq!(again.to_text(), k.to_text());
         let pk = k.verifying_key();
-        assert_eq!(VerifyingKey::from_hex(&pk.to_hex()).unwrap(), pk);
-        assert!(VerifyingKey::from_hex("abc").is_err());
+        assert!(pk.to_text().starts_with("ed25519-public:"));
+        assert_eq!(VerifyingKey::from_text(&pk.to_text()).unwrap(), pk);
+        assert!(VerifyingKey::from_text("ed25519-public:abc").is_err());
         assert!(verify(&Sha256Digest::of(b""), "zz", &[pk]).is_err());
+    }
+
+    /// Regression: both key kinds were bare hex of the same length, so a
+    /// secret key passed as a trusted key was often accepted as a public one.
+    #[test]
+    fn a_secret_key_is_never_taken_for_a_public_one() {
+        let secret = key(9).to_text();
+        let err = VerifyingKey::from_text(&secret).unwrap_err().to_string();
+        assert!(err.contains("this is a secret key"), "{err}");
+        let public = key(9).verifying_key().to_text();
+        let err = SigningKey::from_text(&public).err().unwrap().to_string();
+        assert!(err.contains("this is a public key"), "{err}");
     }
 }

@@ -148,7 +148,7 @@ proptest! {
 
     #[test]
     fn what_is_built_extracts_to_the_same_script_and_manifest(spec in spec()) {
-        let built = spec.build();
+        let built = spec.build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let extracted = extract(&built.bytes[..], dir.path(), &Limits::default())
             .map_err(|e| TestCaseError::fail(format!("extract refused its own payload: {e}")))?;
@@ -159,8 +159,8 @@ proptest! {
 
     #[test]
     fn building_twice_gives_identical_bytes_and_digest(spec in spec()) {
-        let first = spec.build();
-        let second = spec.clone().build();
+        let first = spec.build().unwrap();
+        let second = spec.clone().build().unwrap();
         prop_assert_eq!(&first.bytes, &second.bytes);
         prop_assert_eq!(first.digest, second.digest);
         prop_assert_eq!(first.digest, Sha256Digest::of(&first.bytes));
@@ -168,7 +168,7 @@ proptest! {
 
     #[test]
     fn read_manifest_agrees_with_extract(spec in spec()) {
-        let built = spec.build();
+        let built = spec.build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let extracted = extract(&built.bytes[..], dir.path(), &Limits::default())
             .map_err(|e| TestCaseError::fail(format!("extract: {e}")))?;
@@ -204,7 +204,7 @@ fn event_version_past_i64_max_survives_the_round_trip() {
             event_version,
             created_at: "2025-01-15T10:00:00Z".parse().unwrap(),
         };
-        let listing = read_manifest(&spec.build().bytes[..], &Limits::default()).unwrap();
+        let listing = read_manifest(&spec.build().unwrap().bytes[..], &Limits::default()).unwrap();
         assert_eq!(listing.manifest.metadata.event_version, Some(event_version));
     }
 }

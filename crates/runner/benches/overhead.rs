@@ -26,6 +26,7 @@ fn main() {
         created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
     }
     .build()
+    .unwrap()
     .write(&payload)
     .unwrap();
     let bash = which("bash");

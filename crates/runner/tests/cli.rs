@@ -84,7 +84,9 @@ fn inspect_prints_the_manifest() {
 #[test]
 fn verify_prints_ok_and_the_digest_and_runs_nothing() {
     let fixture = Fixture::empty();
-    let built = spec(Interpreter::Bash, "touch \"$MARKER\"\n", &[]).build();
+    let built = spec(Interpreter::Bash, "touch \"$MARKER\"\n", &[])
+        .build()
+        .unwrap();
     fixture.write_built(&built);
 
     // With the checksum file beside the payload, named explicitly, or as hex.

@@ -25,7 +25,7 @@ fn key(seed: u8) -> SigningKey {
 /// key 1 (the trusted one) in `trusted.pub`.
 fn signed(sig: Sig) -> (Fixture, BuiltPayload) {
     let fixture = Fixture::empty();
-    let built = spec(Interpreter::Bash, SCRIPT, &[]).build();
+    let built = spec(Interpreter::Bash, SCRIPT, &[]).build().unwrap();
     fixture.write_built(&built);
     let sig_path = signature_path(&fixture.payload);
     match sig {
@@ -35,7 +35,7 @@ fn signed(sig: Sig) -> (Fixture, BuiltPayload) {
     }
     fs::write(
         fixture.file("trusted.pub"),
-        format!("{}\n", key(1).verifying_key().to_hex()),
+        key(1).verifying_key().to_text(),
     )
     .unwrap();
     (fixture, built)
@@ -86,7 +86,7 @@ fn only_a_signature_by_a_trusted_key_lets_the_payload_run() {
 fn any_one_of_several_trusted_keys_is_enough() {
     let (fixture, _) = signed(Sig::By(1));
     let other = fixture.file("other.pub");
-    fs::write(&other, key(3).verifying_key().to_hex()).unwrap();
+    fs::write(&other, key(3).verifying_key().to_text()).unwrap();
     let mut cmd = fixture.run(&["--trusted-key"]);
     cmd.arg(&other)
         .arg("--trusted-key")

@@ -29,7 +29,7 @@ struct Case {
 
 /// Writes a good payload (with its checksum file) for a case to break.
 fn good_payload(fixture: &Fixture) {
-    fixture.write_built(&spec(Interpreter::Bash, SCRIPT, &[]).build());
+    fixture.write_built(&spec(Interpreter::Bash, SCRIPT, &[]).build().unwrap());
 }
 
 fn cases() -> Vec<Case> {

@@ -118,7 +118,7 @@ impl Fixture {
 
     pub fn with_env(lang: Lang, script: &str, env: &[(&str, &str)]) -> Fixture {
         let fixture = Fixture::empty();
-        fixture.write_built(&spec(lang.interpreter(), script, env).build());
+        fixture.write_built(&spec(lang.interpreter(), script, env).build().unwrap());
         fixture
     }
 
