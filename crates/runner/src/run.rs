@@ -168,7 +168,6 @@ fn run_in(
 
     let mut cmd = Command::new(&interpreter);
     cmd.arg(&extracted.entrypoint)
-        .current_dir(workdir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -192,6 +191,11 @@ fn run_in(
         return Ok((outcome.exit_code(), to_result(&outcome)));
     }
 
+    // The runner moves into the work dir itself instead of asking `Command`
+    // to do it in the child: with no `chdir` to perform, the standard library
+    // can start the script with `posix_spawn` even in a static build.
+    std::env::set_current_dir(workdir)
+        .map_err(|e| Failure::runner(format!("cannot enter {}: {e}", workdir.display())))?;
     let started = Instant::now();
     let child = cmd.spawn().map_err(|e| spawn_failure(&interpreter, e))?;
     output.event(json!({
@@ -406,11 +410,14 @@ pub fn inspect(payload: &Path) -> Result<String, Failure> {
     Ok(listing.manifest.to_yaml())
 }
 
-/// Creates a fresh, private (0700) directory under `parent` (or `$TMPDIR`).
+/// Creates a fresh, private (0700) directory under `parent` (or `$TMPDIR`)
+/// and returns its absolute path (the runner later changes into it).
 fn make_workdir(parent: Option<&Path>) -> Result<PathBuf, Failure> {
     let parent = parent
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
+    let parent = std::path::absolute(&parent)
+        .map_err(|e| Failure::runner(format!("work dir parent {}: {e}", parent.display())))?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -482,18 +489,21 @@ fn read_stdin_env() -> Result<BTreeMap<EnvKey, String>, Failure> {
 /// In framed mode stdin is the executor's control channel: a `Cancel` record
 /// or its end (the connection went away) stops the script.
 fn watch_stdin(tx: Sender<Ev>) -> io::Result<()> {
-    thread::Builder::new().name("stdin".into()).spawn(move || {
-        let mut stdin = io::stdin().lock();
-        loop {
-            let reason = match protocol::read_frame(&mut stdin) {
-                Ok(Some((Kind::Cancel, _))) => "cancel requested by the executor".to_string(),
-                Ok(Some(_)) => continue,
-                Ok(None) => "the executor closed stdin".to_string(),
-                Err(e) => format!("control channel failed ({e})"),
-            };
-            let _ = tx.send(Ev::Cancel(reason));
-            return;
-        }
-    })?;
+    thread::Builder::new()
+        .name("stdin".into())
+        .stack_size(supervise::THREAD_STACK)
+        .spawn(move || {
+            let mut stdin = io::stdin().lock();
+            loop {
+                let reason = match protocol::read_frame(&mut stdin) {
+                    Ok(Some((Kind::Cancel, _))) => "cancel requested by the executor".to_string(),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => "the executor closed stdin".to_string(),
+                    Err(e) => format!("control channel failed ({e})"),
+                };
+                let _ = tx.send(Ev::Cancel(reason));
+                return;
+            }
+        })?;
     Ok(())
 }

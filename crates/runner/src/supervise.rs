@@ -2,8 +2,9 @@
 //! group through to the end: timeout, cancellation, leftovers, exit status.
 //!
 //! Everything that can happen while a script runs arrives as an [`Ev`] on one
-//! channel, from small threads: the reaper (`waitpid`), the output pumps, the
-//! signal waiter and, in framed mode, the stdin watcher. The loop in
+//! channel, from small threads: the signal thread (stop signals, and
+//! `SIGCHLD`, on which it reaps), the output pumps and, in framed mode, the
+//! stdin watcher. The loop in
 //! [`supervise`] is the only place that decides what to kill and when.
 //!
 //! The runner makes itself a child subreaper, so descendants whose parent dies
@@ -26,8 +27,8 @@ use crate::protocol::MAX_CHUNK;
 /// Something the supervision loop reacts to.
 #[derive(Debug)]
 pub enum Ev {
-    /// The script (group leader) ended; raw `waitpid` status.
-    Exited(i32),
+    /// A descendant was reaped: its pid and raw `waitpid` status.
+    Reaped(i32, i32),
     /// No descendant of the runner is left.
     AllReaped,
     /// One of the script's output pipes reached its end.
@@ -81,6 +82,10 @@ impl Outcome {
     }
 }
 
+/// Stack for the runner's helper threads: they hold no big data on the
+/// stack, and the default 2 MiB costs measurable time to map per run.
+pub const THREAD_STACK: usize = 128 * 1024;
+
 /// Signals that mean "stop": they cancel the script instead of killing the runner.
 const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
 
@@ -97,7 +102,7 @@ extern "C" fn on_stop_signal(sig: libc::c_int) {
 }
 
 /// Turns the stop signals into [`Ev::Signal`] events instead of letting them
-/// kill the runner. A handler (not a blocked mask) is used so the script,
+/// kill the runner, and `SIGCHLD` into [`Ev::Reaped`] and [`Ev::AllReaped`]. A handler (not a blocked mask) is used so the script,
 /// which inherits the mask but not handlers, can still be stopped by them.
 pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
     let mut fds = [0; 2];
@@ -111,12 +116,12 @@ pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor we own.
     unsafe { libc::fcntl(fds[0], libc::F_SETFL, 0) };
     SIGNAL_PIPE.store(fds[1], Ordering::Relaxed);
-    for sig in STOP_SIGNALS {
+    for sig in STOP_SIGNALS.into_iter().chain([libc::SIGCHLD]) {
         // SAFETY: installs a handler that only performs an async-signal-safe write.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
+            action.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
             libc::sigemptyset(&mut action.sa_mask);
             if libc::sigaction(sig, &action, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
@@ -125,10 +130,17 @@ pub fn watch_signals(tx: Sender<Ev>) -> io::Result<()> {
     }
     thread::Builder::new()
         .name("signals".into())
+        .stack_size(THREAD_STACK)
         .spawn(move || {
             let mut byte = [0u8; 1];
             while let Ok(1) = read_end.read(&mut byte) {
-                if tx.send(Ev::Signal(i32::from(byte[0]))).is_err() {
+                let sig = i32::from(byte[0]);
+                let delivered = if sig == libc::SIGCHLD {
+                    reap(&tx)
+                } else {
+                    tx.send(Ev::Signal(sig)).is_ok()
+                };
+                if !delivered {
                     return;
                 }
             }
@@ -169,7 +181,6 @@ pub fn supervise(
     let stderr = child.stderr.take().expect("stderr is piped");
     spawn_pump(stdout, Stream::Stdout, output.clone(), tx.clone())?;
     spawn_pump(stderr, Stream::Stderr, output.clone(), tx.clone())?;
-    spawn_reaper(leader, tx)?;
 
     let deadline = timeout.map(|t| started + t);
     let mut timed_out = false;
@@ -234,7 +245,8 @@ pub fn supervise(
             },
         };
         match ev {
-            Ev::Exited(raw) => {
+            Ev::Reaped(pid, _) if pid != leader => {}
+            Ev::Reaped(_, raw) => {
                 duration = started.elapsed();
                 status = Some(decode_status(raw));
                 // Whatever the script left running in its group is stopped too.
@@ -283,8 +295,11 @@ fn spawn_pump(
 ) -> io::Result<()> {
     thread::Builder::new()
         .name(format!("{stream:?}"))
+        .stack_size(THREAD_STACK)
         .spawn(move || {
-            let mut buf = vec![0u8; MAX_CHUNK];
+            // Small at first: most scripts print little, and a fresh 64 KiB
+            // buffer is a measurable part of a short run. It grows once full.
+            let mut buf = vec![0u8; 4096];
             let mut writable = true;
             loop {
                 let n = match from.read(&mut buf) {
@@ -301,34 +316,38 @@ fn spawn_pump(
                         let _ = tx.send(Ev::Cancel("the executor stopped reading output".into()));
                     }
                 }
+                if n == buf.len() && n < MAX_CHUNK {
+                    buf.resize(MAX_CHUNK, 0);
+                }
             }
             let _ = tx.send(Ev::OutputDone);
         })?;
     Ok(())
 }
 
-fn spawn_reaper(leader: i32, tx: Sender<Ev>) -> io::Result<()> {
-    thread::Builder::new()
-        .name("reaper".into())
-        .spawn(move || {
-            loop {
-                let mut raw = 0;
-                // SAFETY: waitpid with a valid out-pointer.
-                let pid = unsafe { libc::waitpid(-1, &mut raw, 0) };
-                if pid == leader {
-                    let _ = tx.send(Ev::Exited(raw));
-                } else if pid < 0 {
-                    match io::Error::last_os_error().raw_os_error() {
-                        Some(libc::EINTR) => continue,
-                        _ => {
-                            let _ = tx.send(Ev::AllReaped);
-                            return;
-                        }
-                    }
-                }
-            }
-        })?;
-    Ok(())
+/// Reaps every descendant that has ended; says so when none is left.
+/// Returns false once nobody listens any more.
+fn reap(tx: &Sender<Ev>) -> bool {
+    loop {
+        let mut raw = 0;
+        // SAFETY: waitpid with a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
+        let ev = match pid {
+            0 => return true, // descendants remain, none has ended yet
+            p if p > 0 => Ev::Reaped(p, raw),
+            _ => match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                _ => Ev::AllReaped,
+            },
+        };
+        let all_gone = matches!(ev, Ev::AllReaped);
+        if tx.send(ev).is_err() {
+            return false;
+        }
+        if all_gone {
+            return true;
+        }
+    }
 }
 
 fn signal_group(pgid: i32, sig: i32) {
