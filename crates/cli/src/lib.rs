@@ -1,16 +1,24 @@
 //! The `cronium` command line: argument definitions and dispatch to each command group.
 //!
 //! `main.rs` only parses and reports errors; everything testable lives here.
-//! Command groups are variants of [`Command`]; today only the offline
-//! `payload` tools exist, `serve` and the API client commands join later.
+//! Command groups are variants of [`Command`]: the offline `payload` tools,
+//! and the API client commands (`event`, `server`, `token`).
 
 use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+pub mod client;
+pub mod event_cmd;
 pub mod payload_cmd;
+pub mod server_cmd;
+pub mod token_cmd;
 
+pub use client::ClientArgs;
+pub use event_cmd::EventCommand;
 pub use payload_cmd::PayloadCommand;
+pub use server_cmd::ServerCommand;
+pub use token_cmd::TokenCommand;
 
 /// Self-hosted automation: scheduled scripts on this host and remote servers.
 #[derive(Debug, Parser)]
@@ -25,6 +33,27 @@ pub enum Command {
     /// Offline payload tools: build, verify, inspect, keygen, sign.
     #[command(subcommand)]
     Payload(PayloadCommand),
+    /// Events: create, list, show, edit, delete, payloads.
+    Event {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: EventCommand,
+    },
+    /// Remote servers: add, list, show, remove.
+    Server {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ServerCommand,
+    },
+    /// API tokens: create, list, revoke.
+    Token {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 /// Runs a parsed command line, writing its normal output to `out`.
@@ -32,6 +61,9 @@ pub enum Command {
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Payload(cmd) => payload_cmd::run(cmd, out),
+        Command::Event { client, command } => event_cmd::run(command, &client, out),
+        Command::Server { client, command } => server_cmd::run(command, &client, out),
+        Command::Token { client, command } => token_cmd::run(command, &client, out),
     }
 }
 

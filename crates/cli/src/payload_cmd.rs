@@ -156,7 +156,7 @@ pub fn run(cmd: PayloadCommand, out: &mut dyn Write) -> Result<()> {
 
 // ---------------------------------------------------------------- parsers
 
-fn parse_interpreter(s: &str) -> Result<Interpreter, String> {
+pub fn parse_interpreter(s: &str) -> Result<Interpreter, String> {
     Interpreter::parse(s)
         .ok_or_else(|| format!("unknown interpreter {s:?} (expected bash, python or node)"))
 }

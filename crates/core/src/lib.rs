@@ -7,6 +7,7 @@
 pub mod event;
 pub mod ids;
 pub mod schedule;
+pub mod server;
 pub mod user;
 
 pub use event::{
@@ -15,6 +16,7 @@ pub use event::{
 };
 pub use ids::{EventId, ServerId, TokenId, UserId};
 pub use schedule::Schedule;
+pub use server::{AuthKind, ServerName, ServerSpec};
 pub use user::{Role, TokenHash};
 
 /// A value that breaks a rule, with the (camelCase, API-facing) field at fault.

@@ -1,0 +1,245 @@
+//! The API client used by `cronium event|server|token`: finds the server and
+//! the token, sends JSON, and turns the server's error body into a message.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+/// Where to reach the API and who we are. Flags win over the environment,
+/// which wins over the local data dir of a `cronium serve` on this machine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// Cronium server URL [env: CRONIUM_URL; default: http://127.0.0.1:8080]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// API token [env: CRONIUM_TOKEN; default: <data dir>/admin.token]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Data dir of a local server, to read its admin token [env: CRONIUM_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the API's JSON instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// A connection to the API.
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+    pub json: bool,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Client> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let base = args
+            .url
+            .clone()
+            .or_else(|| env("CRONIUM_URL"))
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let token = match args.token.clone().or_else(|| env("CRONIUM_TOKEN")) {
+            Some(t) => t,
+            None => {
+                let dir = args
+                    .data_dir
+                    .clone()
+                    .or_else(|| env("CRONIUM_DATA_DIR").map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("cronium-data"));
+                read_token(&dir.join("admin.token"))?
+            }
+        };
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Ok(Client {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            agent,
+            json: args.json,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let req = self
+            .agent
+            .get(self.url(path))
+            .header("Authorization", self.bearer());
+        self.finish("GET", path, req.call())
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let req = self
+            .agent
+            .post(self.url(path))
+            .header("Authorization", self.bearer());
+        self.finish("POST", path, req.send_json(body))
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let req = self
+            .agent
+            .patch(self.url(path))
+            .header("Authorization", self.bearer());
+        self.finish("PATCH", path, req.send_json(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        let req = self
+            .agent
+            .delete(self.url(path))
+            .header("Authorization", self.bearer());
+        self.finish("DELETE", path, req.call())
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    fn finish(
+        &self,
+        method: &str,
+        path: &str,
+        result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Value> {
+        let mut resp =
+            result.with_context(|| format!("cannot reach {} ({method} {path})", self.base))?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer to {method} {path}"))?;
+        let body: Value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(anyhow!(error_message(status.as_u16(), &body)))
+    }
+}
+
+/// `404 not_found: event 7 not found`, or with the field: `422 validation_failed: name: must not be empty`.
+fn error_message(status: u16, body: &Value) -> String {
+    let err = &body["error"];
+    let message = err["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    let code = err["code"].as_str().unwrap_or("error");
+    match err["field"].as_str() {
+        Some(field) if !message.starts_with(field) => {
+            format!("{status} {code}: {field}: {message}")
+        }
+        _ => format!("{status} {code}: {message}"),
+    }
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow!(
+            "no API token: pass --token or set CRONIUM_TOKEN (could not read {}: {e})",
+            path.display()
+        )
+    })?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(token)
+}
+
+/// Prints rows as aligned columns under a header.
+pub fn print_table(
+    out: &mut dyn std::io::Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == widths.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// A JSON value as a table cell: strings bare, null as `-`.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn error_messages_carry_status_code_and_field() {
+        let table = [
+            (
+                422,
+                json!({"error": {"code": "validation_failed", "message": "must not be empty", "field": "name"}}),
+                "422 validation_failed: name: must not be empty",
+            ),
+            (
+                404,
+                json!({"error": {"code": "not_found", "message": "event not found"}}),
+                "404 not_found: event not found",
+            ),
+            (502, json!("Bad Gateway"), "502 error: \"Bad Gateway\""),
+        ];
+        for (status, body, want) in table {
+            assert_eq!(error_message(status, &body), want);
+        }
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let mut out = Vec::new();
+        print_table(
+            &mut out,
+            &["ID", "NAME"],
+            &[
+                vec!["1".into(), "backup".into()],
+                vec!["12".into(), "x".into()],
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID  NAME\n1   backup\n12  x\n"
+        );
+    }
+}

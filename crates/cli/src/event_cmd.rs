@@ -1,0 +1,469 @@
+//! `cronium event create|list|show|edit|delete|payloads`: events over the API.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+use cronium_payload::Interpreter;
+use serde_json::{Map, Value, json};
+
+use crate::client::{Client, ClientArgs, cell, print_table};
+use crate::payload_cmd::{EnvVar, infer_interpreter, parse_env_arg, parse_interpreter};
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Create an event from a script
+    Create(CreateArgs),
+    /// List events
+    List(ListArgs),
+    /// Show one event (by name or id)
+    Show { event: String },
+    /// Change an event; only the given fields change
+    Edit(EditArgs),
+    /// Delete an event and its payloads
+    Delete { event: String },
+    /// List an event's payload versions
+    Payloads { event: String },
+}
+
+/// Fields shared by `create` and `edit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Fields {
+    #[arg(long)]
+    pub description: Option<String>,
+    /// bash, python or node [default: from the script's extension]
+    #[arg(long, value_parser = parse_interpreter)]
+    pub interpreter: Option<Interpreter>,
+    /// Environment variable KEY=VALUE, stored in the payload (repeatable; on edit, replaces all)
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_arg)]
+    pub env: Vec<EnvVar>,
+    /// Secret variable, encrypted at rest, never in a payload: KEY=VALUE, or
+    /// just KEY to take the value from this shell's environment and keep it
+    /// off the command line (repeatable; on edit, replaces all)
+    #[arg(long = "secret-env", value_name = "KEY[=VALUE]", value_parser = parse_secret_env_arg)]
+    pub secret_env: Vec<EnvVar>,
+    /// Cron schedule, 5 or 6 fields, e.g. "0 3 * * *"
+    #[arg(long, conflicts_with_all = ["every", "at", "manual"])]
+    pub cron: Option<String>,
+    /// IANA time zone of --cron [default: UTC]
+    #[arg(long, requires = "cron")]
+    pub tz: Option<String>,
+    /// Fixed interval, e.g. 15m or 1h30m
+    #[arg(long, conflicts_with_all = ["at", "manual"])]
+    pub every: Option<String>,
+    /// Run once at this RFC 3339 time
+    #[arg(long, conflicts_with = "manual")]
+    pub at: Option<String>,
+    /// No schedule: run by hand or through the API only
+    #[arg(long)]
+    pub manual: bool,
+    /// Stop the script after this long, e.g. 30s, 10m, 2h
+    #[arg(long)]
+    pub timeout: Option<String>,
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// Tag (repeatable; on edit, replaces all)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Run on this server over SSH (repeatable; on edit, replaces the targets)
+    #[arg(long = "server", value_name = "NAME")]
+    pub servers: Vec<String>,
+    /// active, paused, draft or archived
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Unique name of the event
+    #[arg(long)]
+    pub name: String,
+    /// The script file
+    #[arg(long)]
+    pub script: PathBuf,
+    #[command(flatten)]
+    pub fields: Fields,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EditArgs {
+    /// The event's name or id
+    pub event: String,
+    /// New name
+    #[arg(long)]
+    pub rename: Option<String>,
+    /// Replace the script with this file
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub fields: Fields,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Names containing this text
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+}
+
+pub fn run(cmd: EventCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<()> {
+    let client = Client::new(args)?;
+    match cmd {
+        EventCommand::Create(a) => {
+            let mut body = fields_json(&client, &a.fields)?;
+            body.insert("name".into(), json!(a.name));
+            let interpreter = a
+                .fields
+                .interpreter
+                .or_else(|| infer_interpreter(&a.script))
+                .ok_or_else(|| {
+                    anyhow!(
+                        "--interpreter is needed: cannot tell it from {}",
+                        a.script.display()
+                    )
+                })?;
+            body.insert("interpreter".into(), json!(interpreter.as_str()));
+            body.insert("content".into(), json!(read_script(&a.script)?));
+            let event = client.post("/events", &Value::Object(body))?;
+            show(&client, &event, out)
+        }
+        EventCommand::Edit(a) => {
+            let id = resolve(&client, &a.event)?;
+            let mut body = fields_json(&client, &a.fields)?;
+            if let Some(name) = a.rename {
+                body.insert("name".into(), json!(name));
+            }
+            if let Some(script) = &a.script {
+                body.insert("content".into(), json!(read_script(script)?));
+            }
+            if body.is_empty() {
+                bail!("nothing to change: give at least one field to edit");
+            }
+            let event = client.patch(&format!("/events/{id}"), &Value::Object(body))?;
+            show(&client, &event, out)
+        }
+        EventCommand::Show { event } => {
+            let id = resolve(&client, &event)?;
+            let event = client.get(&format!("/events/{id}"))?;
+            show(&client, &event, out)
+        }
+        EventCommand::Delete { event } => {
+            let id = resolve(&client, &event)?;
+            client.delete(&format!("/events/{id}"))?;
+            if client.json {
+                writeln!(out, "{}", json!({"deleted": id}))?;
+            } else {
+                writeln!(out, "deleted event {event}")?;
+            }
+            Ok(())
+        }
+        EventCommand::List(a) => {
+            let mut query = format!("/events?limit={}&offset={}", a.limit, a.offset);
+            for (key, value) in [("status", &a.status), ("tag", &a.tag), ("name", &a.name)] {
+                if let Some(v) = value {
+                    query.push_str(&format!("&{key}={}", encode(v)));
+                }
+            }
+            let page = client.get(&query)?;
+            if client.json {
+                return print_json(&page, out);
+            }
+            let rows: Vec<Vec<String>> = items(&page)
+                .iter()
+                .map(|e| {
+                    vec![
+                        cell(&e["id"]),
+                        cell(&e["name"]),
+                        cell(&e["status"]),
+                        schedule_text(&e["schedule"]),
+                        cell(&e["interpreter"]),
+                        cell(&e["payloadVersion"]),
+                        cell(&e["tags"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                out,
+                &[
+                    "ID",
+                    "NAME",
+                    "STATUS",
+                    "SCHEDULE",
+                    "INTERPRETER",
+                    "VERSION",
+                    "TAGS",
+                ],
+                &rows,
+            )?;
+            writeln!(out, "{} of {} events", rows.len(), page["total"])?;
+            Ok(())
+        }
+        EventCommand::Payloads { event } => {
+            let id = resolve(&client, &event)?;
+            let payloads = client.get(&format!("/events/{id}/payloads"))?;
+            if client.json {
+                return print_json(&payloads, out);
+            }
+            let rows: Vec<Vec<String>> = payloads
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    vec![
+                        cell(&p["version"]),
+                        if p["isActive"] == json!(true) {
+                            "yes".into()
+                        } else {
+                            "".into()
+                        },
+                        cell(&p["size"]),
+                        cell(&p["checksum"]),
+                        cell(&p["createdAt"]),
+                    ]
+                })
+                .collect();
+            print_table(
+                out,
+                &["VERSION", "ACTIVE", "SIZE", "SHA256", "CREATED"],
+                &rows,
+            )
+        }
+    }
+}
+
+/// `KEY=VALUE`, or `KEY` alone: the value of that variable in our environment.
+fn parse_secret_env_arg(s: &str) -> Result<EnvVar, String> {
+    if s.contains('=') {
+        return parse_env_arg(s);
+    }
+    match std::env::var(s) {
+        Ok(value) => parse_env_arg(&format!("{s}={value}")),
+        Err(_) => Err(format!(
+            "{s} is not set in the environment (or use KEY=VALUE)"
+        )),
+    }
+}
+
+/// The JSON fields for what the flags say; absent flags are left out, so an
+/// edit changes only what was given.
+fn fields_json(client: &Client, f: &Fields) -> Result<Map<String, Value>> {
+    let mut body = Map::new();
+    let env_map = |vars: &[EnvVar]| {
+        Value::Object(
+            vars.iter()
+                .map(|v| (v.key.as_str().to_string(), json!(v.value)))
+                .collect(),
+        )
+    };
+    if let Some(d) = &f.description {
+        body.insert("description".into(), json!(d));
+    }
+    if let Some(i) = f.interpreter {
+        body.insert("interpreter".into(), json!(i.as_str()));
+    }
+    if !f.env.is_empty() {
+        body.insert("env".into(), env_map(&f.env));
+    }
+    if !f.secret_env.is_empty() {
+        body.insert("secretEnv".into(), env_map(&f.secret_env));
+    }
+    let schedule = if let Some(cron) = &f.cron {
+        Some(json!({"type": "cron", "cron": cron, "timezone": f.tz.as_deref().unwrap_or("UTC")}))
+    } else if let Some(every) = &f.every {
+        Some(json!({"type": "every", "every": every}))
+    } else if let Some(at) = &f.at {
+        Some(json!({"type": "at", "at": at}))
+    } else if f.manual {
+        Some(json!({"type": "manual"}))
+    } else {
+        None
+    };
+    if let Some(s) = schedule {
+        body.insert("schedule".into(), s);
+    }
+    if let Some(t) = &f.timeout {
+        body.insert("timeout".into(), json!(t));
+    }
+    if let Some(r) = f.retries {
+        body.insert("retries".into(), json!(r));
+    }
+    if !f.tags.is_empty() {
+        body.insert("tags".into(), json!(f.tags));
+    }
+    if let Some(s) = &f.status {
+        body.insert("status".into(), json!(s));
+    }
+    if !f.servers.is_empty() {
+        let ids = f
+            .servers
+            .iter()
+            .map(|name| server_id(client, name))
+            .collect::<Result<Vec<_>>>()?;
+        body.insert("targetServers".into(), json!(ids));
+        body.insert("runLocation".into(), json!("remote"));
+    }
+    Ok(body)
+}
+
+fn read_script(path: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --script {}", path.display()))
+}
+
+/// An event's id from its id or its exact name.
+fn resolve(client: &Client, event: &str) -> Result<i64> {
+    if let Ok(id) = event.parse::<i64>() {
+        return Ok(id);
+    }
+    let page = client.get(&format!("/events?name={}&limit=500", encode(event)))?;
+    let matches: Vec<i64> = items(&page)
+        .iter()
+        .filter(|e| e["name"] == json!(event))
+        .filter_map(|e| e["id"].as_i64())
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(*id),
+        [] => bail!("no event named {event:?}"),
+        _ => bail!("several events are named {event:?}; use the id"),
+    }
+}
+
+fn server_id(client: &Client, name: &str) -> Result<i64> {
+    if let Ok(id) = name.parse::<i64>() {
+        return Ok(id);
+    }
+    let servers = client.get("/servers")?;
+    servers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["name"] == json!(name))
+        .and_then(|s| s["id"].as_i64())
+        .ok_or_else(|| anyhow!("no server named {name:?} (see `cronium server list`)"))
+}
+
+fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
+    if client.json {
+        return print_json(event, out);
+    }
+    let env_names = |v: &Value| {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let rows = [
+        ("id", cell(&event["id"])),
+        ("name", cell(&event["name"])),
+        ("status", cell(&event["status"])),
+        ("interpreter", cell(&event["interpreter"])),
+        ("schedule", schedule_text(&event["schedule"])),
+        (
+            "runs on",
+            match event["targetServers"].as_array() {
+                Some(ids) if !ids.is_empty() => {
+                    format!("servers {}", cell(&event["targetServers"]))
+                }
+                _ => "this host".into(),
+            },
+        ),
+        ("timeout", cell(&event["timeout"])),
+        ("retries", cell(&event["retries"])),
+        ("env", env_names(&event["env"])),
+        ("secret env", cell(&event["secretEnvKeys"])),
+        ("tags", cell(&event["tags"])),
+        ("payload version", cell(&event["payloadVersion"])),
+        ("updated", cell(&event["updatedAt"])),
+    ];
+    for (label, value) in rows {
+        writeln!(out, "{label:<16} {value}")?;
+    }
+    Ok(())
+}
+
+fn schedule_text(s: &Value) -> String {
+    match s["type"].as_str() {
+        Some("cron") => format!("cron {} ({})", cell(&s["cron"]), cell(&s["timezone"])),
+        Some("every") => format!("every {}", cell(&s["every"])),
+        Some("at") => format!("at {}", cell(&s["at"])),
+        Some(other) => other.to_string(),
+        None => "-".into(),
+    }
+}
+
+fn items(page: &Value) -> &[Value] {
+    page["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn print_json(value: &Value, out: &mut dyn Write) -> Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_can_come_from_the_environment_instead_of_the_command_line() {
+        // SAFETY: this test is the only user of this variable name.
+        unsafe { std::env::set_var("CRONIUM_TEST_SECRET_FROM_ENV", "s3cret=x") };
+        let var = parse_secret_env_arg("CRONIUM_TEST_SECRET_FROM_ENV").unwrap();
+        assert_eq!(var.value, "s3cret=x");
+        assert_eq!(parse_secret_env_arg("A=b").unwrap().value, "b");
+        assert!(
+            parse_secret_env_arg("CRONIUM_TEST_SURELY_UNSET")
+                .unwrap_err()
+                .contains("not set")
+        );
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode("nightly backup/db&x=1"),
+            "nightly%20backup%2Fdb%26x%3D1"
+        );
+        assert_eq!(encode("plain-name_1.x"), "plain-name_1.x");
+    }
+
+    #[test]
+    fn schedules_read_like_their_flags() {
+        let table = [
+            (
+                json!({"type": "cron", "cron": "0 3 * * *", "timezone": "Europe/Berlin"}),
+                "cron 0 3 * * * (Europe/Berlin)",
+            ),
+            (json!({"type": "every", "every": "15m"}), "every 15m"),
+            (json!({"type": "manual"}), "manual"),
+            (json!(null), "-"),
+        ];
+        for (schedule, want) in table {
+            assert_eq!(schedule_text(&schedule), want);
+        }
+    }
+}
