@@ -10,6 +10,10 @@ command -v bash >/dev/null || missing+=(bash)
 command -v python3 >/dev/null || missing+=(python3)
 command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
 command -v sha256sum >/dev/null || missing+=(coreutils)
+# The store's conformance suite starts its own throwaway PostgreSQL cluster
+# (crates/store/src/testing.rs); Debian keeps initdb off PATH.
+command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+    || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && apt-get install -y -qq "${missing[@]}"

@@ -1,0 +1,613 @@
+//! Row ↔ domain conversion shared by both backends; only SQL and the way a timestamp is stored differ between them.
+//!
+//! Rows are parsed into validated domain types here, once. A value the domain
+//! refuses is a corrupt row: a [`StoreError::Backend`] naming the table,
+//! the row and the column, never a panic. Cross-field rules
+//! ([`EventSpec::validate`]) are applied on the way in, not on the way out, so
+//! a stored event stays readable (and fixable) if those rules tighten later.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cronium_core::{
+    AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, Role, RunLocation, Schedule,
+    SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId, UserId, ValidationError,
+};
+use cronium_payload::{EnvKey, Interpreter};
+
+use crate::{
+    ApiToken, AuditEntry, AuditRecord, Event, PageRequest, PayloadFile, PayloadRecord, Server,
+    StoreError, User,
+};
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Backend(format!("migration failed: {e}"))
+    }
+}
+
+/// Drops what a stored timestamp cannot hold, so the value a mutation returns
+/// is the one a later read returns (both backends keep microseconds).
+pub(crate) fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// A row of either backend. The plain getters come from [`primitive_getters`];
+/// each backend says how it stores a timestamp.
+pub(crate) trait StoreRow {
+    fn int(&self, column: &str) -> Result<Option<i64>, String>;
+    fn text(&self, column: &str) -> Result<Option<String>, String>;
+    fn bytes(&self, column: &str) -> Result<Option<Vec<u8>>, String>;
+    fn boolean(&self, column: &str) -> Result<Option<bool>, String>;
+    fn time(&self, column: &str) -> Result<Option<DateTime<Utc>>, String>;
+}
+
+/// The [`StoreRow`] getters that are the same `try_get` on both backends.
+macro_rules! primitive_getters {
+    () => {
+        fn int(&self, column: &str) -> std::result::Result<Option<i64>, String> {
+            sqlx::Row::try_get(self, column).map_err(|e| e.to_string())
+        }
+        fn text(&self, column: &str) -> std::result::Result<Option<String>, String> {
+            sqlx::Row::try_get(self, column).map_err(|e| e.to_string())
+        }
+        fn bytes(&self, column: &str) -> std::result::Result<Option<Vec<u8>>, String> {
+            sqlx::Row::try_get(self, column).map_err(|e| e.to_string())
+        }
+        fn boolean(&self, column: &str) -> std::result::Result<Option<bool>, String> {
+            sqlx::Row::try_get(self, column).map_err(|e| e.to_string())
+        }
+    };
+}
+pub(crate) use primitive_getters;
+
+/// Reads one row's columns, naming table, row and column in every error.
+pub(crate) struct Reader<'r, R> {
+    row: &'r R,
+    table: &'static str,
+    id: Option<i64>,
+}
+
+impl<'r, R: StoreRow> Reader<'r, R> {
+    pub(crate) fn new(row: &'r R, table: &'static str) -> Self {
+        Reader {
+            row,
+            table,
+            id: None,
+        }
+    }
+
+    fn corrupt(&self, column: &str, why: impl std::fmt::Display) -> StoreError {
+        let row = self.id.map(|id| format!(" (id {id})")).unwrap_or_default();
+        StoreError::Backend(format!(
+            "corrupt row in {}{row}: column {column}: {why}",
+            self.table
+        ))
+    }
+
+    fn required<T>(&self, column: &str, value: Result<Option<T>, String>) -> Result<T, StoreError> {
+        value
+            .map_err(|e| self.corrupt(column, e))?
+            .ok_or_else(|| self.corrupt(column, "unexpected NULL"))
+    }
+
+    fn optional<T>(
+        &self,
+        column: &str,
+        value: Result<Option<T>, String>,
+    ) -> Result<Option<T>, StoreError> {
+        value.map_err(|e| self.corrupt(column, e))
+    }
+
+    /// Reads the id column, so later errors can name the row.
+    fn id(&mut self, column: &str) -> Result<i64, StoreError> {
+        let id = self.int(column)?;
+        self.id = Some(id);
+        Ok(id)
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.required(column, self.row.int(column))
+    }
+
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        self.optional(column, self.row.int(column))
+    }
+
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.required(column, self.row.text(column))
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.optional(column, self.row.text(column))
+    }
+
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+        self.required(column, self.row.bytes(column))
+    }
+
+    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
+        self.required(column, self.row.boolean(column))
+    }
+
+    fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.required(column, self.row.time(column))
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.optional(column, self.row.time(column))
+    }
+
+    fn parse<T, E: std::fmt::Display>(
+        &self,
+        column: &str,
+        f: impl FnOnce(String) -> Result<T, E>,
+    ) -> Result<T, StoreError> {
+        f(self.text(column)?).map_err(|e| self.corrupt(column, e))
+    }
+
+    fn unsigned(&self, column: &str) -> Result<u64, StoreError> {
+        let n = self.int(column)?;
+        u64::try_from(n).map_err(|_| self.corrupt(column, format!("negative value {n}")))
+    }
+
+    fn opt_unsigned(&self, column: &str) -> Result<Option<u64>, StoreError> {
+        self.opt_int(column)?
+            .map(|n| {
+                u64::try_from(n).map_err(|_| self.corrupt(column, format!("negative value {n}")))
+            })
+            .transpose()
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, column: &str) -> Result<T, StoreError> {
+        self.parse(column, |text| serde_json::from_str::<T>(&text))
+    }
+}
+
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn field_error(e: ValidationError) -> String {
+    e.message
+}
+
+pub(crate) fn event<R>(row: &R) -> Result<Event, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "events");
+    let id = r.id("id")?;
+    let kind = r.parse("kind", |t| {
+        EventKind::parse(&t, "kind").map_err(field_error)
+    })?;
+    let interpreter = match r.opt_text("interpreter")? {
+        None => None,
+        Some(name) => Some(
+            Interpreter::parse(&name)
+                .ok_or_else(|| r.corrupt("interpreter", format!("unknown interpreter {name:?}")))?,
+        ),
+    };
+    let env = r
+        .json::<BTreeMap<String, String>>("env")?
+        .into_iter()
+        .map(|(k, v)| Ok((EnvKey::new(&k).map_err(|e| r.corrupt("env", e))?, v)))
+        .collect::<Result<BTreeMap<_, _>, StoreError>>()?;
+    let secret_names = r
+        .json::<Vec<String>>("secret_env_names")?
+        .iter()
+        .map(|k| EnvKey::new(k).map_err(|e| r.corrupt("secret_env_names", e)))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let schedule = r
+        .json::<Schedule>("schedule")?
+        .validate()
+        .map_err(|e| r.corrupt("schedule", e))?;
+    let timeout = r.unsigned("timeout_secs")?;
+    let retries = r.unsigned("retries")?;
+    let target_servers = r
+        .json::<Vec<i64>>("target_servers")?
+        .into_iter()
+        .map(ServerId)
+        .collect();
+    let tags = r
+        .json::<Vec<String>>("tags")?
+        .iter()
+        .map(|t| Tag::new(t).map_err(|e| r.corrupt("tags", e.message)))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let spec = EventSpec {
+        name: r.parse("name", |t| EventName::new(&t).map_err(field_error))?,
+        description: r.text("description")?,
+        kind,
+        interpreter,
+        content: r.text("content")?,
+        env,
+        secret_env: SealedSecrets {
+            names: secret_names,
+            sealed: r.bytes("secret_env")?,
+        },
+        schedule,
+        status: r.parse("status", |t| {
+            EventStatus::parse(&t, "status").map_err(field_error)
+        })?,
+        run_location: r.parse("run_location", |t| {
+            RunLocation::parse(&t, "runLocation").map_err(field_error)
+        })?,
+        target_servers,
+        timeout: Duration::from_secs(timeout),
+        retries: u32::try_from(retries).map_err(|_| r.corrupt("retries", "out of range"))?,
+        tags,
+    };
+    Ok(Event {
+        id: EventId(id),
+        owner: UserId(r.int("owner_id")?),
+        spec,
+        payload_version: r.opt_unsigned("payload_version")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+pub(crate) fn payload<R>(row: &R) -> Result<PayloadRecord, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "runner_payloads");
+    let id = r.id("id")?;
+    let checksum = r.parse("checksum", |c| {
+        if is_sha256_hex(&c) {
+            Ok(c)
+        } else {
+            Err(format!("{c:?} is not 64 lowercase hex digits"))
+        }
+    })?;
+    Ok(PayloadRecord {
+        id,
+        event_id: EventId(r.int("event_id")?),
+        event_version: r.unsigned("event_version")?,
+        payload_path: r.text("payload_path")?,
+        checksum_path: r.text("checksum_path")?,
+        payload_size: r.unsigned("payload_size")?,
+        checksum,
+        is_active: r.boolean("is_active")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub(crate) fn user<R>(row: &R) -> Result<User, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "users");
+    let id = r.id("id")?;
+    Ok(User {
+        id: UserId(id),
+        name: r.text("name")?,
+        role: r.parse("role", |t| Role::parse(&t).map_err(field_error))?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub(crate) fn token<R>(row: &R) -> Result<ApiToken, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "api_tokens");
+    let id = r.id("id")?;
+    Ok(ApiToken {
+        id: TokenId(id),
+        user_id: UserId(r.int("user_id")?),
+        name: r.text("name")?,
+        role: r.parse("role", |t| Role::parse(&t).map_err(field_error))?,
+        created_at: r.time("created_at")?,
+        last_used_at: r.opt_time("last_used_at")?,
+        revoked_at: r.opt_time("revoked_at")?,
+    })
+}
+
+pub(crate) fn server<R>(row: &R) -> Result<Server, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "servers");
+    let id = r.id("id")?;
+    let port = r.int("port")?;
+    let spec = ServerSpec {
+        name: r.parse("name", |t| ServerName::new(&t).map_err(field_error))?,
+        host: r.text("host")?,
+        port: u16::try_from(port)
+            .map_err(|_| r.corrupt("port", format!("{port} is not a port")))?,
+        username: r.text("username")?,
+        auth_kind: r.parse("auth_kind", |t| AuthKind::parse(&t).map_err(field_error))?,
+        sealed_credentials: r.bytes("sealed_credentials")?,
+        known_host: r.opt_text("known_host")?,
+    };
+    Ok(Server {
+        id: ServerId(id),
+        spec,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+pub(crate) fn audit<R>(row: &R) -> Result<AuditRecord, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "audit_log");
+    let id = r.id("id")?;
+    Ok(AuditRecord {
+        id,
+        entry: AuditEntry {
+            at: r.time("at")?,
+            actor: r.opt_int("actor_token_id")?.map(TokenId),
+            action: r.text("action")?,
+            target_type: r.text("target_type")?,
+            target_id: r.opt_int("target_id")?,
+            detail: r.json("detail")?,
+        },
+    })
+}
+
+/// An event spec flattened into the values its columns hold.
+pub(crate) struct EventValues {
+    pub name: String,
+    pub name_folded: String,
+    pub description: String,
+    pub kind: &'static str,
+    pub interpreter: Option<&'static str>,
+    pub content: String,
+    pub env: String,
+    pub secret_env_names: String,
+    pub secret_env: Vec<u8>,
+    pub schedule: String,
+    pub status: &'static str,
+    pub run_location: &'static str,
+    pub timeout_secs: i64,
+    pub retries: i64,
+    pub target_servers: Vec<i64>,
+    pub tags: Vec<String>,
+}
+
+/// Validates `spec` as a whole (the store never holds an invalid event, whoever
+/// built the spec) and flattens it for binding.
+pub(crate) fn event_values(spec: EventSpec) -> Result<(EventSpec, EventValues), StoreError> {
+    let spec = spec.validate()?;
+    if spec.timeout.subsec_nanos() != 0 {
+        // The column holds whole seconds; refuse rather than round silently.
+        return Err(ValidationError::new("timeout", "must be a whole number of seconds").into());
+    }
+    let json = |v: serde_json::Result<String>| v.map_err(|e| StoreError::Backend(e.to_string()));
+    let env: BTreeMap<&str, &str> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let secret_names: Vec<&str> = spec.secret_env.names.iter().map(EnvKey::as_str).collect();
+    let values = EventValues {
+        name: spec.name.as_str().to_string(),
+        name_folded: spec.name.as_str().to_lowercase(),
+        description: spec.description.clone(),
+        kind: spec.kind.as_str(),
+        interpreter: spec.interpreter.map(Interpreter::as_str),
+        content: spec.content.clone(),
+        env: json(serde_json::to_string(&env))?,
+        secret_env_names: json(serde_json::to_string(&secret_names))?,
+        secret_env: spec.secret_env.sealed.clone(),
+        schedule: json(serde_json::to_string(&spec.schedule))?,
+        status: spec.status.as_str(),
+        run_location: spec.run_location.as_str(),
+        timeout_secs: i64::try_from(spec.timeout.as_secs())
+            .map_err(|_| ValidationError::new("timeout", "too long"))?,
+        retries: i64::from(spec.retries),
+        target_servers: spec.target_servers.iter().map(|s| s.0).collect(),
+        tags: spec.tags.iter().map(|t| t.as_str().to_string()).collect(),
+    };
+    Ok((spec, values))
+}
+
+/// The needle for a case-insensitive name search, folded like `name_folded`.
+pub(crate) fn name_needle(text: &str) -> String {
+    text.to_lowercase()
+}
+
+/// `limit` and `offset` as SQL integers, the limit capped at the maximum.
+pub(crate) fn page_bounds(page: PageRequest) -> (i64, i64) {
+    let limit = page.limit.min(PageRequest::MAX_LIMIT);
+    (
+        i64::from(limit),
+        i64::try_from(page.offset).unwrap_or(i64::MAX),
+    )
+}
+
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The audit entry as it is written: its time truncated like every stored
+/// timestamp, and the new object's id filled in when the caller could not know it.
+pub(crate) fn audit_entry(entry: &AuditEntry, created_id: Option<i64>) -> AuditEntry {
+    let mut entry = entry.clone();
+    entry.at = truncate(entry.at);
+    if entry.target_id.is_none() {
+        entry.target_id = created_id;
+    }
+    entry
+}
+
+/// Adds the new payload version to an update's audit detail, since the caller
+/// cannot know it in advance.
+pub(crate) fn with_payload_version(mut entry: AuditEntry, version: Option<u64>) -> AuditEntry {
+    if let Some(v) = version {
+        match &mut entry.detail {
+            serde_json::Value::Object(map) => {
+                map.insert("payloadVersion".into(), v.into());
+            }
+            serde_json::Value::Null => {
+                entry.detail = serde_json::json!({ "payloadVersion": v });
+            }
+            _ => {}
+        }
+    }
+    entry
+}
+
+/// The system's own entry for payload versions removed by retention: the
+/// trait gives prune no entry, yet it deletes rows someone may look for.
+pub(crate) fn prune_audit(event: EventId, pruned: &[PayloadRecord]) -> AuditEntry {
+    AuditEntry {
+        at: truncate(Utc::now()),
+        actor: None,
+        action: "payload.prune".into(),
+        target_type: "event".into(),
+        target_id: Some(event.0),
+        detail: serde_json::json!({
+            "versions": pruned.iter().map(|p| p.event_version).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+pub(crate) fn detail_text(entry: &AuditEntry) -> String {
+    entry.detail.to_string()
+}
+
+/// The version after everything ever recorded for an event: the high-water
+/// mark survives pruning, and the active version is counted in case a row
+/// predates the mark.
+pub(crate) fn next_version(last_recorded: i64, active: Option<u64>) -> u64 {
+    u64::try_from(last_recorded)
+        .unwrap_or(0)
+        .max(active.unwrap_or(0))
+        + 1
+}
+
+/// What a writer reported, checked before it becomes a row: a bad checksum
+/// here would otherwise only show up when a runner refuses the payload.
+pub(crate) fn check_payload_file(file: &PayloadFile) -> Result<i64, StoreError> {
+    if !is_sha256_hex(&file.checksum) {
+        return Err(StoreError::Payload(format!(
+            "the writer returned a malformed checksum {:?}",
+            file.checksum
+        )));
+    }
+    if file.payload_path.is_empty() || file.checksum_path.is_empty() {
+        return Err(StoreError::Payload(
+            "the writer returned an empty path".into(),
+        ));
+    }
+    i64::try_from(file.payload_size).map_err(|_| {
+        StoreError::Payload(format!(
+            "payload size {} is out of range",
+            file.payload_size
+        ))
+    })
+}
+
+pub(crate) fn name_conflict(what: &str, name: &str) -> StoreError {
+    StoreError::Conflict {
+        field: "name".into(),
+        message: format!("{what} {name:?} already exists"),
+    }
+}
+
+pub(crate) fn unknown_server(id: i64) -> StoreError {
+    ValidationError::new("targetServers", format!("no server with id {id}")).into()
+}
+
+pub(crate) fn server_in_use(events: i64) -> StoreError {
+    StoreError::Conflict {
+        field: "targetServers".into(),
+        message: format!(
+            "the server is a target of {events} event{}; remove it from them first",
+            if events == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// Which unique rule a violation broke, from the constraint name (PostgreSQL)
+/// or the message listing the columns (SQLite, which names no constraint).
+pub(crate) fn unique_violation(e: &sqlx::Error) -> Option<&'static str> {
+    let db = e.as_database_error()?;
+    if !db.is_unique_violation() {
+        return None;
+    }
+    let said = format!("{} {}", db.constraint().unwrap_or(""), db.message());
+    [
+        (
+            "events_owner_name_unique",
+            "events.owner_id, events.name",
+            "events.name",
+        ),
+        ("servers_name_unique", "servers.name", "servers.name"),
+        (
+            "api_tokens_hash_unique",
+            "api_tokens.hash",
+            "api_tokens.hash",
+        ),
+        ("users_name_key", "users.name", "users.name"),
+    ]
+    .into_iter()
+    .find(|(pg, lite, _)| said.contains(pg) || said.contains(lite))
+    .map(|(_, _, which)| which)
+}
+
+/// SQLite reports `ON DELETE RESTRICT` as a trigger constraint (extended code
+/// 1811), which sqlx does not classify, with the same message as other
+/// foreign-key failures.
+pub(crate) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|db| {
+        db.is_foreign_key_violation() || db.message().contains("FOREIGN KEY constraint failed")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_continue_above_everything_recorded() {
+        assert_eq!(next_version(0, None), 1);
+        assert_eq!(next_version(6, Some(6)), 7);
+        // Pruned rows are gone but the high-water mark remembers them.
+        assert_eq!(next_version(9, Some(4)), 10);
+        // A row older than the mark column still counts.
+        assert_eq!(next_version(0, Some(3)), 4);
+    }
+
+    #[test]
+    fn the_new_version_joins_the_callers_detail() {
+        let entry = |detail| AuditEntry {
+            at: Utc::now(),
+            actor: None,
+            action: "event.update".into(),
+            target_type: "event".into(),
+            target_id: None,
+            detail,
+        };
+        let with = |d| with_payload_version(entry(d), Some(2)).detail;
+        assert_eq!(
+            with(serde_json::json!({ "name": "x" })),
+            serde_json::json!({ "name": "x", "payloadVersion": 2 })
+        );
+        assert_eq!(
+            with(serde_json::Value::Null),
+            serde_json::json!({ "payloadVersion": 2 })
+        );
+        assert_eq!(
+            with(serde_json::json!([1])),
+            serde_json::json!([1]),
+            "left alone"
+        );
+        let none = with_payload_version(entry(serde_json::json!({})), None);
+        assert_eq!(none.detail, serde_json::json!({}));
+    }
+}

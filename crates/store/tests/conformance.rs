@@ -1,0 +1,1304 @@
+//! One conformance suite for every `Store` backend: each case runs on SQLite (a fresh file) and on PostgreSQL (a fresh database in a throwaway cluster).
+//!
+//! The payload writer is a recording test double: the store is what is under
+//! test here, and the real writer (files on disk) has its own tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use cronium_core::{
+    AuthKind, EventId, EventName, EventSpec, EventStatus, Role, RunLocation, Schedule,
+    SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenHash, UserId, ValidationError,
+};
+use cronium_payload::{EnvKey, Interpreter};
+use cronium_store::testing::{TestPostgres, sqlite_url};
+use cronium_store::{
+    AuditEntry, EventFilter, NewToken, PageRequest, PayloadFile, PayloadWriter, PgStore,
+    SqliteStore, Store, StoreError,
+};
+use serde_json::json;
+
+/// A store on a fresh database, and what keeps that database alive.
+struct Backend {
+    store: Arc<dyn Store>,
+    raw: Raw,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The same store, for SQL the trait does not offer (damaging rows on purpose).
+enum Raw {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Backend {
+    async fn execute(&self, sql: &'static str) {
+        match &self.raw {
+            Raw::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+            Raw::Postgres(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
+        }
+        .unwrap();
+    }
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let store = cronium_store::open(&url).await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    Backend {
+        store,
+        raw: Raw::Sqlite(SqliteStore::connect(&url).await.unwrap()),
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Backend {
+    let url = tokio::task::spawn_blocking(TestPostgres::fresh_database)
+        .await
+        .unwrap();
+    let store = cronium_store::open(&url).await.unwrap();
+    assert_eq!(store.backend(), "postgres");
+    Backend {
+        store,
+        raw: Raw::Postgres(PgStore::connect(&url).await.unwrap()),
+        _dir: None,
+    }
+}
+
+/// Runs every listed case once per backend, as `sqlite::CASE` and `postgres::CASE`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    creating_a_script_event_makes_payload_v1,
+    a_content_change_makes_the_next_version_the_only_active_one,
+    renames_schedules_and_tags_keep_the_payload,
+    a_refused_update_changes_nothing,
+    a_duplicate_name_is_a_conflict_and_leaves_nothing_behind,
+    a_failing_writer_commits_nothing,
+    concurrent_updates_get_distinct_versions_and_lose_nothing,
+    pruning_keeps_the_newest_and_the_active,
+    deleting_an_event_returns_its_payloads,
+    events_are_filtered_and_paginated_in_the_database,
+    tokens_are_found_by_hash_until_revoked,
+    servers_have_unique_names_and_cannot_vanish_under_an_event,
+    every_mutation_is_audited_newest_first,
+    timestamps_and_values_round_trip_exactly,
+    a_corrupt_row_is_an_error_naming_the_column,
+);
+
+// --- fixtures -------------------------------------------------------------
+
+/// A payload writer that writes nothing and remembers what it was asked for.
+#[derive(Default, Clone)]
+struct Recorder {
+    calls: Arc<Mutex<Vec<(EventId, u64, String)>>>,
+    fail: bool,
+}
+
+impl Recorder {
+    fn failing() -> Recorder {
+        Recorder {
+            fail: true,
+            ..Recorder::default()
+        }
+    }
+
+    fn calls(&self) -> Vec<(EventId, u64)> {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().map(|(e, v, _)| (*e, *v)).collect()
+    }
+}
+
+impl PayloadWriter for Recorder {
+    fn write(
+        &mut self,
+        event: EventId,
+        version: u64,
+        spec: &EventSpec,
+        _created_at: DateTime<Utc>,
+    ) -> Result<PayloadFile, String> {
+        if self.fail {
+            return Err("disk full".into());
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push((event, version, spec.content.clone()));
+        Ok(PayloadFile {
+            payload_path: format!("payloads/{event}/v{version}.tar.gz"),
+            checksum_path: format!("payloads/{event}/v{version}.tar.gz.sha256"),
+            payload_size: spec.content.len() as u64,
+            checksum: format!("{:064x}", event.0 * 1000 + version as i64),
+        })
+    }
+}
+
+fn spec(name: &str) -> EventSpec {
+    EventSpec {
+        name: EventName::new(name).unwrap(),
+        description: String::new(),
+        kind: cronium_core::EventKind::Script,
+        interpreter: Some(Interpreter::Bash),
+        content: "echo hello\n".into(),
+        env: [(EnvKey::new("GREETING").unwrap(), "hi".into())].into(),
+        secret_env: SealedSecrets::default(),
+        schedule: Schedule::Manual,
+        status: EventStatus::Active,
+        run_location: RunLocation::Local,
+        target_servers: vec![],
+        timeout: Duration::from_secs(60),
+        retries: 0,
+        tags: BTreeSet::new(),
+    }
+}
+
+fn server(name: &str) -> ServerSpec {
+    ServerSpec {
+        name: ServerName::new(name).unwrap(),
+        host: "127.0.0.1".into(),
+        port: 22,
+        username: "deploy".into(),
+        auth_kind: AuthKind::Key,
+        sealed_credentials: vec![7, 7, 7],
+        known_host: None,
+    }
+}
+
+fn audit(action: &str, target_type: &str) -> AuditEntry {
+    AuditEntry {
+        at: Utc::now(),
+        actor: None,
+        action: action.into(),
+        target_type: target_type.into(),
+        target_id: None,
+        detail: json!({}),
+    }
+}
+
+fn all() -> PageRequest {
+    PageRequest {
+        limit: PageRequest::MAX_LIMIT,
+        offset: 0,
+    }
+}
+
+async fn admin(store: &dyn Store) -> UserId {
+    store.ensure_admin(Utc::now()).await.unwrap().id
+}
+
+async fn create(store: &dyn Store, owner: UserId, spec: EventSpec) -> cronium_store::Event {
+    store
+        .create_event(
+            owner,
+            spec,
+            &mut Recorder::default(),
+            Utc::now(),
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap()
+}
+
+/// Replaces the script, which always needs a new payload.
+async fn set_content(
+    store: &dyn Store,
+    id: EventId,
+    content: &str,
+) -> (cronium_store::Event, Option<cronium_store::PayloadRecord>) {
+    let content = content.to_string();
+    store
+        .update_event(
+            id,
+            &move |e| {
+                Ok(EventSpec {
+                    content: content.clone(),
+                    ..e.spec.clone()
+                })
+            },
+            &mut Recorder::default(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap()
+}
+
+fn versions(payloads: &[cronium_store::PayloadRecord]) -> Vec<(u64, bool)> {
+    payloads
+        .iter()
+        .map(|p| (p.event_version, p.is_active))
+        .collect()
+}
+
+fn field(err: StoreError) -> String {
+    match err {
+        StoreError::Conflict { field, .. } => format!("conflict:{field}"),
+        StoreError::Invalid(e) => format!("invalid:{}", e.field),
+        StoreError::NotFound { what } => format!("not found:{what}"),
+        StoreError::Payload(_) => "payload".into(),
+        StoreError::Backend(m) => panic!("unexpected backend error: {m}"),
+    }
+}
+
+// --- cases ------------------------------------------------------------------
+
+async fn creating_a_script_event_makes_payload_v1(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let writer = Recorder::default();
+    let event = store
+        .create_event(
+            owner,
+            spec("backup"),
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(event.payload_version, Some(1));
+    assert_eq!(writer.calls(), vec![(event.id, 1)]);
+    assert_eq!(store.get_event(event.id).await.unwrap(), event);
+    assert_eq!(
+        store.find_event_by_name(owner, "backup").await.unwrap(),
+        Some(event.clone())
+    );
+
+    let payloads = store.list_payloads(event.id).await.unwrap();
+    assert_eq!(versions(&payloads), vec![(1, true)]);
+    let v1 = &payloads[0];
+    assert_eq!(v1.event_id, event.id);
+    assert_eq!(v1.payload_path, format!("payloads/{}/v1.tar.gz", event.id));
+    assert_eq!(v1.checksum_path, format!("{}.sha256", v1.payload_path));
+    assert_eq!(v1.payload_size, "echo hello\n".len() as u64);
+    assert_eq!(v1.created_at, event.created_at);
+    assert_eq!(store.get_payload(event.id, 1).await.unwrap(), *v1);
+    assert_eq!(store.all_payloads().await.unwrap(), payloads);
+}
+
+async fn a_content_change_makes_the_next_version_the_only_active_one(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+
+    let writer = Recorder::default();
+    let (updated, payload) = store
+        .update_event(
+            event.id,
+            &|e| {
+                Ok(EventSpec {
+                    content: "echo v2\n".into(),
+                    ..e.spec.clone()
+                })
+            },
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap();
+    let payload = payload.expect("a content change makes a payload");
+    assert_eq!(writer.calls(), vec![(event.id, 2)]);
+    assert_eq!((payload.event_version, payload.is_active), (2, true));
+    assert_eq!(updated.payload_version, Some(2));
+    assert_eq!(updated.spec.content, "echo v2\n");
+    assert_eq!(store.get_event(event.id).await.unwrap(), updated);
+    assert_eq!(
+        versions(&store.list_payloads(event.id).await.unwrap()),
+        vec![(2, true), (1, false)]
+    );
+
+    // The interpreter and the plain environment go into the payload too.
+    let (_, p3) = store
+        .update_event(
+            event.id,
+            &|e| {
+                let mut s = e.spec.clone();
+                s.env
+                    .insert(EnvKey::new("GREETING").unwrap(), "hello".into());
+                Ok(s)
+            },
+            &mut Recorder::default(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap();
+    let (_, p4) = store
+        .update_event(
+            event.id,
+            &|e| {
+                Ok(EventSpec {
+                    interpreter: Some(Interpreter::Python),
+                    content: "print('hi')\n".into(),
+                    ..e.spec.clone()
+                })
+            },
+            &mut Recorder::default(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p3.map(|p| p.event_version), Some(3));
+    assert_eq!(p4.map(|p| p.event_version), Some(4));
+    assert_eq!(
+        versions(&store.list_payloads(event.id).await.unwrap()),
+        vec![(4, true), (3, false), (2, false), (1, false)]
+    );
+}
+
+async fn renames_schedules_and_tags_keep_the_payload(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+
+    let writer = Recorder::default();
+    let (updated, payload) = store
+        .update_event(
+            event.id,
+            &|e| {
+                Ok(EventSpec {
+                    name: EventName::new("nightly backup").unwrap(),
+                    description: "copies /srv".into(),
+                    schedule: Schedule::cron("0 3 * * *", "Europe/Berlin").unwrap(),
+                    tags: [Tag::new("prod").unwrap(), Tag::new("db").unwrap()].into(),
+                    status: EventStatus::Paused,
+                    retries: 3,
+                    secret_env: SealedSecrets {
+                        names: [EnvKey::new("TOKEN").unwrap()].into(),
+                        sealed: vec![1, 2, 3],
+                    },
+                    ..e.spec.clone()
+                })
+            },
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(payload, None);
+    assert!(writer.calls().is_empty(), "the writer was not called");
+    assert_eq!(updated.payload_version, Some(1));
+    assert_eq!(updated.spec.name.as_str(), "nightly backup");
+    assert_eq!(store.get_event(event.id).await.unwrap(), updated);
+    assert_eq!(
+        versions(&store.list_payloads(event.id).await.unwrap()),
+        vec![(1, true)]
+    );
+    assert_eq!(
+        store.find_event_by_name(owner, "backup").await.unwrap(),
+        None
+    );
+}
+
+async fn a_refused_update_changes_nothing(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+    let audit_before = store.list_audit(all()).await.unwrap().total;
+
+    // The update function refuses...
+    let writer = Recorder::default();
+    let err = store
+        .update_event(
+            event.id,
+            &|_| Err(ValidationError::new("content", "no")),
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "invalid:content");
+
+    // ...or returns a spec that breaks a rule the store checks itself.
+    let err = store
+        .update_event(
+            event.id,
+            &|e| {
+                Ok(EventSpec {
+                    content: "  ".into(),
+                    ..e.spec.clone()
+                })
+            },
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "invalid:content");
+
+    assert!(writer.calls().is_empty());
+    assert_eq!(store.get_event(event.id).await.unwrap(), event);
+    assert_eq!(store.list_payloads(event.id).await.unwrap().len(), 1);
+    assert_eq!(store.list_audit(all()).await.unwrap().total, audit_before);
+
+    let missing = store
+        .update_event(
+            EventId(event.id.0 + 1000),
+            &|e| Ok(e.spec.clone()),
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(missing), "not found:event");
+}
+
+async fn a_duplicate_name_is_a_conflict_and_leaves_nothing_behind(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let first = create(store, owner, spec("backup")).await;
+    let other = create(store, owner, spec("report")).await;
+    let audit_before = store.list_audit(all()).await.unwrap().total;
+
+    let writer = Recorder::default();
+    let err = store
+        .create_event(
+            owner,
+            // Names are trimmed, so this is the same name.
+            spec("  backup "),
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "conflict:name");
+    assert!(writer.calls().is_empty(), "no payload for a refused event");
+
+    // Renaming onto a taken name is refused the same way.
+    let err = store
+        .update_event(
+            other.id,
+            &|e| {
+                Ok(EventSpec {
+                    name: EventName::new("backup").unwrap(),
+                    content: "echo renamed and changed\n".into(),
+                    ..e.spec.clone()
+                })
+            },
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "conflict:name");
+
+    let page = store
+        .list_events(&EventFilter::default(), all())
+        .await
+        .unwrap();
+    assert_eq!(page.items, vec![first, other.clone()]);
+    assert_eq!(
+        versions(&store.all_payloads().await.unwrap()),
+        vec![(1, true), (1, true)]
+    );
+    assert_eq!(store.get_event(other.id).await.unwrap(), other);
+    assert_eq!(store.list_audit(all()).await.unwrap().total, audit_before);
+}
+
+async fn a_failing_writer_commits_nothing(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let audit_before = store.list_audit(all()).await.unwrap().total;
+
+    let err = store
+        .create_event(
+            owner,
+            spec("backup"),
+            &mut Recorder::failing(),
+            Utc::now(),
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Payload(m) if m.contains("disk full")),
+        "{err}"
+    );
+    assert_eq!(
+        store.find_event_by_name(owner, "backup").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .list_events(&EventFilter::default(), all())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(store.all_payloads().await.unwrap().is_empty());
+    assert_eq!(store.list_audit(all()).await.unwrap().total, audit_before);
+
+    // The name is free again: nothing half-written holds it.
+    let event = create(store, owner, spec("backup")).await;
+    let err = store
+        .update_event(
+            event.id,
+            &|e| {
+                Ok(EventSpec {
+                    content: "echo v2\n".into(),
+                    ..e.spec.clone()
+                })
+            },
+            &mut Recorder::failing(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Payload(_)));
+    assert_eq!(store.get_event(event.id).await.unwrap(), event);
+    assert_eq!(
+        versions(&store.list_payloads(event.id).await.unwrap()),
+        vec![(1, true)]
+    );
+
+    // The failed attempt burned no version number.
+    let (_, payload) = set_content(store, event.id, "echo v2\n").await;
+    assert_eq!(payload.map(|p| p.event_version), Some(2));
+}
+
+async fn concurrent_updates_get_distinct_versions_and_lose_nothing(b: Backend) {
+    let owner = admin(&*b.store).await;
+    let event = create(&*b.store, owner, spec("backup")).await;
+
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = b.store.clone();
+            tokio::spawn(async move {
+                // Each update appends to what it finds: a lost update would
+                // show as a missing line.
+                let (updated, payload) = store
+                    .update_event(
+                        event.id,
+                        &move |e| {
+                            Ok(EventSpec {
+                                content: format!("{}echo {i}\n", e.spec.content),
+                                ..e.spec.clone()
+                            })
+                        },
+                        &mut Recorder::default(),
+                        Utc::now(),
+                        &audit("event.update", "event"),
+                    )
+                    .await
+                    .unwrap();
+                (updated, payload.unwrap().event_version)
+            })
+        })
+        .collect();
+    let mut made = Vec::new();
+    for task in tasks {
+        let (updated, version) = task.await.unwrap();
+        assert_eq!(updated.payload_version, Some(version));
+        made.push(version);
+    }
+    made.sort();
+    assert_eq!(made, (2..=9).collect::<Vec<u64>>());
+
+    let payloads = b.store.list_payloads(event.id).await.unwrap();
+    let recorded: Vec<u64> = payloads.iter().map(|p| p.event_version).collect();
+    assert_eq!(recorded, (1..=9).rev().collect::<Vec<u64>>());
+    let active: Vec<u64> = payloads
+        .iter()
+        .filter(|p| p.is_active)
+        .map(|p| p.event_version)
+        .collect();
+    assert_eq!(active, vec![9]);
+
+    let last = b.store.get_event(event.id).await.unwrap();
+    assert_eq!(last.payload_version, Some(9));
+    for i in 0..8 {
+        assert!(
+            last.spec.content.contains(&format!("echo {i}\n")),
+            "update {i} was lost: {:?}",
+            last.spec.content
+        );
+    }
+}
+
+async fn pruning_keeps_the_newest_and_the_active(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+    for v in 2..=6 {
+        set_content(store, event.id, &format!("echo {v}\n")).await;
+    }
+
+    let pruned = store.prune_payloads(event.id, 2).await.unwrap();
+    assert_eq!(
+        versions(&pruned),
+        vec![(4, false), (3, false), (2, false), (1, false)]
+    );
+    assert_eq!(
+        versions(&store.list_payloads(event.id).await.unwrap()),
+        vec![(6, true), (5, false)]
+    );
+    assert!(store.prune_payloads(event.id, 2).await.unwrap().is_empty());
+
+    // Keeping none still keeps the active payload.
+    let pruned = store.prune_payloads(event.id, 0).await.unwrap();
+    assert_eq!(versions(&pruned), vec![(5, false)]);
+    assert_eq!(
+        versions(&store.list_payloads(event.id).await.unwrap()),
+        vec![(6, true)]
+    );
+
+    // Version numbers are never reused, even once their rows are gone.
+    let (_, payload) = set_content(store, event.id, "echo 7\n").await;
+    assert_eq!(payload.map(|p| p.event_version), Some(7));
+
+    let missing = store.prune_payloads(EventId(event.id.0 + 1000), 1).await;
+    assert_eq!(field(missing.unwrap_err()), "not found:event");
+}
+
+async fn deleting_an_event_returns_its_payloads(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+    let kept = create(store, owner, spec("report")).await;
+    set_content(store, event.id, "echo 2\n").await;
+    set_content(store, event.id, "echo 3\n").await;
+
+    let deleted = store
+        .delete_event(event.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    assert_eq!(versions(&deleted), vec![(3, true), (2, false), (1, false)]);
+    assert!(deleted.iter().all(|p| p.event_id == event.id));
+
+    assert_eq!(
+        field(store.get_event(event.id).await.unwrap_err()),
+        "not found:event"
+    );
+    assert_eq!(
+        field(store.list_payloads(event.id).await.unwrap_err()),
+        "not found:event"
+    );
+    assert_eq!(
+        field(store.get_payload(event.id, 1).await.unwrap_err()),
+        "not found:payload"
+    );
+    let left = store.all_payloads().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_id, kept.id);
+    let again = store
+        .delete_event(event.id, &audit("event.delete", "event"))
+        .await;
+    assert_eq!(field(again.unwrap_err()), "not found:event");
+
+    // A new event never takes the deleted one's id (payload dirs are named by id).
+    let next = create(store, owner, spec("backup")).await;
+    assert!(next.id.0 > kept.id.0);
+}
+
+async fn events_are_filtered_and_paginated_in_the_database(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let tag = |t: &str| Tag::new(t).unwrap();
+    let rows = [
+        ("Nightly Backup", EventStatus::Active, vec!["prod", "db"]),
+        ("backup-staging", EventStatus::Paused, vec!["staging", "db"]),
+        ("Report", EventStatus::Active, vec!["prod"]),
+        ("ÜBER cleanup", EventStatus::Draft, vec![]),
+        ("rotate logs", EventStatus::Active, vec!["prod"]),
+        ("old backup", EventStatus::Archived, vec![]),
+        ("100% done_ok", EventStatus::Active, vec![]),
+    ];
+    let mut ids = Vec::new();
+    for (name, status, tags) in rows {
+        let event = create(
+            store,
+            owner,
+            EventSpec {
+                status,
+                tags: tags.into_iter().map(tag).collect(),
+                ..spec(name)
+            },
+        )
+        .await;
+        ids.push(event.id);
+    }
+    let names = |page: &cronium_store::Page<cronium_store::Event>| -> Vec<String> {
+        page.items
+            .iter()
+            .map(|e| e.spec.name.as_str().to_string())
+            .collect()
+    };
+    let list = |filter: EventFilter, limit: u32, offset: u64| async move {
+        store
+            .list_events(&filter, PageRequest { limit, offset })
+            .await
+            .unwrap()
+    };
+
+    let backups = list(
+        EventFilter {
+            name_contains: Some("BACKUP".into()),
+            ..EventFilter::default()
+        },
+        10,
+        0,
+    )
+    .await;
+    assert_eq!(
+        names(&backups),
+        ["Nightly Backup", "backup-staging", "old backup"]
+    );
+    assert_eq!(backups.total, 3);
+
+    // Case folding is Unicode-aware, and LIKE wildcards are plain characters.
+    let umlaut = EventFilter {
+        name_contains: Some("über".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(names(&list(umlaut, 10, 0).await), ["ÜBER cleanup"]);
+    let percent = EventFilter {
+        name_contains: Some("0% done_".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(names(&list(percent, 10, 0).await), ["100% done_ok"]);
+    let underscore = EventFilter {
+        name_contains: Some("_".into()),
+        ..EventFilter::default()
+    };
+    assert_eq!(list(underscore, 10, 0).await.total, 1);
+
+    let prod_active = EventFilter {
+        status: Some(EventStatus::Active),
+        tag: Some(tag("prod")),
+        owner: Some(owner),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        names(&list(prod_active, 10, 0).await),
+        ["Nightly Backup", "Report", "rotate logs"]
+    );
+    let db_paused = EventFilter {
+        status: Some(EventStatus::Paused),
+        tag: Some(tag("db")),
+        ..EventFilter::default()
+    };
+    assert_eq!(names(&list(db_paused, 10, 0).await), ["backup-staging"]);
+    let nobody = EventFilter {
+        owner: Some(UserId(owner.0 + 1000)),
+        ..EventFilter::default()
+    };
+    let empty = list(nobody, 10, 0).await;
+    assert_eq!((empty.items.len(), empty.total), (0, 0));
+
+    // Pages in id order, each with the total of all matches.
+    let mut seen = Vec::new();
+    for (offset, size) in [(0, 3), (3, 3), (6, 1), (9, 0)] {
+        let page = list(EventFilter::default(), 3, offset).await;
+        assert_eq!(page.total, 7);
+        assert_eq!(page.items.len(), size, "page at {offset}");
+        seen.extend(page.items.iter().map(|e| e.id));
+    }
+    assert_eq!(seen, ids);
+    let counted = list(EventFilter::default(), 0, 0).await;
+    assert_eq!((counted.items.len(), counted.total), (0, 7));
+    let capped = list(EventFilter::default(), u32::MAX, 0).await;
+    assert_eq!(capped.items.len(), 7);
+}
+
+async fn tokens_are_found_by_hash_until_revoked(b: Backend) {
+    let store = &*b.store;
+    let admin_user = store.ensure_admin(Utc::now()).await.unwrap();
+    assert_eq!(admin_user.role, Role::Admin);
+    assert_eq!(
+        store.ensure_admin(Utc::now()).await.unwrap(),
+        admin_user,
+        "one admin, however often it is ensured"
+    );
+    assert_eq!(store.get_user(admin_user.id).await.unwrap(), admin_user);
+
+    let created_at = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let hash = TokenHash([0xab; 32]);
+    let token = store
+        .create_token(
+            NewToken {
+                user_id: admin_user.id,
+                name: "ci".into(),
+                role: Role::Editor,
+                hash,
+            },
+            created_at,
+            &audit("token.create", "token"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((token.name.as_str(), token.role), ("ci", Role::Editor));
+    assert_eq!((token.last_used_at, token.revoked_at), (None, None));
+
+    let duplicate = store
+        .create_token(
+            NewToken {
+                user_id: admin_user.id,
+                name: "again".into(),
+                role: Role::Viewer,
+                hash,
+            },
+            created_at,
+            &audit("token.create", "token"),
+        )
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict { .. })));
+
+    let used_at = created_at + chrono::Duration::minutes(5);
+    let found = store.use_token(&hash, used_at).await.unwrap().unwrap();
+    assert_eq!(found.id, token.id);
+    assert_eq!(found.last_used_at, Some(used_at));
+    assert_eq!(store.list_tokens().await.unwrap(), vec![found.clone()]);
+    assert_eq!(
+        store
+            .use_token(&TokenHash([0xcd; 32]), used_at)
+            .await
+            .unwrap(),
+        None
+    );
+
+    let revoked_at = used_at + chrono::Duration::minutes(1);
+    let revoked = store
+        .revoke_token(token.id, revoked_at, &audit("token.revoke", "token"))
+        .await
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(revoked_at));
+    assert_eq!(store.use_token(&hash, revoked_at).await.unwrap(), None);
+    // A second revocation keeps the time access actually ended.
+    let again = store
+        .revoke_token(
+            token.id,
+            revoked_at + chrono::Duration::hours(1),
+            &audit("token.revoke", "token"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.revoked_at, Some(revoked_at));
+    assert_eq!(
+        store.list_tokens().await.unwrap()[0].last_used_at,
+        Some(used_at),
+        "a refused use is not recorded"
+    );
+
+    let missing = store
+        .revoke_token(
+            cronium_core::TokenId(token.id.0 + 1000),
+            revoked_at,
+            &audit("token.revoke", "token"),
+        )
+        .await;
+    assert_eq!(field(missing.unwrap_err()), "not found:token");
+    let no_user = store
+        .create_token(
+            NewToken {
+                user_id: UserId(admin_user.id.0 + 1000),
+                name: "x".into(),
+                role: Role::Viewer,
+                hash: TokenHash([1; 32]),
+            },
+            created_at,
+            &audit("token.create", "token"),
+        )
+        .await;
+    assert_eq!(field(no_user.unwrap_err()), "not found:user");
+}
+
+async fn servers_have_unique_names_and_cannot_vanish_under_an_event(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for name in ["web-1", "web-2", "db-1"] {
+        let s = store
+            .create_server(server(name), now, &audit("server.create", "server"))
+            .await
+            .unwrap();
+        assert_eq!(store.get_server(s.id).await.unwrap(), s);
+        ids.push(s.id);
+    }
+    let listed: Vec<String> = store
+        .list_servers()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.spec.name.to_string())
+        .collect();
+    assert_eq!(listed, ["db-1", "web-1", "web-2"]);
+
+    let dup = store
+        .create_server(server("web-1"), now, &audit("server.create", "server"))
+        .await;
+    assert_eq!(field(dup.unwrap_err()), "conflict:name");
+    let rename_onto = store
+        .update_server(
+            ids[1],
+            &|s| {
+                Ok(ServerSpec {
+                    name: ServerName::new("web-1").unwrap(),
+                    ..s.spec.clone()
+                })
+            },
+            now,
+            &audit("server.update", "server"),
+        )
+        .await;
+    assert_eq!(field(rename_onto.unwrap_err()), "conflict:name");
+
+    let later = now + chrono::Duration::seconds(10);
+    let updated = store
+        .update_server(
+            ids[0],
+            &|s| {
+                Ok(ServerSpec {
+                    name: ServerName::new("web-01").unwrap(),
+                    port: 2222,
+                    known_host: Some("[127.0.0.1]:2222 ssh-ed25519 AAAAC3Nza".into()),
+                    ..s.spec.clone()
+                })
+            },
+            later,
+            &audit("server.update", "server"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.port, 2222);
+    assert_eq!(updated.updated_at, cronium_store_truncate(later));
+    assert_eq!(store.get_server(ids[0]).await.unwrap(), updated);
+    assert_eq!(store.find_server_by_name("web-1").await.unwrap(), None);
+    assert_eq!(
+        store.find_server_by_name("web-01").await.unwrap(),
+        Some(updated)
+    );
+
+    // Target servers keep the order the user gave.
+    let targets = vec![ids[2], ids[0], ids[1]];
+    let remote = create(
+        store,
+        owner,
+        EventSpec {
+            run_location: RunLocation::Remote,
+            target_servers: targets.clone(),
+            ..spec("deploy")
+        },
+    )
+    .await;
+    assert_eq!(
+        store
+            .get_event(remote.id)
+            .await
+            .unwrap()
+            .spec
+            .target_servers,
+        targets
+    );
+
+    let refused = store
+        .delete_server(ids[2], &audit("server.delete", "server"))
+        .await
+        .unwrap_err();
+    assert_eq!(field(refused), "conflict:targetServers");
+    assert!(store.get_server(ids[2]).await.is_ok());
+
+    let unknown = store
+        .create_event(
+            owner,
+            EventSpec {
+                run_location: RunLocation::Remote,
+                target_servers: vec![ServerId(ids[2].0 + 1000)],
+                ..spec("nowhere")
+            },
+            &mut Recorder::default(),
+            now,
+            &audit("event.create", "event"),
+        )
+        .await;
+    assert_eq!(field(unknown.unwrap_err()), "invalid:targetServers");
+    assert_eq!(
+        store.find_event_by_name(owner, "nowhere").await.unwrap(),
+        None
+    );
+
+    store
+        .delete_event(remote.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    store
+        .delete_server(ids[2], &audit("server.delete", "server"))
+        .await
+        .unwrap();
+    assert_eq!(
+        field(store.get_server(ids[2]).await.unwrap_err()),
+        "not found:server"
+    );
+    let again = store
+        .delete_server(ids[2], &audit("server.delete", "server"))
+        .await;
+    assert_eq!(field(again.unwrap_err()), "not found:server");
+}
+
+async fn every_mutation_is_audited_newest_first(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+    set_content(store, event.id, "echo 2\n").await;
+    let srv = store
+        .create_server(
+            server("web-1"),
+            Utc::now(),
+            &audit("server.create", "server"),
+        )
+        .await
+        .unwrap();
+    let token = store
+        .create_token(
+            NewToken {
+                user_id: owner,
+                name: "ci".into(),
+                role: Role::Viewer,
+                hash: TokenHash([3; 32]),
+            },
+            Utc::now(),
+            &audit("token.create", "token"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_event(
+            event.id,
+            &AuditEntry {
+                actor: Some(token.id),
+                detail: json!({ "name": "backup" }),
+                ..audit("event.delete", "event")
+            },
+        )
+        .await
+        .unwrap();
+
+    let log = store.list_audit(all()).await.unwrap();
+    let actions: Vec<(&str, Option<i64>)> = log
+        .items
+        .iter()
+        .map(|r| (r.entry.action.as_str(), r.entry.target_id))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("event.delete", Some(event.id.0)),
+            ("token.create", Some(token.id.0)),
+            ("server.create", Some(srv.id.0)),
+            ("event.update", Some(event.id.0)),
+            ("event.create", Some(event.id.0)),
+            ("user.create", Some(owner.0)),
+        ]
+    );
+    assert_eq!(log.total, 6);
+    assert!(log.items.windows(2).all(|w| w[0].id > w[1].id));
+    let newest = &log.items[0].entry;
+    assert_eq!(newest.actor, Some(token.id));
+    assert_eq!(newest.detail, json!({ "name": "backup" }));
+    // The store adds the version it made, which the caller could not know.
+    assert_eq!(log.items[3].entry.detail, json!({ "payloadVersion": 2 }));
+
+    let page = store
+        .list_audit(PageRequest {
+            limit: 2,
+            offset: 4,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 6);
+    assert_eq!(page.items, log.items[4..].to_vec());
+}
+
+async fn timestamps_and_values_round_trip_exactly(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    // Nanoseconds are beyond what either database stores: the store keeps
+    // microseconds, and what it returns is what it will read back later.
+    let now = Utc.with_ymd_and_hms(2026, 11, 28, 23, 59, 58).unwrap()
+        + chrono::Duration::nanoseconds(123_456_789);
+    let micros = Utc.with_ymd_and_hms(2026, 11, 28, 23, 59, 58).unwrap()
+        + chrono::Duration::microseconds(123_456);
+    let full = EventSpec {
+        description: "line one\nline two — ünïcode ✓".into(),
+        content: "#!/bin/bash\nprintf '%s\\n' \"$GREETING\" 'quotes \" and \\\\'\n".into(),
+        env: BTreeMap::from([
+            (EnvKey::new("A").unwrap(), "1".into()),
+            (EnvKey::new("EMPTY").unwrap(), String::new()),
+            (EnvKey::new("JSONISH").unwrap(), "{\"x\": [1, 2]}".into()),
+        ]),
+        secret_env: SealedSecrets {
+            names: [
+                EnvKey::new("DB_PASSWORD").unwrap(),
+                EnvKey::new("TOKEN").unwrap(),
+            ]
+            .into(),
+            sealed: (0..=255).collect(),
+        },
+        schedule: Schedule::At { at: micros },
+        timeout: Duration::from_secs(7 * 86_400),
+        retries: 10,
+        tags: [Tag::new("a:b").unwrap(), Tag::new("z.y_x-w").unwrap()].into(),
+        ..spec("everything")
+    };
+    let event = store
+        .create_event(
+            owner,
+            full.clone(),
+            &mut Recorder::default(),
+            now,
+            &AuditEntry {
+                at: now,
+                ..audit("event.create", "event")
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(event.spec, full);
+    assert_eq!(event.created_at, micros);
+    assert_eq!(event.updated_at, micros);
+    let read = store.get_event(event.id).await.unwrap();
+    assert_eq!(read, event);
+    assert_eq!(
+        store.get_payload(event.id, 1).await.unwrap().created_at,
+        micros
+    );
+    assert_eq!(
+        store.list_audit(all()).await.unwrap().items[0].entry.at,
+        micros
+    );
+
+    for schedule in [
+        Schedule::cron("*/5 * * * * *", "America/New_York").unwrap(),
+        Schedule::every("1h30m").unwrap(),
+        Schedule::Manual,
+    ] {
+        let s = schedule.clone();
+        let (updated, _) = store
+            .update_event(
+                event.id,
+                &move |e| {
+                    Ok(EventSpec {
+                        schedule: s.clone(),
+                        ..e.spec.clone()
+                    })
+                },
+                &mut Recorder::default(),
+                now,
+                &audit("event.update", "event"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated.spec.schedule, schedule);
+        assert_eq!(store.get_event(event.id).await.unwrap(), updated);
+    }
+
+    // Times before 2000 (PostgreSQL's epoch) and before 1970 (Unix's) too.
+    for at in [
+        Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap() + chrono::Duration::microseconds(1),
+        Utc.with_ymd_and_hms(1969, 7, 20, 20, 17, 40).unwrap()
+            + chrono::Duration::microseconds(999_999),
+    ] {
+        let s = store
+            .create_server(
+                server(&format!("s{}", at.timestamp())),
+                at,
+                &audit("server.create", "server"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s.created_at, at);
+        assert_eq!(store.get_server(s.id).await.unwrap().created_at, at);
+    }
+}
+
+async fn a_corrupt_row_is_an_error_naming_the_column(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+    // Each damage is undone before the next, so each error has one cause.
+    let damages: [(&str, &str); 6] = [
+        (
+            "UPDATE events SET schedule = '{\"type\":\"cron\",\"cron\":\"nope\",\"timezone\":\"UTC\"}'",
+            "schedule",
+        ),
+        ("UPDATE events SET interpreter = 'cobol'", "interpreter"),
+        ("UPDATE events SET env = '{\"1BAD\": \"x\"}'", "env"),
+        (
+            "UPDATE events SET secret_env_names = '[\"1X\"]'",
+            "secret_env_names",
+        ),
+        ("UPDATE events SET name = ' '", "name"),
+        ("UPDATE events SET env = 'not json'", "env"),
+    ];
+    for (sql, column) in damages {
+        b.execute("UPDATE events SET schedule = '{\"type\":\"manual\"}', interpreter = 'bash', env = '{\"GREETING\":\"hi\"}', secret_env_names = '[]', name = 'backup'")
+            .await;
+        assert_eq!(store.get_event(event.id).await.unwrap(), event);
+        b.execute(sql).await;
+        for err in [
+            store.get_event(event.id).await.unwrap_err(),
+            store
+                .list_events(&EventFilter::default(), all())
+                .await
+                .unwrap_err(),
+        ] {
+            let StoreError::Backend(message) = err else {
+                panic!("{sql}: expected a backend error, got {err:?}");
+            };
+            assert!(
+                message.contains("events")
+                    && message.contains(&format!("id {}", event.id))
+                    && message.contains(&format!("column {column}")),
+                "{sql}: {message}"
+            );
+        }
+    }
+
+    b.execute("UPDATE runner_payloads SET checksum = 'NOT-HEX'")
+        .await;
+    let StoreError::Backend(message) = store.list_payloads(event.id).await.unwrap_err() else {
+        panic!("expected a backend error");
+    };
+    assert!(
+        message.contains("runner_payloads") && message.contains("column checksum"),
+        "{message}"
+    );
+}
+
+fn cronium_store_truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap()
+}
