@@ -11,12 +11,14 @@ use clap::{Parser, Subcommand};
 pub mod client;
 pub mod event_cmd;
 pub mod payload_cmd;
+pub mod serve_cmd;
 pub mod server_cmd;
 pub mod token_cmd;
 
 pub use client::ClientArgs;
 pub use event_cmd::EventCommand;
 pub use payload_cmd::PayloadCommand;
+pub use serve_cmd::ServeArgs;
 pub use server_cmd::ServerCommand;
 pub use token_cmd::TokenCommand;
 
@@ -33,6 +35,8 @@ pub enum Command {
     /// Offline payload tools: build, verify, inspect, keygen, sign.
     #[command(subcommand)]
     Payload(PayloadCommand),
+    /// Run the server: REST API, database, payload store.
+    Serve(ServeArgs),
     /// Events: create, list, show, edit, delete, payloads.
     Event {
         #[command(flatten)]
@@ -61,6 +65,7 @@ pub enum Command {
 pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Payload(cmd) => payload_cmd::run(cmd, out),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Event { client, command } => event_cmd::run(command, &client, out),
         Command::Server { client, command } => server_cmd::run(command, &client, out),
         Command::Token { client, command } => token_cmd::run(command, &client, out),

@@ -1,0 +1,687 @@
+//! `/api/v1/events`: events and their payload versions.
+//!
+//! Input is parsed field by field into domain types (each error names its
+//! field), secret values are sealed at once, and the whole spec is checked by
+//! `EventSpec::validate`. Mutations that touch payload files run in a task of
+//! their own, so a client that hangs up cannot cancel them halfway between
+//! the database and the disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use cronium_core::schedule::parse_interval;
+use cronium_core::{
+    EventId, EventKind, EventName, EventSpec, EventStatus, RunLocation, Schedule, SealedSecrets,
+    ServerId, Tag, ValidationError,
+};
+use cronium_payload::manifest::check_env_value;
+use cronium_payload::{EnvKey, Interpreter, Sha256Digest};
+use cronium_store::{AuditEntry, Event, EventFilter, PayloadRecord, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{PageBody, no_content, page};
+use crate::error::{ApiError, JsonBody, PathParams, QueryParams};
+use crate::state::AppState;
+use crate::tokens::{Caller, Editor, Viewer};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The fields of `POST` (all but `name` optional) and `PATCH` (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventFields {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub kind: Option<String>,
+    pub interpreter: Option<String>,
+    pub content: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub secret_env: Option<BTreeMap<String, String>>,
+    pub schedule: Option<ScheduleFields>,
+    pub status: Option<String>,
+    pub run_location: Option<String>,
+    pub target_servers: Option<Vec<i64>>,
+    pub timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// A schedule as sent: `{"type": "manual" | "cron" | "every" | "at", …}`.
+/// Parsed by hand rather than by serde so each mistake is a 422 naming the
+/// field (`schedule.cron`, `schedule.timezone`, …).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFields {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub cron: Option<String>,
+    pub timezone: Option<String>,
+    pub every: Option<String>,
+    pub at: Option<String>,
+}
+
+/// Parsed, typed changes: `None` means "not given".
+#[derive(Debug, Default)]
+struct Changes {
+    name: Option<EventName>,
+    description: Option<String>,
+    kind: Option<EventKind>,
+    interpreter: Option<Interpreter>,
+    content: Option<String>,
+    env: Option<BTreeMap<EnvKey, String>>,
+    secret_env: Option<SealedSecrets>,
+    schedule: Option<Schedule>,
+    status: Option<EventStatus>,
+    run_location: Option<RunLocation>,
+    target_servers: Option<Vec<ServerId>>,
+    timeout: Option<Duration>,
+    retries: Option<u32>,
+    tags: Option<BTreeSet<Tag>>,
+}
+
+impl Changes {
+    fn parse(fields: EventFields, state: &AppState) -> Result<Changes, ApiError> {
+        let env_map = |map: BTreeMap<String, String>, field: &str| {
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = EnvKey::new(&k).map_err(|m| ApiError::invalid(field, m))?;
+                    check_env_value(&v)
+                        .map_err(|m| ApiError::invalid(format!("{field}.{k}"), m))?;
+                    Ok((key, v))
+                })
+                .collect::<Result<BTreeMap<_, _>, ApiError>>()
+        };
+        Ok(Changes {
+            name: fields.name.as_deref().map(EventName::new).transpose()?,
+            description: fields.description,
+            kind: fields
+                .kind
+                .as_deref()
+                .map(|k| EventKind::parse(k, "kind"))
+                .transpose()?,
+            interpreter: fields
+                .interpreter
+                .as_deref()
+                .map(|name| {
+                    Interpreter::parse(name).ok_or_else(|| {
+                        ApiError::invalid(
+                            "interpreter",
+                            format!("unknown interpreter {name:?} (expected bash, python or node)"),
+                        )
+                    })
+                })
+                .transpose()?,
+            content: fields.content,
+            env: fields.env.map(|m| env_map(m, "env")).transpose()?,
+            secret_env: fields
+                .secret_env
+                .map(|m| env_map(m, "secretEnv"))
+                .transpose()?
+                .map(|m| state.sealer.seal_env(&m)),
+            schedule: fields.schedule.map(parse_schedule).transpose()?,
+            status: fields
+                .status
+                .as_deref()
+                .map(|s| EventStatus::parse(s, "status"))
+                .transpose()?,
+            run_location: fields
+                .run_location
+                .as_deref()
+                .map(|s| RunLocation::parse(s, "runLocation"))
+                .transpose()?,
+            target_servers: fields
+                .target_servers
+                .map(|ids| ids.into_iter().map(ServerId).collect()),
+            timeout: fields
+                .timeout
+                .as_deref()
+                .map(|t| parse_interval(t).map_err(|m| ApiError::invalid("timeout", m)))
+                .transpose()?,
+            retries: fields.retries,
+            tags: fields
+                .tags
+                .map(|tags| tags.iter().map(|t| Tag::new(t)).collect::<Result<_, _>>())
+                .transpose()?,
+        })
+    }
+
+    /// A new event from these fields and the defaults.
+    fn into_spec(self) -> Result<EventSpec, ApiError> {
+        let name = self
+            .name
+            .ok_or_else(|| ApiError::invalid("name", "required"))?;
+        let target_servers = self.target_servers.unwrap_or_default();
+        let run_location = self.run_location.unwrap_or(if target_servers.is_empty() {
+            RunLocation::Local
+        } else {
+            RunLocation::Remote
+        });
+        let spec = EventSpec {
+            name,
+            description: self.description.unwrap_or_default(),
+            kind: self.kind.unwrap_or(EventKind::Script),
+            interpreter: self.interpreter,
+            content: self.content.unwrap_or_default(),
+            env: self.env.unwrap_or_default(),
+            secret_env: self.secret_env.unwrap_or_default(),
+            schedule: self.schedule.unwrap_or(Schedule::Manual),
+            status: self.status.unwrap_or(EventStatus::Active),
+            run_location,
+            target_servers,
+            timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+            retries: self.retries.unwrap_or(0),
+            tags: self.tags.unwrap_or_default(),
+        };
+        Ok(spec.validate()?)
+    }
+
+    /// `current` with these changes applied, checked as a whole.
+    fn apply(&self, current: &EventSpec) -> Result<EventSpec, ValidationError> {
+        let mut spec = current.clone();
+        macro_rules! set {
+            ($($field:ident),*) => {$(
+                if let Some(value) = &self.$field {
+                    spec.$field = value.clone();
+                }
+            )*};
+        }
+        set!(
+            name,
+            description,
+            kind,
+            content,
+            env,
+            secret_env,
+            schedule,
+            status,
+            timeout,
+            retries,
+            tags
+        );
+        if let Some(interpreter) = self.interpreter {
+            spec.interpreter = Some(interpreter);
+        }
+        if let Some(servers) = &self.target_servers {
+            spec.target_servers = servers.clone();
+            // Giving servers without a location implies where it runs.
+            if self.run_location.is_none() {
+                spec.run_location = if servers.is_empty() {
+                    RunLocation::Local
+                } else {
+                    RunLocation::Remote
+                };
+            }
+        }
+        if let Some(location) = self.run_location {
+            spec.run_location = location;
+        }
+        spec.validate()
+    }
+
+    /// The API names of the fields given, for the audit log (never values).
+    fn field_names(&self) -> Vec<&'static str> {
+        let given = [
+            ("name", self.name.is_some()),
+            ("description", self.description.is_some()),
+            ("kind", self.kind.is_some()),
+            ("interpreter", self.interpreter.is_some()),
+            ("content", self.content.is_some()),
+            ("env", self.env.is_some()),
+            ("secretEnv", self.secret_env.is_some()),
+            ("schedule", self.schedule.is_some()),
+            ("status", self.status.is_some()),
+            ("runLocation", self.run_location.is_some()),
+            ("targetServers", self.target_servers.is_some()),
+            ("timeout", self.timeout.is_some()),
+            ("retries", self.retries.is_some()),
+            ("tags", self.tags.is_some()),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
+    }
+}
+
+fn parse_schedule(fields: ScheduleFields) -> Result<Schedule, ApiError> {
+    let required = |field: &str| ApiError::invalid(field, "required for this schedule type");
+    match fields.kind.as_str() {
+        "manual" => Ok(Schedule::Manual),
+        "cron" => {
+            let cron = fields.cron.ok_or_else(|| required("schedule.cron"))?;
+            let timezone = fields.timezone.as_deref().unwrap_or("UTC");
+            Ok(Schedule::cron(&cron, timezone)?)
+        }
+        "every" => {
+            let every = fields.every.ok_or_else(|| required("schedule.every"))?;
+            Ok(Schedule::every(&every)?)
+        }
+        "at" => {
+            let at = fields.at.ok_or_else(|| required("schedule.at"))?;
+            let at = DateTime::parse_from_rfc3339(at.trim()).map_err(|e| {
+                ApiError::invalid(
+                    "schedule.at",
+                    format!("{at:?} is not an RFC 3339 time such as 2026-12-01T10:00:00Z: {e}"),
+                )
+            })?;
+            Ok(Schedule::At {
+                at: at.with_timezone(&Utc),
+            })
+        }
+        other => Err(ApiError::invalid(
+            "schedule.type",
+            format!("unknown schedule type {other:?} (expected manual, cron, every or at)"),
+        )),
+    }
+}
+
+/// Target servers must exist when named (the store also refuses to delete a
+/// server an event targets).
+async fn check_servers(state: &AppState, servers: &[ServerId]) -> Result<(), ApiError> {
+    for id in servers {
+        match state.store.get_server(*id).await {
+            Ok(_) => {}
+            Err(StoreError::NotFound { .. }) => {
+                return Err(ApiError::invalid(
+                    "targetServers",
+                    format!("no server with id {id}"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    pub kind: &'static str,
+    pub interpreter: Option<&'static str>,
+    pub content: String,
+    pub env: BTreeMap<String, String>,
+    /// Names only: secret values never leave the server.
+    pub secret_env_keys: Vec<String>,
+    pub schedule: Schedule,
+    pub status: &'static str,
+    pub run_location: &'static str,
+    pub target_servers: Vec<i64>,
+    pub timeout: String,
+    pub retries: u32,
+    pub tags: Vec<String>,
+    pub payload_version: Option<u64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Event> for EventView {
+    fn from(e: Event) -> EventView {
+        let s = e.spec;
+        EventView {
+            id: e.id.0,
+            name: s.name.as_str().to_string(),
+            description: s.description,
+            kind: s.kind.as_str(),
+            interpreter: s.interpreter.map(Interpreter::as_str),
+            content: s.content,
+            env: s
+                .env
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), v))
+                .collect(),
+            secret_env_keys: s
+                .secret_env
+                .names
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            schedule: s.schedule,
+            status: s.status.as_str(),
+            run_location: s.run_location.as_str(),
+            target_servers: s.target_servers.iter().map(|id| id.0).collect(),
+            timeout: format_duration(s.timeout),
+            retries: s.retries,
+            tags: s.tags.iter().map(|t| t.as_str().to_string()).collect(),
+            payload_version: e.payload_version,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// `90` seconds as `1m30s`: the form `parse_interval` reads back.
+pub fn format_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if secs > 0 || out.is_empty() {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayloadView {
+    pub version: u64,
+    pub checksum: String,
+    pub size: u64,
+    pub is_active: bool,
+    pub payload_path: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<PayloadRecord> for PayloadView {
+    fn from(p: PayloadRecord) -> PayloadView {
+        PayloadView {
+            version: p.event_version,
+            checksum: p.checksum,
+            size: p.payload_size,
+            is_active: p.is_active,
+            payload_path: p.payload_path,
+            created_at: p.created_at,
+        }
+    }
+}
+
+fn audit(
+    caller: &Caller,
+    action: &str,
+    target: Option<EventId>,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        at: crate::now(),
+        actor: Some(caller.token),
+        action: action.into(),
+        target_type: "event".into(),
+        target_id: target.map(|id| id.0),
+        detail,
+    }
+}
+
+/// Runs a payload-touching mutation to its end even if the client hangs up,
+/// one at a time per process (see `Shared::payload_lock`).
+async fn detached<T, F>(state: &AppState, work: impl FnOnce(AppState) -> F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let future = work(state.clone());
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _guard = state.payload_lock.lock().await;
+        future.await
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    JsonBody(fields): JsonBody<EventFields>,
+) -> Result<Response, ApiError> {
+    let spec = Changes::parse(fields, &state)?.into_spec()?;
+    check_servers(&state, &spec.target_servers).await?;
+    let entry = audit(
+        &caller,
+        "event.create",
+        None,
+        json!({ "name": spec.name.as_str(), "kind": spec.kind.as_str() }),
+    );
+    let event = detached(&state, move |state| async move {
+        let mut writer = state.payloads.writer();
+        let now = crate::now();
+        match state
+            .store
+            .create_event(caller.user, spec, &mut writer, now, &entry)
+            .await
+        {
+            Ok(event) => {
+                writer.commit();
+                Ok(event)
+            }
+            Err(e) => {
+                writer.discard();
+                Err(e.into())
+            }
+        }
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(EventView::from(event))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    tag: Option<String>,
+    name: Option<String>,
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<axum::Json<PageBody<EventView>>, ApiError> {
+    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
+    let filter = EventFilter {
+        owner: None,
+        status: q
+            .status
+            .as_deref()
+            .map(|s| EventStatus::parse(s, "status"))
+            .transpose()?,
+        tag: q
+            .tag
+            .as_deref()
+            .map(|t| Tag::new(t).map_err(|e| ApiError::invalid("tag", e.message)))
+            .transpose()?,
+        name_contains: q.name.filter(|n| !n.is_empty()),
+    };
+    let found = state.store.list_events(&filter, page).await?;
+    Ok(axum::Json(PageBody {
+        items: found.items.into_iter().map(EventView::from).collect(),
+        total: found.total,
+        limit: page.limit,
+        offset: page.offset,
+    }))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<EventView>, ApiError> {
+    let event = state.store.get_event(EventId(id)).await?;
+    Ok(axum::Json(event.into()))
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+    JsonBody(fields): JsonBody<EventFields>,
+) -> Result<axum::Json<EventView>, ApiError> {
+    let id = EventId(id);
+    let changes = Changes::parse(fields, &state)?;
+    if changes.field_names().is_empty() {
+        // Nothing to change: no new `updatedAt`, no audit entry.
+        return Ok(axum::Json(state.store.get_event(id).await?.into()));
+    }
+    if let Some(servers) = &changes.target_servers {
+        check_servers(&state, servers).await?;
+    }
+    let entry = audit(
+        &caller,
+        "event.update",
+        Some(id),
+        json!({ "fields": changes.field_names() }),
+    );
+    let event = detached(&state, move |state| async move {
+        let mut writer = state.payloads.writer();
+        let now = crate::now();
+        let apply = |current: &Event| changes.apply(&current.spec);
+        let (event, payload) = match state
+            .store
+            .update_event(id, &apply, &mut writer, now, &entry)
+            .await
+        {
+            Ok(done) => {
+                writer.commit();
+                done
+            }
+            Err(e) => {
+                writer.discard();
+                return Err(e.into());
+            }
+        };
+        if payload.is_some() {
+            // The update stands even if pruning fails: old versions are then
+            // pruned after the next one.
+            match state.store.prune_payloads(id, state.retention).await {
+                Ok(pruned) => state.payloads.remove_files(&pruned),
+                Err(e) => tracing::warn!(event = id.0, error = %e, "cannot prune old payloads"),
+            }
+        }
+        Ok(event)
+    })
+    .await?;
+    Ok(axum::Json(event.into()))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+) -> Result<Response, ApiError> {
+    let id = EventId(id);
+    let entry = audit(&caller, "event.delete", Some(id), json!({}));
+    detached(&state, move |state| async move {
+        let rows = state.store.delete_event(id, &entry).await?;
+        state.payloads.remove_files(&rows);
+        state.payloads.remove_event_dir(id);
+        Ok(())
+    })
+    .await?;
+    Ok(no_content())
+}
+
+pub async fn payloads(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<Vec<PayloadView>>, ApiError> {
+    let id = EventId(id);
+    // Unknown events are 404, not an empty list.
+    state.store.get_event(id).await?;
+    let rows = state.store.list_payloads(id).await?;
+    Ok(axum::Json(
+        rows.into_iter().map(PayloadView::from).collect(),
+    ))
+}
+
+pub async fn download(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    PathParams((id, version)): PathParams<(i64, u64)>,
+) -> Result<Response, ApiError> {
+    let row = state.store.get_payload(EventId(id), version).await?;
+    let path = state.payloads.resolve(&row.payload_path);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))?;
+    // Never serve a file that is not what the row says it is.
+    let digest = Sha256Digest::of(&bytes).to_hex();
+    if digest != row.checksum {
+        return Err(ApiError::internal(format!(
+            "{} has checksum {digest}, its row says {}",
+            path.display(),
+            row.checksum
+        )));
+    }
+    let file_name = format!("event-{id}-v{version}.tar.gz");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::HeaderName::from_static("x-checksum-sha256"), digest),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_format_the_way_they_parse() {
+        for (secs, text) in [(3600, "1h"), (90, "1m30s"), (86_400 + 5, "1d5s"), (0, "0s")] {
+            assert_eq!(format_duration(Duration::from_secs(secs)), text);
+            if secs > 0 {
+                assert_eq!(parse_interval(text), Ok(Duration::from_secs(secs)));
+            }
+        }
+    }
+
+    #[test]
+    fn schedules_name_their_fields() {
+        let s = |kind: &str,
+                 cron: Option<&str>,
+                 tz: Option<&str>,
+                 every: Option<&str>,
+                 at: Option<&str>| {
+            parse_schedule(ScheduleFields {
+                kind: kind.into(),
+                cron: cron.map(Into::into),
+                timezone: tz.map(Into::into),
+                every: every.map(Into::into),
+                at: at.map(Into::into),
+            })
+        };
+        assert_eq!(
+            s("manual", None, None, None, None).unwrap(),
+            Schedule::Manual
+        );
+        assert!(s("cron", Some("0 3 * * *"), Some("Europe/Berlin"), None, None).is_ok());
+        assert!(
+            s("cron", Some("0 3 * * *"), None, None, None).is_ok(),
+            "UTC by default"
+        );
+        assert!(s("at", None, None, None, Some("2026-12-01T10:00:00+01:00")).is_ok());
+        let table = [
+            (s("cron", Some("nope"), None, None, None), "schedule.cron"),
+            (s("cron", None, None, None, None), "schedule.cron"),
+            (
+                s("cron", Some("0 3 * * *"), Some("Mars/Base"), None, None),
+                "schedule.timezone",
+            ),
+            (
+                s("every", None, None, Some("5 weeks"), None),
+                "schedule.every",
+            ),
+            (s("at", None, None, None, Some("tomorrow")), "schedule.at"),
+            (s("hourly", None, None, None, None), "schedule.type"),
+        ];
+        for (result, field) in table {
+            assert_eq!(result.unwrap_err().field.as_deref(), Some(field));
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The HTTP API: the route table, the request-metrics middleware, and the public endpoints (`/healthz`, `/metrics`, the OpenAPI document).
+//!
+//! Routes are registered through [`Routes::add`], which also records each
+//! (method, path) so tests can hold the router and the OpenAPI document to
+//! each other.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use cronium_store::{EventFilter, PageRequest};
+use serde::Serialize;
+
+use crate::error::{ApiError, ErrorCode, MAX_BODY_BYTES};
+use crate::metrics::Snapshot;
+use crate::state::AppState;
+use crate::tokens::Viewer;
+
+pub mod audit;
+pub mod events;
+pub mod servers;
+pub mod tokens;
+
+/// A router that remembers what it routes.
+pub struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a standard method");
+        // axum merges method routers registered for the same path.
+        self.router = self.router.route(path, on(filter, handler));
+        self.table.push((method, path));
+        self
+    }
+}
+
+fn routes() -> Routes {
+    use Method as M;
+    Routes::new()
+        .add(M::GET, "/healthz", healthz)
+        .add(M::GET, "/metrics", metrics)
+        .add(M::GET, "/api/v1/openapi.json", openapi)
+        .add(M::GET, "/api/v1/events", events::list)
+        .add(M::POST, "/api/v1/events", events::create)
+        .add(M::GET, "/api/v1/events/{id}", events::show)
+        .add(M::PATCH, "/api/v1/events/{id}", events::update)
+        .add(M::DELETE, "/api/v1/events/{id}", events::delete)
+        .add(M::GET, "/api/v1/events/{id}/payloads", events::payloads)
+        .add(
+            M::GET,
+            "/api/v1/events/{id}/payloads/{version}",
+            events::download,
+        )
+        .add(M::GET, "/api/v1/servers", servers::list)
+        .add(M::POST, "/api/v1/servers", servers::create)
+        .add(M::GET, "/api/v1/servers/{id}", servers::show)
+        .add(M::PATCH, "/api/v1/servers/{id}", servers::update)
+        .add(M::DELETE, "/api/v1/servers/{id}", servers::delete)
+        .add(M::GET, "/api/v1/tokens", tokens::list)
+        .add(M::POST, "/api/v1/tokens", tokens::create)
+        .add(M::DELETE, "/api/v1/tokens/{id}", tokens::revoke)
+        .add(M::GET, "/api/v1/audit", audit::list)
+}
+
+/// Every (method, path template) the router serves.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    routes().table
+}
+
+/// The whole application, ready to serve.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and times every request, and logs it.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    // The template, not the path: bounded label values, no ids.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state
+        .metrics
+        .record(&route, method.as_str(), status.as_u16(), elapsed);
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = status.as_u16(),
+        ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    database: &'static str,
+}
+
+/// Public: says the process is up and which backend it uses.
+async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
+    axum::Json(Health {
+        status: "ok",
+        database: state.store.backend(),
+    })
+}
+
+/// Prometheus text format; needs a token (any role), as scrapers can send one.
+async fn metrics(State(state): State<AppState>, _caller: Viewer) -> Result<Response, ApiError> {
+    let events = state
+        .store
+        .list_events(
+            &EventFilter::default(),
+            PageRequest {
+                limit: 1,
+                offset: 0,
+            },
+        )
+        .await?
+        .total;
+    let text = state.metrics.render(Snapshot {
+        events,
+        payloads_generated: state.payloads.generated(),
+    });
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// Public: the OpenAPI 3.1 description of these routes.
+async fn openapi() -> axum::Json<serde_json::Value> {
+    axum::Json(crate::openapi::document())
+}
+
+/// Offset pagination from `limit` (1..=500, default 50) and `offset` (default 0).
+pub(crate) fn page(limit: Option<&str>, offset: Option<&str>) -> Result<PageRequest, ApiError> {
+    let limit = match limit {
+        None => 50,
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=PageRequest::MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "limit",
+                    format!("must be a number from 1 to {}", PageRequest::MAX_LIMIT),
+                )
+            })?,
+    };
+    let offset = match offset {
+        None => 0,
+        Some(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| i64::try_from(*n).is_ok())
+            .ok_or_else(|| ApiError::invalid("offset", "must be a number, 0 or more"))?,
+    };
+    Ok(PageRequest { limit, offset })
+}
+
+/// A page of a list, as every list endpoint that paginates returns it.
+#[derive(Serialize)]
+pub struct PageBody<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+/// `204 No Content`.
+pub(crate) fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_vice_versa() {
+        let routed: BTreeSet<(String, String)> = route_table()
+            .into_iter()
+            .map(|(m, p)| (m.as_str().to_lowercase(), p.to_string()))
+            .collect();
+        let doc = crate::openapi::document();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k != "parameters")
+                    .map(move |m| (m.clone(), path.clone()))
+            })
+            .collect();
+        assert_eq!(
+            routed.len(),
+            route_table().len(),
+            "a route registered twice"
+        );
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routed).collect();
+        assert!(missing.is_empty(), "routed but not documented: {missing:?}");
+        assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+    }
+
+    #[test]
+    fn page_bounds() {
+        assert_eq!(
+            page(None, None).unwrap(),
+            PageRequest {
+                limit: 50,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            page(Some("500"), Some("7")).unwrap(),
+            PageRequest {
+                limit: 500,
+                offset: 7
+            }
+        );
+        for (l, o, field) in [
+            (Some("0"), None, "limit"),
+            (Some("501"), None, "limit"),
+            (Some("x"), None, "limit"),
+            (None, Some("-1"), "offset"),
+        ] {
+            assert_eq!(page(l, o).unwrap_err().field.as_deref(), Some(field));
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! Cronium's control plane: `cronium serve` — start-up, the REST API, secrets at rest, API tokens and the payload service.
+//!
+//! [`start`] does everything `cronium serve` does up to serving (data dir,
+//! master key, database and migrations, admin token, payload sweep, listen)
+//! and returns a [`Running`] server; [`run`] adds signal handling. The API
+//! tests call [`start`], so they exercise the same code path as production.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, SubsecRound, Utc};
+use cronium_core::Role;
+use cronium_store::{AuditEntry, NewToken, Store, User};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub mod api;
+pub mod config;
+pub mod error;
+mod files;
+pub mod metrics;
+pub mod openapi;
+pub mod payloads;
+pub mod secrets;
+pub mod state;
+pub mod tokens;
+
+pub use config::{Config, Overrides};
+
+/// Where the first-start admin token is written, in the data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// Where the master key lives unless `CRONIUM_MASTER_KEY` is set.
+pub const MASTER_KEY_FILE: &str = "master.key";
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The current time at microsecond precision, which both databases store exactly.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// A server that is accepting requests.
+pub struct Running {
+    local_addr: SocketAddr,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The data dir, made absolute.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Cancelling this token starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server has stopped: after the shutdown token is
+    /// cancelled, once in-flight requests are done (or after 30 seconds).
+    pub async fn wait(self) -> Result<()> {
+        let mut task = self.task;
+        tokio::select! {
+            result = &mut task => return result.context("server task failed")?.context("server failed"),
+            () = self.shutdown.cancelled() => {}
+        }
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await {
+            Ok(result) => result
+                .context("server task failed")?
+                .context("server failed"),
+            Err(_) => {
+                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+                task.abort();
+                Ok(())
+            }
+        }
+    }
+
+    /// Shuts down gracefully and waits for it.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Prepares everything and starts serving; see the crate documentation.
+pub async fn start(config: Config) -> Result<Running> {
+    files::create_private_dir(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let data_dir = config
+        .data_dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
+    let payloads = payloads::PayloadFiles::new(&data_dir);
+    files::create_private_dir(&payloads.dir())
+        .with_context(|| format!("cannot create {}", payloads.dir().display()))?;
+
+    let key = match config.master_key.clone() {
+        Some(key) => key,
+        None => {
+            let path = data_dir.join(MASTER_KEY_FILE);
+            let (key, created) = secrets::MasterKey::load_or_create(&path)
+                .with_context(|| format!("cannot load master key {}", path.display()))?;
+            if created {
+                tracing::info!(
+                    path = %path.display(),
+                    "created the master key; back it up: sealed secrets cannot be read without it"
+                );
+            }
+            key
+        }
+    };
+
+    let url = config.database_url_for(&data_dir);
+    let store = cronium_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open database {}", config::redact_url(&url)))?;
+    tracing::info!(backend = store.backend(), database = %config::redact_url(&url), "database ready");
+
+    let admin = store
+        .ensure_admin(now())
+        .await
+        .context("cannot create the admin user")?;
+    ensure_admin_token(store.as_ref(), &admin, &data_dir).await?;
+
+    let rows = store.all_payloads().await.context("cannot list payloads")?;
+    let report = payloads
+        .sweep(&rows)
+        .context("cannot sweep the payload directory")?;
+    for path in &report.removed {
+        tracing::info!(path = %path.display(), "removed a payload file that no row references");
+    }
+    for path in &report.missing {
+        tracing::warn!(path = %path.display(), "a payload row references a missing file");
+    }
+
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let app = api::router(state::AppState::new(state::Shared {
+        store,
+        sealer: secrets::Sealer::new(&key),
+        payloads,
+        retention: config.payload_retention,
+        metrics: metrics::Metrics::default(),
+        payload_lock: tokio::sync::Mutex::new(()),
+    }));
+    let shutdown = CancellationToken::new();
+    let stopping = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopping.cancelled().await })
+            .await
+    });
+    tracing::info!(address = %local_addr, data_dir = %data_dir.display(), "listening");
+    Ok(Running {
+        local_addr,
+        data_dir,
+        shutdown,
+        task,
+    })
+}
+
+/// On first start (no `admin.token` yet) creates an admin token and writes
+/// it to `admin.token`, mode 0600. The row is created before the file: a
+/// crash in between leaves an unused token row, never a file that does not
+/// authenticate.
+async fn ensure_admin_token(store: &dyn Store, admin: &User, data_dir: &Path) -> Result<()> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if path.exists() {
+        files::warn_if_not_private(&path);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let token = text.trim();
+        let live = tokens::well_formed(token)
+            && store
+                .use_token(&tokens::hash(token), now())
+                .await?
+                .is_some();
+        if !live {
+            tracing::warn!(
+                path = %path.display(),
+                "this file holds no live token of this database; delete it and restart to get a new admin token"
+            );
+        }
+        return Ok(());
+    }
+    let secret = tokens::TokenSecret::generate();
+    let name = "admin (first start)";
+    let audit = AuditEntry {
+        at: now(),
+        actor: None,
+        action: "token.create".into(),
+        target_type: "token".into(),
+        target_id: None,
+        detail: serde_json::json!({ "name": name, "role": "admin", "file": ADMIN_TOKEN_FILE }),
+    };
+    store
+        .create_token(
+            NewToken {
+                user_id: admin.id,
+                name: name.into(),
+                role: Role::Admin,
+                hash: secret.hash(),
+            },
+            now(),
+            &audit,
+        )
+        .await
+        .context("cannot create the admin token")?;
+    files::create_private_file(&path, format!("{}\n", secret.as_str()).as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(path = %path.display(), "created an admin API token; it is in this file (mode 0600)");
+    Ok(())
+}
+
+/// `cronium serve`: [`start`], then run until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<()> {
+    let running = start(config).await?;
+    let shutdown = running.shutdown_token();
+    tokio::spawn(async move {
+        match stop_signal().await {
+            Ok(name) => tracing::info!(signal = name, "shutting down"),
+            Err(e) => tracing::error!(error = %e, "cannot wait for signals; shutting down"),
+        }
+        shutdown.cancel();
+    });
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn stop_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => Ok("SIGTERM"),
+        _ = int.recv() => Ok("SIGINT"),
+    }
+}
+
+/// Logs to standard error. `CRONIUM_LOG` filters, e.g. `debug` or
+/// `info,cronium_server=debug` (default `info`).
+pub fn init_logging() {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("CRONIUM_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
+}
+
+/// The whole of `cronium serve` for a synchronous caller (the CLI): reads the
+/// environment, sets up logging and a runtime, and serves until a signal.
+pub fn serve_blocking(flags: Overrides) -> Result<()> {
+    let config = Config::resolve(flags, &|name| std::env::var(name).ok())?;
+    init_logging();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(config))
+}

@@ -1,0 +1,381 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`, written by hand.
+//!
+//! Tests keep it honest: every routed (method, path) must appear here and
+//! every operation here must be routed (`api::tests`), and the API tests
+//! call each operation without a token and with a too-weak one, using the
+//! `x-cronium-role` each operation declares.
+
+use serde_json::{Value, json};
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": json_content(reference("Error")) })
+}
+
+/// One operation. `role` is `None` for public operations.
+fn op(
+    id: &str,
+    summary: &str,
+    role: Option<&str>,
+    params: &[Value],
+    body: Option<Value>,
+    ok: (&str, Value),
+) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(ok.0.to_string(), ok.1);
+    let mut o = json!({ "operationId": id, "summary": summary });
+    if let Some(role) = role {
+        o["security"] = json!([{ "bearer": [] }]);
+        o["x-cronium-role"] = json!(role);
+        responses.insert(
+            "401".into(),
+            error_response("Missing, malformed, unknown or revoked token"),
+        );
+        responses.insert(
+            "403".into(),
+            error_response(&format!("The token's role is below {role}")),
+        );
+    }
+    if !params.is_empty() {
+        o["parameters"] = json!(params);
+    }
+    if let Some(schema) = body {
+        o["requestBody"] = json!({ "required": true, "content": json_content(schema) });
+        responses.insert(
+            "400".into(),
+            error_response("Malformed JSON or a value of the wrong type"),
+        );
+        responses.insert("413".into(), error_response("Body larger than 2 MiB"));
+        responses.insert(
+            "422".into(),
+            error_response("A field breaks a rule; `field` names it"),
+        );
+    }
+    if params.iter().any(|p| p["in"] == "path") {
+        responses.insert("404".into(), error_response("No such object"));
+    }
+    o["responses"] = Value::Object(responses);
+    o
+}
+
+fn with_409(mut operation: Value, description: &str) -> Value {
+    operation["responses"]["409"] = error_response(description);
+    operation
+}
+
+fn ok(description: &str, schema: Value) -> (&'static str, Value) {
+    (
+        "200",
+        json!({ "description": description, "content": json_content(schema) }),
+    )
+}
+
+fn created(description: &str, schema: Value) -> (&'static str, Value) {
+    (
+        "201",
+        json!({ "description": description, "content": json_content(schema) }),
+    )
+}
+
+fn no_content(description: &str) -> (&'static str, Value) {
+    ("204", json!({ "description": description }))
+}
+
+fn path_id(what: &str) -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "description": format!("The {what}'s id"), "schema": { "type": "integer", "format": "int64" } })
+}
+
+fn query(name: &str, description: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "description": description, "schema": schema })
+}
+
+fn page_params() -> [Value; 2] {
+    [
+        query(
+            "limit",
+            "Page size, 1 to 500",
+            json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 50 }),
+        ),
+        query(
+            "offset",
+            "Items to skip",
+            json!({ "type": "integer", "minimum": 0, "default": 0 }),
+        ),
+    ]
+}
+
+fn page_of(item: &str) -> Value {
+    json!({
+        "type": "object",
+        "required": ["items", "total", "limit", "offset"],
+        "properties": {
+            "items": { "type": "array", "items": reference(item) },
+            "total": { "type": "integer", "description": "How many match in all" },
+            "limit": { "type": "integer" },
+            "offset": { "type": "integer" }
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let string = json!({ "type": "string" });
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    let env = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    json!({
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": { "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": { "type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "validation_failed", "internal"] },
+                    "message": string,
+                    "field": { "type": "string", "description": "The offending field, as a camelCase path (e.g. schedule.cron)" }
+                }
+            }}
+        },
+        "Schedule": {
+            "oneOf": [
+                { "type": "object", "required": ["type"], "properties": { "type": { "const": "manual" } } },
+                { "type": "object", "required": ["type", "cron"], "properties": {
+                    "type": { "const": "cron" },
+                    "cron": { "type": "string", "description": "5 fields (minute first) or 6 (second first)", "examples": ["0 3 * * *"] },
+                    "timezone": { "type": "string", "description": "IANA time zone", "default": "UTC" } } },
+                { "type": "object", "required": ["type", "every"], "properties": {
+                    "type": { "const": "every" },
+                    "every": { "type": "string", "examples": ["15m", "1h30m"] } } },
+                { "type": "object", "required": ["type", "at"], "properties": {
+                    "type": { "const": "at" },
+                    "at": { "type": "string", "format": "date-time" } } }
+            ]
+        },
+        "EventInput": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": "POST requires name; PATCH takes any subset. secretEnv, when given, replaces the whole secret map.",
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                "description": string,
+                "kind": { "type": "string", "enum": ["script"], "default": "script" },
+                "interpreter": { "type": "string", "enum": ["bash", "python", "node"] },
+                "content": { "type": "string", "description": "The script, at most 1 MiB" },
+                "env": env,
+                "secretEnv": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Sealed at rest, never returned, never in a payload", "writeOnly": true },
+                "schedule": reference("Schedule"),
+                "status": { "type": "string", "enum": ["active", "paused", "draft", "archived"], "default": "active" },
+                "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers is non-empty, else local" },
+                "targetServers": { "type": "array", "items": { "type": "integer" } },
+                "timeout": { "type": "string", "default": "1h", "examples": ["90s", "1h"] },
+                "retries": { "type": "integer", "minimum": 0, "maximum": 10, "default": 0 },
+                "tags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" } }
+            }
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "name", "description", "kind", "interpreter", "content", "env", "secretEnvKeys", "schedule", "status", "runLocation", "targetServers", "timeout", "retries", "tags", "payloadVersion", "createdAt", "updatedAt"],
+            "properties": {
+                "id": { "type": "integer" },
+                "name": string,
+                "description": string,
+                "kind": string,
+                "interpreter": { "type": ["string", "null"] },
+                "content": string,
+                "env": env,
+                "secretEnvKeys": { "type": "array", "items": { "type": "string" }, "description": "Names only" },
+                "schedule": reference("Schedule"),
+                "status": string,
+                "runLocation": string,
+                "targetServers": { "type": "array", "items": { "type": "integer" } },
+                "timeout": string,
+                "retries": { "type": "integer" },
+                "tags": { "type": "array", "items": { "type": "string" } },
+                "payloadVersion": { "type": ["integer", "null"], "description": "The active payload's version" },
+                "createdAt": timestamp,
+                "updatedAt": timestamp
+            }
+        },
+        "Payload": {
+            "type": "object",
+            "required": ["version", "checksum", "size", "isActive", "payloadPath", "createdAt"],
+            "properties": {
+                "version": { "type": "integer" },
+                "checksum": { "type": "string", "description": "SHA-256, lowercase hex" },
+                "size": { "type": "integer" },
+                "isActive": { "type": "boolean" },
+                "payloadPath": { "type": "string", "description": "Relative to the server's data dir" },
+                "createdAt": timestamp
+            }
+        },
+        "ServerInput": {
+            "type": "object",
+            "additionalProperties": false,
+            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones).",
+            "properties": {
+                "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+                "host": string,
+                "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 22 },
+                "username": string,
+                "privateKey": { "type": "string", "writeOnly": true },
+                "passphrase": { "type": "string", "writeOnly": true },
+                "password": { "type": "string", "writeOnly": true },
+                "knownHost": { "type": "string", "description": "A known_hosts line; empty clears it" }
+            }
+        },
+        "Server": {
+            "type": "object",
+            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "createdAt", "updatedAt"],
+            "properties": {
+                "id": { "type": "integer" },
+                "name": string,
+                "host": string,
+                "port": { "type": "integer" },
+                "username": string,
+                "authKind": { "type": "string", "enum": ["key", "password"] },
+                "knownHost": { "type": ["string", "null"] },
+                "createdAt": timestamp,
+                "updatedAt": timestamp
+            }
+        },
+        "TokenInput": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "role"],
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                "role": { "type": "string", "enum": ["admin", "editor", "viewer"] }
+            }
+        },
+        "CreatedToken": {
+            "type": "object",
+            "required": ["id", "name", "role", "token", "createdAt"],
+            "properties": {
+                "id": { "type": "integer" },
+                "name": string,
+                "role": string,
+                "token": { "type": "string", "description": "crn_ + 43 characters; shown only here" },
+                "createdAt": timestamp
+            }
+        },
+        "Token": {
+            "type": "object",
+            "required": ["id", "name", "role", "createdAt", "lastUsedAt", "revokedAt"],
+            "properties": {
+                "id": { "type": "integer" },
+                "name": string,
+                "role": string,
+                "createdAt": timestamp,
+                "lastUsedAt": { "type": ["string", "null"], "format": "date-time" },
+                "revokedAt": { "type": ["string", "null"], "format": "date-time" }
+            }
+        },
+        "AuditRecord": {
+            "type": "object",
+            "required": ["id", "at", "actor", "action", "targetType", "targetId", "detail"],
+            "properties": {
+                "id": { "type": "integer" },
+                "at": timestamp,
+                "actor": { "type": ["integer", "null"], "description": "The acting token's id; null for the server itself" },
+                "action": { "type": "string", "examples": ["event.create", "token.revoke"] },
+                "targetType": string,
+                "targetId": { "type": ["integer", "null"] },
+                "detail": { "type": "object", "description": "Facts about the change, never secrets" }
+            }
+        }
+    })
+}
+
+/// The document.
+pub fn document() -> Value {
+    let event_id = path_id("event");
+    let server_id = path_id("server");
+    let [limit, offset] = page_params();
+    let events_list = [
+        query(
+            "status",
+            "Only events with this status",
+            json!({ "type": "string", "enum": ["active", "paused", "draft", "archived"] }),
+        ),
+        query(
+            "tag",
+            "Only events with this tag",
+            json!({ "type": "string" }),
+        ),
+        query(
+            "name",
+            "Only events whose name contains this (case-insensitive)",
+            json!({ "type": "string" }),
+        ),
+        limit.clone(),
+        offset.clone(),
+    ];
+    let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Cronium API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Events with versioned payloads, servers, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes events; admin also manages servers, tokens and reads the audit log."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": schemas()
+        },
+        "paths": {
+            "/healthz": {
+                "get": op("health", "Liveness and the database backend", None, &[], None,
+                    ok("Up", json!({ "type": "object", "properties": { "status": { "const": "ok" }, "database": { "type": "string", "enum": ["sqlite", "postgres"] } } })))
+            },
+            "/metrics": {
+                "get": op("metrics", "Prometheus metrics (text format)", Some("viewer"), &[], None,
+                    ("200", json!({ "description": "Metrics", "content": { "text/plain": { "schema": { "type": "string" } } } })))
+            },
+            "/api/v1/openapi.json": {
+                "get": op("openapi", "This document", None, &[], None, ok("OpenAPI 3.1", json!({ "type": "object" })))
+            },
+            "/api/v1/events": {
+                "get": op("listEvents", "List events (paginated, filterable)", Some("viewer"), &events_list, None, ok("A page of events", page_of("Event"))),
+                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventInput")), created("Created", reference("Event"))), "An event with this name exists")
+            },
+            "/api/v1/events/{id}": {
+                "get": op("getEvent", "One event", Some("viewer"), std::slice::from_ref(&event_id), None, ok("The event", reference("Event"))),
+                "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists"),
+                "delete": op("deleteEvent", "Delete an event with its payloads", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted"))
+            },
+            "/api/v1/events/{id}/payloads": {
+                "get": op("listPayloads", "An event's payload versions, newest first", Some("viewer"), std::slice::from_ref(&event_id), None,
+                    ok("Payload versions", json!({ "type": "array", "items": reference("Payload") })))
+            },
+            "/api/v1/events/{id}/payloads/{version}": {
+                "get": op("downloadPayload", "Download one payload version (tar.gz); X-Checksum-Sha256 holds its digest", Some("viewer"), &[event_id.clone(), version], None,
+                    ("200", json!({ "description": "The payload", "content": { "application/gzip": { "schema": { "type": "string", "contentEncoding": "binary" } } } })))
+            },
+            "/api/v1/servers": {
+                "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &[], None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),
+                "post": with_409(op("createServer", "Add a server", Some("admin"), &[], Some(reference("ServerInput")), created("Created", reference("Server"))), "A server with this name exists")
+            },
+            "/api/v1/servers/{id}": {
+                "get": op("getServer", "One server", Some("viewer"), std::slice::from_ref(&server_id), None, ok("The server", reference("Server"))),
+                "patch": op("updateServer", "Change a server", Some("admin"), std::slice::from_ref(&server_id), Some(reference("ServerInput")), ok("The server", reference("Server"))),
+                "delete": with_409(op("deleteServer", "Remove a server", Some("admin"), std::slice::from_ref(&server_id), None, no_content("Removed")), "An event still targets this server")
+            },
+            "/api/v1/tokens": {
+                "get": op("listTokens", "List API tokens (never their secrets)", Some("admin"), &[], None, ok("Tokens", json!({ "type": "array", "items": reference("Token") }))),
+                "post": op("createToken", "Create an API token; the secret is in this answer only", Some("admin"), &[], Some(reference("TokenInput")), created("Created", reference("CreatedToken")))
+            },
+            "/api/v1/tokens/{id}": {
+                "delete": op("revokeToken", "Revoke an API token", Some("admin"), &[path_id("token")], None, no_content("Revoked"))
+            },
+            "/api/v1/audit": {
+                "get": op("listAudit", "The audit log, newest first", Some("admin"), &[limit, offset], None, ok("A page of audit records", page_of("AuditRecord")))
+            }
+        }
+    })
+}

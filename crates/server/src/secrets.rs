@@ -1,0 +1,379 @@
+//! Secrets at rest: a master key, and XChaCha20-Poly1305 sealing bound to what the secret is for.
+//!
+//! A sealed blob is `[version][24-byte random nonce][ciphertext + 16-byte tag]`.
+//! The associated data names the blob's purpose (`cronium/seal/v1/<purpose>`),
+//! so a blob copied from one column into another (say, server credentials
+//! into an event's secret environment) fails to open instead of being used
+//! in the wrong place. The store only ever sees sealed blobs; the database
+//! alone reveals nothing without the master key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use cronium_core::SealedSecrets;
+use cronium_payload::EnvKey;
+use serde::{Deserialize, Serialize};
+
+use crate::files;
+
+/// First byte of every sealed blob; a new format gets a new number.
+const FORMAT_V1: u8 = 1;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// The 256-bit key all secrets are sealed under.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    pub fn generate() -> MasterKey {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the operating system's random source");
+        MasterKey(key)
+    }
+
+    /// Parses 64 hexadecimal digits (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> Result<MasterKey, SealError> {
+        let text = text.trim();
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(SealError::BadKey("expected 64 hexadecimal digits".into()));
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("checked hex");
+        }
+        Ok(MasterKey(key))
+    }
+
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads `path` (64 hex digits), or creates it (mode 0600) with a fresh
+    /// key if it does not exist. Never replaces an existing file: a lost key
+    /// means lost secrets, so an unreadable file is an error, not a reason to
+    /// start over.
+    pub fn load_or_create(path: &Path) -> io::Result<(MasterKey, bool)> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                files::warn_if_not_private(path);
+                let key = MasterKey::from_hex(&text).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                Ok((key, false))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let key = MasterKey::generate();
+                match files::create_private_file(path, format!("{}\n", key.to_hex()).as_bytes()) {
+                    Ok(()) => Ok((key, true)),
+                    // Another process created it first: use theirs.
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        MasterKey::load_or_create(path)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+/// What a sealed blob is for; part of the associated data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// An event's secret environment (JSON object of name to value).
+    EventSecretEnv,
+    /// A server's SSH credentials (JSON, see [`Credentials`]).
+    ServerCredentials,
+}
+
+impl Purpose {
+    pub fn label(self) -> &'static str {
+        match self {
+            Purpose::EventSecretEnv => "event-secret-env",
+            Purpose::ServerCredentials => "server-credentials",
+        }
+    }
+
+    fn associated_data(self) -> Vec<u8> {
+        format!("cronium/seal/v1/{}", self.label()).into_bytes()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("invalid master key: {0}")]
+    BadKey(String),
+    #[error("sealed data is malformed: {0}")]
+    Malformed(&'static str),
+    /// Wrong key, wrong purpose, or the blob was altered: the cipher cannot tell which.
+    #[error("sealed data does not open with this key for this purpose")]
+    Unauthentic,
+    #[error("sealed data holds unexpected content: {0}")]
+    Content(String),
+}
+
+/// Seals and opens secrets under one master key.
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: XChaCha20Poly1305,
+}
+
+impl Sealer {
+    pub fn new(key: &MasterKey) -> Sealer {
+        Sealer {
+            cipher: XChaCha20Poly1305::new(&key.0.into()),
+        }
+    }
+
+    pub fn seal(&self, purpose: Purpose, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("the operating system's random source");
+        let aad = purpose.associated_data();
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 encrypts any in-memory message");
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    pub fn open(&self, purpose: Purpose, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let (&version, rest) = sealed.split_first().ok_or(SealError::Malformed("empty"))?;
+        if version != FORMAT_V1 {
+            return Err(SealError::Malformed("unknown format version"));
+        }
+        if rest.len() < NONCE_LEN + TAG_LEN {
+            return Err(SealError::Malformed("too short"));
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at NONCE_LEN");
+        let aad = purpose.associated_data();
+        self.cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| SealError::Unauthentic)
+    }
+
+    /// Seals a secret environment. The names stay readable (they are not
+    /// secret and the API lists them); an empty map has no ciphertext.
+    pub fn seal_env(&self, env: &BTreeMap<EnvKey, String>) -> SealedSecrets {
+        if env.is_empty() {
+            return SealedSecrets::default();
+        }
+        let plain: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let json = serde_json::to_vec(&plain).expect("a map of strings serializes");
+        SealedSecrets {
+            names: env.keys().cloned().collect::<BTreeSet<_>>(),
+            sealed: self.seal(Purpose::EventSecretEnv, &json),
+        }
+    }
+
+    pub fn open_env(&self, secrets: &SealedSecrets) -> Result<BTreeMap<EnvKey, String>, SealError> {
+        if secrets.sealed.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let json = self.open(Purpose::EventSecretEnv, &secrets.sealed)?;
+        let plain: BTreeMap<String, String> =
+            serde_json::from_slice(&json).map_err(|e| SealError::Content(e.to_string()))?;
+        let env = plain
+            .into_iter()
+            .map(|(k, v)| Ok((EnvKey::new(&k).map_err(SealError::Content)?, v)))
+            .collect::<Result<BTreeMap<_, _>, SealError>>()?;
+        if env.keys().ne(secrets.names.iter()) {
+            return Err(SealError::Content(
+                "the sealed names differ from the listed ones".into(),
+            ));
+        }
+        Ok(env)
+    }
+
+    pub fn seal_credentials(&self, credentials: &Credentials) -> Vec<u8> {
+        let json = serde_json::to_vec(credentials).expect("credentials serialize");
+        self.seal(Purpose::ServerCredentials, &json)
+    }
+
+    pub fn open_credentials(&self, sealed: &[u8]) -> Result<Credentials, SealError> {
+        let json = self.open(Purpose::ServerCredentials, sealed)?;
+        serde_json::from_slice(&json).map_err(|e| SealError::Content(e.to_string()))
+    }
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+/// How Cronium logs in to a server; only ever stored sealed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Credentials {
+    Key {
+        #[serde(rename = "privateKey")]
+        private_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passphrase: Option<String>,
+    },
+    Password {
+        password: String,
+    },
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Key { .. } => f.write_str("Credentials::Key(..)"),
+            Credentials::Password { .. } => f.write_str("Credentials::Password(..)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealer() -> Sealer {
+        Sealer::new(&MasterKey::generate())
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sealer();
+        for msg in [&b""[..], b"x", &[7u8; 10_000]] {
+            let sealed = s.seal(Purpose::EventSecretEnv, msg);
+            assert_eq!(sealed.len(), 1 + NONCE_LEN + msg.len() + TAG_LEN);
+            assert_eq!(s.open(Purpose::EventSecretEnv, &sealed).unwrap(), msg);
+        }
+        // A random nonce each time: sealing twice never gives the same bytes.
+        assert_ne!(
+            s.seal(Purpose::EventSecretEnv, b"same"),
+            s.seal(Purpose::EventSecretEnv, b"same")
+        );
+    }
+
+    #[test]
+    fn any_tampering_is_detected() {
+        let s = sealer();
+        let sealed = s.seal(Purpose::ServerCredentials, b"hunter2 is my password");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                s.open(Purpose::ServerCredentials, &bad).is_err(),
+                "byte {i}"
+            );
+        }
+        assert_eq!(
+            s.open(Purpose::ServerCredentials, &sealed[..sealed.len() - 1]),
+            Err(SealError::Unauthentic)
+        );
+        assert!(s.open(Purpose::ServerCredentials, &sealed[..10]).is_err());
+        assert!(s.open(Purpose::ServerCredentials, &[]).is_err());
+    }
+
+    #[test]
+    fn a_blob_does_not_open_for_another_purpose() {
+        let s = sealer();
+        let sealed = s.seal(Purpose::ServerCredentials, b"secret");
+        assert_eq!(
+            s.open(Purpose::EventSecretEnv, &sealed),
+            Err(SealError::Unauthentic)
+        );
+    }
+
+    #[test]
+    fn a_blob_does_not_open_under_another_key() {
+        let sealed = sealer().seal(Purpose::EventSecretEnv, b"secret");
+        assert_eq!(
+            sealer().open(Purpose::EventSecretEnv, &sealed),
+            Err(SealError::Unauthentic)
+        );
+    }
+
+    #[test]
+    fn secret_env_and_credentials_round_trip_without_plaintext() {
+        let s = sealer();
+        let env: BTreeMap<EnvKey, String> = [
+            (
+                EnvKey::new("DB_PASSWORD").unwrap(),
+                "s3cr3t-value".to_string(),
+            ),
+            (EnvKey::new("API_KEY").unwrap(), "k".to_string()),
+        ]
+        .into();
+        let sealed = s.seal_env(&env);
+        assert_eq!(sealed.names.len(), 2);
+        assert!(!contains(&sealed.sealed, b"s3cr3t-value"));
+        assert_eq!(s.open_env(&sealed).unwrap(), env);
+        assert_eq!(s.seal_env(&BTreeMap::new()), SealedSecrets::default());
+        assert!(s.open_env(&SealedSecrets::default()).unwrap().is_empty());
+        // Names that do not match the sealed content are refused.
+        let mut renamed = sealed.clone();
+        renamed.names.insert(EnvKey::new("OTHER").unwrap());
+        assert!(s.open_env(&renamed).is_err());
+
+        let creds = Credentials::Key {
+            private_key: "-----BEGIN OPENSSH PRIVATE KEY-----".into(),
+            passphrase: Some("pp".into()),
+        };
+        let blob = s.seal_credentials(&creds);
+        assert!(!contains(&blob, b"OPENSSH"));
+        assert_eq!(s.open_credentials(&blob).unwrap(), creds);
+        assert!(!format!("{creds:?}").contains("OPENSSH"));
+    }
+
+    #[test]
+    fn master_key_hex_and_file() {
+        let key = MasterKey::generate();
+        assert_eq!(MasterKey::from_hex(&key.to_hex()).unwrap().0, key.0);
+        assert!(MasterKey::from_hex("zz").is_err());
+        assert!(MasterKey::from_hex(&"g".repeat(64)).is_err());
+        assert!(!format!("{key:?}").contains(&key.to_hex()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let (first, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(created);
+        let (second, created) = MasterKey::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(first.0, second.0);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(MasterKey::load_or_create(&path).is_err(), "never replaced");
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+}

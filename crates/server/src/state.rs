@@ -1,0 +1,43 @@
+//! What every request handler shares: the store, the sealer, the payload files and the metrics.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use cronium_store::Store;
+
+use crate::metrics::Metrics;
+use crate::payloads::PayloadFiles;
+use crate::secrets::Sealer;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub sealer: Sealer,
+    pub payloads: PayloadFiles,
+    /// Payload versions kept per event.
+    pub retention: usize,
+    pub metrics: Metrics,
+    /// Serializes the mutations that write or delete payload files (event
+    /// create, update, delete) within this process. Without it, a failed
+    /// update's cleanup could remove a file that a concurrent update of the
+    /// same event has just written under the same version number (the
+    /// version is reused once the failed transaction rolls back). On SQLite
+    /// writes are serialized anyway, so this costs nothing there.
+    pub payload_lock: tokio::sync::Mutex<()>,
+}
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}

@@ -1,0 +1,176 @@
+//! Authentication and roles over the API, on SQLite and PostgreSQL: every documented route is tried without a token and with a too-weak one.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{Backend, TestApp};
+use serde_json::{Value, json};
+
+/// Every (method, path, role) the OpenAPI document lists, path ids filled in.
+fn operations(app: &TestApp) -> Vec<(String, String, Option<String>)> {
+    let doc = app
+        .send("GET", "/api/v1/openapi.json", None, &[], None)
+        .expect(200);
+    let mut ops = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, op) in methods.as_object().unwrap() {
+            // Ids that exist nowhere: no operation here may change anything.
+            let concrete = path.replace("{id}", "999999").replace("{version}", "1");
+            let role = op["x-cronium-role"].as_str().map(String::from);
+            ops.push((method.to_uppercase(), concrete, role));
+        }
+    }
+    ops
+}
+
+fn body_for(method: &str) -> Option<Vec<u8>> {
+    matches!(method, "POST" | "PATCH").then(|| b"{}".to_vec())
+}
+
+both_backends! {
+    fn every_route_checks_its_role(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let viewer = app.token("viewer");
+        let editor = app.token("editor");
+        let ops = operations(&app);
+        assert!(ops.len() >= 19, "{ops:?}");
+        for (method, path, role) in &ops {
+            let json = [("content-type", "application/json")];
+            let anonymous = app.send(method, path, None, &json, body_for(method));
+            match role {
+                None => assert_eq!(anonymous.status, 200, "{method} {path} is public"),
+                Some(_) => {
+                    anonymous.expect_error(401, "unauthorized", None);
+                    assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+                }
+            }
+            let weaker = match role.as_deref() {
+                Some("editor") => Some(&viewer),
+                Some("admin") => Some(&editor),
+                _ => None,
+            };
+            if let Some(token) = weaker {
+                app.send(method, path, Some(token), &json, body_for(method))
+                    .expect_error(403, "forbidden", None);
+            }
+            // With the right role the route is found (whatever else happens).
+            let admin = app.send(method, path, Some(&app.admin_token), &json, body_for(method));
+            assert!(![401, 403, 405].contains(&admin.status), "{method} {path}: {}", admin.status);
+        }
+    }
+
+    fn bad_tokens_are_refused(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let good = app.token("viewer");
+        let cases: [(&str, &[(&str, &str)]); 6] = [
+            ("no header", &[]),
+            ("not bearer", &[("authorization", "Basic YWRtaW46YWRtaW4=")]),
+            ("empty bearer", &[("authorization", "Bearer ")]),
+            ("malformed", &[("authorization", "Bearer not-a-token")]),
+            (
+                "unknown",
+                &[("authorization", "Bearer crn_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")],
+            ),
+            ("no scheme", &[("authorization", "crn_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]),
+        ];
+        for (what, headers) in cases {
+            let resp = app.send("GET", "/api/v1/events", None, headers, None);
+            assert_eq!(resp.status, 401, "{what}: {}", resp.text());
+            assert_eq!(resp.json()["error"]["code"], "unauthorized", "{what}");
+        }
+        let bearer = format!("bearer {good}");
+        app.send("GET", "/api/v1/events", None, &[("authorization", &bearer)], None).expect(200);
+    }
+
+    fn tokens_are_shown_once_and_revocable(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let created = app.post("/api/v1/tokens", json!({ "name": "ci", "role": "editor" })).expect(201);
+        let secret = created["token"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("crn_") && secret.len() == 47, "{secret}");
+        assert_eq!(created["role"], "editor");
+        let id = &created["id"];
+
+        // Listed without secrets.
+        let list = app.get("/api/v1/tokens").expect(200);
+        assert!(!list.to_string().contains(&secret));
+        let listed = list.as_array().unwrap().iter().find(|t| &t["id"] == id).unwrap();
+        assert_eq!(listed["name"], "ci");
+        assert_eq!(listed["revokedAt"], Value::Null);
+        assert!(listed.get("token").is_none());
+
+        // Works as an editor, not as an admin.
+        app.call("POST", "/api/v1/events", &secret, Some(common::script_event("by-ci"))).expect(201);
+        app.call("GET", "/api/v1/tokens", &secret, None).expect_error(403, "forbidden", None);
+        app.call("GET", "/api/v1/audit", &secret, None).expect_error(403, "forbidden", None);
+        app.call("POST", "/api/v1/servers", &secret, Some(json!({}))).expect_error(403, "forbidden", None);
+
+        // Revoked: 401 from then on.
+        app.delete(&format!("/api/v1/tokens/{id}")).expect(204);
+        app.call("GET", "/api/v1/events", &secret, None).expect_error(401, "unauthorized", None);
+        let list = app.get("/api/v1/tokens").expect(200);
+        let listed = list.as_array().unwrap().iter().find(|t| &t["id"] == id).unwrap();
+        assert!(listed["revokedAt"].is_string());
+        app.delete("/api/v1/tokens/999999").expect_error(404, "not_found", None);
+
+        // Bad input names the field.
+        app.post("/api/v1/tokens", json!({ "name": "x", "role": "root" })).expect_error(422, "validation_failed", Some("role"));
+        app.post("/api/v1/tokens", json!({ "role": "viewer" })).expect_error(422, "validation_failed", Some("name"));
+        app.post("/api/v1/tokens", json!({ "name": "x", "role": "viewer", "scope": "all" })).expect_error(400, "bad_request", Some("scope"));
+    }
+
+    fn first_start_writes_a_private_admin_token(backend: Backend) {
+        let mut app = TestApp::spawn(backend);
+        let file = app.data_dir.join("admin.token");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "admin.token mode {mode:o}");
+        let key_mode = std::fs::metadata(app.data_dir.join("master.key")).unwrap().permissions().mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(&app.data_dir).unwrap().permissions().mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let token = std::fs::read_to_string(&file).unwrap();
+        assert!(token.starts_with("crn_") && token.ends_with('\n'));
+        let tokens = app.get("/api/v1/tokens").expect(200);
+        assert_eq!(tokens.as_array().unwrap().len(), 1);
+        assert_eq!(tokens[0]["role"], "admin");
+
+        // A restart neither replaces the file nor makes another token.
+        app.stop();
+        app.start();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), token);
+        assert_eq!(app.get("/api/v1/tokens").expect(200).as_array().unwrap().len(), 1);
+    }
+
+    fn health_metrics_and_openapi(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let health = app.send("GET", "/healthz", None, &[], None).expect(200);
+        let name = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+        assert_eq!(health, json!({ "status": "ok", "database": name }));
+
+        app.create_event(common::script_event("m1"));
+        app.create_event(common::script_event("m2"));
+        app.get("/api/v1/events/777").expect(404);
+        let metrics = app.get("/metrics");
+        assert_eq!(metrics.status, 200);
+        assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+        let text = metrics.text();
+        for line in [
+            r#"cronium_http_requests_total{route="/api/v1/events",method="POST",status="201"} 2"#,
+            r#"cronium_http_requests_total{route="/api/v1/events/{id}",method="GET",status="404"} 1"#,
+            "cronium_events 2",
+            "cronium_payloads_generated_total 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        assert!(text.contains("cronium_http_request_duration_seconds_bucket{route=\"/api/v1/events\",method=\"POST\",le=\"+Inf\"} 2"));
+
+        let doc = app.send("GET", "/api/v1/openapi.json", None, &[], None).expect(200);
+        assert_eq!(doc["openapi"], "3.1.0");
+        // Unknown routes and methods answer in the API's error format.
+        app.get("/api/v1/nothing").expect_error(404, "not_found", None);
+        app.admin("PUT", "/api/v1/events", None).expect_error(405, "method_not_allowed", None);
+    }
+}

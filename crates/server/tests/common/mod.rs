@@ -1,0 +1,345 @@
+//! Test harness: starts the real server (`cronium_server::start`, the same path as `cronium serve` minus signals) on a free port with a fresh data dir and database, and talks to it over HTTP.
+//!
+//! Each test runs on SQLite and on PostgreSQL through [`both_backends!`],
+//! which makes `mod <test> { fn sqlite(); fn postgres(); }`.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cronium_server::{Config, Running};
+use cronium_store::testing::TestPostgres;
+use serde_json::{Value, json};
+use ureq::http;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Makes one `#[test]` per backend: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($(fn $name:ident($app:ident: Backend) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($app: $crate::common::Backend) $body
+
+            #[test]
+            fn sqlite() {
+                run($crate::common::Backend::Sqlite)
+            }
+
+            #[test]
+            fn postgres() {
+                run($crate::common::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+pub struct TestApp {
+    pub backend: Backend,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub admin_token: String,
+    /// Absolute.
+    pub data_dir: PathBuf,
+    pub config: Config,
+    runtime: tokio::runtime::Runtime,
+    running: Option<Running>,
+    agent: ureq::Agent,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {})
+    }
+
+    /// Like [`spawn`](Self::spawn), after `tweak` has changed the configuration.
+    pub fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A data dir that does not exist yet: start-up must create it.
+        let mut config = Config::new(dir.path().join("data"));
+        config.listen = "127.0.0.1:0".into();
+        config.database_url = match backend {
+            // SQLite uses the default: <data dir>/cronium.db.
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(TestPostgres::fresh_database()),
+        };
+        tweak(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let agent = ureq::Agent::new_with_config(
+            ureq::config::Config::builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build(),
+        );
+        let mut app = TestApp {
+            backend,
+            base: String::new(),
+            admin_token: String::new(),
+            data_dir: PathBuf::new(),
+            config,
+            runtime,
+            running: None,
+            agent,
+            _dir: dir,
+        };
+        app.start();
+        app
+    }
+
+    /// Starts (or restarts) the server with the same configuration.
+    pub fn start(&mut self) {
+        assert!(self.running.is_none(), "already running");
+        let running = self
+            .runtime
+            .block_on(cronium_server::start(self.config.clone()))
+            .expect("server starts");
+        self.base = format!("http://{}", running.local_addr());
+        self.data_dir = running.data_dir().to_path_buf();
+        self.admin_token = std::fs::read_to_string(self.data_dir.join("admin.token"))
+            .expect("admin.token")
+            .trim()
+            .to_string();
+        self.running = Some(running);
+    }
+
+    /// Graceful shutdown, waiting for it to finish.
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime.block_on(running.stop()).expect("clean stop");
+        }
+    }
+
+    pub fn payload_dir(&self) -> PathBuf {
+        self.data_dir.join("payloads")
+    }
+
+    /// Any request; `token` is sent as a bearer token.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let result = match body {
+            Some(bytes) => self.agent.run(builder.body(bytes).expect("request")),
+            None => self.agent.run(builder.body(()).expect("request")),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .expect("response body");
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A JSON request as `token`.
+    pub fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Resp {
+        match body {
+            Some(json) => self.send(
+                method,
+                path,
+                Some(token),
+                &[("content-type", "application/json")],
+                Some(serde_json::to_vec(&json).unwrap()),
+            ),
+            None => self.send(method, path, Some(token), &[], None),
+        }
+    }
+
+    /// A JSON request as the admin.
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        self.call(method, path, &self.admin_token, body)
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.admin("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Resp {
+        self.admin("POST", path, Some(body))
+    }
+
+    pub fn patch(&self, path: &str, body: Value) -> Resp {
+        self.admin("PATCH", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.admin("DELETE", path, None)
+    }
+
+    /// Creates an event from `body`, asserting 201; returns it.
+    pub fn create_event(&self, body: Value) -> Value {
+        let resp = self.post("/api/v1/events", body);
+        resp.expect(201)
+    }
+
+    /// A token with `role`, created by the admin.
+    pub fn token(&self, role: &str) -> String {
+        let resp = self.post(
+            "/api/v1/tokens",
+            json!({ "name": format!("{role} token"), "role": role }),
+        );
+        resp.expect(201)["token"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = self.runtime.block_on(running.stop());
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the status and returns the JSON body (`null` when empty).
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+
+    /// Asserts an error response: status, code and (if given) field.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str, field: Option<&str>) -> Value {
+        let body = self.expect(status);
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{body}"
+        );
+        if let Some(f) = field {
+            assert_eq!(body["error"]["field"], f, "{body}");
+        }
+        body
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A minimal valid script event.
+pub fn script_event(name: &str) -> Value {
+    json!({ "name": name, "interpreter": "bash", "content": "echo hello\n" })
+}
+
+/// Every regular file under `dir`, recursively, relative to it.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Everything the database holds, as bytes: the SQLite files (database, WAL,
+/// shared memory), or a `pg_dump` of the PostgreSQL database.
+pub fn database_bytes(app: &TestApp) -> Vec<u8> {
+    match app.backend {
+        Backend::Sqlite => {
+            let mut all = Vec::new();
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                let path = app.data_dir.join(format!("cronium.db{suffix}"));
+                if let Ok(bytes) = std::fs::read(&path) {
+                    all.extend(bytes);
+                }
+            }
+            assert!(
+                !all.is_empty(),
+                "no SQLite files in {}",
+                app.data_dir.display()
+            );
+            all
+        }
+        Backend::Postgres => {
+            let url = app.config.database_url.as_deref().unwrap();
+            let out = std::process::Command::new("pg_dump")
+                .args(["--data-only", "--no-owner", url])
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            out.stdout
+        }
+    }
+}
+
+/// `text` as lowercase hex, the way bytea columns are dumped.
+pub fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
