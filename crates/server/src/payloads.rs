@@ -212,6 +212,11 @@ impl PayloadWriter for DiskWriter {
         built
             .write(&path)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        // The crash-consistency test kills the server exactly here: files
+        // on disk, row not yet committed (see crates/cli/tests/crash.rs).
+        if std::env::var_os("CRONIUM_FAILPOINT").is_some_and(|v| v == "after-payload-write") {
+            std::process::abort();
+        }
         Ok(PayloadFile {
             checksum_path: format!("{relative}.sha256"),
             payload_path: relative,

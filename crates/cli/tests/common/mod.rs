@@ -1,0 +1,172 @@
+//! Shared by the end-to-end tests: a real `cronium serve` process and a way
+//! to run the real `cronium` binary against it.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const CRONIUM: &str = env!("CARGO_BIN_EXE_cronium");
+
+/// A `cronium serve` process on a free port, killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub data: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A server with a fresh data dir and its embedded SQLite database.
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::spawn(&dir.path().join("data"), None, &[]);
+        server.wait_until_up();
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts `cronium serve` on `data` (and `database_url`, if given) with
+    /// extra environment, without waiting for it to come up.
+    pub fn spawn(data: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cmd = Command::new(CRONIUM);
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .env_remove("CRONIUM_DATABASE_URL")
+        .env_remove("CRONIUM_FAILPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if let Some(url) = database_url {
+            cmd.env("CRONIUM_DATABASE_URL", url);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Server {
+            child: cmd.spawn().expect("start cronium serve"),
+            url: format!("http://127.0.0.1:{port}"),
+            data: data.to_path_buf(),
+            _dir: None,
+        }
+    }
+
+    /// Waits for `/healthz` to answer and the admin token to exist.
+    pub fn wait_until_up(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("cronium serve exited early: {status}");
+            }
+            let ok = ureq::get(format!("{}/healthz", self.url)).call().is_ok();
+            if ok && self.data.join("admin.token").exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("cronium serve did not come up at {}", self.url);
+    }
+
+    /// Waits for the process to end on its own and returns how it ended.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "cronium serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// Runs `cronium ARGS` as the local admin (token from the data dir).
+    pub fn cronium(&self, args: &[&str]) -> Run {
+        self.cronium_with(args, &[])
+    }
+
+    pub fn cronium_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = Command::new(CRONIUM);
+        cmd.args(args)
+            .env("CRONIUM_URL", &self.url)
+            .env("CRONIUM_DATA_DIR", &self.data)
+            .env_remove("CRONIUM_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Run(cmd.output().expect("run cronium"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert!(
+            self.0.status.success(),
+            "expected success, got {}\nstdout: {}\nstderr: {}",
+            self.0.status,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn fails_with(self, needles: &[&str]) -> Run {
+        assert!(
+            !self.0.status.success(),
+            "expected failure, got success: {}",
+            self.stdout()
+        );
+        let err = self.stderr();
+        for needle in needles {
+            assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
+        }
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| panic!("{e}: {}", self.stdout()))
+    }
+}
+
+pub fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.to_string_lossy().into_owned()
+}
