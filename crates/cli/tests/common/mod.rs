@@ -91,6 +91,10 @@ impl Server {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.data.join("admin.token"))
             .unwrap()
