@@ -83,7 +83,7 @@ impl Schedule {
             Schedule::Every { every } if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&every) => {
                 Err(ValidationError::new(
                     "schedule.every",
-                    format!("{} is outside 1s..366d", interval_text::format(every)),
+                    format!("{} is outside 1s..366d", format_interval(every)),
                 ))
             }
             other => Ok(other),
@@ -141,29 +141,33 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// `90` seconds as `1m30s`, `3600` as `1h`: the largest units first, the
+/// form [`parse_interval`] reads back (whole seconds; a fraction is dropped).
+/// Public so every place that shows an interval (schedules, event timeouts
+/// in the API) writes it the same way.
+pub fn format_interval(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if secs > 0 || out.is_empty() {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}
+
 /// `every` travels as text (`"15m"`), the way users write it.
 mod interval_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn format(d: Duration) -> String {
-        let mut secs = d.as_secs();
-        let mut out = String::new();
-        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-            if secs >= size {
-                out.push_str(&format!("{}{unit}", secs / size));
-                secs %= size;
-            }
-        }
-        if secs > 0 || out.is_empty() {
-            out.push_str(&format!("{secs}s"));
-        }
-        out
-    }
-
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
+        s.serialize_str(&super::format_interval(*d))
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -212,7 +216,7 @@ mod tests {
                 "{text}"
             );
             assert_eq!(
-                parse_interval(&interval_text::format(Duration::from_secs(secs))),
+                parse_interval(&format_interval(Duration::from_secs(secs))),
                 Ok(Duration::from_secs(secs)),
                 "{text} formats back"
             );
@@ -220,6 +224,25 @@ mod tests {
         for bad in ["", "0", "0s", "x", "15 m", "5w", "400d", "-1m"] {
             assert!(parse_interval(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// The one interval formatter, shared with the server (which used to
+    /// keep a copy for event timeouts).
+    #[test]
+    fn format_interval_writes_what_parse_interval_reads() {
+        for (secs, text) in [
+            (1, "1s"),
+            (90, "1m30s"),
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (86_400 + 5, "1d5s"),
+            (366 * 86_400, "366d"),
+        ] {
+            assert_eq!(format_interval(Duration::from_secs(secs)), text);
+            assert_eq!(parse_interval(text), Ok(Duration::from_secs(secs)));
+        }
+        assert_eq!(format_interval(Duration::ZERO), "0s");
+        assert_eq!(format_interval(Duration::from_millis(1500)), "1s");
     }
 
     #[test]

@@ -70,6 +70,11 @@ fn with_409(mut operation: Value, description: &str) -> Value {
     operation
 }
 
+fn with_503(mut operation: Value, description: &str) -> Value {
+    operation["responses"]["503"] = error_response(description);
+    operation
+}
+
 fn ok(description: &str, schema: Value) -> (&'static str, Value) {
     (
         "200",
@@ -136,7 +141,7 @@ fn schemas() -> Value {
                 "type": "object",
                 "required": ["code", "message"],
                 "properties": {
-                    "code": { "type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "validation_failed", "internal"] },
+                    "code": { "type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "validation_failed", "internal", "unavailable"] },
                     "message": string,
                     "field": { "type": "string", "description": "The offending field, as a camelCase path (e.g. schedule.cron)" }
                 }
@@ -330,8 +335,9 @@ pub fn document() -> Value {
         },
         "paths": {
             "/healthz": {
-                "get": op("health", "Liveness and the database backend", None, &[], None,
-                    ok("Up", json!({ "type": "object", "properties": { "status": { "const": "ok" }, "database": { "type": "string", "enum": ["sqlite", "postgres"] } } })))
+                "get": with_503(op("health", "Up, and the database answers a query; names the backend", None, &[], None,
+                    ok("Up", json!({ "type": "object", "properties": { "status": { "const": "ok" }, "database": { "type": "string", "enum": ["sqlite", "postgres"] } } }))),
+                    "The database does not answer (code `unavailable`)")
             },
             "/metrics": {
                 "get": op("metrics", "Prometheus metrics (text format)", Some("viewer"), &[], None,

@@ -83,6 +83,31 @@ both_backends! {
         app.send("GET", "/api/v1/events", None, &[("authorization", &bearer)], None).expect(200);
     }
 
+    // Regression: a request refused before its body was read left the body
+    // unread, hyper closed the connection, and the client's next request on
+    // that kept-alive connection failed with "Peer disconnected".
+    fn a_body_refused_unread_closes_the_connection_openly(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let viewer = app.token("viewer");
+        let body = Some(serde_json::to_vec(&common::script_event("x")).unwrap());
+        let json = [("content-type", "application/json")];
+        let refused = [
+            app.send("POST", "/api/v1/events", None, &json, body.clone()),
+            app.send("POST", "/api/v1/events", Some(&viewer), &json, body.clone()),
+            app.send("POST", "/api/v1/nowhere", Some(&app.admin_token), &json, body.clone()),
+        ];
+        for resp in refused {
+            assert!(resp.status >= 400, "{}", resp.text());
+            assert_eq!(resp.header("connection"), Some("close"), "{}", resp.status);
+        }
+        // Without a body there is nothing left unread: the connection stays.
+        let resp = app.send("GET", "/api/v1/events", None, &[], None);
+        assert_eq!(resp.status, 401);
+        assert_eq!(resp.header("connection"), None);
+        // And the same client carries on.
+        app.send("GET", "/api/v1/events", Some(&viewer), &[], None).expect(200);
+    }
+
     fn tokens_are_shown_once_and_revocable(backend: Backend) {
         let app = TestApp::spawn(backend);
         let created = app.post("/api/v1/tokens", json!({ "name": "ci", "role": "editor" })).expect(201);
@@ -117,6 +142,26 @@ both_backends! {
         app.post("/api/v1/tokens", json!({ "name": "x", "role": "root" })).expect_error(422, "validation_failed", Some("role"));
         app.post("/api/v1/tokens", json!({ "role": "viewer" })).expect_error(422, "validation_failed", Some("name"));
         app.post("/api/v1/tokens", json!({ "name": "x", "role": "viewer", "scope": "all" })).expect_error(400, "bad_request", Some("scope"));
+    }
+
+    fn reads_within_a_minute_record_one_token_use(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let created = app.post("/api/v1/tokens", json!({ "name": "reader", "role": "viewer" })).expect(201);
+        let secret = created["token"].as_str().unwrap();
+        let last_used = || {
+            let list = app.get("/api/v1/tokens").expect(200);
+            list.as_array().unwrap().iter().find(|t| t["id"] == created["id"]).unwrap()["lastUsedAt"].clone()
+        };
+        assert_eq!(last_used(), Value::Null);
+
+        app.call("GET", "/api/v1/events", secret, None).expect(200);
+        let first = last_used();
+        assert!(first.is_string(), "the first use is recorded: {first}");
+        // Well within the minute: authenticated, but nothing written.
+        for _ in 0..5 {
+            app.call("GET", "/api/v1/events", secret, None).expect(200);
+        }
+        assert_eq!(last_used(), first);
     }
 
     fn first_start_writes_a_private_admin_token(backend: Backend) {

@@ -144,6 +144,37 @@ both_backends! {
         assert_eq!(versions(&app, id), [6, 5]);
     }
 
+    fn pruning_is_audited_as_the_token_that_caused_it(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.payload_retention = 1);
+        let editor = app.post("/api/v1/tokens", json!({ "name": "ci", "role": "editor" })).expect(201);
+        let secret = editor["token"].as_str().unwrap();
+        let event = app
+            .call("POST", "/api/v1/events", secret, Some(script_event("pruned")))
+            .expect(201);
+        let id = &event["id"];
+        for n in 2..=3 {
+            app.call("PATCH", &format!("/api/v1/events/{id}"), secret, Some(json!({ "content": format!("echo {n}\n") })))
+                .expect(200);
+        }
+        assert_eq!(versions(&app, id), [3]);
+
+        let log = app.get("/api/v1/audit").expect(200);
+        let prunes: Vec<&Value> = log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "payload.prune")
+            .collect();
+        assert_eq!(prunes.len(), 2, "{log}");
+        for (record, pruned) in prunes.iter().zip([2, 1]) {
+            assert_eq!(record["actor"], editor["id"], "{record}");
+            assert_eq!(record["targetType"], "event");
+            assert_eq!(&record["targetId"], id);
+            assert_eq!(record["detail"], json!({ "keep": 1, "versions": [pruned] }));
+            assert!(record["at"].is_string());
+        }
+    }
+
     fn secrets_never_reach_a_payload_or_the_database_in_clear(backend: Backend) {
         let app = TestApp::spawn(backend);
         let secret = "Sup3r-S3cret-Value-4711";

@@ -41,6 +41,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How stale a token's stored `last_used_at` may get: [`Store::use_token`]
+/// writes it only when the stored value is older than this.
+pub const TOKEN_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
 /// Opens the store a database URL names: `sqlite://PATH` (created if
 /// missing) or `postgres://...`. Migrations are applied before it returns.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
@@ -204,6 +208,10 @@ pub trait Store: Send + Sync {
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
+    /// Runs a trivial query, so a health check learns whether the database
+    /// answers right now (not merely whether it did at start-up).
+    async fn ping(&self) -> Result<()>;
+
     // --- users and tokens ---------------------------------------------------
 
     /// Returns the first admin user, creating `admin` if there is none.
@@ -215,7 +223,11 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<ApiToken>;
-    /// The live (not revoked) token with this hash, and records its use.
+    /// The live (not revoked) token with this hash, and records its use in
+    /// `last_used_at` at most once per [`TOKEN_USE_RESOLUTION`]: every
+    /// authenticated request calls this, and a write per request would make
+    /// every read of the API a database write. The returned `last_used_at` is
+    /// what is stored, so it may be up to that long behind `now`.
     async fn use_token(&self, hash: &TokenHash, now: DateTime<Utc>) -> Result<Option<ApiToken>>;
     async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
     async fn revoke_token(
@@ -261,8 +273,20 @@ pub trait Store: Send + Sync {
     async fn list_payloads(&self, event: EventId) -> Result<Vec<PayloadRecord>>;
     async fn get_payload(&self, event: EventId, version: u64) -> Result<PayloadRecord>;
     /// Deletes all but the newest `keep` versions of an event (the active
-    /// one is always kept); returns the deleted rows.
-    async fn prune_payloads(&self, event: EventId, keep: usize) -> Result<Vec<PayloadRecord>>;
+    /// one is always kept); returns the deleted rows. When anything was
+    /// deleted, `audit` is written in the same transaction with the deleted
+    /// versions added to its detail (`"versions": [...]`), which the caller
+    /// cannot know in advance; nothing deleted, nothing audited. `now` is the
+    /// time of the prune, taken like every mutation's from the caller since
+    /// the store never reads the clock; no column records it today (the
+    /// audit entry carries its own `at`).
+    async fn prune_payloads(
+        &self,
+        event: EventId,
+        keep: usize,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Vec<PayloadRecord>>;
     /// Every payload row, for the start-up sweep of the payload directory.
     async fn all_payloads(&self) -> Result<Vec<PayloadRecord>>;
 

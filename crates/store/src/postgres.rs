@@ -261,6 +261,11 @@ impl Store for PgStore {
         "postgres"
     }
 
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn ensure_admin(&self, now: DateTime<Utc>) -> Result<User> {
         let now = truncate(now);
         let mut tx = self.write().await?;
@@ -351,13 +356,47 @@ impl Store for PgStore {
     }
 
     async fn use_token(&self, hash: &TokenHash, now: DateTime<Utc>) -> Result<Option<ApiToken>> {
+        let now = truncate(now);
+        // A read first: most requests find a use recorded less than a
+        // minute ago and write nothing.
         let row = sqlx::query(concat!(
-            "UPDATE api_tokens SET last_used_at = $2 WHERE hash = $1 AND revoked_at IS NULL \
-             RETURNING ",
-            token_columns!()
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL"
         ))
         .bind(hash.0.to_vec())
-        .bind(truncate(now))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(token) = row.as_ref().map(rows::token).transpose()? else {
+            return Ok(None);
+        };
+        let threshold = rows::token_use_threshold(now);
+        if !rows::token_use_is_stale(&token, threshold) {
+            return Ok(Some(token));
+        }
+        // Conditional, so of concurrent requests only one writes, and a
+        // node whose clock is behind never moves the time backwards.
+        let updated = sqlx::query(concat!(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL \
+             AND (last_used_at IS NULL OR last_used_at < $3) RETURNING ",
+            token_columns!()
+        ))
+        .bind(token.id.0)
+        .bind(now)
+        .bind(threshold)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = updated {
+            return rows::token(&row).map(Some);
+        }
+        // Another request recorded a use in between, or the token was
+        // revoked in between: read again, so a revocation is honoured.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE id = $1 AND revoked_at IS NULL"
+        ))
+        .bind(token.id.0)
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(rows::token).transpose()
@@ -619,7 +658,13 @@ impl Store for PgStore {
         rows::payload(&row)
     }
 
-    async fn prune_payloads(&self, event: EventId, keep: usize) -> Result<Vec<PayloadRecord>> {
+    async fn prune_payloads(
+        &self,
+        event: EventId,
+        keep: usize,
+        _now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Vec<PayloadRecord>> {
         let mut tx = self.write().await?;
         lock_event(&mut tx, event).await?;
         let mut pruned = sqlx::query(concat!(
@@ -637,7 +682,7 @@ impl Store for PgStore {
         .collect::<Result<Vec<_>>>()?;
         pruned.sort_by_key(|p| std::cmp::Reverse(p.event_version));
         if !pruned.is_empty() {
-            insert_audit(&mut tx, &rows::prune_audit(event, &pruned)).await?;
+            insert_audit(&mut tx, &rows::prune_audit(audit, event, &pruned)).await?;
         }
         tx.commit().await?;
         Ok(pruned)

@@ -461,19 +461,35 @@ pub(crate) fn with_payload_version(mut entry: AuditEntry, version: Option<u64>) 
     entry
 }
 
-/// The system's own entry for payload versions removed by retention: the
-/// trait gives prune no entry, yet it deletes rows someone may look for.
-pub(crate) fn prune_audit(event: EventId, pruned: &[PayloadRecord]) -> AuditEntry {
-    AuditEntry {
-        at: truncate(Utc::now()),
-        actor: None,
-        action: "payload.prune".into(),
-        target_type: "event".into(),
-        target_id: Some(event.0),
-        detail: serde_json::json!({
-            "versions": pruned.iter().map(|p| p.event_version).collect::<Vec<_>>(),
-        }),
+/// The caller's entry for a prune, with the versions it removed added to the
+/// detail (like [`with_payload_version`], the caller cannot know them).
+pub(crate) fn prune_audit(
+    entry: &AuditEntry,
+    event: EventId,
+    pruned: &[PayloadRecord],
+) -> AuditEntry {
+    let mut entry = audit_entry(entry, Some(event.0));
+    let versions: Vec<u64> = pruned.iter().map(|p| p.event_version).collect();
+    match &mut entry.detail {
+        serde_json::Value::Object(map) => {
+            map.insert("versions".into(), versions.into());
+        }
+        serde_json::Value::Null => entry.detail = serde_json::json!({ "versions": versions }),
+        _ => {}
     }
+    entry
+}
+
+/// The stored `last_used_at` below which [`crate::Store::use_token`] records
+/// a new use: anything at or after it is recent enough to leave alone.
+pub(crate) fn token_use_threshold(now: DateTime<Utc>) -> DateTime<Utc> {
+    truncate(now) - crate::TOKEN_USE_RESOLUTION
+}
+
+/// Whether a token's stored use is older than `threshold` (or missing), so
+/// this use must be recorded: the same test as the conditional UPDATE's.
+pub(crate) fn token_use_is_stale(token: &ApiToken, threshold: DateTime<Utc>) -> bool {
+    token.last_used_at.is_none_or(|at| at < threshold)
 }
 
 pub(crate) fn detail_text(entry: &AuditEntry) -> String {

@@ -34,6 +34,23 @@ enum Raw {
 }
 
 impl Backend {
+    /// The second store on the same database, through the trait.
+    fn raw_store(&self) -> &dyn Store {
+        match &self.raw {
+            Raw::Sqlite(s) => s,
+            Raw::Postgres(s) => s,
+        }
+    }
+
+    /// Closes the second store's pool: the database is fine, but this
+    /// handle on it can no longer reach it.
+    async fn close_raw(&self) {
+        match &self.raw {
+            Raw::Sqlite(s) => s.pool().close().await,
+            Raw::Postgres(s) => s.pool().close().await,
+        }
+    }
+
     async fn execute(&self, sql: &'static str) {
         match &self.raw {
             Raw::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(drop),
@@ -106,6 +123,10 @@ conformance!(
     every_mutation_is_audited_newest_first,
     timestamps_and_values_round_trip_exactly,
     a_corrupt_row_is_an_error_naming_the_column,
+    ping_answers_until_the_pool_is_closed,
+    use_token_records_last_used_at_at_most_once_a_minute,
+    a_missing_target_server_is_invalid_not_a_backend_error,
+    prune_writes_the_callers_audit_entry_and_never_reads_the_clock,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -243,6 +264,17 @@ async fn set_content(
         )
         .await
         .unwrap()
+}
+
+/// Prunes as the system would, keeping `keep` versions.
+async fn prune(
+    store: &dyn Store,
+    event: EventId,
+    keep: usize,
+) -> Result<Vec<cronium_store::PayloadRecord>, StoreError> {
+    store
+        .prune_payloads(event, keep, Utc::now(), &audit("payload.prune", "event"))
+        .await
 }
 
 fn versions(payloads: &[cronium_store::PayloadRecord]) -> Vec<(u64, bool)> {
@@ -657,7 +689,7 @@ async fn pruning_keeps_the_newest_and_the_active(b: Backend) {
         set_content(store, event.id, &format!("echo {v}\n")).await;
     }
 
-    let pruned = store.prune_payloads(event.id, 2).await.unwrap();
+    let pruned = prune(store, event.id, 2).await.unwrap();
     assert_eq!(
         versions(&pruned),
         vec![(4, false), (3, false), (2, false), (1, false)]
@@ -666,10 +698,10 @@ async fn pruning_keeps_the_newest_and_the_active(b: Backend) {
         versions(&store.list_payloads(event.id).await.unwrap()),
         vec![(6, true), (5, false)]
     );
-    assert!(store.prune_payloads(event.id, 2).await.unwrap().is_empty());
+    assert!(prune(store, event.id, 2).await.unwrap().is_empty());
 
     // Keeping none still keeps the active payload.
-    let pruned = store.prune_payloads(event.id, 0).await.unwrap();
+    let pruned = prune(store, event.id, 0).await.unwrap();
     assert_eq!(versions(&pruned), vec![(5, false)]);
     assert_eq!(
         versions(&store.list_payloads(event.id).await.unwrap()),
@@ -680,7 +712,7 @@ async fn pruning_keeps_the_newest_and_the_active(b: Backend) {
     let (_, payload) = set_content(store, event.id, "echo 7\n").await;
     assert_eq!(payload.map(|p| p.event_version), Some(7));
 
-    let missing = store.prune_payloads(EventId(event.id.0 + 1000), 1).await;
+    let missing = prune(store, EventId(event.id.0 + 1000), 1).await;
     assert_eq!(field(missing.unwrap_err()), "not found:event");
 }
 
@@ -1297,6 +1329,217 @@ async fn a_corrupt_row_is_an_error_naming_the_column(b: Backend) {
         message.contains("runner_payloads") && message.contains("column checksum"),
         "{message}"
     );
+}
+
+async fn ping_answers_until_the_pool_is_closed(b: Backend) {
+    b.store.ping().await.unwrap();
+    b.raw_store().ping().await.unwrap();
+    b.close_raw().await;
+    let StoreError::Backend(_) = b.raw_store().ping().await.unwrap_err() else {
+        panic!("a closed pool is a backend error");
+    };
+    // Closing one handle's pool leaves the database and other handles alone.
+    b.store.ping().await.unwrap();
+}
+
+async fn use_token_records_last_used_at_at_most_once_a_minute(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let hash = TokenHash([0x5a; 32]);
+    let token = store
+        .create_token(
+            NewToken {
+                user_id: owner,
+                name: "reader".into(),
+                role: Role::Viewer,
+                hash,
+            },
+            t0 - chrono::Duration::hours(1),
+            &audit("token.create", "token"),
+        )
+        .await
+        .unwrap();
+    let stored = || async { store.list_tokens().await.unwrap()[0].last_used_at };
+    let seconds = chrono::Duration::seconds;
+
+    // (when the request comes, what the stored use is afterwards)
+    let table = [
+        (t0, t0, "the first use is recorded"),
+        (t0 + seconds(1), t0, "a second later: not written"),
+        (t0 + seconds(59), t0, "within the minute: not written"),
+        (t0 + seconds(60), t0, "exactly a minute: not yet"),
+        (
+            t0 + seconds(60) + chrono::Duration::microseconds(1),
+            t0 + seconds(60) + chrono::Duration::microseconds(1),
+            "just over a minute: recorded",
+        ),
+        (
+            t0 + seconds(90),
+            t0 + seconds(60) + chrono::Duration::microseconds(1),
+            "within the new minute: not written",
+        ),
+        (
+            t0 - chrono::Duration::hours(1),
+            t0 + seconds(60) + chrono::Duration::microseconds(1),
+            "a clock that is behind never moves it back",
+        ),
+        (t0 + seconds(600), t0 + seconds(600), "much later: recorded"),
+    ];
+    for (now, want, why) in table {
+        let found = store.use_token(&hash, now).await.unwrap().unwrap();
+        assert_eq!(found.id, token.id, "{why}");
+        assert_eq!(found.last_used_at, Some(want), "{why}: returned");
+        assert_eq!(stored().await, Some(want), "{why}: stored");
+    }
+
+    // However recent the recorded use, a revoked token is refused.
+    let revoked_at = t0 + seconds(601);
+    store
+        .revoke_token(token.id, revoked_at, &audit("token.revoke", "token"))
+        .await
+        .unwrap();
+    assert_eq!(store.use_token(&hash, revoked_at).await.unwrap(), None);
+    assert_eq!(
+        store
+            .use_token(&hash, revoked_at + chrono::Duration::hours(1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(stored().await, Some(t0 + seconds(600)));
+}
+
+async fn a_missing_target_server_is_invalid_not_a_backend_error(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let now = Utc::now();
+    let live = store
+        .create_server(server("web-1"), now, &audit("server.create", "server"))
+        .await
+        .unwrap();
+    // A server that existed and was deleted, as by a concurrent request
+    // between the API's existence check and the insert.
+    let gone = store
+        .create_server(server("web-2"), now, &audit("server.create", "server"))
+        .await
+        .unwrap();
+    store
+        .delete_server(gone.id, &audit("server.delete", "server"))
+        .await
+        .unwrap();
+    let never = ServerId(gone.id.0 + 1000);
+    let audited = store.list_audit(all()).await.unwrap().total;
+
+    for (targets, why) in [
+        (vec![never], "never existed"),
+        (vec![gone.id], "deleted"),
+        (vec![live.id, never], "the second of two"),
+    ] {
+        let err = store
+            .create_event(
+                owner,
+                EventSpec {
+                    run_location: RunLocation::Remote,
+                    target_servers: targets,
+                    ..spec("remote")
+                },
+                &mut Recorder::default(),
+                now,
+                &audit("event.create", "event"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(field(err), "invalid:targetServers", "{why}");
+        assert_eq!(
+            store.find_event_by_name(owner, "remote").await.unwrap(),
+            None,
+            "{why}: nothing left behind"
+        );
+    }
+
+    // The same through an update, which must leave the event as it was.
+    let event = create(
+        store,
+        owner,
+        EventSpec {
+            run_location: RunLocation::Remote,
+            target_servers: vec![live.id],
+            ..spec("deploy")
+        },
+    )
+    .await;
+    for targets in [vec![gone.id], vec![live.id, never]] {
+        let err = store
+            .update_event(
+                event.id,
+                &move |e| {
+                    Ok(EventSpec {
+                        target_servers: targets.clone(),
+                        content: "echo changed\n".into(),
+                        ..e.spec.clone()
+                    })
+                },
+                &mut Recorder::default(),
+                now,
+                &audit("event.update", "event"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(field(err), "invalid:targetServers");
+        assert_eq!(store.get_event(event.id).await.unwrap(), event);
+        assert_eq!(
+            versions(&store.list_payloads(event.id).await.unwrap()),
+            vec![(1, true)]
+        );
+    }
+    // Only the successful create was audited.
+    assert_eq!(store.list_audit(all()).await.unwrap().total, audited + 1);
+}
+
+async fn prune_writes_the_callers_audit_entry_and_never_reads_the_clock(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("backup")).await;
+    for v in 2..=4 {
+        set_content(store, event.id, &format!("echo {v}\n")).await;
+    }
+    // A time far from the real clock: if the store stamped the entry
+    // itself, it would show.
+    let at = Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap()
+        + chrono::Duration::nanoseconds(123_456_789);
+    let actor = cronium_core::TokenId(42);
+    let entry = AuditEntry {
+        at,
+        actor: Some(actor),
+        action: "payload.prune".into(),
+        target_type: "event".into(),
+        target_id: Some(event.id.0),
+        detail: json!({ "keep": 1 }),
+    };
+    let pruned = store.prune_payloads(event.id, 1, at, &entry).await.unwrap();
+    assert_eq!(versions(&pruned), vec![(3, false), (2, false), (1, false)]);
+    let log = store.list_audit(all()).await.unwrap();
+    let newest = &log.items[0].entry;
+    assert_eq!(
+        *newest,
+        AuditEntry {
+            at: cronium_store_truncate(at),
+            detail: json!({ "keep": 1, "versions": [3, 2, 1] }),
+            ..entry.clone()
+        }
+    );
+
+    // Nothing pruned, nothing audited.
+    let before = log.total;
+    assert!(
+        store
+            .prune_payloads(event.id, 1, at, &entry)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_audit(all()).await.unwrap().total, before);
 }
 
 fn cronium_store_truncate(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use cronium_core::schedule::parse_interval;
+use cronium_core::schedule::{format_interval, parse_interval};
 use cronium_core::{
     EventId, EventKind, EventName, EventSpec, EventStatus, RunLocation, Schedule, SealedSecrets,
     ServerId, Tag, ValidationError,
@@ -344,7 +344,7 @@ impl From<Event> for EventView {
             status: s.status.as_str(),
             run_location: s.run_location.as_str(),
             target_servers: s.target_servers.iter().map(|id| id.0).collect(),
-            timeout: format_duration(s.timeout),
+            timeout: format_interval(s.timeout),
             retries: s.retries,
             tags: s.tags.iter().map(|t| t.as_str().to_string()).collect(),
             payload_version: e.payload_version,
@@ -352,22 +352,6 @@ impl From<Event> for EventView {
             updated_at: e.updated_at,
         }
     }
-}
-
-/// `90` seconds as `1m30s`: the form `parse_interval` reads back.
-pub fn format_duration(d: Duration) -> String {
-    let mut secs = d.as_secs();
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if secs > 0 || out.is_empty() {
-        out.push_str(&format!("{secs}s"));
-    }
-    out
 }
 
 #[derive(Debug, Serialize)]
@@ -550,8 +534,19 @@ pub async fn update(
         };
         if payload.is_some() {
             // The update stands even if pruning fails: old versions are then
-            // pruned after the next one.
-            match state.store.prune_payloads(id, state.retention).await {
+            // pruned after the next one. The caller's update caused the
+            // prune, so its token is the actor.
+            let prune = audit(
+                &caller,
+                "payload.prune",
+                Some(id),
+                json!({ "keep": state.retention }),
+            );
+            match state
+                .store
+                .prune_payloads(id, state.retention, now, &prune)
+                .await
+            {
                 Ok(pruned) => state.payloads.remove_files(&pruned),
                 Err(e) => tracing::warn!(event = id.0, error = %e, "cannot prune old payloads"),
             }
@@ -630,16 +625,6 @@ pub async fn download(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_format_the_way_they_parse() {
-        for (secs, text) in [(3600, "1h"), (90, "1m30s"), (86_400 + 5, "1d5s"), (0, "0s")] {
-            assert_eq!(format_duration(Duration::from_secs(secs)), text);
-            if secs > 0 {
-                assert_eq!(parse_interval(text), Ok(Duration::from_secs(secs)));
-            }
-        }
-    }
 
     #[test]
     fn schedules_name_their_fields() {

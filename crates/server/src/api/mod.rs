@@ -4,12 +4,12 @@
 //! (method, path) so tests can hold the router and the OpenAPI document to
 //! each other.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
@@ -25,6 +25,11 @@ pub mod audit;
 pub mod events;
 pub mod servers;
 pub mod tokens;
+
+/// How long `/healthz` waits for the database. Shorter than the pool's own
+/// 30-second acquire timeout: an unreachable PostgreSQL would otherwise hold
+/// the check that long, and health checkers give up sooner and learn nothing.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A router that remembers what it routes.
 pub struct Routes {
@@ -108,7 +113,21 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(req).await;
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut response = next.run(req).await;
+    // A request refused before its body was read (no token, wrong role,
+    // unknown route) leaves that body unread, and hyper then drops the
+    // connection. Saying so up front stops a client from sending its next
+    // request down a connection that is about to close.
+    if has_body && response.status().is_client_error() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let elapsed = started.elapsed();
     let status = response.status();
     state
@@ -141,12 +160,27 @@ struct Health {
     database: &'static str,
 }
 
-/// Public: says the process is up and which backend it uses.
-async fn healthz(State(state): State<AppState>) -> axum::Json<Health> {
-    axum::Json(Health {
-        status: "ok",
-        database: state.store.backend(),
-    })
+/// Public: 200 when the database answers a trivial query, naming the
+/// backend; 503 `unavailable` when it fails or does not answer within
+/// [`HEALTH_TIMEOUT`], so a load balancer stops sending requests that would
+/// fail anyway.
+async fn healthz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
+    let database = state.store.backend();
+    let unavailable = |why: String| {
+        tracing::warn!(database, error = %why, "health check: the database does not answer");
+        ApiError::new(
+            ErrorCode::Unavailable,
+            format!("the {database} database does not answer"),
+        )
+    };
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Ok(axum::Json(Health {
+            status: "ok",
+            database,
+        })),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(_) => Err(unavailable(format!("no answer within {HEALTH_TIMEOUT:?}"))),
+    }
 }
 
 /// Prometheus text format; needs a token (any role), as scrapers can send one.
