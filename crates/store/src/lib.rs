@@ -13,6 +13,8 @@ use cronium_core::{
     ValidationError,
 };
 
+#[macro_use]
+mod sql;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
@@ -276,15 +278,12 @@ pub trait Store: Send + Sync {
     /// one is always kept); returns the deleted rows. When anything was
     /// deleted, `audit` is written in the same transaction with the deleted
     /// versions added to its detail (`"versions": [...]`), which the caller
-    /// cannot know in advance; nothing deleted, nothing audited. `now` is the
-    /// time of the prune, taken like every mutation's from the caller since
-    /// the store never reads the clock; no column records it today (the
-    /// audit entry carries its own `at`).
+    /// cannot know in advance; nothing deleted, nothing audited. The time of
+    /// the prune is the audit entry's `at`: the store never reads the clock.
     async fn prune_payloads(
         &self,
         event: EventId,
         keep: usize,
-        now: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<Vec<PayloadRecord>>;
     /// Every payload row, for the start-up sweep of the payload directory.

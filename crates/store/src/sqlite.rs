@@ -72,29 +72,12 @@ macro_rules! event_filter {
     };
 }
 
-macro_rules! payload_columns {
-    () => {
-        "id, event_id, event_version, payload_path, checksum_path, payload_size, checksum, \
-         is_active, created_at"
-    };
-}
-macro_rules! token_columns {
-    () => {
-        "id, user_id, name, role, created_at, last_used_at, revoked_at"
-    };
-}
 macro_rules! server_columns {
     () => {
         "id, name, host, port, username, auth_kind, sealed_credentials, known_host, created_at, \
          updated_at"
     };
 }
-macro_rules! user_columns {
-    () => {
-        "id, name, role, created_at"
-    };
-}
-
 /// The SQLite store. Cheap to clone: it is a handle on a connection pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -165,27 +148,6 @@ async fn fetch_event(conn: &mut SqliteConnection, id: EventId) -> Result<Option<
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(rows::event).transpose()
-}
-
-/// Binds the event columns in the order of `EVENT_COLUMNS_INSERT`, from `$2`.
-macro_rules! bind_event {
-    ($query:expr, $v:expr) => {
-        $query
-            .bind($v.name.clone())
-            .bind($v.name_folded.clone())
-            .bind($v.description.clone())
-            .bind($v.kind)
-            .bind($v.interpreter)
-            .bind($v.content.clone())
-            .bind($v.env.clone())
-            .bind($v.secret_env_names.clone())
-            .bind($v.secret_env.clone())
-            .bind($v.schedule.clone())
-            .bind($v.status)
-            .bind($v.run_location)
-            .bind($v.timeout_secs)
-            .bind($v.retries)
-    };
 }
 
 fn event_write_error(e: sqlx::Error, v: &EventValues) -> StoreError {
@@ -670,7 +632,6 @@ impl Store for SqliteStore {
         &self,
         event: EventId,
         keep: usize,
-        _now: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<Vec<PayloadRecord>> {
         let mut tx = self.write().await?;

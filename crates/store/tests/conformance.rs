@@ -273,7 +273,7 @@ async fn prune(
     keep: usize,
 ) -> Result<Vec<cronium_store::PayloadRecord>, StoreError> {
     store
-        .prune_payloads(event, keep, Utc::now(), &audit("payload.prune", "event"))
+        .prune_payloads(event, keep, &audit("payload.prune", "event"))
         .await
 }
 
@@ -1517,7 +1517,7 @@ async fn prune_writes_the_callers_audit_entry_and_never_reads_the_clock(b: Backe
         target_id: Some(event.id.0),
         detail: json!({ "keep": 1 }),
     };
-    let pruned = store.prune_payloads(event.id, 1, at, &entry).await.unwrap();
+    let pruned = store.prune_payloads(event.id, 1, &entry).await.unwrap();
     assert_eq!(versions(&pruned), vec![(3, false), (2, false), (1, false)]);
     let log = store.list_audit(all()).await.unwrap();
     let newest = &log.items[0].entry;
@@ -1534,7 +1534,7 @@ async fn prune_writes_the_callers_audit_entry_and_never_reads_the_clock(b: Backe
     let before = log.total;
     assert!(
         store
-            .prune_payloads(event.id, 1, at, &entry)
+            .prune_payloads(event.id, 1, &entry)
             .await
             .unwrap()
             .is_empty()

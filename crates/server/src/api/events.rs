@@ -544,7 +544,7 @@ pub async fn update(
             );
             match state
                 .store
-                .prune_payloads(id, state.retention, now, &prune)
+                .prune_payloads(id, state.retention, &prune)
                 .await
             {
                 Ok(pruned) => state.payloads.remove_files(&pruned),
