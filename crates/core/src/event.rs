@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
 use crate::ids::{EventId, ServerId};
+use crate::job::RunPolicy;
 use crate::schedule::Schedule;
 
 /// Largest script an event may hold.
@@ -48,33 +49,6 @@ pub enum RunLocation {
     Local,
     /// On the event's target servers, over SSH.
     Remote,
-}
-
-macro_rules! str_enum {
-    ($ty:ident { $($variant:ident = $text:literal),* $(,)? }) => {
-        impl $ty {
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text),* }
-            }
-
-            /// Parses the lowercase name; `field` names the input in the error.
-            pub fn parse(text: &str, field: &str) -> Result<$ty, ValidationError> {
-                match text {
-                    $($text => Ok($ty::$variant),)*
-                    other => Err(ValidationError::new(
-                        field,
-                        format!(concat!("unknown value {:?} (expected one of: ", $($text, " ",)* ")"), other),
-                    )),
-                }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
 }
 
 str_enum!(EventKind { Script = "script", Http = "http" });
@@ -166,6 +140,8 @@ pub struct EventSpec {
     pub timeout: Duration,
     pub retries: u32,
     pub tags: BTreeSet<Tag>,
+    /// Overlap, misfire, limits and retry timing.
+    pub policy: RunPolicy,
 }
 
 impl EventSpec {
@@ -245,7 +221,12 @@ impl EventSpec {
             return Err(invalid("tags", format!("at most {MAX_TAGS} tags")));
         }
         let schedule = self.schedule.clone().validate()?;
-        Ok(EventSpec { schedule, ..self })
+        let policy = self.policy.clone().validate()?;
+        Ok(EventSpec {
+            schedule,
+            policy,
+            ..self
+        })
     }
 
     /// The payload for this event at `version`, or `None` if it has none
@@ -300,6 +281,7 @@ pub(crate) mod tests {
             timeout: Duration::from_secs(3600),
             retries: 0,
             tags: BTreeSet::new(),
+            policy: RunPolicy::default(),
         }
     }
 

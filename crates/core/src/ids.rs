@@ -28,4 +28,6 @@ id_type!(
     UserId,
     /// An API token.
     TokenId,
+    /// A job: one run of an event.
+    JobId,
 );

@@ -4,8 +4,38 @@
 //! Requests and database rows are turned into these types once, at the edge;
 //! every invariant lives in a constructor or in [`EventSpec::validate`].
 
+/// `as_str`, `parse` and `Display` for a fieldless enum with one API name per
+/// variant. Defined before the modules so all of them can use it.
+macro_rules! str_enum {
+    ($ty:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),* }
+            }
+
+            /// Parses the name as written in the API; `field` names the input in the error.
+            pub fn parse(text: &str, field: &str) -> Result<$ty, $crate::ValidationError> {
+                match text {
+                    $($text => Ok($ty::$variant),)*
+                    other => Err($crate::ValidationError::new(
+                        field,
+                        format!(concat!("unknown value {:?} (expected one of: ", $($text, " ",)* ")"), other),
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 pub mod event;
 pub mod ids;
+pub mod job;
 pub mod schedule;
 pub mod server;
 pub mod user;
@@ -14,7 +44,8 @@ pub use event::{
     EventKind, EventName, EventSpec, EventStatus, RunLocation, SealedSecrets, Tag,
     needs_new_payload,
 };
-pub use ids::{EventId, ServerId, TokenId, UserId};
+pub use ids::{EventId, JobId, ServerId, TokenId, UserId};
+pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use schedule::Schedule;
 pub use server::{AuthKind, ServerName, ServerSpec};
 pub use user::{Role, TokenHash};

@@ -9,6 +9,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::job::RunPolicy;
 
 /// Shortest interval accepted for `every`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -88,6 +89,67 @@ impl Schedule {
             }
             other => Ok(other),
         }
+    }
+}
+
+/// The fires one scheduler step records for an event, from
+/// [`Schedule::plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirePlan {
+    /// Every fire time from the due one up to now, oldest first, each marked
+    /// whether it runs (`false`: recorded as missed).
+    pub fires: Vec<PlannedFire>,
+    /// The next fire time after now, or `None` if the schedule is done.
+    pub next: Option<DateTime<Utc>>,
+    /// Fires that were missed but are not in `fires` because there were too
+    /// many to record one by one ([`MAX_RECORDED_FIRES`]).
+    pub unrecorded_misses: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedFire {
+    pub at: DateTime<Utc>,
+    pub run: bool,
+}
+
+/// Most fires one scheduler step records; after a long downtime the older
+/// misses are only counted.
+pub const MAX_RECORDED_FIRES: usize = 1000;
+
+impl Schedule {
+    /// The first fire strictly after `after`. `every` fires at
+    /// `anchor + k·interval` (k ≥ 0); `at` fires once; `manual` never.
+    pub fn next_fire(&self, anchor: DateTime<Utc>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let _ = (anchor, after);
+        todo!()
+    }
+
+    /// Where a schedule set (or resumed) at `now` starts: its anchor (the
+    /// policy's `start_at`, else `now`) and its first fire, none before
+    /// `start_at` and none at or before `now`.
+    pub fn start(
+        &self,
+        policy: &RunPolicy,
+        now: DateTime<Utc>,
+    ) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
+        let _ = (policy, now);
+        todo!()
+    }
+
+    /// One scheduler step for a schedule whose next fire `due` has come
+    /// (`due <= now`): every fire in `[due, now]`, the misfire policy applied
+    /// to those more than [`crate::job::MISFIRE_GRACE`] late, `max_executions`
+    /// respected (given `fired` so far), and the next fire after `now`.
+    pub fn plan(
+        &self,
+        policy: &RunPolicy,
+        anchor: DateTime<Utc>,
+        due: DateTime<Utc>,
+        fired: u64,
+        now: DateTime<Utc>,
+    ) -> FirePlan {
+        let _ = (policy, anchor, due, fired, now);
+        todo!()
     }
 }
 

@@ -9,8 +9,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    EventId, EventSpec, EventStatus, Role, ServerId, ServerSpec, Tag, TokenHash, TokenId, UserId,
-    ValidationError,
+    EventId, EventSpec, EventStatus, JobId, JobStatus, Role, ServerId, ServerSpec, Tag, TokenHash,
+    TokenId, Trigger, UserId, ValidationError,
 };
 
 #[macro_use]
@@ -37,6 +37,10 @@ pub enum StoreError {
     /// The payload writer failed; nothing was committed.
     #[error("cannot write payload: {0}")]
     Payload(String),
+    /// A worker reported on a job it no longer holds (its lease expired and
+    /// the job was recovered, or it finished): the report was ignored.
+    #[error("job {job} is no longer held by this worker (attempt {attempt})")]
+    Fenced { job: JobId, attempt: u32 },
     #[error("database error: {0}")]
     Backend(String),
 }
@@ -205,6 +209,157 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// Where an event's schedule stands (table `schedule_state`): the store
+/// keeps it in step with the event (recomputed in `create_event` and
+/// `update_event` whenever the schedule, the policy's start or the status
+/// changes, from that moment on), and the scheduler advances it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub event_id: EventId,
+    /// `every` schedules count from here (the policy's `startAt`, or the
+    /// time the schedule was set).
+    pub anchor: DateTime<Utc>,
+    /// `None` when the schedule will not fire again (manual, a past one-shot,
+    /// max executions reached, or the event is not active).
+    pub next_fire_at: Option<DateTime<Utc>>,
+    /// Fires that were due to run so far (missed ones do not count).
+    pub fire_count: u64,
+}
+
+/// One fire time the scheduler records, from a [`cronium_core::schedule::FirePlan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fire {
+    pub at: DateTime<Utc>,
+    /// `false`: recorded as `missed` (the misfire policy did not run it).
+    pub run: bool,
+}
+
+/// A stored job (DESIGN §3.5).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub event_id: EventId,
+    /// The payload the job runs, fixed when it was queued.
+    pub payload_version: Option<u64>,
+    pub trigger: Trigger,
+    pub status: JobStatus,
+    /// From 1; a retry (or a recovered lease) raises it, which fences out
+    /// whatever the previous attempt's worker still reports.
+    pub attempt: u32,
+    /// The fire time for scheduled jobs, the request time for manual ones.
+    pub scheduled_at: DateTime<Utc>,
+    /// Not claimed before this (later than `scheduled_at` for retries).
+    pub run_after: DateTime<Utc>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Someone asked to cancel the running job; its worker learns on its
+    /// next heartbeat and stops the runner.
+    pub cancel_requested: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// `payloadPath`, `checksumPath`, `checksum` of the payload (set when
+    /// queued), the manual run's `input`, and what the runner reported
+    /// (`signal`, `durationMs`).
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A run to record: the overlap policy decides whether it is `queued` or
+/// `skipped` (and, for `replace`, cancels the runs before it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub event_id: EventId,
+    pub trigger: Trigger,
+    pub scheduled_at: DateTime<Utc>,
+    /// Manual runs may carry JSON input (kept in `metadata.input`).
+    pub input: Option<serde_json::Value>,
+}
+
+/// How a running job ended, as its worker saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// `succeeded`, `failed`, `timed_out` or `cancelled` (or `partial`).
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// Merged into the job's metadata (e.g. `signal`, `durationMs`).
+    pub metadata: serde_json::Value,
+}
+
+/// The worker that holds a job: its lease owner name and the attempt it
+/// runs. Every report a worker makes carries it; a report whose fence no
+/// longer matches the row is refused with [`StoreError::Fenced`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub job: JobId,
+    pub owner: String,
+    pub attempt: u32,
+}
+
+/// A claimed job with what its worker needs to run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub job: Job,
+    pub event: Event,
+    pub fence: Fence,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The job should stop: it was cancelled (or replaced).
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub event: Option<EventId>,
+    pub status: Option<JobStatus>,
+    /// `scheduled_at` at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// `scheduled_at` before this.
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Cronium's own lines: attempt started, truncation marker, errors.
+    System,
+}
+
+/// One captured line (or a final piece without a newline), binary-safe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// From 1, increasing without gaps within a job, across attempts.
+    pub seq: u64,
+    pub stream: LogStream,
+    pub at: DateTime<Utc>,
+    pub data: Vec<u8>,
+}
+
+/// What [`Store::recover_expired_leases`] did to one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    pub job: Job,
+    /// `true`: queued again for another attempt; `false`: failed for good.
+    pub retried: bool,
+}
+
+/// How much job history to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobRetention {
+    /// Finished jobs older than this (by `finished_at`, or `created_at` for
+    /// missed and skipped ones) are deleted with their logs.
+    pub older_than: DateTime<Utc>,
+    /// The newest this many finished jobs of each event are kept regardless.
+    pub keep_per_event: u32,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
@@ -310,6 +465,84 @@ pub trait Store: Send + Sync {
     ) -> Result<Server>;
     /// Refused with a `Conflict` on `targetServers` while an event targets it.
     async fn delete_server(&self, id: ServerId, audit: &AuditEntry) -> Result<()>;
+
+    // --- schedules and jobs ---------------------------------------------------
+
+    async fn get_schedule_state(&self, event: EventId) -> Result<ScheduleState>;
+    /// Active events whose `next_fire_at` is at or before `now`, soonest
+    /// first, at most `limit`.
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Event, ScheduleState)>>;
+    /// Records one scheduler step for an event, atomically: only if its
+    /// `next_fire_at` is still `expected` (else another scheduler got there
+    /// first and this returns an empty list, recording nothing), inserts a
+    /// job per fire (`missed` when `run` is false; otherwise as
+    /// [`Store::enqueue_job`] does, overlap policy included), sets
+    /// `next_fire_at` to `next` and adds the run fires to `fire_count`.
+    /// A fire already recorded for the same (event, time) is not recorded
+    /// again: that unique key is what makes double-firing impossible.
+    async fn record_fires(
+        &self,
+        event: EventId,
+        expected: DateTime<Utc>,
+        fires: &[Fire],
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>>;
+    /// Records a run, applying the event's overlap policy in the same
+    /// transaction: `forbid` with a queued or running job records it as
+    /// `skipped` (with the reason in `error`); `replace` cancels queued jobs
+    /// and asks running ones to cancel. The job pins the active payload.
+    async fn enqueue_job(&self, new: NewJob, now: DateTime<Utc>) -> Result<Job>;
+    /// Claims the oldest queued job whose `run_after` has come and whose
+    /// event is below its concurrency limit: `running`, leased to `owner`
+    /// until `now + lease`. `None` when nothing is claimable.
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<Claim>>;
+    /// Extends the lease to `until`; says whether the job should stop.
+    async fn heartbeat(&self, fence: &Fence, until: DateTime<Utc>) -> Result<Heartbeat>;
+    /// Ends the attempt. A `failed` or `timed_out` outcome with retries left
+    /// (attempt ≤ the event's `retries`) goes back to `queued` with the
+    /// attempt raised and `run_after = retry_at`; anything else is final.
+    async fn finish_job(
+        &self,
+        fence: &Fence,
+        outcome: JobOutcome,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Job>;
+    /// Running jobs whose lease expired before `now` (their worker died):
+    /// retried at `retry_at` if the event allows another attempt, otherwise
+    /// `failed` with the reason. The attempt is raised either way, so the
+    /// lost worker can no longer report.
+    async fn recover_expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+    ) -> Result<Vec<Recovered>>;
+    /// A queued job becomes `cancelled` at once; a running one gets
+    /// `cancel_requested` (its worker ends it). A finished job is a
+    /// `Conflict` on `status`.
+    async fn cancel_job(&self, id: JobId, now: DateTime<Utc>, audit: &AuditEntry) -> Result<Job>;
+    async fn get_job(&self, id: JobId) -> Result<Job>;
+    /// Newest first.
+    async fn list_jobs(&self, filter: &JobFilter, page: PageRequest) -> Result<Page<Job>>;
+    /// Appends lines for the attempt `fence` holds (refused with `Fenced`
+    /// otherwise). Their `seq` must continue the job's log.
+    async fn append_logs(&self, fence: &Fence, lines: &[LogLine]) -> Result<()>;
+    /// Lines with `seq` above `after_seq`, in order, at most `limit`.
+    async fn job_logs(&self, job: JobId, after_seq: u64, limit: u32) -> Result<Vec<LogLine>>;
+    /// The highest `seq` of a job's log (0 when empty).
+    async fn last_log_seq(&self, job: JobId) -> Result<u64>;
+    /// Deletes finished jobs (and their logs) by [`JobRetention`]; returns how many.
+    async fn prune_jobs(&self, retention: JobRetention) -> Result<u64>;
 
     // --- audit --------------------------------------------------------------------
 
