@@ -129,7 +129,9 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::Conflict, message).with_field(field)
             }
             StoreError::Invalid(v) => v.into(),
-            other @ (StoreError::Payload(_) | StoreError::Backend(_)) => ApiError::internal(other),
+            other @ (StoreError::Payload(_)
+            | StoreError::Backend(_)
+            | StoreError::Fenced { .. }) => ApiError::internal(other),
         }
     }
 }

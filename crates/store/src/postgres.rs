@@ -795,6 +795,110 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn get_schedule_state(&self, _event: EventId) -> Result<crate::ScheduleState> {
+        todo!()
+    }
+
+    async fn due_schedules(
+        &self,
+        _now: DateTime<Utc>,
+        _limit: u32,
+    ) -> Result<Vec<(Event, crate::ScheduleState)>> {
+        todo!()
+    }
+
+    async fn record_fires(
+        &self,
+        _event: EventId,
+        _expected: DateTime<Utc>,
+        _fires: &[crate::Fire],
+        _next: Option<DateTime<Utc>>,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<crate::Job>> {
+        todo!()
+    }
+
+    async fn enqueue_job(&self, _new: crate::NewJob, _now: DateTime<Utc>) -> Result<crate::Job> {
+        todo!()
+    }
+
+    async fn claim_job(
+        &self,
+        _owner: &str,
+        _now: DateTime<Utc>,
+        _lease: std::time::Duration,
+    ) -> Result<Option<crate::Claim>> {
+        todo!()
+    }
+
+    async fn heartbeat(
+        &self,
+        _fence: &crate::Fence,
+        _until: DateTime<Utc>,
+    ) -> Result<crate::Heartbeat> {
+        todo!()
+    }
+
+    async fn finish_job(
+        &self,
+        _fence: &crate::Fence,
+        _outcome: crate::JobOutcome,
+        _retry_at: DateTime<Utc>,
+        _now: DateTime<Utc>,
+    ) -> Result<crate::Job> {
+        todo!()
+    }
+
+    async fn recover_expired_leases(
+        &self,
+        _now: DateTime<Utc>,
+        _retry_at: DateTime<Utc>,
+    ) -> Result<Vec<crate::Recovered>> {
+        todo!()
+    }
+
+    async fn cancel_job(
+        &self,
+        _id: cronium_core::JobId,
+        _now: DateTime<Utc>,
+        _audit: &AuditEntry,
+    ) -> Result<crate::Job> {
+        todo!()
+    }
+
+    async fn get_job(&self, _id: cronium_core::JobId) -> Result<crate::Job> {
+        todo!()
+    }
+
+    async fn list_jobs(
+        &self,
+        _filter: &crate::JobFilter,
+        _page: PageRequest,
+    ) -> Result<Page<crate::Job>> {
+        todo!()
+    }
+
+    async fn append_logs(&self, _fence: &crate::Fence, _lines: &[crate::LogLine]) -> Result<()> {
+        todo!()
+    }
+
+    async fn job_logs(
+        &self,
+        _job: cronium_core::JobId,
+        _after_seq: u64,
+        _limit: u32,
+    ) -> Result<Vec<crate::LogLine>> {
+        todo!()
+    }
+
+    async fn last_log_seq(&self, _job: cronium_core::JobId) -> Result<u64> {
+        todo!()
+    }
+
+    async fn prune_jobs(&self, _retention: crate::JobRetention) -> Result<u64> {
+        todo!()
+    }
+
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {
         let (limit, offset) = rows::page_bounds(page);
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")

@@ -246,6 +246,7 @@ where
         timeout: Duration::from_secs(timeout),
         retries: u32::try_from(retries).map_err(|_| r.corrupt("retries", "out of range"))?,
         tags,
+        policy: cronium_core::RunPolicy::default(),
     };
     Ok(Event {
         id: EventId(id),

@@ -192,6 +192,7 @@ fn spec(name: &str) -> EventSpec {
         timeout: Duration::from_secs(60),
         retries: 0,
         tags: BTreeSet::new(),
+        policy: cronium_core::RunPolicy::default(),
     }
 }
 
@@ -290,6 +291,7 @@ fn field(err: StoreError) -> String {
         StoreError::Invalid(e) => format!("invalid:{}", e.field),
         StoreError::NotFound { what } => format!("not found:{what}"),
         StoreError::Payload(_) => "payload".into(),
+        StoreError::Fenced { .. } => "fenced".into(),
         StoreError::Backend(m) => panic!("unexpected backend error: {m}"),
     }
 }
