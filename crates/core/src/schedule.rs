@@ -1,15 +1,18 @@
 //! When an event runs: by hand only, on a cron expression in a time zone,
 //! every fixed interval, or once at a time.
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Timelike, Utc};
+use chrono_tz::{GapInfo, Tz};
+use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
-use crate::job::RunPolicy;
+use crate::job::{CATCH_UP_LIMIT, MISFIRE_GRACE, MisfirePolicy, RunPolicy};
 
 /// Shortest interval accepted for `every`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -118,28 +121,57 @@ pub const MAX_RECORDED_FIRES: usize = 1000;
 
 impl Schedule {
     /// The first fire strictly after `after`. `every` fires at
-    /// `anchor + k·interval` (k ≥ 0); `at` fires once; `manual` never.
+    /// `anchor + k·interval` (k ≥ 0); `at` fires once; `manual` never; `cron`
+    /// fires as described in `docs/scheduling.md` (DST included). A cron
+    /// schedule that does not validate, or that matches no date before the
+    /// year 5000, has no next fire.
+    ///
+    /// The result is always later than `after`, so a caller that passes the
+    /// last fire it recorded can never get that fire again, whatever the
+    /// clock says.
     pub fn next_fire(&self, anchor: DateTime<Utc>, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let _ = (anchor, after);
-        todo!()
+        match self {
+            Schedule::Manual => None,
+            Schedule::At { at } => (*at > after).then_some(*at),
+            Schedule::Every { every } => Grid::new(anchor, *every)?.after(after),
+            Schedule::Cron { cron, timezone } => {
+                CronClock::new(cron, timezone)?.walk_after(after).next()
+            }
+        }
     }
 
     /// Where a schedule set (or resumed) at `now` starts: its anchor (the
     /// policy's `start_at`, else `now`) and its first fire, none before
-    /// `start_at` and none at or before `now`.
+    /// `start_at` and none at or before `now`. A fire exactly at a future
+    /// `start_at` counts (an `every` schedule fires at its anchor first).
     pub fn start(
         &self,
         policy: &RunPolicy,
         now: DateTime<Utc>,
     ) -> (DateTime<Utc>, Option<DateTime<Utc>>) {
-        let _ = (policy, now);
-        todo!()
+        let anchor = policy.start_at.unwrap_or(now);
+        let after = match policy.start_at {
+            Some(start) if start > now => start - TimeDelta::nanoseconds(1),
+            _ => now,
+        };
+        (anchor, self.next_fire(anchor, after))
     }
 
     /// One scheduler step for a schedule whose next fire `due` has come
-    /// (`due <= now`): every fire in `[due, now]`, the misfire policy applied
-    /// to those more than [`crate::job::MISFIRE_GRACE`] late, `max_executions`
-    /// respected (given `fired` so far), and the next fire after `now`.
+    /// (`due <= now`): every fire in `[due, now]` (`due` counts as one), the
+    /// misfire policy applied to those more than [`crate::job::MISFIRE_GRACE`]
+    /// late, `max_executions` respected (given `fired` runs so far), and the
+    /// next fire after `now`.
+    ///
+    /// Runs are counted in time order: the fire that uses up
+    /// `max_executions` is the last one listed, and `next` is then `None`.
+    /// Only the newest [`MAX_RECORDED_FIRES`] fires are listed (every fire
+    /// that runs is among them); older ones are counted in
+    /// `unrecorded_misses`, exactly for `every`, and for `cron` up to
+    /// [`CRON_COUNT_LIMIT`] (a larger backlog is reported as that many).
+    ///
+    /// If `now` is before `due` (the clock went back), nothing is listed and
+    /// `next` stays `due`: a fire is never moved earlier or handed out twice.
     pub fn plan(
         &self,
         policy: &RunPolicy,
@@ -148,8 +180,390 @@ impl Schedule {
         fired: u64,
         now: DateTime<Utc>,
     ) -> FirePlan {
-        let _ = (policy, anchor, due, fired, now);
-        todo!()
+        let done = FirePlan {
+            fires: Vec::new(),
+            next: None,
+            unrecorded_misses: 0,
+        };
+        let remaining = policy
+            .max_executions
+            .map(|max| u64::from(max).saturating_sub(fired));
+        if remaining == Some(0) {
+            return done;
+        }
+        if now < due {
+            return FirePlan {
+                next: Some(due),
+                ..done
+            };
+        }
+        let (window, next) = match self {
+            Schedule::Manual => return done,
+            Schedule::At { .. } => {
+                let mut newest = vec![due];
+                let mut last = due;
+                while let Some(fire) = self.next_fire(anchor, last).filter(|f| *f <= now) {
+                    newest.push(fire);
+                    last = fire;
+                }
+                let window = Window { newest, older: 0 };
+                (window, self.next_fire(anchor, now))
+            }
+            Schedule::Every { every } => match Grid::new(anchor, *every) {
+                Some(grid) => (grid.window(due, now), grid.after(now)),
+                None => return done,
+            },
+            Schedule::Cron { cron, timezone } => match CronClock::new(cron, timezone) {
+                Some(clock) => (clock.window(due, now), clock.walk_after(now).next()),
+                None => return done,
+            },
+        };
+        decide(policy.misfire, remaining, now, window, next)
+    }
+}
+
+/// Most fires one `plan` step of a `cron` schedule counts one by one beyond
+/// the [`MAX_RECORDED_FIRES`] it records; past this the count of unrecorded
+/// misses is reported as exactly this number (a lower bound). A backlog that
+/// large takes a schedule firing every second about 28 hours to build.
+pub const CRON_COUNT_LIMIT: u64 = 100_000;
+
+// Every fire that runs must be recorded: runs are the on-time fires (fires are
+// at least a second apart, so at most GRACE+1 of them) and at most
+// CATCH_UP_LIMIT missed ones, all among the newest.
+const _: () = assert!(CATCH_UP_LIMIT + MISFIRE_GRACE.as_secs() as usize + 1 < MAX_RECORDED_FIRES);
+
+/// The newest fires of one step, oldest first, and how many older ones there
+/// were.
+struct Window {
+    newest: Vec<DateTime<Utc>>,
+    older: u64,
+}
+
+/// Applies the misfire policy and `max_executions` to the fires of a step.
+fn decide(
+    misfire: MisfirePolicy,
+    mut remaining: Option<u64>,
+    now: DateTime<Utc>,
+    window: Window,
+    mut next: Option<DateTime<Utc>>,
+) -> FirePlan {
+    let grace = TimeDelta::from_std(MISFIRE_GRACE).expect("the grace window is small");
+    // Fires are ascending, so the missed ones are a prefix and the on-time
+    // ones the rest.
+    let missed = window
+        .newest
+        .iter()
+        .take_while(|fire| now - **fire > grace)
+        .count();
+    let on_time = window.newest.len() - missed;
+    let missed_runs = match misfire {
+        MisfirePolicy::Skip => 0,
+        MisfirePolicy::RunOnce => usize::from(on_time == 0 && missed > 0),
+        MisfirePolicy::CatchUp => CATCH_UP_LIMIT.min(missed),
+    };
+    // Runs are exactly the fires from this index on: the newest missed ones
+    // the policy picked, then every on-time one.
+    let first_run = missed - missed_runs;
+    let mut fires = Vec::with_capacity(window.newest.len());
+    for (i, at) in window.newest.into_iter().enumerate() {
+        let run = i >= first_run;
+        fires.push(PlannedFire { at, run });
+        if let (true, Some(left)) = (run, remaining.as_mut()) {
+            *left -= 1;
+            if *left == 0 {
+                next = None;
+                break;
+            }
+        }
+    }
+    FirePlan {
+        fires,
+        next,
+        unrecorded_misses: window.older,
+    }
+}
+
+/// The fires of an `every` schedule: `anchor + k·step`, k ≥ 0, in
+/// nanoseconds, so that any instant maps to its place on the grid by one
+/// division and nothing accumulates.
+struct Grid {
+    anchor: DateTime<Utc>,
+    step: i128,
+}
+
+impl Grid {
+    fn new(anchor: DateTime<Utc>, every: Duration) -> Option<Grid> {
+        let step = i128::try_from(every.as_nanos()).ok()?;
+        (step > 0).then_some(Grid { anchor, step })
+    }
+
+    /// The k-th fire, if it is a representable instant.
+    fn at(&self, k: i128) -> Option<DateTime<Utc>> {
+        let offset = k.checked_mul(self.step)?;
+        let secs = i64::try_from(offset.div_euclid(1_000_000_000)).ok()?;
+        let nanos = offset.rem_euclid(1_000_000_000) as u32;
+        self.anchor.checked_add_signed(TimeDelta::new(secs, nanos)?)
+    }
+
+    /// How many fires are at or before `t`.
+    fn count_upto(&self, t: DateTime<Utc>) -> i128 {
+        if t < self.anchor {
+            return 0;
+        }
+        nanos_between(self.anchor, t) / self.step + 1
+    }
+
+    fn after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.at(self.count_upto(t))
+    }
+
+    /// `due` and the grid's fires in `(due, now]`. `due` is normally on the
+    /// grid; if it is not (the interval was changed), it still counts once.
+    fn window(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Window {
+        let first = self.count_upto(due);
+        let last = self.count_upto(now); // exclusive index
+        let on_grid = u64::try_from(last - first).unwrap_or(u64::MAX);
+        let total = on_grid.saturating_add(1);
+        let keep = MAX_RECORDED_FIRES.min(usize::try_from(total).unwrap_or(usize::MAX));
+        let mut newest = Vec::with_capacity(keep);
+        if total <= MAX_RECORDED_FIRES as u64 {
+            newest.push(due);
+        }
+        let from_grid = (keep - newest.len()) as i128;
+        newest.extend(((last - from_grid)..last).filter_map(|k| self.at(k)));
+        Window {
+            older: total - newest.len() as u64,
+            newest,
+        }
+    }
+}
+
+fn nanos_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i128 {
+    let d = to - from;
+    i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos())
+}
+
+/// A cron expression bound to its time zone.
+///
+/// Croner is used only to find matching wall-clock times (it is given naive
+/// times, so it never sees a time zone); turning a wall-clock time into
+/// instants, and with it all DST behaviour, is decided here:
+///
+/// - a wall-clock time that exists once fires at that instant;
+/// - a repeated wall-clock time (the clock went back) fires at its first
+///   occurrence, and also at its second if the hour field is `*` or a step
+///   (the schedule then follows real time, so an hourly job runs every real
+///   hour);
+/// - a skipped wall-clock time (the clock went forward) fires at the first
+///   instant after the gap, once however many times fell into it, if the hour
+///   field names hours; with `*` or a step it does not fire, as no real time
+///   passed there.
+///
+/// Croner's own time-zone handling differs for expressions with fixed hours
+/// but several seconds or minutes (`*/15 2 * * *`, `0,30 1 * * *`): it runs
+/// those twice in a repeated hour and not at all in a skipped one.
+struct CronClock {
+    cron: Cron,
+    tz: Tz,
+    /// The hour field names hours (no `*`, no step).
+    fixed_hours: bool,
+}
+
+impl CronClock {
+    fn new(expression: &str, timezone: &str) -> Option<CronClock> {
+        let cron = parser().parse(expression.trim()).ok()?;
+        let tz = Tz::from_str(timezone).ok()?;
+        let hours = &cron.pattern.hours;
+        let fixed_hours = !hours.from_wildcard && hours.step <= 1;
+        Some(CronClock {
+            cron,
+            tz,
+            fixed_hours,
+        })
+    }
+
+    /// The next (or previous) wall-clock time the expression matches.
+    fn wall_step(
+        &self,
+        from: NaiveDateTime,
+        inclusive: bool,
+        forward: bool,
+    ) -> Option<NaiveDateTime> {
+        let found = if forward {
+            self.cron.find_next_occurrence(&from, inclusive)
+        } else {
+            self.cron.find_previous_occurrence(&from, inclusive)
+        };
+        found.ok()
+    }
+
+    /// The instants a matching wall-clock time fires at: the first, and the
+    /// repeat of a repeated time when it fires twice.
+    fn instants(&self, wall: NaiveDateTime) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        match self.tz.from_local_datetime(&wall) {
+            LocalResult::Single(t) => (Some(t.to_utc()), None),
+            LocalResult::Ambiguous(first, _) if self.fixed_hours => (Some(first.to_utc()), None),
+            LocalResult::Ambiguous(first, second) => (Some(first.to_utc()), Some(second.to_utc())),
+            LocalResult::None if self.fixed_hours => (
+                GapInfo::new(&wall, &self.tz)
+                    .and_then(|gap| gap.end)
+                    .map(|end| end.to_utc()),
+                None,
+            ),
+            LocalResult::None => (None, None),
+        }
+    }
+
+    /// The fold length if `wall` is a repeated wall-clock time, and its
+    /// second instant.
+    fn repeat(&self, wall: NaiveDateTime) -> Option<(TimeDelta, DateTime<Utc>)> {
+        match self.tz.from_local_datetime(&wall) {
+            LocalResult::Ambiguous(first, second) => {
+                Some((second.to_utc() - first.to_utc(), second.to_utc()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Fires strictly after `after`, ascending.
+    fn walk_after(&self, after: DateTime<Utc>) -> Walk<'_> {
+        let mut wall = floor_second(after.with_timezone(&self.tz).naive_local());
+        // In the first pass of a repeated hour, the second passes of the
+        // wall-clock times before `after` are still ahead.
+        if let Some((fold, second)) = self.repeat(wall)
+            && after < second
+        {
+            wall -= fold;
+        }
+        Walk::new(self, wall, true, after)
+    }
+
+    /// Fires at or before `upto`, descending.
+    fn walk_upto(&self, upto: DateTime<Utc>) -> Walk<'_> {
+        let mut wall = floor_second(upto.with_timezone(&self.tz).naive_local());
+        // In the second pass of a repeated hour, the first passes of the
+        // wall-clock times after `upto` are already behind.
+        if let Some((fold, second)) = self.repeat(wall)
+            && upto >= second
+        {
+            wall += fold;
+        }
+        Walk::new(self, wall, false, upto + TimeDelta::nanoseconds(1))
+    }
+
+    /// `due` and the fires in `(due, now]`, counted from `now` backwards so
+    /// the newest are found first and a long backlog costs only its count.
+    fn window(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Window {
+        let mut newest = Vec::new();
+        let mut older = 0u64;
+        let mut reached_due = false;
+        for fire in self.walk_upto(now) {
+            if fire <= due {
+                reached_due = true;
+                break;
+            }
+            if newest.len() < MAX_RECORDED_FIRES {
+                newest.push(fire);
+            } else {
+                older += 1;
+                if older >= CRON_COUNT_LIMIT {
+                    break;
+                }
+            }
+        }
+        // A walk that ran out of matches (no earlier date matches) also
+        // reached `due`.
+        let capped = older >= CRON_COUNT_LIMIT && !reached_due;
+        if newest.len() < MAX_RECORDED_FIRES {
+            newest.push(due);
+        } else if !capped {
+            older += 1;
+        }
+        newest.reverse();
+        Window { newest, older }
+    }
+}
+
+fn floor_second(t: NaiveDateTime) -> NaiveDateTime {
+    t.with_nanosecond(0).unwrap_or(t)
+}
+
+/// Walks the fires of a cron schedule in one direction from a wall-clock
+/// time. Instants grow with wall-clock time except for the second pass of a
+/// repeated hour, which lies after every first pass in it and before
+/// everything after it; those are held back until the walk passes them.
+struct Walk<'a> {
+    clock: &'a CronClock,
+    forward: bool,
+    wall: Option<NaiveDateTime>,
+    inclusive: bool,
+    ahead: Option<DateTime<Utc>>,
+    held: VecDeque<DateTime<Utc>>,
+    /// The last instant yielded (or the bound): everything yielded lies
+    /// strictly beyond it, which also drops duplicates.
+    last: DateTime<Utc>,
+}
+
+impl<'a> Walk<'a> {
+    fn new(clock: &'a CronClock, wall: NaiveDateTime, forward: bool, bound: DateTime<Utc>) -> Self {
+        Walk {
+            clock,
+            forward,
+            wall: Some(wall),
+            inclusive: true,
+            ahead: None,
+            held: VecDeque::new(),
+            last: bound,
+        }
+    }
+
+    /// Whether `a` comes before `b` in the walk's direction.
+    fn before(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> bool {
+        if self.forward { a < b } else { a > b }
+    }
+
+    fn pull(&mut self) {
+        let Some(from) = self.wall.take() else {
+            return;
+        };
+        let Some(wall) = self.clock.wall_step(from, self.inclusive, self.forward) else {
+            return;
+        };
+        self.wall = Some(wall);
+        self.inclusive = false;
+        match (self.clock.instants(wall), self.forward) {
+            ((first, Some(second)), true) => {
+                self.ahead = first;
+                self.held.push_back(second);
+            }
+            ((first, Some(second)), false) => {
+                self.ahead = Some(second);
+                self.held.extend(first);
+            }
+            ((only, None), _) => self.ahead = only,
+        }
+    }
+}
+
+impl Iterator for Walk<'_> {
+    type Item = DateTime<Utc>;
+
+    fn next(&mut self) -> Option<DateTime<Utc>> {
+        loop {
+            while self.ahead.is_none() && self.wall.is_some() {
+                self.pull();
+            }
+            let fire = match (self.held.front(), self.ahead) {
+                (Some(&held), Some(ahead)) if !self.before(held, ahead) => self.ahead.take(),
+                (Some(_), _) => self.held.pop_front(),
+                (None, _) => self.ahead.take(),
+            }?;
+            if self.before(self.last, fire) {
+                self.last = fire;
+                return Some(fire);
+            }
+        }
     }
 }
 
