@@ -23,6 +23,26 @@ pub struct ServeArgs {
     /// Payload versions kept per event [env: CRONIUM_PAYLOAD_RETENTION] [default: 5]
     #[arg(long, value_name = "N")]
     pub payload_retention: Option<usize>,
+
+    /// The cronium-runner binary [env: CRONIUM_RUNNER]
+    /// [default: next to this program, else on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub runner: Option<PathBuf>,
+
+    /// Run local jobs in a sandbox: none or bubblewrap [env: CRONIUM_SANDBOX]
+    /// [default: none]. Sandboxed jobs get no network unless
+    /// CRONIUM_SANDBOX_NETWORK=true.
+    #[arg(long, value_name = "KIND")]
+    pub sandbox: Option<String>,
+
+    /// Jobs this node runs at once [env: CRONIUM_MAX_JOBS] [default: 8]
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<usize>,
+
+    /// Delete finished jobs and their logs after this long (the newest 100
+    /// per event stay, see CRONIUM_JOB_KEEP) [env: CRONIUM_JOB_RETENTION] [default: 30d]
+    #[arg(long, value_name = "DURATION")]
+    pub job_retention: Option<String>,
 }
 
 /// Serves until SIGINT or SIGTERM. The master key may come from
@@ -33,5 +53,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         database_url: args.database_url,
         payload_retention: args.payload_retention,
+        runner: args.runner,
+        sandbox: args.sandbox,
+        max_jobs: args.max_jobs,
+        job_retention: args.job_retention,
     })
 }

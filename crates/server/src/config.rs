@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cronium_core::schedule::parse_interval;
 
 use crate::secrets::MasterKey;
 
@@ -9,6 +12,14 @@ pub const ENV_DATA_DIR: &str = "CRONIUM_DATA_DIR";
 pub const ENV_LISTEN: &str = "CRONIUM_LISTEN";
 pub const ENV_DATABASE_URL: &str = "CRONIUM_DATABASE_URL";
 pub const ENV_PAYLOAD_RETENTION: &str = "CRONIUM_PAYLOAD_RETENTION";
+pub const ENV_RUNNER: &str = "CRONIUM_RUNNER";
+pub const ENV_SANDBOX: &str = "CRONIUM_SANDBOX";
+pub const ENV_SANDBOX_NETWORK: &str = "CRONIUM_SANDBOX_NETWORK";
+pub const ENV_MAX_JOBS: &str = "CRONIUM_MAX_JOBS";
+pub const ENV_JOB_RETENTION: &str = "CRONIUM_JOB_RETENTION";
+pub const ENV_JOB_KEEP: &str = "CRONIUM_JOB_KEEP";
+pub const ENV_JOB_LOG_LIMIT: &str = "CRONIUM_JOB_LOG_LIMIT";
+pub const ENV_JOB_LEASE: &str = "CRONIUM_JOB_LEASE";
 /// Only an environment variable, never a flag: flags are visible to every
 /// user of the machine through `ps`.
 pub const ENV_MASTER_KEY: &str = "CRONIUM_MASTER_KEY";
@@ -16,6 +27,20 @@ pub const ENV_MASTER_KEY: &str = "CRONIUM_MASTER_KEY";
 pub const DEFAULT_DATA_DIR: &str = "./cronium-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_PAYLOAD_RETENTION: usize = 5;
+pub const DEFAULT_MAX_JOBS: usize = 8;
+pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_JOB_KEEP: u32 = 100;
+pub const DEFAULT_JOB_LOG_LIMIT: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(30);
+
+/// Where local jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Directly, as the server's user.
+    None,
+    /// Inside bubblewrap: read-only system, private /tmp, no network unless allowed.
+    Bubblewrap,
+}
 
 /// What the command line said; `None` means "not given".
 #[derive(Debug, Clone, Default)]
@@ -24,6 +49,10 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub database_url: Option<String>,
     pub payload_retention: Option<usize>,
+    pub runner: Option<PathBuf>,
+    pub sandbox: Option<String>,
+    pub max_jobs: Option<usize>,
+    pub job_retention: Option<String>,
 }
 
 #[derive(Clone)]
@@ -37,6 +66,22 @@ pub struct Config {
     pub payload_retention: usize,
     /// `None`: read or create `<data dir>/master.key`.
     pub master_key: Option<MasterKey>,
+    /// The `cronium-runner` binary; `None`: next to this program, else on `PATH`.
+    pub runner: Option<PathBuf>,
+    pub sandbox: SandboxMode,
+    /// Whether sandboxed jobs may use the network.
+    pub sandbox_network: bool,
+    /// Jobs this node runs at once.
+    pub max_jobs: usize,
+    /// Finished jobs older than this are deleted with their logs…
+    pub job_retention: Duration,
+    /// …except the newest this many per event.
+    pub job_keep: u32,
+    /// Output bytes stored per job attempt.
+    pub job_log_limit: u64,
+    /// How long a worker holds a job between heartbeats; a crashed node's
+    /// jobs are recovered this long after its last heartbeat.
+    pub job_lease: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +101,14 @@ impl Config {
             database_url: None,
             payload_retention: DEFAULT_PAYLOAD_RETENTION,
             master_key: None,
+            runner: None,
+            sandbox: SandboxMode::None,
+            sandbox_network: false,
+            max_jobs: DEFAULT_MAX_JOBS,
+            job_retention: DEFAULT_JOB_RETENTION,
+            job_keep: DEFAULT_JOB_KEEP,
+            job_log_limit: DEFAULT_JOB_LOG_LIMIT,
+            job_lease: DEFAULT_JOB_LEASE,
         }
     }
 
@@ -102,12 +155,81 @@ impl Config {
             .map(|hex| MasterKey::from_hex(&hex))
             .transpose()
             .map_err(|e| error(ENV_MASTER_KEY, e.to_string()))?;
+        let number = |name: &str, text: String| -> Result<u64, ConfigError> {
+            text.trim().parse().map_err(|_| {
+                error(name, format!("expected a whole number, got {text:?}"))
+            })
+        };
+        let interval = |name: &str, text: String| {
+            parse_interval(&text).map_err(|message| error(name, message))
+        };
+        let runner = flags
+            .runner
+            .or_else(|| env(ENV_RUNNER).map(PathBuf::from));
+        let sandbox = match flags.sandbox.or_else(|| env(ENV_SANDBOX)).as_deref() {
+            None | Some("none") => SandboxMode::None,
+            Some("bubblewrap") | Some("bwrap") => SandboxMode::Bubblewrap,
+            Some(other) => {
+                return Err(error(
+                    "sandbox",
+                    format!("unknown sandbox {other:?} (expected none or bubblewrap)"),
+                ));
+            }
+        };
+        let sandbox_network = match env(ENV_SANDBOX_NETWORK).as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(error(
+                    ENV_SANDBOX_NETWORK,
+                    format!("expected true or false, got {other:?}"),
+                ));
+            }
+        };
+        let max_jobs = match flags.max_jobs {
+            Some(n) => n,
+            None => match env(ENV_MAX_JOBS) {
+                Some(text) => number(ENV_MAX_JOBS, text)? as usize,
+                None => DEFAULT_MAX_JOBS,
+            },
+        };
+        if max_jobs == 0 {
+            return Err(error("max jobs", "must be at least 1".into()));
+        }
+        let job_retention = match flags.job_retention.or_else(|| env(ENV_JOB_RETENTION)) {
+            Some(text) => interval("job retention", text)?,
+            None => DEFAULT_JOB_RETENTION,
+        };
+        let job_keep = match env(ENV_JOB_KEEP) {
+            Some(text) => u32::try_from(number(ENV_JOB_KEEP, text)?)
+                .map_err(|_| error(ENV_JOB_KEEP, "too large".into()))?,
+            None => DEFAULT_JOB_KEEP,
+        };
+        let job_log_limit = match env(ENV_JOB_LOG_LIMIT) {
+            Some(text) => number(ENV_JOB_LOG_LIMIT, text)?,
+            None => DEFAULT_JOB_LOG_LIMIT,
+        };
+        let job_lease = match env(ENV_JOB_LEASE) {
+            Some(text) => interval(ENV_JOB_LEASE, text)?,
+            None => DEFAULT_JOB_LEASE,
+        };
+        if job_lease < Duration::from_secs(3) {
+            return Err(error(ENV_JOB_LEASE, "must be at least 3s".into()));
+        }
         Ok(Config {
             data_dir,
             listen,
             database_url,
             payload_retention,
             master_key,
+            runner,
+            sandbox,
+            sandbox_network,
+            max_jobs,
+            job_retention,
+            job_keep,
+            job_log_limit,
+            job_lease,
         })
     }
 
@@ -130,6 +252,14 @@ impl fmt::Debug for Config {
                 &self.database_url.as_deref().map(redact_url),
             )
             .field("payload_retention", &self.payload_retention)
+            .field("runner", &self.runner)
+            .field("sandbox", &self.sandbox)
+            .field("sandbox_network", &self.sandbox_network)
+            .field("max_jobs", &self.max_jobs)
+            .field("job_retention", &self.job_retention)
+            .field("job_keep", &self.job_keep)
+            .field("job_log_limit", &self.job_log_limit)
+            .field("job_lease", &self.job_lease)
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "(from environment)"),
@@ -221,6 +351,7 @@ mod tests {
             listen: Some("127.0.0.1:1".into()),
             database_url: Some("sqlite:///x.db".into()),
             payload_retention: Some(2),
+            ..Overrides::default()
         };
         let c = Config::resolve(flags, &env).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/flag/data"));
@@ -242,6 +373,18 @@ mod tests {
             ..Overrides::default()
         };
         assert!(Config::resolve(flags, &env_of(&[])).is_err());
+        for (name, value, source) in [
+            (ENV_SANDBOX, "docker", "sandbox"),
+            (ENV_SANDBOX_NETWORK, "maybe", ENV_SANDBOX_NETWORK),
+            (ENV_MAX_JOBS, "0", "max jobs"),
+            (ENV_MAX_JOBS, "many", ENV_MAX_JOBS),
+            (ENV_JOB_RETENTION, "forever", "job retention"),
+            (ENV_JOB_LEASE, "1s", ENV_JOB_LEASE),
+            (ENV_JOB_LOG_LIMIT, "10MB", ENV_JOB_LOG_LIMIT),
+        ] {
+            let err = Config::resolve(Overrides::default(), &env_of(&[(name, value)])).unwrap_err();
+            assert_eq!(err.source_name, source, "{name}={value}");
+        }
         let err =
             Config::resolve(Overrides::default(), &env_of(&[(ENV_MASTER_KEY, "abc")])).unwrap_err();
         assert_eq!(err.source_name, ENV_MASTER_KEY);

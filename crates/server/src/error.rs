@@ -109,6 +109,11 @@ impl ApiError {
     }
 
     /// Logs the cause and answers with a message that reveals nothing about it.
+    /// `409`: the request is well-formed but the current state refuses it.
+    pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Conflict, message).with_field(field)
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "internal error");
         ApiError::new(ErrorCode::Internal, "internal error (see the server log)")
@@ -125,9 +130,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
-            StoreError::Conflict { field, message } => {
-                ApiError::new(ErrorCode::Conflict, message).with_field(field)
-            }
+            StoreError::Conflict { field, message } => ApiError::conflict(field, message),
             StoreError::Invalid(v) => v.into(),
             other @ (StoreError::Payload(_)
             | StoreError::Backend(_)

@@ -1,7 +1,8 @@
-//! Cronium's control plane: `cronium serve` — start-up, the REST API, secrets at rest, API tokens and the payload service.
+//! Cronium's control plane: `cronium serve` — start-up, the REST API, secrets at rest, API tokens, the payload service, the scheduler and the local workers.
 //!
 //! [`start`] does everything `cronium serve` does up to serving (data dir,
-//! master key, database and migrations, admin token, payload sweep, listen)
+//! master key, database and migrations, admin token, payload sweep, the
+//! scheduler and worker loops, listen)
 //! and returns a [`Running`] server; [`run`] adds signal handling. The API
 //! tests call [`start`], so they exercise the same code path as production.
 
@@ -20,13 +21,17 @@ use tokio_util::sync::CancellationToken;
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod executor;
 mod files;
+pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod payloads;
+pub mod scheduler;
 pub mod secrets;
 pub mod state;
 pub mod tokens;
+pub mod worker;
 
 pub use config::{Config, Overrides};
 
@@ -144,19 +149,69 @@ pub async fn start(config: Config) -> Result<Running> {
         tracing::warn!(path = %path.display(), "a payload row references a missing file");
     }
 
+    let executor = executor::LocalExecutor::new(executor::ExecutorConfig {
+        runner: find_runner(config.runner.as_deref())?,
+        work_dir: data_dir.join("work"),
+        sandbox: match config.sandbox {
+            config::SandboxMode::None => executor::Sandbox::None,
+            config::SandboxMode::Bubblewrap => executor::Sandbox::Bubblewrap {
+                allow_network: config.sandbox_network,
+            },
+        },
+        kill_grace: KILL_GRACE,
+    })
+    .context("cannot set up the local executor")?;
+
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
+    let sealer = secrets::Sealer::new(&key);
+    let hub = std::sync::Arc::new(live::LogHub::default());
+    let running = worker::RunningJobs::default();
+    let jobs_queued = std::sync::Arc::new(tokio::sync::Notify::new());
+    let schedules_changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let shutdown = CancellationToken::new();
+
+    let scheduler = scheduler::Scheduler::new(
+        store.clone(),
+        schedules_changed.clone(),
+        jobs_queued.clone(),
+        scheduler::Retention {
+            age: config.job_retention,
+            keep_per_event: config.job_keep,
+        },
+    );
+    let workers = worker::Workers::new(
+        store.clone(),
+        std::sync::Arc::new(executor),
+        payloads.clone(),
+        sealer.clone(),
+        hub.clone(),
+        running.clone(),
+        jobs_queued.clone(),
+        worker::WorkerConfig {
+            owner: lease_owner(),
+            slots: config.max_jobs,
+            lease: config.job_lease,
+            log_limit: config.job_log_limit,
+        },
+    );
+    tokio::spawn(scheduler.run(shutdown.clone()));
+    tokio::spawn(workers.run(shutdown.clone()));
+
     let app = api::router(state::AppState::new(state::Shared {
         store,
-        sealer: secrets::Sealer::new(&key),
+        sealer,
         payloads,
         retention: config.payload_retention,
         metrics: metrics::Metrics::default(),
         payload_lock: tokio::sync::Mutex::new(()),
+        hub,
+        running,
+        jobs_queued,
+        schedules_changed,
     }));
-    let shutdown = CancellationToken::new();
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -170,6 +225,47 @@ pub async fn start(config: Config) -> Result<Running> {
         shutdown,
         task,
     })
+}
+
+/// How long a cancelled or timed-out script gets between SIGTERM and SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// The runner binary: the configured path, else `cronium-runner` next to
+/// this program (where `cargo build` and the release archive put it), else
+/// on `PATH`.
+fn find_runner(configured: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = configured {
+        return Ok(path.to_path_buf());
+    }
+    const NAME: &str = "cronium-runner";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(NAME)))
+        .filter(|p| p.is_file());
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(NAME))
+                .find(|p| p.is_file())
+        })
+    };
+    beside.or_else(on_path).with_context(|| {
+        format!(
+            "cannot find {NAME} next to this program or on PATH; build it (cargo build --release builds both) or pass --runner PATH"
+        )
+    })
+}
+
+/// A lease owner name unique to this process: host, pid and a random tag
+/// (a pid can repeat after a restart; the tag cannot).
+fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let mut tag = [0u8; 4];
+    let _ = getrandom::fill(&mut tag);
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}/{}/{tag}", std::process::id())
 }
 
 /// On first start (no `admin.token` yet) creates an admin token and writes

@@ -180,7 +180,13 @@ fn schemas() -> Value {
                 "targetServers": { "type": "array", "items": { "type": "integer" } },
                 "timeout": { "type": "string", "default": "1h", "examples": ["90s", "1h"] },
                 "retries": { "type": "integer", "minimum": 0, "maximum": 10, "default": 0 },
-                "tags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" } }
+                "tags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" } },
+                "overlap": { "type": "string", "enum": ["allow", "forbid", "queue", "replace"], "default": "forbid", "description": "What a run does while an earlier one is queued or running" },
+                "misfire": { "type": "string", "enum": ["skip", "run_once", "catch_up"], "default": "run_once", "description": "What happens to fire times missed while no scheduler ran" },
+                "startAt": { "type": ["string", "null"], "format": "date-time", "description": "No fire before this; anchors `every` schedules" },
+                "maxExecutions": { "type": ["integer", "null"], "minimum": 1, "description": "The schedule stops after this many runs" },
+                "maxConcurrent": { "type": ["integer", "null"], "minimum": 1, "description": "With overlap allow: most runs at once" },
+                "retryDelay": { "type": "string", "default": "10s", "description": "First retry delay; doubles per retry (with jitter), at most 1h" }
             }
         },
         "Event": {
@@ -202,9 +208,54 @@ fn schemas() -> Value {
                 "timeout": string,
                 "retries": { "type": "integer" },
                 "tags": { "type": "array", "items": { "type": "string" } },
+                "overlap": string,
+                "misfire": string,
+                "startAt": { "type": ["string", "null"], "format": "date-time" },
+                "maxExecutions": { "type": ["integer", "null"] },
+                "maxConcurrent": { "type": ["integer", "null"] },
+                "retryDelay": string,
                 "payloadVersion": { "type": ["integer", "null"], "description": "The active payload's version" },
+                "nextFires": { "type": "array", "items": timestamp, "description": "The next fire times (GET /events/{id} only)" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
+            }
+        },
+        "Job": {
+            "type": "object",
+            "required": ["id", "eventId", "trigger", "status", "attempt", "scheduledAt", "runAfter", "cancelRequested", "metadata", "createdAt", "updatedAt"],
+            "properties": {
+                "id": { "type": "integer" },
+                "eventId": { "type": "integer" },
+                "payloadVersion": { "type": ["integer", "null"] },
+                "payloadPath": { "type": ["string", "null"], "description": "The payload this job runs, relative to the data dir" },
+                "trigger": { "type": "string", "enum": ["schedule", "manual"] },
+                "status": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "partial", "missed", "skipped"] },
+                "attempt": { "type": "integer", "minimum": 1 },
+                "scheduledAt": timestamp,
+                "runAfter": timestamp,
+                "startedAt": { "type": ["string", "null"], "format": "date-time" },
+                "finishedAt": { "type": ["string", "null"], "format": "date-time" },
+                "durationMs": { "type": ["integer", "null"] },
+                "exitCode": { "type": ["integer", "null"] },
+                "error": { "type": ["string", "null"] },
+                "leaseOwner": { "type": ["string", "null"] },
+                "leaseExpiresAt": { "type": ["string", "null"], "format": "date-time" },
+                "cancelRequested": { "type": "boolean" },
+                "metadata": { "type": "object" },
+                "createdAt": timestamp,
+                "updatedAt": timestamp
+            }
+        },
+        "LogLine": {
+            "type": "object",
+            "required": ["seq", "stream", "at"],
+            "description": "One line with its newline; `text` when it is UTF-8, else `base64`. In the SSE stream: `id` is `seq`, `event` is the stream, `data` is this object; a final `end` event carries status, exitCode and error.",
+            "properties": {
+                "seq": { "type": "integer" },
+                "stream": { "type": "string", "enum": ["stdout", "stderr", "system"] },
+                "at": timestamp,
+                "text": string,
+                "base64": string
             }
         },
         "Payload": {
@@ -321,13 +372,52 @@ pub fn document() -> Value {
         limit.clone(),
         offset.clone(),
     ];
+    let job_id = path_id("job");
+    let jobs_list = [
+        query("event", "Only jobs of this event", json!({ "type": "integer" })),
+        query(
+            "status",
+            "Only jobs with this status",
+            json!({ "type": "string" }),
+        ),
+        query(
+            "since",
+            "Scheduled at or after",
+            json!({ "type": "string", "format": "date-time" }),
+        ),
+        query(
+            "until",
+            "Scheduled before",
+            json!({ "type": "string", "format": "date-time" }),
+        ),
+        limit.clone(),
+        offset.clone(),
+    ];
+    let logs_params = [
+        job_id.clone(),
+        query(
+            "after",
+            "Only lines after this sequence number",
+            json!({ "type": "integer", "minimum": 0, "default": 0 }),
+        ),
+        query(
+            "limit",
+            "Lines per page, 1 to 1000",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 1000 }),
+        ),
+        query(
+            "follow",
+            "Stream live as Server-Sent Events until the job is over",
+            json!({ "type": "boolean", "default": false }),
+        ),
+    ];
     let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Cronium API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Events with versioned payloads, servers, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes events; admin also manages servers, tokens and reads the audit log."
+            "description": "Events with versioned payloads and schedules, jobs and their live logs, servers, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes, runs and cancels events and jobs; admin also manages servers, tokens and reads the audit log."
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -362,6 +452,23 @@ pub fn document() -> Value {
             "/api/v1/events/{id}/payloads/{version}": {
                 "get": op("downloadPayload", "Download one payload version (tar.gz); X-Checksum-Sha256 holds its digest", Some("viewer"), &[event_id.clone(), version], None,
                     ("200", json!({ "description": "The payload", "content": { "application/gzip": { "schema": { "type": "string", "contentEncoding": "binary" } } } })))
+            },
+            "/api/v1/events/{id}/run": {
+                "post": with_409(op("runEvent", "Run the event now (the overlap policy applies)", Some("editor"), std::slice::from_ref(&event_id), Some(json!({ "type": "object", "properties": { "input": { "description": "Any JSON; the script reads it from CRONIUM_INPUT" } } })), created("Queued", reference("Job"))), "The overlap policy refused the run (recorded as a skipped job), or the event is not runnable")
+            },
+            "/api/v1/jobs": {
+                "get": op("listJobs", "Jobs, newest first (paginated, filterable)", Some("viewer"), &jobs_list, None, ok("A page of jobs", page_of("Job")))
+            },
+            "/api/v1/jobs/{id}": {
+                "get": op("getJob", "One job", Some("viewer"), std::slice::from_ref(&job_id), None, ok("The job", reference("Job")))
+            },
+            "/api/v1/jobs/{id}/cancel": {
+                "post": with_409(op("cancelJob", "Cancel a queued job, or stop a running one (its whole process group)", Some("editor"), std::slice::from_ref(&job_id), None,
+                    ("202", json!({ "description": "Cancelled, or asked to stop", "content": json_content(reference("Job")) }))), "The job is already over")
+            },
+            "/api/v1/jobs/{id}/logs": {
+                "get": op("jobLogs", "A job's output lines; with follow=true a live text/event-stream (resumable with Last-Event-ID) that ends with an `end` event", Some("viewer"), &logs_params, None,
+                    ok("Lines", json!({ "type": "object", "properties": { "items": { "type": "array", "items": reference("LogLine") }, "status": { "type": "string" } } })))
             },
             "/api/v1/servers": {
                 "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &[], None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),

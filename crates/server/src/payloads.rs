@@ -252,6 +252,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             retries: 0,
             tags: BTreeSet::new(),
+            policy: Default::default(),
         }
     }
 

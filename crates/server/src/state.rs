@@ -1,13 +1,17 @@
-//! What every request handler shares: the store, the sealer, the payload files and the metrics.
+//! What every request handler shares: the store, the sealer, the payload files, the metrics, and the handles to wake the scheduler and workers.
 
 use std::ops::Deref;
 use std::sync::Arc;
 
 use cronium_store::Store;
 
+use tokio::sync::Notify;
+
+use crate::live::LogHub;
 use crate::metrics::Metrics;
 use crate::payloads::PayloadFiles;
 use crate::secrets::Sealer;
+use crate::worker::RunningJobs;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -26,6 +30,14 @@ pub struct Shared {
     /// version is reused once the failed transaction rolls back). On SQLite
     /// writes are serialized anyway, so this costs nothing there.
     pub payload_lock: tokio::sync::Mutex<()>,
+    /// Live log fan-out to followers.
+    pub hub: Arc<LogHub>,
+    /// The jobs running on this node, to cancel them at once.
+    pub running: RunningJobs,
+    /// Wakes the workers: a job was queued.
+    pub jobs_queued: Arc<Notify>,
+    /// Wakes the scheduler: an event (and so maybe its schedule) changed.
+    pub schedules_changed: Arc<Notify>,
 }
 
 impl AppState {

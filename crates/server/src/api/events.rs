@@ -15,12 +15,14 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cronium_core::schedule::{format_interval, parse_interval};
 use cronium_core::{
-    EventId, EventKind, EventName, EventSpec, EventStatus, RunLocation, Schedule, SealedSecrets,
-    ServerId, Tag, ValidationError,
+    EventId, EventKind, EventName, EventSpec, EventStatus, JobStatus, MisfirePolicy,
+    OverlapPolicy, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, Tag, Trigger, ValidationError,
 };
 use cronium_payload::manifest::check_env_value;
 use cronium_payload::{EnvKey, Interpreter, Sha256Digest};
-use cronium_store::{AuditEntry, Event, EventFilter, PayloadRecord, StoreError};
+use cronium_store::{
+    AuditEntry, Event, EventFilter, NewJob, PayloadRecord, ScheduleState, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -49,6 +51,13 @@ pub struct EventFields {
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     pub tags: Option<Vec<String>>,
+    pub overlap: Option<String>,
+    pub misfire: Option<String>,
+    /// `null` clears these three (hence `Value`: absent and null differ).
+    pub start_at: Option<serde_json::Value>,
+    pub max_executions: Option<serde_json::Value>,
+    pub max_concurrent: Option<serde_json::Value>,
+    pub retry_delay: Option<String>,
 }
 
 /// A schedule as sent: `{"type": "manual" | "cron" | "every" | "at", …}`.
@@ -82,6 +91,12 @@ struct Changes {
     timeout: Option<Duration>,
     retries: Option<u32>,
     tags: Option<BTreeSet<Tag>>,
+    overlap: Option<OverlapPolicy>,
+    misfire: Option<MisfirePolicy>,
+    start_at: Option<Option<DateTime<Utc>>>,
+    max_executions: Option<Option<u32>>,
+    max_concurrent: Option<Option<u32>>,
+    retry_delay: Option<Duration>,
 }
 
 impl Changes {
@@ -147,6 +162,33 @@ impl Changes {
                 .tags
                 .map(|tags| tags.iter().map(|t| Tag::new(t)).collect::<Result<_, _>>())
                 .transpose()?,
+            overlap: fields
+                .overlap
+                .as_deref()
+                .map(|s| OverlapPolicy::parse(s, "overlap"))
+                .transpose()?,
+            misfire: fields
+                .misfire
+                .as_deref()
+                .map(|s| MisfirePolicy::parse(s, "misfire"))
+                .transpose()?,
+            start_at: fields
+                .start_at
+                .map(|v| nullable(v, "startAt", |v| v.as_str().and_then(rfc3339), "an RFC 3339 time"))
+                .transpose()?,
+            max_executions: fields
+                .max_executions
+                .map(|v| nullable(v, "maxExecutions", count, "a whole number"))
+                .transpose()?,
+            max_concurrent: fields
+                .max_concurrent
+                .map(|v| nullable(v, "maxConcurrent", count, "a whole number"))
+                .transpose()?,
+            retry_delay: fields
+                .retry_delay
+                .as_deref()
+                .map(|t| parse_interval(t).map_err(|m| ApiError::invalid("retryDelay", m)))
+                .transpose()?,
         })
     }
 
@@ -161,7 +203,7 @@ impl Changes {
         } else {
             RunLocation::Remote
         });
-        let spec = EventSpec {
+        let mut spec = EventSpec {
             name,
             description: self.description.unwrap_or_default(),
             kind: self.kind.unwrap_or(EventKind::Script),
@@ -176,7 +218,9 @@ impl Changes {
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             retries: self.retries.unwrap_or(0),
             tags: self.tags.unwrap_or_default(),
+            policy: RunPolicy::default(),
         };
+        self.apply_policy(&mut spec.policy);
         Ok(spec.validate()?)
     }
 
@@ -220,7 +264,29 @@ impl Changes {
         if let Some(location) = self.run_location {
             spec.run_location = location;
         }
+        self.apply_policy(&mut spec.policy);
         spec.validate()
+    }
+
+    fn apply_policy(&self, policy: &mut RunPolicy) {
+        if let Some(overlap) = self.overlap {
+            policy.overlap = overlap;
+        }
+        if let Some(misfire) = self.misfire {
+            policy.misfire = misfire;
+        }
+        if let Some(start_at) = self.start_at {
+            policy.start_at = start_at;
+        }
+        if let Some(max) = self.max_executions {
+            policy.max_executions = max;
+        }
+        if let Some(max) = self.max_concurrent {
+            policy.max_concurrent = max;
+        }
+        if let Some(delay) = self.retry_delay {
+            policy.retry_delay = delay;
+        }
     }
 
     /// The API names of the fields given, for the audit log (never values).
@@ -240,9 +306,41 @@ impl Changes {
             ("timeout", self.timeout.is_some()),
             ("retries", self.retries.is_some()),
             ("tags", self.tags.is_some()),
+            ("overlap", self.overlap.is_some()),
+            ("misfire", self.misfire.is_some()),
+            ("startAt", self.start_at.is_some()),
+            ("maxExecutions", self.max_executions.is_some()),
+            ("maxConcurrent", self.max_concurrent.is_some()),
+            ("retryDelay", self.retry_delay.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
     }
+}
+
+/// A field where `null` means "clear it": `Some(None)` for null, else the
+/// value `parse` makes of it (`what` names the expected form in the error).
+fn nullable<T>(
+    value: serde_json::Value,
+    field: &str,
+    parse: impl Fn(&serde_json::Value) -> Option<T>,
+    what: &str,
+) -> Result<Option<T>, ApiError> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    parse(&value)
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid(field, format!("expected {what} or null, got {value}")))
+}
+
+fn rfc3339(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn count(value: &serde_json::Value) -> Option<u32> {
+    value.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
 fn parse_schedule(fields: ScheduleFields) -> Result<Schedule, ApiError> {
@@ -314,7 +412,16 @@ pub struct EventView {
     pub timeout: String,
     pub retries: u32,
     pub tags: Vec<String>,
+    pub overlap: OverlapPolicy,
+    pub misfire: MisfirePolicy,
+    pub start_at: Option<DateTime<Utc>>,
+    pub max_executions: Option<u32>,
+    pub max_concurrent: Option<u32>,
+    pub retry_delay: String,
     pub payload_version: Option<u64>,
+    /// The next few fire times (only on `GET /events/{id}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_fires: Option<Vec<DateTime<Utc>>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -347,7 +454,14 @@ impl From<Event> for EventView {
             timeout: format_interval(s.timeout),
             retries: s.retries,
             tags: s.tags.iter().map(|t| t.as_str().to_string()).collect(),
+            overlap: s.policy.overlap,
+            misfire: s.policy.misfire,
+            start_at: s.policy.start_at,
+            max_executions: s.policy.max_executions,
+            max_concurrent: s.policy.max_concurrent,
+            retry_delay: format_interval(s.policy.retry_delay),
             payload_version: e.payload_version,
+            next_fires: None,
             created_at: e.created_at,
             updated_at: e.updated_at,
         }
@@ -395,7 +509,8 @@ fn audit(
 }
 
 /// Runs a payload-touching mutation to its end even if the client hangs up,
-/// one at a time per process (see `Shared::payload_lock`).
+/// one at a time per process (see `Shared::payload_lock`), then wakes the
+/// scheduler.
 async fn detached<T, F>(state: &AppState, work: impl FnOnce(AppState) -> F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, ApiError>> + Send + 'static,
@@ -405,7 +520,10 @@ where
     let state = state.clone();
     tokio::spawn(async move {
         let _guard = state.payload_lock.lock().await;
-        future.await
+        let result = future.await;
+        // Every such mutation may change a schedule.
+        state.schedules_changed.notify_one();
+        result
     })
     .await
     .map_err(ApiError::internal)?
@@ -490,7 +608,90 @@ pub async fn show(
     PathParams(id): PathParams<i64>,
 ) -> Result<axum::Json<EventView>, ApiError> {
     let event = state.store.get_event(EventId(id)).await?;
-    Ok(axum::Json(event.into()))
+    let schedule = state.store.get_schedule_state(event.id).await?;
+    let next_fires = upcoming(&event, &schedule, NEXT_FIRES_SHOWN);
+    let mut view = EventView::from(event);
+    view.next_fires = Some(next_fires);
+    Ok(axum::Json(view))
+}
+
+/// How many fire times `GET /events/{id}` lists.
+const NEXT_FIRES_SHOWN: usize = 5;
+
+/// The next `n` fire times from the stored schedule state, within the
+/// event's `maxExecutions`.
+fn upcoming(event: &Event, state: &ScheduleState, n: usize) -> Vec<DateTime<Utc>> {
+    let policy = &event.spec.policy;
+    let left = policy
+        .max_executions
+        .map_or(n as u64, |max| u64::from(max).saturating_sub(state.fire_count));
+    let mut fires = Vec::new();
+    let mut next = state.next_fire_at;
+    while let Some(at) = next {
+        if fires.len() >= n || fires.len() as u64 >= left {
+            break;
+        }
+        fires.push(at);
+        next = event.spec.schedule.next_fire(state.anchor, at);
+    }
+    fires
+}
+
+/// The body of `POST /events/{id}/run`: optional input for the script.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunFields {
+    pub input: Option<serde_json::Value>,
+}
+
+/// Runs the event now, as a job of its own (the overlap policy applies).
+/// `201` with the job; `409` when the policy refused it (the refusal is
+/// recorded as a `skipped` job) or the event cannot run.
+pub async fn run(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+    body: Option<JsonBody<RunFields>>,
+) -> Result<Response, ApiError> {
+    let event = state.store.get_event(EventId(id)).await?;
+    match event.spec.status {
+        EventStatus::Active | EventStatus::Paused => {}
+        other => {
+            return Err(ApiError::conflict(
+                "status",
+                format!("the event is {other}; only active or paused events run"),
+            ));
+        }
+    }
+    if event.spec.run_location == RunLocation::Remote {
+        return Err(ApiError::conflict(
+            "runLocation",
+            "remote events cannot run yet: this server only runs local events",
+        ));
+    }
+    let input = body.and_then(|JsonBody(fields)| fields.input);
+    let now = crate::now();
+    let job = state
+        .store
+        .enqueue_job(
+            NewJob {
+                event_id: event.id,
+                trigger: Trigger::Manual,
+                scheduled_at: now,
+                input,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(event = id, job = job.id.0, token = caller.token.0, status = %job.status, "manual run");
+    if job.status == JobStatus::Skipped {
+        return Err(ApiError::conflict(
+            "overlap",
+            job.error.unwrap_or_else(|| "skipped by the overlap policy".into()),
+        ));
+    }
+    state.jobs_queued.notify_one();
+    Ok((StatusCode::CREATED, axum::Json(super::jobs::JobView::from(job))).into_response())
 }
 
 pub async fn update(

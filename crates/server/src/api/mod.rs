@@ -23,6 +23,7 @@ use crate::tokens::Viewer;
 
 pub mod audit;
 pub mod events;
+pub mod jobs;
 pub mod servers;
 pub mod tokens;
 
@@ -75,6 +76,11 @@ fn routes() -> Routes {
             "/api/v1/events/{id}/payloads/{version}",
             events::download,
         )
+        .add(M::POST, "/api/v1/events/{id}/run", events::run)
+        .add(M::GET, "/api/v1/jobs", jobs::list)
+        .add(M::GET, "/api/v1/jobs/{id}", jobs::show)
+        .add(M::POST, "/api/v1/jobs/{id}/cancel", jobs::cancel)
+        .add(M::GET, "/api/v1/jobs/{id}/logs", jobs::logs)
         .add(M::GET, "/api/v1/servers", servers::list)
         .add(M::POST, "/api/v1/servers", servers::create)
         .add(M::GET, "/api/v1/servers/{id}", servers::show)

@@ -67,6 +67,7 @@ impl TestApp {
         // A data dir that does not exist yet: start-up must create it.
         let mut config = Config::new(dir.path().join("data"));
         config.listen = "127.0.0.1:0".into();
+        config.runner = Some(runner_binary());
         config.database_url = match backend {
             // SQLite uses the default: <data dir>/cronium.db.
             Backend::Sqlite => None,
@@ -270,6 +271,42 @@ impl Resp {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The real `cronium-runner`, built by this workspace: `target/<profile>/`
+/// next to the test binary's `deps/`. Built on first use when missing, since
+/// `cargo test -p cronium-server` alone does not build other crates' binaries.
+pub fn runner_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+            let runner = profile_dir.join("cronium-runner");
+            if !runner.is_file() {
+                let status = std::process::Command::new(env!("CARGO"))
+                    .args(["build", "-p", "cronium-runner", "--bin", "cronium-runner"])
+                    .status()
+                    .expect("cargo runs");
+                assert!(status.success(), "cargo build -p cronium-runner failed");
+            }
+            assert!(runner.is_file(), "{} missing: run cargo build -p cronium-runner", runner.display());
+            runner
+        })
+        .clone()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+#[track_caller]
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

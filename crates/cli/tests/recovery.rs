@@ -1,0 +1,127 @@
+//! `kill -9` of `cronium serve` while a job runs, then a restart: the job is
+//! never left `running`, never runs twice at once, and is retried or failed
+//! with the reason, as its event's retries say. On SQLite and PostgreSQL.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use cronium_store::testing::TestPostgres;
+use serde_json::{Value, json};
+
+/// Short, so recovery after the crash comes quickly (the default is 30s).
+const LEASE: &str = "3s";
+
+fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
+    let url = format!("{}/api/v1{path}", server.url);
+    let auth = format!("Bearer {}", server.admin_token());
+    let mut response = match body {
+        Some(body) => ureq::post(&url).header("Authorization", &auth).send_json(&body),
+        None if method == "GET" => ureq::get(&url).header("Authorization", &auth).call(),
+        None => unreachable!("only GET without a body"),
+    }
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    response.body_mut().read_json().unwrap()
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    unsafe { libc::kill(pid, 0) == 0 }
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Lines the script wrote to its trace file: "start PID" and "end PID".
+fn trace(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn killed_mid_run(database_url: Option<&str>, retries: u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let trace_file = dir.path().join("trace");
+    let env = [("CRONIUM_JOB_LEASE", LEASE)];
+    let mut first = Server::spawn(&data, database_url, &env);
+    first.wait_until_up();
+
+    // The first attempt sleeps long; a later one finishes at once.
+    let script = format!(
+        "echo \"start $$\" >> {t}\nif [ $(grep -c start {t}) -eq 1 ]; then sleep 60; fi\necho \"end $$\" >> {t}\n",
+        t = trace_file.display()
+    );
+    let event = api(&first, "POST", "/events", Some(json!({
+        "name": "crash victim", "interpreter": "bash", "content": script,
+        "retries": retries, "retryDelay": "1s",
+    })));
+    let job = api(&first, "POST", &format!("/events/{}/run", event["id"]), Some(json!({})));
+    let id = job["id"].as_i64().unwrap();
+    let script_pid: i32 = wait_for("the script to start", Duration::from_secs(30), || {
+        trace(&trace_file).first()?.strip_prefix("start ")?.parse().ok()
+    });
+    assert_eq!(api(&first, "GET", &format!("/jobs/{id}"), None)["status"], "running");
+
+    // kill -9: no shutdown code runs. The runner loses its control channel
+    // and stops the script itself.
+    unsafe { libc::kill(first.pid() as i32, libc::SIGKILL) };
+    first.wait_for_exit();
+    wait_for("the orphaned script to be stopped", Duration::from_secs(15), || {
+        (!alive(script_pid)).then_some(())
+    });
+
+    let mut second = Server::spawn(&data, database_url, &env);
+    second.wait_until_up();
+    let done = wait_for("the job to be recovered", Duration::from_secs(60), || {
+        let j = api(&second, "GET", &format!("/jobs/{id}"), None);
+        matches!(j["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
+    });
+    let lines = trace(&trace_file);
+    if retries > 0 {
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["attempt"], 2, "{done}");
+        // The first attempt never ended; the second started after it was gone.
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[1].starts_with("start ") && lines[2].starts_with("end "), "{lines:?}");
+    } else {
+        assert_eq!(done["status"], "failed", "{done}");
+        let why = done["error"].as_str().unwrap();
+        assert!(why.contains("stopped reporting"), "{why}");
+        assert_eq!(lines.len(), 1, "ran again without retries: {lines:?}");
+    }
+    let running = api(&second, "GET", "/jobs?status=running", None);
+    assert_eq!(running["total"], 0, "{running}");
+}
+
+#[test]
+fn sqlite_killed_mid_run_is_retried() {
+    killed_mid_run(None, 1);
+}
+
+#[test]
+fn sqlite_killed_mid_run_without_retries_fails_with_the_reason() {
+    killed_mid_run(None, 0);
+}
+
+#[test]
+fn postgres_killed_mid_run_is_retried() {
+    killed_mid_run(Some(&TestPostgres::fresh_database()), 1);
+}
+
+#[test]
+fn postgres_killed_mid_run_without_retries_fails_with_the_reason() {
+    killed_mid_run(Some(&TestPostgres::fresh_database()), 0);
+}

@@ -1,0 +1,197 @@
+//! The scheduler: turns due fire times into job rows, and recovers jobs whose worker died.
+//!
+//! One step is [`Scheduler::tick`]: for every active event whose next fire
+//! time has come it plans the fires (`Schedule::plan`: misfire policy,
+//! max executions) and records them with a compare-and-set on the event's
+//! schedule state, so any number of schedulers (one per node) may tick at
+//! once and each fire is recorded once. [`Scheduler::run`] loops `tick` until
+//! cancelled, sleeping until the next fire time or a wake-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cronium_core::job::retry_delay;
+use cronium_store::{Fire, JobRetention, Store, StoreError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Events handled per database round trip; a tick repeats until none is due.
+const BATCH: u32 = 200;
+/// The longest the loop sleeps with nothing due: fires recorded by other
+/// nodes, lease expiries and edits missed by a wake-up are noticed this late.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Jobs recorded (queued, skipped and missed).
+    pub recorded: usize,
+    /// Jobs whose expired lease was recovered.
+    pub recovered: usize,
+}
+
+/// How much job history the scheduler keeps (pruned every [`PRUNE_EVERY`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub age: Duration,
+    pub keep_per_event: u32,
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    retention: Retention,
+    /// Woken when an event changes, so a new schedule is seen at once.
+    wake: Arc<Notify>,
+    /// Notified when jobs were queued, so idle workers claim them at once.
+    jobs_queued: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        wake: Arc<Notify>,
+        jobs_queued: Arc<Notify>,
+        retention: Retention,
+    ) -> Scheduler {
+        Scheduler {
+            store,
+            retention,
+            wake,
+            jobs_queued,
+        }
+    }
+
+    /// Records every fire due at `now` and recovers expired leases.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
+        let mut report = TickReport::default();
+        let recovered = self
+            .store
+            .recover_expired_leases(now, now + jittered(Duration::from_secs(1)))
+            .await?;
+        for r in &recovered {
+            tracing::warn!(
+                job = r.job.id.0,
+                event = r.job.event_id.0,
+                retried = r.retried,
+                reason = r.job.error.as_deref().unwrap_or(""),
+                "recovered a job whose worker stopped reporting"
+            );
+        }
+        report.recovered = recovered.len();
+        loop {
+            let due = self.store.due_schedules(now, BATCH).await?;
+            let mut progressed = false;
+            for (event, state) in &due {
+                let Some(expected) = state.next_fire_at else {
+                    continue;
+                };
+                let spec = &event.spec;
+                let plan =
+                    spec.schedule
+                        .plan(&spec.policy, state.anchor, expected, state.fire_count, now);
+                if plan.unrecorded_misses > 0 {
+                    tracing::warn!(
+                        event = event.id.0,
+                        missed = plan.unrecorded_misses,
+                        "too many missed fires to record one by one; only the newest are recorded"
+                    );
+                }
+                let fires: Vec<Fire> = plan
+                    .fires
+                    .iter()
+                    .map(|f| Fire {
+                        at: f.at,
+                        run: f.run,
+                    })
+                    .collect();
+                let jobs = self
+                    .store
+                    .record_fires(event.id, expected, &fires, plan.next, now)
+                    .await?;
+                // An empty result means another scheduler recorded this step.
+                progressed |= !jobs.is_empty() || plan.next != Some(expected);
+                report.recorded += jobs.len();
+                for job in &jobs {
+                    tracing::debug!(event = event.id.0, job = job.id.0, status = %job.status, at = %job.scheduled_at, "fire recorded");
+                }
+            }
+            if report.recorded > 0 {
+                self.jobs_queued.notify_one();
+            }
+            if (due.len() as u32) < BATCH || !progressed {
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Ticks until `cancel`, sleeping until the next fire time (at most
+    /// [`IDLE_POLL`]) or until woken. A failing tick is logged and retried:
+    /// the database may come back.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut pruned_at: Option<DateTime<Utc>> = None;
+        loop {
+            let now = crate::now();
+            if let Err(e) = self.tick(now).await {
+                tracing::error!(error = %e, "scheduler step failed; retrying");
+            }
+            if pruned_at.is_none_or(|at| now - at >= chrono::TimeDelta::from_std(PRUNE_EVERY).expect("small")) {
+                pruned_at = Some(now);
+                match self.prune(now).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(jobs = n, "pruned old job history"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune job history"),
+                }
+            }
+            let sleep = self.until_next_fire().await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    /// Deletes finished jobs past the retention (the newest per event stay).
+    pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let age = chrono::TimeDelta::from_std(self.retention.age).unwrap_or(chrono::TimeDelta::MAX);
+        self.store
+            .prune_jobs(JobRetention {
+                older_than: now.checked_sub_signed(age).unwrap_or(DateTime::<Utc>::MIN_UTC),
+                keep_per_event: self.retention.keep_per_event,
+            })
+            .await
+    }
+
+    /// How long until the soonest fire time, if one is within [`IDLE_POLL`].
+    async fn until_next_fire(&self) -> Duration {
+        let now = crate::now();
+        let horizon = now + IDLE_POLL;
+        match self.store.due_schedules(horizon, 1).await {
+            Ok(soonest) => soonest
+                .first()
+                .and_then(|(_, s)| s.next_fire_at)
+                .map_or(IDLE_POLL, |at| (at - now).to_std().unwrap_or(Duration::ZERO)),
+            Err(_) => IDLE_POLL,
+        }
+    }
+}
+
+/// `base` scaled by a random factor in [0.5, 1): spreads retries of jobs
+/// that failed together.
+pub(crate) fn jittered(base: Duration) -> Duration {
+    retry_delay(base, 1, random_fraction())
+}
+
+/// A uniformly random number in [0, 1).
+pub(crate) fn random_fraction() -> f64 {
+    let mut bytes = [0u8; 8];
+    // Jitter needs no cryptographic quality; a zero fraction is a fine fallback.
+    let _ = getrandom::fill(&mut bytes);
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}

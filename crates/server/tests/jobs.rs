@@ -1,0 +1,380 @@
+//! Jobs end to end: the real server, scheduler, workers and `cronium-runner`
+//! running real bash scripts, on SQLite and on PostgreSQL.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestApp, wait_for};
+use serde_json::{Value, json};
+
+/// Long enough for a slow CI machine; the tests finish far sooner.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn bash_event(app: &TestApp, name: &str, script: &str, extra: Value) -> i64 {
+    let mut body = json!({ "name": name, "interpreter": "bash", "content": script });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    app.create_event(body)["id"].as_i64().unwrap()
+}
+
+fn run(app: &TestApp, event: i64) -> Value {
+    app.post(&format!("/api/v1/events/{event}/run"), json!({}))
+        .expect(201)
+}
+
+fn job(app: &TestApp, id: i64) -> Value {
+    app.get(&format!("/api/v1/jobs/{id}")).expect(200)
+}
+
+/// Waits until the job is over and returns it.
+#[track_caller]
+fn finished(app: &TestApp, id: i64) -> Value {
+    wait_for("the job to finish", PATIENCE, || {
+        let j = job(app, id);
+        let status = j["status"].as_str().unwrap();
+        (status != "queued" && status != "running").then_some(j)
+    })
+}
+
+/// The job's lines of one stream, concatenated.
+fn output(app: &TestApp, id: i64, stream: &str) -> String {
+    let page = app.get(&format!("/api/v1/jobs/{id}/logs")).expect(200);
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["stream"] == stream)
+        .map(|l| l["text"].as_str().unwrap_or(""))
+        .collect()
+}
+
+fn jobs_of(app: &TestApp, event: i64) -> Vec<Value> {
+    app.get(&format!("/api/v1/jobs?event={event}&limit=500"))
+        .expect(200)["items"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn process_alive(pid: i64) -> bool {
+    // Signal 0 checks existence; a zombie still counts, so look at its state too.
+    let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+    alive
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z "))
+            .unwrap_or(false)
+}
+
+both_backends! {
+    fn a_manual_run_stores_stdout_and_stderr_and_the_exit_code(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let ok = bash_event(&app, "greet", "echo out-line\necho err-line >&2\n", json!({}));
+        let queued = run(&app, ok);
+        assert_eq!(queued["trigger"], "manual");
+        assert!(queued["payloadPath"].as_str().unwrap().ends_with("v1.tar.gz"), "{queued}");
+        let done = finished(&app, queued["id"].as_i64().unwrap());
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["exitCode"], 0);
+        assert_eq!(done["attempt"], 1);
+        assert!(done["startedAt"].is_string() && done["finishedAt"].is_string());
+        let id = done["id"].as_i64().unwrap();
+        assert_eq!(output(&app, id, "stdout"), "out-line\n");
+        assert_eq!(output(&app, id, "stderr"), "err-line\n");
+
+        let failing = bash_event(&app, "fail", "echo about to fail\nexit 3\n", json!({}));
+        let done = finished(&app, run(&app, failing)["id"].as_i64().unwrap());
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["exitCode"], 3);
+        assert!(done["error"].as_str().unwrap().contains('3'), "{done}");
+    }
+
+    fn a_cron_event_fires_on_its_own_and_its_output_is_stored(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(
+            &app,
+            "every second",
+            "echo fired at $(date +%s)\n",
+            json!({ "schedule": { "type": "cron", "cron": "* * * * * *", "timezone": "Europe/Berlin" } }),
+        );
+        let shown = app.get(&format!("/api/v1/events/{event}")).expect(200);
+        let next = shown["nextFires"].as_array().unwrap();
+        assert_eq!(next.len(), 5, "{shown}");
+        let done = wait_for("a scheduled job to succeed", PATIENCE, || {
+            jobs_of(&app, event)
+                .into_iter()
+                .find(|j| j["status"] == "succeeded")
+        });
+        assert_eq!(done["trigger"], "schedule");
+        assert!(output(&app, done["id"].as_i64().unwrap(), "stdout").starts_with("fired at "));
+        // Every fire is recorded once: scheduled times are distinct whole seconds.
+        let jobs = jobs_of(&app, event);
+        let mut times: Vec<&str> = jobs.iter().map(|j| j["scheduledAt"].as_str().unwrap()).collect();
+        let count = times.len();
+        times.sort();
+        times.dedup();
+        assert_eq!(times.len(), count, "a fire time recorded twice: {times:?}");
+
+        // Pausing stops the schedule.
+        app.patch(&format!("/api/v1/events/{event}"), json!({ "status": "paused" })).expect(200);
+        std::thread::sleep(Duration::from_millis(300));
+        let before = jobs_of(&app, event).len();
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(jobs_of(&app, event).len(), before, "a paused event fired");
+        let shown = app.get(&format!("/api/v1/events/{event}")).expect(200);
+        assert_eq!(shown["nextFires"], json!([]));
+    }
+
+    fn overlap_forbid_records_skips_while_a_slow_run_goes_on(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(
+            &app,
+            "slow",
+            "sleep 3\n",
+            json!({ "schedule": { "type": "every", "every": "1s" }, "overlap": "forbid" }),
+        );
+        let skipped = wait_for("two skipped fires", PATIENCE, || {
+            let jobs = jobs_of(&app, event);
+            let running = jobs.iter().filter(|j| j["status"] == "running").count();
+            assert!(running <= 1, "forbid let two runs overlap: {jobs:?}");
+            let skipped: Vec<Value> = jobs.into_iter().filter(|j| j["status"] == "skipped").collect();
+            (skipped.len() >= 2).then_some(skipped)
+        });
+        for s in &skipped {
+            let why = s["error"].as_str().unwrap();
+            assert!(why.contains("forbid"), "{why}");
+        }
+        // A manual run is refused the same way, and the refusal is recorded.
+        let refused = app.post(&format!("/api/v1/events/{event}/run"), json!({}));
+        refused.expect_error(409, "conflict", Some("overlap"));
+    }
+
+    fn overlap_replace_cancels_the_running_job(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(
+            &app,
+            "replace me",
+            "echo started\nsleep 60\n",
+            json!({ "overlap": "replace" }),
+        );
+        let first = run(&app, event)["id"].as_i64().unwrap();
+        wait_for("the first run to start", PATIENCE, || {
+            (job(&app, first)["status"] == "running" && output(&app, first, "stdout") == "started\n").then_some(())
+        });
+        let second = run(&app, event)["id"].as_i64().unwrap();
+        let replaced = finished(&app, first);
+        assert_eq!(replaced["status"], "cancelled", "{replaced}");
+        wait_for("the second run to start", PATIENCE, || {
+            (job(&app, second)["status"] == "running").then_some(())
+        });
+        app.post(&format!("/api/v1/jobs/{second}/cancel"), json!({})).expect(202);
+        assert_eq!(finished(&app, second)["status"], "cancelled");
+    }
+
+    fn failures_are_retried_with_growing_delays_then_fail_for_good(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(
+            &app,
+            "flaky",
+            "date +%s.%N\nexit 1\n",
+            json!({ "retries": 2, "retryDelay": "1s" }),
+        );
+        let id = run(&app, event)["id"].as_i64().unwrap();
+        let done = finished(&app, id);
+        assert_eq!(done["status"], "failed", "{done}");
+        assert_eq!(done["attempt"], 3, "{done}");
+        let page = app.get(&format!("/api/v1/jobs/{id}/logs")).expect(200);
+        let lines = page["items"].as_array().unwrap();
+        let starts: Vec<f64> = lines
+            .iter()
+            .filter(|l| l["stream"] == "stdout")
+            .map(|l| l["text"].as_str().unwrap().trim().parse().unwrap())
+            .collect();
+        assert_eq!(starts.len(), 3, "{lines:?}");
+        let attempts = lines
+            .iter()
+            .filter(|l| l["stream"] == "system" && l["text"].as_str().unwrap().starts_with("attempt "))
+            .count();
+        assert_eq!(attempts, 3);
+        // Backoff: ~1s (0.5..1) after the first failure, ~2s (1..2) after the second.
+        let first_gap = starts[1] - starts[0];
+        let second_gap = starts[2] - starts[1];
+        assert!(first_gap >= 0.5, "first retry after {first_gap}s");
+        assert!(second_gap >= 1.0, "second retry after {second_gap}s");
+        // Sequence numbers run on across attempts without gaps.
+        let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+
+    fn a_timeout_kills_the_whole_process_group(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(
+            &app,
+            "too slow",
+            "sleep 300 &\necho $!\nsleep 300\n",
+            json!({ "timeout": "1s" }),
+        );
+        let id = run(&app, event)["id"].as_i64().unwrap();
+        let done = finished(&app, id);
+        assert_eq!(done["status"], "timed_out", "{done}");
+        assert_eq!(done["exitCode"], 124);
+        let pid: i64 = output(&app, id, "stdout").trim().parse().unwrap();
+        wait_for("the background child to be gone", Duration::from_secs(10), || {
+            (!process_alive(pid)).then_some(())
+        });
+    }
+
+    fn cancel_stops_a_running_job_and_refuses_a_finished_one(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(&app, "long", "sleep 300 &\necho $!\nwait\n", json!({}));
+        let id = run(&app, event)["id"].as_i64().unwrap();
+        let pid: i64 = wait_for("the script to start", PATIENCE, || {
+            output(&app, id, "stdout").trim().parse().ok()
+        });
+        let viewer = app.token("viewer");
+        app.call("POST", &format!("/api/v1/jobs/{id}/cancel"), &viewer, None)
+            .expect_error(403, "forbidden", None);
+        let answer = app.post(&format!("/api/v1/jobs/{id}/cancel"), json!({})).expect(202);
+        assert_eq!(answer["id"], id);
+        let done = finished(&app, id);
+        assert_eq!(done["status"], "cancelled", "{done}");
+        wait_for("the script's child to be gone", Duration::from_secs(10), || {
+            (!process_alive(pid)).then_some(())
+        });
+        app.post(&format!("/api/v1/jobs/{id}/cancel"), json!({}))
+            .expect_error(409, "conflict", Some("status"));
+    }
+
+    fn following_logs_sees_lines_while_the_script_still_runs(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(&app, "talker", "echo one\nsleep 2\necho two\n", json!({}));
+        let id = run(&app, event)["id"].as_i64().unwrap();
+        let agent = ureq::Agent::new_with_defaults();
+        let response = agent
+            .get(format!("{}/api/v1/jobs/{id}/logs?follow=true", app.base))
+            .header("authorization", format!("Bearer {}", app.admin_token))
+            .call()
+            .unwrap();
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let mut reader = BufReader::new(response.into_body().into_reader());
+        let mut events = Vec::new();
+        let mut saw_one_while_running = false;
+        let mut line = String::new();
+        let started = Instant::now();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            let text = line.trim_end().to_string();
+            line.clear();
+            if text.starts_with("data:") && text.contains("one\\n") {
+                saw_one_while_running = job(&app, id)["status"] == "running";
+            }
+            if text.starts_with("event:") {
+                events.push(text[6..].trim().to_string());
+            }
+            if text.starts_with("data:") && events.last().is_some_and(|e| e == "end") {
+                let end: Value = serde_json::from_str(text[5..].trim()).unwrap();
+                assert_eq!(end["status"], "succeeded");
+                assert_eq!(end["exitCode"], 0);
+                break;
+            }
+            assert!(started.elapsed() < PATIENCE, "the stream did not end");
+        }
+        assert!(saw_one_while_running, "the first line only arrived after the job ended");
+        let output_events: Vec<&String> = events.iter().filter(|e| *e == "stdout").collect();
+        assert_eq!(output_events.len(), 2, "{events:?}");
+
+        // Resuming with Last-Event-ID gives only the lines after it, then the end.
+        let stdout_seqs: Vec<u64> = app.get(&format!("/api/v1/jobs/{id}/logs")).expect(200)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["stream"] == "stdout")
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        let resumed = app.send(
+            "GET",
+            &format!("/api/v1/jobs/{id}/logs?follow=true"),
+            Some(&app.admin_token),
+            &[("last-event-id", &stdout_seqs[0].to_string())],
+            None,
+        );
+        let text = resumed.text();
+        assert!(!text.contains("one\\n"), "{text}");
+        assert!(text.contains("two\\n"), "{text}");
+        assert!(text.contains("event: end"), "{text}");
+    }
+
+    fn a_payload_changed_on_disk_fails_the_job_and_runs_nothing(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let marker = app.data_dir.join("ran");
+        let script = format!("touch {}\n", marker.display());
+        let event = bash_event(&app, "tampered", &script, json!({}));
+        let path = app.data_dir.join(
+            app.get(&format!("/api/v1/events/{event}/payloads")).expect(200)[0]["payloadPath"]
+                .as_str()
+                .unwrap(),
+        );
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let done = finished(&app, run(&app, event)["id"].as_i64().unwrap());
+        assert_eq!(done["status"], "failed", "{done}");
+        assert!(done["error"].as_str().unwrap().contains("checksum"), "{done}");
+        assert!(!marker.exists(), "the tampered payload ran");
+    }
+
+    fn job_listing_filters_and_validates(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let a = bash_event(&app, "a", "true\n", json!({ "overlap": "allow" }));
+        let b = bash_event(&app, "b", "exit 2\n", json!({}));
+        let ids: Vec<i64> = (0..3).map(|_| run(&app, a)["id"].as_i64().unwrap()).collect();
+        let failed = run(&app, b)["id"].as_i64().unwrap();
+        for id in ids.iter().chain([&failed]) {
+            finished(&app, *id);
+        }
+        let page = app.get(&format!("/api/v1/jobs?event={a}&limit=2")).expect(200);
+        assert_eq!(page["total"], 3);
+        assert_eq!(page["items"].as_array().unwrap().len(), 2);
+        assert_eq!(page["items"][0]["id"], ids[2], "newest first");
+        let page = app.get("/api/v1/jobs?status=failed").expect(200);
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["items"][0]["id"], failed);
+        let page = app.get("/api/v1/jobs?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z").expect(200);
+        assert_eq!(page["total"], 0);
+        app.get("/api/v1/jobs?status=done").expect_error(422, "validation_failed", Some("status"));
+        app.get("/api/v1/jobs?since=yesterday").expect_error(422, "validation_failed", Some("since"));
+        app.get("/api/v1/jobs/999999").expect_error(404, "not_found", None);
+        app.get("/api/v1/jobs/999999/logs").expect_error(404, "not_found", None);
+        app.post("/api/v1/events/999999/run", json!({})).expect_error(404, "not_found", None);
+        let viewer = app.token("viewer");
+        app.call("POST", &format!("/api/v1/events/{a}/run"), &viewer, Some(json!({})))
+            .expect_error(403, "forbidden", None);
+        app.call("GET", "/api/v1/jobs", &viewer, None).expect(200);
+        let draft = bash_event(&app, "draft", "true\n", json!({ "status": "draft" }));
+        app.post(&format!("/api/v1/events/{draft}/run"), json!({}))
+            .expect_error(409, "conflict", Some("status"));
+    }
+
+    fn manual_input_and_secrets_reach_the_script_only_at_run_time(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let event = bash_event(
+            &app,
+            "with input",
+            "echo \"input=$CRONIUM_INPUT job=$CRONIUM_JOB_ID\"\necho \"token=$API_TOKEN\"\n",
+            json!({ "secretEnv": { "API_TOKEN": "s3cr3t-value" } }),
+        );
+        let queued = app
+            .post(&format!("/api/v1/events/{event}/run"), json!({ "input": { "n": 7 } }))
+            .expect(201);
+        let id = queued["id"].as_i64().unwrap();
+        finished(&app, id);
+        assert_eq!(
+            output(&app, id, "stdout"),
+            format!("input={{\"n\":7}} job={id}\ntoken=s3cr3t-value\n")
+        );
+        let payload = app.get(&format!("/api/v1/events/{event}/payloads/1"));
+        assert!(!common::contains(&payload.body, b"s3cr3t-value"));
+    }
+}
