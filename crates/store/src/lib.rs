@@ -15,6 +15,7 @@ use cronium_core::{
 
 #[macro_use]
 mod sql;
+mod jobs;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

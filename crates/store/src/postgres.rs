@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    EventId, EventKind, ServerId, ServerSpec, TokenHash, TokenId, UserId, needs_new_payload,
+    EventId, EventKind, JobId, ServerId, ServerSpec, TokenHash, TokenId, UserId, needs_new_payload,
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -20,9 +20,10 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::rows::{self, EventValues, StoreRow, truncate};
 use crate::{
-    ApiToken, AuditEntry, AuditRecord, Event, EventFilter, EventUpdate, NewToken, Page,
-    PageRequest, PayloadRecord, PayloadWriter, Result, Server, ServerUpdate, Store, StoreError,
-    User,
+    ApiToken, AuditEntry, AuditRecord, Claim, Event, EventFilter, EventUpdate, Fence, Fire,
+    Heartbeat, Job, JobFilter, JobOutcome, JobRetention, LogLine, NewJob, NewToken, Page,
+    PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, ScheduleState, Server,
+    ServerUpdate, Store, StoreError, User,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -38,16 +39,26 @@ impl StoreRow for PgRow {
     }
 }
 
-macro_rules! event_select {
+/// An event's columns (the table is `e`).
+macro_rules! event_columns {
     () => {
-        "SELECT e.id, e.owner_id, e.name, e.description, e.kind, e.interpreter, e.content, \
+        concat!(
+            "e.id, e.owner_id, e.name, e.description, e.kind, e.interpreter, e.content, \
          e.env, e.secret_env_names, e.secret_env, e.schedule, e.status, e.run_location, \
-         e.timeout_secs, e.retries::BIGINT AS retries, e.payload_version, e.created_at, e.updated_at, \
+         e.timeout_secs, e.retries::BIGINT AS retries, e.payload_version, e.created_at, e.updated_at, ",
+            policy_columns!(),
+            ", \
          (SELECT COALESCE(json_agg(s.server_id ORDER BY s.position), '[]')::text FROM event_servers s \
           WHERE s.event_id = e.id) AS target_servers, \
          (SELECT COALESCE(json_agg(t.tag ORDER BY t.tag), '[]')::text FROM event_tags t \
-          WHERE t.event_id = e.id) AS tags \
-         FROM events e "
+          WHERE t.event_id = e.id) AS tags"
+        )
+    };
+}
+
+macro_rules! event_select {
+    () => {
+        concat!("SELECT ", event_columns!(), " FROM events e ")
     };
 }
 
@@ -66,6 +77,9 @@ macro_rules! server_columns {
          updated_at"
     };
 }
+// After the macros above, which it uses.
+mod jobs;
+
 /// The PostgreSQL store. Cheap to clone: it is a handle on a connection pool.
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -86,7 +100,12 @@ impl PgStore {
             // The URL may hold a password: name the host only.
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        let store = PgStore { pool };
+        // Events created before schedules were kept get one, starting now.
+        // This is the one place the store reads the clock: no caller knows
+        // those events exist.
+        jobs::backfill_schedules(&store, Utc::now()).await?;
+        Ok(store)
     }
 
     /// The pool, for code that needs SQL the trait does not offer (tests, jobs).
@@ -411,22 +430,14 @@ impl Store for PgStore {
         let now = truncate(now);
         let (spec, v) = rows::event_values(spec)?;
         let mut tx = self.write().await?;
-        let id: i64 = bind_event!(
-            sqlx::query_scalar(
-                "INSERT INTO events (owner_id, name, name_folded, description, kind, interpreter, \
-                 content, env, secret_env_names, secret_env, schedule, status, run_location, \
-                 timeout_secs, retries, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) \
-                 RETURNING id",
-            )
-            .bind(owner.0),
-            v
-        )
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| event_write_error(e, &v))?;
+        let id: i64 = bind_event!(sqlx::query_scalar(event_insert!()).bind(owner.0), v)
+            .bind(v.start_at)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| event_write_error(e, &v))?;
         write_links(&mut tx, id, &v).await?;
+        jobs::set_schedule(&mut tx, EventId(id), &spec, now).await?;
         let mut event = Event {
             id: EventId(id),
             owner,
@@ -518,21 +529,16 @@ impl Store for PgStore {
             .await?
             .ok_or(StoreError::NotFound { what: "event" })?;
         let (spec, v) = rows::event_values(update(&current)?)?;
-        bind_event!(
-            sqlx::query(
-                "UPDATE events SET name = $2, name_folded = $3, description = $4, kind = $5, \
-                 interpreter = $6, content = $7, env = $8, secret_env_names = $9, \
-                 secret_env = $10, schedule = $11, status = $12, run_location = $13, \
-                 timeout_secs = $14, retries = $15, updated_at = $16 WHERE id = $1",
-            )
-            .bind(id.0),
-            v
-        )
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| event_write_error(e, &v))?;
+        bind_event!(sqlx::query(event_update!()).bind(id.0), v)
+            .bind(v.start_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| event_write_error(e, &v))?;
         write_links(&mut tx, id.0, &v).await?;
+        if jobs::schedule_changed(&current.spec, &spec) {
+            jobs::set_schedule(&mut tx, id, &spec, now).await?;
+        }
         let new_payload = needs_new_payload(&current.spec, &spec);
         let mut event = Event {
             spec,
@@ -795,108 +801,90 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn get_schedule_state(&self, _event: EventId) -> Result<crate::ScheduleState> {
-        todo!()
+    async fn get_schedule_state(&self, event: EventId) -> Result<ScheduleState> {
+        jobs::get_schedule_state(self, event).await
     }
 
     async fn due_schedules(
         &self,
-        _now: DateTime<Utc>,
-        _limit: u32,
-    ) -> Result<Vec<(Event, crate::ScheduleState)>> {
-        todo!()
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Event, ScheduleState)>> {
+        jobs::due_schedules(self, now, limit).await
     }
 
     async fn record_fires(
         &self,
-        _event: EventId,
-        _expected: DateTime<Utc>,
-        _fires: &[crate::Fire],
-        _next: Option<DateTime<Utc>>,
-        _now: DateTime<Utc>,
-    ) -> Result<Vec<crate::Job>> {
-        todo!()
+        event: EventId,
+        expected: DateTime<Utc>,
+        fires: &[Fire],
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>> {
+        jobs::record_fires(self, event, expected, fires, next, now).await
     }
 
-    async fn enqueue_job(&self, _new: crate::NewJob, _now: DateTime<Utc>) -> Result<crate::Job> {
-        todo!()
+    async fn enqueue_job(&self, new: NewJob, now: DateTime<Utc>) -> Result<Job> {
+        jobs::enqueue_job(self, new, now).await
     }
 
     async fn claim_job(
         &self,
-        _owner: &str,
-        _now: DateTime<Utc>,
-        _lease: std::time::Duration,
-    ) -> Result<Option<crate::Claim>> {
-        todo!()
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Claim>> {
+        jobs::claim_job(self, owner, now, lease).await
     }
 
-    async fn heartbeat(
-        &self,
-        _fence: &crate::Fence,
-        _until: DateTime<Utc>,
-    ) -> Result<crate::Heartbeat> {
-        todo!()
+    async fn heartbeat(&self, fence: &Fence, until: DateTime<Utc>) -> Result<Heartbeat> {
+        jobs::heartbeat(self, fence, until).await
     }
 
     async fn finish_job(
         &self,
-        _fence: &crate::Fence,
-        _outcome: crate::JobOutcome,
-        _retry_at: DateTime<Utc>,
-        _now: DateTime<Utc>,
-    ) -> Result<crate::Job> {
-        todo!()
+        fence: &Fence,
+        outcome: JobOutcome,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Job> {
+        jobs::finish_job(self, fence, outcome, retry_at, now).await
     }
 
     async fn recover_expired_leases(
         &self,
-        _now: DateTime<Utc>,
-        _retry_at: DateTime<Utc>,
-    ) -> Result<Vec<crate::Recovered>> {
-        todo!()
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+    ) -> Result<Vec<Recovered>> {
+        jobs::recover_expired_leases(self, now, retry_at).await
     }
 
-    async fn cancel_job(
-        &self,
-        _id: cronium_core::JobId,
-        _now: DateTime<Utc>,
-        _audit: &AuditEntry,
-    ) -> Result<crate::Job> {
-        todo!()
+    async fn cancel_job(&self, id: JobId, now: DateTime<Utc>, audit: &AuditEntry) -> Result<Job> {
+        jobs::cancel_job(self, id, now, audit).await
     }
 
-    async fn get_job(&self, _id: cronium_core::JobId) -> Result<crate::Job> {
-        todo!()
+    async fn get_job(&self, id: JobId) -> Result<Job> {
+        jobs::get_job(self, id).await
     }
 
-    async fn list_jobs(
-        &self,
-        _filter: &crate::JobFilter,
-        _page: PageRequest,
-    ) -> Result<Page<crate::Job>> {
-        todo!()
+    async fn list_jobs(&self, filter: &JobFilter, page: PageRequest) -> Result<Page<Job>> {
+        jobs::list_jobs(self, filter, page).await
     }
 
-    async fn append_logs(&self, _fence: &crate::Fence, _lines: &[crate::LogLine]) -> Result<()> {
-        todo!()
+    async fn append_logs(&self, fence: &Fence, lines: &[LogLine]) -> Result<()> {
+        jobs::append_logs(self, fence, lines).await
     }
 
-    async fn job_logs(
-        &self,
-        _job: cronium_core::JobId,
-        _after_seq: u64,
-        _limit: u32,
-    ) -> Result<Vec<crate::LogLine>> {
-        todo!()
+    async fn job_logs(&self, job: JobId, after_seq: u64, limit: u32) -> Result<Vec<LogLine>> {
+        jobs::job_logs(self, job, after_seq, limit).await
     }
 
-    async fn last_log_seq(&self, _job: cronium_core::JobId) -> Result<u64> {
-        todo!()
+    async fn last_log_seq(&self, job: JobId) -> Result<u64> {
+        jobs::last_log_seq(self, job).await
     }
 
-    async fn prune_jobs(&self, _retention: crate::JobRetention) -> Result<u64> {
-        todo!()
+    async fn prune_jobs(&self, retention: JobRetention) -> Result<u64> {
+        jobs::prune_jobs(self, retention).await
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {

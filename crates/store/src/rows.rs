@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, Role, RunLocation, Schedule,
-    SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId, UserId, ValidationError,
+    AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, JobId, JobStatus,
+    MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId,
+    ServerName, ServerSpec, Tag, TokenId, Trigger, UserId, ValidationError,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
-    ApiToken, AuditEntry, AuditRecord, Event, PageRequest, PayloadFile, PayloadRecord, Server,
-    StoreError, User,
+    ApiToken, AuditEntry, AuditRecord, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
+    PayloadRecord, ScheduleState, Server, StoreError, User,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -246,7 +247,7 @@ where
         timeout: Duration::from_secs(timeout),
         retries: u32::try_from(retries).map_err(|_| r.corrupt("retries", "out of range"))?,
         tags,
-        policy: cronium_core::RunPolicy::default(),
+        policy: run_policy(&r)?,
     };
     Ok(Event {
         id: EventId(id),
@@ -255,6 +256,123 @@ where
         payload_version: r.opt_unsigned("payload_version")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
+    })
+}
+
+/// The event's run policy, each column checked on its own (the cross-field
+/// rules of [`RunPolicy::validate`] apply on the way in only).
+fn run_policy<R: StoreRow>(r: &Reader<'_, R>) -> Result<RunPolicy, StoreError> {
+    let positive = |column: &str| -> Result<Option<u32>, StoreError> {
+        r.opt_int(column)?
+            .map(|n| match u32::try_from(n) {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(r.corrupt(column, format!("{n} is not a positive count"))),
+            })
+            .transpose()
+    };
+    let retry_delay = r.int("retry_delay_secs")?;
+    Ok(RunPolicy {
+        overlap: r.parse("overlap", |t| {
+            OverlapPolicy::parse(&t, "overlap").map_err(field_error)
+        })?,
+        misfire: r.parse("misfire", |t| {
+            MisfirePolicy::parse(&t, "misfire").map_err(field_error)
+        })?,
+        start_at: r.opt_time("start_at")?,
+        max_executions: positive("max_executions")?,
+        max_concurrent: positive("max_concurrent")?,
+        retry_delay: match u64::try_from(retry_delay) {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs),
+            _ => {
+                return Err(r.corrupt("retry_delay_secs", format!("{retry_delay} is not positive")));
+            }
+        },
+    })
+}
+
+pub(crate) fn job<R>(row: &R) -> Result<Job, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "jobs");
+    let id = r.id("id")?;
+    let attempt = r.int("attempt")?;
+    let exit_code = r
+        .opt_int("exit_code")?
+        .map(|c| {
+            i32::try_from(c).map_err(|_| r.corrupt("exit_code", format!("{c} is out of range")))
+        })
+        .transpose()?;
+    let metadata: serde_json::Value = r.json("metadata")?;
+    if !metadata.is_object() {
+        return Err(r.corrupt("metadata", "not a JSON object"));
+    }
+    Ok(Job {
+        id: JobId(id),
+        event_id: EventId(r.int("event_id")?),
+        payload_version: r.opt_unsigned("payload_version")?,
+        trigger: r.parse("trigger", |t| {
+            Trigger::parse(&t, "trigger").map_err(field_error)
+        })?,
+        status: r.parse("status", |t| {
+            JobStatus::parse(&t, "status").map_err(field_error)
+        })?,
+        attempt: match u32::try_from(attempt) {
+            Ok(a) if a >= 1 => a,
+            _ => return Err(r.corrupt("attempt", format!("{attempt} is not an attempt number"))),
+        },
+        scheduled_at: r.time("scheduled_at")?,
+        run_after: r.time("run_after")?,
+        lease_owner: r.opt_text("lease_owner")?,
+        lease_expires_at: r.opt_time("lease_expires_at")?,
+        cancel_requested: r.boolean("cancel_requested")?,
+        started_at: r.opt_time("started_at")?,
+        finished_at: r.opt_time("finished_at")?,
+        exit_code,
+        error: r.opt_text("error")?,
+        metadata,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+pub(crate) fn log_line<R>(row: &R) -> Result<LogLine, StoreError>
+where
+    R: StoreRow,
+{
+    let r = Reader::new(row, "job_logs");
+    Ok(LogLine {
+        seq: r.unsigned("seq")?,
+        stream: r.parse("stream", |t| {
+            [LogStream::Stdout, LogStream::Stderr, LogStream::System]
+                .into_iter()
+                .find(|s| stream_name(*s) == t)
+                .ok_or_else(|| format!("unknown stream {t:?}"))
+        })?,
+        at: r.time("at")?,
+        data: r.bytes("data")?,
+    })
+}
+
+/// A log stream's name in the `stream` column.
+pub(crate) fn stream_name(stream: LogStream) -> &'static str {
+    match stream {
+        LogStream::Stdout => "stdout",
+        LogStream::Stderr => "stderr",
+        LogStream::System => "system",
+    }
+}
+
+pub(crate) fn schedule_state<R>(row: &R) -> Result<ScheduleState, StoreError>
+where
+    R: StoreRow,
+{
+    let r = Reader::new(row, "schedule_state");
+    Ok(ScheduleState {
+        event_id: EventId(r.int("event_id")?),
+        anchor: r.time("anchor")?,
+        next_fire_at: r.opt_time("next_fire_at")?,
+        fire_count: r.unsigned("fire_count")?,
     })
 }
 
@@ -377,16 +495,29 @@ pub(crate) struct EventValues {
     pub retries: i64,
     pub target_servers: Vec<i64>,
     pub tags: Vec<String>,
+    pub overlap: &'static str,
+    pub misfire: &'static str,
+    /// Bound by each backend, which store times differently.
+    pub start_at: Option<DateTime<Utc>>,
+    pub max_executions: Option<i64>,
+    pub max_concurrent: Option<i64>,
+    pub retry_delay_secs: i64,
 }
 
 /// Validates `spec` as a whole (the store never holds an invalid event, whoever
 /// built the spec) and flattens it for binding.
 pub(crate) fn event_values(spec: EventSpec) -> Result<(EventSpec, EventValues), StoreError> {
-    let spec = spec.validate()?;
+    let mut spec = spec.validate()?;
+    // The columns hold whole seconds; refuse rather than round silently.
     if spec.timeout.subsec_nanos() != 0 {
-        // The column holds whole seconds; refuse rather than round silently.
         return Err(ValidationError::new("timeout", "must be a whole number of seconds").into());
     }
+    if spec.policy.retry_delay.subsec_nanos() != 0 {
+        return Err(ValidationError::new("retryDelay", "must be a whole number of seconds").into());
+    }
+    // Stored with microseconds, like every time: what is returned is what a
+    // later read gives.
+    spec.policy.start_at = spec.policy.start_at.map(truncate);
     let json = |v: serde_json::Result<String>| v.map_err(|e| StoreError::Backend(e.to_string()));
     let env: BTreeMap<&str, &str> = spec
         .env
@@ -412,6 +543,13 @@ pub(crate) fn event_values(spec: EventSpec) -> Result<(EventSpec, EventValues), 
         retries: i64::from(spec.retries),
         target_servers: spec.target_servers.iter().map(|s| s.0).collect(),
         tags: spec.tags.iter().map(|t| t.as_str().to_string()).collect(),
+        overlap: spec.policy.overlap.as_str(),
+        misfire: spec.policy.misfire.as_str(),
+        start_at: spec.policy.start_at,
+        max_executions: spec.policy.max_executions.map(i64::from),
+        max_concurrent: spec.policy.max_concurrent.map(i64::from),
+        retry_delay_secs: i64::try_from(spec.policy.retry_delay.as_secs())
+            .map_err(|_| ValidationError::new("retryDelay", "too long"))?,
     };
     Ok((spec, values))
 }

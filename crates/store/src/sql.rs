@@ -21,7 +21,38 @@ macro_rules! user_columns {
     };
 }
 
-/// Binds the event columns in the order of `EVENT_COLUMNS_INSERT`, from `$2`.
+/// The event columns `bind_event!` binds, `$2` to `$20`; each backend adds
+/// `start_at` (`$21`) and the time of the write (`$22`), which it stores its own way.
+macro_rules! event_insert {
+    () => {
+        "INSERT INTO events (owner_id, name, name_folded, description, kind, interpreter, \
+         content, env, secret_env_names, secret_env, schedule, status, run_location, \
+         timeout_secs, retries, overlap, misfire, max_executions, max_concurrent, \
+         retry_delay_secs, start_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22, $22) RETURNING id"
+    };
+}
+
+macro_rules! event_update {
+    () => {
+        "UPDATE events SET name = $2, name_folded = $3, description = $4, kind = $5, \
+         interpreter = $6, content = $7, env = $8, secret_env_names = $9, \
+         secret_env = $10, schedule = $11, status = $12, run_location = $13, \
+         timeout_secs = $14, retries = $15, overlap = $16, misfire = $17, \
+         max_executions = $18, max_concurrent = $19, retry_delay_secs = $20, \
+         start_at = $21, updated_at = $22 WHERE id = $1"
+    };
+}
+
+/// The run policy's columns, for each backend's event select.
+macro_rules! policy_columns {
+    () => {
+        "e.overlap, e.misfire, e.start_at, e.max_executions, e.max_concurrent, e.retry_delay_secs"
+    };
+}
+
+/// Binds the event columns in the order of `event_insert!`, from `$2` to `$20`.
 macro_rules! bind_event {
     ($query:expr, $v:expr) => {
         $query
@@ -39,5 +70,142 @@ macro_rules! bind_event {
             .bind($v.run_location)
             .bind($v.timeout_secs)
             .bind($v.retries)
+            .bind($v.overlap)
+            .bind($v.misfire)
+            .bind($v.max_executions)
+            .bind($v.max_concurrent)
+            .bind($v.retry_delay_secs)
+    };
+}
+
+// --- schedules and jobs -------------------------------------------------------
+
+/// A job's columns; `$metadata` is how the backend reads the JSON as text.
+macro_rules! job_columns {
+    ($metadata:literal) => {
+        concat!(
+            "id, event_id, payload_version, \"trigger\", status, attempt, scheduled_at, \
+             run_after, lease_owner, lease_expires_at, cancel_requested, started_at, \
+             finished_at, exit_code, error, ",
+            $metadata,
+            ", created_at, updated_at"
+        )
+    };
+}
+
+macro_rules! schedule_state_columns {
+    () => {
+        "event_id, anchor, next_fire_at, fire_count"
+    };
+}
+
+/// Sets where a schedule starts, keeping the fires counted so far.
+macro_rules! schedule_state_upsert {
+    () => {
+        "INSERT INTO schedule_state (event_id, anchor, next_fire_at, fire_count) \
+         VALUES ($1, $2, $3, 0) ON CONFLICT (event_id) DO UPDATE \
+         SET anchor = excluded.anchor, next_fire_at = excluded.next_fire_at"
+    };
+}
+
+/// Gives an event a schedule state unless it has one.
+macro_rules! schedule_state_insert_missing {
+    () => {
+        "INSERT INTO schedule_state (event_id, anchor, next_fire_at, fire_count) \
+         VALUES ($1, $2, $3, 0) ON CONFLICT (event_id) DO NOTHING"
+    };
+}
+
+macro_rules! active_payload_select {
+    () => {
+        concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM runner_payloads WHERE event_id = $1 AND is_active"
+        )
+    };
+}
+
+/// The unfinished job an overlap policy weighs a new run against: a running
+/// one if any, else the oldest queued.
+macro_rules! active_job_select {
+    () => {
+        "SELECT id, status FROM jobs WHERE event_id = $1 AND status IN ('queued', 'running') \
+         ORDER BY CASE status WHEN 'running' THEN 0 ELSE 1 END, id LIMIT 1"
+    };
+}
+
+/// How many runs of event `e` may run at once: the SQL twin of
+/// `RunPolicy::concurrency_limit` (NULL: no limit).
+macro_rules! concurrency_limit {
+    () => {
+        "(CASE e.overlap WHEN 'allow' THEN e.max_concurrent ELSE 1 END)"
+    };
+}
+
+/// Queued jobs `j` (of events `e`) whose time has come (`$1`) and whose
+/// event is below its concurrency limit.
+macro_rules! claimable {
+    () => {
+        concat!(
+            "FROM jobs j JOIN events e ON e.id = j.event_id \
+             WHERE j.status = 'queued' AND j.run_after <= $1 AND (",
+            concurrency_limit!(),
+            " IS NULL OR (SELECT COUNT(*) FROM jobs r WHERE r.event_id = j.event_id \
+             AND r.status = 'running') < ",
+            concurrency_limit!(),
+            ") "
+        )
+    };
+}
+
+/// Marks a claimed job running (`$1` the job).
+macro_rules! claim_update {
+    () => {
+        "UPDATE jobs SET status = 'running', lease_owner = $2, lease_expires_at = $3, \
+         started_at = $4, updated_at = $4 WHERE id = $1 AND status = 'queued'"
+    };
+}
+
+/// Extends a lease, only for the worker that holds it.
+macro_rules! heartbeat_update {
+    () => {
+        "UPDATE jobs SET lease_expires_at = $2 WHERE id = $1 AND status = 'running' \
+         AND lease_owner = $3 AND attempt = $4 RETURNING cancel_requested"
+    };
+}
+
+/// Cancels the queued runs a `replace` run supersedes (`$2` the new job).
+macro_rules! replace_queued {
+    () => {
+        "UPDATE jobs SET status = 'cancelled', error = $3, finished_at = $4, updated_at = $4 \
+         WHERE event_id = $1 AND status = 'queued' AND id <> $2"
+    };
+}
+
+/// Asks the running runs a `replace` run supersedes to stop.
+macro_rules! replace_running {
+    () => {
+        "UPDATE jobs SET cancel_requested = TRUE, updated_at = $3 \
+         WHERE event_id = $1 AND status = 'running' AND id <> $2 AND NOT cancel_requested"
+    };
+}
+
+macro_rules! log_select {
+    () => {
+        "SELECT seq, stream, at, data FROM job_logs WHERE job_id = $1 AND seq > $2 \
+         ORDER BY seq LIMIT $3"
+    };
+}
+
+/// Finished jobs ended before `$1`, except each event's newest `$2` finished
+/// ones; their logs go with them (foreign key cascade).
+macro_rules! prune_jobs_delete {
+    () => {
+        "DELETE FROM jobs WHERE id IN (SELECT id FROM (\
+         SELECT id, COALESCE(finished_at, created_at) AS ended, \
+         ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY id DESC) AS nth \
+         FROM jobs WHERE status NOT IN ('queued', 'running')) AS finished \
+         WHERE nth > $2 AND ended < $1)"
     };
 }
