@@ -891,3 +891,55 @@ fn a_clock_going_back_never_repeats_a_fire() {
         assert_eq!(seen, want, "{schedule:?}: each fire exactly once, in order");
     }
 }
+
+/// Planning (which walks backwards from `now`) and `next_fire` (forwards)
+/// agree at every `now` around DST changes, including half-hour ones, with
+/// `now` in either pass of a repeated hour.
+#[test]
+fn plan_and_next_fire_agree_around_transitions() {
+    let zones = [
+        (
+            "Europe/Berlin",
+            ["2026-03-28T22:00:00Z", "2026-10-24T22:00:00Z"],
+        ),
+        (
+            "America/New_York",
+            ["2026-03-08T04:00:00Z", "2026-11-01T03:00:00Z"],
+        ),
+        // +11 → +10:30 on Apr 5, +10:30 → +11 on Oct 4.
+        (
+            "Australia/Lord_Howe",
+            ["2026-04-04T12:00:00Z", "2026-10-03T12:00:00Z"],
+        ),
+    ];
+    let expressions = [
+        "*/10 * * * *",
+        "*/7 1,2 * * *",
+        "0 1,2 * * *",
+        "15,45 * * * *",
+        "*/30 * 2 * * *",
+    ];
+    let p = policy(MisfirePolicy::CatchUp);
+    for (timezone, starts) in zones {
+        for start in starts {
+            let from = t(start);
+            let end = from + TimeDelta::hours(8);
+            for expression in expressions {
+                let schedule = cron(expression, timezone);
+                let mut fires = vec![schedule.next_fire(from, from).unwrap()];
+                while *fires.last().unwrap() <= end {
+                    fires.push(schedule.next_fire(from, *fires.last().unwrap()).unwrap());
+                }
+                let first = fires[0];
+                let mut now = first;
+                while now <= end {
+                    let want: Vec<_> = fires.iter().copied().filter(|f| *f <= now).collect();
+                    let plan = schedule.plan(&p, from, first, 0, now);
+                    assert_eq!(at(&plan), want, "{expression:?} in {timezone} at {now}");
+                    assert_eq!(plan.next, fires.iter().copied().find(|f| *f > now));
+                    now += secs(9 * 60 + 3);
+                }
+            }
+        }
+    }
+}
