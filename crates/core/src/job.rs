@@ -12,8 +12,8 @@ use crate::ValidationError;
 /// Most runs `catch_up` starts for the fires missed during one downtime;
 /// older misses are recorded as `missed`.
 pub const CATCH_UP_LIMIT: usize = 100;
-/// A fire this late (or later) counts as missed and the misfire policy
-/// decides; anything earlier is simply run, late.
+/// A fire more than this late counts as missed and the misfire policy
+/// decides; anything less late is simply run, late.
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(60);
 /// The longest wait between two retries, however many failed before.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);

@@ -1,0 +1,350 @@
+//! Benchmark: job overhead, throughput and scheduling lateness through the real server, scheduler, workers and `cronium-runner`, on SQLite and PostgreSQL.
+//!
+//! Run with `cargo bench -p cronium-server --bench jobs` (set
+//! `CRONIUM_BENCH_LATENESS_SECS` to change how long the lateness phase runs,
+//! default 125). The server runs in this process (`cronium_server::start`,
+//! what `cronium serve` does) with a fresh data dir under `$TMPDIR` and the
+//! release `cronium-runner`. Measured:
+//!
+//! - **trigger → finished**: `POST /events/{id}/run` of a bash `true` event,
+//!   then `GET /jobs/{id}` every 0.5 ms until it is over; the client's wall
+//!   time, and the server's own `finishedAt − createdAt`. The comparison, in
+//!   the same run: `cronium-runner run` of the same payload started directly
+//!   (what a job costs at the least).
+//! - **throughput**: 1,000 runs queued as fast as one client can, until the
+//!   last one is over, with the default 8 slots. The comparison: the same
+//!   1,000 payload runs by 8 threads calling `cronium-runner` directly.
+//! - **lateness**: 1,000 active events on `S * * * * *` crons (second `S` =
+//!   event number mod 60: each fires once a minute, 16–17 a second), then
+//!   `startedAt − scheduledAt` of every job of the phase. The comparison: one
+//!   event firing every second, measured the same way in the same run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use cronium_server::Config;
+use cronium_store::testing::TestPostgres;
+use serde_json::{Value, json};
+
+const TRIGGER_RUNS: usize = 200;
+const THROUGHPUT_JOBS: usize = 1000;
+const SCHEDULED_EVENTS: usize = 1000;
+
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+    auth: String,
+}
+
+impl Client {
+    fn new(base: &str, token: &str) -> Client {
+        Client {
+            agent: ureq::Agent::new_with_config(
+                ureq::config::Config::builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(60)))
+                    .build(),
+            ),
+            base: base.to_string(),
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let url = format!("{}/api/v1{path}", self.base);
+        let result = match body {
+            Some(b) => self
+                .agent
+                .post(&url)
+                .header("authorization", &self.auth)
+                .send_json(b),
+            None => self
+                .agent
+                .get(&url)
+                .header("authorization", &self.auth)
+                .call(),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let text = response.body_mut().read_to_string().unwrap();
+        assert!(
+            response.status().is_success(),
+            "{method} {path}: {} {text}",
+            response.status()
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn event(&self, name: &str, script: &str, extra: Value) -> Value {
+        let mut body = json!({ "name": name, "interpreter": "bash", "content": script, "overlap": "allow" });
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        self.call("POST", "/events", Some(&body))
+    }
+
+    fn run(&self, event: i64) -> i64 {
+        self.call("POST", &format!("/events/{event}/run"), Some(&json!({})))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    fn job(&self, id: i64) -> Value {
+        self.call("GET", &format!("/jobs/{id}"), None)
+    }
+
+    fn wait(&self, id: i64, poll: Duration) -> Value {
+        loop {
+            let job = self.job(id);
+            if !matches!(job["status"].as_str(), Some("queued" | "running")) {
+                return job;
+            }
+            std::thread::sleep(poll);
+        }
+    }
+
+    /// Every job of the event (newest first), paging through.
+    fn jobs(&self, event: i64) -> Vec<Value> {
+        let mut all = Vec::new();
+        loop {
+            let page = self.call(
+                "GET",
+                &format!("/jobs?event={event}&limit=500&offset={}", all.len()),
+                None,
+            );
+            let items = page["items"].as_array().unwrap().clone();
+            let done = items.is_empty();
+            all.extend(items);
+            if done || all.len() as u64 >= page["total"].as_u64().unwrap() {
+                return all;
+            }
+        }
+    }
+
+    fn all_jobs_since(&self, since: DateTime<Utc>) -> Vec<Value> {
+        let mut all = Vec::new();
+        let since = since.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        loop {
+            let page = self.call(
+                "GET",
+                &format!("/jobs?since={since}&limit=500&offset={}", all.len()),
+                None,
+            );
+            let items = page["items"].as_array().unwrap().clone();
+            let done = items.is_empty();
+            all.extend(items);
+            if done || all.len() as u64 >= page["total"].as_u64().unwrap() {
+                return all;
+            }
+        }
+    }
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    (percentile(&v, 0.5), percentile(&v, 0.99), *v.last().unwrap())
+}
+
+/// The release runner, built if missing (`cargo bench` builds only this crate's targets).
+fn runner() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let runner = dir.join("cronium-runner");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "cronium-runner", "--bin", "cronium-runner"])
+        .status()
+        .unwrap();
+    assert!(status.success() && runner.is_file(), "cannot build {}", runner.display());
+    runner
+}
+
+/// Runs the payload with the runner directly, as a job would minus the server.
+fn direct_run(runner: &Path, payload: &Path, sha256: &str, work: &Path) -> Duration {
+    let started = Instant::now();
+    let status = std::process::Command::new(runner)
+        .arg("run")
+        .arg(payload)
+        .args(["--sha256", sha256, "--workdir"])
+        .arg(work)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    started.elapsed()
+}
+
+struct App {
+    runtime: tokio::runtime::Runtime,
+    running: Option<cronium_server::Running>,
+    client: Client,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn start(database_url: Option<String>, runner: &Path) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().join("data"));
+    config.listen = "127.0.0.1:0".into();
+    config.database_url = database_url;
+    config.runner = Some(runner.to_path_buf());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime.block_on(cronium_server::start(config)).unwrap();
+    let data = running.data_dir().to_path_buf();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let client = Client::new(&format!("http://{}", running.local_addr()), token.trim());
+    App {
+        runtime,
+        running: Some(running),
+        client,
+        data,
+        _dir: dir,
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            let _ = self.runtime.block_on(r.stop());
+        }
+    }
+}
+
+fn trigger_and_throughput(name: &str, app: &App, runner: &Path) {
+    let c = &app.client;
+    let event = c.event("true", "true\n", json!({}));
+    let id = event["id"].as_i64().unwrap();
+    let payload = &c.call("GET", &format!("/events/{id}/payloads"), None)[0];
+    let path = app.data.join(payload["payloadPath"].as_str().unwrap());
+    let sha = payload["checksum"].as_str().unwrap().to_string();
+    let work = app.data.join("bench-work");
+    std::fs::create_dir_all(&work).unwrap();
+
+    // Warm-up, then trigger and direct runs interleaved.
+    for _ in 0..20 {
+        let job = c.run(id);
+        c.wait(job, Duration::from_micros(500));
+        direct_run(runner, &path, &sha, &work);
+    }
+    let (mut client_side, mut server_side, mut direct) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..TRIGGER_RUNS {
+        let started = Instant::now();
+        let job = c.run(id);
+        let done = c.wait(job, Duration::from_micros(500));
+        client_side.push(started.elapsed());
+        assert_eq!(done["status"], "succeeded", "{done}");
+        server_side.push((time(&done["finishedAt"]) - time(&done["createdAt"])).to_std().unwrap());
+        direct.push(direct_run(runner, &path, &sha, &work));
+    }
+    let (c50, c99, _) = summary(client_side);
+    let (s50, s99, _) = summary(server_side);
+    let (d50, d99, _) = summary(direct);
+    println!("{name}: trigger → finished, {TRIGGER_RUNS} runs: client median {} (p99 {}), server-recorded median {} (p99 {}); direct runner median {} (p99 {}); overhead over the direct runner {:.2} ms (x{:.1})",
+        ms(c50), ms(c99), ms(s50), ms(s99), ms(d50), ms(d99),
+        (c50.as_secs_f64() - d50.as_secs_f64()) * 1000.0, c50.as_secs_f64() / d50.as_secs_f64());
+
+    // Throughput: queue them all, wait for the last.
+    let started = Instant::now();
+    let jobs: Vec<i64> = (0..THROUGHPUT_JOBS).map(|_| c.run(id)).collect();
+    let queued = started.elapsed();
+    for job in &jobs {
+        let done = c.wait(*job, Duration::from_millis(5));
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let server = started.elapsed();
+    // The same runs, straight to the runner from 8 threads.
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            let next = next.clone();
+            let (path, sha, work) = (&path, &sha, &work);
+            s.spawn(move || {
+                while next.fetch_add(1, Ordering::Relaxed) < THROUGHPUT_JOBS {
+                    direct_run(runner, path, sha, work);
+                }
+            });
+        }
+    });
+    let direct = started.elapsed();
+    let rate = |d: Duration| THROUGHPUT_JOBS as f64 / d.as_secs_f64();
+    println!("{name}: throughput, {THROUGHPUT_JOBS} jobs (queued in {:.2} s): {:.0} jobs/s through the server; {:.0} runs/s with the runner called directly by 8 threads ({:.0} %)",
+        queued.as_secs_f64(), rate(server), rate(direct), 100.0 * rate(server) / rate(direct));
+}
+
+fn lateness(name: &str, app: &App, seconds: u64) {
+    let c = &app.client;
+    let lateness_of = |jobs: &[Value]| -> Vec<Duration> {
+        jobs.iter()
+            .filter(|j| j["trigger"] == "schedule" && j["startedAt"].is_string())
+            .map(|j| (time(&j["startedAt"]) - time(&j["scheduledAt"])).to_std().unwrap_or_default())
+            .collect()
+    };
+    // The comparison: one event every second, nothing else scheduled.
+    let single = c.event("every second", "true\n", json!({ "schedule": { "type": "cron", "cron": "* * * * * *" } }));
+    std::thread::sleep(Duration::from_secs(20));
+    c.call("POST", &format!("/events/{}/run", single["id"]), Some(&json!({})));
+    let pause = json!({ "status": "paused" });
+    patch(c, single["id"].as_i64().unwrap(), &pause);
+    let (o50, o99, omax) = summary(lateness_of(&c.jobs(single["id"].as_i64().unwrap())));
+
+    let created = Instant::now();
+    for i in 0..SCHEDULED_EVENTS {
+        c.event(&format!("cron {i}"), "true\n", json!({ "schedule": { "type": "cron", "cron": format!("{} * * * * *", i % 60) } }));
+    }
+    println!("{name}: created {SCHEDULED_EVENTS} cron events in {:.1} s", created.elapsed().as_secs_f64());
+    let from = Utc::now() + chrono::TimeDelta::seconds(2);
+    std::thread::sleep(Duration::from_secs(seconds));
+    let until = Utc::now();
+    let jobs: Vec<Value> = c
+        .all_jobs_since(from)
+        .into_iter()
+        .filter(|j| time(&j["scheduledAt"]) < until - chrono::TimeDelta::seconds(5))
+        .collect();
+    let statuses = jobs.iter().filter(|j| j["status"] != "succeeded").count();
+    let late = lateness_of(&jobs);
+    let count = late.len();
+    let (l50, l99, lmax) = summary(late);
+    println!("{name}: lateness (startedAt − scheduledAt), {count} scheduled jobs of {SCHEDULED_EVENTS} every-minute crons over {seconds} s: median {}, p99 {}, max {} ({statuses} not succeeded); one every-second cron alone: median {}, p99 {}, max {}",
+        ms(l50), ms(l99), ms(lmax), ms(o50), ms(o99), ms(omax));
+}
+
+fn patch(c: &Client, event: i64, body: &Value) {
+    let url = format!("{}/api/v1/events/{event}", c.base);
+    let mut r = c.agent.patch(&url).header("authorization", &c.auth).send_json(body).unwrap();
+    assert!(r.status().is_success(), "{}", r.body_mut().read_to_string().unwrap());
+}
+
+fn main() {
+    let tmp = std::env::temp_dir();
+    let seconds: u64 = std::env::var("CRONIUM_BENCH_LATENESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(125);
+    println!("temp dir {}; {} CPUs", tmp.display(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let runner = runner();
+    for (name, url) in [("SQLite", None), ("PostgreSQL", Some(TestPostgres::fresh_database()))] {
+        let app = start(url.clone(), &runner);
+        trigger_and_throughput(name, &app, &runner);
+        drop(app);
+        let app = start(url.map(|_| TestPostgres::fresh_database()), &runner);
+        lateness(name, &app, seconds);
+    }
+}
