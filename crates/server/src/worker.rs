@@ -188,7 +188,7 @@ impl Attempt {
         ));
         let report = match self.request(&job, &event) {
             Ok(request) => self.execute(request, &mut log, &fence, cancel).await,
-            Err(reason) => RunReport::failed(reason),
+            Err(reason) => Some(RunReport::failed(reason)),
         };
         let Some(report) = report else {
             // The job was taken from this worker (lease lost, event deleted):

@@ -24,6 +24,10 @@ async fn serve(store: Arc<dyn Store>, data_dir: &std::path::Path) -> String {
         retention: 5,
         metrics: metrics::Metrics::default(),
         payload_lock: tokio::sync::Mutex::new(()),
+        hub: Default::default(),
+        running: Default::default(),
+        jobs_queued: Default::default(),
+        schedules_changed: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

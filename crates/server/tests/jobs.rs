@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp, wait_for};
+use common::{TestApp, wait_for};
 use serde_json::{Value, json};
 
 /// Long enough for a slow CI machine; the tests finish far sooner.
@@ -20,7 +20,7 @@ fn bash_event(app: &TestApp, name: &str, script: &str, extra: Value) -> i64 {
     app.create_event(body)["id"].as_i64().unwrap()
 }
 
-fn run(app: &TestApp, event: i64) -> Value {
+fn run_now(app: &TestApp, event: i64) -> Value {
     app.post(&format!("/api/v1/events/{event}/run"), json!({}))
         .expect(201)
 }
@@ -72,7 +72,7 @@ both_backends! {
     fn a_manual_run_stores_stdout_and_stderr_and_the_exit_code(backend: Backend) {
         let app = TestApp::spawn(backend);
         let ok = bash_event(&app, "greet", "echo out-line\necho err-line >&2\n", json!({}));
-        let queued = run(&app, ok);
+        let queued = run_now(&app, ok);
         assert_eq!(queued["trigger"], "manual");
         assert!(queued["payloadPath"].as_str().unwrap().ends_with("v1.tar.gz"), "{queued}");
         let done = finished(&app, queued["id"].as_i64().unwrap());
@@ -85,7 +85,7 @@ both_backends! {
         assert_eq!(output(&app, id, "stderr"), "err-line\n");
 
         let failing = bash_event(&app, "fail", "echo about to fail\nexit 3\n", json!({}));
-        let done = finished(&app, run(&app, failing)["id"].as_i64().unwrap());
+        let done = finished(&app, run_now(&app, failing)["id"].as_i64().unwrap());
         assert_eq!(done["status"], "failed", "{done}");
         assert_eq!(done["exitCode"], 3);
         assert!(done["error"].as_str().unwrap().contains('3'), "{done}");
@@ -159,11 +159,11 @@ both_backends! {
             "echo started\nsleep 60\n",
             json!({ "overlap": "replace" }),
         );
-        let first = run(&app, event)["id"].as_i64().unwrap();
+        let first = run_now(&app, event)["id"].as_i64().unwrap();
         wait_for("the first run to start", PATIENCE, || {
             (job(&app, first)["status"] == "running" && output(&app, first, "stdout") == "started\n").then_some(())
         });
-        let second = run(&app, event)["id"].as_i64().unwrap();
+        let second = run_now(&app, event)["id"].as_i64().unwrap();
         let replaced = finished(&app, first);
         assert_eq!(replaced["status"], "cancelled", "{replaced}");
         wait_for("the second run to start", PATIENCE, || {
@@ -181,7 +181,7 @@ both_backends! {
             "date +%s.%N\nexit 1\n",
             json!({ "retries": 2, "retryDelay": "1s" }),
         );
-        let id = run(&app, event)["id"].as_i64().unwrap();
+        let id = run_now(&app, event)["id"].as_i64().unwrap();
         let done = finished(&app, id);
         assert_eq!(done["status"], "failed", "{done}");
         assert_eq!(done["attempt"], 3, "{done}");
@@ -216,7 +216,7 @@ both_backends! {
             "sleep 300 &\necho $!\nsleep 300\n",
             json!({ "timeout": "1s" }),
         );
-        let id = run(&app, event)["id"].as_i64().unwrap();
+        let id = run_now(&app, event)["id"].as_i64().unwrap();
         let done = finished(&app, id);
         assert_eq!(done["status"], "timed_out", "{done}");
         assert_eq!(done["exitCode"], 124);
@@ -229,7 +229,7 @@ both_backends! {
     fn cancel_stops_a_running_job_and_refuses_a_finished_one(backend: Backend) {
         let app = TestApp::spawn(backend);
         let event = bash_event(&app, "long", "sleep 300 &\necho $!\nwait\n", json!({}));
-        let id = run(&app, event)["id"].as_i64().unwrap();
+        let id = run_now(&app, event)["id"].as_i64().unwrap();
         let pid: i64 = wait_for("the script to start", PATIENCE, || {
             output(&app, id, "stdout").trim().parse().ok()
         });
@@ -250,7 +250,7 @@ both_backends! {
     fn following_logs_sees_lines_while_the_script_still_runs(backend: Backend) {
         let app = TestApp::spawn(backend);
         let event = bash_event(&app, "talker", "echo one\nsleep 2\necho two\n", json!({}));
-        let id = run(&app, event)["id"].as_i64().unwrap();
+        let id = run_now(&app, event)["id"].as_i64().unwrap();
         let agent = ureq::Agent::new_with_defaults();
         let response = agent
             .get(format!("{}/api/v1/jobs/{id}/logs?follow=true", app.base))
@@ -319,7 +319,7 @@ both_backends! {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        let done = finished(&app, run(&app, event)["id"].as_i64().unwrap());
+        let done = finished(&app, run_now(&app, event)["id"].as_i64().unwrap());
         assert_eq!(done["status"], "failed", "{done}");
         assert!(done["error"].as_str().unwrap().contains("checksum"), "{done}");
         assert!(!marker.exists(), "the tampered payload ran");
@@ -329,8 +329,8 @@ both_backends! {
         let app = TestApp::spawn(backend);
         let a = bash_event(&app, "a", "true\n", json!({ "overlap": "allow" }));
         let b = bash_event(&app, "b", "exit 2\n", json!({}));
-        let ids: Vec<i64> = (0..3).map(|_| run(&app, a)["id"].as_i64().unwrap()).collect();
-        let failed = run(&app, b)["id"].as_i64().unwrap();
+        let ids: Vec<i64> = (0..3).map(|_| run_now(&app, a)["id"].as_i64().unwrap()).collect();
+        let failed = run_now(&app, b)["id"].as_i64().unwrap();
         for id in ids.iter().chain([&failed]) {
             finished(&app, *id);
         }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{PageBody, no_content, page};
-use crate::error::{ApiError, JsonBody, PathParams, QueryParams};
+use crate::error::{ApiError, JsonBody, PathParams, QueryParams, parse_json};
 use crate::state::AppState;
 use crate::tokens::{Caller, Editor, Viewer};
 
@@ -194,6 +194,8 @@ impl Changes {
 
     /// A new event from these fields and the defaults.
     fn into_spec(self) -> Result<EventSpec, ApiError> {
+        let mut policy = RunPolicy::default();
+        self.apply_policy(&mut policy);
         let name = self
             .name
             .ok_or_else(|| ApiError::invalid("name", "required"))?;
@@ -203,7 +205,7 @@ impl Changes {
         } else {
             RunLocation::Remote
         });
-        let mut spec = EventSpec {
+        let spec = EventSpec {
             name,
             description: self.description.unwrap_or_default(),
             kind: self.kind.unwrap_or(EventKind::Script),
@@ -218,9 +220,8 @@ impl Changes {
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             retries: self.retries.unwrap_or(0),
             tags: self.tags.unwrap_or_default(),
-            policy: RunPolicy::default(),
+            policy,
         };
-        self.apply_policy(&mut spec.policy);
         Ok(spec.validate()?)
     }
 
@@ -651,8 +652,14 @@ pub async fn run(
     State(state): State<AppState>,
     Editor(caller): Editor,
     PathParams(id): PathParams<i64>,
-    body: Option<JsonBody<RunFields>>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    // The body is optional: no body, no input.
+    let fields: RunFields = if body.iter().all(u8::is_ascii_whitespace) {
+        RunFields::default()
+    } else {
+        parse_json(&body)?
+    };
     let event = state.store.get_event(EventId(id)).await?;
     match event.spec.status {
         EventStatus::Active | EventStatus::Paused => {}
@@ -669,7 +676,7 @@ pub async fn run(
             "remote events cannot run yet: this server only runs local events",
         ));
     }
-    let input = body.and_then(|JsonBody(fields)| fields.input);
+    let input = fields.input;
     let now = crate::now();
     let job = state
         .store
