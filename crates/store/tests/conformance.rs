@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use cronium_core::{
-    AuthKind, EventId, EventName, EventSpec, EventStatus, Role, RunLocation, Schedule,
-    SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenHash, UserId, ValidationError,
+    AuthKind, EventId, EventName, EventSpec, EventStatus, JobId, JobStatus, MisfirePolicy,
+    OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, ServerName,
+    ServerSpec, Tag, TokenHash, Trigger, UserId, ValidationError,
 };
 use cronium_payload::{EnvKey, Interpreter};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
-    AuditEntry, EventFilter, NewToken, PageRequest, PayloadFile, PayloadWriter, PgStore,
-    SqliteStore, Store, StoreError,
+    AuditEntry, Claim, Event, EventFilter, Fence, Fire, Job, JobFilter, JobOutcome, JobRetention,
+    LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile, PayloadWriter, PgStore,
+    ScheduleState, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 
@@ -127,6 +129,26 @@ conformance!(
     use_token_records_last_used_at_at_most_once_a_minute,
     a_missing_target_server_is_invalid_not_a_backend_error,
     prune_writes_the_callers_audit_entry_and_never_reads_the_clock,
+    the_run_policy_round_trips,
+    schedule_state_follows_create_update_pause_and_resume,
+    due_schedules_are_active_and_soonest_first,
+    two_schedulers_recording_the_same_fire_make_one_job,
+    a_fire_already_recorded_is_not_recorded_twice,
+    missed_fires_are_recorded_but_never_run,
+    overlap_forbid_records_a_skipped_run_with_the_reason,
+    overlap_queue_makes_the_next_run_wait_for_the_one_before,
+    overlap_replace_cancels_queued_runs_and_asks_running_ones_to_stop,
+    allow_with_max_concurrent_two_never_runs_more_than_two,
+    concurrent_claimers_take_each_job_exactly_once,
+    a_stale_worker_is_fenced_out_after_recovery,
+    failures_retry_with_a_raised_attempt_then_fail_for_good,
+    recovery_retries_or_fails_with_the_reason,
+    cancel_ends_queued_runs_flags_running_ones_and_refuses_finished_ones,
+    logs_continue_without_gaps_and_page_by_seq,
+    jobs_are_filtered_newest_first_and_paginated,
+    jobs_pin_the_active_payload_and_the_manual_input,
+    pruning_keeps_unfinished_jobs_and_the_newest_of_each_event,
+    deleting_an_event_removes_its_jobs_logs_and_schedule,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -1546,4 +1568,1377 @@ async fn prune_writes_the_callers_audit_entry_and_never_reads_the_clock(b: Backe
 
 fn cronium_store_truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap()
+}
+
+// --- schedules and jobs -------------------------------------------------------
+
+/// A fixed clock for job stories: `t(s)` is `s` seconds after a Monday 10:00 UTC.
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 2, 10, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn with_policy(spec: EventSpec, overlap: OverlapPolicy, max_concurrent: Option<u32>) -> EventSpec {
+    EventSpec {
+        policy: RunPolicy {
+            overlap,
+            max_concurrent,
+            ..RunPolicy::default()
+        },
+        ..spec
+    }
+}
+
+fn every(spec: EventSpec, interval: &str) -> EventSpec {
+    EventSpec {
+        schedule: Schedule::every(interval).unwrap(),
+        ..spec
+    }
+}
+
+async fn create_at(store: &dyn Store, spec: EventSpec, now: DateTime<Utc>) -> Event {
+    let owner = admin(store).await;
+    store
+        .create_event(
+            owner,
+            spec,
+            &mut Recorder::default(),
+            now,
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap()
+}
+
+async fn update_at(
+    store: &dyn Store,
+    id: EventId,
+    now: DateTime<Utc>,
+    change: impl Fn(&mut EventSpec) + Send + Sync + 'static,
+) -> Event {
+    store
+        .update_event(
+            id,
+            &move |e| {
+                let mut spec = e.spec.clone();
+                change(&mut spec);
+                Ok(spec)
+            },
+            &mut Recorder::default(),
+            now,
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap()
+        .0
+}
+
+/// A manual run requested at `at`.
+async fn run(store: &dyn Store, event: EventId, at: DateTime<Utc>) -> Job {
+    store
+        .enqueue_job(
+            NewJob {
+                event_id: event,
+                trigger: Trigger::Manual,
+                scheduled_at: at,
+                input: None,
+            },
+            at,
+        )
+        .await
+        .unwrap()
+}
+
+async fn claim(store: &dyn Store, worker: &str, at: DateTime<Utc>) -> Option<Claim> {
+    store.claim_job(worker, at, LEASE).await.unwrap()
+}
+
+fn ended(status: JobStatus) -> JobOutcome {
+    JobOutcome {
+        status,
+        exit_code: Some(if status == JobStatus::Succeeded { 0 } else { 1 }),
+        error: (status != JobStatus::Succeeded).then(|| format!("the script {status}")),
+        metadata: json!({ "durationMs": 12 }),
+    }
+}
+
+async fn finish(store: &dyn Store, claim: &Claim, status: JobStatus, at: DateTime<Utc>) -> Job {
+    store
+        .finish_job(
+            &claim.fence,
+            ended(status),
+            at + chrono::Duration::seconds(10),
+            at,
+        )
+        .await
+        .unwrap()
+}
+
+fn fire(at: DateTime<Utc>) -> Fire {
+    Fire { at, run: true }
+}
+
+fn line(seq: u64, stream: LogStream, data: &[u8]) -> LogLine {
+    LogLine {
+        seq,
+        stream,
+        at: t(seq as i64),
+        data: data.to_vec(),
+    }
+}
+
+async fn statuses(store: &dyn Store, event: EventId) -> Vec<(i64, JobStatus)> {
+    let filter = JobFilter {
+        event: Some(event),
+        ..JobFilter::default()
+    };
+    let mut jobs: Vec<_> = store
+        .list_jobs(&filter, all())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| (j.id.0, j.status))
+        .collect();
+    jobs.reverse();
+    jobs
+}
+
+async fn the_run_policy_round_trips(b: Backend) {
+    let store = &*b.store;
+    let policy = RunPolicy {
+        overlap: OverlapPolicy::Allow,
+        misfire: MisfirePolicy::CatchUp,
+        start_at: Some(t(3600) + chrono::Duration::nanoseconds(1_234_567)),
+        max_executions: Some(7),
+        max_concurrent: Some(3),
+        retry_delay: Duration::from_secs(45),
+    };
+    let event = create_at(
+        store,
+        EventSpec {
+            policy: policy.clone(),
+            ..every(spec("policy"), "5m")
+        },
+        t(0),
+    )
+    .await;
+    // Stored with microseconds, like every other time.
+    let kept = RunPolicy {
+        start_at: Some(t(3600) + chrono::Duration::microseconds(1_234)),
+        ..policy
+    };
+    assert_eq!(event.spec.policy, kept);
+    assert_eq!(store.get_event(event.id).await.unwrap(), event);
+    let defaults = create_at(store, spec("defaults"), t(0)).await;
+    assert_eq!(
+        store.get_event(defaults.id).await.unwrap().spec.policy,
+        RunPolicy::default()
+    );
+
+    let err = store
+        .create_event(
+            admin(store).await,
+            EventSpec {
+                policy: RunPolicy {
+                    retry_delay: Duration::from_millis(1500),
+                    ..RunPolicy::default()
+                },
+                ..spec("fractional")
+            },
+            &mut Recorder::default(),
+            t(0),
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "invalid:retryDelay");
+}
+
+async fn schedule_state_follows_create_update_pause_and_resume(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(store, every(spec("tick"), "10m"), t(0)).await;
+    let state = store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!(
+        state,
+        ScheduleState {
+            event_id: event.id,
+            anchor: t(0),
+            next_fire_at: Some(t(600)),
+            fire_count: 0,
+        }
+    );
+
+    // An edit that leaves the schedule alone leaves its state alone.
+    update_at(store, event.id, t(100), |s| s.description = "edited".into()).await;
+    assert_eq!(store.get_schedule_state(event.id).await.unwrap(), state);
+
+    // One fire recorded, then paused: the schedule stops.
+    store
+        .record_fires(event.id, t(600), &[fire(t(600))], Some(t(1200)), t(601))
+        .await
+        .unwrap();
+    update_at(store, event.id, t(700), |s| s.status = EventStatus::Paused).await;
+    let paused = store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!((paused.next_fire_at, paused.fire_count), (None, 1));
+    assert!(store.due_schedules(t(5000), 10).await.unwrap().is_empty());
+
+    // Resumed long after: it starts again from the resume, owing nothing.
+    update_at(store, event.id, t(5000), |s| s.status = EventStatus::Active).await;
+    let resumed = store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!(
+        (resumed.anchor, resumed.next_fire_at, resumed.fire_count),
+        (t(5000), Some(t(5600)), 1)
+    );
+
+    // A new schedule restarts from the edit; the fire count is kept.
+    update_at(store, event.id, t(6000), |s| {
+        s.schedule = Schedule::every("1h").unwrap()
+    })
+    .await;
+    let moved = store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!(
+        (moved.anchor, moved.next_fire_at, moved.fire_count),
+        (t(6000), Some(t(9600)), 1)
+    );
+
+    // A start time in the future anchors the schedule and holds it back.
+    update_at(store, event.id, t(6100), |s| {
+        s.policy.start_at = Some(t(86_400))
+    })
+    .await;
+    let later = store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!(
+        (later.anchor, later.next_fire_at),
+        (t(86_400), Some(t(86_400)))
+    );
+
+    // Max executions already reached: nothing more to fire.
+    update_at(store, event.id, t(6200), |s| {
+        s.policy.max_executions = Some(1)
+    })
+    .await;
+    assert_eq!(
+        store
+            .get_schedule_state(event.id)
+            .await
+            .unwrap()
+            .next_fire_at,
+        None
+    );
+
+    // Manual events and events created paused never come due.
+    let manual = create_at(store, spec("by-hand"), t(0)).await;
+    assert_eq!(
+        store
+            .get_schedule_state(manual.id)
+            .await
+            .unwrap()
+            .next_fire_at,
+        None
+    );
+    let draft = create_at(
+        store,
+        EventSpec {
+            status: EventStatus::Paused,
+            ..every(spec("later"), "1m")
+        },
+        t(0),
+    )
+    .await;
+    let state = store.get_schedule_state(draft.id).await.unwrap();
+    assert_eq!((state.anchor, state.next_fire_at), (t(0), None));
+    assert_eq!(
+        field(store.get_schedule_state(EventId(9999)).await.unwrap_err()),
+        "not found:event"
+    );
+}
+
+async fn due_schedules_are_active_and_soonest_first(b: Backend) {
+    let store = &*b.store;
+    let slow = create_at(store, every(spec("slow"), "10m"), t(0)).await;
+    let fast = create_at(store, every(spec("fast"), "1m"), t(0)).await;
+    let paused = create_at(store, every(spec("paused"), "1m"), t(0)).await;
+    update_at(store, paused.id, t(1), |s| s.status = EventStatus::Paused).await;
+    create_at(store, spec("manual"), t(0)).await;
+
+    assert!(store.due_schedules(t(59), 10).await.unwrap().is_empty());
+    let due = store.due_schedules(t(600), 10).await.unwrap();
+    let ids: Vec<_> = due.iter().map(|(e, s)| (e.id, s.next_fire_at)).collect();
+    assert_eq!(ids, vec![(fast.id, Some(t(60))), (slow.id, Some(t(600)))]);
+    assert_eq!(due[0].0, store.get_event(fast.id).await.unwrap());
+    assert_eq!(due[0].1, store.get_schedule_state(fast.id).await.unwrap());
+    let first = store.due_schedules(t(600), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0.id, fast.id);
+}
+
+async fn two_schedulers_recording_the_same_fire_make_one_job(b: Backend) {
+    let event = create_at(&*b.store, every(spec("tick"), "1m"), t(0)).await;
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = b.store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_fires(event.id, t(60), &[fire(t(60))], Some(t(120)), t(61))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut recorded = Vec::new();
+    for task in tasks {
+        recorded.push(task.await.unwrap());
+    }
+    let winners: Vec<_> = recorded.iter().filter(|jobs| !jobs.is_empty()).collect();
+    assert_eq!(winners.len(), 1, "exactly one scheduler wins: {recorded:?}");
+    let job = &winners[0][0];
+    assert_eq!(
+        (job.trigger, job.status, job.scheduled_at, job.run_after),
+        (Trigger::Schedule, JobStatus::Queued, t(60), t(60))
+    );
+    assert_eq!(
+        statuses(&*b.store, event.id).await,
+        vec![(job.id.0, JobStatus::Queued)]
+    );
+    let state = b.store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!((state.next_fire_at, state.fire_count), (Some(t(120)), 1));
+
+    // A scheduler that saw the old state later records nothing either.
+    let late = b
+        .store
+        .record_fires(event.id, t(60), &[fire(t(60))], Some(t(120)), t(62))
+        .await
+        .unwrap();
+    assert!(late.is_empty());
+}
+
+async fn a_fire_already_recorded_is_not_recorded_twice(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        with_policy(every(spec("tick"), "1m"), OverlapPolicy::Allow, None),
+        t(0),
+    )
+    .await;
+    let first = store
+        .record_fires(event.id, t(60), &[fire(t(60))], Some(t(60)), t(61))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // The step is taken again with the same fire in it: only the new fire
+    // becomes a job, and only it counts.
+    let second = store
+        .record_fires(
+            event.id,
+            t(60),
+            &[fire(t(60)), fire(t(120))],
+            Some(t(180)),
+            t(121),
+        )
+        .await
+        .unwrap();
+    let times: Vec<_> = second.iter().map(|j| j.scheduled_at).collect();
+    assert_eq!(times, vec![t(120)]);
+    let state = store.get_schedule_state(event.id).await.unwrap();
+    assert_eq!((state.next_fire_at, state.fire_count), (Some(t(180)), 2));
+
+    // Nor through enqueue_job: one fire time, one job.
+    let err = store
+        .enqueue_job(
+            NewJob {
+                event_id: event.id,
+                trigger: Trigger::Schedule,
+                scheduled_at: t(60),
+                input: None,
+            },
+            t(130),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "conflict:scheduledAt");
+    assert_eq!(statuses(store, event.id).await.len(), 2);
+}
+
+async fn missed_fires_are_recorded_but_never_run(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(store, every(spec("tick"), "1m"), t(0)).await;
+    let fires = [
+        Fire {
+            at: t(60),
+            run: false,
+        },
+        Fire {
+            at: t(120),
+            run: false,
+        },
+        fire(t(180)),
+    ];
+    let jobs = store
+        .record_fires(event.id, t(60), &fires, Some(t(240)), t(200))
+        .await
+        .unwrap();
+    let got: Vec<_> = jobs.iter().map(|j| (j.scheduled_at, j.status)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (t(60), JobStatus::Missed),
+            (t(120), JobStatus::Missed),
+            (t(180), JobStatus::Queued)
+        ]
+    );
+    assert_eq!(jobs[0].finished_at, Some(t(200)));
+    assert!(
+        jobs[0].error.as_deref().unwrap().contains("missed"),
+        "{:?}",
+        jobs[0].error
+    );
+    assert_eq!(
+        store.get_schedule_state(event.id).await.unwrap().fire_count,
+        1
+    );
+    let claimed = claim(store, "w1", t(200)).await.unwrap();
+    assert_eq!(claimed.job.id, jobs[2].id);
+    assert!(claim(store, "w2", t(200)).await.is_none());
+}
+
+async fn overlap_forbid_records_a_skipped_run_with_the_reason(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(store, every(spec("tick"), "1m"), t(0)).await;
+    let first = run(store, event.id, t(1)).await;
+    assert_eq!(first.status, JobStatus::Queued);
+    let second = run(store, event.id, t(2)).await;
+    assert_eq!(second.status, JobStatus::Skipped);
+    assert_eq!(
+        second.error.as_deref(),
+        Some(
+            format!(
+                "skipped: job {} is still queued (overlap policy forbid)",
+                first.id
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(second.finished_at, Some(t(2)));
+
+    let running = claim(store, "w1", t(3)).await.unwrap();
+    assert_eq!(running.job.id, first.id);
+    // A fire while it runs is skipped too, and still counts as a fire.
+    let fired = store
+        .record_fires(event.id, t(60), &[fire(t(60))], Some(t(120)), t(60))
+        .await
+        .unwrap();
+    assert_eq!(fired[0].status, JobStatus::Skipped);
+    assert_eq!(
+        fired[0].error.as_deref(),
+        Some(
+            format!(
+                "skipped: job {} is still running (overlap policy forbid)",
+                first.id
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        store.get_schedule_state(event.id).await.unwrap().fire_count,
+        1
+    );
+
+    finish(store, &running, JobStatus::Succeeded, t(70)).await;
+    assert_eq!(run(store, event.id, t(71)).await.status, JobStatus::Queued);
+}
+
+async fn overlap_queue_makes_the_next_run_wait_for_the_one_before(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        with_policy(spec("q"), OverlapPolicy::Queue, None),
+        t(0),
+    )
+    .await;
+    let first = run(store, event.id, t(1)).await;
+    let second = run(store, event.id, t(2)).await;
+    assert_eq!(
+        (first.status, second.status),
+        (JobStatus::Queued, JobStatus::Queued)
+    );
+
+    let running = claim(store, "w1", t(3)).await.unwrap();
+    assert_eq!(running.job.id, first.id);
+    assert!(claim(store, "w2", t(4)).await.is_none(), "the second waits");
+    finish(store, &running, JobStatus::Failed, t(5)).await;
+    let next = claim(store, "w2", t(6)).await.unwrap();
+    assert_eq!(next.job.id, second.id);
+}
+
+async fn overlap_replace_cancels_queued_runs_and_asks_running_ones_to_stop(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        with_policy(spec("r"), OverlapPolicy::Replace, None),
+        t(0),
+    )
+    .await;
+    let first = run(store, event.id, t(1)).await;
+    let running = claim(store, "w1", t(2)).await.unwrap();
+    assert_eq!(running.job.id, first.id);
+    let until = t(40);
+    let beat = store.heartbeat(&running.fence, until).await.unwrap();
+    assert!(!beat.cancel_requested);
+
+    let second = run(store, event.id, t(3)).await;
+    assert_eq!(second.status, JobStatus::Queued);
+    let first_now = store.get_job(first.id).await.unwrap();
+    assert_eq!(
+        (first_now.status, first_now.cancel_requested),
+        (JobStatus::Running, true)
+    );
+    assert!(
+        store
+            .heartbeat(&running.fence, until)
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+
+    let third = run(store, event.id, t(4)).await;
+    let second_now = store.get_job(second.id).await.unwrap();
+    assert_eq!(second_now.status, JobStatus::Cancelled);
+    assert_eq!(
+        second_now.error.as_deref(),
+        Some(format!("replaced by job {}", third.id).as_str())
+    );
+    assert_eq!(second_now.finished_at, Some(t(4)));
+
+    // The replaced run still holds the event's one slot until it stops.
+    assert!(claim(store, "w2", t(5)).await.is_none());
+    finish(store, &running, JobStatus::Cancelled, t(6)).await;
+    assert_eq!(claim(store, "w2", t(7)).await.unwrap().job.id, third.id);
+    assert_eq!(
+        statuses(store, event.id).await,
+        vec![
+            (first.id.0, JobStatus::Cancelled),
+            (second.id.0, JobStatus::Cancelled),
+            (third.id.0, JobStatus::Running)
+        ]
+    );
+}
+
+async fn allow_with_max_concurrent_two_never_runs_more_than_two(b: Backend) {
+    let event = create_at(
+        &*b.store,
+        with_policy(spec("wide"), OverlapPolicy::Allow, Some(2)),
+        t(0),
+    )
+    .await;
+    for i in 0..10 {
+        run(&*b.store, event.id, t(i)).await;
+    }
+    let mut held = Vec::new();
+    for round in 0..4 {
+        let tasks: Vec<_> = (0..8)
+            .map(|w| {
+                let store = b.store.clone();
+                tokio::spawn(async move {
+                    store
+                        .claim_job(&format!("w{w}"), t(100 + round), LEASE)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            if let Some(claim) = task.await.unwrap() {
+                held.push(claim);
+                won += 1;
+            }
+        }
+        // Two at first; then each finished run makes room for exactly one.
+        assert_eq!(won, if round == 0 { 2 } else { 1 }, "round {round}");
+        let running = b
+            .store
+            .list_jobs(
+                &JobFilter {
+                    status: Some(JobStatus::Running),
+                    ..JobFilter::default()
+                },
+                all(),
+            )
+            .await
+            .unwrap()
+            .total;
+        assert_eq!(running, 2, "round {round}");
+        let done = held.remove(0);
+        finish(&*b.store, &done, JobStatus::Succeeded, t(100 + round)).await;
+    }
+}
+
+async fn concurrent_claimers_take_each_job_exactly_once(b: Backend) {
+    let store = &*b.store;
+    let mut expected = Vec::new();
+    for e in 0..2 {
+        let event = create_at(
+            store,
+            with_policy(spec(&format!("bulk{e}")), OverlapPolicy::Allow, None),
+            t(0),
+        )
+        .await;
+        for i in 0..25 {
+            expected.push(run(store, event.id, t(i)).await.id);
+        }
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|w| {
+            let store = b.store.clone();
+            tokio::spawn(async move {
+                let worker = format!("w{w}");
+                let mut mine = Vec::new();
+                loop {
+                    match store.claim_job(&worker, t(100), LEASE).await.unwrap() {
+                        Some(claim) => {
+                            assert_eq!(claim.fence.owner, worker);
+                            mine.push(claim.job.id);
+                        }
+                        // Nothing claimable right now: done once nothing is queued.
+                        None => {
+                            let queued = store
+                                .list_jobs(
+                                    &JobFilter {
+                                        status: Some(JobStatus::Queued),
+                                        ..JobFilter::default()
+                                    },
+                                    all(),
+                                )
+                                .await
+                                .unwrap()
+                                .total;
+                            if queued == 0 {
+                                return mine;
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    claimed.sort();
+    expected.sort();
+    assert_eq!(claimed, expected, "every job claimed, none twice");
+}
+
+async fn a_stale_worker_is_fenced_out_after_recovery(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        EventSpec {
+            retries: 1,
+            ..spec("flaky")
+        },
+        t(0),
+    )
+    .await;
+    let job = run(store, event.id, t(0)).await;
+    let lost = claim(store, "node-a", t(1)).await.unwrap();
+    store
+        .append_logs(&lost.fence, &[line(1, LogStream::Stdout, b"started\n")])
+        .await
+        .unwrap();
+
+    // Nothing to recover while the lease holds.
+    assert!(
+        store
+            .recover_expired_leases(t(31), t(40))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let recovered = store.recover_expired_leases(t(32), t(40)).await.unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert!(recovered[0].retried);
+    let after = recovered[0].job.clone();
+    assert_eq!(
+        (
+            after.id,
+            after.status,
+            after.attempt,
+            after.run_after,
+            after.lease_owner.clone()
+        ),
+        (job.id, JobStatus::Queued, 2, t(40), None)
+    );
+
+    // The lost worker comes back: every report is refused and changes nothing.
+    let fenced =
+        |e: StoreError| matches!(e, StoreError::Fenced { job: j, attempt: 1 } if j == job.id);
+    assert!(fenced(
+        store.heartbeat(&lost.fence, t(60)).await.unwrap_err()
+    ));
+    assert!(fenced(
+        store
+            .finish_job(&lost.fence, ended(JobStatus::Succeeded), t(60), t(60))
+            .await
+            .unwrap_err()
+    ));
+    assert!(fenced(
+        store
+            .append_logs(&lost.fence, &[line(2, LogStream::Stdout, b"late\n")])
+            .await
+            .unwrap_err()
+    ));
+    assert_eq!(store.get_job(job.id).await.unwrap(), after);
+    assert_eq!(store.last_log_seq(job.id).await.unwrap(), 1);
+
+    // The next attempt runs under a new fence; the old one stays out.
+    let again = claim(store, "node-b", t(40)).await.unwrap();
+    assert_eq!((again.job.id, again.fence.attempt), (job.id, 2));
+    assert!(fenced(
+        store.heartbeat(&lost.fence, t(60)).await.unwrap_err()
+    ));
+    let stranger = Fence {
+        owner: "node-c".into(),
+        ..again.fence.clone()
+    };
+    assert_eq!(
+        field(store.heartbeat(&stranger, t(60)).await.unwrap_err()),
+        "fenced"
+    );
+    store.heartbeat(&again.fence, t(70)).await.unwrap();
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().lease_expires_at,
+        Some(t(70))
+    );
+    let gone = Fence {
+        job: JobId(9999),
+        ..again.fence.clone()
+    };
+    assert_eq!(
+        field(store.heartbeat(&gone, t(60)).await.unwrap_err()),
+        "not found:job"
+    );
+}
+
+async fn failures_retry_with_a_raised_attempt_then_fail_for_good(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        EventSpec {
+            retries: 2,
+            ..spec("retry")
+        },
+        t(0),
+    )
+    .await;
+    let job = run(store, event.id, t(0)).await;
+    assert_eq!(job.attempt, 1);
+
+    let first = claim(store, "w", t(1)).await.unwrap();
+    let retried = store
+        .finish_job(&first.fence, ended(JobStatus::Failed), t(20), t(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            retried.status,
+            retried.attempt,
+            retried.run_after,
+            retried.finished_at
+        ),
+        (JobStatus::Queued, 2, t(20), None)
+    );
+    assert_eq!(
+        (retried.exit_code, retried.error.as_deref()),
+        (Some(1), Some("the script failed"))
+    );
+    assert!(
+        claim(store, "w", t(19)).await.is_none(),
+        "not before run_after"
+    );
+
+    let second = claim(store, "w", t(20)).await.unwrap();
+    assert_eq!(
+        (second.fence.attempt, second.job.started_at),
+        (2, Some(t(20)))
+    );
+    let retried = store
+        .finish_job(&second.fence, ended(JobStatus::TimedOut), t(60), t(30))
+        .await
+        .unwrap();
+    assert_eq!((retried.status, retried.attempt), (JobStatus::Queued, 3));
+
+    let third = claim(store, "w", t(60)).await.unwrap();
+    let done = store
+        .finish_job(
+            &third.fence,
+            JobOutcome {
+                metadata: json!({ "signal": "KILL" }),
+                ..ended(JobStatus::Failed)
+            },
+            t(100),
+            t(61),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.status, done.attempt, done.finished_at),
+        (JobStatus::Failed, 3, Some(t(61)))
+    );
+    // The payload pinned at queue time stays; what the runner said joins it.
+    assert_eq!(
+        done.metadata["payloadPath"],
+        json!(format!("payloads/{}/v1.tar.gz", event.id))
+    );
+    assert_eq!(done.metadata["durationMs"], json!(12));
+    assert_eq!(done.metadata["signal"], json!("KILL"));
+    assert_eq!(store.get_job(job.id).await.unwrap(), done);
+
+    // A success is final at once.
+    let job = run(store, event.id, t(200)).await;
+    let ok = claim(store, "w", t(200)).await.unwrap();
+    let ok = finish(store, &ok, JobStatus::Succeeded, t(201)).await;
+    assert_eq!(
+        (ok.id, ok.status, ok.exit_code),
+        (job.id, JobStatus::Succeeded, Some(0))
+    );
+}
+
+async fn recovery_retries_or_fails_with_the_reason(b: Backend) {
+    let store = &*b.store;
+    let once = create_at(
+        store,
+        with_policy(
+            EventSpec {
+                retries: 0,
+                ..spec("once")
+            },
+            OverlapPolicy::Allow,
+            None,
+        ),
+        t(0),
+    )
+    .await;
+    let twice = create_at(
+        store,
+        EventSpec {
+            retries: 1,
+            ..spec("twice")
+        },
+        t(0),
+    )
+    .await;
+    let a = run(store, once.id, t(0)).await;
+    let b2 = run(store, twice.id, t(0)).await;
+    claim(store, "node-a", t(1)).await.unwrap();
+    claim(store, "node-b", t(1)).await.unwrap();
+
+    let mut recovered = store.recover_expired_leases(t(100), t(110)).await.unwrap();
+    recovered.sort_by_key(|r| r.job.id);
+    assert_eq!(recovered.len(), 2);
+    let failed = &recovered[0];
+    assert_eq!((failed.job.id, failed.retried), (a.id, false));
+    assert_eq!(
+        (
+            failed.job.status,
+            failed.job.attempt,
+            failed.job.finished_at
+        ),
+        (JobStatus::Failed, 2, Some(t(100)))
+    );
+    let reason = failed.job.error.clone().unwrap();
+    assert!(
+        reason.contains("node-a") && reason.contains("lease expired") && reason.contains("crashed"),
+        "{reason}"
+    );
+    let retried = &recovered[1];
+    assert_eq!((retried.job.id, retried.retried), (b2.id, true));
+    assert_eq!(
+        (
+            retried.job.status,
+            retried.job.attempt,
+            retried.job.run_after
+        ),
+        (JobStatus::Queued, 2, t(110))
+    );
+    assert!(
+        store
+            .recover_expired_leases(t(200), t(210))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn cancel_ends_queued_runs_flags_running_ones_and_refuses_finished_ones(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        with_policy(spec("c"), OverlapPolicy::Allow, None),
+        t(0),
+    )
+    .await;
+    let queued = run(store, event.id, t(0)).await;
+    let running = run(store, event.id, t(1)).await;
+    let held = claim(store, "w", t(2)).await.unwrap();
+    assert_eq!(held.job.id, queued.id, "the oldest is claimed first");
+    let (held_id, queued) = (queued.id, running);
+
+    let cancelled = store
+        .cancel_job(queued.id, t(3), &audit("job.cancel", "job"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            cancelled.status,
+            cancelled.error.as_deref(),
+            cancelled.finished_at
+        ),
+        (JobStatus::Cancelled, Some("cancelled"), Some(t(3)))
+    );
+
+    let asked = store
+        .cancel_job(held_id, t(4), &audit("job.cancel", "job"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (asked.status, asked.cancel_requested),
+        (JobStatus::Running, true)
+    );
+    assert!(
+        store
+            .heartbeat(&held.fence, t(40))
+            .await
+            .unwrap()
+            .cancel_requested
+    );
+    // Asked to stop, a failure is not retried.
+    let ended_job = finish(store, &held, JobStatus::Cancelled, t(5)).await;
+    assert_eq!(ended_job.status, JobStatus::Cancelled);
+
+    for id in [queued.id, held_id] {
+        let err = store
+            .cancel_job(id, t(6), &audit("job.cancel", "job"))
+            .await
+            .unwrap_err();
+        assert_eq!(field(err), "conflict:status");
+    }
+    assert_eq!(
+        field(
+            store
+                .cancel_job(JobId(9999), t(6), &audit("job.cancel", "job"))
+                .await
+                .unwrap_err()
+        ),
+        "not found:job"
+    );
+    let audited: Vec<_> = store
+        .list_audit(all())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.entry.target_type == "job")
+        .map(|r| (r.entry.action, r.entry.target_id))
+        .collect();
+    assert_eq!(
+        audited,
+        vec![
+            ("job.cancel".to_string(), Some(held_id.0)),
+            ("job.cancel".to_string(), Some(queued.id.0))
+        ]
+    );
+}
+
+async fn logs_continue_without_gaps_and_page_by_seq(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        EventSpec {
+            retries: 1,
+            ..spec("chatty")
+        },
+        t(0),
+    )
+    .await;
+    let job = run(store, event.id, t(0)).await;
+    assert_eq!(store.last_log_seq(job.id).await.unwrap(), 0);
+    assert!(store.job_logs(job.id, 0, 10).await.unwrap().is_empty());
+    let first = claim(store, "w", t(1)).await.unwrap();
+
+    let batch = vec![
+        line(1, LogStream::System, b"attempt 1 started"),
+        line(2, LogStream::Stdout, b"hello\n"),
+        line(3, LogStream::Stderr, &[0xff, 0xfe, 0x00, b'\n']),
+        line(4, LogStream::Stdout, b"no newline"),
+    ];
+    store.append_logs(&first.fence, &batch).await.unwrap();
+    store.append_logs(&first.fence, &[]).await.unwrap();
+    assert_eq!(
+        store.job_logs(job.id, 0, 2).await.unwrap(),
+        batch[..2].to_vec()
+    );
+    assert_eq!(
+        store.job_logs(job.id, 2, 10).await.unwrap(),
+        batch[2..].to_vec()
+    );
+    assert!(store.job_logs(job.id, 4, 10).await.unwrap().is_empty());
+    assert_eq!(store.last_log_seq(job.id).await.unwrap(), 4);
+
+    // A repeat or a gap is refused, and nothing of that batch is kept.
+    for bad in [
+        vec![line(4, LogStream::Stdout, b"again")],
+        vec![line(6, LogStream::Stdout, b"gap")],
+        vec![
+            line(5, LogStream::Stdout, b"ok"),
+            line(5, LogStream::Stdout, b"dup"),
+        ],
+    ] {
+        let err = store.append_logs(&first.fence, &bad).await.unwrap_err();
+        assert_eq!(field(err), "conflict:seq");
+    }
+    assert_eq!(store.last_log_seq(job.id).await.unwrap(), 4);
+
+    // The next attempt continues the same log.
+    store
+        .finish_job(&first.fence, ended(JobStatus::Failed), t(2), t(2))
+        .await
+        .unwrap();
+    let second = claim(store, "w", t(2)).await.unwrap();
+    store
+        .append_logs(
+            &second.fence,
+            &[line(5, LogStream::System, b"attempt 2 started")],
+        )
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = store
+        .job_logs(job.id, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+
+    assert_eq!(
+        field(store.job_logs(JobId(9999), 0, 10).await.unwrap_err()),
+        "not found:job"
+    );
+    assert_eq!(
+        field(store.last_log_seq(JobId(9999)).await.unwrap_err()),
+        "not found:job"
+    );
+}
+
+async fn jobs_are_filtered_newest_first_and_paginated(b: Backend) {
+    let store = &*b.store;
+    let one = create_at(
+        store,
+        with_policy(spec("one"), OverlapPolicy::Allow, None),
+        t(0),
+    )
+    .await;
+    let two = create_at(
+        store,
+        with_policy(spec("two"), OverlapPolicy::Allow, None),
+        t(0),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let event = if i % 2 == 0 { one.id } else { two.id };
+        ids.push(run(store, event, t(i * 10)).await.id);
+    }
+    // The oldest job runs and succeeds.
+    let c = claim(store, "w", t(100)).await.unwrap();
+    finish(store, &c, JobStatus::Succeeded, t(101)).await;
+
+    let list = |filter: JobFilter, limit: u32, offset: u64| async move {
+        let page = store
+            .list_jobs(&filter, PageRequest { limit, offset })
+            .await
+            .unwrap();
+        (
+            page.items.iter().map(|j| j.id).collect::<Vec<_>>(),
+            page.total,
+        )
+    };
+    let newest_first: Vec<_> = ids.iter().rev().copied().collect();
+    assert_eq!(
+        list(JobFilter::default(), 100, 0).await,
+        (newest_first.clone(), 6)
+    );
+    assert_eq!(
+        list(JobFilter::default(), 2, 1).await,
+        (newest_first[1..3].to_vec(), 6)
+    );
+    assert_eq!(
+        list(
+            JobFilter {
+                event: Some(two.id),
+                ..JobFilter::default()
+            },
+            100,
+            0
+        )
+        .await,
+        (vec![ids[5], ids[3], ids[1]], 3)
+    );
+    assert_eq!(
+        list(
+            JobFilter {
+                status: Some(JobStatus::Succeeded),
+                ..JobFilter::default()
+            },
+            100,
+            0
+        )
+        .await,
+        (vec![ids[0]], 1)
+    );
+    assert_eq!(
+        list(
+            JobFilter {
+                since: Some(t(10)),
+                until: Some(t(40)),
+                ..JobFilter::default()
+            },
+            100,
+            0
+        )
+        .await,
+        (vec![ids[3], ids[2], ids[1]], 3)
+    );
+    assert_eq!(
+        list(
+            JobFilter {
+                event: Some(one.id),
+                status: Some(JobStatus::Queued),
+                since: Some(t(20)),
+                until: None,
+            },
+            1,
+            0
+        )
+        .await,
+        (vec![ids[4]], 2)
+    );
+}
+
+async fn jobs_pin_the_active_payload_and_the_manual_input(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        with_policy(spec("pin"), OverlapPolicy::Allow, None),
+        t(0),
+    )
+    .await;
+    let first = store
+        .enqueue_job(
+            NewJob {
+                event_id: event.id,
+                trigger: Trigger::Manual,
+                scheduled_at: t(1),
+                input: Some(json!({ "dryRun": true })),
+            },
+            t(1),
+        )
+        .await
+        .unwrap();
+    let v1 = store.get_payload(event.id, 1).await.unwrap();
+    assert_eq!(first.payload_version, Some(1));
+    assert_eq!(
+        first.metadata,
+        json!({
+            "payloadPath": v1.payload_path,
+            "checksumPath": v1.checksum_path,
+            "checksum": v1.checksum,
+            "input": { "dryRun": true },
+        })
+    );
+    assert_eq!(
+        (
+            first.trigger,
+            first.attempt,
+            first.created_at,
+            first.updated_at
+        ),
+        (Trigger::Manual, 1, t(1), t(1))
+    );
+    assert_eq!(store.get_job(first.id).await.unwrap(), first);
+
+    set_content(store, event.id, "echo two\n").await;
+    let second = run(store, event.id, t(2)).await;
+    assert_eq!(second.payload_version, Some(2));
+    assert_eq!(
+        second.metadata["payloadPath"],
+        json!(format!("payloads/{}/v2.tar.gz", event.id))
+    );
+    assert_eq!(
+        store.get_job(first.id).await.unwrap().payload_version,
+        Some(1)
+    );
+
+    let claimed = claim(store, "w", t(3)).await.unwrap();
+    assert_eq!(claimed.job.id, first.id);
+    assert_eq!(claimed.event, store.get_event(event.id).await.unwrap());
+    assert_eq!(
+        (
+            claimed.job.lease_owner.as_deref(),
+            claimed.job.lease_expires_at
+        ),
+        (Some("w"), Some(t(33)))
+    );
+    assert_eq!(
+        field(
+            store
+                .enqueue_job(
+                    NewJob {
+                        event_id: EventId(9999),
+                        trigger: Trigger::Manual,
+                        scheduled_at: t(4),
+                        input: None,
+                    },
+                    t(4),
+                )
+                .await
+                .unwrap_err()
+        ),
+        "not found:event"
+    );
+}
+
+async fn pruning_keeps_unfinished_jobs_and_the_newest_of_each_event(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        with_policy(spec("old"), OverlapPolicy::Allow, None),
+        t(0),
+    )
+    .await;
+    let other = create_at(store, spec("other"), t(0)).await;
+    let mut finished = Vec::new();
+    for i in 0..5 {
+        run(store, event.id, t(i)).await;
+        let c = claim(store, "w", t(i)).await.unwrap();
+        store
+            .append_logs(&c.fence, &[line(1, LogStream::Stdout, b"x")])
+            .await
+            .unwrap();
+        finished.push(finish(store, &c, JobStatus::Succeeded, t(i)).await.id);
+    }
+    let running = run(store, event.id, t(10)).await;
+    claim(store, "w", t(10)).await.unwrap();
+    let queued = run(store, event.id, t(11)).await;
+    let other_job = run(store, other.id, t(12)).await;
+    let skipped = run(store, other.id, t(13)).await;
+    assert_eq!(skipped.status, JobStatus::Skipped);
+
+    // Nothing is old enough yet.
+    let keep_none = |older_than| JobRetention {
+        older_than,
+        keep_per_event: 0,
+    };
+    assert_eq!(store.prune_jobs(keep_none(t(0))).await.unwrap(), 0);
+
+    let pruned = store
+        .prune_jobs(JobRetention {
+            older_than: t(1000),
+            keep_per_event: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned, 3,
+        "the three oldest finished runs of the first event"
+    );
+    let mut left: Vec<_> = store
+        .list_jobs(&JobFilter::default(), all())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        vec![
+            finished[3],
+            finished[4],
+            running.id,
+            queued.id,
+            other_job.id,
+            skipped.id
+        ]
+    );
+    for gone in &finished[..3] {
+        assert_eq!(
+            field(store.job_logs(*gone, 0, 10).await.unwrap_err()),
+            "not found:job"
+        );
+    }
+    assert_eq!(store.last_log_seq(finished[4]).await.unwrap(), 1);
+
+    // Keeping none removes every finished job, never an unfinished one.
+    assert_eq!(store.prune_jobs(keep_none(t(1000))).await.unwrap(), 3);
+    let statuses: BTreeSet<_> = store
+        .list_jobs(&JobFilter::default(), all())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| j.status.as_str())
+        .collect();
+    assert_eq!(statuses, BTreeSet::from(["queued", "running"]));
+}
+
+async fn deleting_an_event_removes_its_jobs_logs_and_schedule(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(store, every(spec("doomed"), "1m"), t(0)).await;
+    let keep = create_at(store, every(spec("kept"), "1m"), t(0)).await;
+    let job = run(store, event.id, t(1)).await;
+    let c = claim(store, "w", t(1)).await.unwrap();
+    store
+        .append_logs(&c.fence, &[line(1, LogStream::Stdout, b"bye")])
+        .await
+        .unwrap();
+    let kept_job = run(store, keep.id, t(2)).await;
+
+    store
+        .delete_event(event.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    assert_eq!(
+        field(store.get_job(job.id).await.unwrap_err()),
+        "not found:job"
+    );
+    assert_eq!(
+        field(store.job_logs(job.id, 0, 10).await.unwrap_err()),
+        "not found:job"
+    );
+    assert_eq!(
+        field(store.get_schedule_state(event.id).await.unwrap_err()),
+        "not found:event"
+    );
+    assert_eq!(
+        field(
+            store
+                .record_fires(event.id, t(60), &[fire(t(60))], None, t(60))
+                .await
+                .unwrap_err()
+        ),
+        "not found:event"
+    );
+    // The worker that held it learns the job is gone, not that it was fenced.
+    assert_eq!(
+        field(store.heartbeat(&c.fence, t(5)).await.unwrap_err()),
+        "not found:job"
+    );
+    assert_eq!(store.get_job(kept_job.id).await.unwrap(), kept_job);
+    assert!(store.get_schedule_state(keep.id).await.is_ok());
 }

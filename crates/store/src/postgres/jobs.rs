@@ -3,7 +3,8 @@
 //! Lock order is always an event before its jobs (`enqueue_job`,
 //! `record_fires`, a limited claim, `delete_event`'s cascade); whatever holds a
 //! job lock never waits for an event, so the two cannot deadlock. Claimers
-//! take jobs with `SKIP LOCKED` and never wait on each other. The decisions
+//! take jobs of unlimited events with `SKIP LOCKED`; for an event with a
+//! concurrency limit they take turns on the event's row. The decisions
 //! themselves live in `crate::jobs`, shared with SQLite.
 
 use chrono::{DateTime, Utc};
@@ -362,12 +363,14 @@ pub(super) async fn claim_job(
 ) -> Result<Option<Claim>> {
     let now = truncate(now);
     let until = rules::lease_until(now, lease)?;
-    let mut tx = store.write().await?;
-    // Events this call gave up on: another claimer holds them, or they are full.
+    // Events this call gave up on: full, or their candidate was taken.
     let mut passed: Vec<i64> = Vec::new();
     // Every claimable job of an unlimited event is held by another claimer.
     let mut unlimited_held = false;
     for _ in 0..rules::CLAIM_ATTEMPTS {
+        // One transaction per try: a try that gives up releases its locks
+        // before the next waits for any, so claimers never wait in a circle.
+        let mut tx = store.write().await?;
         // The oldest claimable job as this snapshot sees it; nothing locked yet.
         let candidate: Option<(i64, Option<i64>)> = sqlx::query_as(concat!(
             "SELECT j.event_id, ",
@@ -384,7 +387,7 @@ pub(super) async fn claim_job(
         .fetch_optional(&mut *tx)
         .await?;
         let Some((event, limit)) = candidate else {
-            break;
+            return Ok(None);
         };
         let id = if limit.is_none() {
             // No limit to keep: the oldest such job no other claimer holds.
@@ -398,19 +401,20 @@ pub(super) async fn claim_job(
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(id) = id else {
+            if id.is_none() {
                 unlimited_held = true;
-                continue;
-            };
+            }
             id
         } else {
-            match claim_limited(&mut tx, EventId(event), now).await? {
-                Some(id) => id,
-                None => {
-                    passed.push(event);
-                    continue;
-                }
+            let id = claim_limited(&mut tx, EventId(event), now).await?;
+            if id.is_none() {
+                passed.push(event);
             }
+            id
+        };
+        let Some(id) = id else {
+            tx.rollback().await?;
+            continue;
         };
         let row = sqlx::query(concat!(
             claim_update!(),
@@ -421,11 +425,8 @@ pub(super) async fn claim_job(
         .bind(owner.to_string())
         .bind(until)
         .bind(now)
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        let Some(row) = row else {
-            continue;
-        };
         let job = rows::job(&row)?;
         let event = fetch_event(&mut tx, job.event_id)
             .await?
@@ -438,24 +439,25 @@ pub(super) async fn claim_job(
         };
         return Ok(Some(Claim { job, event, fence }));
     }
-    tx.rollback().await?;
     Ok(None)
 }
 
 /// The oldest queued job of an event with a concurrency limit, locked, if
-/// the event is below its limit. The event is locked first, without
-/// waiting (a claimer holding it is about to change its count), and its
-/// running jobs are counted under that lock, so two claimers can never both
-/// see room for one more.
+/// the event is below its limit. The event is locked first (claimers of one
+/// event take turns here; the transaction holds nothing else yet) and its
+/// running jobs are counted under that lock, so two claimers never both see
+/// room for one more.
 async fn claim_limited(
     conn: &mut PgConnection,
     event: EventId,
     now: DateTime<Utc>,
 ) -> Result<Option<i64>> {
+    // NO KEY UPDATE: claimers exclude each other and every writer that locks
+    // the event, but not the key-share locks of job inserts.
     let limit: Option<Option<i64>> = sqlx::query_scalar(concat!(
         "SELECT ",
         concurrency_limit!(),
-        " FROM events e WHERE e.id = $1 FOR NO KEY UPDATE SKIP LOCKED"
+        " FROM events e WHERE e.id = $1 FOR NO KEY UPDATE"
     ))
     .bind(event.0)
     .fetch_optional(&mut *conn)
