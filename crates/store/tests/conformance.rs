@@ -26,6 +26,7 @@ use serde_json::json;
 struct Backend {
     store: Arc<dyn Store>,
     raw: Raw,
+    url: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -70,6 +71,7 @@ async fn sqlite() -> Backend {
     Backend {
         store,
         raw: Raw::Sqlite(SqliteStore::connect(&url).await.unwrap()),
+        url,
         _dir: Some(dir),
     }
 }
@@ -83,6 +85,7 @@ async fn postgres() -> Backend {
     Backend {
         store,
         raw: Raw::Postgres(PgStore::connect(&url).await.unwrap()),
+        url,
         _dir: None,
     }
 }
@@ -149,6 +152,8 @@ conformance!(
     jobs_pin_the_active_payload_and_the_manual_input,
     pruning_keeps_unfinished_jobs_and_the_newest_of_each_event,
     deleting_an_event_removes_its_jobs_logs_and_schedule,
+    events_without_a_schedule_state_get_one_when_the_store_opens,
+    a_corrupt_job_row_is_an_error_naming_the_column,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -2941,4 +2946,63 @@ async fn deleting_an_event_removes_its_jobs_logs_and_schedule(b: Backend) {
     );
     assert_eq!(store.get_job(kept_job.id).await.unwrap(), kept_job);
     assert!(store.get_schedule_state(keep.id).await.is_ok());
+}
+
+async fn events_without_a_schedule_state_get_one_when_the_store_opens(b: Backend) {
+    let event = create_at(&*b.store, every(spec("older"), "1h"), t(0)).await;
+    let paused = create_at(
+        &*b.store,
+        EventSpec {
+            status: EventStatus::Paused,
+            ..every(spec("resting"), "1h")
+        },
+        t(0),
+    )
+    .await;
+    // As a database written before schedules were kept looks.
+    b.execute("DELETE FROM schedule_state").await;
+    assert_eq!(
+        field(b.store.get_schedule_state(event.id).await.unwrap_err()),
+        "not found:event"
+    );
+
+    let before = Utc::now() - chrono::Duration::seconds(1);
+    let reopened = cronium_store::open(&b.url).await.unwrap();
+    let state = reopened.get_schedule_state(event.id).await.unwrap();
+    assert!(state.anchor >= before, "started when the store opened");
+    assert_eq!(
+        state.next_fire_at,
+        Some(state.anchor + chrono::Duration::hours(1))
+    );
+    assert_eq!(state.fire_count, 0);
+    let resting = reopened.get_schedule_state(paused.id).await.unwrap();
+    assert_eq!(resting.next_fire_at, None);
+
+    // Opening again changes nothing that is already there.
+    let again = cronium_store::open(&b.url).await.unwrap();
+    assert_eq!(again.get_schedule_state(event.id).await.unwrap(), state);
+}
+
+async fn a_corrupt_job_row_is_an_error_naming_the_column(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(store, spec("broken"), t(0)).await;
+    let job = run(store, event.id, t(1)).await;
+    b.execute("UPDATE jobs SET metadata = '[1, 2]'").await;
+    for err in [
+        store.get_job(job.id).await.unwrap_err(),
+        store
+            .list_jobs(&JobFilter::default(), all())
+            .await
+            .unwrap_err(),
+    ] {
+        let StoreError::Backend(message) = err else {
+            panic!("expected a backend error, got {err:?}");
+        };
+        assert!(
+            message.contains("jobs")
+                && message.contains(&format!("id {}", job.id))
+                && message.contains("column metadata"),
+            "{message}"
+        );
+    }
 }
