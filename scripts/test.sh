@@ -14,6 +14,8 @@ command -v sha256sum >/dev/null || missing+=(coreutils)
 # (crates/store/src/testing.rs); Debian keeps initdb off PATH.
 command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
     || missing+=(postgresql)
+# Sandboxed local jobs (the executor's bubblewrap tests).
+command -v bwrap >/dev/null || missing+=(bubblewrap)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && apt-get install -y -qq "${missing[@]}"

@@ -78,7 +78,8 @@ impl Client {
     }
 
     fn event(&self, name: &str, script: &str, extra: Value) -> Value {
-        let mut body = json!({ "name": name, "interpreter": "bash", "content": script, "overlap": "allow" });
+        let mut body =
+            json!({ "name": name, "interpreter": "bash", "content": script, "overlap": "allow" });
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
         }
@@ -156,7 +157,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
-    (percentile(&v, 0.5), percentile(&v, 0.99), *v.last().unwrap())
+    (
+        percentile(&v, 0.5),
+        percentile(&v, 0.99),
+        *v.last().unwrap(),
+    )
 }
 
 /// The release runner, built if missing (`cargo bench` builds only this crate's targets).
@@ -165,10 +170,21 @@ fn runner() -> PathBuf {
     let dir = exe.parent().and_then(Path::parent).unwrap();
     let runner = dir.join("cronium-runner");
     let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "cronium-runner", "--bin", "cronium-runner"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "cronium-runner",
+            "--bin",
+            "cronium-runner",
+        ])
         .status()
         .unwrap();
-    assert!(status.success() && runner.is_file(), "cannot build {}", runner.display());
+    assert!(
+        status.success() && runner.is_file(),
+        "cannot build {}",
+        runner.display()
+    );
     runner
 }
 
@@ -250,15 +266,27 @@ fn trigger_and_throughput(name: &str, app: &App, runner: &Path) {
         let done = c.wait(job, Duration::from_micros(500));
         client_side.push(started.elapsed());
         assert_eq!(done["status"], "succeeded", "{done}");
-        server_side.push((time(&done["finishedAt"]) - time(&done["createdAt"])).to_std().unwrap());
+        server_side.push(
+            (time(&done["finishedAt"]) - time(&done["createdAt"]))
+                .to_std()
+                .unwrap(),
+        );
         direct.push(direct_run(runner, &path, &sha, &work));
     }
     let (c50, c99, _) = summary(client_side);
     let (s50, s99, _) = summary(server_side);
     let (d50, d99, _) = summary(direct);
-    println!("{name}: trigger → finished, {TRIGGER_RUNS} runs: client median {} (p99 {}), server-recorded median {} (p99 {}); direct runner median {} (p99 {}); overhead over the direct runner {:.2} ms (x{:.1})",
-        ms(c50), ms(c99), ms(s50), ms(s99), ms(d50), ms(d99),
-        (c50.as_secs_f64() - d50.as_secs_f64()) * 1000.0, c50.as_secs_f64() / d50.as_secs_f64());
+    println!(
+        "{name}: trigger → finished, {TRIGGER_RUNS} runs: client median {} (p99 {}), server-recorded median {} (p99 {}); direct runner median {} (p99 {}); overhead over the direct runner {:.2} ms (x{:.1})",
+        ms(c50),
+        ms(c99),
+        ms(s50),
+        ms(s99),
+        ms(d50),
+        ms(d99),
+        (c50.as_secs_f64() - d50.as_secs_f64()) * 1000.0,
+        c50.as_secs_f64() / d50.as_secs_f64()
+    );
 
     // Throughput: queue them all, wait for the last.
     let started = Instant::now();
@@ -285,8 +313,13 @@ fn trigger_and_throughput(name: &str, app: &App, runner: &Path) {
     });
     let direct = started.elapsed();
     let rate = |d: Duration| THROUGHPUT_JOBS as f64 / d.as_secs_f64();
-    println!("{name}: throughput, {THROUGHPUT_JOBS} jobs (queued in {:.2} s): {:.0} jobs/s through the server; {:.0} runs/s with the runner called directly by 8 threads ({:.0} %)",
-        queued.as_secs_f64(), rate(server), rate(direct), 100.0 * rate(server) / rate(direct));
+    println!(
+        "{name}: throughput, {THROUGHPUT_JOBS} jobs (queued in {:.2} s): {:.0} jobs/s through the server; {:.0} runs/s with the runner called directly by 8 threads ({:.0} %)",
+        queued.as_secs_f64(),
+        rate(server),
+        rate(direct),
+        100.0 * rate(server) / rate(direct)
+    );
 }
 
 fn lateness(name: &str, app: &App, seconds: u64) {
@@ -294,22 +327,41 @@ fn lateness(name: &str, app: &App, seconds: u64) {
     let lateness_of = |jobs: &[Value]| -> Vec<Duration> {
         jobs.iter()
             .filter(|j| j["trigger"] == "schedule" && j["startedAt"].is_string())
-            .map(|j| (time(&j["startedAt"]) - time(&j["scheduledAt"])).to_std().unwrap_or_default())
+            .map(|j| {
+                (time(&j["startedAt"]) - time(&j["scheduledAt"]))
+                    .to_std()
+                    .unwrap_or_default()
+            })
             .collect()
     };
     // The comparison: one event every second, nothing else scheduled.
-    let single = c.event("every second", "true\n", json!({ "schedule": { "type": "cron", "cron": "* * * * * *" } }));
+    let single = c.event(
+        "every second",
+        "true\n",
+        json!({ "schedule": { "type": "cron", "cron": "* * * * * *" } }),
+    );
     std::thread::sleep(Duration::from_secs(20));
-    c.call("POST", &format!("/events/{}/run", single["id"]), Some(&json!({})));
+    c.call(
+        "POST",
+        &format!("/events/{}/run", single["id"]),
+        Some(&json!({})),
+    );
     let pause = json!({ "status": "paused" });
     patch(c, single["id"].as_i64().unwrap(), &pause);
     let (o50, o99, omax) = summary(lateness_of(&c.jobs(single["id"].as_i64().unwrap())));
 
     let created = Instant::now();
     for i in 0..SCHEDULED_EVENTS {
-        c.event(&format!("cron {i}"), "true\n", json!({ "schedule": { "type": "cron", "cron": format!("{} * * * * *", i % 60) } }));
+        c.event(
+            &format!("cron {i}"),
+            "true\n",
+            json!({ "schedule": { "type": "cron", "cron": format!("{} * * * * *", i % 60) } }),
+        );
     }
-    println!("{name}: created {SCHEDULED_EVENTS} cron events in {:.1} s", created.elapsed().as_secs_f64());
+    println!(
+        "{name}: created {SCHEDULED_EVENTS} cron events in {:.1} s",
+        created.elapsed().as_secs_f64()
+    );
     let from = Utc::now() + chrono::TimeDelta::seconds(2);
     std::thread::sleep(Duration::from_secs(seconds));
     let until = Utc::now();
@@ -322,14 +374,30 @@ fn lateness(name: &str, app: &App, seconds: u64) {
     let late = lateness_of(&jobs);
     let count = late.len();
     let (l50, l99, lmax) = summary(late);
-    println!("{name}: lateness (startedAt − scheduledAt), {count} scheduled jobs of {SCHEDULED_EVENTS} every-minute crons over {seconds} s: median {}, p99 {}, max {} ({statuses} not succeeded); one every-second cron alone: median {}, p99 {}, max {}",
-        ms(l50), ms(l99), ms(lmax), ms(o50), ms(o99), ms(omax));
+    println!(
+        "{name}: lateness (startedAt − scheduledAt), {count} scheduled jobs of {SCHEDULED_EVENTS} every-minute crons over {seconds} s: median {}, p99 {}, max {} ({statuses} not succeeded); one every-second cron alone: median {}, p99 {}, max {}",
+        ms(l50),
+        ms(l99),
+        ms(lmax),
+        ms(o50),
+        ms(o99),
+        ms(omax)
+    );
 }
 
 fn patch(c: &Client, event: i64, body: &Value) {
     let url = format!("{}/api/v1/events/{event}", c.base);
-    let mut r = c.agent.patch(&url).header("authorization", &c.auth).send_json(body).unwrap();
-    assert!(r.status().is_success(), "{}", r.body_mut().read_to_string().unwrap());
+    let mut r = c
+        .agent
+        .patch(&url)
+        .header("authorization", &c.auth)
+        .send_json(body)
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
 }
 
 fn main() {
@@ -338,9 +406,16 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(125);
-    println!("temp dir {}; {} CPUs", tmp.display(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "temp dir {}; {} CPUs",
+        tmp.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let runner = runner();
-    for (name, url) in [("SQLite", None), ("PostgreSQL", Some(TestPostgres::fresh_database()))] {
+    for (name, url) in [
+        ("SQLite", None),
+        ("PostgreSQL", Some(TestPostgres::fresh_database())),
+    ] {
         let app = start(url.clone(), &runner);
         trigger_and_throughput(name, &app, &runner);
         drop(app);

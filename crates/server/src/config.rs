@@ -156,16 +156,14 @@ impl Config {
             .transpose()
             .map_err(|e| error(ENV_MASTER_KEY, e.to_string()))?;
         let number = |name: &str, text: String| -> Result<u64, ConfigError> {
-            text.trim().parse().map_err(|_| {
-                error(name, format!("expected a whole number, got {text:?}"))
-            })
+            text.trim()
+                .parse()
+                .map_err(|_| error(name, format!("expected a whole number, got {text:?}")))
         };
         let interval = |name: &str, text: String| {
             parse_interval(&text).map_err(|message| error(name, message))
         };
-        let runner = flags
-            .runner
-            .or_else(|| env(ENV_RUNNER).map(PathBuf::from));
+        let runner = flags.runner.or_else(|| env(ENV_RUNNER).map(PathBuf::from));
         let sandbox = match flags.sandbox.or_else(|| env(ENV_SANDBOX)).as_deref() {
             None | Some("none") => SandboxMode::None,
             Some("bubblewrap") | Some("bwrap") => SandboxMode::Bubblewrap,

@@ -160,7 +160,11 @@ pub async fn start(config: Config) -> Result<Running> {
         },
         kill_grace: KILL_GRACE,
     })
-    .context("cannot set up the local executor")?;
+    .context("cannot set up the local executor")?
+    // A sandboxed script must not read the master key, the database or the
+    // admin token: the sandbox runs as this server's user.
+    .hide_in_sandbox([data_dir.clone()]);
+    sweep_work_dir(&data_dir.join("work"));
 
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -254,6 +258,23 @@ fn find_runner(configured: Option<&Path>) -> Result<PathBuf> {
             "cannot find {NAME} next to this program or on PATH; build it (cargo build --release builds both) or pass --runner PATH"
         )
     })
+}
+
+/// Removes per-run work dirs a previous process left behind (a runner
+/// removes its own when it ends, but not when the server was killed first).
+/// Only this server runs jobs in its data dir, so none of them is in use.
+fn sweep_work_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale work dir");
+        } else {
+            tracing::info!(path = %path.display(), "removed a stale work dir");
+        }
+    }
 }
 
 /// A lease owner name unique to this process: host, pid and a random tag

@@ -374,7 +374,11 @@ pub fn document() -> Value {
     ];
     let job_id = path_id("job");
     let jobs_list = [
-        query("event", "Only jobs of this event", json!({ "type": "integer" })),
+        query(
+            "event",
+            "Only jobs of this event",
+            json!({ "type": "integer" }),
+        ),
         query(
             "status",
             "Only jobs with this status",

@@ -138,7 +138,9 @@ impl Scheduler {
             if let Err(e) = self.tick(now).await {
                 tracing::error!(error = %e, "scheduler step failed; retrying");
             }
-            if pruned_at.is_none_or(|at| now - at >= chrono::TimeDelta::from_std(PRUNE_EVERY).expect("small")) {
+            if pruned_at.is_none_or(|at| {
+                now - at >= chrono::TimeDelta::from_std(PRUNE_EVERY).expect("small")
+            }) {
                 pruned_at = Some(now);
                 match self.prune(now).await {
                     Ok(0) => {}
@@ -162,7 +164,9 @@ impl Scheduler {
         let age = chrono::TimeDelta::from_std(self.retention.age).unwrap_or(chrono::TimeDelta::MAX);
         self.store
             .prune_jobs(JobRetention {
-                older_than: now.checked_sub_signed(age).unwrap_or(DateTime::<Utc>::MIN_UTC),
+                older_than: now
+                    .checked_sub_signed(age)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
                 keep_per_event: self.retention.keep_per_event,
             })
             .await
@@ -176,7 +180,9 @@ impl Scheduler {
             Ok(soonest) => soonest
                 .first()
                 .and_then(|(_, s)| s.next_fire_at)
-                .map_or(IDLE_POLL, |at| (at - now).to_std().unwrap_or(Duration::ZERO)),
+                .map_or(IDLE_POLL, |at| {
+                    (at - now).to_std().unwrap_or(Duration::ZERO)
+                }),
             Err(_) => IDLE_POLL,
         }
     }

@@ -176,7 +176,12 @@ struct Attempt {
 impl Attempt {
     async fn run(self, claim: Claim, cancel: CancellationToken) {
         let Claim { job, event, fence } = claim;
-        let mut log = LogWriter::new(self.store.clone(), self.hub.clone(), fence.clone(), self.log_limit);
+        let mut log = LogWriter::new(
+            self.store.clone(),
+            self.hub.clone(),
+            fence.clone(),
+            self.log_limit,
+        );
         if let Err(e) = log.start().await {
             tracing::warn!(job = job.id.0, error = %e, "cannot read the job's log position");
         }
@@ -203,7 +208,11 @@ impl Attempt {
         log.finish().await;
         let now = crate::now();
         let retry_at = now
-            + retry_delay(event.spec.policy.retry_delay, job.attempt, random_fraction());
+            + retry_delay(
+                event.spec.policy.retry_delay,
+                job.attempt,
+                random_fraction(),
+            );
         let outcome = JobOutcome {
             status: report.status,
             exit_code: report.exit_code,

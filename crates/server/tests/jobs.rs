@@ -378,3 +378,21 @@ both_backends! {
         assert!(!common::contains(&payload.body, b"s3cr3t-value"));
     }
 }
+
+both_backends! {
+    fn a_sandboxed_job_sees_neither_the_data_dir_nor_a_writable_system(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.sandbox = cronium_server::config::SandboxMode::Bubblewrap);
+        let key = app.data_dir.join("master.key");
+        let script = format!(
+            "cat {} && echo LEAKED\ntouch /usr/cronium-probe 2>/dev/null && echo WROTE && rm -f /usr/cronium-probe\necho finished\n",
+            key.display()
+        );
+        let event = bash_event(&app, "boxed", &script, json!({}));
+        let id = run_now(&app, event)["id"].as_i64().unwrap();
+        let done = finished(&app, id);
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let out = output(&app, id, "stdout");
+        assert_eq!(out, "finished\n", "{out}");
+        assert!(key.exists(), "the key is still there outside the sandbox");
+    }
+}

@@ -95,7 +95,14 @@ mod jobs;
 /// The SQLite store. Cheap to clone: it is a handle on a connection pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection, so this process's writers queue here in
+    /// order instead of colliding on SQLite's lock, where the losers would
+    /// sleep in the busy handler (milliseconds each) and throughput with
+    /// them. Other processes (a second server on the same file) still wait
+    /// in the busy handler.
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -111,23 +118,34 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = if url.contains(":memory:") {
+        let (pool, writer) = if url.contains(":memory:") {
             // An in-memory database lives as long as a connection to it: keep
-            // exactly one, forever.
-            SqlitePoolOptions::new()
+            // exactly one, forever, for reads and writes alike.
+            let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+            (pool.clone(), pool)
         } else {
-            SqlitePoolOptions::new().max_connections(8)
+            let open = |max| {
+                SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .connect_with(options.clone())
+            };
+            let pool = open(8)
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+            let writer = open(1)
+                .await
+                .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
+            (pool, writer)
         };
-        let pool = pool
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot open {url}: {e}")))?;
         MIGRATOR.run(&pool).await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore { pool, writer };
         // Events created before schedules were kept get one, starting now.
         // This is the one place the store reads the clock: no caller knows
         // those events exist.
@@ -141,7 +159,7 @@ impl SqliteStore {
     }
 
     async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
@@ -376,7 +394,7 @@ impl Store for SqliteStore {
         .bind(token.id.0)
         .bind(micros(now))
         .bind(micros(threshold))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         if let Some(row) = updated {
             return rows::token(&row).map(Some);

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cronium_core::schedule::{format_interval, parse_interval};
 use cronium_core::{
-    EventId, EventKind, EventName, EventSpec, EventStatus, JobStatus, MisfirePolicy,
-    OverlapPolicy, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, Tag, Trigger, ValidationError,
+    EventId, EventKind, EventName, EventSpec, EventStatus, JobStatus, MisfirePolicy, OverlapPolicy,
+    RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, Tag, Trigger, ValidationError,
 };
 use cronium_payload::manifest::check_env_value;
 use cronium_payload::{EnvKey, Interpreter, Sha256Digest};
@@ -174,7 +174,14 @@ impl Changes {
                 .transpose()?,
             start_at: fields
                 .start_at
-                .map(|v| nullable(v, "startAt", |v| v.as_str().and_then(rfc3339), "an RFC 3339 time"))
+                .map(|v| {
+                    nullable(
+                        v,
+                        "startAt",
+                        |v| v.as_str().and_then(rfc3339),
+                        "an RFC 3339 time",
+                    )
+                })
                 .transpose()?,
             max_executions: fields
                 .max_executions
@@ -623,9 +630,9 @@ const NEXT_FIRES_SHOWN: usize = 5;
 /// event's `maxExecutions`.
 fn upcoming(event: &Event, state: &ScheduleState, n: usize) -> Vec<DateTime<Utc>> {
     let policy = &event.spec.policy;
-    let left = policy
-        .max_executions
-        .map_or(n as u64, |max| u64::from(max).saturating_sub(state.fire_count));
+    let left = policy.max_executions.map_or(n as u64, |max| {
+        u64::from(max).saturating_sub(state.fire_count)
+    });
     let mut fires = Vec::new();
     let mut next = state.next_fire_at;
     while let Some(at) = next {
@@ -694,11 +701,16 @@ pub async fn run(
     if job.status == JobStatus::Skipped {
         return Err(ApiError::conflict(
             "overlap",
-            job.error.unwrap_or_else(|| "skipped by the overlap policy".into()),
+            job.error
+                .unwrap_or_else(|| "skipped by the overlap policy".into()),
         ));
     }
     state.jobs_queued.notify_one();
-    Ok((StatusCode::CREATED, axum::Json(super::jobs::JobView::from(job))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(super::jobs::JobView::from(job)),
+    )
+        .into_response())
 }
 
 pub async fn update(

@@ -268,7 +268,9 @@ pub async fn logs(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=LOG_PAGE).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", format!("must be a number from 1 to {LOG_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::invalid("limit", format!("must be a number from 1 to {LOG_PAGE}"))
+            })?,
     };
     let lines = state.store.job_logs(id, after, limit).await?;
     let body = LogPage {
@@ -296,7 +298,9 @@ fn follow_logs(state: AppState, job: JobId, after: u64) -> impl IntoResponse {
         hub.release(job);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx))
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
     });
     (
         [(header::CACHE_CONTROL, "no-store")],
@@ -339,7 +343,9 @@ async fn pump(
                 "exitCode": current.exit_code,
                 "error": current.error,
             });
-            let _ = tx.send(SseEvent::default().event("end").data(end.to_string())).await;
+            let _ = tx
+                .send(SseEvent::default().event("end").data(end.to_string()))
+                .await;
             return Ok(());
         }
         tokio::select! {

@@ -282,7 +282,10 @@ pub fn runner_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let exe = std::env::current_exe().expect("test binary path");
-            let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>");
             let runner = profile_dir.join("cronium-runner");
             if !runner.is_file() {
                 let status = std::process::Command::new(env!("CARGO"))
@@ -291,7 +294,11 @@ pub fn runner_binary() -> PathBuf {
                     .expect("cargo runs");
                 assert!(status.success(), "cargo build -p cronium-runner failed");
             }
-            assert!(runner.is_file(), "{} missing: run cargo build -p cronium-runner", runner.display());
+            assert!(
+                runner.is_file(),
+                "{} missing: run cargo build -p cronium-runner",
+                runner.display()
+            );
             runner
         })
         .clone()
@@ -305,7 +312,10 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Optio
         if let Some(value) = check() {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

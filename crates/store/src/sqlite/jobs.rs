@@ -389,7 +389,7 @@ pub(super) async fn heartbeat(
         .bind(micros(truncate(until)))
         .bind(fence.owner.clone())
         .bind(i64::from(fence.attempt))
-        .fetch_optional(&store.pool)
+        .fetch_optional(&store.writer)
         .await?;
     match cancel {
         Some(cancel_requested) => Ok(Heartbeat { cancel_requested }),
