@@ -1,5 +1,6 @@
-//! The API client used by `cronium event|server|token`: finds the server and
-//! the token, sends JSON, and turns the server's error body into a message.
+//! The API client used by `cronium event|server|token|job`: finds the server
+//! and the token, sends JSON, opens event streams, and turns the server's
+//! error body into a message.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -101,6 +102,45 @@ impl Client {
         self.finish("DELETE", path, req.call())
     }
 
+    /// Opens a `text/event-stream` at `path`, resuming after `last_event_id`.
+    /// A stream may rightly stay open for hours, so it has no overall time
+    /// limit; only reaching the server and getting its answer are bounded.
+    pub fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<u64>,
+    ) -> Result<ureq::BodyReader<'static>, StreamError> {
+        let mut req = self
+            .agent
+            .get(self.url(path))
+            .header("Authorization", self.bearer())
+            .header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        let req = req
+            .config()
+            .timeout_global(None)
+            .timeout_recv_response(Some(Duration::from_secs(30)))
+            .build();
+        let resp = req.call().map_err(|e| StreamError {
+            retry: true,
+            error: anyhow!(e).context(format!("cannot reach {} (GET {path})", self.base)),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.into_body().into_reader());
+        }
+        let text = resp.into_body().read_to_string().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Err(StreamError {
+            // A refusal (no such job, bad token) will not change by asking
+            // again; a server error or a proxy's 502 may.
+            retry: status.is_server_error(),
+            error: anyhow!(error_message(status.as_u16(), &body)),
+        })
+    }
+
     fn bearer(&self) -> String {
         format!("Bearer {}", self.token)
     }
@@ -128,6 +168,13 @@ impl Client {
         }
         Err(anyhow!(error_message(status.as_u16(), &body)))
     }
+}
+
+/// Why an event stream could not be opened, and whether trying again may help.
+#[derive(Debug)]
+pub struct StreamError {
+    pub retry: bool,
+    pub error: anyhow::Error,
 }
 
 /// `404 not_found: event 7 not found`, or with the field: `422 validation_failed: name: must not be empty`.

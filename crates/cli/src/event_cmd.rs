@@ -1,6 +1,6 @@
-//! `cronium event create|list|show|edit|delete|payloads`: events over the API.
+//! `cronium event create|list|show|edit|delete|payloads|run`: events over the API.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -25,6 +25,21 @@ pub enum EventCommand {
     Delete { event: String },
     /// List an event's payload versions
     Payloads { event: String },
+    /// Run an event now and print the job's id, or follow its output
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The event's name or id
+    pub event: String,
+    /// JSON handed to the script in CRONIUM_INPUT
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub input: Option<Value>,
+    /// Stream the job's output until it ends, then exit with its status:
+    /// the script's exit code, 124 if it timed out, 130 if cancelled
+    #[arg(short, long)]
+    pub follow: bool,
 }
 
 /// Fields shared by `create` and `edit`.
@@ -115,11 +130,54 @@ pub struct ListArgs {
     pub offset: u64,
 }
 
-pub fn run(cmd: EventCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<()> {
+/// Runs an `event` command; the status is `0` except after `run --follow`,
+/// which passes on the job's own.
+pub fn run(cmd: EventCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8> {
     let client = Client::new(args)?;
     match cmd {
+        EventCommand::Run(a) => run_now(&client, a, out),
+        other => manage(&client, other, out).map(|()| 0),
+    }
+}
+
+fn run_now(client: &Client, a: RunArgs, out: &mut dyn Write) -> Result<u8> {
+    if a.follow && client.json {
+        bail!("--json and --follow do not mix: the output is the job's own");
+    }
+    let id = resolve(client, &a.event)?;
+    let body = match a.input {
+        Some(input) => json!({ "input": input }),
+        None => json!({}),
+    };
+    let job = client.post(&format!("/events/{id}/run"), &body)?;
+    let job_id = job["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow!("the server's answer has no job id: {job}"))?;
+    if a.follow {
+        if std::io::stderr().is_terminal() {
+            eprintln!(
+                "cronium: following job {job_id} (Ctrl-C stops following; `cronium job cancel {job_id}` stops the job)"
+            );
+        }
+        return crate::job_cmd::follow_job(client, job_id, out);
+    }
+    if client.json {
+        print_json(&job, out)?;
+    } else {
+        writeln!(out, "job {job_id} {}", cell(&job["status"]))?;
+    }
+    Ok(0)
+}
+
+fn parse_json(s: &str) -> Result<Value, String> {
+    serde_json::from_str(s).map_err(|e| format!("not JSON: {e}"))
+}
+
+fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        EventCommand::Run(_) => unreachable!("handled by run_now"),
         EventCommand::Create(a) => {
-            let mut body = fields_json(&client, &a.fields)?;
+            let mut body = fields_json(client, &a.fields)?;
             body.insert("name".into(), json!(a.name));
             let interpreter = a
                 .fields
@@ -134,11 +192,11 @@ pub fn run(cmd: EventCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<
             body.insert("interpreter".into(), json!(interpreter.as_str()));
             body.insert("content".into(), json!(read_script(&a.script)?));
             let event = client.post("/events", &Value::Object(body))?;
-            show(&client, &event, out)
+            show(client, &event, out)
         }
         EventCommand::Edit(a) => {
-            let id = resolve(&client, &a.event)?;
-            let mut body = fields_json(&client, &a.fields)?;
+            let id = resolve(client, &a.event)?;
+            let mut body = fields_json(client, &a.fields)?;
             if let Some(name) = a.rename {
                 body.insert("name".into(), json!(name));
             }
@@ -149,15 +207,15 @@ pub fn run(cmd: EventCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<
                 bail!("nothing to change: give at least one field to edit");
             }
             let event = client.patch(&format!("/events/{id}"), &Value::Object(body))?;
-            show(&client, &event, out)
+            show(client, &event, out)
         }
         EventCommand::Show { event } => {
-            let id = resolve(&client, &event)?;
+            let id = resolve(client, &event)?;
             let event = client.get(&format!("/events/{id}"))?;
-            show(&client, &event, out)
+            show(client, &event, out)
         }
         EventCommand::Delete { event } => {
-            let id = resolve(&client, &event)?;
+            let id = resolve(client, &event)?;
             client.delete(&format!("/events/{id}"))?;
             if client.json {
                 writeln!(out, "{}", json!({"deleted": id}))?;
@@ -208,7 +266,7 @@ pub fn run(cmd: EventCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<
             Ok(())
         }
         EventCommand::Payloads { event } => {
-            let id = resolve(&client, &event)?;
+            let id = resolve(client, &event)?;
             let payloads = client.get(&format!("/events/{id}/payloads"))?;
             if client.json {
                 return print_json(&payloads, out);
@@ -321,7 +379,7 @@ fn read_script(path: &PathBuf) -> Result<String> {
 }
 
 /// An event's id from its id or its exact name.
-fn resolve(client: &Client, event: &str) -> Result<i64> {
+pub(crate) fn resolve(client: &Client, event: &str) -> Result<i64> {
     if let Ok(id) = event.parse::<i64>() {
         return Ok(id);
     }
@@ -400,14 +458,14 @@ fn schedule_text(s: &Value) -> String {
     }
 }
 
-fn items(page: &Value) -> &[Value] {
+pub(crate) fn items(page: &Value) -> &[Value] {
     page["items"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
-fn print_json(value: &Value, out: &mut dyn Write) -> Result<()> {
+pub(crate) fn print_json(value: &Value, out: &mut dyn Write) -> Result<()> {
     writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }

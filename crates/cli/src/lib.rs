@@ -2,7 +2,12 @@
 //!
 //! `main.rs` only parses and reports errors; everything testable lives here.
 //! Command groups are variants of [`Command`]: the offline `payload` tools,
-//! and the API client commands (`event`, `server`, `token`).
+//! and the API client commands (`event`, `job`, `server`, `token`).
+//!
+//! [`run`] returns the process exit status for a command that ran to its end:
+//! `0`, except where a command passes on an outcome of its own (following a
+//! job exits with the job's status, see [`follow::End::exit_status`]). An
+//! error is a failure of the command itself; `main` prints it and exits 1.
 
 use std::io::Write;
 
@@ -10,13 +15,17 @@ use clap::{Parser, Subcommand};
 
 pub mod client;
 pub mod event_cmd;
+pub mod follow;
+pub mod job_cmd;
 pub mod payload_cmd;
 pub mod serve_cmd;
 pub mod server_cmd;
+pub mod sse;
 pub mod token_cmd;
 
 pub use client::ClientArgs;
 pub use event_cmd::EventCommand;
+pub use job_cmd::JobCommand;
 pub use payload_cmd::PayloadCommand;
 pub use serve_cmd::ServeArgs;
 pub use server_cmd::ServerCommand;
@@ -37,12 +46,19 @@ pub enum Command {
     Payload(PayloadCommand),
     /// Run the server: REST API, database, payload store.
     Serve(ServeArgs),
-    /// Events: create, list, show, edit, delete, payloads.
+    /// Events: create, list, show, edit, delete, payloads, run.
     Event {
         #[command(flatten)]
         client: ClientArgs,
         #[command(subcommand)]
         command: EventCommand,
+    },
+    /// Jobs (runs of events): list, show, logs, cancel.
+    Job {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: JobCommand,
     },
     /// Remote servers: add, list, show, remove.
     Server {
@@ -60,15 +76,17 @@ pub enum Command {
     },
 }
 
-/// Runs a parsed command line, writing its normal output to `out`.
-/// Warnings go to standard error; failures are returned.
-pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
+/// Runs a parsed command line, writing its normal output to `out`, and
+/// returns the exit status. Warnings go to standard error; failures are returned.
+pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let done = |()| 0;
     match cli.command {
-        Command::Payload(cmd) => payload_cmd::run(cmd, out),
-        Command::Serve(args) => serve_cmd::run(args),
+        Command::Payload(cmd) => payload_cmd::run(cmd, out).map(done),
+        Command::Serve(args) => serve_cmd::run(args).map(done),
         Command::Event { client, command } => event_cmd::run(command, &client, out),
-        Command::Server { client, command } => server_cmd::run(command, &client, out),
-        Command::Token { client, command } => token_cmd::run(command, &client, out),
+        Command::Job { client, command } => job_cmd::run(command, &client, out),
+        Command::Server { client, command } => server_cmd::run(command, &client, out).map(done),
+        Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
     }
 }
 

@@ -10,8 +10,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match run(cli, &mut out).and_then(|()| out.flush().map_err(Into::into)) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(cli, &mut out).and_then(|status| Ok(out.flush().map(|()| status)?)) {
+        Ok(status) => ExitCode::from(status),
         Err(err) => {
             // `{:#}` prints the whole context chain on one line: "what failed: why".
             eprintln!("cronium: error: {err:#}");

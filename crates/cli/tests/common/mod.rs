@@ -118,6 +118,85 @@ impl Server {
         }
         Run(cmd.output().expect("run cronium"))
     }
+
+    /// Starts `cronium ARGS` as the local admin with its output piped, for a
+    /// test that reads it while the command still runs.
+    pub fn cronium_spawn(&self, args: &[&str]) -> Background {
+        let child = Command::new(CRONIUM)
+            .args(args)
+            .env("CRONIUM_URL", &self.url)
+            .env("CRONIUM_DATA_DIR", &self.data)
+            .env_remove("CRONIUM_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cronium");
+        Background(child)
+    }
+}
+
+/// A `cronium` command still running, killed on drop so a failing test
+/// leaves nothing behind.
+pub struct Background(pub Child);
+
+impl Background {
+    /// Its standard output, line by line, as the lines arrive.
+    pub fn stdout_lines(&mut self) -> std::sync::mpsc::Receiver<String> {
+        let stdout = self.0.stdout.take().expect("stdout is piped once");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Waits at most `limit` for it to exit; its standard error is read at
+    /// the end (tests keep it short).
+    #[track_caller]
+    pub fn wait(&mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cronium did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut stderr) = self.0.stderr.take() {
+            use std::io::Read;
+            stderr.read_to_string(&mut err).unwrap();
+        }
+        (status, err)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The runner the server starts jobs with sits next to the `cronium` binary.
+#[track_caller]
+pub fn require_runner() {
+    let runner = Path::new(CRONIUM).with_file_name("cronium-runner");
+    assert!(
+        runner.exists(),
+        "{} is missing: run `cargo build -p cronium-runner` (or `cargo test --workspace`) first",
+        runner.display()
+    );
 }
 
 impl Drop for Server {
@@ -162,6 +241,11 @@ impl Run {
             assert!(err.contains(needle), "stderr lacks {needle:?}: {err}");
         }
         self
+    }
+
+    /// The exit code (a command killed by a signal has none).
+    pub fn code(&self) -> Option<i32> {
+        self.0.status.code()
     }
 
     pub fn json(&self) -> Value {

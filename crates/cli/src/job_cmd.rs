@@ -1,0 +1,305 @@
+//! `cronium job list|show|logs|cancel`: the runs of events, their output, and stopping them.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Result, anyhow, bail};
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs, cell, print_table};
+use crate::event_cmd::{encode, items, print_json, resolve};
+use crate::follow;
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// List jobs, newest first
+    List(ListArgs),
+    /// Show one job
+    Show { id: i64 },
+    /// Print a job's output: stdout lines to stdout, stderr lines to stderr
+    Logs {
+        id: i64,
+        /// Keep printing until the job ends, then exit with its status
+        /// (the script's exit code, 124 timed out, 130 cancelled)
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Cancel a queued job, or stop a running one
+    Cancel { id: i64 },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only this event's jobs (name or id)
+    #[arg(long, value_name = "EVENT")]
+    pub event: Option<String>,
+    /// queued, running, succeeded, failed, timed_out, cancelled, partial, missed or skipped
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Scheduled at or after this RFC 3339 time
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Scheduled before this RFC 3339 time
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<DateTime<Utc>>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+}
+
+/// Runs a `job` command; the status is `0` except after `logs --follow`,
+/// which passes on the job's own (see [`follow::End::exit_status`]).
+pub fn run(cmd: JobCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8> {
+    let client = Client::new(args)?;
+    match cmd {
+        JobCommand::List(a) => list(&client, a, out)?,
+        JobCommand::Show { id } => {
+            let job = client.get(&format!("/jobs/{id}"))?;
+            show(&client, &job, out)?;
+        }
+        JobCommand::Logs { id, follow: true } => {
+            if client.json {
+                bail!("--json and --follow do not mix: the output is the job's own");
+            }
+            return follow_job(&client, id, out);
+        }
+        JobCommand::Logs { id, follow: false } => logs(&client, id, out)?,
+        JobCommand::Cancel { id } => {
+            let job = client.post(&format!("/jobs/{id}/cancel"), &json!({}))?;
+            if client.json {
+                print_json(&job, out)?;
+            } else if job["status"] == "cancelled" {
+                writeln!(out, "cancelled job {id}")?;
+            } else {
+                writeln!(out, "stopping job {id} ({})", cell(&job["status"]))?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Follows a job to its end on this process's standard streams and returns
+/// the exit status that stands for its outcome.
+pub fn follow_job(client: &Client, id: i64, out: &mut dyn Write) -> Result<u8> {
+    let stderr = std::io::stderr();
+    let progress = stderr.is_terminal();
+    let mut err = stderr.lock();
+    Ok(follow::follow(client, id, out, &mut err, progress)?.exit_status())
+}
+
+fn list(client: &Client, a: ListArgs, out: &mut dyn Write) -> Result<()> {
+    let mut query = format!("/jobs?limit={}&offset={}", a.limit, a.offset);
+    if let Some(event) = &a.event {
+        query.push_str(&format!("&event={}", resolve(client, event)?));
+    }
+    if let Some(status) = &a.status {
+        query.push_str(&format!("&status={}", encode(status)));
+    }
+    for (key, time) in [("since", a.since), ("until", a.until)] {
+        if let Some(t) = time {
+            let text = t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            query.push_str(&format!("&{key}={}", encode(&text)));
+        }
+    }
+    let page = client.get(&query)?;
+    if client.json {
+        return print_json(&page, out);
+    }
+    let names = event_names(client);
+    let rows: Vec<Vec<String>> = items(&page)
+        .iter()
+        .map(|j| {
+            vec![
+                cell(&j["id"]),
+                event_label(&names, &j["eventId"]),
+                cell(&j["status"]),
+                cell(&j["trigger"]),
+                cell(&j["attempt"]),
+                time_text(&j["scheduledAt"]),
+                j["durationMs"]
+                    .as_u64()
+                    .map(duration_text)
+                    .unwrap_or_else(|| "-".into()),
+                cell(&j["exitCode"]),
+            ]
+        })
+        .collect();
+    print_table(
+        out,
+        &[
+            "ID",
+            "EVENT",
+            "STATUS",
+            "TRIGGER",
+            "ATTEMPT",
+            "SCHEDULED (UTC)",
+            "DURATION",
+            "EXIT",
+        ],
+        &rows,
+    )?;
+    writeln!(out, "{} of {} jobs", rows.len(), page["total"])?;
+    Ok(())
+}
+
+/// Event names by id, for tables; a name that cannot be had shows as the id.
+fn event_names(client: &Client) -> HashMap<i64, String> {
+    let Ok(page) = client.get("/events?limit=500") else {
+        return HashMap::new();
+    };
+    items(&page)
+        .iter()
+        .filter_map(|e| Some((e["id"].as_i64()?, e["name"].as_str()?.to_string())))
+        .collect()
+}
+
+fn event_label(names: &HashMap<i64, String>, id: &Value) -> String {
+    match id.as_i64().and_then(|id| names.get(&id)) {
+        Some(name) => name.clone(),
+        None => cell(id),
+    }
+}
+
+fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
+    if client.json {
+        return print_json(job, out);
+    }
+    let event = match job["eventId"].as_i64() {
+        Some(id) => match client.get(&format!("/events/{id}")) {
+            Ok(e) => format!("{} ({id})", cell(&e["name"])),
+            Err(_) => id.to_string(),
+        },
+        None => "-".into(),
+    };
+    let rows = [
+        ("id", cell(&job["id"])),
+        ("event", event),
+        ("status", cell(&job["status"])),
+        ("trigger", cell(&job["trigger"])),
+        ("attempt", cell(&job["attempt"])),
+        ("payload version", cell(&job["payloadVersion"])),
+        ("scheduled", time_text(&job["scheduledAt"])),
+        ("started", time_text(&job["startedAt"])),
+        ("finished", time_text(&job["finishedAt"])),
+        (
+            "duration",
+            job["durationMs"]
+                .as_u64()
+                .map(duration_text)
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("exit code", cell(&job["exitCode"])),
+        ("error", cell(&job["error"])),
+        (
+            "cancel",
+            if job["cancelRequested"] == json!(true) {
+                "requested".into()
+            } else {
+                "-".into()
+            },
+        ),
+    ];
+    for (label, value) in rows {
+        writeln!(out, "{label:<16} {value}")?;
+    }
+    Ok(())
+}
+
+/// Every line stored so far, a page at a time until a page comes back empty.
+fn logs(client: &Client, id: i64, out: &mut dyn Write) -> Result<()> {
+    let mut after = 0;
+    let mut all = Vec::new();
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    let status = loop {
+        let page = client.get(&format!("/jobs/{id}/logs?after={after}"))?;
+        let lines = items(&page);
+        let Some(last) = lines.last() else {
+            break page["status"].clone();
+        };
+        after = last["seq"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("a log line without a sequence number: {last}"))?;
+        if client.json {
+            all.extend_from_slice(lines);
+        } else {
+            for line in lines {
+                follow::write_line(line, out, &mut err)?;
+            }
+        }
+    };
+    if client.json {
+        print_json(&json!({"items": all, "status": status}), out)?;
+    }
+    Ok(())
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected an RFC 3339 time like 2025-01-31T09:00:00Z: {e}"))
+}
+
+/// An API timestamp to the second, in UTC: `2025-01-31 09:00:05`.
+fn time_text(v: &Value) -> String {
+    match v.as_str().map(DateTime::parse_from_rfc3339) {
+        Some(Ok(t)) => t
+            .with_timezone(&Utc)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        _ => cell(v),
+    }
+}
+
+/// Milliseconds as a person reads them: `850ms`, `2.3s`, `1m05s`, `2h03m`.
+pub fn duration_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{}.{}s", secs, ms % 1000 / 100),
+        60_000..3_600_000 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        let table = [
+            (0, "0ms"),
+            (850, "850ms"),
+            (1000, "1.0s"),
+            (2345, "2.3s"),
+            (59_999, "59.9s"),
+            (60_000, "1m00s"),
+            (65_000, "1m05s"),
+            (3_599_000, "59m59s"),
+            (3_600_000, "1h00m"),
+            (7_380_000, "2h03m"),
+        ];
+        for (ms, want) in table {
+            assert_eq!(duration_text(ms), want, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn times_show_to_the_second_in_utc() {
+        assert_eq!(
+            time_text(&json!("2025-01-31T10:00:05.123456+01:00")),
+            "2025-01-31 09:00:05"
+        );
+        assert_eq!(time_text(&Value::Null), "-");
+    }
+
+    #[test]
+    fn since_and_until_must_be_rfc3339() {
+        assert!(parse_time("2025-01-31T09:00:00Z").is_ok());
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}
