@@ -275,3 +275,47 @@ fn job_lists_filter_by_status_and_time() {
         .cronium(&["job", "show", "999999"])
         .fails_with(&["404"]);
 }
+
+#[test]
+fn a_follower_rides_out_a_server_restart_without_losing_or_repeating_a_line() {
+    require_runner();
+    // A short lease, so the restarted server takes the orphaned job back soon.
+    let env = [("CRONIUM_JOB_LEASE", "3s")];
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(&dir.path().join("data"), None, &env);
+    server.wait_until_up();
+    let path = script(dir.path(), "steps.sh", "echo begin\nsleep 3\necho finish\n");
+    server
+        .cronium(&[
+            "event",
+            "create",
+            "--name",
+            "steps",
+            "--script",
+            &path,
+            "--manual",
+            "--retries",
+            "1",
+        ])
+        .ok();
+
+    let mut follower = server.cronium_spawn(&["event", "run", "steps", "--follow"]);
+    let lines = follower.stdout_lines();
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(30)).unwrap(),
+        "begin"
+    );
+    // The server dies mid-job; the killed attempt is retried from the start.
+    server.kill_and_restart(&env);
+
+    let (status, err) = follower.wait(Duration::from_secs(60));
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains("reconnecting"), "{err}");
+    let followed: Vec<String> = lines.iter().collect();
+    assert_eq!(followed, ["begin", "finish"], "after the first begin");
+
+    // What the follower printed is exactly what the job stored.
+    let id = only_job(&server, "steps")["id"].to_string();
+    let stored = server.cronium(&["job", "logs", &id]).ok().stdout();
+    assert_eq!(stored, "begin\nbegin\nfinish\n");
+}

@@ -37,6 +37,15 @@ impl Server {
             .local_addr()
             .unwrap()
             .port();
+        Server::spawn_on(port, data, database_url, env)
+    }
+
+    fn spawn_on(
+        port: u16,
+        data: &Path,
+        database_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = Command::new(CRONIUM);
         cmd.args([
             "serve",
@@ -89,6 +98,18 @@ impl Server {
             assert!(Instant::now() < deadline, "cronium serve did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// `kill -9`, then a new `cronium serve` on the same address and data
+    /// dir (SQLite), with `env`, up and answering.
+    pub fn kill_and_restart(&mut self, env: &[(&str, &str)]) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let port = self.url.rsplit(':').next().unwrap().parse().unwrap();
+        let mut next = Server::spawn_on(port, &self.data, None, env);
+        // `next` now holds the dead process and reaps nothing when dropped.
+        std::mem::swap(&mut self.child, &mut next.child);
+        self.wait_until_up();
     }
 
     pub fn pid(&self) -> u32 {
