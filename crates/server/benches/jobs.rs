@@ -2,7 +2,8 @@
 //!
 //! Run with `cargo bench -p cronium-server --bench jobs` (set
 //! `CRONIUM_BENCH_LATENESS_SECS` to change how long the lateness phase runs,
-//! default 125). The server runs in this process (`cronium_server::start`,
+//! default 125, and `CRONIUM_BENCH_ONLY` to `sqlite` or `postgres` for one
+//! backend). The server runs in this process (`cronium_server::start`,
 //! what `cronium serve` does) with a fresh data dir under `$TMPDIR` and the
 //! release `cronium-runner`. Measured:
 //!
@@ -371,6 +372,21 @@ fn lateness(name: &str, app: &App, seconds: u64) {
         .filter(|j| time(&j["scheduledAt"]) < until - chrono::TimeDelta::seconds(5))
         .collect();
     let statuses = jobs.iter().filter(|j| j["status"] != "succeeded").count();
+    // Where the lateness comes from: recording the fire, or waiting for a worker.
+    let recorded: Vec<Duration> = jobs
+        .iter()
+        .map(|j| {
+            (time(&j["createdAt"]) - time(&j["scheduledAt"]))
+                .to_std()
+                .unwrap_or_default()
+        })
+        .collect();
+    let (r50, r99, _) = summary(recorded);
+    println!(
+        "{name}: of which recording the fire (createdAt − scheduledAt): median {}, p99 {}",
+        ms(r50),
+        ms(r99)
+    );
     let late = lateness_of(&jobs);
     let count = late.len();
     let (l50, l99, lmax) = summary(late);
@@ -412,14 +428,18 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let runner = runner();
-    for (name, url) in [
-        ("SQLite", None),
-        ("PostgreSQL", Some(TestPostgres::fresh_database())),
-    ] {
-        let app = start(url.clone(), &runner);
+    let only = std::env::var("CRONIUM_BENCH_ONLY").unwrap_or_default();
+    for (name, postgres) in [("SQLite", false), ("PostgreSQL", true)] {
+        if !only.is_empty() && !name.eq_ignore_ascii_case(&only) {
+            continue;
+        }
+        let database = || postgres.then(TestPostgres::fresh_database);
+        let app = start(database(), &runner);
         trigger_and_throughput(name, &app, &runner);
         drop(app);
-        let app = start(url.map(|_| TestPostgres::fresh_database()), &runner);
-        lateness(name, &app, seconds);
+        if seconds > 0 {
+            let app = start(database(), &runner);
+            lateness(name, &app, seconds);
+        }
     }
 }
