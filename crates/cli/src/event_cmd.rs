@@ -78,6 +78,24 @@ pub struct Fields {
     pub timeout: Option<String>,
     #[arg(long)]
     pub retries: Option<u32>,
+    /// First retry delay, doubling per retry, e.g. 30s [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_delay: Option<String>,
+    /// While an earlier run is queued or running: allow, forbid, queue or replace [default: forbid]
+    #[arg(long)]
+    pub overlap: Option<String>,
+    /// Fires missed while no scheduler ran: skip, run_once or catch_up [default: run_once]
+    #[arg(long)]
+    pub misfire: Option<String>,
+    /// No fire before this RFC 3339 time; anchors --every
+    #[arg(long, value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Stop the schedule after this many runs
+    #[arg(long, value_name = "N")]
+    pub max_executions: Option<u32>,
+    /// With --overlap allow: at most this many runs at once
+    #[arg(long, value_name = "N")]
+    pub max_concurrent: Option<u32>,
     /// Tag (repeatable; on edit, replaces all)
     #[arg(long = "tag")]
     pub tags: Vec<String>,
@@ -355,6 +373,19 @@ fn fields_json(client: &Client, f: &Fields) -> Result<Map<String, Value>> {
     if let Some(r) = f.retries {
         body.insert("retries".into(), json!(r));
     }
+    let policy = [
+        ("retryDelay", f.retry_delay.as_ref().map(|v| json!(v))),
+        ("overlap", f.overlap.as_ref().map(|v| json!(v))),
+        ("misfire", f.misfire.as_ref().map(|v| json!(v))),
+        ("startAt", f.start_at.as_ref().map(|v| json!(v))),
+        ("maxExecutions", f.max_executions.map(|v| json!(v))),
+        ("maxConcurrent", f.max_concurrent.map(|v| json!(v))),
+    ];
+    for (name, value) in policy {
+        if let Some(value) = value {
+            body.insert(name.into(), value);
+        }
+    }
     if !f.tags.is_empty() {
         body.insert("tags".into(), json!(f.tags));
     }
@@ -436,6 +467,10 @@ fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
         ),
         ("timeout", cell(&event["timeout"])),
         ("retries", cell(&event["retries"])),
+        ("retry delay", cell(&event["retryDelay"])),
+        ("overlap", cell(&event["overlap"])),
+        ("misfire", cell(&event["misfire"])),
+        ("next fires", cell(&event["nextFires"])),
         ("env", env_names(&event["env"])),
         ("secret env", cell(&event["secretEnvKeys"])),
         ("tags", cell(&event["tags"])),

@@ -319,3 +319,56 @@ fn a_follower_rides_out_a_server_restart_without_losing_or_repeating_a_line() {
     let stored = server.cronium(&["job", "logs", &id]).ok().stdout();
     assert_eq!(stored, "begin\nbegin\nfinish\n");
 }
+
+#[test]
+fn run_policy_flags_are_set_shown_and_checked() {
+    let (server, _work) = server_with_event(
+        "policed",
+        "true\n",
+        &[
+            "--overlap",
+            "queue",
+            "--misfire",
+            "catch_up",
+            "--retries",
+            "2",
+            "--retry-delay",
+            "30s",
+            "--max-executions",
+            "5",
+        ],
+    );
+    let event = server
+        .cronium(&["event", "show", "policed", "--json"])
+        .ok()
+        .json();
+    assert_eq!(event["overlap"], "queue");
+    assert_eq!(event["misfire"], "catch_up");
+    assert_eq!(event["retryDelay"], "30s");
+    assert_eq!(event["maxExecutions"], 5);
+    let table = server.cronium(&["event", "show", "policed"]).ok().stdout();
+    assert!(
+        table.contains("queue") && table.contains("catch_up"),
+        "{table}"
+    );
+    server
+        .cronium(&["event", "edit", "policed", "--overlap", "sometimes"])
+        .fails_with(&["overlap"]);
+    server
+        .cronium(&["event", "edit", "policed", "--max-concurrent", "2"])
+        .fails_with(&["maxConcurrent"]);
+    let edited = server
+        .cronium(&[
+            "event",
+            "edit",
+            "policed",
+            "--overlap",
+            "allow",
+            "--max-concurrent",
+            "2",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(edited["maxConcurrent"], 2);
+}

@@ -29,7 +29,17 @@ both_backends! {
         assert_eq!(e["retries"], 0);
         assert_eq!(e["tags"], json!([]));
         assert_eq!(e["payloadVersion"], 1);
-        assert_eq!(app.get(&format!("/api/v1/events/{}", e["id"])).expect(200), e);
+        assert_eq!(e["overlap"], "forbid");
+        assert_eq!(e["misfire"], "run_once");
+        assert_eq!(e["startAt"], Value::Null);
+        assert_eq!(e["maxExecutions"], Value::Null);
+        assert_eq!(e["maxConcurrent"], Value::Null);
+        assert_eq!(e["retryDelay"], "10s");
+        // One event adds its next fire times (none for a manual one).
+        let mut shown = app.get(&format!("/api/v1/events/{}", e["id"])).expect(200);
+        assert_eq!(shown["nextFires"], json!([]));
+        shown.as_object_mut().unwrap().remove("nextFires");
+        assert_eq!(shown, e);
 
         let full = app.create_event(json!({
             "name": "full",
@@ -48,6 +58,32 @@ both_backends! {
         assert_eq!(full["schedule"], json!({ "type": "every", "every": "1h30m" }));
         assert_eq!(full["timeout"], "1m30s");
         assert_eq!(full["tags"], json!(["a", "b"]));
+
+        // The run policy: set, shown, changed, cleared with null.
+        let policy = app.create_event(json!({
+            "name": "policy", "interpreter": "bash", "content": "true\n",
+            "schedule": { "type": "every", "every": "1h" },
+            "overlap": "allow", "misfire": "catch_up", "startAt": "2030-01-01T00:00:00Z",
+            "maxExecutions": 3, "maxConcurrent": 2, "retryDelay": "1m",
+        }));
+        assert_eq!(policy["overlap"], "allow");
+        assert_eq!(policy["misfire"], "catch_up");
+        assert_eq!(policy["startAt"], "2030-01-01T00:00:00Z");
+        assert_eq!(policy["maxExecutions"], 3);
+        assert_eq!(policy["maxConcurrent"], 2);
+        assert_eq!(policy["retryDelay"], "1m");
+        let shown = app.get(&format!("/api/v1/events/{}", policy["id"])).expect(200);
+        assert_eq!(
+            shown["nextFires"],
+            json!(["2030-01-01T00:00:00Z", "2030-01-01T01:00:00Z", "2030-01-01T02:00:00Z"]),
+            "from the start time, within maxExecutions"
+        );
+        let changed = app
+            .patch(&format!("/api/v1/events/{}", policy["id"]), json!({ "startAt": null, "maxExecutions": null }))
+            .expect(200);
+        assert_eq!(changed["startAt"], Value::Null);
+        assert_eq!(changed["maxExecutions"], Value::Null);
+        assert_eq!(changed["maxConcurrent"], 2, "untouched");
         let at = app.create_event(json!({
             "name": "once", "interpreter": "python", "content": "print(1)\n",
             "schedule": { "type": "at", "at": "2030-01-02T03:04:05+01:00" },
@@ -78,6 +114,13 @@ both_backends! {
             ("bad interval", with(json!({ "schedule": { "type": "every", "every": "soon" } })), 422, "validation_failed", Some("schedule.every")),
             ("bad time", with(json!({ "schedule": { "type": "at", "at": "tomorrow" } })), 422, "validation_failed", Some("schedule.at")),
             ("bad schedule type", with(json!({ "schedule": { "type": "hourly" } })), 422, "validation_failed", Some("schedule.type")),
+            ("unknown overlap", with(json!({ "overlap": "sometimes" })), 422, "validation_failed", Some("overlap")),
+            ("unknown misfire", with(json!({ "misfire": "later" })), 422, "validation_failed", Some("misfire")),
+            ("bad start time", with(json!({ "startAt": "soon" })), 422, "validation_failed", Some("startAt")),
+            ("zero max executions", with(json!({ "maxExecutions": 0 })), 422, "validation_failed", Some("maxExecutions")),
+            ("max executions as text", with(json!({ "maxExecutions": "3" })), 422, "validation_failed", Some("maxExecutions")),
+            ("max concurrent without allow", with(json!({ "maxConcurrent": 2 })), 422, "validation_failed", Some("maxConcurrent")),
+            ("retry delay too long", with(json!({ "retryDelay": "2d" })), 422, "validation_failed", Some("retryDelay")),
             ("no name", json!({ "interpreter": "bash", "content": "echo\n" }), 422, "validation_failed", Some("name")),
             ("blank name", with(json!({ "name": "   " })), 422, "validation_failed", Some("name")),
             ("duplicate name", with(json!({ "name": "taken" })), 409, "conflict", Some("name")),

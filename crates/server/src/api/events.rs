@@ -53,11 +53,20 @@ pub struct EventFields {
     pub tags: Option<Vec<String>>,
     pub overlap: Option<String>,
     pub misfire: Option<String>,
-    /// `null` clears these three (hence `Value`: absent and null differ).
+    /// `null` clears these three, so absent (`None`) and null
+    /// (`Some(Value::Null)`) must differ: plain `Option` would merge them.
+    #[serde(default, deserialize_with = "present")]
     pub start_at: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     pub max_executions: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
     pub max_concurrent: Option<serde_json::Value>,
     pub retry_delay: Option<String>,
+}
+
+/// A field that was sent, null included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// A schedule as sent: `{"type": "manual" | "cron" | "every" | "at", …}`.
