@@ -39,6 +39,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One parsed command line exists per process: variant size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Offline payload tools: build, verify, inspect, keygen, sign.

@@ -18,7 +18,9 @@ fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value 
     let url = format!("{}/api/v1{path}", server.url);
     let auth = format!("Bearer {}", server.admin_token());
     let mut response = match body {
-        Some(body) => ureq::post(&url).header("Authorization", &auth).send_json(&body),
+        Some(body) => ureq::post(&url)
+            .header("Authorization", &auth)
+            .send_json(&body),
         None if method == "GET" => ureq::get(&url).header("Authorization", &auth).call(),
         None => unreachable!("only GET without a body"),
     }
@@ -65,24 +67,43 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
         "echo \"start $$\" >> {t}\nif [ $(grep -c start {t}) -eq 1 ]; then sleep 60; fi\necho \"end $$\" >> {t}\n",
         t = trace_file.display()
     );
-    let event = api(&first, "POST", "/events", Some(json!({
-        "name": "crash victim", "interpreter": "bash", "content": script,
-        "retries": retries, "retryDelay": "1s",
-    })));
-    let job = api(&first, "POST", &format!("/events/{}/run", event["id"]), Some(json!({})));
+    let event = api(
+        &first,
+        "POST",
+        "/events",
+        Some(json!({
+            "name": "crash victim", "interpreter": "bash", "content": script,
+            "retries": retries, "retryDelay": "1s",
+        })),
+    );
+    let job = api(
+        &first,
+        "POST",
+        &format!("/events/{}/run", event["id"]),
+        Some(json!({})),
+    );
     let id = job["id"].as_i64().unwrap();
     let script_pid: i32 = wait_for("the script to start", Duration::from_secs(30), || {
-        trace(&trace_file).first()?.strip_prefix("start ")?.parse().ok()
+        trace(&trace_file)
+            .first()?
+            .strip_prefix("start ")?
+            .parse()
+            .ok()
     });
-    assert_eq!(api(&first, "GET", &format!("/jobs/{id}"), None)["status"], "running");
+    assert_eq!(
+        api(&first, "GET", &format!("/jobs/{id}"), None)["status"],
+        "running"
+    );
 
     // kill -9: no shutdown code runs. The runner loses its control channel
     // and stops the script itself.
     unsafe { libc::kill(first.pid() as i32, libc::SIGKILL) };
     first.wait_for_exit();
-    wait_for("the orphaned script to be stopped", Duration::from_secs(15), || {
-        (!alive(script_pid)).then_some(())
-    });
+    wait_for(
+        "the orphaned script to be stopped",
+        Duration::from_secs(15),
+        || (!alive(script_pid)).then_some(()),
+    );
 
     let mut second = Server::spawn(&data, database_url, &env);
     second.wait_until_up();
@@ -96,7 +117,10 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
         assert_eq!(done["attempt"], 2, "{done}");
         // The first attempt never ended; the second started after it was gone.
         assert_eq!(lines.len(), 3, "{lines:?}");
-        assert!(lines[1].starts_with("start ") && lines[2].starts_with("end "), "{lines:?}");
+        assert!(
+            lines[1].starts_with("start ") && lines[2].starts_with("end "),
+            "{lines:?}"
+        );
     } else {
         assert_eq!(done["status"], "failed", "{done}");
         let why = done["error"].as_str().unwrap();

@@ -269,11 +269,11 @@ both_backends! {
             if text.starts_with("data:") && text.contains("one\\n") {
                 saw_one_while_running = job(&app, id)["status"] == "running";
             }
-            if text.starts_with("event:") {
-                events.push(text[6..].trim().to_string());
+            if let Some(event) = text.strip_prefix("event:") {
+                events.push(event.trim().to_string());
             }
-            if text.starts_with("data:") && events.last().is_some_and(|e| e == "end") {
-                let end: Value = serde_json::from_str(text[5..].trim()).unwrap();
+            if let Some(data) = text.strip_prefix("data:").filter(|_| events.last().is_some_and(|e| e == "end")) {
+                let end: Value = serde_json::from_str(data.trim()).unwrap();
                 assert_eq!(end["status"], "succeeded");
                 assert_eq!(end["exitCode"], 0);
                 break;
