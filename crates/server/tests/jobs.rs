@@ -396,3 +396,38 @@ both_backends! {
         assert!(key.exists(), "the key is still there outside the sandbox");
     }
 }
+
+both_backends! {
+    fn output_over_the_cap_is_dropped_with_a_visible_marker(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.job_log_limit = 1000);
+        // 100 lines of 50 bytes: 5,000 bytes against a 1,000-byte cap.
+        let script = "for i in $(seq 1 100); do printf '%049d\\n' $i; done\n";
+        let event = bash_event(&app, "chatty", script, json!({}));
+        let id = run_now(&app, event)["id"].as_i64().unwrap();
+        assert_eq!(finished(&app, id)["status"], "succeeded");
+        let stdout = output(&app, id, "stdout");
+        assert_eq!(stdout.len(), 1000, "20 whole lines fit");
+        assert!(stdout.starts_with(&format!("{:049}\n", 1)));
+        let system = output(&app, id, "system");
+        assert!(system.contains("output truncated: this attempt wrote more than 1000 bytes"), "{system}");
+        assert!(system.contains("4000 bytes were not stored"), "{system}");
+    }
+
+    fn the_global_limit_runs_one_job_at_a_time(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| c.max_jobs = 1);
+        let event = bash_event(&app, "parallel", "sleep 0.3\n", json!({ "overlap": "allow" }));
+        let ids: Vec<i64> = (0..3).map(|_| run_now(&app, event)["id"].as_i64().unwrap()).collect();
+        let mut spans: Vec<(String, String)> = ids
+            .iter()
+            .map(|id| {
+                let j = finished(&app, *id);
+                assert_eq!(j["status"], "succeeded", "{j}");
+                (j["startedAt"].as_str().unwrap().to_string(), j["finishedAt"].as_str().unwrap().to_string())
+            })
+            .collect();
+        spans.sort();
+        for pair in spans.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "two jobs ran at once: {pair:?}");
+        }
+    }
+}
