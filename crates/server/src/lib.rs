@@ -181,6 +181,7 @@ pub async fn start(config: Config) -> Result<Running> {
         store.clone(),
         schedules_changed.clone(),
         jobs_queued.clone(),
+        running.clone(),
         scheduler::Retention {
             age: config.job_retention,
             keep_per_event: config.job_keep,

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
+use cronium_core::{JobStatus, OverlapPolicy};
 use cronium_store::{Fire, JobRetention, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::worker::RunningJobs;
 
 /// Events handled per database round trip; a tick repeats until none is due.
 const BATCH: u32 = 200;
@@ -47,6 +50,8 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     /// Notified when jobs were queued, so idle workers claim them at once.
     jobs_queued: Arc<Notify>,
+    /// A fire of an event with overlap `replace` stops its runs here at once.
+    running: RunningJobs,
 }
 
 impl Scheduler {
@@ -54,10 +59,12 @@ impl Scheduler {
         store: Arc<dyn Store>,
         wake: Arc<Notify>,
         jobs_queued: Arc<Notify>,
+        running: RunningJobs,
         retention: Retention,
     ) -> Scheduler {
         Scheduler {
             store,
+            running,
             retention,
             wake,
             jobs_queued,
@@ -114,6 +121,11 @@ impl Scheduler {
                 // An empty result means another scheduler recorded this step.
                 progressed |= !jobs.is_empty() || plan.next != Some(expected);
                 report.recorded += jobs.len();
+                if spec.policy.overlap == OverlapPolicy::Replace
+                    && jobs.iter().any(|j| j.status == JobStatus::Queued)
+                {
+                    self.running.cancel_event(event.id);
+                }
                 for job in &jobs {
                     tracing::debug!(event = event.id.0, job = job.id.0, status = %job.status, at = %job.scheduled_at, "fire recorded");
                 }

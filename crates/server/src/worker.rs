@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
-use cronium_core::{JobId, JobStatus};
+use cronium_core::{EventId, JobId, JobStatus};
 use cronium_store::{Claim, Fence, Job, JobOutcome, LogLine, LogStream, Store, StoreError};
 use serde_json::json;
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -56,23 +56,50 @@ pub struct Workers {
     wake: Arc<Notify>,
     /// The jobs running here, so a cancel can stop one at once rather than
     /// at its next heartbeat.
-    running: Arc<Mutex<HashMap<JobId, CancellationToken>>>,
+    running: RunningJobs,
 }
 
-/// What the rest of the server may do to running jobs.
+/// The jobs running on this node, and what the rest of the server may do
+/// to them: stop them at once, where a heartbeat would learn of a
+/// cancellation only seconds later.
 #[derive(Clone, Default)]
-pub struct RunningJobs(Arc<Mutex<HashMap<JobId, CancellationToken>>>);
+pub struct RunningJobs(Arc<Mutex<HashMap<JobId, (EventId, CancellationToken)>>>);
 
 impl RunningJobs {
+    fn insert(&self, job: JobId, event: EventId, token: CancellationToken) {
+        self.0
+            .lock()
+            .expect("running jobs lock")
+            .insert(job, (event, token));
+    }
+
+    fn remove(&self, job: JobId) {
+        self.0.lock().expect("running jobs lock").remove(&job);
+    }
+
     /// Stops the job if it runs on this node; says whether it did.
     pub fn cancel(&self, job: JobId) -> bool {
         match self.0.lock().expect("running jobs lock").get(&job) {
-            Some(token) => {
+            Some((_, token)) => {
                 token.cancel();
                 true
             }
             None => false,
         }
+    }
+
+    /// Stops every run of `event` on this node (a new run replaced them);
+    /// returns how many.
+    pub fn cancel_event(&self, event: EventId) -> usize {
+        let jobs = self.0.lock().expect("running jobs lock");
+        let mut stopped = 0;
+        for (of, token) in jobs.values() {
+            if *of == event {
+                token.cancel();
+                stopped += 1;
+            }
+        }
+        stopped
     }
 
     pub fn count(&self) -> usize {
@@ -101,7 +128,7 @@ impl Workers {
             hub,
             config,
             wake,
-            running: running.0,
+            running,
         }
     }
 
@@ -119,9 +146,7 @@ impl Workers {
             started += 1;
             let cancel = CancellationToken::new();
             self.running
-                .lock()
-                .expect("running jobs lock")
-                .insert(claim.job.id, cancel.clone());
+                .insert(claim.job.id, claim.job.event_id, cancel.clone());
             let attempt = Attempt {
                 store: self.store.clone(),
                 executor: self.executor.clone(),
@@ -136,7 +161,7 @@ impl Workers {
             tokio::spawn(async move {
                 let id = claim.job.id;
                 attempt.run(claim, cancel).await;
-                running.lock().expect("running jobs lock").remove(&id);
+                running.remove(id);
                 drop(permit);
                 // A slot is free, and a job queued behind this one may start.
                 wake.notify_one();

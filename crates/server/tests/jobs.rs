@@ -164,8 +164,12 @@ both_backends! {
             (job(&app, first)["status"] == "running" && output(&app, first, "stdout") == "started\n").then_some(())
         });
         let second = run_now(&app, event)["id"].as_i64().unwrap();
-        let replaced = finished(&app, first);
-        assert_eq!(replaced["status"], "cancelled", "{replaced}");
+        // At once, not at the first run's next heartbeat (10 s away).
+        let replaced = wait_for("the first run to be cancelled", Duration::from_secs(5), || {
+            let j = job(&app, first);
+            (j["status"] == "cancelled").then_some(j)
+        });
+        assert!(replaced["error"].as_str().unwrap().contains("cancel"), "{replaced}");
         wait_for("the second run to start", PATIENCE, || {
             (job(&app, second)["status"] == "running").then_some(())
         });

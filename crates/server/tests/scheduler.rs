@@ -74,6 +74,7 @@ fn scheduler(store: &Arc<dyn Store>) -> Scheduler {
         store.clone(),
         Arc::new(Notify::new()),
         Arc::new(Notify::new()),
+        Default::default(),
         Retention {
             age: Duration::from_secs(86_400),
             keep_per_event: 10,

@@ -714,6 +714,10 @@ pub async fn run(
                 .unwrap_or_else(|| "skipped by the overlap policy".into()),
         ));
     }
+    if event.spec.policy.overlap == OverlapPolicy::Replace {
+        // The store asked the earlier runs to stop; those on this node stop now.
+        state.running.cancel_event(event.id);
+    }
     state.jobs_queued.notify_one();
     Ok((
         StatusCode::CREATED,
