@@ -121,17 +121,16 @@ impl Scheduler {
                 // An empty result means another scheduler recorded this step.
                 progressed |= !jobs.is_empty() || plan.next != Some(expected);
                 report.recorded += jobs.len();
-                if spec.policy.overlap == OverlapPolicy::Replace
-                    && jobs.iter().any(|j| j.status == JobStatus::Queued)
-                {
-                    self.running.cancel_event(event.id);
+                if jobs.iter().any(|j| j.status == JobStatus::Queued) {
+                    if spec.policy.overlap == OverlapPolicy::Replace {
+                        self.running.cancel_event(event.id);
+                    }
+                    // Workers start on this one while the rest are recorded.
+                    self.jobs_queued.notify_one();
                 }
                 for job in &jobs {
                     tracing::debug!(event = event.id.0, job = job.id.0, status = %job.status, at = %job.scheduled_at, "fire recorded");
                 }
-            }
-            if report.recorded > 0 {
-                self.jobs_queued.notify_one();
             }
             if (due.len() as u32) < BATCH || !progressed {
                 break;
