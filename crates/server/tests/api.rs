@@ -113,6 +113,7 @@ both_backends! {
             ("invalid time zone", with(json!({ "schedule": { "type": "cron", "cron": "0 3 * * *", "timezone": "Mars/Olympus" } })), 422, "validation_failed", Some("schedule.timezone")),
             ("bad interval", with(json!({ "schedule": { "type": "every", "every": "soon" } })), 422, "validation_failed", Some("schedule.every")),
             ("bad time", with(json!({ "schedule": { "type": "at", "at": "tomorrow" } })), 422, "validation_failed", Some("schedule.at")),
+            ("one-shot in the past", with(json!({ "schedule": { "type": "at", "at": "2001-01-01T00:00:00Z" } })), 422, "validation_failed", Some("schedule.at")),
             ("bad schedule type", with(json!({ "schedule": { "type": "hourly" } })), 422, "validation_failed", Some("schedule.type")),
             ("unknown overlap", with(json!({ "overlap": "sometimes" })), 422, "validation_failed", Some("overlap")),
             ("unknown misfire", with(json!({ "misfire": "later" })), 422, "validation_failed", Some("misfire")),

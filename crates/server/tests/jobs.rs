@@ -435,3 +435,23 @@ both_backends! {
         }
     }
 }
+
+both_backends! {
+    fn a_one_shot_fires_once_and_is_done(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let at = chrono::Utc::now() + chrono::TimeDelta::seconds(2);
+        let at_text = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let event = bash_event(&app, "once", "echo once\n", json!({ "schedule": { "type": "at", "at": at_text } }));
+        let shown = app.get(&format!("/api/v1/events/{event}")).expect(200);
+        assert_eq!(shown["nextFires"], json!([at_text]));
+        let done = wait_for("the one-shot to run", PATIENCE, || {
+            jobs_of(&app, event).into_iter().find(|j| j["status"] == "succeeded")
+        });
+        assert_eq!(done["scheduledAt"], json!(at_text));
+        assert_eq!(output(&app, done["id"].as_i64().unwrap(), "stdout"), "once\n");
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(jobs_of(&app, event).len(), 1, "fired twice");
+        let shown = app.get(&format!("/api/v1/events/{event}")).expect(200);
+        assert_eq!(shown["nextFires"], json!([]));
+    }
+}

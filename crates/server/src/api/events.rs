@@ -64,6 +64,21 @@ pub struct EventFields {
     pub retry_delay: Option<String>,
 }
 
+/// A one-shot set to a time already gone would never fire: refused, rather
+/// than accepted and silently never run.
+fn not_in_the_past(schedule: Schedule) -> Result<Schedule, ApiError> {
+    match schedule {
+        Schedule::At { at } if at <= crate::now() => Err(ApiError::invalid(
+            "schedule.at",
+            format!(
+                "{} is in the past; a one-shot schedule must be in the future",
+                at.to_rfc3339()
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// A field that was sent, null included.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
     serde_json::Value::deserialize(d).map(Some)
@@ -147,7 +162,12 @@ impl Changes {
                 .map(|m| env_map(m, "secretEnv"))
                 .transpose()?
                 .map(|m| state.sealer.seal_env(&m)),
-            schedule: fields.schedule.map(parse_schedule).transpose()?,
+            schedule: fields
+                .schedule
+                .map(parse_schedule)
+                .transpose()?
+                .map(not_in_the_past)
+                .transpose()?,
             status: fields
                 .status
                 .as_deref()
