@@ -14,6 +14,8 @@ command -v sha256sum >/dev/null || missing+=(coreutils)
 # (crates/store/src/testing.rs); Debian keeps initdb off PATH.
 command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
     || missing+=(postgresql)
+# The SSH client's tests start their own sshd (crates/ssh/src/testing.rs).
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # Sandboxed local jobs (the executor's bubblewrap tests).
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 if [ ${#missing[@]} -gt 0 ]; then
