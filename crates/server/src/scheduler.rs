@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
 use cronium_core::{JobStatus, OverlapPolicy};
-use cronium_store::{Fire, JobRetention, Store, StoreError};
+use cronium_store::{JobRetention, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -106,17 +106,9 @@ impl Scheduler {
                         "too many missed fires to record one by one; only the newest are recorded"
                     );
                 }
-                let fires: Vec<Fire> = plan
-                    .fires
-                    .iter()
-                    .map(|f| Fire {
-                        at: f.at,
-                        run: f.run,
-                    })
-                    .collect();
                 let jobs = self
                     .store
-                    .record_fires(event.id, expected, &fires, plan.next, now)
+                    .record_fires(event.id, expected, &plan.fires, plan.next, now)
                     .await?;
                 // An empty result means another scheduler recorded this step.
                 progressed |= !jobs.is_empty() || plan.next != Some(expected);
@@ -167,9 +159,7 @@ impl Scheduler {
             }
         }
     }
-}
 
-impl Scheduler {
     /// Deletes finished jobs past the retention (the newest per event stay).
     pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let age = chrono::TimeDelta::from_std(self.retention.age).unwrap_or(chrono::TimeDelta::MAX);

@@ -227,13 +227,9 @@ pub struct ScheduleState {
     pub fire_count: u64,
 }
 
-/// One fire time the scheduler records, from a [`cronium_core::schedule::FirePlan`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fire {
-    pub at: DateTime<Utc>,
-    /// `false`: recorded as `missed` (the misfire policy did not run it).
-    pub run: bool,
-}
+/// One fire time the scheduler records, straight from a
+/// [`cronium_core::schedule::FirePlan`] (`run: false` is recorded as `missed`).
+pub use cronium_core::schedule::PlannedFire as Fire;
 
 /// A stored job (DESIGN §3.5).
 #[derive(Debug, Clone, PartialEq)]
