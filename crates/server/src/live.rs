@@ -49,13 +49,4 @@ impl LogHub {
             jobs.remove(&job);
         }
     }
-
-    /// Jobs with followers or a running worker here (for metrics and tests).
-    pub fn len(&self) -> usize {
-        self.jobs.lock().expect("log hub lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -421,12 +421,15 @@ both_backends! {
         let app = TestApp::spawn_with(backend, |c| c.max_jobs = 1);
         let event = bash_event(&app, "parallel", "sleep 0.3\n", json!({ "overlap": "allow" }));
         let ids: Vec<i64> = (0..3).map(|_| run_now(&app, event)["id"].as_i64().unwrap()).collect();
-        let mut spans: Vec<(String, String)> = ids
+        // Compared as times: the text drops trailing zero digits, so it
+        // does not sort as the times do.
+        let time = |v: &Value| v.as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+        let mut spans: Vec<_> = ids
             .iter()
             .map(|id| {
                 let j = finished(&app, *id);
                 assert_eq!(j["status"], "succeeded", "{j}");
-                (j["startedAt"].as_str().unwrap().to_string(), j["finishedAt"].as_str().unwrap().to_string())
+                (time(&j["startedAt"]), time(&j["finishedAt"]))
             })
             .collect();
         spans.sort();

@@ -26,7 +26,7 @@ use cronium_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{PageBody, no_content, page};
+use super::{PageBody, no_content, page, parse_time};
 use crate::error::{ApiError, JsonBody, PathParams, QueryParams, parse_json};
 use crate::state::AppState;
 use crate::tokens::{Caller, Editor, Viewer};
@@ -207,7 +207,7 @@ impl Changes {
                     nullable(
                         v,
                         "startAt",
-                        |v| v.as_str().and_then(rfc3339),
+                        |v| v.as_str().and_then(|t| parse_time(t, "startAt").ok()),
                         "an RFC 3339 time",
                     )
                 })
@@ -370,12 +370,6 @@ fn nullable<T>(
         .ok_or_else(|| ApiError::invalid(field, format!("expected {what} or null, got {value}")))
 }
 
-fn rfc3339(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text.trim())
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn count(value: &serde_json::Value) -> Option<u32> {
     value.as_u64().and_then(|n| u32::try_from(n).ok())
 }
@@ -395,14 +389,8 @@ fn parse_schedule(fields: ScheduleFields) -> Result<Schedule, ApiError> {
         }
         "at" => {
             let at = fields.at.ok_or_else(|| required("schedule.at"))?;
-            let at = DateTime::parse_from_rfc3339(at.trim()).map_err(|e| {
-                ApiError::invalid(
-                    "schedule.at",
-                    format!("{at:?} is not an RFC 3339 time such as 2026-12-01T10:00:00Z: {e}"),
-                )
-            })?;
             Ok(Schedule::At {
-                at: at.with_timezone(&Utc),
+                at: parse_time(&at, "schedule.at")?,
             })
         }
         other => Err(ApiError::invalid(

@@ -15,7 +15,7 @@ use cronium_store::{AuditEntry, Job, JobFilter, LogLine, LogStream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{PageBody, page};
+use super::{PageBody, page, parse_time};
 use crate::error::{ApiError, PathParams, QueryParams};
 use crate::state::AppState;
 use crate::tokens::{Editor, Viewer};
@@ -93,12 +93,7 @@ pub struct ListQuery {
 }
 
 fn time_param(text: Option<&str>, field: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    text.map(|t| {
-        DateTime::parse_from_rfc3339(t.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| ApiError::invalid(field, format!("{t:?} is not an RFC 3339 time: {e}")))
-    })
-    .transpose()
+    text.map(|t| parse_time(t, field)).transpose()
 }
 
 pub async fn list(

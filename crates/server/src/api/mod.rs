@@ -249,6 +249,22 @@ pub(crate) fn page(limit: Option<&str>, offset: Option<&str>) -> Result<PageRequ
     Ok(PageRequest { limit, offset })
 }
 
+/// An RFC 3339 time from a request (any offset, returned in UTC); the error
+/// names `field`.
+pub(crate) fn parse_time(
+    text: &str,
+    field: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            ApiError::invalid(
+                field,
+                format!("{text:?} is not an RFC 3339 time such as 2026-12-01T10:00:00Z: {e}"),
+            )
+        })
+}
+
 /// A page of a list, as every list endpoint that paginates returns it.
 #[derive(Serialize)]
 pub struct PageBody<T> {
