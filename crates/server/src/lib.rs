@@ -27,6 +27,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi;
 pub mod payloads;
+pub mod remote;
 pub mod scheduler;
 pub mod secrets;
 pub mod state;
