@@ -130,7 +130,9 @@ pub const DEFAULT_OUTPUT_LIMIT: usize = 1024 * 1024;
 
 /// An authenticated connection. Dropping it closes the connection.
 pub struct Session {
-    handle: Handle<Client>,
+    // Shared with the tasks that pump a started command's output, which
+    // ask it whether the connection died.
+    handle: Arc<Handle<Client>>,
     target: Target,
     host_key: HostKey,
     trusted_on_first_use: bool,
@@ -272,7 +274,7 @@ pub async fn connect(
     }
 
     Ok(Session {
-        handle,
+        handle: Arc::new(handle),
         target: target.clone(),
         host_key,
         trusted_on_first_use: matches!(policy, HostKeyPolicy::TrustOnFirstUse),
@@ -316,14 +318,7 @@ impl Session {
 
     /// [`Session::exec`] keeping at most `limit` bytes of each stream.
     pub async fn exec_limited(&self, command: &str, limit: usize) -> Result<Output, SshError> {
-        let mut channel =
-            self.handle
-                .channel_open_session()
-                .await
-                .map_err(|e| SshError::Channel {
-                    address: self.target.address(),
-                    reason: format!("cannot open a session channel: {e}"),
-                })?;
+        let mut channel = self.open_channel().await?;
         let command_error = |reason: String| SshError::Command {
             address: self.target.address(),
             command: command.to_string(),
@@ -373,6 +368,28 @@ impl Session {
         Ok(output)
     }
 
+    pub(crate) async fn open_channel(&self) -> Result<russh::Channel<client::Msg>, SshError> {
+        self.handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SshError::Channel {
+                address: self.target.address(),
+                reason: format!("cannot open a session channel: {e}"),
+            })
+    }
+
+    /// Whether the connection is gone (the server closed it, or keepalives
+    /// went unanswered). A closed session cannot open channels.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// A check for [`Session::is_closed`] that outlives a borrow of the session.
+    pub(crate) fn handle_closed_probe(&self) -> impl Fn() -> bool + Send + 'static {
+        let handle = Arc::clone(&self.handle);
+        move || handle.is_closed()
+    }
+
     /// Closes the connection politely.
     pub async fn close(self) {
         let _ = self
@@ -382,7 +399,7 @@ impl Session {
     }
 }
 
-fn signal_name_text(signal: &russh::Sig) -> String {
+pub(crate) fn signal_name_text(signal: &russh::Sig) -> String {
     match signal {
         russh::Sig::Custom(name) => name.clone(),
         other => format!("{other:?}"),

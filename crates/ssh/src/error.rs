@@ -37,6 +37,14 @@ pub enum SshError {
         reason: String,
     },
 
+    /// A file could not be written over SFTP.
+    #[error("upload of {path} to {address} failed: {reason}")]
+    Upload {
+        address: String,
+        path: String,
+        reason: String,
+    },
+
     /// Text given as a host key pin (a `known_hosts` line or a fingerprint)
     /// could not be read.
     #[error("invalid known_hosts entry: {0}")]
@@ -45,7 +53,7 @@ pub enum SshError {
 
 impl SshError {
     /// The phase as a short lowercase word (`connect`, `host key`, `auth`,
-    /// `channel`, `command`, `known_hosts`), for job metadata and CLI output.
+    /// `channel`, `command`, `upload`, `known_hosts`), for job metadata and CLI output.
     pub fn phase(&self) -> &'static str {
         match self {
             SshError::Connect { .. } => "connect",
@@ -53,6 +61,7 @@ impl SshError {
             SshError::Auth { .. } => "auth",
             SshError::Channel { .. } => "channel",
             SshError::Command { .. } => "command",
+            SshError::Upload { .. } => "upload",
             SshError::KnownHosts(_) => "known_hosts",
         }
     }

@@ -9,6 +9,8 @@ mod check;
 mod client;
 mod error;
 mod known_hosts;
+mod process;
+mod sftp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -18,3 +20,4 @@ pub use client::{
 };
 pub use error::SshError;
 pub use known_hosts::{HostKey, HostKeyPin};
+pub use process::{Exit, RemoteProcess};
