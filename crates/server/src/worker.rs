@@ -377,6 +377,7 @@ impl LogWriter {
             stream,
             at: crate::now(),
             data,
+            server: None,
         });
         self.next_seq += 1;
     }

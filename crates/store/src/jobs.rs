@@ -444,6 +444,7 @@ mod tests {
             stream: LogStream::Stdout,
             at: Utc::now(),
             data: b"x\n".to_vec(),
+            server: None,
         };
         assert!(check_log_seq(0, &[line(1), line(2)]).is_ok());
         assert!(check_log_seq(2, &[]).is_ok());

@@ -337,6 +337,10 @@ pub struct LogLine {
     pub stream: LogStream,
     pub at: DateTime<Utc>,
     pub data: Vec<u8>,
+    /// The server the line came from, by its name when it was written (a
+    /// later rename leaves the log as it was); `None` for local jobs and for
+    /// the job's own system lines.
+    pub server: Option<String>,
 }
 
 /// What [`Store::recover_expired_leases`] did to one job.

@@ -351,6 +351,7 @@ where
         })?,
         at: r.time("at")?,
         data: r.bytes("data")?,
+        server: r.opt_text("server")?,
     })
 }
 

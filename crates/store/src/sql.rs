@@ -193,7 +193,7 @@ macro_rules! replace_running {
 
 macro_rules! log_select {
     () => {
-        "SELECT seq, stream, at, data FROM job_logs WHERE job_id = $1 AND seq > $2 \
+        "SELECT seq, stream, at, data, server FROM job_logs WHERE job_id = $1 AND seq > $2 \
          ORDER BY seq LIMIT $3"
     };
 }

@@ -148,6 +148,7 @@ conformance!(
     recovery_retries_or_fails_with_the_reason,
     cancel_ends_queued_runs_flags_running_ones_and_refuses_finished_ones,
     logs_continue_without_gaps_and_page_by_seq,
+    log_lines_keep_the_server_they_came_from,
     jobs_are_filtered_newest_first_and_paginated,
     jobs_pin_the_active_payload_and_the_manual_input,
     pruning_keeps_unfinished_jobs_and_the_newest_of_each_event,
@@ -1690,6 +1691,14 @@ fn line(seq: u64, stream: LogStream, data: &[u8]) -> LogLine {
         stream,
         at: t(seq as i64),
         data: data.to_vec(),
+        server: None,
+    }
+}
+
+fn labelled(seq: u64, stream: LogStream, data: &[u8], server: &str) -> LogLine {
+    LogLine {
+        server: Some(server.to_string()),
+        ..line(seq, stream, data)
     }
 }
 
@@ -2637,6 +2646,46 @@ async fn logs_continue_without_gaps_and_page_by_seq(b: Backend) {
         field(store.last_log_seq(JobId(9999)).await.unwrap_err()),
         "not found:job"
     );
+}
+
+async fn log_lines_keep_the_server_they_came_from(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(store, spec("fleet"), t(0)).await;
+    let job = run(store, event.id, t(0)).await;
+    let c = claim(store, "w", t(1)).await.unwrap();
+
+    // Interleaved as a fleet run writes them: the job's own lines unlabelled,
+    // each server's output under the name it had then. The label is text,
+    // not a reference: no server by these names exists, and none need to.
+    let batch = vec![
+        line(1, LogStream::System, b"attempt 1 started"),
+        labelled(2, LogStream::Stdout, b"deploying\n", "web1"),
+        labelled(3, LogStream::Stderr, b"warning\n", "db-\u{e9}t\u{e9}"),
+        labelled(4, LogStream::Stdout, b"done\n", "web1"),
+        line(5, LogStream::Stdout, b"local\n"),
+    ];
+    store.append_logs(&c.fence, &batch[..2]).await.unwrap();
+    store.append_logs(&c.fence, &batch[2..]).await.unwrap();
+
+    assert_eq!(store.job_logs(job.id, 0, 100).await.unwrap(), batch);
+    let labels: Vec<Option<String>> = store
+        .job_logs(job.id, 1, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.server)
+        .collect();
+    assert_eq!(
+        labels,
+        vec![
+            Some("web1".to_string()),
+            Some("db-\u{e9}t\u{e9}".to_string()),
+            Some("web1".to_string())
+        ]
+    );
+    let last = store.job_logs(job.id, 4, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].server, None);
 }
 
 async fn jobs_are_filtered_newest_first_and_paginated(b: Backend) {

@@ -636,14 +636,15 @@ pub(super) async fn append_logs(store: &PgStore, fence: &Fence, lines: &[LogLine
     rules::check_log_seq(rows::count(last), lines)?;
     for chunk in lines.chunks(LOG_LINES_PER_INSERT) {
         let mut insert: QueryBuilder<Postgres> =
-            QueryBuilder::new("INSERT INTO job_logs (job_id, seq, stream, at, data) ");
+            QueryBuilder::new("INSERT INTO job_logs (job_id, seq, stream, at, data, server) ");
         insert.push_values(chunk, |mut values, line| {
             values
                 .push_bind(fence.job.0)
                 .push_bind(i64::try_from(line.seq).unwrap_or(i64::MAX))
                 .push_bind(rows::stream_name(line.stream))
                 .push_bind(truncate(line.at))
-                .push_bind(line.data.clone());
+                .push_bind(line.data.clone())
+                .push_bind(line.server.clone());
         });
         insert
             .build()
