@@ -17,7 +17,7 @@ use cronium_runner::protocol::{
 };
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
@@ -269,8 +269,8 @@ impl LocalExecutor {
         // write fails the runner is already gone, and its stream says why.
         let _ = control.write_all(&env_record).await;
 
-        let sandboxed = self.bwrap.is_some();
-        let reading = read_records(stdout, &output, &pgid, sandboxed);
+        // Sandboxed, the announced pid belongs to another PID namespace.
+        let reading = read_records(stdout, &output, self.bwrap.is_none().then_some(&pgid));
         tokio::pin!(reading);
         let watchdog = request
             .timeout
@@ -325,7 +325,7 @@ impl LocalExecutor {
         };
         build_report(Outcome {
             end,
-            exit,
+            exit: exit.map(RunnerExit::from),
             diagnostics,
             timeout: request.timeout,
             cancel_sent,
@@ -461,7 +461,7 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(5 + payload.len());
     protocol::write_frame(&mut bytes, kind, payload).expect("writing to a Vec cannot fail");
     bytes
@@ -533,8 +533,10 @@ impl Drop for Running<'_> {
 
 /// What the record stream said.
 #[derive(Debug, Default)]
-struct StreamEnd {
-    result: Option<RunResult>,
+pub(crate) struct StreamEnd {
+    pub(crate) result: Option<RunResult>,
+    /// From the Hello record.
+    pub(crate) runner_version: Option<String>,
     verified: bool,
     started: bool,
     messages: Vec<String>,
@@ -551,11 +553,13 @@ struct EventRecord {
 
 /// Reads records until the Result (or the end of the stream), passing the
 /// script's output on as lines.
-async fn read_records(
-    stdout: ChildStdout,
+///
+/// `pgid` receives the script's process group from `started`, when the
+/// caller can use it (a local, unsandboxed runner).
+pub(crate) async fn read_records<R: AsyncRead + Unpin>(
+    stdout: R,
     output: &Sender<OutputLine>,
-    pgid: &AtomicI32,
-    sandboxed: bool,
+    pgid: Option<&AtomicI32>,
 ) -> StreamEnd {
     let mut reader = BufReader::with_capacity(MAX_CHUNK + 5, stdout);
     let mut payload = Vec::new();
@@ -578,7 +582,9 @@ async fn read_records(
         }
         match kind {
             Kind::Hello => match serde_json::from_slice::<Hello>(&payload) {
-                Ok(hello) if hello.protocol == PROTOCOL_VERSION => {}
+                Ok(hello) if hello.protocol == PROTOCOL_VERSION => {
+                    end.runner_version = Some(hello.runner_version);
+                }
                 Ok(hello) => {
                     end.broken = Some(format!(
                         "the runner speaks protocol {} (runner {}), this server {PROTOCOL_VERSION}",
@@ -604,7 +610,7 @@ async fn read_records(
                     "verified" => end.verified = true,
                     "started" => {
                         end.started = true;
-                        if let Some(pid) = event.pid.filter(|_| !sandboxed) {
+                        if let (Some(pid), Some(pgid)) = (event.pid, pgid) {
                             pgid.store(pid, Ordering::SeqCst);
                         }
                     }
@@ -724,14 +730,33 @@ async fn keep_head(mut stderr: ChildStderr) -> String {
     String::from_utf8_lossy(&kept).trim().to_string()
 }
 
-struct Outcome {
-    end: StreamEnd,
-    exit: Option<ExitStatus>,
-    diagnostics: String,
-    timeout: Duration,
-    cancel_sent: bool,
-    forced: Option<String>,
-    wall: Duration,
+pub(crate) struct Outcome {
+    pub(crate) end: StreamEnd,
+    pub(crate) exit: Option<RunnerExit>,
+    /// The head of the runner's own stderr.
+    pub(crate) diagnostics: String,
+    pub(crate) timeout: Duration,
+    pub(crate) cancel_sent: bool,
+    pub(crate) forced: Option<String>,
+    pub(crate) wall: Duration,
+}
+
+/// How the runner process itself ended, where a run has to be explained
+/// without the runner's Result record.
+pub(crate) struct RunnerExit {
+    pub(crate) code: Option<i32>,
+    pub(crate) signal: Option<i32>,
+    pub(crate) description: String,
+}
+
+impl From<ExitStatus> for RunnerExit {
+    fn from(status: ExitStatus) -> RunnerExit {
+        RunnerExit {
+            code: status.code(),
+            signal: status.signal(),
+            description: describe_exit(status),
+        }
+    }
 }
 
 impl RunReport {
@@ -747,7 +772,7 @@ impl RunReport {
     }
 }
 
-fn build_report(o: Outcome) -> RunReport {
+pub(crate) fn build_report(o: Outcome) -> RunReport {
     let end = o.end;
     let messages = end.messages.join("; ");
     match (end.result, end.broken, o.forced) {
@@ -780,8 +805,8 @@ fn build_report(o: Outcome) -> RunReport {
             let mut why = Vec::new();
             why.extend(forced.clone());
             why.extend(broken.map(|b| format!("corrupt output stream: {b}")));
-            match o.exit {
-                Some(status) => why.push(describe_exit(status)),
+            match &o.exit {
+                Some(exit) => why.push(exit.description.clone()),
                 None => why.push("exit status unknown".into()),
             }
             if !messages.is_empty() {
@@ -802,8 +827,8 @@ fn build_report(o: Outcome) -> RunReport {
             };
             RunReport {
                 status,
-                exit_code: o.exit.and_then(|s| s.code()),
-                signal: o.exit.and_then(|s| s.signal()),
+                exit_code: o.exit.as_ref().and_then(|e| e.code),
+                signal: o.exit.as_ref().and_then(|e| e.signal),
                 duration_ms: o.wall.as_millis() as u64,
                 error: Some(format!("{lead} {}", why.join("; "))),
             }
@@ -884,7 +909,7 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// `2s`, `1m30s`, `1500ms`: short and exact.
-fn fmt_duration(d: Duration) -> String {
+pub(crate) fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms % 1000 != 0 {
         return format!("{ms}ms");

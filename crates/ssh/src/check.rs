@@ -192,7 +192,7 @@ fn version_number(line: &str) -> Option<String> {
 }
 
 /// Quotes `text` as one POSIX shell word.
-pub(crate) fn shell_quote(text: &str) -> String {
+pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 

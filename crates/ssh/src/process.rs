@@ -84,6 +84,12 @@ impl RemoteProcess {
         let _ = self.write.eof().await;
     }
 
+    /// Closes the channel: the remote command's stdin and stdout go away
+    /// (OpenSSH closes its pipes), and [`RemoteProcess::wait`] returns soon.
+    pub async fn close(&self) {
+        let _ = self.write.close().await;
+    }
+
     /// Waits for the channel to close and says how the command ended. The
     /// stdout stream ends before this returns.
     pub async fn wait(self) -> Exit {

@@ -1,5 +1,13 @@
 //! Running payloads on remote servers over SSH: who to connect to, how to log in, which host key to expect.
 
+mod artifacts;
+mod executor;
+mod pool;
+
+pub use artifacts::{Artifact, RunnerArtifacts};
+pub use executor::{Execution, Phase, RemoteExecutor, Timings};
+pub use pool::{PER_SERVER_JOBS, Pool};
+
 use cronium_core::{ServerId, ServerName};
 use cronium_ssh::{Credentials, HostKeyPin, HostKeyPolicy, Target};
 use cronium_store::Server;

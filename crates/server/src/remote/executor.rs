@@ -1,0 +1,573 @@
+//! Runs one payload on one server: connect (or reuse), make sure the right runner and the payload are on the host, run it framed, stream its output.
+//!
+//! Remote layout, under the SSH user's home:
+//!
+//! ```text
+//! .cache/cronium/runner/cronium-runner      the runner, replaced atomically
+//! .cache/cronium/payloads/<sha256>.tar.gz   payloads by checksum, newest kept
+//! ```
+//!
+//! A warm job is one round trip: a short shell prelude checks that the
+//! runner has the expected size and that the payload is there, then `exec`s
+//! the runner. If either is missing it says so before any record, and the
+//! executor deploys the runner or uploads the payload and starts again.
+//! Every upload goes to a temporary name, is checked with `sha256sum` on the
+//! host and only then renamed into place, so a cut upload is never run. The
+//! runner's full checksum is verified once per connection. Secrets travel in
+//! the runner's `Env` record on the channel, never on a command line or disk.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cronium_core::JobStatus;
+use cronium_runner::protocol::Kind;
+use cronium_ssh::{Exit, SshError, shell_quote};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::Sender;
+use tokio_util::sync::CancellationToken;
+
+use super::RemoteServer;
+use super::artifacts::{Artifact, RunnerArtifacts};
+use super::pool::{Connection, Lease, Pool};
+use crate::executor::{
+    CANCEL_MARGIN, Outcome, OutputLine, RunReport, RunRequest, RunnerExit, WATCHDOG_MARGIN,
+    build_report, frame, read_records,
+};
+
+const CACHE: &str = ".cache/cronium";
+const RUNNER: &str = ".cache/cronium/runner/cronium-runner";
+const PAYLOADS: &str = ".cache/cronium/payloads";
+/// Payloads kept on a host; older ones are removed when a new one arrives.
+const KEEP_PAYLOADS: usize = 32;
+/// What the prelude prints (and exits with) when something must be uploaded first.
+const NEED_RUNNER: &str = "cronium:need-runner";
+const NEED_PAYLOAD: &str = "cronium:need-payload";
+const NEED_EXIT: u32 = 97;
+/// Limits for the short commands around a run (probe, verify, rename).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The phase an execution failed in, as job metadata and errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    HostKey,
+    Auth,
+    Deploy,
+    Upload,
+    Run,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::HostKey => "host key",
+            Phase::Auth => "auth",
+            Phase::Deploy => "deploy",
+            Phase::Upload => "upload",
+            Phase::Run => "run",
+        }
+    }
+
+    fn of_connect(error: &SshError) -> Phase {
+        match error {
+            SshError::HostKey { .. } | SshError::KnownHosts(_) => Phase::HostKey,
+            SshError::Auth { .. } => Phase::Auth,
+            _ => Phase::Connect,
+        }
+    }
+}
+
+/// Milliseconds spent in each phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    pub connect: u64,
+    pub deploy: u64,
+    pub upload: u64,
+    pub run: u64,
+    pub cleanup: u64,
+}
+
+/// One server's part of a job.
+#[derive(Debug)]
+pub struct Execution {
+    pub report: RunReport,
+    /// Where it failed, if it did before or outside the script.
+    pub phase: Option<Phase>,
+    pub timings: Timings,
+    pub runner_version: Option<String>,
+    /// The payload's path on the host.
+    pub payload_path: Option<String>,
+    pub runner_uploaded: bool,
+    pub payload_uploaded: bool,
+    pub bytes_uploaded: u64,
+}
+
+impl Execution {
+    fn failed(phase: Phase, error: impl Into<String>) -> Execution {
+        Execution {
+            report: RunReport::failed(error),
+            phase: Some(phase),
+            timings: Timings::default(),
+            runner_version: None,
+            payload_path: None,
+            runner_uploaded: false,
+            payload_uploaded: false,
+            bytes_uploaded: 0,
+        }
+    }
+
+    /// The execution as the job's metadata lists it.
+    pub fn to_json(&self, server: &RemoteServer) -> Value {
+        let t = self.timings;
+        json!({
+            "server": server.name.as_str(),
+            "serverId": server.id.0,
+            "host": server.target.to_string(),
+            "status": self.report.status.as_str(),
+            "exitCode": self.report.exit_code,
+            "error": self.report.error,
+            "phase": self.phase.map(Phase::as_str),
+            "runnerVersion": self.runner_version,
+            "payloadPath": self.payload_path,
+            "uploaded": {
+                "runner": self.runner_uploaded,
+                "payload": self.payload_uploaded,
+                "bytes": self.bytes_uploaded,
+            },
+            "timingsMs": {
+                "connect": t.connect, "deploy": t.deploy, "upload": t.upload,
+                "run": t.run, "cleanup": t.cleanup,
+            },
+        })
+    }
+}
+
+pub struct RemoteExecutor {
+    pool: Pool,
+    artifacts: RunnerArtifacts,
+    kill_grace: Duration,
+}
+
+impl RemoteExecutor {
+    pub fn new(pool: Pool, artifacts: RunnerArtifacts, kill_grace: Duration) -> RemoteExecutor {
+        RemoteExecutor {
+            pool,
+            artifacts,
+            kill_grace,
+        }
+    }
+
+    /// Runs `request` on `server`, sending the script's output on `output`
+    /// as it arrives (a slow receiver slows the script, nothing is dropped).
+    pub async fn run(
+        &self,
+        server: &RemoteServer,
+        request: &RunRequest,
+        output: Sender<OutputLine>,
+        cancel: CancellationToken,
+    ) -> Execution {
+        let lease = self.pool.lease(server).await;
+        let began = Instant::now();
+        let (connection, _fresh) = match lease.connection(server, self.pool.timeouts()).await {
+            Ok(connection) => connection,
+            Err(e) => {
+                let mut failed = Execution::failed(Phase::of_connect(&e), e.to_string());
+                failed.timings.connect = ms(began.elapsed());
+                return failed;
+            }
+        };
+        let mut run = Run {
+            lease: &lease,
+            connection: &connection,
+            artifacts: &self.artifacts,
+            execution: Execution::failed(Phase::Run, "not run"),
+        };
+        run.execution.timings.connect = ms(began.elapsed());
+        let report = run.go(request, output, cancel, self.kill_grace).await;
+        let mut execution = run.execution;
+        match report {
+            Ok(report) => {
+                execution.report = report;
+                execution.phase = match execution.report.status {
+                    JobStatus::Succeeded | JobStatus::Cancelled | JobStatus::TimedOut => None,
+                    _ if execution.report.exit_code.is_some() => None,
+                    _ => Some(Phase::Run),
+                };
+            }
+            Err((phase, error)) => {
+                execution.report = RunReport::failed(error);
+                execution.phase = Some(phase);
+            }
+        }
+        if connection.session.is_closed() {
+            lease.discard(&connection).await;
+        }
+        execution
+    }
+}
+
+/// What the prelude found missing.
+enum Need {
+    Runner,
+    Payload,
+}
+
+/// One execution in progress.
+struct Run<'a> {
+    lease: &'a Lease,
+    connection: &'a Arc<Connection>,
+    artifacts: &'a RunnerArtifacts,
+    execution: Execution,
+}
+
+type Failure = (Phase, String);
+
+impl Run<'_> {
+    async fn go(
+        &mut self,
+        request: &RunRequest,
+        output: Sender<OutputLine>,
+        cancel: CancellationToken,
+        kill_grace: Duration,
+    ) -> Result<RunReport, Failure> {
+        let started = Instant::now();
+        let mut runner = self.ensure_runner().await?;
+        self.execution.timings.deploy += ms(started.elapsed());
+        let home = self.connection.host().home.unwrap_or_default();
+        self.execution.payload_path = Some(format!("{home}/{PAYLOADS}/{}.tar.gz", request.sha256));
+        // At most: the runner changed under us, then the payload is missing.
+        for _ in 0..3 {
+            match self
+                .start(request, &runner, &output, &cancel, kill_grace)
+                .await?
+            {
+                Ok(report) => return Ok(report),
+                Err(Need::Runner) => {
+                    let started = Instant::now();
+                    self.connection.update(|h| h.runner_sha256 = None);
+                    runner = self.ensure_runner().await?;
+                    self.execution.timings.deploy += ms(started.elapsed());
+                }
+                Err(Need::Payload) => {
+                    let started = Instant::now();
+                    self.upload_payload(request).await?;
+                    self.execution.timings.upload += ms(started.elapsed());
+                }
+            }
+        }
+        Err((
+            Phase::Run,
+            "the runner or the payload disappeared from the host again right after upload".into(),
+        ))
+    }
+
+    /// Makes sure the host has the runner for its architecture, verified
+    /// through this connection, deploying it if not. Returns that runner.
+    async fn ensure_runner(&mut self) -> Result<Arc<Artifact>, Failure> {
+        let deploy_error = |e: String| (Phase::Deploy, e);
+        if let Some(artifact) = self.verified_runner() {
+            return Ok(artifact);
+        }
+        // One deploy per host at a time from this process; other processes
+        // are kept apart by unique temporary names and atomic renames.
+        let _deploying = self.lease.slot.deploy.lock().await;
+        if let Some(artifact) = self.verified_runner() {
+            return Ok(artifact);
+        }
+        let probe = format!(
+            "cd && mkdir -p {CACHE} && chmod 700 {CACHE} && mkdir -p {CACHE}/runner {PAYLOADS} && \
+             find {CACHE} -name '.*.tmp' -mmin +60 -exec rm -f {{}} + 2>/dev/null; \
+             echo \"$HOME\"; uname -m; sha256sum < {RUNNER} 2>/dev/null || echo none"
+        );
+        let out = self.command(&probe).await.map_err(deploy_error)?;
+        let mut lines = out.lines();
+        let (Some(home), Some(arch), Some(current)) = (lines.next(), lines.next(), lines.next())
+        else {
+            return Err(deploy_error(format!(
+                "the host probe printed {out:?}, not a home, an architecture and a checksum"
+            )));
+        };
+        let artifact = self.artifacts.for_arch(arch.trim()).map_err(deploy_error)?;
+        let current = current.split_whitespace().next().unwrap_or_default();
+        if current != artifact.sha256 {
+            let temp = format!("{CACHE}/runner/.cronium-runner.{}.tmp", random_suffix());
+            self.upload(
+                &temp,
+                &artifact.bytes,
+                &artifact.sha256,
+                RUNNER,
+                "700",
+                Phase::Deploy,
+            )
+            .await?;
+            self.execution.runner_uploaded = true;
+        }
+        let (home, arch, sha) = (
+            home.trim().to_string(),
+            arch.trim().to_string(),
+            artifact.sha256.clone(),
+        );
+        self.connection.update(|h| {
+            h.home = Some(home);
+            h.arch = Some(arch);
+            h.runner_sha256 = Some(sha);
+        });
+        Ok(artifact)
+    }
+
+    fn verified_runner(&self) -> Option<Arc<Artifact>> {
+        let host = self.connection.host();
+        let artifact = self.artifacts.for_arch(host.arch.as_deref()?).ok()?;
+        (host.runner_sha256.as_deref() == Some(artifact.sha256.as_str())).then_some(artifact)
+    }
+
+    async fn upload_payload(&mut self, request: &RunRequest) -> Result<(), Failure> {
+        let upload_error = |e: String| (Phase::Upload, e);
+        let _uploading = self.lease.slot.deploy.lock().await;
+        if self.connection.host().payloads.contains(&request.sha256) {
+            // Another job uploaded it through this connection meanwhile.
+            return Ok(());
+        }
+        let bytes = tokio::fs::read(&request.payload).await.map_err(|e| {
+            upload_error(format!(
+                "cannot read the payload {}: {e}",
+                request.payload.display()
+            ))
+        })?;
+        let sha = &request.sha256;
+        let temp = format!("{PAYLOADS}/.{sha}.{}.tmp", random_suffix());
+        let path = format!("{PAYLOADS}/{sha}.tar.gz");
+        self.upload(&temp, &bytes, sha, &path, "600", Phase::Upload)
+            .await?;
+        self.execution.payload_uploaded = true;
+        // The newest payloads stay; what a host no longer runs goes.
+        let prune = format!(
+            "cd && ls -1t {PAYLOADS}/*.tar.gz 2>/dev/null | tail -n +{} | \
+             while read -r f; do rm -f \"$f\"; done",
+            KEEP_PAYLOADS + 1
+        );
+        self.command(&prune).await.map_err(upload_error)?;
+        let sha = sha.clone();
+        self.connection.update(|h| h.payloads.push(sha));
+        Ok(())
+    }
+
+    /// Uploads `bytes` to `temp`, checks their SHA-256 on the host and
+    /// renames them to `path`; a mismatch removes the temporary file.
+    async fn upload(
+        &mut self,
+        temp: &str,
+        bytes: &[u8],
+        sha256: &str,
+        path: &str,
+        mode: &str,
+        phase: Phase,
+    ) -> Result<(), Failure> {
+        let session = &self.connection.session;
+        tokio::time::timeout(UPLOAD_TIMEOUT, session.upload(temp, bytes))
+            .await
+            .map_err(|_| {
+                (
+                    phase,
+                    format!("upload of {temp} timed out after {UPLOAD_TIMEOUT:?}"),
+                )
+            })?
+            .map_err(|e| (phase, e.to_string()))?;
+        self.execution.bytes_uploaded += bytes.len() as u64;
+        let verify = format!(
+            "cd && set -- $(sha256sum < {temp}) && if [ \"$1\" = {sha256} ]; then \
+             chmod {mode} {temp} && mv -f {temp} {path}; else rm -f {temp}; \
+             echo \"checksum mismatch after upload: the host computed $1, expected {sha256}\"; exit 1; fi"
+        );
+        self.command(&verify).await.map_err(|e| (phase, e))?;
+        Ok(())
+    }
+
+    /// Runs a short command, returning its stdout or a sentence on failure.
+    async fn command(&self, script: &str) -> Result<String, String> {
+        let command = format!("sh -c {}", shell_quote(script));
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, self.connection.session.exec(&command))
+            .await
+            .map_err(|_| format!("a command on the host timed out after {COMMAND_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(out.stdout_text())
+        } else {
+            Err(format!(
+                "{} (exit status {:?}{})",
+                out.stdout_text().trim(),
+                out.exit_status,
+                match out.stderr_text().trim() {
+                    "" => String::new(),
+                    e => format!(", stderr: {e}"),
+                }
+            ))
+        }
+    }
+
+    /// Starts the runner (behind the prelude) and follows the run to its
+    /// end. The inner `Err` is something the host lacks.
+    async fn start(
+        &mut self,
+        request: &RunRequest,
+        runner: &Artifact,
+        output: &Sender<OutputLine>,
+        cancel: &CancellationToken,
+        kill_grace: Duration,
+    ) -> Result<Result<RunReport, Need>, Failure> {
+        let began = Instant::now();
+        let run_error = |e: String| (Phase::Run, e);
+        let sha = &request.sha256;
+        let prelude = format!(
+            "cd && P={PAYLOADS}/{sha}.tar.gz && \
+             if [ ! -x {RUNNER} ] || [ \"$(wc -c < {RUNNER})\" -ne {size} ]; then echo {NEED_RUNNER}; exit {NEED_EXIT}; fi && \
+             if [ ! -f \"$P\" ]; then echo {NEED_PAYLOAD}; exit {NEED_EXIT}; fi && \
+             exec {RUNNER} run \"$P\" --sha256 {sha} --timeout {timeout}ms --kill-grace {grace}ms \
+             --output framed --env-from-stdin",
+            size = runner.bytes.len(),
+            timeout = request.timeout.as_millis().max(1),
+            grace = kill_grace.as_millis(),
+        );
+        let env = serde_json::to_vec(&request.env)
+            .map_err(|e| run_error(format!("cannot encode the environment: {e}")))?;
+        let mut process = self
+            .connection
+            .session
+            .start(&format!("sh -c {}", shell_quote(&prelude)))
+            .await
+            .map_err(|e| run_error(e.to_string()))?;
+        let mut control = process.stdin();
+        // The runner reads the Env record before anything else; if the
+        // prelude stops instead, the record dies with the channel.
+        let _ = control.write_all(&frame(Kind::Env, &env)).await;
+        let _ = control.flush().await;
+
+        let mut first = [0u8; 1];
+        let n = process.stdout.read(&mut first).await.unwrap_or(0);
+        if n == 1 && first[0] == NEED_RUNNER.as_bytes()[0] {
+            let mut text = String::new();
+            let _ = (&mut process.stdout)
+                .take(4096)
+                .read_to_string(&mut text)
+                .await;
+            let exit = process.wait().await;
+            let text = format!("c{text}");
+            return match (exit.status, text.trim()) {
+                (Some(NEED_EXIT), NEED_RUNNER) => Ok(Err(Need::Runner)),
+                (Some(NEED_EXIT), NEED_PAYLOAD) => Ok(Err(Need::Payload)),
+                _ => Err(run_error(format!(
+                    "unexpected output before the runner started: {}",
+                    describe(&exit, text.trim())
+                ))),
+            };
+        }
+        if n == 0 {
+            let exit = process.wait().await;
+            return Err(run_error(if exit.connection_lost {
+                "the connection was lost before the runner started".to_string()
+            } else {
+                format!("the runner did not start: {}", describe(&exit, ""))
+            }));
+        }
+
+        let watchdog = request
+            .timeout
+            .saturating_add(kill_grace)
+            .saturating_add(WATCHDOG_MARGIN);
+        let deadline = tokio::time::sleep(watchdog);
+        tokio::pin!(deadline);
+        let mut cancel_sent = false;
+        let mut forced = None;
+        let end = {
+            let stream = (&first[..]).chain(&mut process.stdout);
+            let reading = read_records(stream, output, None);
+            tokio::pin!(reading);
+            loop {
+                tokio::select! {
+                    end = &mut reading => break end,
+                    () = cancel.cancelled(), if !cancel_sent => {
+                        cancel_sent = true;
+                        let _ = control.write_all(&frame(Kind::Cancel, &[])).await;
+                        let _ = control.flush().await;
+                        let give_up = tokio::time::Instant::now() + kill_grace + CANCEL_MARGIN;
+                        if give_up < deadline.deadline() {
+                            deadline.as_mut().reset(give_up);
+                        }
+                    }
+                    () = &mut deadline => {
+                        forced = Some(format!(
+                            "the runner did not finish within {} {}; closed its channel",
+                            crate::executor::fmt_duration(if cancel_sent { kill_grace + CANCEL_MARGIN } else { watchdog }),
+                            if cancel_sent { "of the cancel request" } else { "of its start" },
+                        ));
+                        break Default::default();
+                    }
+                }
+            }
+        };
+        self.execution.runner_version = end.runner_version.clone();
+        self.execution.timings.run = ms(began.elapsed());
+        let cleanup = Instant::now();
+        if forced.is_some() {
+            // Closing the channel closes the runner's stdin, which it takes
+            // as a cancellation: it stops its script and cleans up.
+            process.close().await;
+        }
+        let exit = match tokio::time::timeout(CANCEL_MARGIN, process.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => Exit::default(),
+        };
+        self.execution.timings.cleanup = ms(cleanup.elapsed());
+        drop(control);
+        if end.result.is_none() && exit.connection_lost {
+            return Err(run_error(format!(
+                "the connection to {} was lost while the job ran; the runner stops its \
+                 script when its channel closes",
+                self.connection.session.target().address()
+            )));
+        }
+        Ok(Ok(build_report(Outcome {
+            end,
+            exit: Some(RunnerExit {
+                code: exit.status.map(|s| s as i32),
+                signal: None,
+                description: describe(&exit, ""),
+            }),
+            diagnostics: exit.stderr.clone(),
+            timeout: request.timeout,
+            cancel_sent,
+            forced,
+            wall: began.elapsed(),
+        })))
+    }
+}
+
+fn describe(exit: &Exit, stdout: &str) -> String {
+    let mut parts = Vec::new();
+    match (&exit.status, &exit.signal) {
+        (Some(code), _) => parts.push(format!("exit status {code}")),
+        (None, Some(signal)) => parts.push(format!("killed by signal {signal}")),
+        (None, None) => parts.push("no exit status".into()),
+    }
+    if !stdout.is_empty() {
+        parts.push(format!("stdout: {stdout}"));
+    }
+    if !exit.stderr.is_empty() {
+        parts.push(format!("stderr: {}", exit.stderr));
+    }
+    parts.join("; ")
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A name part no other process on the host picks at the same time.
+fn random_suffix() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

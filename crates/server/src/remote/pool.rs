@@ -1,0 +1,162 @@
+//! SSH connections kept per server and reused by jobs, with a bound on how many jobs use a server at once.
+//!
+//! One connection per server carries every job's channels. A server gets at
+//! most [`PER_SERVER_JOBS`] jobs at once, which also bounds the channels
+//! open on its connection below OpenSSH's default `MaxSessions` (10). A
+//! connection that died (keepalives unanswered, server restarted) or whose
+//! server record changed is replaced on the next use.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cronium_core::ServerId;
+use cronium_ssh::{Session, SshError, Timeouts, connect};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::RemoteServer;
+
+/// Jobs running on one server at once; more wait for a slot.
+pub const PER_SERVER_JOBS: usize = 8;
+
+#[derive(Default)]
+pub struct Pool {
+    timeouts: Timeouts,
+    servers: Mutex<HashMap<ServerId, Arc<ServerSlot>>>,
+}
+
+/// Per server: the job slots, the live connection, and the lock that keeps
+/// two jobs of this process from deploying to the host at the same time.
+pub struct ServerSlot {
+    jobs: Arc<Semaphore>,
+    connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    pub(super) deploy: tokio::sync::Mutex<()>,
+}
+
+/// A live connection and what has been learned about its host through it.
+pub struct Connection {
+    pub session: Session,
+    server: RemoteServer,
+    pub(super) host: Mutex<HostFacts>,
+}
+
+/// Facts about the host, trusted for as long as this connection lives: a
+/// new connection (a restarted host, a re-imaged one) checks them again.
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    /// `uname -m`.
+    pub arch: Option<String>,
+    /// The SSH user's `$HOME`.
+    pub home: Option<String>,
+    /// The checksum of the runner verified in place through this connection.
+    pub runner_sha256: Option<String>,
+    /// Payloads (by checksum) uploaded through this connection.
+    pub payloads: Vec<String>,
+}
+
+impl Connection {
+    pub fn host(&self) -> HostFacts {
+        self.host.lock().expect("host facts lock").clone()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut HostFacts)) {
+        change(&mut self.host.lock().expect("host facts lock"));
+    }
+}
+
+/// A job's slot on a server; the server's connection is reached through it.
+pub struct Lease {
+    pub slot: Arc<ServerSlot>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Pool {
+    pub fn new(timeouts: Timeouts) -> Pool {
+        Pool {
+            timeouts,
+            servers: Mutex::default(),
+        }
+    }
+
+    /// Waits for a job slot on `server`.
+    pub async fn lease(&self, server: &RemoteServer) -> Lease {
+        let slot = self
+            .servers
+            .lock()
+            .expect("pool lock")
+            .entry(server.id)
+            .or_insert_with(|| {
+                Arc::new(ServerSlot {
+                    jobs: Arc::new(Semaphore::new(PER_SERVER_JOBS)),
+                    connection: tokio::sync::Mutex::new(None),
+                    deploy: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone();
+        let permit = slot
+            .jobs
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        Lease {
+            slot,
+            _permit: permit,
+        }
+    }
+}
+
+impl Lease {
+    /// The server's live connection, made now if there is none (then the
+    /// flag is true). Jobs only connect to servers whose host key is
+    /// pinned: trusting a key on first use is `server check`'s decision.
+    pub async fn connection(
+        &self,
+        server: &RemoteServer,
+        timeouts: Timeouts,
+    ) -> Result<(Arc<Connection>, bool), SshError> {
+        let mut current = self.slot.connection.lock().await;
+        if let Some(connection) = current.as_ref()
+            && !connection.session.is_closed()
+            && connection.server == *server
+        {
+            return Ok((connection.clone(), false));
+        }
+        let pin = server.pin.clone().ok_or_else(|| SshError::HostKey {
+            address: server.target.address(),
+            reason: format!(
+                "no host key is pinned for server {}; run `cronium server check {}` to \
+                 pin the key it presents, or set one with --known-host",
+                server.name, server.name
+            ),
+        })?;
+        let session = connect(
+            &server.target,
+            &server.credentials,
+            &cronium_ssh::HostKeyPolicy::Pinned(pin),
+            timeouts,
+        )
+        .await?;
+        let connection = Arc::new(Connection {
+            session,
+            server: server.clone(),
+            host: Mutex::default(),
+        });
+        *current = Some(connection.clone());
+        Ok((connection, true))
+    }
+
+    /// Drops the connection if it is still `broken`, so the next job
+    /// connects afresh.
+    pub async fn discard(&self, broken: &Arc<Connection>) {
+        let mut current = self.slot.connection.lock().await;
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, broken)) {
+            *current = None;
+        }
+    }
+}
+
+impl Pool {
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+}
