@@ -166,6 +166,13 @@ pub async fn start(config: Config) -> Result<Running> {
     // admin token: the sandbox runs as this server's user.
     .hide_in_sandbox([data_dir.clone()]);
     sweep_work_dir(&data_dir.join("work"));
+    let artifacts = remote::RunnerArtifacts::discover(&executor.config().runner)
+        .context("cannot read the runner binaries to deploy")?;
+    let remote = remote::RemoteExecutor::new(
+        remote::Pool::new(cronium_ssh::Timeouts::default()),
+        artifacts,
+        KILL_GRACE,
+    );
 
     let listener = TcpListener::bind(&config.listen)
         .await
@@ -191,6 +198,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let workers = worker::Workers::new(
         store.clone(),
         std::sync::Arc::new(executor),
+        std::sync::Arc::new(remote),
         payloads.clone(),
         sealer.clone(),
         hub.clone(),

@@ -1,5 +1,6 @@
-//! The worker pool: claims queued jobs, runs each with the local executor,
-//! stores its output as it comes, keeps its lease alive, and reports how it ended.
+//! The worker pool: claims queued jobs, runs each with the local executor or
+//! on its servers over SSH, stores its output as it comes, keeps its lease
+//! alive, and reports how it ended.
 //!
 //! One step is [`Workers::tick`]: claim jobs while a slot is free and start
 //! them. [`Workers::run`] loops it until cancelled. Every report a running
@@ -7,18 +8,20 @@
 //! once its lease has been recovered elsewhere nothing it says is stored.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
-use cronium_core::{EventId, JobId, JobStatus};
+use cronium_core::{EventId, JobId, JobStatus, RunLocation};
 use cronium_store::{Claim, Fence, Job, JobOutcome, LogLine, LogStream, Store, StoreError};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{LocalExecutor, OutputLine, RunReport, RunRequest, Stream};
+use crate::remote::{RemoteExecutor, RemoteServer};
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
 use crate::scheduler::random_fraction;
@@ -47,6 +50,7 @@ pub struct WorkerConfig {
 pub struct Workers {
     store: Arc<dyn Store>,
     executor: Arc<LocalExecutor>,
+    remote: Arc<RemoteExecutor>,
     payloads: PayloadFiles,
     sealer: Sealer,
     hub: Arc<LogHub>,
@@ -112,6 +116,7 @@ impl Workers {
     pub fn new(
         store: Arc<dyn Store>,
         executor: Arc<LocalExecutor>,
+        remote: Arc<RemoteExecutor>,
         payloads: PayloadFiles,
         sealer: Sealer,
         hub: Arc<LogHub>,
@@ -123,6 +128,7 @@ impl Workers {
             slots: Arc::new(Semaphore::new(config.slots)),
             store,
             executor,
+            remote,
             payloads,
             sealer,
             hub,
@@ -150,6 +156,7 @@ impl Workers {
             let attempt = Attempt {
                 store: self.store.clone(),
                 executor: self.executor.clone(),
+                remote: self.remote.clone(),
                 payloads: self.payloads.clone(),
                 sealer: self.sealer.clone(),
                 hub: self.hub.clone(),
@@ -191,6 +198,7 @@ impl Workers {
 struct Attempt {
     store: Arc<dyn Store>,
     executor: Arc<LocalExecutor>,
+    remote: Arc<RemoteExecutor>,
     payloads: PayloadFiles,
     sealer: Sealer,
     hub: Arc<LogHub>,
@@ -216,11 +224,21 @@ impl Attempt {
             event.spec.retries + 1,
             fence.owner
         ));
-        let report = match self.request(&job, &event) {
-            Ok(request) => self.execute(request, &mut log, &fence, cancel).await,
-            Err(reason) => Some(RunReport::failed(reason)),
+        let result = match self.request(&job, &event) {
+            Ok(request) if event.spec.run_location == RunLocation::Remote => {
+                self.run_remote(request, &event, &mut log, &fence, cancel)
+                    .await
+            }
+            Ok(request) => {
+                let (tx, rx) = mpsc::channel(1024);
+                let run = self.executor.run(request, tx, cancel.clone());
+                self.execute(run, label(None, rx), &mut log, &fence, cancel)
+                    .await
+                    .map(|report| (report, Value::Null))
+            }
+            Err(reason) => Some((RunReport::failed(reason), Value::Null)),
         };
-        let Some(report) = report else {
+        let Some((report, metadata)) = result else {
             // The job was taken from this worker (lease lost, event deleted):
             // whoever holds it now reports.
             log.finish().await;
@@ -238,11 +256,17 @@ impl Attempt {
                 job.attempt,
                 random_fraction(),
             );
+        let mut metadata = match metadata {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
+        metadata.insert("signal".into(), json!(report.signal));
+        metadata.insert("durationMs".into(), json!(report.duration_ms));
         let outcome = JobOutcome {
             status: report.status,
             exit_code: report.exit_code,
             error: report.error.clone(),
-            metadata: json!({ "signal": report.signal, "durationMs": report.duration_ms }),
+            metadata: Value::Object(metadata),
         };
         match self.store.finish_job(&fence, outcome, retry_at, now).await {
             Ok(done) if done.status == JobStatus::Queued => {
@@ -254,6 +278,73 @@ impl Attempt {
             Err(e) => tracing::warn!(job = job.id.0, error = %e, "cannot record the job's result"),
         }
         self.hub.close(job.id);
+    }
+
+    /// Runs the job on every target server at once, one execution each,
+    /// their lines labelled with the server's name. `None` when the job
+    /// stopped being this worker's.
+    async fn run_remote(
+        &self,
+        request: RunRequest,
+        event: &cronium_store::Event,
+        log: &mut LogWriter,
+        fence: &Fence,
+        cancel: CancellationToken,
+    ) -> Option<(RunReport, Value)> {
+        let mut servers = Vec::new();
+        for id in &event.spec.target_servers {
+            let server = match self.store.get_server(*id).await {
+                Ok(server) => RemoteServer::open(&server, &self.sealer),
+                Err(e) => Err(format!("cannot load server {}: {e}", id.0)),
+            };
+            match server {
+                Ok(server) => servers.push(server),
+                Err(reason) => return Some((RunReport::failed(reason), Value::Null)),
+            }
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let runs = servers.iter().map(|server| {
+            let (lines, forward) = mpsc::channel(256);
+            let name: Arc<str> = server.name.as_str().into();
+            let tx = tx.clone();
+            let execution = self.remote.run(server, &request, lines, cancel.clone());
+            async move {
+                let forwarding = forward_labelled(Some(name), forward, tx);
+                let (execution, ()) = tokio::join!(execution, forwarding);
+                execution
+            }
+        });
+        let all = futures_util::future::join_all(runs);
+        drop(tx);
+        let executions = self.execute(all, rx, log, fence, cancel).await?;
+        for (server, execution) in servers.iter().zip(&executions) {
+            if execution.report.status != JobStatus::Succeeded {
+                log.system(format!(
+                    "{}: {}{}",
+                    server.name,
+                    execution.report.status,
+                    execution
+                        .report
+                        .error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        let metadata = json!({
+            "executions": servers
+                .iter()
+                .zip(&executions)
+                .map(|(server, execution)| execution.to_json(server))
+                .collect::<Vec<_>>(),
+        });
+        let reports: Vec<(&str, &RunReport)> = servers
+            .iter()
+            .map(|s| s.name.as_str())
+            .zip(executions.iter().map(|e| &e.report))
+            .collect();
+        Some((fleet_report(&reports), metadata))
     }
 
     /// What to run: the payload the job pinned, and the environment that
@@ -286,17 +377,16 @@ impl Attempt {
         })
     }
 
-    /// Runs the request while storing its output and heartbeating. `None`
-    /// when the job stopped being this worker's.
-    async fn execute(
+    /// Drives `run` while storing its output and heartbeating. `None` when
+    /// the job stopped being this worker's.
+    async fn execute<T>(
         &self,
-        request: RunRequest,
+        run: impl Future<Output = T>,
+        mut rx: mpsc::Receiver<Labelled>,
         log: &mut LogWriter,
         fence: &Fence,
         cancel: CancellationToken,
-    ) -> Option<RunReport> {
-        let (tx, mut rx) = mpsc::channel::<OutputLine>(1024);
-        let run = self.executor.run(request, tx, cancel.clone());
+    ) -> Option<T> {
         tokio::pin!(run);
         let mut heartbeat = tokio::time::interval(self.lease / 3);
         heartbeat.tick().await;
@@ -307,8 +397,8 @@ impl Attempt {
             tokio::select! {
                 report = &mut run => break report,
                 line = rx.recv(), if output_open => match line {
-                    Some(line) => {
-                        log.line(line);
+                    Some((server, line)) => {
+                        log.line(server, line);
                         if log.pending() >= FLUSH_LINES {
                             log.flush().await;
                         }
@@ -331,11 +421,87 @@ impl Attempt {
                 }
             }
         };
-        // The executor has returned, so its sender is gone: drain what is left.
-        while let Some(line) = rx.recv().await {
-            log.line(line);
+        // Every execution has returned, so the senders are gone: drain what is left.
+        while let Some((server, line)) = rx.recv().await {
+            log.line(server, line);
         }
         (!lost).then_some(report)
+    }
+}
+
+/// An output line and the server it came from (`None` on this host).
+type Labelled = (Option<Arc<str>>, OutputLine);
+
+/// Labels every line from `lines` with `server`.
+fn label(server: Option<Arc<str>>, lines: mpsc::Receiver<OutputLine>) -> mpsc::Receiver<Labelled> {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(forward_labelled(server, lines, tx));
+    rx
+}
+
+async fn forward_labelled(
+    server: Option<Arc<str>>,
+    mut lines: mpsc::Receiver<OutputLine>,
+    tx: mpsc::Sender<Labelled>,
+) {
+    while let Some(line) = lines.recv().await {
+        // A sender that waits here slows its script: backpressure, not loss.
+        if tx.send((server.clone(), line)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// One job's result from its servers' results. A single server's result
+/// is the job's. Several: all succeeded is `succeeded`; some succeeded is
+/// `partial`; none is `cancelled` if any was cancelled, `timed_out` if all
+/// timed out, else `failed`. The exit code is the first server's non-zero
+/// one (0 when all succeeded).
+pub fn fleet_report(reports: &[(&str, &RunReport)]) -> RunReport {
+    if let [(_, only)] = reports {
+        return (*only).clone();
+    }
+    let status_of = |s: JobStatus| reports.iter().filter(move |(_, r)| r.status == s);
+    let succeeded = status_of(JobStatus::Succeeded).count();
+    let status = if succeeded == reports.len() {
+        JobStatus::Succeeded
+    } else if succeeded > 0 {
+        JobStatus::Partial
+    } else if status_of(JobStatus::Cancelled).count() > 0 {
+        JobStatus::Cancelled
+    } else if status_of(JobStatus::TimedOut).count() == reports.len() {
+        JobStatus::TimedOut
+    } else {
+        JobStatus::Failed
+    };
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|(_, r)| r.status != JobStatus::Succeeded)
+        .map(|(name, r)| match &r.error {
+            Some(error) => format!("{name}: {error}"),
+            None => format!("{name}: {}", r.status),
+        })
+        .collect();
+    RunReport {
+        status,
+        exit_code: if status == JobStatus::Succeeded {
+            Some(0)
+        } else {
+            reports
+                .iter()
+                .filter_map(|(_, r)| r.exit_code)
+                .find(|&code| code != 0)
+        },
+        signal: None,
+        duration_ms: reports.iter().map(|(_, r)| r.duration_ms).max().unwrap_or(0),
+        error: (!failed.is_empty()).then(|| {
+            format!(
+                "{} of {} servers did not succeed: {}",
+                failed.len(),
+                reports.len(),
+                failed.join("; ")
+            )
+        }),
     }
 }
 
@@ -371,13 +537,13 @@ impl LogWriter {
         Ok(())
     }
 
-    fn push(&mut self, stream: LogStream, data: Vec<u8>) {
+    fn push(&mut self, stream: LogStream, data: Vec<u8>, server: Option<&str>) {
         self.batch.push(LogLine {
             seq: self.next_seq,
             stream,
             at: crate::now(),
             data,
-            server: None,
+            server: server.map(str::to_string),
         });
         self.next_seq += 1;
     }
@@ -385,10 +551,10 @@ impl LogWriter {
     fn system(&mut self, message: String) {
         let mut data = message.into_bytes();
         data.push(b'\n');
-        self.push(LogStream::System, data);
+        self.push(LogStream::System, data, None);
     }
 
-    fn line(&mut self, line: OutputLine) {
+    fn line(&mut self, server: Option<Arc<str>>, line: OutputLine) {
         let size = line.data.len() as u64;
         if self.bytes + size > self.limit {
             if self.dropped == 0 {
@@ -405,7 +571,7 @@ impl LogWriter {
             Stream::Stdout => LogStream::Stdout,
             Stream::Stderr => LogStream::Stderr,
         };
-        self.push(stream, line.data);
+        self.push(stream, line.data, server.as_deref());
     }
 
     fn pending(&self) -> usize {

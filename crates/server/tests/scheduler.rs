@@ -16,6 +16,7 @@ use cronium_core::{
 };
 use cronium_payload::Interpreter;
 use cronium_server::payloads::PayloadFiles;
+use cronium_server::remote::{Pool, RemoteExecutor, RunnerArtifacts};
 use cronium_server::scheduler::{Retention, Scheduler};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{AuditEntry, Event, Job, JobFilter, PageRequest, Store};
@@ -359,6 +360,12 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
     let workers = Workers::new(
         store.clone(),
         Arc::new(executor),
+        // Local jobs only here: a remote executor with nothing to deploy.
+        Arc::new(RemoteExecutor::new(
+            Pool::default(),
+            RunnerArtifacts::default(),
+            Duration::from_secs(1),
+        )),
         PayloadFiles::new(dir),
         Sealer::new(&MasterKey::generate()),
         Arc::new(LogHub::default()),
