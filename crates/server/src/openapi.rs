@@ -282,12 +282,12 @@ fn schemas() -> Value {
                 "privateKey": { "type": "string", "writeOnly": true },
                 "passphrase": { "type": "string", "writeOnly": true },
                 "password": { "type": "string", "writeOnly": true },
-                "knownHost": { "type": "string", "description": "A known_hosts line; empty clears it" }
+                "knownHost": { "type": "string", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees." }
             }
         },
         "Server": {
             "type": "object",
-            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "createdAt", "updatedAt"],
+            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "createdAt", "updatedAt"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -295,7 +295,8 @@ fn schemas() -> Value {
                 "port": { "type": "integer" },
                 "username": string,
                 "authKind": { "type": "string", "enum": ["key", "password"] },
-                "knownHost": { "type": ["string", "null"] },
+                "knownHost": { "type": ["string", "null"], "description": "The pinned host key, if any" },
+                "hostKeyFingerprint": { "type": ["string", "null"], "description": "The pinned key's SHA256 fingerprint, as `ssh-keygen -lf` prints it" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
             }
@@ -343,6 +344,71 @@ fn schemas() -> Value {
                 "targetType": string,
                 "targetId": { "type": ["integer", "null"] },
                 "detail": { "type": "object", "description": "Facts about the change, never secrets" }
+            }
+        }
+    })
+}
+
+/// `ServerCheck`, apart from the other schemas: one `json!` that size would
+/// exceed the macro recursion limit.
+fn server_check_schema() -> Value {
+    let string = json!({ "type": "string" });
+    json!({
+        "type": "object",
+        "description": "What a check found. A failed check still says how far it got; `error` says where and why it stopped.",
+        "required": ["id", "server", "host", "port", "username", "ok", "reachable", "authenticated", "hostKey", "pinned", "newlyPinned", "os", "arch", "system", "interpreters", "runner", "error"],
+        "properties": {
+            "id": { "type": "integer" },
+            "server": { "type": "string", "description": "The server's name" },
+            "host": string,
+            "port": { "type": "integer" },
+            "username": string,
+            "ok": { "type": "boolean", "description": "Connected, authenticated and probed without error" },
+            "reachable": { "type": "boolean", "description": "TCP connection and SSH handshake succeeded" },
+            "authenticated": { "type": "boolean", "description": "The credentials were accepted" },
+            "hostKey": {
+                "type": ["object", "null"],
+                "description": "The key the server presented, once it was verified (or trusted on first use)",
+                "required": ["algorithm", "fingerprint"],
+                "properties": {
+                    "algorithm": { "type": "string", "examples": ["ssh-ed25519"] },
+                    "fingerprint": { "type": "string", "examples": ["SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"] }
+                }
+            },
+            "pinned": { "type": "boolean", "description": "A host key is pinned for this server after the check" },
+            "newlyPinned": { "type": "boolean", "description": "This check pinned the key it saw (trust on first use: the server had none, and the handshake and authentication succeeded)" },
+            "os": { "type": ["string", "null"], "description": "`uname -s`" },
+            "arch": { "type": ["string", "null"], "description": "`uname -m`" },
+            "system": { "type": ["string", "null"], "description": "`uname -sm`, such as `Linux x86_64`" },
+            "interpreters": {
+                "type": "array",
+                "description": "bash, python3 and node, in that order, once the probe ran",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "version", "versionLine"],
+                    "properties": {
+                        "name": { "type": "string", "enum": ["bash", "python3", "node"] },
+                        "version": { "type": ["string", "null"], "description": "null when not found on the remote PATH" },
+                        "versionLine": { "type": ["string", "null"], "description": "The first line of `--version`" }
+                    }
+                }
+            },
+            "runner": {
+                "type": ["object", "null"],
+                "description": "The deployed cronium-runner, null when none is deployed",
+                "required": ["version", "raw"],
+                "properties": {
+                    "version": { "type": ["string", "null"] },
+                    "raw": { "type": "string", "description": "Its `version --json` output" }
+                }
+            },
+            "error": {
+                "type": ["object", "null"],
+                "required": ["phase", "message"],
+                "properties": {
+                    "phase": { "type": "string", "enum": ["connect", "host key", "auth", "channel", "command", "known_hosts"] },
+                    "message": { "type": "string", "description": "Names the address; for a changed host key, both fingerprints" }
+                }
             }
         }
     })
@@ -415,6 +481,8 @@ pub fn document() -> Value {
             json!({ "type": "boolean", "default": false }),
         ),
     ];
+    let mut schemas = schemas();
+    schemas["ServerCheck"] = server_check_schema();
     let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
     json!({
         "openapi": "3.1.0",
@@ -425,7 +493,7 @@ pub fn document() -> Value {
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": schemas()
+            "schemas": schemas
         },
         "paths": {
             "/healthz": {
@@ -482,6 +550,9 @@ pub fn document() -> Value {
                 "get": op("getServer", "One server", Some("viewer"), std::slice::from_ref(&server_id), None, ok("The server", reference("Server"))),
                 "patch": op("updateServer", "Change a server", Some("admin"), std::slice::from_ref(&server_id), Some(reference("ServerInput")), ok("The server", reference("Server"))),
                 "delete": with_409(op("deleteServer", "Remove a server", Some("admin"), std::slice::from_ref(&server_id), None, no_content("Removed")), "An event still targets this server")
+            },
+            "/api/v1/servers/{id}/check": {
+                "post": op("checkServer", "Connect over SSH and report: host key, authentication, `uname -sm`, interpreters, deployed runner. A server without a pinned key gets the key seen pinned (trust on first use, audited as `server.pin`); a key that differs from the pinned one fails in phase `host key`. A failed check is still 200, with `ok` false and `error` set.", Some("admin"), std::slice::from_ref(&server_id), None, ok("The check's report", reference("ServerCheck")))
             },
             "/api/v1/tokens": {
                 "get": op("listTokens", "List API tokens (never their secrets)", Some("admin"), &[], None, ok("Tokens", json!({ "type": "array", "items": reference("Token") }))),

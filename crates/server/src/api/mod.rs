@@ -86,6 +86,7 @@ fn routes() -> Routes {
         .add(M::GET, "/api/v1/servers/{id}", servers::show)
         .add(M::PATCH, "/api/v1/servers/{id}", servers::update)
         .add(M::DELETE, "/api/v1/servers/{id}", servers::delete)
+        .add(M::POST, "/api/v1/servers/{id}/check", servers::check)
         .add(M::GET, "/api/v1/tokens", tokens::list)
         .add(M::POST, "/api/v1/tokens", tokens::create)
         .add(M::DELETE, "/api/v1/tokens/{id}", tokens::revoke)

@@ -1,16 +1,20 @@
 //! `/api/v1/servers`: remote hosts. Credentials are write-only: sealed on arrival, never returned.
 
+use std::sync::OnceLock;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cronium_core::{AuthKind, ServerId, ServerName, ServerSpec, ValidationError};
-use cronium_store::{AuditEntry, Server};
+use cronium_ssh::{CheckReport, HostKey, HostKeyPin, Timeouts};
+use cronium_store::{AuditEntry, Server, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::no_content;
 use crate::error::{ApiError, JsonBody, PathParams};
+use crate::remote::RemoteServer;
 use crate::secrets::Credentials;
 use crate::state::AppState;
 use crate::tokens::{Admin, Caller, Viewer};
@@ -42,12 +46,22 @@ pub struct ServerView {
     pub username: String,
     pub auth_kind: &'static str,
     pub known_host: Option<String>,
+    /// The pinned key's `SHA256:` fingerprint, as `ssh-keygen -lf` prints it.
+    pub host_key_fingerprint: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl From<Server> for ServerView {
     fn from(s: Server) -> ServerView {
+        // A pin stored before pins were validated may not parse; it then
+        // shows no fingerprint, and `check` says what is wrong with it.
+        let host_key_fingerprint = s
+            .spec
+            .known_host
+            .as_deref()
+            .and_then(|line| HostKeyPin::parse(line).ok())
+            .map(|pin| pin.fingerprint());
         ServerView {
             id: s.id.0,
             name: s.spec.name.as_str().to_string(),
@@ -56,6 +70,7 @@ impl From<Server> for ServerView {
             username: s.spec.username,
             auth_kind: s.spec.auth_kind.as_str(),
             known_host: s.spec.known_host,
+            host_key_fingerprint,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -117,6 +132,21 @@ fn credentials(fields: &ServerFields) -> Result<Option<Credentials>, ApiError> {
     }
 }
 
+/// `knownHost` as given: `None` if absent, `Some(None)` to clear, else a
+/// line that pins a key (a `known_hosts` line, a public key or a `SHA256:`
+/// fingerprint).
+fn known_host(fields: &ServerFields) -> Result<Option<Option<String>>, ApiError> {
+    let Some(text) = fields.known_host.as_deref() else {
+        return Ok(None);
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Some(None));
+    }
+    HostKeyPin::parse(text).map_err(|e| ApiError::invalid("knownHost", e.to_string()))?;
+    Ok(Some(Some(text.to_string())))
+}
+
 fn auth_kind(c: &Credentials) -> AuthKind {
     match c {
         Credentials::Key { .. } => AuthKind::Key,
@@ -172,6 +202,7 @@ pub async fn create(
     )?;
     let credentials = credentials(&fields)?
         .ok_or_else(|| ApiError::invalid("privateKey", "a privateKey or a password is required"))?;
+    let known_host = known_host(&fields)?.flatten();
     let spec = ServerSpec {
         name,
         host: fields
@@ -185,7 +216,7 @@ pub async fn create(
             .ok_or_else(|| ApiError::invalid("username", "required"))?,
         auth_kind: auth_kind(&credentials),
         sealed_credentials: state.sealer.seal_credentials(&credentials),
-        known_host: fields.known_host.clone().filter(|k| !k.is_empty()),
+        known_host,
     }
     .validate()?;
     let entry = audit(
@@ -229,6 +260,7 @@ pub async fn update(
 ) -> Result<axum::Json<ServerView>, ApiError> {
     let id = ServerId(id);
     let name = fields.name.as_deref().map(ServerName::new).transpose()?;
+    let known_host = known_host(&fields)?;
     let sealed = credentials(&fields)?.map(|c| (auth_kind(&c), state.sealer.seal_credentials(&c)));
     let entry = audit(
         &caller,
@@ -254,8 +286,8 @@ pub async fn update(
             spec.auth_kind = *kind;
             spec.sealed_credentials = blob.clone();
         }
-        if let Some(known) = &fields.known_host {
-            spec.known_host = Some(known.clone()).filter(|k| !k.is_empty());
+        if let Some(known) = &known_host {
+            spec.known_host = known.clone();
         }
         spec.validate()
     };
@@ -275,6 +307,302 @@ pub async fn delete(
     let entry = audit(&caller, "server.delete", Some(id), json!({}));
     state.store.delete_server(id, &entry).await?;
     Ok(no_content())
+}
+
+/// What `POST /servers/{id}/check` answers. Says how far the check got even
+/// when it failed; never holds a credential.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckView {
+    pub id: i64,
+    pub server: String,
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub ok: bool,
+    pub reachable: bool,
+    pub authenticated: bool,
+    pub host_key: Option<HostKeyView>,
+    /// A key is pinned for this server after the check.
+    pub pinned: bool,
+    /// This check pinned the key it saw (trust on first use).
+    pub newly_pinned: bool,
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    /// `os arch`, as `uname -sm` prints it.
+    pub system: Option<String>,
+    pub interpreters: Vec<InterpreterView>,
+    pub runner: Option<RunnerView>,
+    pub error: Option<CheckError>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostKeyView {
+    pub algorithm: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterpreterView {
+    pub name: String,
+    pub version: Option<String>,
+    pub version_line: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunnerView {
+    pub version: Option<String>,
+    pub raw: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckError {
+    /// `connect`, `host key`, `auth`, `channel`, `command` or `known_hosts`.
+    pub phase: String,
+    pub message: String,
+}
+
+impl CheckView {
+    fn new(server: &Server, report: &CheckReport) -> CheckView {
+        let spec = &server.spec;
+        CheckView {
+            id: server.id.0,
+            server: spec.name.as_str().to_string(),
+            host: spec.host.clone(),
+            port: spec.port,
+            username: spec.username.clone(),
+            ok: report.ok(),
+            reachable: report.reachable,
+            authenticated: report.authenticated,
+            host_key: report.host_key.as_ref().map(|key| HostKeyView {
+                algorithm: key.algorithm(),
+                fingerprint: key.fingerprint(),
+            }),
+            pinned: spec.known_host.is_some(),
+            newly_pinned: false,
+            os: report.os.clone(),
+            arch: report.arch.clone(),
+            system: report.system(),
+            interpreters: report
+                .interpreters
+                .iter()
+                .map(|i| InterpreterView {
+                    name: i.name.clone(),
+                    version: i.version.clone(),
+                    version_line: i.version_line.clone(),
+                })
+                .collect(),
+            runner: report.runner.as_ref().map(|r| RunnerView {
+                version: r.version.clone(),
+                raw: r.raw.clone(),
+            }),
+            error: report.error.as_ref().map(|e| CheckError {
+                phase: e.phase().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn fail(&mut self, phase: &str, message: String) {
+        self.ok = false;
+        self.error = Some(CheckError {
+            phase: phase.to_string(),
+            message,
+        });
+    }
+}
+
+/// Why a trusted-on-first-use key was not pinned after all: the record
+/// changed while the check ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotPinned {
+    /// Another check (or an admin) pinned a key meanwhile.
+    PinnedMeanwhile,
+    /// The record now points elsewhere, so the key seen is not its key.
+    MovedMeanwhile,
+}
+
+/// Connects to the server and reports on it. Admin only: a server without
+/// a pin gets the key this check saw pinned (trust on first use), once the
+/// handshake and authentication both succeeded.
+pub async fn check(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<CheckView>, ApiError> {
+    // Spawned so that a client hanging up cannot stop the check between
+    // trusting a key and recording it.
+    tokio::spawn(run_check(state, caller, ServerId(id)))
+        .await
+        .map_err(ApiError::internal)?
+        .map(axum::Json)
+}
+
+async fn run_check(state: AppState, caller: Caller, id: ServerId) -> Result<CheckView, ApiError> {
+    let server = state.store.get_server(id).await?;
+    // A pin stored before pins were validated: say so instead of failing
+    // the request, since the check cannot run until the pin is fixed.
+    if let Some(Err(e)) = server.spec.known_host.as_deref().map(HostKeyPin::parse) {
+        let mut view = CheckView::new(&server, &unchecked_report(&server));
+        view.fail(
+            e.phase(),
+            format!(
+                "the pinned host key of server {} cannot be read ({e}); set knownHost again",
+                server.spec.name
+            ),
+        );
+        return Ok(view);
+    }
+    let remote = RemoteServer::open(&server, &state.sealer).map_err(ApiError::internal)?;
+    let report = cronium_ssh::check(
+        &remote.target,
+        &remote.credentials,
+        &remote.policy(),
+        Timeouts::default(),
+    )
+    .await;
+    drop(remote);
+    let mut view = CheckView::new(&server, &report);
+    let seen = report
+        .host_key
+        .as_ref()
+        .filter(|_| report.newly_pinned && report.authenticated);
+    if let Some(key) = seen {
+        pin(&state, &caller, &server, key, &mut view).await?;
+    }
+    match &view.error {
+        None => tracing::info!(server = %server.spec.name, "server check passed"),
+        Some(e) => tracing::info!(
+            server = %server.spec.name,
+            phase = %e.phase,
+            error = %e.message,
+            "server check failed"
+        ),
+    }
+    Ok(view)
+}
+
+/// Records `key` as the server's pin unless the record changed meanwhile.
+async fn pin(
+    state: &AppState,
+    caller: &Caller,
+    checked: &Server,
+    key: &HostKey,
+    view: &mut CheckView,
+) -> Result<(), ApiError> {
+    let (host, port) = (&checked.spec.host, checked.spec.port);
+    let line = key.known_hosts_line(host, port);
+    let entry = audit(
+        caller,
+        "server.pin",
+        Some(checked.id),
+        json!({
+            "fingerprint": key.fingerprint(),
+            "algorithm": key.algorithm(),
+            "trustOnFirstUse": true,
+        }),
+    );
+    let not_pinned = OnceLock::new();
+    // Decided in the store's transaction, on the row as it is then: another
+    // check may have pinned a key, or an admin may have changed the address.
+    let apply = |current: &Server| -> Result<ServerSpec, ValidationError> {
+        let refuse = |why: NotPinned| {
+            let _ = not_pinned.set(why);
+            Err(ValidationError::new(
+                "knownHost",
+                "the server changed while it was checked",
+            ))
+        };
+        if current.spec.known_host.is_some() {
+            return refuse(NotPinned::PinnedMeanwhile);
+        }
+        if current.spec.host != *host || current.spec.port != port {
+            return refuse(NotPinned::MovedMeanwhile);
+        }
+        let mut spec = current.spec.clone();
+        spec.known_host = Some(line.clone());
+        spec.validate()
+    };
+    let result = state
+        .store
+        .update_server(checked.id, &apply, crate::now(), &entry)
+        .await;
+    match (result, not_pinned.get()) {
+        (Ok(_), _) => {
+            view.pinned = true;
+            view.newly_pinned = true;
+            tracing::info!(
+                server = %checked.spec.name,
+                fingerprint = %key.fingerprint(),
+                "host key pinned on first use"
+            );
+        }
+        (Err(StoreError::Invalid(_)), Some(NotPinned::PinnedMeanwhile)) => {
+            let current = state.store.get_server(checked.id).await?;
+            view.pinned = true;
+            let pinned = current
+                .spec
+                .known_host
+                .as_deref()
+                .and_then(|line| HostKeyPin::parse(line).ok());
+            if !pinned.as_ref().is_some_and(|pin| pin.matches(key)) {
+                let pinned = pinned.map_or_else(|| "an unreadable key".into(), |p| p.fingerprint());
+                view.fail(
+                    "host key",
+                    format!(
+                        "host key of {}: while this check ran, {pinned} was pinned for server {}, \
+                         but this check was shown {}; check the server again",
+                        address(host, port),
+                        checked.spec.name,
+                        key.fingerprint()
+                    ),
+                );
+            }
+        }
+        (Err(StoreError::Invalid(_)), Some(NotPinned::MovedMeanwhile)) => {
+            view.fail(
+                "host key",
+                format!(
+                    "the key {} of {} was not pinned: server {} was changed to another address \
+                     while it was checked; check it again",
+                    key.fingerprint(),
+                    address(host, port),
+                    checked.spec.name
+                ),
+            );
+        }
+        (Err(e), _) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// `host:port` as the SSH client's errors write it.
+fn address(host: &str, port: u16) -> String {
+    cronium_ssh::Target::new(host, port, "").address()
+}
+
+/// A report for a check that never connected.
+fn unchecked_report(server: &Server) -> CheckReport {
+    CheckReport {
+        target: cronium_ssh::Target::new(
+            server.spec.host.clone(),
+            server.spec.port,
+            server.spec.username.clone(),
+        ),
+        reachable: false,
+        authenticated: false,
+        host_key: None,
+        newly_pinned: false,
+        os: None,
+        arch: None,
+        interpreters: Vec::new(),
+        runner: None,
+        error: None,
+    }
 }
 
 #[cfg(test)]
