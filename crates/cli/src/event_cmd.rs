@@ -37,7 +37,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "JSON", value_parser = parse_json)]
     pub input: Option<Value>,
     /// Stream the job's output until it ends, then exit with its status:
-    /// the script's exit code, 124 if it timed out, 130 if cancelled
+    /// the script's exit code, 124 if it timed out, 130 if cancelled, never 0
+    /// when it failed on some of its servers (partial)
     #[arg(short, long)]
     pub follow: bool,
 }

@@ -47,9 +47,11 @@ impl End {
         })
     }
 
-    /// The process exit status that stands for this outcome: the script's own
-    /// code when it failed with one, 124 for a timeout and 130 for a
-    /// cancellation (as a shell reports them), 1 for any other failure.
+    /// The process exit status that stands for this outcome: 124 for a
+    /// timeout and 130 for a cancellation (as a shell reports them); a
+    /// failure, or a run on several servers that failed on some
+    /// (`partial`), ends with the job's exit code when it has one a process
+    /// can exit with, else 1, so it never looks like a success.
     pub fn exit_status(&self) -> u8 {
         match self.status.as_str() {
             "succeeded" => 0,
@@ -65,30 +67,33 @@ impl End {
 
 /// Writes one log line (the API's JSON object) where it belongs: stdout
 /// lines to `out`, stderr lines to `err`, the server's own notes to `err`
-/// after `cronium: `. Returns whether the output now ends at a line start.
+/// after `cronium: `. A line from a remote server starts with `[NAME] `.
+/// Returns whether the output now ends at a line start.
 pub fn write_line(line: &Value, out: &mut dyn Write, err: &mut dyn Write) -> Result<bool> {
     let bytes = line_bytes(line)?;
-    match line["stream"].as_str() {
-        Some("stdout") => {
-            out.write_all(&bytes)?;
-            out.flush()?;
-        }
-        Some("stderr") => {
-            err.write_all(&bytes)?;
-            err.flush()?;
-        }
-        Some("system") => {
-            err.write_all(b"cronium: ")?;
-            err.write_all(&bytes)?;
-            if !bytes.ends_with(b"\n") {
-                err.write_all(b"\n")?;
-            }
-            err.flush()?;
-            return Ok(true);
-        }
+    let label = line["server"].as_str().map(|name| format!("[{name}] "));
+    let (to, prefix): (&mut dyn Write, &str) = match line["stream"].as_str() {
+        Some("stdout") => (out, ""),
+        Some("stderr") => (err, ""),
+        Some("system") => (err, "cronium: "),
         other => bail!("a log line from an unknown stream {other:?}"),
+    };
+    to.write_all(prefix.as_bytes())?;
+    if let Some(label) = &label {
+        to.write_all(label.as_bytes())?;
     }
-    Ok(bytes.ends_with(b"\n"))
+    to.write_all(&bytes)?;
+    // A script's unfinished line is left open, byte for byte, so its next
+    // piece continues it. Notes, and labelled lines (the next line may
+    // come from another server, and a label in mid-line reads as output),
+    // are always finished.
+    let ends = bytes.ends_with(b"\n");
+    let finish = !ends && (!prefix.is_empty() || label.is_some());
+    if finish {
+        to.write_all(b"\n")?;
+    }
+    to.flush()?;
+    Ok(ends || finish)
 }
 
 /// A line's bytes: its text, or its base64 when it was not UTF-8.
@@ -351,10 +356,10 @@ impl Waiting {
         if self.polled.is_none_or(|at| at.elapsed() >= STATUS_POLL) {
             self.polled = Some(Instant::now());
             // Only decoration: a failed poll keeps the last known status.
-            if let Ok(found) = client.get(&format!("/jobs/{job}")) {
-                if let Some(status) = found["status"].as_str() {
-                    self.status = status.to_string();
-                }
+            if let Ok(found) = client.get(&format!("/jobs/{job}"))
+                && let Some(status) = found["status"].as_str()
+            {
+                self.status = status.to_string();
             }
         }
         let text = waiting_text(&self.status, quiet);
@@ -416,7 +421,10 @@ mod tests {
             (end("failed", Some(0)), 1),
             (end("failed", Some(-1)), 1),
             (end("failed", Some(256)), 1),
+            // Several servers, some failed: never 0, even when the job's code is.
             (end("partial", None), 1),
+            (end("partial", Some(0)), 1),
+            (end("partial", Some(2)), 2),
         ];
         for (outcome, want) in table {
             assert_eq!(outcome.exit_status(), want, "{outcome:?}");
@@ -474,6 +482,45 @@ mod tests {
                 "cronium: killed\n",
                 true,
             ),
+            // Lines from remote servers carry the server's name.
+            (
+                json!({"stream": "stdout", "text": "deployed\n", "server": "web1"}),
+                "[web1] deployed\n",
+                "",
+                true,
+            ),
+            (
+                json!({"stream": "stderr", "text": "disk 91% full\n", "server": "db-2"}),
+                "",
+                "[db-2] disk 91% full\n",
+                true,
+            ),
+            // The next line may be another server's: a label's line is finished.
+            (
+                json!({"stream": "stdout", "text": "no newline", "server": "web1"}),
+                "[web1] no newline\n",
+                "",
+                true,
+            ),
+            (
+                json!({"stream": "stdout", "text": "", "server": "web1"}),
+                "[web1] \n",
+                "",
+                true,
+            ),
+            (
+                json!({"stream": "system", "text": "connect failed\n", "server": "web2"}),
+                "",
+                "cronium: [web2] connect failed\n",
+                true,
+            ),
+            // A local job's line, or one the server has no label for.
+            (
+                json!({"stream": "stdout", "text": "local\n", "server": null}),
+                "local\n",
+                "",
+                true,
+            ),
         ];
         for (line, want_out, want_err, want_line_start) in table {
             let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -491,7 +538,10 @@ mod tests {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         write_line(&line, &mut out, &mut err).unwrap();
         assert_eq!(out, b"\xff\xfe\n");
-        let bad = json!({"seq": 2, "stream": "stdout", "base64": "!!"});
+        let labelled = json!({"seq": 2, "stream": "stderr", "base64": "//4K", "server": "web1"});
+        write_line(&labelled, &mut out, &mut err).unwrap();
+        assert_eq!(err, b"[web1] \xff\xfe\n");
+        let bad = json!({"seq": 3, "stream": "stdout", "base64": "!!"});
         assert!(write_line(&bad, &mut out, &mut err).is_err());
     }
 

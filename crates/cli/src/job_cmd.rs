@@ -18,11 +18,13 @@ pub enum JobCommand {
     List(ListArgs),
     /// Show one job
     Show { id: i64 },
-    /// Print a job's output: stdout lines to stdout, stderr lines to stderr
+    /// Print a job's output: stdout lines to stdout, stderr lines to stderr,
+    /// each after `[NAME] ` when it came from a remote server
     Logs {
         id: i64,
         /// Keep printing until the job ends, then exit with its status
-        /// (the script's exit code, 124 timed out, 130 cancelled)
+        /// (the script's exit code, 124 timed out, 130 cancelled, never 0
+        /// when it failed on some of its servers)
         #[arg(short, long)]
         follow: bool,
     },
@@ -205,7 +207,54 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<16} {value}")?;
     }
+    if let Some(rows) = execution_rows(&job["metadata"]) {
+        writeln!(out)?;
+        print_table(out, &EXECUTION_HEADER, &rows)?;
+    }
     Ok(())
+}
+
+/// The phases a remote execution is timed in, in the order they happen.
+const PHASES: [&str; 5] = ["connect", "deploy", "upload", "run", "cleanup"];
+
+const EXECUTION_HEADER: [&str; 9] = [
+    "SERVER", "STATUS", "EXIT", "CONNECT", "DEPLOY", "UPLOAD", "RUN", "CLEANUP", "ERROR",
+];
+
+/// One row per server of a remote job (its metadata's `executions`, in
+/// server order), or `None` for a job that ran locally. The error comes
+/// last, as it is the one cell of unbounded width.
+fn execution_rows(metadata: &Value) -> Option<Vec<Vec<String>>> {
+    let executions = metadata["executions"].as_array()?;
+    let rows = executions
+        .iter()
+        .map(|e| {
+            let mut row = vec![cell(&e["server"]), cell(&e["status"]), cell(&e["exitCode"])];
+            row.extend(PHASES.iter().map(|phase| {
+                e["timingsMs"][phase]
+                    .as_u64()
+                    .map(duration_text)
+                    .unwrap_or_else(|| "-".into())
+            }));
+            row.push(execution_error(&e["phase"], &e["error"]));
+            row
+        })
+        .collect();
+    Some(rows)
+}
+
+/// `auth: permission denied`: the error after the phase that failed, on
+/// one line so it stays in its table row.
+fn execution_error(phase: &Value, error: &Value) -> String {
+    let error = error
+        .as_str()
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "));
+    match (phase.as_str(), error) {
+        (Some(phase), Some(error)) if !error.starts_with(phase) => format!("{phase}: {error}"),
+        (_, Some(error)) => error,
+        (Some(phase), None) => format!("{phase} failed"),
+        (None, None) => "-".into(),
+    }
 }
 
 /// Every line stored so far, a page at a time until a page comes back empty.
@@ -295,6 +344,112 @@ mod tests {
             "2025-01-31 09:00:05"
         );
         assert_eq!(time_text(&Value::Null), "-");
+    }
+
+    fn execution(server: &str, status: &str, exit: Value, phase: Value, error: Value) -> Value {
+        json!({
+            "server": server, "serverId": 3, "host": "deploy@10.0.0.5:22", "status": status,
+            "exitCode": exit, "error": error, "phase": phase, "runnerVersion": "0.1.0",
+            "payloadPath": "/home/deploy/.cache/cronium/payloads/ab.tar.gz",
+            "uploaded": {"runner": false, "payload": false, "bytes": 0},
+            "timingsMs": {"connect": 0, "deploy": 1, "upload": 0, "run": 12, "cleanup": 0}
+        })
+    }
+
+    #[test]
+    fn a_remote_job_shows_one_row_per_server() {
+        let ok = execution("web1", "succeeded", json!(0), Value::Null, Value::Null);
+        let failed = execution(
+            "web2",
+            "failed",
+            json!(3),
+            json!("run"),
+            json!("exit status 3"),
+        );
+        let refused = json!({
+            "server": "db", "status": "failed", "exitCode": null, "phase": "host key",
+            "error": "host key changed:\n  was SHA256:aa\n  now SHA256:bb",
+            "timingsMs": {"connect": 2345}
+        });
+        let table = [
+            (json!({}), None),
+            (json!({"executions": "not a list"}), None),
+            (json!({"executions": []}), Some(vec![])),
+            (
+                json!({"executions": [ok, failed, refused]}),
+                Some(vec![
+                    vec![
+                        "web1",
+                        "succeeded",
+                        "0",
+                        "0ms",
+                        "1ms",
+                        "0ms",
+                        "12ms",
+                        "0ms",
+                        "-",
+                    ],
+                    vec![
+                        "web2",
+                        "failed",
+                        "3",
+                        "0ms",
+                        "1ms",
+                        "0ms",
+                        "12ms",
+                        "0ms",
+                        "run: exit status 3",
+                    ],
+                    vec![
+                        "db",
+                        "failed",
+                        "-",
+                        "2.3s",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        "host key changed: was SHA256:aa now SHA256:bb",
+                    ],
+                ]),
+            ),
+            // Whatever a row lacks shows as `-`, never as an error.
+            (json!({"executions": [{}]}), Some(vec![vec!["-"; 9]])),
+        ];
+        for (metadata, want) in table {
+            let want: Option<Vec<Vec<String>>> = want.map(|rows| {
+                rows.into_iter()
+                    .map(|r| r.into_iter().map(String::from).collect())
+                    .collect()
+            });
+            assert_eq!(execution_rows(&metadata), want, "{metadata}");
+        }
+    }
+
+    #[test]
+    fn an_executions_error_names_the_phase_once() {
+        let table = [
+            (
+                json!("auth"),
+                json!("permission denied"),
+                "auth: permission denied",
+            ),
+            (
+                json!("connect"),
+                json!("connect: refused"),
+                "connect: refused",
+            ),
+            (
+                Value::Null,
+                json!("lost\n the  connection"),
+                "lost the connection",
+            ),
+            (json!("upload"), Value::Null, "upload failed"),
+            (Value::Null, Value::Null, "-"),
+        ];
+        for (phase, error, want) in table {
+            assert_eq!(execution_error(&phase, &error), want, "{phase} {error}");
+        }
     }
 
     #[test]
