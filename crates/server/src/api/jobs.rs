@@ -169,6 +169,10 @@ pub struct LogLineView {
     pub seq: u64,
     pub stream: &'static str,
     pub at: DateTime<Utc>,
+    /// The server a remote job's line came from; absent (like `text` and
+    /// `base64`) rather than null, for local jobs and the job's own lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,6 +197,7 @@ impl From<LogLine> for LogLineView {
             seq: l.seq,
             stream,
             at: l.at,
+            server: l.server,
             text,
             base64,
         }
@@ -363,4 +368,43 @@ fn line_event(line: LogLine) -> SseEvent {
         .event(view.stream)
         .json_data(&view)
         .expect("a log line serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(stream: LogStream, data: &[u8], server: Option<&str>) -> LogLine {
+        LogLine {
+            seq: 7,
+            stream,
+            at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            data: data.to_vec(),
+            server: server.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_line_carries_its_server_only_when_it_has_one() {
+        for (line, expected) in [
+            (
+                line(LogStream::Stdout, b"hi\n", Some("web1")),
+                json!({"seq": 7, "stream": "stdout", "at": "2027-01-15T08:00:00Z",
+                       "server": "web1", "text": "hi\n"}),
+            ),
+            (
+                line(LogStream::Stderr, &[0xff], Some("db")),
+                json!({"seq": 7, "stream": "stderr", "at": "2027-01-15T08:00:00Z",
+                       "server": "db", "base64": "/w=="}),
+            ),
+            (
+                line(LogStream::System, b"attempt 1 started\n", None),
+                json!({"seq": 7, "stream": "system", "at": "2027-01-15T08:00:00Z",
+                       "text": "attempt 1 started\n"}),
+            ),
+        ] {
+            let view = serde_json::to_value(LogLineView::from(line)).unwrap();
+            assert_eq!(view, expected);
+        }
+    }
 }
