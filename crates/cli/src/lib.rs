@@ -6,7 +6,8 @@
 //!
 //! [`run`] returns the process exit status for a command that ran to its end:
 //! `0`, except where a command passes on an outcome of its own (following a
-//! job exits with the job's status, see [`follow::End::exit_status`]). An
+//! job exits with the job's status, see [`follow::End::exit_status`]; a
+//! failed `server check` exits 1 after printing its report). An
 //! error is a failure of the command itself; `main` prints it and exits 1.
 
 use std::io::Write;
@@ -62,7 +63,7 @@ pub enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
-    /// Remote servers: add, list, show, remove.
+    /// Remote servers: add, list, show, check, remove.
     Server {
         #[command(flatten)]
         client: ClientArgs,
@@ -87,7 +88,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Serve(args) => serve_cmd::run(args).map(done),
         Command::Event { client, command } => event_cmd::run(command, &client, out),
         Command::Job { client, command } => job_cmd::run(command, &client, out),
-        Command::Server { client, command } => server_cmd::run(command, &client, out).map(done),
+        Command::Server { client, command } => server_cmd::run(command, &client, out),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
     }
 }

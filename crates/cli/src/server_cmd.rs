@@ -1,4 +1,4 @@
-//! `cronium server add|list|show|remove`: the SSH targets of remote events.
+//! `cronium server add|list|show|check|remove`: the SSH targets of remote events.
 //! Credentials are read from files and environment variables, never from
 //! the command line, and the API never sends them back.
 
@@ -19,6 +19,10 @@ pub enum ServerCommand {
     List,
     /// Show one server (by name or id)
     Show { server: String },
+    /// Connect over SSH and report on the host (host key, system,
+    /// interpreters, runner); exits 1 if the check failed. A server without
+    /// a pinned host key gets the key seen now pinned (trust on first use).
+    Check { server: String },
     /// Remove a server (refused while an event targets it)
     Remove { server: String },
 }
@@ -50,8 +54,11 @@ pub struct AddArgs {
     pub known_host: Option<String>,
 }
 
-pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<()> {
-    let client = Client::new(args)?;
+/// Runs a server command and returns its exit status: `0`, or `1` when a
+/// check ran but failed (its report says in which phase and why).
+pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8> {
+    let client = &Client::new(args)?;
+    let done = |()| 0;
     match cmd {
         ServerCommand::Add(a) => {
             let mut body = json!({
@@ -72,13 +79,13 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
                 body["knownHost"] = json!(line);
             }
             let server = client.post("/servers", &body)?;
-            show(&client, &server, out)
+            show(client, &server, out).map(done)
         }
         ServerCommand::List => {
             let servers = client.get("/servers")?;
             if client.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&servers)?)?;
-                return Ok(());
+                return Ok(0);
             }
             let rows: Vec<Vec<String>> = servers
                 .as_array()
@@ -96,34 +103,36 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
                             cell(&s["port"])
                         ),
                         cell(&s["authKind"]),
-                        if s["knownHost"].is_null() {
-                            "no".into()
-                        } else {
-                            "yes".into()
-                        },
+                        host_key_cell(s),
                     ]
                 })
                 .collect();
-            print_table(
-                out,
-                &["ID", "NAME", "ADDRESS", "AUTH", "HOST KEY PINNED"],
-                &rows,
-            )
+            print_table(out, &["ID", "NAME", "ADDRESS", "AUTH", "HOST KEY"], &rows).map(done)
         }
         ServerCommand::Show { server } => {
-            let id = resolve(&client, &server)?;
+            let id = resolve(client, &server)?;
             let server = client.get(&format!("/servers/{id}"))?;
-            show(&client, &server, out)
+            show(client, &server, out).map(done)
+        }
+        ServerCommand::Check { server } => {
+            let id = resolve(client, &server)?;
+            let report = client.post(&format!("/servers/{id}/check"), &json!({}))?;
+            if client.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            } else {
+                print_check(&report, out)?;
+            }
+            Ok(if report["ok"] == json!(true) { 0 } else { 1 })
         }
         ServerCommand::Remove { server } => {
-            let id = resolve(&client, &server)?;
+            let id = resolve(client, &server)?;
             client.delete(&format!("/servers/{id}"))?;
             if client.json {
                 writeln!(out, "{}", json!({"deleted": id}))?;
             } else {
                 writeln!(out, "removed server {server}")?;
             }
-            Ok(())
+            Ok(0)
         }
     }
 }
@@ -162,9 +171,143 @@ fn show(client: &Client, server: &Value, out: &mut dyn Write) -> Result<()> {
         "username",
         "authKind",
         "knownHost",
+        "hostKeyFingerprint",
         "updatedAt",
     ] {
-        writeln!(out, "{key:<10} {}", cell(&server[key]))?;
+        writeln!(out, "{key:<18} {}", cell(&server[key]))?;
     }
     Ok(())
+}
+
+/// The pinned key's fingerprint, for the list.
+fn host_key_cell(server: &Value) -> String {
+    match (
+        server["hostKeyFingerprint"].as_str(),
+        server["knownHost"].is_null(),
+    ) {
+        (Some(fingerprint), _) => fingerprint.to_string(),
+        (None, true) => "not pinned".into(),
+        (None, false) => "unreadable pin".into(),
+    }
+}
+
+/// The report of `server check`, one fact a line. What the check did not
+/// get far enough to learn is left out rather than shown as absent.
+fn print_check(report: &Value, out: &mut dyn Write) -> Result<()> {
+    let line = |out: &mut dyn Write, label: &str, text: &str| writeln!(out, "{label:<9} {text}");
+    line(
+        out,
+        "server",
+        &format!(
+            "{} ({}@{}:{})",
+            cell(&report["server"]),
+            cell(&report["username"]),
+            cell(&report["host"]),
+            cell(&report["port"])
+        ),
+    )?;
+    let result = match report["error"].as_object() {
+        None => "ok".to_string(),
+        Some(error) => format!(
+            "failed in phase {}: {}",
+            cell(&error["phase"]),
+            cell(&error["message"])
+        ),
+    };
+    line(out, "result", &result)?;
+    let pinned = report["pinned"] == json!(true);
+    let key = &report["hostKey"];
+    if key.is_object() {
+        let how = if report["newlyPinned"] == json!(true) {
+            "pinned just now: trusted on first use"
+        } else if pinned {
+            "already pinned"
+        } else {
+            "not pinned"
+        };
+        let text = format!(
+            "{} {} ({how})",
+            cell(&key["algorithm"]),
+            cell(&key["fingerprint"])
+        );
+        line(out, "host key", &text)?;
+    } else if pinned {
+        line(out, "host key", "not verified (a key is pinned)")?;
+    }
+    if let Some(system) = report["system"].as_str() {
+        line(out, "system", system)?;
+    }
+    let interpreters = report["interpreters"].as_array().map(Vec::as_slice);
+    let probed = interpreters.is_some_and(|list| !list.is_empty());
+    for interpreter in interpreters.unwrap_or_default() {
+        let version = interpreter["version"]
+            .as_str()
+            .or_else(|| interpreter["versionLine"].as_str())
+            .unwrap_or("not found");
+        line(out, &cell(&interpreter["name"]), version)?;
+    }
+    if probed {
+        let runner = &report["runner"];
+        let text = if runner.is_null() {
+            "not deployed".to_string()
+        } else {
+            match runner["version"].as_str() {
+                Some(version) => version.to_string(),
+                None => format!("unknown version ({})", cell(&runner["raw"])),
+            }
+        };
+        line(out, "runner", &text)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn printed(report: Value) -> String {
+        let mut out = Vec::new();
+        print_check(&report, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_check_that_stopped_early_shows_only_what_it_learnt() {
+        let text = printed(json!({
+            "server": "web", "host": "10.0.0.5", "port": 22, "username": "deploy",
+            "ok": false, "pinned": false, "newlyPinned": false, "hostKey": null,
+            "system": null, "interpreters": [], "runner": null,
+            "error": { "phase": "connect", "message": "connect to 10.0.0.5:22 failed: refused" },
+        }));
+        assert_eq!(
+            text,
+            "server    web (deploy@10.0.0.5:22)\n\
+             result    failed in phase connect: connect to 10.0.0.5:22 failed: refused\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_interpreter_and_an_unversioned_runner_say_so() {
+        let text = printed(json!({
+            "server": "web", "host": "h", "port": 2222, "username": "u",
+            "ok": true, "pinned": true, "newlyPinned": false,
+            "hostKey": { "algorithm": "ssh-ed25519", "fingerprint": "SHA256:x" },
+            "system": "Linux aarch64",
+            "interpreters": [
+                { "name": "bash", "version": "5.2", "versionLine": "GNU bash, version 5.2" },
+                { "name": "node", "version": null, "versionLine": null },
+            ],
+            "runner": { "version": null, "raw": "garbage" },
+            "error": null,
+        }));
+        for line in [
+            "host key  ssh-ed25519 SHA256:x (already pinned)",
+            "system    Linux aarch64",
+            "bash      5.2",
+            "node      not found",
+            "runner    unknown version (garbage)",
+        ] {
+            assert!(text.contains(line), "no {line:?} in:\n{text}");
+        }
+    }
 }
