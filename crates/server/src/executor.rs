@@ -911,7 +911,7 @@ fn signal_name(sig: i32) -> &'static str {
 /// `2s`, `1m30s`, `1500ms`: short and exact.
 pub(crate) fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let s = ms / 1000;

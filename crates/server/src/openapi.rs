@@ -241,7 +241,7 @@ fn schemas() -> Value {
                 "leaseOwner": { "type": ["string", "null"] },
                 "leaseExpiresAt": { "type": ["string", "null"], "format": "date-time" },
                 "cancelRequested": { "type": "boolean" },
-                "metadata": { "type": "object" },
+                "metadata": { "type": "object", "description": "Facts about the run: payloadPath, checksum, input, durationMs; for remote events `executions`, one per server in target order: server, serverId, host, status, exitCode, error, phase (connect, host key, auth, deploy, upload, run), runnerVersion, payloadPath on the host, uploaded {runner, payload, bytes}, timingsMs {connect, deploy, upload, run, cleanup}" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
             }
@@ -249,13 +249,14 @@ fn schemas() -> Value {
         "LogLine": {
             "type": "object",
             "required": ["seq", "stream", "at"],
-            "description": "One line with its newline; `text` when it is UTF-8, else `base64`. In the SSE stream: `id` is `seq`, `event` is the stream, `data` is this object; a final `end` event carries status, exitCode and error.",
+            "description": "One line with its newline; `text` when it is UTF-8, else `base64`. In the SSE stream: `id` is `seq`, `event` is the stream, `data` is this object; a final `end` event carries status, exitCode and error. A line from a remote server carries `server`.",
             "properties": {
                 "seq": { "type": "integer" },
                 "stream": { "type": "string", "enum": ["stdout", "stderr", "system"] },
                 "at": timestamp,
                 "text": string,
-                "base64": string
+                "base64": string,
+                "server": { "type": "string", "description": "The server a remote job's line came from, by its name when written; absent for local jobs and the job's own lines" }
             }
         },
         "Payload": {

@@ -21,9 +21,9 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::executor::{LocalExecutor, OutputLine, RunReport, RunRequest, Stream};
-use crate::remote::{RemoteExecutor, RemoteServer};
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
+use crate::remote::{RemoteExecutor, RemoteServer};
 use crate::scheduler::random_fraction;
 use crate::secrets::Sealer;
 
@@ -493,7 +493,11 @@ pub fn fleet_report(reports: &[(&str, &RunReport)]) -> RunReport {
                 .find(|&code| code != 0)
         },
         signal: None,
-        duration_ms: reports.iter().map(|(_, r)| r.duration_ms).max().unwrap_or(0),
+        duration_ms: reports
+            .iter()
+            .map(|(_, r)| r.duration_ms)
+            .max()
+            .unwrap_or(0),
         error: (!failed.is_empty()).then(|| {
             format!(
                 "{} of {} servers did not succeed: {}",

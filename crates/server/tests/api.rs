@@ -269,11 +269,11 @@ both_backends! {
         assert_eq!(web["knownHost"], Value::Null);
         let db = app.post("/api/v1/servers", json!({
             "name": "db-1", "host": "db.internal", "port": 2222, "username": "ops",
-            "password": password, "knownHost": "db.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE",
+            "password": password, "knownHost": "db.internal ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOGbsCDZCVLVLe3Uq9pjPEiD4BIqMyq4EY5kAiZlJUgX",
         })).expect(201);
         assert_eq!(db["authKind"], "password");
         let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 9, "{keys:?}");
+        assert_eq!(keys.len(), 10, "{keys:?}");
 
         let id = &db["id"];
         let updated = app.patch(&format!("/api/v1/servers/{id}"), json!({ "port": 22, "privateKey": KEY })).expect(200);

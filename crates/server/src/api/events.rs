@@ -694,12 +694,6 @@ pub async fn run(
             ));
         }
     }
-    if event.spec.run_location == RunLocation::Remote {
-        return Err(ApiError::conflict(
-            "runLocation",
-            "remote events cannot run yet: this server only runs local events",
-        ));
-    }
     let input = fields.input;
     let now = crate::now();
     let job = state

@@ -516,10 +516,9 @@ impl Run<'_> {
             // as a cancellation: it stops its script and cleans up.
             process.close().await;
         }
-        let exit = match tokio::time::timeout(CANCEL_MARGIN, process.wait()).await {
-            Ok(exit) => exit,
-            Err(_) => Exit::default(),
-        };
+        let exit: Exit = tokio::time::timeout(CANCEL_MARGIN, process.wait())
+            .await
+            .unwrap_or_default();
         self.execution.timings.cleanup = ms(cleanup.elapsed());
         drop(control);
         if end.result.is_none() && exit.connection_lost {
