@@ -163,3 +163,108 @@ fn a_password_or_a_key_passphrase_from_the_environment_logs_in() {
         assert!(!everything.contains(secret), "{secret} shown: {everything}");
     }
 }
+
+#[test]
+fn a_fleet_run_streams_every_hosts_lines_labelled_and_exits_non_zero_unless_all_succeed() {
+    common::require_runner();
+    let server = Server::start();
+    let sshd = TestSshd::start(2);
+    let work = tempfile::tempdir().unwrap();
+    let port = sshd.port().to_string();
+    let known_host = sshd.host_key().known_hosts_line(sshd.host(), sshd.port());
+    for (name, user) in [("east", sshd.user(0)), ("west", sshd.user(1))] {
+        let key = key_file(work.path(), name, &user.key.private);
+        server
+            .cronium(&[
+                "server",
+                "add",
+                name,
+                "--host",
+                sshd.host(),
+                "--port",
+                &port,
+                "--user",
+                &user.name,
+                "--key",
+                key.to_str().unwrap(),
+                "--known-host",
+                &known_host,
+            ])
+            .ok();
+    }
+    // A host that is down: nothing listens on its port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port().to_string();
+    drop(closed);
+    let key = key_file(work.path(), "gone", &sshd.user(0).key.private);
+    server
+        .cronium(&[
+            "server",
+            "add",
+            "gone",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &closed_port,
+            "--user",
+            "nobody",
+            "--key",
+            key.to_str().unwrap(),
+            "--known-host",
+            &known_host,
+        ])
+        .ok();
+    let script = common::script(
+        work.path(),
+        "fleet.sh",
+        "echo \"hi from $(whoami)\"\necho oops >&2\n",
+    );
+    server
+        .cronium(&[
+            "event", "create", "--name", "fleet", "--script", &script, "--manual", "--server",
+            "east", "--server", "gone", "--server", "west",
+        ])
+        .ok();
+
+    let run = server.cronium(&["event", "run", "fleet", "--follow"]);
+    assert_ne!(run.code(), Some(0), "one host failed: {}", run.stderr());
+    let out = run.stdout();
+    for (label, user) in [("east", sshd.user(0)), ("west", sshd.user(1))] {
+        assert!(
+            out.contains(&format!("[{label}] hi from {}\n", user.name)),
+            "{out}"
+        );
+        assert!(
+            run.stderr().contains(&format!("[{label}] oops")),
+            "{}",
+            run.stderr()
+        );
+    }
+    let jobs = server
+        .cronium(&["job", "list", "--event", "fleet", "--json"])
+        .ok()
+        .json();
+    let job = &jobs["items"][0];
+    assert_eq!(job["status"], "partial", "{job}");
+    let id = job["id"].to_string();
+    let shown = server.cronium(&["job", "show", &id]).ok().stdout();
+    assert!(shown.contains("partial"), "{shown}");
+    let gone = shown
+        .lines()
+        .find(|l| l.starts_with("gone"))
+        .unwrap_or_else(|| panic!("no row for the dead host:\n{shown}"));
+    assert!(
+        gone.contains("failed") && gone.contains("connect"),
+        "{gone}"
+    );
+
+    // On edit, the servers given replace the targets: the live hosts only.
+    server
+        .cronium(&[
+            "event", "edit", "fleet", "--server", "east", "--server", "west",
+        ])
+        .ok();
+    let run = server.cronium(&["event", "run", "fleet", "--follow"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(run.stdout().contains("[east] hi from") && run.stdout().contains("[west] hi from"));
+}
