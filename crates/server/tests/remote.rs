@@ -652,3 +652,97 @@ fn files_containing(root: &Path, needle: &[u8], owner: Option<u32>) -> Vec<PathB
     }
     found
 }
+
+#[test]
+fn the_payload_cache_keeps_the_newest_and_prunes_the_rest() {
+    let app = TestApp::spawn(Backend::Sqlite);
+    let sshd = TestSshd::start(1);
+    let user = sshd.user(0);
+    let server = add_server(&app, &sshd, user, "cache");
+    let event = remote_event(&app, "c", "echo one\n", &[server], json!({}));
+    assert_eq!(run_to_end(&app, event)["status"], "succeeded");
+
+    // Forty payloads of events long gone, older than anything real.
+    let dir = payloads_dir(user);
+    for i in 0..40 {
+        let old = dir.join(format!("{i:064x}.tar.gz"));
+        std::fs::write(&old, b"old").unwrap();
+        let aged = std::process::Command::new("touch")
+            .args(["-d", &format!("{} days ago", 40 - i)])
+            .arg(&old)
+            .status()
+            .unwrap();
+        assert!(aged.success());
+    }
+    app.patch(
+        &format!("/api/v1/events/{event}"),
+        json!({"content": "echo two\n"}),
+    )
+    .expect(200);
+    let job = run_to_end(&app, event);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(executions(&job)[0]["uploaded"]["payload"], true);
+
+    let left = file_names(&dir);
+    assert_eq!(left.len(), 32, "{left:?}");
+    let checksum = job["metadata"]["checksum"].as_str().unwrap();
+    assert!(
+        left.contains(&format!("{checksum}.tar.gz")),
+        "the new payload stays"
+    );
+    for i in 0..9 {
+        assert!(
+            !left.contains(&format!("{i:064x}.tar.gz")),
+            "the oldest go: {i}"
+        );
+    }
+    // A payload pruned away is simply uploaded again.
+    std::fs::remove_file(dir.join(format!("{checksum}.tar.gz"))).unwrap();
+    let again = run_to_end(&app, event);
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(executions(&again)[0]["uploaded"]["payload"], true);
+}
+
+#[tokio::test]
+async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() {
+    use cronium_server::executor::RunRequest;
+    use cronium_server::remote::{Phase, Pool, RemoteExecutor, RemoteServer, RunnerArtifacts};
+
+    let sshd = TestSshd::start(1);
+    let user = sshd.user(0);
+    let server = RemoteServer {
+        id: cronium_core::ServerId(1),
+        name: cronium_core::ServerName::new("odd").unwrap(),
+        target: sshd.target(user),
+        credentials: user.key_credentials(),
+        pin: Some(cronium_ssh::HostKeyPin::Key(sshd.host_key())),
+    };
+    let mut artifacts = RunnerArtifacts::default();
+    artifacts.insert("sparc64", b"#!/bin/sh\n".to_vec());
+    let executor = RemoteExecutor::new(Pool::default(), artifacts, Duration::from_secs(1));
+    let request = RunRequest {
+        payload: "/nonexistent.tar.gz".into(),
+        sha256: "0".repeat(64),
+        timeout: Duration::from_secs(10),
+        env: Default::default(),
+    };
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    let execution = executor
+        .run(
+            &server,
+            &request,
+            tx,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(execution.phase, Some(Phase::Deploy));
+    let error = execution.report.error.unwrap();
+    let arch = std::env::consts::ARCH;
+    assert!(
+        error.contains(&format!(
+            "no cronium-runner for {arch} hosts (available: sparc64)"
+        )),
+        "{error}"
+    );
+    assert!(!execution.runner_uploaded);
+}

@@ -327,8 +327,10 @@ impl Run<'_> {
     async fn upload_payload(&mut self, request: &RunRequest) -> Result<(), Failure> {
         let upload_error = |e: String| (Phase::Upload, e);
         let _uploading = self.lease.slot.deploy.lock().await;
-        if self.connection.host().payloads.contains(&request.sha256) {
-            // Another job uploaded it through this connection meanwhile.
+        let sha = &request.sha256;
+        let path = format!("{PAYLOADS}/{sha}.tar.gz");
+        // Another job may have uploaded it while this one waited for the lock.
+        if self.command(&format!("cd && test -f {path}")).await.is_ok() {
             return Ok(());
         }
         let bytes = tokio::fs::read(&request.payload).await.map_err(|e| {
@@ -337,9 +339,7 @@ impl Run<'_> {
                 request.payload.display()
             ))
         })?;
-        let sha = &request.sha256;
         let temp = format!("{PAYLOADS}/.{sha}.{}.tmp", random_suffix());
-        let path = format!("{PAYLOADS}/{sha}.tar.gz");
         self.upload(&temp, &bytes, sha, &path, "600", Phase::Upload)
             .await?;
         self.execution.payload_uploaded = true;
@@ -350,8 +350,6 @@ impl Run<'_> {
             KEEP_PAYLOADS + 1
         );
         self.command(&prune).await.map_err(upload_error)?;
-        let sha = sha.clone();
-        self.connection.update(|h| h.payloads.push(sha));
         Ok(())
     }
 

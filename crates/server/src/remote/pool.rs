@@ -49,8 +49,6 @@ pub struct HostFacts {
     pub home: Option<String>,
     /// The checksum of the runner verified in place through this connection.
     pub runner_sha256: Option<String>,
-    /// Payloads (by checksum) uploaded through this connection.
-    pub payloads: Vec<String>,
 }
 
 impl Connection {
