@@ -14,8 +14,11 @@ command -v sha256sum >/dev/null || missing+=(coreutils)
 # (crates/store/src/testing.rs); Debian keeps initdb off PATH.
 command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
     || missing+=(postgresql)
-# The SSH client's tests start their own sshd (crates/ssh/src/testing.rs).
+# The SSH tests start their own sshd with throwaway users
+# (crates/ssh/src/testing.rs) and look at those users' processes.
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v useradd >/dev/null || missing+=(passwd)
+{ command -v pgrep && command -v pkill && command -v ps; } >/dev/null || missing+=(procps)
 # Sandboxed local jobs (the executor's bubblewrap tests).
 command -v bwrap >/dev/null || missing+=(bubblewrap)
 if [ ${#missing[@]} -gt 0 ]; then

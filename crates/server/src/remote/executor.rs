@@ -171,7 +171,7 @@ impl RemoteExecutor {
     ) -> Execution {
         let lease = self.pool.lease(server).await;
         let began = Instant::now();
-        let (connection, _fresh) = match lease.connection(server, self.pool.timeouts()).await {
+        let connection = match lease.connection(server, self.pool.timeouts()).await {
             Ok(connection) => connection,
             Err(e) => {
                 let mut failed = Execution::failed(Phase::of_connect(&e), e.to_string());

@@ -75,6 +75,10 @@ impl Pool {
         }
     }
 
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
     /// Waits for a job slot on `server`.
     pub async fn lease(&self, server: &RemoteServer) -> Lease {
         let slot = self
@@ -104,20 +108,20 @@ impl Pool {
 }
 
 impl Lease {
-    /// The server's live connection, made now if there is none (then the
-    /// flag is true). Jobs only connect to servers whose host key is
-    /// pinned: trusting a key on first use is `server check`'s decision.
+    /// The server's live connection, made now if there is none. Jobs only
+    /// connect to servers whose host key is pinned: trusting a key on first
+    /// use is `server check`'s decision.
     pub async fn connection(
         &self,
         server: &RemoteServer,
         timeouts: Timeouts,
-    ) -> Result<(Arc<Connection>, bool), SshError> {
+    ) -> Result<Arc<Connection>, SshError> {
         let mut current = self.slot.connection.lock().await;
         if let Some(connection) = current.as_ref()
             && !connection.session.is_closed()
             && connection.server == *server
         {
-            return Ok((connection.clone(), false));
+            return Ok(connection.clone());
         }
         let pin = server.pin.clone().ok_or_else(|| SshError::HostKey {
             address: server.target.address(),
@@ -140,7 +144,7 @@ impl Lease {
             host: Mutex::default(),
         });
         *current = Some(connection.clone());
-        Ok((connection, true))
+        Ok(connection)
     }
 
     /// Drops the connection if it is still `broken`, so the next job
@@ -150,11 +154,5 @@ impl Lease {
         if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, broken)) {
             *current = None;
         }
-    }
-}
-
-impl Pool {
-    pub fn timeouts(&self) -> Timeouts {
-        self.timeouts
     }
 }
