@@ -1,4 +1,4 @@
-//! `cronium server add|list|show|check|remove`: the SSH targets of remote events.
+//! `cronium server add|edit|list|show|check|remove`: the SSH targets of remote events.
 //! Credentials are read from files and environment variables, never from
 //! the command line, and the API never sends them back.
 
@@ -15,6 +15,8 @@ use crate::client::{Client, ClientArgs, cell, print_table};
 pub enum ServerCommand {
     /// Register a server
     Add(AddArgs),
+    /// Change a server: address, login, credentials or its pinned host key
+    Edit(EditArgs),
     /// List servers
     List,
     /// Show one server (by name or id)
@@ -54,6 +56,55 @@ pub struct AddArgs {
     pub known_host: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct EditArgs {
+    /// The server, by name or id
+    pub server: String,
+    #[arg(long, value_name = "NAME")]
+    pub rename: Option<String>,
+    #[arg(long)]
+    pub host: Option<String>,
+    #[arg(long)]
+    pub port: Option<u16>,
+    #[arg(long = "user")]
+    pub user: Option<String>,
+    /// A new private key file (replaces the credentials)
+    #[arg(long, conflicts_with = "password_env")]
+    pub key: Option<PathBuf>,
+    #[arg(long, requires = "key", value_name = "VAR")]
+    pub passphrase_env: Option<String>,
+    /// A new password, from this environment variable (replaces the credentials)
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+    /// Pin this host key (a known_hosts line, public key or SHA256: fingerprint)
+    #[arg(long, value_name = "LINE", conflicts_with = "unpin")]
+    pub known_host: Option<String>,
+    /// Forget the pinned host key; the next `server check` pins the key it sees
+    #[arg(long)]
+    pub unpin: bool,
+}
+
+/// Puts the credentials named by the flags into a request body.
+fn add_credentials(
+    body: &mut Value,
+    key: Option<&PathBuf>,
+    passphrase_env: Option<&str>,
+    password_env: Option<&str>,
+) -> Result<()> {
+    if let Some(path) = key {
+        let key = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --key {}", path.display()))?;
+        body["privateKey"] = json!(key);
+    }
+    if let Some(var) = passphrase_env {
+        body["passphrase"] = json!(secret_from_env(var, "--passphrase-env")?);
+    }
+    if let Some(var) = password_env {
+        body["password"] = json!(secret_from_env(var, "--password-env")?);
+    }
+    Ok(())
+}
+
 /// Runs a server command and returns its exit status: `0`, or `1` when a
 /// check ran but failed (its report says in which phase and why).
 pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8> {
@@ -64,21 +115,49 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
             let mut body = json!({
                 "name": a.name, "host": a.host, "port": a.port, "username": a.user,
             });
-            if let Some(path) = &a.key {
-                let key = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read --key {}", path.display()))?;
-                body["privateKey"] = json!(key);
-            }
-            if let Some(var) = &a.passphrase_env {
-                body["passphrase"] = json!(secret_from_env(var, "--passphrase-env")?);
-            }
-            if let Some(var) = &a.password_env {
-                body["password"] = json!(secret_from_env(var, "--password-env")?);
-            }
+            add_credentials(
+                &mut body,
+                a.key.as_ref(),
+                a.passphrase_env.as_deref(),
+                a.password_env.as_deref(),
+            )?;
             if let Some(line) = &a.known_host {
                 body["knownHost"] = json!(line);
             }
             let server = client.post("/servers", &body)?;
+            show(client, &server, out).map(done)
+        }
+        ServerCommand::Edit(e) => {
+            let id = resolve(client, &e.server)?;
+            let mut body = json!({});
+            for (field, value) in [
+                ("name", e.rename.as_ref()),
+                ("host", e.host.as_ref()),
+                ("username", e.user.as_ref()),
+                ("knownHost", e.known_host.as_ref()),
+            ] {
+                if let Some(value) = value {
+                    body[field] = json!(value);
+                }
+            }
+            if let Some(port) = e.port {
+                body["port"] = json!(port);
+            }
+            if e.unpin {
+                body["knownHost"] = json!("");
+            }
+            add_credentials(
+                &mut body,
+                e.key.as_ref(),
+                e.passphrase_env.as_deref(),
+                e.password_env.as_deref(),
+            )?;
+            if body.as_object().is_some_and(|b| b.is_empty()) {
+                bail!(
+                    "nothing to change: give at least one of --rename, --host, --port, --user, --key, --password-env, --known-host, --unpin"
+                );
+            }
+            let server = client.patch(&format!("/servers/{id}"), &body)?;
             show(client, &server, out).map(done)
         }
         ServerCommand::List => {

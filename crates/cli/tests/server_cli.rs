@@ -117,6 +117,17 @@ fn check_pins_on_first_use_and_fails_naming_the_phase_once_the_host_key_changes(
         "the pin is unchanged: {shown}"
     );
 
+    // The operator checked the reinstall: forget the old pin, pin the new key.
+    server.cronium(&["server", "edit", "web-1", "--unpin"]).ok();
+    let repinned = server.cronium(&["server", "check", "web-1"]).ok().stdout();
+    assert!(
+        repinned.contains(&format!("{new_fingerprint} (pinned just now")),
+        "{repinned}"
+    );
+    server
+        .cronium(&["server", "edit", "web-1"])
+        .fails_with(&["nothing to change"]);
+
     server
         .cronium(&["server", "check", "no-such-server"])
         .fails_with(&["no server named \"no-such-server\""]);
