@@ -177,7 +177,8 @@ impl Workers {
         Ok(started)
     }
 
-    /// Ticks until `cancel`, waking when jobs are queued or slots free up.
+    /// Ticks until `cancel`, waking when jobs are queued or slots free up,
+    /// and closes SSH connections that have been idle for long.
     /// On cancel, running jobs are left to their runners: the runner stops
     /// its script when this process goes away, and the lease expires.
     pub async fn run(self, cancel: CancellationToken) {
@@ -185,6 +186,7 @@ impl Workers {
             if let Err(e) = self.tick(crate::now()).await {
                 tracing::error!(error = %e, "cannot claim jobs; retrying");
             }
+            self.remote.close_idle(tokio::time::Instant::now()).await;
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = self.wake.notified() => {}

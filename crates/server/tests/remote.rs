@@ -703,7 +703,9 @@ fn the_payload_cache_keeps_the_newest_and_prunes_the_rest() {
     assert_eq!(executions(&again)[0]["uploaded"]["payload"], true);
 }
 
-#[tokio::test]
+// Multi-threaded: `wait_for` blocks its thread while the SSH session's own
+// task must go on running to say goodbye.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() {
     use cronium_server::executor::RunRequest;
     use cronium_server::remote::{Phase, Pool, RemoteExecutor, RemoteServer, RunnerArtifacts};
@@ -745,4 +747,14 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
         "{error}"
     );
     assert!(!execution.runner_uploaded);
+
+    // The connection made for it stays open for the next job, until idle.
+    let sessions = || pids_of(&user.name).len();
+    assert_eq!(sessions(), 1, "one sshd session process for the connection");
+    let now = tokio::time::Instant::now();
+    assert_eq!(executor.close_idle(now).await, 0, "just used");
+    assert_eq!(executor.close_idle(now + Duration::from_secs(601)).await, 1);
+    wait_for("the idle connection's session to end", PATIENCE, || {
+        (sessions() == 0).then_some(())
+    });
 }

@@ -160,6 +160,12 @@ impl RemoteExecutor {
         }
     }
 
+    /// Closes SSH connections no job has used for a while (see
+    /// [`super::pool::IDLE_CLOSE`]); returns how many.
+    pub async fn close_idle(&self, now: tokio::time::Instant) -> usize {
+        self.pool.close_idle(now).await
+    }
+
     /// Runs `request` on `server`, sending the script's output on `output`
     /// as it arrives (a slow receiver slows the script, nothing is dropped).
     pub async fn run(

@@ -6,7 +6,7 @@ mod pool;
 
 pub use artifacts::{Artifact, RunnerArtifacts};
 pub use executor::{Execution, Phase, RemoteExecutor, Timings};
-pub use pool::{PER_SERVER_JOBS, Pool};
+pub use pool::{IDLE_CLOSE, PER_SERVER_JOBS, Pool};
 
 use cronium_core::{ServerId, ServerName};
 use cronium_ssh::{Credentials, HostKeyPin, HostKeyPolicy, Target};

@@ -4,19 +4,24 @@
 //! most [`PER_SERVER_JOBS`] jobs at once, which also bounds the channels
 //! open on its connection below OpenSSH's default `MaxSessions` (10). A
 //! connection that died (keepalives unanswered, server restarted) or whose
-//! server record changed is replaced on the next use.
+//! server record changed is replaced on the next use; one no job has used
+//! for [`IDLE_CLOSE`] is closed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cronium_core::ServerId;
 use cronium_ssh::{Session, SshError, Timeouts, connect};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 use super::RemoteServer;
 
 /// Jobs running on one server at once; more wait for a slot.
 pub const PER_SERVER_JOBS: usize = 8;
+/// A connection unused this long is closed; the next job connects again.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Default)]
 pub struct Pool {
@@ -37,6 +42,7 @@ pub struct Connection {
     pub session: Session,
     server: RemoteServer,
     pub(super) host: Mutex<HostFacts>,
+    last_used: Mutex<Instant>,
 }
 
 /// Facts about the host, trusted for as long as this connection lives: a
@@ -77,6 +83,35 @@ impl Pool {
 
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
+    }
+
+    /// Closes the connections no job holds that were last used before
+    /// `now - IDLE_CLOSE`; returns how many.
+    pub async fn close_idle(&self, now: Instant) -> usize {
+        let slots: Vec<Arc<ServerSlot>> = self
+            .servers
+            .lock()
+            .expect("pool lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut closed = 0;
+        for slot in slots {
+            // A slot busy connecting is not idle.
+            let Ok(mut current) = slot.connection.try_lock() else {
+                continue;
+            };
+            let idle = current.as_ref().is_some_and(|c| {
+                Arc::strong_count(c) == 1
+                    && now.saturating_duration_since(*c.last_used.lock().expect("last used lock"))
+                        >= IDLE_CLOSE
+            });
+            if idle && let Some(connection) = current.take().and_then(Arc::into_inner) {
+                connection.session.close().await;
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Waits for a job slot on `server`.
@@ -121,6 +156,7 @@ impl Lease {
             && !connection.session.is_closed()
             && connection.server == *server
         {
+            *connection.last_used.lock().expect("last used lock") = Instant::now();
             return Ok(connection.clone());
         }
         let pin = server.pin.clone().ok_or_else(|| SshError::HostKey {
@@ -142,6 +178,7 @@ impl Lease {
             session,
             server: server.clone(),
             host: Mutex::default(),
+            last_used: Mutex::new(Instant::now()),
         });
         *current = Some(connection.clone());
         Ok(connection)
