@@ -47,7 +47,9 @@ pub use event::{
 pub use ids::{EventId, JobId, ServerId, TokenId, UserId};
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use schedule::Schedule;
-pub use server::{AuthKind, ServerName, ServerSpec};
+pub use server::{
+    AuthKind, DEFAULT_CACHE_DIR, MAX_CACHE_DIR_BYTES, ServerName, ServerSpec, validate_cache_dir,
+};
 pub use user::{Role, TokenHash};
 
 /// A value that breaks a rule, with the (camelCase, API-facing) field at fault.

@@ -75,6 +75,63 @@ pub struct ServerSpec {
     pub sealed_credentials: Vec<u8>,
     /// A pinned host key as a `known_hosts` line, once known.
     pub known_host: Option<String>,
+    /// Where Cronium keeps the runner and payloads on the host: relative to
+    /// the SSH user's home, or absolute. `None` is [`DEFAULT_CACHE_DIR`].
+    /// Always passes [`validate_cache_dir`].
+    pub cache_dir: Option<String>,
+}
+
+/// The runner cache directory of a server that sets none, relative to the
+/// SSH user's home.
+pub const DEFAULT_CACHE_DIR: &str = ".cache/cronium";
+
+/// Longest cache directory accepted, in bytes.
+pub const MAX_CACHE_DIR_BYTES: usize = 255;
+
+/// Checks a runner cache directory: relative to the SSH user's home or
+/// absolute; only `[A-Za-z0-9._/-]`; no empty, `.` or `..` component; no
+/// component starting with `-`; at most [`MAX_CACHE_DIR_BYTES`]; not `/`.
+///
+/// This strictness is a security property, not tidiness: the directory is
+/// pasted into shell commands run on the host (the executor quotes it as
+/// well), so it can hold no quote, space, `$`, glob or newline; a leading
+/// `-` would read as an option to `mkdir` or `find`; and `..`, `.`, `/` or
+/// an empty path would point Cronium's `chmod 700` and its sweep of stale
+/// temporary files at a directory that is not its own (the home itself,
+/// its parent, the root).
+pub fn validate_cache_dir(dir: &str) -> Result<(), ValidationError> {
+    let refuse = |why: &str| {
+        Err(ValidationError::new(
+            "cacheDir",
+            format!(
+                "invalid cache directory {dir:?}: {why} (a path relative to the SSH user's \
+                 home, or absolute, of letters, digits, . _ - and /)"
+            ),
+        ))
+    };
+    if dir.is_empty() {
+        return refuse("empty");
+    }
+    if dir.len() > MAX_CACHE_DIR_BYTES {
+        return refuse(&format!("longer than {MAX_CACHE_DIR_BYTES} bytes"));
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._/-".contains(c);
+    if let Some(c) = dir.chars().find(|&c| !ok(c)) {
+        return refuse(&format!("{c:?} is not allowed"));
+    }
+    if dir == "/" {
+        return refuse("the root directory is not a cache directory");
+    }
+    let relative = dir.strip_prefix('/').unwrap_or(dir);
+    for component in relative.split('/') {
+        match component {
+            "" => return refuse("empty path component (// or a trailing /)"),
+            "." | ".." => return refuse(&format!("a {component:?} component")),
+            c if c.starts_with('-') => return refuse("a component starts with -"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl ServerSpec {
@@ -114,7 +171,15 @@ impl ServerSpec {
                 "must be one known_hosts line",
             ));
         }
+        if let Some(dir) = &self.cache_dir {
+            validate_cache_dir(dir)?;
+        }
         Ok(self)
+    }
+
+    /// The runner cache directory in effect: the one set, else the default.
+    pub fn effective_cache_dir(&self) -> &str {
+        self.cache_dir.as_deref().unwrap_or(DEFAULT_CACHE_DIR)
     }
 }
 
@@ -131,6 +196,7 @@ mod tests {
             auth_kind: AuthKind::Key,
             sealed_credentials: vec![1],
             known_host: None,
+            cache_dir: None,
         }
     }
 
@@ -153,5 +219,71 @@ mod tests {
         assert!(spec().validate().is_ok());
         assert!(ServerName::new("db.prod_1").is_ok());
         assert_eq!(ServerName::new("bad name").unwrap_err().field, "name");
+    }
+
+    #[test]
+    fn cache_dirs_relative_or_absolute_are_accepted() {
+        let longest = format!("/{}", "a".repeat(MAX_CACHE_DIR_BYTES - 1));
+        for dir in [
+            ".cache/cronium",
+            "opt-cronium/cache",
+            "cronium",
+            "/opt/cronium",
+            "/tmp/cronium.cache_1/x-y",
+            ".cronium",
+            "a..b/c.",
+            longest.as_str(),
+        ] {
+            let mut s = spec();
+            s.cache_dir = Some(dir.to_string());
+            let s = s
+                .validate()
+                .unwrap_or_else(|e| panic!("{dir:?} refused: {e}"));
+            assert_eq!(s.effective_cache_dir(), dir);
+        }
+        assert_eq!(spec().effective_cache_dir(), DEFAULT_CACHE_DIR);
+        assert!(validate_cache_dir(DEFAULT_CACHE_DIR).is_ok());
+    }
+
+    #[test]
+    fn cache_dirs_that_could_escape_or_break_a_shell_command_are_refused() {
+        let too_long = format!("/{}", "a".repeat(MAX_CACHE_DIR_BYTES));
+        for dir in [
+            "",
+            "/",
+            "//",
+            "..",
+            "../x",
+            "a/../b",
+            "a/..",
+            "/tmp/..",
+            ".",
+            "./x",
+            "a/./b",
+            "a//b",
+            "a/",
+            "//tmp/x",
+            "-rf",
+            "x/-y",
+            "a b",
+            "a'b",
+            "a\"b",
+            "$HOME/x",
+            "~/x",
+            "a;rm -rf ~",
+            "a`id`",
+            "a$(id)",
+            "a*",
+            "a\nb",
+            "a\\b",
+            "caché",
+            too_long.as_str(),
+        ] {
+            let mut s = spec();
+            s.cache_dir = Some(dir.to_string());
+            let error = s.validate().expect_err(&format!("{dir:?} was accepted"));
+            assert_eq!(error.field, "cacheDir", "{dir:?}");
+            assert!(error.message.contains("invalid cache directory"), "{error}");
+        }
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, JobId, JobStatus,
     MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId,
-    ServerName, ServerSpec, Tag, TokenId, Trigger, UserId, ValidationError,
+    ServerName, ServerSpec, Tag, TokenId, Trigger, UserId, ValidationError, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
@@ -450,6 +450,16 @@ where
         auth_kind: r.parse("auth_kind", |t| AuthKind::parse(&t).map_err(field_error))?,
         sealed_credentials: r.bytes("sealed_credentials")?,
         known_host: r.opt_text("known_host")?,
+        // Checked on read as well: the value reaches shell commands on the
+        // host, so a row changed behind the store's back must not get there.
+        cache_dir: r
+            .opt_text("cache_dir")?
+            .map(|dir| {
+                validate_cache_dir(&dir)
+                    .map(|()| dir)
+                    .map_err(|e| r.corrupt("cache_dir", e.message))
+            })
+            .transpose()?,
     };
     Ok(Server {
         id: ServerId(id),

@@ -85,8 +85,8 @@ macro_rules! event_filter {
 
 macro_rules! server_columns {
     () => {
-        "id, name, host, port, username, auth_kind, sealed_credentials, known_host, created_at, \
-         updated_at"
+        "id, name, host, port, username, auth_kind, sealed_credentials, known_host, \
+         cache_dir, created_at, updated_at"
     };
 }
 // After the macros above, which it uses.
@@ -705,8 +705,8 @@ impl Store for SqliteStore {
         let mut tx = self.write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO servers (name, host, port, username, auth_kind, sealed_credentials, \
-             known_host, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
-             RETURNING id",
+             known_host, cache_dir, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
         )
         .bind(spec.name.as_str().to_string())
         .bind(spec.host.clone())
@@ -715,6 +715,7 @@ impl Store for SqliteStore {
         .bind(spec.auth_kind.as_str())
         .bind(spec.sealed_credentials.clone())
         .bind(spec.known_host.clone())
+        .bind(spec.cache_dir.clone())
         .bind(micros(now))
         .fetch_one(&mut *tx)
         .await
@@ -776,7 +777,8 @@ impl Store for SqliteStore {
         let spec = update(&current)?.validate()?;
         sqlx::query(
             "UPDATE servers SET name = $2, host = $3, port = $4, username = $5, auth_kind = $6, \
-             sealed_credentials = $7, known_host = $8, updated_at = $9 WHERE id = $1",
+             sealed_credentials = $7, known_host = $8, cache_dir = $9, updated_at = $10 \
+             WHERE id = $1",
         )
         .bind(id.0)
         .bind(spec.name.as_str().to_string())
@@ -786,6 +788,7 @@ impl Store for SqliteStore {
         .bind(spec.auth_kind.as_str())
         .bind(spec.sealed_credentials.clone())
         .bind(spec.known_host.clone())
+        .bind(spec.cache_dir.clone())
         .bind(micros(now))
         .execute(&mut *tx)
         .await

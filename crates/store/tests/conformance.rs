@@ -125,6 +125,7 @@ conformance!(
     events_are_filtered_and_paginated_in_the_database,
     tokens_are_found_by_hash_until_revoked,
     servers_have_unique_names_and_cannot_vanish_under_an_event,
+    a_servers_cache_dir_round_trips_and_defaults_to_none,
     every_mutation_is_audited_newest_first,
     timestamps_and_values_round_trip_exactly,
     a_corrupt_row_is_an_error_naming_the_column,
@@ -233,6 +234,7 @@ fn server(name: &str) -> ServerSpec {
         auth_kind: AuthKind::Key,
         sealed_credentials: vec![7, 7, 7],
         known_host: None,
+        cache_dir: None,
     }
 }
 
@@ -1438,6 +1440,98 @@ async fn use_token_records_last_used_at_at_most_once_a_minute(b: Backend) {
         None
     );
     assert_eq!(stored().await, Some(t0 + seconds(600)));
+}
+
+async fn a_servers_cache_dir_round_trips_and_defaults_to_none(b: Backend) {
+    let store = &*b.store;
+    let now = Utc::now();
+    let entry = audit("server.create", "server");
+    let plain = store
+        .create_server(server("plain"), now, &entry)
+        .await
+        .unwrap();
+    assert_eq!(plain.spec.cache_dir, None);
+    assert_eq!(
+        store.get_server(plain.id).await.unwrap().spec.cache_dir,
+        None
+    );
+
+    let relative = store
+        .create_server(
+            ServerSpec {
+                cache_dir: Some("opt-cronium/cache".into()),
+                ..server("relative")
+            },
+            now,
+            &entry,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.get_server(relative.id).await.unwrap(), relative);
+    assert_eq!(
+        store.find_server_by_name("relative").await.unwrap(),
+        Some(relative.clone())
+    );
+    let listed = store.list_servers().await.unwrap();
+    let dirs: Vec<Option<&str>> = listed.iter().map(|s| s.spec.cache_dir.as_deref()).collect();
+    assert_eq!(dirs, [None, Some("opt-cronium/cache")], "plain, relative");
+
+    // Set, changed to an absolute path, and reset to the default.
+    let update = |dir: Option<&'static str>| {
+        move |s: &cronium_store::Server| -> Result<ServerSpec, ValidationError> {
+            Ok(ServerSpec {
+                cache_dir: dir.map(str::to_string),
+                ..s.spec.clone()
+            })
+        }
+    };
+    let edit = audit("server.update", "server");
+    for dir in [Some("/srv/cronium"), None, Some(".cache/cronium")] {
+        let updated = store
+            .update_server(plain.id, &update(dir), now, &edit)
+            .await
+            .unwrap();
+        assert_eq!(updated.spec.cache_dir.as_deref(), dir);
+        assert_eq!(store.get_server(plain.id).await.unwrap(), updated);
+    }
+
+    // The store validates too: nothing that could escape reaches a row.
+    let bad = store
+        .create_server(
+            ServerSpec {
+                cache_dir: Some("../elsewhere".into()),
+                ..server("bad")
+            },
+            now,
+            &entry,
+        )
+        .await;
+    assert_eq!(field(bad.unwrap_err()), "invalid:cacheDir");
+    assert_eq!(store.find_server_by_name("bad").await.unwrap(), None);
+    let refused = store
+        .update_server(relative.id, &update(Some("a; rm -rf ~")), now, &edit)
+        .await;
+    assert_eq!(field(refused.unwrap_err()), "invalid:cacheDir");
+    assert_eq!(store.get_server(relative.id).await.unwrap(), relative);
+
+    // A row damaged behind the store's back is an error naming the column,
+    // never a path handed on to a shell.
+    b.execute("UPDATE servers SET cache_dir = '../../etc' WHERE name = 'relative'")
+        .await;
+    for err in [
+        store.get_server(relative.id).await.unwrap_err(),
+        store.list_servers().await.unwrap_err(),
+    ] {
+        let StoreError::Backend(message) = err else {
+            panic!("expected a backend error, got {err:?}");
+        };
+        assert!(
+            message.contains("servers")
+                && message.contains(&format!("id {}", relative.id))
+                && message.contains("column cache_dir"),
+            "{message}"
+        );
+    }
 }
 
 async fn a_missing_target_server_is_invalid_not_a_backend_error(b: Backend) {

@@ -217,6 +217,7 @@ pub async fn create(
         auth_kind: auth_kind(&credentials),
         sealed_credentials: state.sealer.seal_credentials(&credentials),
         known_host,
+        cache_dir: None,
     }
     .validate()?;
     let entry = audit(
