@@ -283,12 +283,13 @@ fn schemas() -> Value {
                 "privateKey": { "type": "string", "writeOnly": true },
                 "passphrase": { "type": "string", "writeOnly": true },
                 "password": { "type": "string", "writeOnly": true },
-                "knownHost": { "type": "string", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees." }
+                "knownHost": { "type": "string", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees." },
+                "cacheDir": { "type": "string", "maxLength": 255, "description": "Where the runner and payloads are cached on the host: relative to the SSH user's home, or absolute. Letters, digits, `.`, `_`, `-` and `/` only; no empty, `.` or `..` component, none starting with `-`; not `/`. Empty resets it to the default, `.cache/cronium`. The directory is created if missing and made mode 0700, so it should be Cronium's own." }
             }
         },
         "Server": {
             "type": "object",
-            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "createdAt", "updatedAt"],
+            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "createdAt", "updatedAt"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -298,6 +299,7 @@ fn schemas() -> Value {
                 "authKind": { "type": "string", "enum": ["key", "password"] },
                 "knownHost": { "type": ["string", "null"], "description": "The pinned host key, if any" },
                 "hostKeyFingerprint": { "type": ["string", "null"], "description": "The pinned key's SHA256 fingerprint, as `ssh-keygen -lf` prints it" },
+                "cacheDir": { "type": "string", "description": "The runner cache directory in effect: the one set, else the default `.cache/cronium`; relative to the SSH user's home unless absolute" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
             }

@@ -273,7 +273,8 @@ both_backends! {
         })).expect(201);
         assert_eq!(db["authKind"], "password");
         let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 10, "{keys:?}");
+        assert_eq!(keys.len(), 11, "{keys:?}");
+        assert_eq!(db["cacheDir"], ".cache/cronium", "the default, shown as in effect");
 
         let id = &db["id"];
         let updated = app.patch(&format!("/api/v1/servers/{id}"), json!({ "port": 22, "privateKey": KEY })).expect(200);
@@ -327,6 +328,47 @@ both_backends! {
         app.delete(&format!("/api/v1/servers/{}", web["id"])).expect(204);
         app.get(&format!("/api/v1/servers/{}", web["id"])).expect_error(404, "not_found", None);
         assert_eq!(app.get("/api/v1/servers").expect(200).as_array().unwrap().len(), 1);
+    }
+
+    fn a_servers_cache_dir_is_set_shown_reset_and_validated(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let base = json!({ "name": "web", "host": "10.0.0.5", "username": "deploy", "password": "pw" });
+        let mut body = base.clone();
+        body["cacheDir"] = json!("opt-cronium/cache");
+        let web = app.post("/api/v1/servers", body).expect(201);
+        assert_eq!(web["cacheDir"], "opt-cronium/cache");
+        let id = &web["id"];
+        let path = format!("/api/v1/servers/{id}");
+        assert_eq!(app.get(&path).expect(200)["cacheDir"], "opt-cronium/cache");
+
+        // Other changes leave it alone; a new one replaces it; "" resets it.
+        assert_eq!(app.patch(&path, json!({ "port": 2222 })).expect(200)["cacheDir"], "opt-cronium/cache");
+        assert_eq!(app.patch(&path, json!({ "cacheDir": "/srv/cronium" })).expect(200)["cacheDir"], "/srv/cronium");
+        assert_eq!(app.get("/api/v1/servers").expect(200)[0]["cacheDir"], "/srv/cronium");
+        assert_eq!(app.patch(&path, json!({ "cacheDir": "" })).expect(200)["cacheDir"], ".cache/cronium");
+
+        // Refused values name the field, on create and on update, and change nothing.
+        for bad in ["../up", "/", "a b", "x;id", "$HOME/x", "-rf", "a//b", "a/"] {
+            let mut body = base.clone();
+            body["name"] = json!("other");
+            body["cacheDir"] = json!(bad);
+            app.post("/api/v1/servers", body).expect_error(422, "validation_failed", Some("cacheDir"));
+            app.patch(&path, json!({ "cacheDir": bad, "port": 22 }))
+                .expect_error(422, "validation_failed", Some("cacheDir"));
+        }
+        let long = format!("/{}", "a".repeat(255));
+        app.patch(&path, json!({ "cacheDir": long })).expect_error(422, "validation_failed", Some("cacheDir"));
+        let unchanged = app.get(&path).expect(200);
+        assert_eq!(unchanged["cacheDir"], ".cache/cronium");
+        assert_eq!(unchanged["port"], 2222);
+        assert_eq!(app.get("/api/v1/servers").expect(200).as_array().unwrap().len(), 1);
+
+        // The audit names the field that changed.
+        let audit = app.get("/api/v1/audit?limit=500").expect(200);
+        let updates: Vec<&Value> = audit["items"].as_array().unwrap().iter()
+            .filter(|e| e["action"] == "server.update")
+            .collect();
+        assert!(updates.iter().any(|e| e["detail"]["fields"] == json!(["cacheDir"])), "{updates:?}");
     }
 
     fn audit_log_records_mutations(backend: Backend) {

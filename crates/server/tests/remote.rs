@@ -718,6 +718,7 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
         target: sshd.target(user),
         credentials: user.key_credentials(),
         pin: Some(cronium_ssh::HostKeyPin::Key(sshd.host_key())),
+        cache: Default::default(),
     };
     let mut artifacts = RunnerArtifacts::default();
     artifacts.insert("sparc64", b"#!/bin/sh\n".to_vec());

@@ -7,9 +7,6 @@ use tokio::time::timeout;
 use crate::error::timed_out;
 use crate::{Credentials, HostKey, HostKeyPolicy, Session, SshError, Target, Timeouts, connect};
 
-/// Where the deployed runner lives, relative to the SSH user's home.
-pub const RUNNER_PATH: &str = ".cache/cronium/runner/cronium-runner";
-
 /// The interpreters a payload may ask for, in the order reported.
 const INTERPRETERS: [&str; 3] = ["bash", "python3", "node"];
 
@@ -79,12 +76,14 @@ pub struct RunnerInfo {
 }
 
 /// Connects to `target` and reports on it; never fails, see
-/// [`CheckReport::error`].
+/// [`CheckReport::error`]. `runner_path` is where the caller deploys the
+/// runner on this host: relative to the SSH user's home, or absolute.
 pub async fn check(
     target: &Target,
     credentials: &Credentials,
     policy: &HostKeyPolicy,
     timeouts: Timeouts,
+    runner_path: &str,
 ) -> CheckReport {
     let mut report = CheckReport {
         target: target.clone(),
@@ -110,7 +109,7 @@ pub async fn check(
     report.authenticated = true;
     report.host_key = Some(session.host_key().clone());
     report.newly_pinned = session.trusted_on_first_use();
-    if let Err(error) = probe(&session, &mut report).await {
+    if let Err(error) = probe(&session, runner_path, &mut report).await {
         report.error = Some(error);
     }
     session.close().await;
@@ -120,7 +119,11 @@ pub async fn check(
 /// Runs one shell command that prints a tagged line per fact, so the whole
 /// probe is one round trip. Wrapped in `sh -c` so a login shell that is not
 /// POSIX (fish, csh) still runs it.
-async fn probe(session: &Session, report: &mut CheckReport) -> Result<(), SshError> {
+async fn probe(
+    session: &Session,
+    runner_path: &str,
+    report: &mut CheckReport,
+) -> Result<(), SshError> {
     let mut script = String::from("echo \"uname:$(uname -s) $(uname -m)\"\n");
     for name in INTERPRETERS {
         script.push_str(&format!(
@@ -129,8 +132,13 @@ async fn probe(session: &Session, report: &mut CheckReport) -> Result<(), SshErr
              else echo \"interpreter:{name}\"; fi\n"
         ));
     }
+    // Quoted: the path comes from the caller's configuration.
+    let runner = match runner_path.starts_with('/') {
+        true => shell_quote(runner_path),
+        false => format!("\"$HOME\"/{}", shell_quote(runner_path)),
+    };
     script.push_str(&format!(
-        "r=\"$HOME/{RUNNER_PATH}\"\n\
+        "r={runner}\n\
          if [ -x \"$r\" ]; then \
          echo \"runner:$(\"$r\" version --json 2>/dev/null </dev/null | head -c 4096 | tr -d '\\n')\"; fi\n"
     ));

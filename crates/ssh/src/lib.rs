@@ -14,7 +14,7 @@ mod sftp;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use check::{CheckReport, Interpreter, RUNNER_PATH, RunnerInfo, check, shell_quote};
+pub use check::{CheckReport, Interpreter, RunnerInfo, check, shell_quote};
 pub use client::{
     Credentials, DEFAULT_OUTPUT_LIMIT, HostKeyPolicy, Output, Session, Target, Timeouts, connect,
 };

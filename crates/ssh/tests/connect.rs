@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use cronium_ssh::testing::{KEY_PASSPHRASE, TestSshd};
 use cronium_ssh::{Credentials, HostKeyPin, HostKeyPolicy, SshError, Timeouts, check, connect};
 
+/// Where these tests look for a deployed runner, relative to the home.
+const RUNNER: &str = ".cache/cronium/runner/cronium-runner";
+
 fn timeouts() -> Timeouts {
     Timeouts {
         connect: Duration::from_secs(5),
@@ -45,7 +48,14 @@ async fn a_pinned_host_with_a_key_runs_commands_and_reports_on_itself() {
     );
     session.close().await;
 
-    let report = check(&target, &user.key_credentials(), &sshd.pinned(), timeouts()).await;
+    let report = check(
+        &target,
+        &user.key_credentials(),
+        &sshd.pinned(),
+        timeouts(),
+        RUNNER,
+    )
+    .await;
     assert!(report.ok(), "{:?}", report.error);
     assert!(report.reachable && report.authenticated);
     assert!(!report.newly_pinned);
@@ -88,10 +98,43 @@ async fn a_deployed_runner_reports_its_version() {
         chmod +x cronium-runner"#;
     assert!(session.exec(install).await.unwrap().success());
 
-    let report = check(&target, &user.key_credentials(), &sshd.pinned(), timeouts()).await;
+    let report = check(
+        &target,
+        &user.key_credentials(),
+        &sshd.pinned(),
+        timeouts(),
+        RUNNER,
+    )
+    .await;
     let runner = report.runner.expect("a runner is deployed");
     assert_eq!(runner.version.as_deref(), Some("9.8.7"));
     assert!(runner.raw.contains("cronium-runner"));
+
+    // The runner is looked for where the caller says: an absolute path, or
+    // one relative to the home; nothing there, no runner.
+    let moved = "mv ~/.cache/cronium/runner ~/'elsewhere'";
+    assert!(session.exec(moved).await.unwrap().success());
+    let absolute = user.home.join("elsewhere/cronium-runner");
+    for (path, version) in [
+        (absolute.to_str().unwrap(), Some("9.8.7")),
+        ("elsewhere/cronium-runner", Some("9.8.7")),
+        (RUNNER, None),
+    ] {
+        let report = check(
+            &target,
+            &user.key_credentials(),
+            &sshd.pinned(),
+            timeouts(),
+            path,
+        )
+        .await;
+        assert!(report.ok(), "{path}: {:?}", report.error);
+        assert_eq!(
+            report.runner.map(|r| r.version),
+            version.map(|v| Some(v.to_string())),
+            "{path}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -170,7 +213,14 @@ async fn password_auth_works_and_a_wrong_password_or_key_is_refused() {
     );
     assert!(message.contains("refused the key"), "{message}");
 
-    let report = check(&target, &sshd.stranger_key(), &sshd.pinned(), timeouts()).await;
+    let report = check(
+        &target,
+        &sshd.stranger_key(),
+        &sshd.pinned(),
+        timeouts(),
+        RUNNER,
+    )
+    .await;
     assert!(report.reachable && !report.authenticated);
     assert_eq!(report.error.unwrap().phase(), "auth");
 }
@@ -186,6 +236,7 @@ async fn trust_on_first_use_returns_the_key_and_a_changed_key_is_refused_with_bo
         &user.key_credentials(),
         &HostKeyPolicy::TrustOnFirstUse,
         timeouts(),
+        RUNNER,
     )
     .await;
     assert!(report.ok(), "{:?}", report.error);
@@ -234,7 +285,14 @@ async fn trust_on_first_use_returns_the_key_and_a_changed_key_is_refused_with_bo
     .unwrap_err();
     assert_eq!(err.phase(), "host key");
 
-    let report = check(&target, &user.key_credentials(), &pinned, timeouts()).await;
+    let report = check(
+        &target,
+        &user.key_credentials(),
+        &pinned,
+        timeouts(),
+        RUNNER,
+    )
+    .await;
     assert!(report.reachable && !report.authenticated);
     assert_eq!(report.error.unwrap().phase(), "host key");
 }
@@ -275,6 +333,7 @@ async fn a_closed_port_fails_fast_in_the_connect_phase() {
         &user.key_credentials(),
         &HostKeyPolicy::TrustOnFirstUse,
         timeouts(),
+        RUNNER,
     )
     .await;
     assert!(!report.reachable && !report.authenticated && report.host_key.is_none());

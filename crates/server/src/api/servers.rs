@@ -34,6 +34,8 @@ pub struct ServerFields {
     pub password: Option<String>,
     /// A `known_hosts` line; `""` clears it.
     pub known_host: Option<String>,
+    /// The runner cache directory on the host; `""` resets it to the default.
+    pub cache_dir: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -48,6 +50,10 @@ pub struct ServerView {
     pub known_host: Option<String>,
     /// The pinned key's `SHA256:` fingerprint, as `ssh-keygen -lf` prints it.
     pub host_key_fingerprint: Option<String>,
+    /// The runner cache directory in effect (the default when none is set),
+    /// so what is shown is where the files are; relative to the SSH user's
+    /// home unless absolute.
+    pub cache_dir: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -62,6 +68,7 @@ impl From<Server> for ServerView {
             .as_deref()
             .and_then(|line| HostKeyPin::parse(line).ok())
             .map(|pin| pin.fingerprint());
+        let cache_dir = s.spec.effective_cache_dir().to_string();
         ServerView {
             id: s.id.0,
             name: s.spec.name.as_str().to_string(),
@@ -71,6 +78,7 @@ impl From<Server> for ServerView {
             auth_kind: s.spec.auth_kind.as_str(),
             known_host: s.spec.known_host,
             host_key_fingerprint,
+            cache_dir,
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -147,6 +155,13 @@ fn known_host(fields: &ServerFields) -> Result<Option<Option<String>>, ApiError>
     Ok(Some(Some(text.to_string())))
 }
 
+/// `cacheDir` as given: `None` if absent, `Some(None)` to reset to the
+/// default, else a directory (checked with the rest of the spec).
+fn cache_dir(fields: &ServerFields) -> Option<Option<String>> {
+    let text = fields.cache_dir.as_deref()?;
+    Some((!text.is_empty()).then(|| text.to_string()))
+}
+
 fn auth_kind(c: &Credentials) -> AuthKind {
     match c {
         Credentials::Key { .. } => AuthKind::Key,
@@ -182,6 +197,7 @@ fn field_names(f: &ServerFields) -> Vec<&'static str> {
             f.private_key.is_some() || f.password.is_some(),
         ),
         ("knownHost", f.known_host.is_some()),
+        ("cacheDir", f.cache_dir.is_some()),
     ]
     .iter()
     .filter(|(_, g)| *g)
@@ -217,7 +233,7 @@ pub async fn create(
         auth_kind: auth_kind(&credentials),
         sealed_credentials: state.sealer.seal_credentials(&credentials),
         known_host,
-        cache_dir: None,
+        cache_dir: cache_dir(&fields).flatten(),
     }
     .validate()?;
     let entry = audit(
@@ -262,6 +278,7 @@ pub async fn update(
     let id = ServerId(id);
     let name = fields.name.as_deref().map(ServerName::new).transpose()?;
     let known_host = known_host(&fields)?;
+    let cache_dir = cache_dir(&fields);
     let sealed = credentials(&fields)?.map(|c| (auth_kind(&c), state.sealer.seal_credentials(&c)));
     let entry = audit(
         &caller,
@@ -289,6 +306,9 @@ pub async fn update(
         }
         if let Some(known) = &known_host {
             spec.known_host = known.clone();
+        }
+        if let Some(dir) = &cache_dir {
+            spec.cache_dir = dir.clone();
         }
         spec.validate()
     };
@@ -464,6 +484,7 @@ async fn run_check(state: AppState, caller: Caller, id: ServerId) -> Result<Chec
         &remote.credentials,
         &remote.policy(),
         Timeouts::default(),
+        &remote.cache.runner(),
     )
     .await;
     drop(remote);

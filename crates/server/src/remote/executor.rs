@@ -1,10 +1,12 @@
 //! Runs one payload on one server: connect (or reuse), make sure the right runner and the payload are on the host, run it framed, stream its output.
 //!
-//! Remote layout, under the SSH user's home:
+//! Remote layout, under the server's cache directory (`.cache/cronium`
+//! under the SSH user's home unless the server names another, relative to
+//! the home or absolute; see [`CacheLayout`]):
 //!
 //! ```text
-//! .cache/cronium/runner/cronium-runner      the runner, replaced atomically
-//! .cache/cronium/payloads/<sha256>.tar.gz   payloads by checksum, newest kept
+//! <cache>/runner/cronium-runner      the runner, replaced atomically
+//! <cache>/payloads/<sha256>.tar.gz   payloads by checksum, newest kept
 //! ```
 //!
 //! A warm job is one round trip: a short shell prelude checks that the
@@ -35,9 +37,8 @@ use crate::executor::{
     build_report, frame, read_records,
 };
 
-const CACHE: &str = ".cache/cronium";
-const RUNNER: &str = ".cache/cronium/runner/cronium-runner";
-const PAYLOADS: &str = ".cache/cronium/payloads";
+/// Where the runner sits inside the cache directory.
+const RUNNER_IN_CACHE: &str = "runner/cronium-runner";
 /// Payloads kept on a host; older ones are removed when a new one arrives.
 const KEEP_PAYLOADS: usize = 32;
 /// What the prelude prints (and exits with) when something must be uploaded first.
@@ -47,6 +48,64 @@ const NEED_EXIT: u32 = 97;
 /// Limits for the short commands around a run (probe, verify, rename).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The paths of one server's cache on its host. Relative paths are
+/// relative to the SSH user's home: every command starts with `cd`, and
+/// SFTP starts there too.
+///
+/// The directory passed [`cronium_core::validate_cache_dir`] (when the
+/// server was saved and again when its row was read), so it holds nothing
+/// a shell would interpret; every command still quotes the paths it builds
+/// from it, so that a path is one word whatever it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheLayout {
+    dir: String,
+}
+
+impl Default for CacheLayout {
+    fn default() -> CacheLayout {
+        CacheLayout::new(cronium_core::DEFAULT_CACHE_DIR)
+    }
+}
+
+impl CacheLayout {
+    /// `dir` as a server's spec gives it (see
+    /// [`cronium_core::ServerSpec::effective_cache_dir`]).
+    pub fn new(dir: impl Into<String>) -> CacheLayout {
+        CacheLayout { dir: dir.into() }
+    }
+
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The runner, as `server check` looks for it too.
+    pub fn runner(&self) -> String {
+        format!("{}/{RUNNER_IN_CACHE}", self.dir)
+    }
+
+    fn runner_dir(&self) -> String {
+        format!("{}/runner", self.dir)
+    }
+
+    fn payloads(&self) -> String {
+        format!("{}/payloads", self.dir)
+    }
+
+    fn payload(&self, sha256: &str) -> String {
+        format!("{}/payloads/{sha256}.tar.gz", self.dir)
+    }
+
+    /// `path` (one of the above) as an absolute path on a host whose SSH
+    /// user's home is `home`.
+    fn on_host(&self, home: &str, path: String) -> String {
+        if path.starts_with('/') {
+            path
+        } else {
+            format!("{}/{path}", home.trim_end_matches('/'))
+        }
+    }
+}
 
 /// The phase an execution failed in, as job metadata and errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +248,7 @@ impl RemoteExecutor {
             lease: &lease,
             connection: &connection,
             artifacts: &self.artifacts,
+            cache: &server.cache,
             execution: Execution::failed(Phase::Run, "not run"),
         };
         run.execution.timings.connect = ms(began.elapsed());
@@ -226,6 +286,7 @@ struct Run<'a> {
     lease: &'a Lease,
     connection: &'a Arc<Connection>,
     artifacts: &'a RunnerArtifacts,
+    cache: &'a CacheLayout,
     execution: Execution,
 }
 
@@ -243,7 +304,8 @@ impl Run<'_> {
         let mut runner = self.ensure_runner().await?;
         self.execution.timings.deploy += ms(started.elapsed());
         let home = self.connection.host().home.unwrap_or_default();
-        self.execution.payload_path = Some(format!("{home}/{PAYLOADS}/{}.tar.gz", request.sha256));
+        let payload = self.cache.payload(&request.sha256);
+        self.execution.payload_path = Some(self.cache.on_host(&home, payload));
         // At most: the runner changed under us, then the payload is missing.
         for _ in 0..3 {
             match self
@@ -283,10 +345,18 @@ impl Run<'_> {
         if let Some(artifact) = self.verified_runner() {
             return Ok(artifact);
         }
+        let (dir, runner_dir, payloads, runner) = (
+            shell_quote(self.cache.dir()),
+            shell_quote(&self.cache.runner_dir()),
+            shell_quote(&self.cache.payloads()),
+            shell_quote(&self.cache.runner()),
+        );
+        // Stale temporary files are looked for only where uploads put
+        // them, never deeper: the cache directory is the user's choice.
         let probe = format!(
-            "cd && mkdir -p {CACHE} && chmod 700 {CACHE} && mkdir -p {CACHE}/runner {PAYLOADS} && \
-             find {CACHE} -name '.*.tmp' -mmin +60 -exec rm -f {{}} + 2>/dev/null; \
-             echo \"$HOME\"; uname -m; sha256sum < {RUNNER} 2>/dev/null || echo none"
+            "cd && mkdir -p {dir} && chmod 700 {dir} && mkdir -p {runner_dir} {payloads} && \
+             find {runner_dir} {payloads} -maxdepth 1 -name '.*.tmp' -mmin +60 -exec rm -f {{}} + 2>/dev/null; \
+             echo \"$HOME\"; uname -m; sha256sum < {runner} 2>/dev/null || echo none"
         );
         let out = self.command(&probe).await.map_err(deploy_error)?;
         let mut lines = out.lines();
@@ -299,12 +369,16 @@ impl Run<'_> {
         let artifact = self.artifacts.for_arch(arch.trim()).map_err(deploy_error)?;
         let current = current.split_whitespace().next().unwrap_or_default();
         if current != artifact.sha256 {
-            let temp = format!("{CACHE}/runner/.cronium-runner.{}.tmp", random_suffix());
+            let temp = format!(
+                "{}/.cronium-runner.{}.tmp",
+                self.cache.runner_dir(),
+                random_suffix()
+            );
             self.upload(
                 &temp,
                 &artifact.bytes,
                 &artifact.sha256,
-                RUNNER,
+                &self.cache.runner(),
                 "700",
                 Phase::Deploy,
             )
@@ -334,9 +408,10 @@ impl Run<'_> {
         let upload_error = |e: String| (Phase::Upload, e);
         let _uploading = self.lease.slot.deploy.lock().await;
         let sha = &request.sha256;
-        let path = format!("{PAYLOADS}/{sha}.tar.gz");
+        let path = self.cache.payload(sha);
         // Another job may have uploaded it while this one waited for the lock.
-        if self.command(&format!("cd && test -f {path}")).await.is_ok() {
+        let present = format!("cd && test -f {}", shell_quote(&path));
+        if self.command(&present).await.is_ok() {
             return Ok(());
         }
         let bytes = tokio::fs::read(&request.payload).await.map_err(|e| {
@@ -345,14 +420,15 @@ impl Run<'_> {
                 request.payload.display()
             ))
         })?;
-        let temp = format!("{PAYLOADS}/.{sha}.{}.tmp", random_suffix());
+        let temp = format!("{}/.{sha}.{}.tmp", self.cache.payloads(), random_suffix());
         self.upload(&temp, &bytes, sha, &path, "600", Phase::Upload)
             .await?;
         self.execution.payload_uploaded = true;
         // The newest payloads stay; what a host no longer runs goes.
         let prune = format!(
-            "cd && ls -1t {PAYLOADS}/*.tar.gz 2>/dev/null | tail -n +{} | \
+            "cd && ls -1t {}/*.tar.gz 2>/dev/null | tail -n +{} | \
              while read -r f; do rm -f \"$f\"; done",
+            shell_quote(&self.cache.payloads()),
             KEEP_PAYLOADS + 1
         );
         self.command(&prune).await.map_err(upload_error)?;
@@ -381,9 +457,10 @@ impl Run<'_> {
             })?
             .map_err(|e| (phase, e.to_string()))?;
         self.execution.bytes_uploaded += bytes.len() as u64;
+        let (temp_q, path_q) = (shell_quote(temp), shell_quote(path));
         let verify = format!(
-            "cd && set -- $(sha256sum < {temp}) && if [ \"$1\" = {sha256} ]; then \
-             chmod {mode} {temp} && mv -f {temp} {path}; else rm -f {temp}; \
+            "cd && set -- $(sha256sum < {temp_q}) && if [ \"$1\" = {sha256} ]; then \
+             chmod {mode} {temp_q} && mv -f {temp_q} {path_q}; else rm -f {temp_q}; \
              echo \"checksum mismatch after upload: the host computed $1, expected {sha256}\"; exit 1; fi"
         );
         self.command(&verify).await.map_err(|e| (phase, e))?;
@@ -426,11 +503,13 @@ impl Run<'_> {
         let run_error = |e: String| (Phase::Run, e);
         let sha = &request.sha256;
         let prelude = format!(
-            "cd && P={PAYLOADS}/{sha}.tar.gz && \
-             if [ ! -x {RUNNER} ] || [ \"$(wc -c < {RUNNER})\" -ne {size} ]; then echo {NEED_RUNNER}; exit {NEED_EXIT}; fi && \
+            "cd && R={runner_path} && P={payload} && \
+             if [ ! -x \"$R\" ] || [ \"$(wc -c < \"$R\")\" -ne {size} ]; then echo {NEED_RUNNER}; exit {NEED_EXIT}; fi && \
              if [ ! -f \"$P\" ]; then echo {NEED_PAYLOAD}; exit {NEED_EXIT}; fi && \
-             exec {RUNNER} run \"$P\" --sha256 {sha} --timeout {timeout}ms --kill-grace {grace}ms \
+             exec \"$R\" run \"$P\" --sha256 {sha} --timeout {timeout}ms --kill-grace {grace}ms \
              --output framed --env-from-stdin",
+            runner_path = shell_quote(&self.cache.runner()),
+            payload = shell_quote(&self.cache.payload(sha)),
             size = runner.bytes.len(),
             timeout = request.timeout.as_millis().max(1),
             grace = kill_grace.as_millis(),
@@ -573,4 +652,31 @@ fn random_suffix() -> String {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the OS random source works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_paths_are_under_the_home_unless_absolute() {
+        let sha = "ab".repeat(32);
+        let default = CacheLayout::default();
+        assert_eq!(default.runner(), ".cache/cronium/runner/cronium-runner");
+        assert_eq!(
+            default.on_host("/home/deploy", default.payload(&sha)),
+            format!("/home/deploy/.cache/cronium/payloads/{sha}.tar.gz")
+        );
+        let relative = CacheLayout::new("opt-cronium/cache");
+        assert_eq!(
+            relative.on_host("/home/deploy/", relative.runner()),
+            "/home/deploy/opt-cronium/cache/runner/cronium-runner"
+        );
+        let absolute = CacheLayout::new("/srv/cronium");
+        assert_eq!(
+            absolute.on_host("/home/deploy", absolute.payload(&sha)),
+            format!("/srv/cronium/payloads/{sha}.tar.gz")
+        );
+        assert_eq!(absolute.runner(), "/srv/cronium/runner/cronium-runner");
+    }
 }

@@ -5,7 +5,7 @@ mod executor;
 mod pool;
 
 pub use artifacts::{Artifact, RunnerArtifacts};
-pub use executor::{Execution, Phase, RemoteExecutor, Timings};
+pub use executor::{CacheLayout, Execution, Phase, RemoteExecutor, Timings};
 pub use pool::{IDLE_CLOSE, PER_SERVER_JOBS, Pool};
 
 use cronium_core::{ServerId, ServerName};
@@ -25,6 +25,10 @@ pub struct RemoteServer {
     pub credentials: Credentials,
     /// The pinned host key, if one is known yet.
     pub pin: Option<HostKeyPin>,
+    /// Where the runner and payloads are cached on the host. Part of the
+    /// pool's comparison, so a changed directory gets a fresh connection,
+    /// which probes and deploys again.
+    pub cache: CacheLayout,
 }
 
 impl RemoteServer {
@@ -60,6 +64,7 @@ impl RemoteServer {
             target: Target::new(spec.host.clone(), spec.port, spec.username.clone()),
             credentials,
             pin,
+            cache: CacheLayout::new(spec.effective_cache_dir()),
         })
     }
 
