@@ -26,6 +26,25 @@ fn add_server(app: &TestApp, sshd: &TestSshd, user: &TestUser, name: &str) -> i6
         .unwrap()
 }
 
+/// Like [`add_server`], with a runner cache directory.
+fn add_server_caching_in(
+    app: &TestApp,
+    sshd: &TestSshd,
+    user: &TestUser,
+    name: &str,
+    cache_dir: &str,
+) -> i64 {
+    let server = add_server(app, sshd, user, name);
+    let changed = app
+        .patch(
+            &format!("/api/v1/servers/{server}"),
+            json!({ "cacheDir": cache_dir }),
+        )
+        .expect(200);
+    assert_eq!(changed["cacheDir"], cache_dir);
+    server
+}
+
 fn remote_event(app: &TestApp, name: &str, script: &str, servers: &[i64], extra: Value) -> i64 {
     let mut body = json!({
         "name": name, "interpreter": "bash", "content": script,
@@ -243,6 +262,121 @@ both_backends! {
             assert_eq!(stdout_of(&app, id, name), expected, "{name}'s lines, all and in order");
         }
     }
+}
+
+#[test]
+fn a_server_with_its_own_cache_dir_deploys_there_runs_warm_and_is_checked_there() {
+    let app = TestApp::spawn(Backend::Sqlite);
+    let sshd = TestSshd::start(1);
+    let user = sshd.user(0);
+    let server = add_server_caching_in(&app, &sshd, user, "own", "opt-cronium/cache");
+    let event = remote_event(
+        &app,
+        "own",
+        "echo \"cached by $(whoami)\"\n",
+        &[server],
+        json!({}),
+    );
+    let cache = user.home.join("opt-cronium/cache");
+    let runner = cache.join("runner/cronium-runner");
+
+    let first = run_to_end(&app, event);
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let run = &executions(&first)[0];
+    assert_eq!(run["uploaded"]["runner"], true, "{run}");
+    assert_eq!(run["uploaded"]["payload"], true, "{run}");
+    assert_eq!(
+        stdout_of(&app, first["id"].as_i64().unwrap(), "own"),
+        format!("cached by {}\n", user.name)
+    );
+    assert_eq!(sha256_file(&runner), sha256_file(&common::runner_binary()));
+    let checksum = first["metadata"]["checksum"].as_str().unwrap().to_string();
+    let payload = cache.join(format!("payloads/{checksum}.tar.gz"));
+    assert_eq!(
+        run["payloadPath"],
+        payload.display().to_string(),
+        "the real path"
+    );
+    assert_eq!(sha256_file(&payload), checksum);
+    assert_eq!(
+        file_names(&cache.join("payloads")),
+        [format!("{checksum}.tar.gz")]
+    );
+    assert_eq!(std::fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
+    assert!(
+        !user.home.join(".cache/cronium").exists(),
+        "nothing under the default directory"
+    );
+
+    let second = run_to_end(&app, event);
+    assert_eq!(second["status"], "succeeded", "{second}");
+    let run = &executions(&second)[0];
+    assert_eq!(
+        run["uploaded"],
+        json!({"runner": false, "payload": false, "bytes": 0})
+    );
+    assert_eq!(run["payloadPath"], payload.display().to_string());
+
+    // `server check` reports the runner deployed there.
+    let version = run["runnerVersion"].as_str().unwrap().to_string();
+    let report = app
+        .admin("POST", &format!("/api/v1/servers/{server}/check"), None)
+        .expect(200);
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["runner"]["version"], version.as_str(), "{report}");
+
+    // Moved to an absolute directory the user owns: the next run connects
+    // afresh and deploys there; the check follows.
+    // Under /tmp itself, not $TMPDIR: the user must be able to reach it.
+    let outside = tempfile::Builder::new()
+        .prefix("cronium-cache-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    chown(&user.name, outside.path());
+    let absolute = outside.path().join("cronium");
+    let absolute_text = absolute.to_str().unwrap();
+    app.patch(
+        &format!("/api/v1/servers/{server}"),
+        json!({ "cacheDir": absolute_text }),
+    )
+    .expect(200);
+    let report = app
+        .admin("POST", &format!("/api/v1/servers/{server}/check"), None)
+        .expect(200);
+    assert_eq!(
+        report["runner"],
+        Value::Null,
+        "nothing deployed there yet: {report}"
+    );
+
+    let third = run_to_end(&app, event);
+    assert_eq!(third["status"], "succeeded", "{third}");
+    let run = &executions(&third)[0];
+    assert_eq!(run["uploaded"]["runner"], true, "{run}");
+    assert_eq!(run["uploaded"]["payload"], true, "{run}");
+    let moved = absolute.join(format!("payloads/{checksum}.tar.gz"));
+    assert_eq!(run["payloadPath"], moved.display().to_string());
+    assert_eq!(sha256_file(&moved), checksum);
+    assert_eq!(
+        sha256_file(&absolute.join("runner/cronium-runner")),
+        sha256_file(&common::runner_binary())
+    );
+    assert_eq!(std::fs::metadata(&absolute).unwrap().mode() & 0o777, 0o700);
+    let fourth = run_to_end(&app, event);
+    assert_eq!(
+        executions(&fourth)[0]["uploaded"],
+        json!({"runner": false, "payload": false, "bytes": 0})
+    );
+    let report = app
+        .admin("POST", &format!("/api/v1/servers/{server}/check"), None)
+        .expect(200);
+    assert_eq!(report["runner"]["version"], version.as_str(), "{report}");
+    assert_eq!(
+        file_names(&cache.join("payloads")),
+        [format!("{checksum}.tar.gz")],
+        "the old directory is left as it was"
+    );
+    assert!(!user.home.join(".cache/cronium").exists());
 }
 
 #[test]
