@@ -54,6 +54,10 @@ pub struct AddArgs {
     /// The server's host key as a known_hosts line (else pinned on first check)
     #[arg(long, value_name = "LINE")]
     pub known_host: Option<String>,
+    /// Where the runner and payloads are cached on the host, relative to the
+    /// user's home or absolute (default: .cache/cronium)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +86,10 @@ pub struct EditArgs {
     /// Forget the pinned host key; the next `server check` pins the key it sees
     #[arg(long)]
     pub unpin: bool,
+    /// Cache the runner and payloads in DIR on the host, relative to the
+    /// user's home or absolute; "" resets to the default (.cache/cronium)
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<String>,
 }
 
 /// Puts the credentials named by the flags into a request body.
@@ -124,6 +132,9 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
             if let Some(line) = &a.known_host {
                 body["knownHost"] = json!(line);
             }
+            if let Some(dir) = &a.cache_dir {
+                body["cacheDir"] = json!(dir);
+            }
             let server = client.post("/servers", &body)?;
             show(client, &server, out).map(done)
         }
@@ -135,6 +146,7 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
                 ("host", e.host.as_ref()),
                 ("username", e.user.as_ref()),
                 ("knownHost", e.known_host.as_ref()),
+                ("cacheDir", e.cache_dir.as_ref()),
             ] {
                 if let Some(value) = value {
                     body[field] = json!(value);
@@ -154,7 +166,7 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
             )?;
             if body.as_object().is_some_and(|b| b.is_empty()) {
                 bail!(
-                    "nothing to change: give at least one of --rename, --host, --port, --user, --key, --password-env, --known-host, --unpin"
+                    "nothing to change: give at least one of --rename, --host, --port, --user, --key, --password-env, --known-host, --unpin, --cache-dir"
                 );
             }
             let server = client.patch(&format!("/servers/{id}"), &body)?;
@@ -251,6 +263,7 @@ fn show(client: &Client, server: &Value, out: &mut dyn Write) -> Result<()> {
         "authKind",
         "knownHost",
         "hostKeyFingerprint",
+        "cacheDir",
         "updatedAt",
     ] {
         writeln!(out, "{key:<18} {}", cell(&server[key]))?;

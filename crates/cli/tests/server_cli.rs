@@ -279,3 +279,86 @@ fn a_fleet_run_streams_every_hosts_lines_labelled_and_exits_non_zero_unless_all_
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
     assert!(run.stdout().contains("[east] hi from") && run.stdout().contains("[west] hi from"));
 }
+
+#[test]
+fn a_cache_dir_given_on_add_is_shown_used_by_runs_and_checks_and_reset_by_edit() {
+    common::require_runner();
+    let server = Server::start();
+    let sshd = TestSshd::start(1);
+    let user = sshd.user(0);
+    let work = tempfile::tempdir().unwrap();
+    let key = key_file(work.path(), "id_ed25519", &user.key.private);
+    let port = sshd.port().to_string();
+    let added = server
+        .cronium(&[
+            "server",
+            "add",
+            "cached",
+            "--host",
+            sshd.host(),
+            "--port",
+            &port,
+            "--user",
+            &user.name,
+            "--key",
+            key.to_str().unwrap(),
+            "--cache-dir",
+            "opt-cronium/cache",
+        ])
+        .ok()
+        .stdout();
+    assert!(
+        added.contains("cacheDir           opt-cronium/cache\n"),
+        "{added}"
+    );
+    let shown = server.cronium(&["server", "show", "cached"]).ok().stdout();
+    assert!(
+        shown.contains("cacheDir           opt-cronium/cache\n"),
+        "{shown}"
+    );
+    // The first check pins the host key; nothing is deployed yet.
+    let first = server.cronium(&["server", "check", "cached"]).ok().stdout();
+    assert!(first.contains("runner    not deployed"), "{first}");
+
+    let script = common::script(work.path(), "hi.sh", "echo hi\n");
+    server
+        .cronium(&[
+            "event", "create", "--name", "hi", "--script", &script, "--manual", "--server",
+            "cached",
+        ])
+        .ok();
+    let run = server.cronium(&["event", "run", "hi", "--follow"]);
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        user.home
+            .join("opt-cronium/cache/runner/cronium-runner")
+            .is_file()
+    );
+    assert!(!user.home.join(".cache/cronium").exists());
+    let second = server.cronium(&["server", "check", "cached"]).ok().stdout();
+    let runner = second
+        .lines()
+        .find_map(|l| l.strip_prefix("runner"))
+        .unwrap_or_else(|| panic!("no runner line:\n{second}"));
+    assert!(
+        runner.trim().starts_with(|c: char| c.is_ascii_digit()),
+        "the deployed runner's version: {second}"
+    );
+
+    server
+        .cronium(&["server", "edit", "cached", "--cache-dir", "../elsewhere"])
+        .fails_with(&["422", "cacheDir"]);
+    let reset = server
+        .cronium(&["server", "edit", "cached", "--cache-dir", ""])
+        .ok()
+        .stdout();
+    assert!(
+        reset.contains("cacheDir           .cache/cronium\n"),
+        "{reset}"
+    );
+    let json = server
+        .cronium(&["server", "show", "cached", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["cacheDir"], ".cache/cronium");
+}
