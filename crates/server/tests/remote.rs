@@ -893,3 +893,34 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
         (sessions() == 0).then_some(())
     });
 }
+
+#[test]
+fn a_shell_start_up_file_that_prints_is_named_instead_of_corrupting_the_run() {
+    let app = TestApp::spawn(Backend::Sqlite);
+    let sshd = TestSshd::start(1);
+    let user = sshd.user(0);
+    let server = add_server(&app, &sshd, user, "chatty");
+    let event = remote_event(&app, "quiet", "echo fine\n", &[server], json!({}));
+    assert_eq!(run_to_end(&app, event)["status"], "succeeded");
+
+    // A greeting without the usual "interactive only" guard; the user's
+    // shell reads it for commands run over ssh too.
+    let bashrc = user.home.join(".bashrc");
+    let original = std::fs::read(&bashrc).unwrap_or_default();
+    std::fs::write(
+        &bashrc,
+        [b"echo Welcome to the box!\n".as_slice(), &original].concat(),
+    )
+    .unwrap();
+    let job = run_to_end(&app, event);
+    assert_eq!(job["status"], "failed", "{job}");
+    let run = &executions(&job)[0];
+    assert_eq!(run["phase"], "run", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("Welcome to the box!"), "{error}");
+    assert!(error.contains("~/.bashrc"), "{error}");
+    no_processes_left(&user.name);
+
+    std::fs::write(&bashrc, original).unwrap();
+    assert_eq!(run_to_end(&app, event)["status"], "succeeded");
+}

@@ -45,6 +45,8 @@ const KEEP_PAYLOADS: usize = 32;
 const NEED_RUNNER: &str = "cronium:need-runner";
 const NEED_PAYLOAD: &str = "cronium:need-payload";
 const NEED_EXIT: u32 = 97;
+/// The first byte of a runner's stream: a Hello record.
+const HELLO: u8 = Kind::Hello as u8;
 /// Limits for the short commands around a run (probe, verify, rename).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -530,20 +532,31 @@ impl Run<'_> {
 
         let mut first = [0u8; 1];
         let n = process.stdout.read(&mut first).await.unwrap_or(0);
-        if n == 1 && first[0] == NEED_RUNNER.as_bytes()[0] {
-            let mut text = String::new();
-            let _ = (&mut process.stdout)
-                .take(4096)
-                .read_to_string(&mut text)
-                .await;
+        if n == 1 && first[0] != HELLO {
+            // The prelude saying what is missing, or noise from the remote
+            // user's shell start-up, which would corrupt the record stream.
+            let mut text = first.to_vec();
+            let ended = tokio::time::timeout(
+                Duration::from_secs(2),
+                (&mut process.stdout).take(4096).read_to_end(&mut text),
+            )
+            .await
+            .is_ok();
+            if !ended {
+                // A runner started after the noise takes this as a cancellation.
+                process.close().await;
+            }
             let exit = process.wait().await;
-            let text = format!("c{text}");
+            let text = String::from_utf8_lossy(&text);
             return match (exit.status, text.trim()) {
                 (Some(NEED_EXIT), NEED_RUNNER) => Ok(Err(Need::Runner)),
                 (Some(NEED_EXIT), NEED_PAYLOAD) => Ok(Err(Need::Payload)),
-                _ => Err(run_error(format!(
-                    "unexpected output before the runner started: {}",
-                    describe(&exit, text.trim())
+                (_, text) => Err(run_error(format!(
+                    "the host printed {:?} before the runner started; a start-up file of \
+                     the SSH user's shell (such as ~/.bashrc) must print nothing when the \
+                     shell is not interactive ({})",
+                    text.chars().take(200).collect::<String>(),
+                    describe(&exit, "")
                 ))),
             };
         }
