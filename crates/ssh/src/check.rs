@@ -41,6 +41,22 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// A report that knows nothing yet: not reachable, no facts, no error.
+    pub fn new(target: Target) -> CheckReport {
+        CheckReport {
+            target,
+            reachable: false,
+            authenticated: false,
+            host_key: None,
+            newly_pinned: false,
+            os: None,
+            arch: None,
+            interpreters: Vec::new(),
+            runner: None,
+            error: None,
+        }
+    }
+
     pub fn ok(&self) -> bool {
         self.error.is_none()
     }
@@ -85,18 +101,7 @@ pub async fn check(
     timeouts: Timeouts,
     runner_path: &str,
 ) -> CheckReport {
-    let mut report = CheckReport {
-        target: target.clone(),
-        reachable: false,
-        authenticated: false,
-        host_key: None,
-        newly_pinned: false,
-        os: None,
-        arch: None,
-        interpreters: Vec::new(),
-        runner: None,
-        error: None,
-    };
+    let mut report = CheckReport::new(target.clone());
     let session = match connect(target, credentials, policy, timeouts).await {
         Ok(session) => session,
         Err(error) => {

@@ -468,7 +468,14 @@ async fn run_check(state: AppState, caller: Caller, id: ServerId) -> Result<Chec
     // A pin stored before pins were validated: say so instead of failing
     // the request, since the check cannot run until the pin is fixed.
     if let Some(Err(e)) = server.spec.known_host.as_deref().map(HostKeyPin::parse) {
-        let mut view = CheckView::new(&server, &unchecked_report(&server));
+        let mut view = CheckView::new(
+            &server,
+            &CheckReport::new(cronium_ssh::Target::new(
+                server.spec.host.clone(),
+                server.spec.port,
+                server.spec.username.clone(),
+            )),
+        );
         view.fail(
             e.phase(),
             format!(
@@ -605,26 +612,6 @@ async fn pin(
 /// `host:port` as the SSH client's errors write it.
 fn address(host: &str, port: u16) -> String {
     cronium_ssh::Target::new(host, port, "").address()
-}
-
-/// A report for a check that never connected.
-fn unchecked_report(server: &Server) -> CheckReport {
-    CheckReport {
-        target: cronium_ssh::Target::new(
-            server.spec.host.clone(),
-            server.spec.port,
-            server.spec.username.clone(),
-        ),
-        reachable: false,
-        authenticated: false,
-        host_key: None,
-        newly_pinned: false,
-        os: None,
-        arch: None,
-        interpreters: Vec::new(),
-        runner: None,
-        error: None,
-    }
 }
 
 #[cfg(test)]
