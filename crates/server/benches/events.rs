@@ -25,6 +25,8 @@
 //! the server's `cronium_payloads_generated_total` moved by exactly what it
 //! should (one per create and script update, none per rename or get).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Barrier;
@@ -130,69 +132,25 @@ fn event_body(name: &str) -> Value {
 }
 
 /// One client: its own agent, so its own keep-alive connection.
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    auth: String,
-}
+struct Client(common::Api);
 
 impl Client {
     fn new(base: &str, token: &str) -> Client {
-        Client {
-            agent: ureq::Agent::new_with_config(
-                ureq::config::Config::builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build(),
-            ),
-            base: base.to_string(),
-            auth: format!("Bearer {token}"),
-        }
+        Client(common::Api::new(base, token))
     }
 
     /// Sends a request and returns the JSON body, panicking unless `status`.
     fn json(&self, method: &str, path: &str, body: Option<&Value>, status: u16) -> Value {
-        let url = format!("{}{path}", self.base);
-        let result = match (method, body) {
-            ("GET", None) => self
-                .agent
-                .get(&url)
-                .header("authorization", &self.auth)
-                .call(),
-            ("POST", Some(b)) => self
-                .agent
-                .post(&url)
-                .header("authorization", &self.auth)
-                .send_json(b),
-            ("PATCH", Some(b)) => self
-                .agent
-                .patch(&url)
-                .header("authorization", &self.auth)
-                .send_json(b),
-            _ => unreachable!("{method} {path}"),
-        };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .unwrap_or_else(|e| panic!("{method} {path}: body: {e}"));
-        assert_eq!(
-            response.status().as_u16(),
-            status,
-            "{method} {path}: {text}"
-        );
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+        let (got, json) = self
+            .0
+            .send(method, path, body)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got, status, "{method} {path}: {json}");
+        json
     }
 
     fn metric(&self, name: &str) -> u64 {
-        let url = format!("{}/metrics", self.base);
-        let text = self
-            .agent
-            .get(&url)
-            .header("authorization", &self.auth)
-            .call()
-            .and_then(|mut r| r.body_mut().read_to_string())
-            .expect("GET /metrics");
+        let text = self.0.text("/metrics").unwrap_or_else(|e| panic!("{e}"));
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
@@ -342,6 +300,7 @@ fn bench_backend(backend: Backend, rows: &mut Vec<Row>) {
     let mut config = Config::new(dir.path().join("data"));
     config.listen = "127.0.0.1:0".into();
     config.payload_retention = RETENTION;
+    config.runner = Some(common::runner());
     config.database_url = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => Some(TestPostgres::fresh_database()),

@@ -20,6 +20,8 @@
 //!   `startedAt − scheduledAt` of every job of the phase. The comparison: one
 //!   event firing every second, measured the same way in the same run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,48 +36,17 @@ const TRIGGER_RUNS: usize = 200;
 const THROUGHPUT_JOBS: usize = 1000;
 const SCHEDULED_EVENTS: usize = 1000;
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    auth: String,
-}
+struct Client(common::Api);
 
 impl Client {
     fn new(base: &str, token: &str) -> Client {
-        Client {
-            agent: ureq::Agent::new_with_config(
-                ureq::config::Config::builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build(),
-            ),
-            base: base.to_string(),
-            auth: format!("Bearer {token}"),
-        }
+        Client(common::Api::new(base, token))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
-        let url = format!("{}/api/v1{path}", self.base);
-        let result = match body {
-            Some(b) => self
-                .agent
-                .post(&url)
-                .header("authorization", &self.auth)
-                .send_json(b),
-            None => self
-                .agent
-                .get(&url)
-                .header("authorization", &self.auth)
-                .call(),
-        };
-        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let text = response.body_mut().read_to_string().unwrap();
-        assert!(
-            response.status().is_success(),
-            "{method} {path}: {} {text}",
-            response.status()
-        );
-        serde_json::from_str(&text).unwrap()
+        self.0
+            .call(method, path, body)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn event(&self, name: &str, script: &str, extra: Value) -> Value {
@@ -163,30 +134,6 @@ fn summary(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
         percentile(&v, 0.99),
         *v.last().unwrap(),
     )
-}
-
-/// The release runner, built if missing (`cargo bench` builds only this crate's targets).
-fn runner() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let runner = dir.join("cronium-runner");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cronium-runner",
-            "--bin",
-            "cronium-runner",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        status.success() && runner.is_file(),
-        "cannot build {}",
-        runner.display()
-    );
-    runner
 }
 
 /// Runs the payload with the runner directly, as a job would minus the server.
@@ -402,18 +349,7 @@ fn lateness(name: &str, app: &App, seconds: u64) {
 }
 
 fn patch(c: &Client, event: i64, body: &Value) {
-    let url = format!("{}/api/v1/events/{event}", c.base);
-    let mut r = c
-        .agent
-        .patch(&url)
-        .header("authorization", &c.auth)
-        .send_json(body)
-        .unwrap();
-    assert!(
-        r.status().is_success(),
-        "{}",
-        r.body_mut().read_to_string().unwrap()
-    );
+    c.call("PATCH", &format!("/events/{event}"), Some(body));
 }
 
 fn main() {
@@ -427,7 +363,7 @@ fn main() {
         tmp.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let runner = runner();
+    let runner = common::runner();
     let only = std::env::var("CRONIUM_BENCH_ONLY").unwrap_or_default();
     for (name, postgres) in [("SQLite", false), ("PostgreSQL", true)] {
         if !only.is_empty() && !name.eq_ignore_ascii_case(&only) {

@@ -30,6 +30,8 @@
 //! `CRONIUM_BENCH_ONLY` (a comma list of `ssh`, `ansible`, `cronium`),
 //! `CRONIUM_BENCH_ANSIBLE_VENV` (another venv directory).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -429,46 +431,15 @@ fn ansible_variants(hosts: &Hosts, rounds: usize) -> Vec<Row> {
     rows
 }
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    auth: String,
-}
+struct Client(common::Api);
 
 impl Client {
     fn new(base: &str, token: &str) -> Client {
-        Client {
-            agent: ureq::Agent::new_with_config(
-                ureq::config::Config::builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(60)))
-                    .build(),
-            ),
-            base: base.to_string(),
-            auth: format!("Bearer {token}"),
-        }
+        Client(common::Api::new(base, token))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-        let url = format!("{}/api/v1{path}", self.base);
-        let result = match body {
-            Some(b) => self
-                .agent
-                .post(&url)
-                .header("authorization", &self.auth)
-                .send_json(b),
-            None => self
-                .agent
-                .get(&url)
-                .header("authorization", &self.auth)
-                .call(),
-        };
-        let mut response = result.map_err(|e| format!("{method} {path}: {e}"))?;
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        if !response.status().is_success() {
-            return Err(format!("{method} {path}: {} {text}", response.status()));
-        }
-        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}: {text}"))
+        self.0.call(method, path, body)
     }
 
     fn run(&self, event: i64) -> Result<i64, String> {
@@ -523,28 +494,6 @@ impl Client {
         let done = self.wait(job)?;
         Ok((started.elapsed(), done))
     }
-}
-
-/// The release runner, built if missing (`cargo bench` builds only this crate's targets).
-fn runner() -> PathBuf {
-    let runner = target_dir().join("release/cronium-runner");
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cronium-runner",
-            "--bin",
-            "cronium-runner",
-        ])
-        .status()
-        .unwrap();
-    assert!(
-        status.success() && runner.is_file(),
-        "cannot build {}",
-        runner.display()
-    );
-    runner
 }
 
 struct App {
@@ -661,7 +610,7 @@ fn check_log(c: &Client, job: &Value, users: &[&str]) -> Result<(), String> {
 }
 
 fn cronium_variants(hosts: &Hosts, rounds: usize) -> Result<Vec<Row>, String> {
-    let runner = runner();
+    let runner = common::runner();
     let app = start(&runner);
     let c = &app.client;
     let mut servers = Vec::new();
