@@ -217,13 +217,16 @@ impl Sealer {
     }
 
     pub fn seal_credentials(&self, credentials: &Credentials) -> Vec<u8> {
-        let json = serde_json::to_vec(credentials).expect("credentials serialize");
+        let mut json = Vec::new();
+        SealedCredentials::serialize(credentials, &mut serde_json::Serializer::new(&mut json))
+            .expect("credentials serialize");
         self.seal(Purpose::ServerCredentials, &json)
     }
 
     pub fn open_credentials(&self, sealed: &[u8]) -> Result<Credentials, SealError> {
         let json = self.open(Purpose::ServerCredentials, sealed)?;
-        serde_json::from_slice(&json).map_err(|e| SealError::Content(e.to_string()))
+        SealedCredentials::deserialize(&mut serde_json::Deserializer::from_slice(&json))
+            .map_err(|e| SealError::Content(e.to_string()))
     }
 }
 
@@ -233,10 +236,16 @@ impl fmt::Debug for Sealer {
     }
 }
 
-/// How Cronium logs in to a server; only ever stored sealed.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Credentials {
+/// How Cronium logs in to a server: the SSH client's own type, only ever
+/// stored sealed.
+pub use cronium_ssh::Credentials;
+
+/// How [`Credentials`] are written inside a sealed blob. The format is
+/// this module's business (the SSH client knows nothing of storage), so it
+/// is declared here over the SSH client's type.
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "Credentials", tag = "kind", rename_all = "lowercase")]
+enum SealedCredentials {
     Key {
         #[serde(rename = "privateKey")]
         private_key: String,
@@ -246,15 +255,6 @@ pub enum Credentials {
     Password {
         password: String,
     },
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Credentials::Key { .. } => f.write_str("Credentials::Key(..)"),
-            Credentials::Password { .. } => f.write_str("Credentials::Password(..)"),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -349,6 +349,22 @@ mod tests {
         assert!(!contains(&blob, b"OPENSSH"));
         assert_eq!(s.open_credentials(&blob).unwrap(), creds);
         assert!(!format!("{creds:?}").contains("OPENSSH"));
+        // The format sealed at rest, unchanged since servers were first stored.
+        let stored = s.open(Purpose::ServerCredentials, &blob).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&stored).unwrap(),
+            serde_json::json!({"kind": "key", "privateKey": "-----BEGIN OPENSSH PRIVATE KEY-----", "passphrase": "pp"})
+        );
+        let password = s.seal(
+            Purpose::ServerCredentials,
+            br#"{"kind":"password","password":"pw"}"#,
+        );
+        assert_eq!(
+            s.open_credentials(&password).unwrap(),
+            Credentials::Password {
+                password: "pw".into()
+            }
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use cronium_core::{ServerId, ServerName};
 use cronium_ssh::{Credentials, HostKeyPin, HostKeyPolicy, Target};
 use cronium_store::Server;
 
-use crate::secrets::{self, Sealer};
+use crate::secrets::Sealer;
 
 /// A server record turned into what an SSH connection needs, with its
 /// credentials opened. Lives only as long as a connection is being made or
@@ -36,22 +36,9 @@ impl RemoteServer {
     /// is a sentence for a user (which server, what is wrong).
     pub fn open(server: &Server, sealer: &Sealer) -> Result<RemoteServer, String> {
         let spec = &server.spec;
-        let credentials = match sealer.open_credentials(&spec.sealed_credentials) {
-            Ok(secrets::Credentials::Key {
-                private_key,
-                passphrase,
-            }) => Credentials::Key {
-                private_key,
-                passphrase,
-            },
-            Ok(secrets::Credentials::Password { password }) => Credentials::Password { password },
-            Err(e) => {
-                return Err(format!(
-                    "cannot open the credentials of server {}: {e}",
-                    spec.name
-                ));
-            }
-        };
+        let credentials = sealer
+            .open_credentials(&spec.sealed_credentials)
+            .map_err(|e| format!("cannot open the credentials of server {}: {e}", spec.name))?;
         let pin = spec
             .known_host
             .as_deref()
