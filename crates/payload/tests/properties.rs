@@ -208,3 +208,27 @@ fn event_version_past_i64_max_survives_the_round_trip() {
         assert_eq!(listing.manifest.metadata.event_version, Some(event_version));
     }
 }
+
+/// The bytes of one fixed payload, pinned across builds, machines and
+/// versions: determinism within one process (above) would not notice an
+/// entry order, a mode, a timestamp or a gzip header that changed between
+/// releases, and with it every digest users have recorded or signed. A
+/// deliberate format change updates this digest in the same commit.
+#[test]
+fn a_fixed_payload_builds_to_its_golden_digest() {
+    let spec = PayloadSpec {
+        interpreter: Interpreter::Python,
+        script: b"import os\nprint(os.environ['GREETING'])\n".to_vec(),
+        environment: BTreeMap::from([
+            (EnvKey::new("GREETING").unwrap(), "hello".to_string()),
+            (EnvKey::new("TARGET").unwrap(), "/srv/data".to_string()),
+        ]),
+        event_id: "7".into(),
+        event_version: 3,
+        created_at: "2026-01-02T03:04:05Z".parse().unwrap(),
+    };
+    let built = spec.build().unwrap();
+    assert_eq!(built.digest.to_hex(), GOLDEN_DIGEST, "{} bytes", built.bytes.len());
+}
+
+const GOLDEN_DIGEST: &str = "862c540d861a75432d189bcb436b2a51266110169d35f158b01a9bd9fc83f6e5";

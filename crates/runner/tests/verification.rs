@@ -191,8 +191,10 @@ fn every_verification_failure_exits_125_and_runs_nothing() {
         assert_eq!(ran.stdout_text(), "", "{name}: the script did not run");
         assert!(!fixture.marker_exists(), "{name}: the script ran");
         // Nothing escaped the work dir, and the work dir itself is gone.
+        // The runner unpacks into a private dir inside `--workdir`, so an
+        // escaping `../evil` would land in `--workdir` itself.
         assert!(
-            !fixture.root().join("evil").exists(),
+            !fixture.work.join("evil").exists(),
             "{name}: ../evil was written"
         );
         assert!(
@@ -228,7 +230,7 @@ fn verify_refuses_the_same_payloads_without_running_them() {
         );
         assert_eq!(ran.stdout_text(), "", "{name}");
         assert!(!fixture.marker_exists(), "{name}");
-        assert!(!fixture.root().join("evil").exists(), "{name}");
+        assert!(!fixture.work.join("evil").exists(), "{name}");
     }
 }
 

@@ -61,14 +61,13 @@ impl Scene {
         Ok(Scene { dir, executor })
     }
 
-    /// The sandboxed scene, or `None` (with a notice) where bubblewrap is
-    /// not installed.
-    fn sandboxed(allow_network: bool) -> Option<Scene> {
+    /// The sandboxed scene. A machine without bubblewrap fails the test
+    /// rather than skipping it: `scripts/test.sh` installs it.
+    fn sandboxed(allow_network: bool) -> Scene {
         match Scene::try_with(Sandbox::Bubblewrap { allow_network }, &[]) {
-            Ok(scene) => Some(scene),
+            Ok(scene) => scene,
             Err(ExecutorError::BwrapMissing) => {
-                eprintln!("NOTICE: skipping a sandbox test: bwrap is not installed");
-                None
+                panic!("bwrap is not installed: install bubblewrap (scripts/test.sh does)")
             }
             Err(e) => panic!("sandboxed executor: {e}"),
         }
@@ -557,19 +556,30 @@ fn the_work_dir_is_created_private() {
 
 #[tokio::test]
 async fn sandboxed_scripts_cannot_write_the_system_but_can_write_their_work_dir() {
-    let Some(scene) = Scene::sandboxed(false) else {
-        return;
-    };
-    let script = r#"
-mount -o remount,bind,rw / 2>/dev/null && echo "remounted /"
+    // A probe that got through removes itself: a failing test must not litter the host.
+    let probe = r#"
 for dir in /usr /etc; do
-    # A probe that got through removes itself: a failing test must not litter the host.
     if touch "$dir/cronium-sandbox-probe" 2>/dev/null; then echo "$dir writable"; rm "$dir/cronium-sandbox-probe"; else echo "$dir read-only"; fi
 done
-echo data > "$CRONIUM_WORK_DIR/scratch" && echo "work dir writable"
 "#;
+    // The probe only means something where it can write without the
+    // sandbox (as root, which the suite runs as): show that first.
+    let plain = Scene::new();
+    let (report, lines) = plain.run(plain.payload(Interpreter::Bash, probe)).await;
+    assert_eq!(report.status, JobStatus::Succeeded, "{report:?}");
+    assert_eq!(
+        text(&lines, Stream::Stdout),
+        "/usr writable\n/etc writable\n",
+        "without the sandbox the probe must be able to write (run the suite as root)"
+    );
 
-    let (report, lines) = scene.run(scene.payload(Interpreter::Bash, script)).await;
+    let scene = Scene::sandboxed(false);
+    let script = format!(
+        "mount -o remount,bind,rw / 2>/dev/null && echo \"remounted /\"\n{probe}\
+         echo data > \"$CRONIUM_WORK_DIR/scratch\" && echo \"work dir writable\"\n"
+    );
+
+    let (report, lines) = scene.run(scene.payload(Interpreter::Bash, &script)).await;
 
     assert_eq!(report.status, JobStatus::Succeeded, "{report:?}");
     assert_eq!(
@@ -580,9 +590,7 @@ echo data > "$CRONIUM_WORK_DIR/scratch" && echo "work dir writable"
 
 #[tokio::test]
 async fn sandboxed_scripts_get_a_private_tmp() {
-    let Some(scene) = Scene::sandboxed(false) else {
-        return;
-    };
+    let scene = Scene::sandboxed(false);
     let host_file = tempfile::NamedTempFile::new_in("/tmp").unwrap();
     let script = format!(
         "if [ -e {0} ]; then echo visible; else echo hidden; fi\necho x > /tmp/own && cat /tmp/own\n",
@@ -603,9 +611,7 @@ fn connect_script(listener: &TcpListener) -> String {
 
 #[tokio::test]
 async fn sandboxed_scripts_have_no_network_by_default() {
-    let Some(scene) = Scene::sandboxed(false) else {
-        return;
-    };
+    let scene = Scene::sandboxed(false);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 
     let (report, lines) = scene
@@ -618,9 +624,7 @@ async fn sandboxed_scripts_have_no_network_by_default() {
 
 #[tokio::test]
 async fn sandboxed_scripts_reach_the_network_when_allowed() {
-    let Some(scene) = Scene::sandboxed(true) else {
-        return;
-    };
+    let scene = Scene::sandboxed(true);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
 
     let (report, lines) = scene
@@ -633,9 +637,7 @@ async fn sandboxed_scripts_reach_the_network_when_allowed() {
 
 #[tokio::test]
 async fn a_sandboxed_timeout_leaves_nothing_running() {
-    let Some(scene) = Scene::sandboxed(false) else {
-        return;
-    };
+    let scene = Scene::sandboxed(false);
     let marker = format!("cronium-sandbox-sleeper-{}", std::process::id());
     let script = format!("(exec -a {marker} sleep 300) &\necho started\nsleep 300\n");
     let mut request = scene.payload(Interpreter::Bash, &script);
@@ -650,9 +652,7 @@ async fn a_sandboxed_timeout_leaves_nothing_running() {
 
 #[tokio::test]
 async fn hidden_dirs_are_empty_in_the_sandbox_except_for_the_runs_own_files() {
-    let Some(scene) = Scene::sandboxed(false) else {
-        return;
-    };
+    let scene = Scene::sandboxed(false);
     // The scene's dir plays the server's data dir: a key beside the
     // payloads and the work dir.
     let data = scene.dir.path().to_path_buf();
