@@ -7,21 +7,63 @@ use std::os::unix::fs::PermissionsExt;
 use common::{Backend, TestApp};
 use serde_json::{Value, json};
 
-/// Every (method, path, role) the OpenAPI document lists, path ids filled in.
-fn operations(app: &TestApp) -> Vec<(String, String, Option<String>)> {
+/// Who may call what, written down here and not read from the server: a
+/// handler whose role is lowered together with its documentation (an
+/// editor minting admin tokens) must fail this test. `None`: public.
+const ROLES: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/healthz", None),
+    ("GET", "/metrics", Some("viewer")),
+    ("GET", "/api/v1/openapi.json", None),
+    ("GET", "/api/v1/events", Some("viewer")),
+    ("POST", "/api/v1/events", Some("editor")),
+    ("GET", "/api/v1/events/{id}", Some("viewer")),
+    ("PATCH", "/api/v1/events/{id}", Some("editor")),
+    ("DELETE", "/api/v1/events/{id}", Some("editor")),
+    ("GET", "/api/v1/events/{id}/payloads", Some("viewer")),
+    ("GET", "/api/v1/events/{id}/payloads/{version}", Some("viewer")),
+    ("POST", "/api/v1/events/{id}/run", Some("editor")),
+    ("GET", "/api/v1/jobs", Some("viewer")),
+    ("GET", "/api/v1/jobs/{id}", Some("viewer")),
+    ("POST", "/api/v1/jobs/{id}/cancel", Some("editor")),
+    ("GET", "/api/v1/jobs/{id}/logs", Some("viewer")),
+    ("GET", "/api/v1/servers", Some("viewer")),
+    ("POST", "/api/v1/servers", Some("admin")),
+    ("GET", "/api/v1/servers/{id}", Some("viewer")),
+    ("PATCH", "/api/v1/servers/{id}", Some("admin")),
+    ("DELETE", "/api/v1/servers/{id}", Some("admin")),
+    ("POST", "/api/v1/servers/{id}/check", Some("admin")),
+    ("GET", "/api/v1/tokens", Some("admin")),
+    ("POST", "/api/v1/tokens", Some("admin")),
+    ("DELETE", "/api/v1/tokens/{id}", Some("admin")),
+    ("GET", "/api/v1/audit", Some("admin")),
+];
+
+/// Every (method, path, role) the OpenAPI document lists, sorted.
+fn documented(app: &TestApp) -> Vec<(String, String, Option<String>)> {
     let doc = app
         .send("GET", "/api/v1/openapi.json", None, &[], None)
         .expect(200);
     let mut ops = Vec::new();
     for (path, methods) in doc["paths"].as_object().unwrap() {
         for (method, op) in methods.as_object().unwrap() {
-            // Ids that exist nowhere: no operation here may change anything.
-            let concrete = path.replace("{id}", "999999").replace("{version}", "1");
             let role = op["x-cronium-role"].as_str().map(String::from);
-            ops.push((method.to_uppercase(), concrete, role));
+            ops.push((method.to_uppercase(), path.clone(), role));
         }
     }
+    ops.sort();
     ops
+}
+
+/// The table's operations, path ids filled in with ids that exist nowhere:
+/// no operation here may change anything.
+fn operations() -> Vec<(String, String, Option<&'static str>)> {
+    ROLES
+        .iter()
+        .map(|(method, path, role)| {
+            let concrete = path.replace("{id}", "999999").replace("{version}", "1");
+            (method.to_string(), concrete, *role)
+        })
+        .collect()
 }
 
 fn body_for(method: &str) -> Option<Vec<u8>> {
@@ -33,9 +75,13 @@ both_backends! {
         let app = TestApp::spawn(backend);
         let viewer = app.token("viewer");
         let editor = app.token("editor");
-        let ops = operations(&app);
-        assert!(ops.len() >= 19, "{ops:?}");
-        for (method, path, role) in &ops {
+        let mut expected: Vec<(String, String, Option<String>)> = ROLES
+            .iter()
+            .map(|(m, p, r)| (m.to_string(), p.to_string(), r.map(String::from)))
+            .collect();
+        expected.sort();
+        assert_eq!(documented(&app), expected, "the document's roles differ from this table");
+        for (method, path, role) in &operations() {
             let json = [("content-type", "application/json")];
             let anonymous = app.send(method, path, None, &json, body_for(method));
             match role {
@@ -45,7 +91,7 @@ both_backends! {
                     assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
                 }
             }
-            let weaker = match role.as_deref() {
+            let weaker = match role {
                 Some("editor") => Some(&viewer),
                 Some("admin") => Some(&editor),
                 _ => None,
