@@ -138,16 +138,31 @@ fn the_script_reads_its_input_and_success_exits_zero() {
 
 #[test]
 fn output_arrives_while_the_job_still_runs() {
-    let (server, _work) = server_with_event("slow", "echo first\nsleep 2\necho second\n", &[]);
+    // The script cannot print its second line, or end, before the test
+    // creates the gate: a CLI that buffered until the job ended would never
+    // show the first line in time.
+    let gates = tempfile::tempdir().unwrap();
+    let gate = gates.path().join("gate");
+    let body = format!(
+        "echo first\nfor i in $(seq 600); do [ -e '{}' ] && break; sleep 0.05; done\necho second\n",
+        gate.display()
+    );
+    let (server, _work) = server_with_event("slow", &body, &[]);
     let mut follower = server.cronium_spawn(&["event", "run", "slow", "--follow"]);
     let lines = follower.stdout_lines();
 
-    let first = lines.recv_timeout(Duration::from_secs(30)).unwrap();
+    let first = lines.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(first, "first");
+    assert_eq!(
+        lines.recv_timeout(Duration::from_millis(500)),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+        "nothing else may arrive before the gate opens"
+    );
     assert!(
         follower.0.try_wait().unwrap().is_none(),
-        "the first line came before the job ended"
+        "the follower is still waiting for the job"
     );
+    std::fs::write(&gate, "").unwrap();
     let second = lines.recv_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(second, "second");
     let (status, err) = follower.wait(Duration::from_secs(30));
