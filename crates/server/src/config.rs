@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cronium_core::schedule::parse_interval;
 
-use crate::secrets::MasterKey;
+use cronium_engine::secrets::MasterKey;
 
 pub const ENV_DATA_DIR: &str = "CRONIUM_DATA_DIR";
 pub const ENV_LISTEN: &str = "CRONIUM_LISTEN";

@@ -1,4 +1,4 @@
-//! Cronium's control plane: `cronium serve` — start-up, the REST API, secrets at rest, API tokens, the payload service, the scheduler and the local workers.
+//! Cronium's control plane: `cronium serve` — start-up wiring and the REST API (with its auth and API tokens) over the engine.
 //!
 //! [`start`] does everything `cronium serve` does up to serving (data dir,
 //! master key, database and migrations, admin token, payload sweep, the
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, SubsecRound, Utc};
 use cronium_core::Role;
 use cronium_store::{AuditEntry, NewToken, Store, User};
 use tokio::net::TcpListener;
@@ -21,20 +20,14 @@ use tokio_util::sync::CancellationToken;
 pub mod api;
 pub mod config;
 pub mod error;
-pub mod executor;
-mod files;
-pub mod live;
 pub mod metrics;
 pub mod openapi;
-pub mod payloads;
-pub mod remote;
-pub mod scheduler;
-pub mod secrets;
 pub mod state;
 pub mod tokens;
-pub mod worker;
 
 pub use config::{Config, Overrides};
+pub use cronium_engine::now;
+use cronium_engine::{files, payloads, secrets};
 
 /// Where the first-start admin token is written, in the data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -42,11 +35,6 @@ pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 pub const MASTER_KEY_FILE: &str = "master.key";
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The current time at microsecond precision, which both databases store exactly.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
 
 /// A server that is accepting requests.
 pub struct Running {
@@ -150,12 +138,12 @@ pub async fn start(config: Config) -> Result<Running> {
         tracing::warn!(path = %path.display(), "a payload row references a missing file");
     }
 
-    let executor = executor::LocalExecutor::new(executor::ExecutorConfig {
+    let executor = cronium_exec::LocalExecutor::new(cronium_exec::ExecutorConfig {
         runner: find_runner(config.runner.as_deref())?,
         work_dir: data_dir.join("work"),
         sandbox: match config.sandbox {
-            config::SandboxMode::None => executor::Sandbox::None,
-            config::SandboxMode::Bubblewrap => executor::Sandbox::Bubblewrap {
+            config::SandboxMode::None => cronium_exec::Sandbox::None,
+            config::SandboxMode::Bubblewrap => cronium_exec::Sandbox::Bubblewrap {
                 allow_network: config.sandbox_network,
             },
         },
@@ -166,10 +154,10 @@ pub async fn start(config: Config) -> Result<Running> {
     // admin token: the sandbox runs as this server's user.
     .hide_in_sandbox([data_dir.clone()]);
     sweep_work_dir(&data_dir.join("work"));
-    let artifacts = remote::RunnerArtifacts::discover(&executor.config().runner)
+    let artifacts = cronium_exec::remote::RunnerArtifacts::discover(&executor.config().runner)
         .context("cannot read the runner binaries to deploy")?;
-    let remote = remote::RemoteExecutor::new(
-        remote::Pool::new(cronium_ssh::Timeouts::default()),
+    let remote = cronium_exec::remote::RemoteExecutor::new(
+        cronium_exec::remote::Pool::new(cronium_ssh::Timeouts::default()),
         artifacts,
         KILL_GRACE,
     );
@@ -179,23 +167,23 @@ pub async fn start(config: Config) -> Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let sealer = secrets::Sealer::new(&key);
-    let hub = std::sync::Arc::new(live::LogHub::default());
-    let running = worker::RunningJobs::default();
+    let hub = std::sync::Arc::new(cronium_engine::live::LogHub::default());
+    let running = cronium_engine::running::RunningJobs::default();
     let jobs_queued = std::sync::Arc::new(tokio::sync::Notify::new());
     let schedules_changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
 
-    let scheduler = scheduler::Scheduler::new(
+    let scheduler = cronium_engine::scheduler::Scheduler::new(
         store.clone(),
         schedules_changed.clone(),
         jobs_queued.clone(),
         running.clone(),
-        scheduler::Retention {
+        cronium_engine::scheduler::Retention {
             age: config.job_retention,
             keep_per_event: config.job_keep,
         },
     );
-    let workers = worker::Workers::new(
+    let workers = cronium_engine::worker::Workers::new(
         store.clone(),
         std::sync::Arc::new(executor),
         std::sync::Arc::new(remote),
@@ -204,7 +192,7 @@ pub async fn start(config: Config) -> Result<Running> {
         hub.clone(),
         running.clone(),
         jobs_queued.clone(),
-        worker::WorkerConfig {
+        cronium_engine::worker::WorkerConfig {
             owner: lease_owner(),
             slots: config.max_jobs,
             lease: config.job_lease,

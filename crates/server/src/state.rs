@@ -7,11 +7,12 @@ use cronium_store::Store;
 
 use tokio::sync::Notify;
 
-use crate::live::LogHub;
+use cronium_engine::live::LogHub;
+use cronium_engine::payloads::PayloadFiles;
+use cronium_engine::running::RunningJobs;
+use cronium_engine::secrets::Sealer;
+
 use crate::metrics::Metrics;
-use crate::payloads::PayloadFiles;
-use crate::secrets::Sealer;
-use crate::worker::RunningJobs;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);

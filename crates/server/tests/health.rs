@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cronium_server::secrets::{MasterKey, Sealer};
+use cronium_engine::payloads;
+use cronium_engine::secrets::{MasterKey, Sealer};
 use cronium_server::state::{AppState, Shared};
-use cronium_server::{api, metrics, payloads};
+use cronium_server::{api, metrics};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{PgStore, SqliteStore, Store};
 use serde_json::{Value, json};

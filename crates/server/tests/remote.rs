@@ -837,63 +837,6 @@ fn the_payload_cache_keeps_the_newest_and_prunes_the_rest() {
     assert_eq!(executions(&again)[0]["uploaded"]["payload"], true);
 }
 
-// Multi-threaded: `wait_for` blocks its thread while the SSH session's own
-// task must go on running to say goodbye.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() {
-    use cronium_server::executor::RunRequest;
-    use cronium_server::remote::{Phase, Pool, RemoteExecutor, RemoteServer, RunnerArtifacts};
-
-    let sshd = TestSshd::start(1);
-    let user = sshd.user(0);
-    let server = RemoteServer {
-        id: cronium_core::ServerId(1),
-        name: cronium_core::ServerName::new("odd").unwrap(),
-        target: sshd.target(user),
-        credentials: user.key_credentials(),
-        pin: Some(cronium_ssh::HostKeyPin::Key(sshd.host_key())),
-        cache: Default::default(),
-    };
-    let mut artifacts = RunnerArtifacts::default();
-    artifacts.insert("sparc64", b"#!/bin/sh\n".to_vec());
-    let executor = RemoteExecutor::new(Pool::default(), artifacts, Duration::from_secs(1));
-    let request = RunRequest {
-        payload: "/nonexistent.tar.gz".into(),
-        sha256: "0".repeat(64),
-        timeout: Duration::from_secs(10),
-        env: Default::default(),
-    };
-    let (tx, _rx) = tokio::sync::mpsc::channel(16);
-    let execution = executor
-        .run(
-            &server,
-            &request,
-            tx,
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .await;
-    assert_eq!(execution.phase, Some(Phase::Deploy));
-    let error = execution.report.error.unwrap();
-    let arch = std::env::consts::ARCH;
-    assert!(
-        error.contains(&format!(
-            "no cronium-runner for {arch} hosts (available: sparc64)"
-        )),
-        "{error}"
-    );
-    assert!(!execution.runner_uploaded);
-
-    // The connection made for it stays open for the next job, until idle.
-    let sessions = || pids_of(&user.name).len();
-    assert_eq!(sessions(), 1, "one sshd session process for the connection");
-    let now = tokio::time::Instant::now();
-    assert_eq!(executor.close_idle(now).await, 0, "just used");
-    assert_eq!(executor.close_idle(now + Duration::from_secs(601)).await, 1);
-    wait_for("the idle connection's session to end", PATIENCE, || {
-        (sessions() == 0).then_some(())
-    });
-}
-
 #[test]
 fn a_shell_start_up_file_that_prints_is_named_instead_of_corrupting_the_run() {
     let app = TestApp::spawn(Backend::Sqlite);

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::no_content;
 use crate::error::{ApiError, JsonBody, PathParams};
-use crate::remote::RemoteServer;
-use crate::secrets::Credentials;
+use cronium_engine::secrets::Credentials;
+use cronium_engine::servers::open_server;
 use crate::state::AppState;
 use crate::tokens::{Admin, Caller, Viewer};
 
@@ -485,7 +485,7 @@ async fn run_check(state: AppState, caller: Caller, id: ServerId) -> Result<Chec
         );
         return Ok(view);
     }
-    let remote = RemoteServer::open(&server, &state.sealer).map_err(ApiError::internal)?;
+    let remote = open_server(&server, &state.sealer).map_err(ApiError::internal)?;
     let report = cronium_ssh::check(
         &remote.target,
         &remote.credentials,

@@ -1,34 +1,23 @@
 //! The local executor: runs one attempt of a job with the real `cronium-runner` (optionally under bubblewrap) and streams its output as lines.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs::DirBuilder;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cronium_core::JobStatus;
-use cronium_runner::protocol::{
-    self, Hello, Kind, MAX_CHUNK, MAX_FRAME, PROTOCOL_VERSION, ProtocolError, RunResult,
-};
-use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use cronium_runner::protocol::Kind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
-/// Longest [`OutputLine`]: longer lines arrive in pieces of this size.
-pub const MAX_LINE: usize = 64 * 1024;
-/// After a cancel request, how long past the kill grace the runner may take
-/// before the executor kills it (and the group it announced) itself.
-pub const CANCEL_MARGIN: Duration = Duration::from_secs(5);
-/// A runner still going this long after timeout + kill grace is stuck (it
-/// enforces the timeout itself); the executor then kills it.
-pub const WATCHDOG_MARGIN: Duration = Duration::from_secs(30);
+use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
+use crate::{CANCEL_MARGIN, OutputLine, RunReport, RunRequest, WATCHDOG_MARGIN};
+
 /// How much of the runner's own stderr is kept for error messages.
 const STDERR_KEEP: usize = 8 * 1024;
 
@@ -74,49 +63,6 @@ pub enum ExecutorError {
     WorkDir { path: PathBuf, source: io::Error },
 }
 
-/// One attempt of a job.
-#[derive(Debug, Clone)]
-pub struct RunRequest {
-    /// The payload `.tar.gz`, absolute.
-    pub payload: PathBuf,
-    /// The digest the job pinned (64 hex digits), passed as `--sha256`: the
-    /// database, not a file beside the payload, says what may run.
-    pub sha256: String,
-    pub timeout: Duration,
-    /// Secrets and `CRONIUM_JOB_ID` / `CRONIUM_EXECUTION_ID`: sent only in
-    /// the framed `Env` record on the runner's stdin.
-    pub env: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// One line of the script's output, with its `\n` (none on a final
-/// fragment), byte for byte; at most [`MAX_LINE`] bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputLine {
-    pub stream: Stream,
-    pub data: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunReport {
-    /// `Succeeded`, `Failed`, `TimedOut` or `Cancelled`.
-    pub status: JobStatus,
-    /// The runner's exit status (the script's own, or 124–128+N).
-    pub exit_code: Option<i32>,
-    /// The signal that ended the script (or the runner, if it died).
-    pub signal: Option<i32>,
-    /// The script's run time as the runner measured it (0 if it never
-    /// started); wall time since spawn if the runner died.
-    pub duration_ms: u64,
-    /// Why it did not succeed, for people.
-    pub error: Option<String>,
-}
-
 /// Runs payloads with the local `cronium-runner`, exactly as remote hosts
 /// will: the runner binary in framed mode, secrets in the `Env` record on its
 /// stdin (never on a command line or in its environment), stdin kept open as
@@ -151,7 +97,10 @@ impl LocalExecutor {
             let path = path.to_path_buf();
             move |source| ExecutorError::WorkDir { path, source }
         };
-        crate::files::create_private_dir(&config.work_dir)
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.work_dir)
             .map_err(work_dir_error(&config.work_dir))?;
         // Absolute, symlink-free paths: bubblewrap binds them at the same
         // place inside the sandbox, and the runner never resolves them again.
@@ -461,11 +410,6 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-pub(crate) fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(5 + payload.len());
-    protocol::write_frame(&mut bytes, kind, payload).expect("writing to a Vec cannot fail");
-    bytes
-}
 
 /// A directory of each run's own under the work dir: the runner's
 /// `--workdir`, and all a sandboxed script may write, so it never sees
@@ -531,188 +475,6 @@ impl Drop for Running<'_> {
     }
 }
 
-/// What the record stream said.
-#[derive(Debug, Default)]
-pub(crate) struct StreamEnd {
-    pub(crate) result: Option<RunResult>,
-    /// From the Hello record.
-    pub(crate) runner_version: Option<String>,
-    verified: bool,
-    started: bool,
-    messages: Vec<String>,
-    /// Set when the stream was not a well-formed protocol-1 stream.
-    broken: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct EventRecord {
-    event: String,
-    pid: Option<i32>,
-    message: Option<String>,
-}
-
-/// Reads records until the Result (or the end of the stream), passing the
-/// script's output on as lines.
-///
-/// `pgid` receives the script's process group from `started`, when the
-/// caller can use it (a local, unsandboxed runner).
-pub(crate) async fn read_records<R: AsyncRead + Unpin>(
-    stdout: R,
-    output: &Sender<OutputLine>,
-    pgid: Option<&AtomicI32>,
-) -> StreamEnd {
-    let mut reader = BufReader::with_capacity(MAX_CHUNK + 5, stdout);
-    let mut payload = Vec::new();
-    let mut end = StreamEnd::default();
-    let mut stdout_lines = LineSplitter::new(Stream::Stdout);
-    let mut stderr_lines = LineSplitter::new(Stream::Stderr);
-    let mut first = true;
-    loop {
-        let kind = match read_frame(&mut reader, &mut payload).await {
-            Ok(Some(kind)) => kind,
-            Ok(None) => break,
-            Err(e) => {
-                end.broken = Some(e.to_string());
-                break;
-            }
-        };
-        if std::mem::take(&mut first) && kind != Kind::Hello {
-            end.broken = Some(format!("expected a Hello record first, got {kind:?}"));
-            break;
-        }
-        match kind {
-            Kind::Hello => match serde_json::from_slice::<Hello>(&payload) {
-                Ok(hello) if hello.protocol == PROTOCOL_VERSION => {
-                    end.runner_version = Some(hello.runner_version);
-                }
-                Ok(hello) => {
-                    end.broken = Some(format!(
-                        "the runner speaks protocol {} (runner {}), this server {PROTOCOL_VERSION}",
-                        hello.protocol, hello.runner_version
-                    ));
-                    break;
-                }
-                Err(e) => {
-                    end.broken = Some(format!("bad Hello record: {e}"));
-                    break;
-                }
-            },
-            Kind::Stdout => stdout_lines.push(&payload, output).await,
-            Kind::Stderr => stderr_lines.push(&payload, output).await,
-            Kind::Event => {
-                // Events are informational and may grow fields: one we cannot
-                // read is skipped rather than failing the run.
-                let Ok(event) = serde_json::from_slice::<EventRecord>(&payload) else {
-                    tracing::warn!("skipping an unreadable runner event");
-                    continue;
-                };
-                match event.event.as_str() {
-                    "verified" => end.verified = true,
-                    "started" => {
-                        end.started = true;
-                        if let (Some(pid), Some(pgid)) = (event.pid, pgid) {
-                            pgid.store(pid, Ordering::SeqCst);
-                        }
-                    }
-                    "message" => end.messages.extend(event.message),
-                    _ => {}
-                }
-            }
-            Kind::Result => {
-                match serde_json::from_slice::<RunResult>(&payload) {
-                    Ok(result) => end.result = Some(result),
-                    Err(e) => end.broken = Some(format!("bad Result record: {e}")),
-                }
-                break;
-            }
-            Kind::Env | Kind::Cancel => {
-                end.broken = Some(format!("unexpected {kind:?} record from the runner"));
-                break;
-            }
-        }
-    }
-    stdout_lines.finish(output).await;
-    stderr_lines.finish(output).await;
-    end
-}
-
-/// The async twin of [`protocol::read_frame`]: the same format and limits,
-/// reusing `payload` between records.
-async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-    payload: &mut Vec<u8>,
-) -> Result<Option<Kind>, ProtocolError> {
-    let mut header = [0u8; 5];
-    let mut filled = 0;
-    while filled < header.len() {
-        match r.read(&mut header[filled..]).await {
-            Ok(0) if filled == 0 => return Ok(None),
-            Ok(0) => return Err(ProtocolError::Truncated),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(ProtocolError::Io(e)),
-        }
-    }
-    let kind = Kind::from_byte(header[0]).ok_or(ProtocolError::UnknownKind(header[0]))?;
-    let len = u32::from_be_bytes(header[1..].try_into().expect("4 bytes")) as usize;
-    if len > MAX_FRAME {
-        return Err(ProtocolError::TooLarge(len));
-    }
-    payload.resize(len, 0);
-    r.read_exact(payload).await.map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => ProtocolError::Truncated,
-        _ => ProtocolError::Io(e),
-    })?;
-    Ok(Some(kind))
-}
-
-/// Cuts one stream's chunks into lines of at most [`MAX_LINE`] bytes.
-struct LineSplitter {
-    stream: Stream,
-    pending: Vec<u8>,
-}
-
-impl LineSplitter {
-    fn new(stream: Stream) -> LineSplitter {
-        LineSplitter {
-            stream,
-            pending: Vec::new(),
-        }
-    }
-
-    async fn push(&mut self, mut data: &[u8], output: &Sender<OutputLine>) {
-        while !data.is_empty() {
-            let room = MAX_LINE - self.pending.len();
-            let window = &data[..data.len().min(room)];
-            let (take, complete) = match window.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (window.len(), window.len() == room),
-            };
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if complete {
-                self.send(output).await;
-            }
-        }
-    }
-
-    async fn finish(&mut self, output: &Sender<OutputLine>) {
-        if !self.pending.is_empty() {
-            self.send(output).await;
-        }
-    }
-
-    async fn send(&mut self, output: &Sender<OutputLine>) {
-        let line = OutputLine {
-            stream: self.stream,
-            data: std::mem::take(&mut self.pending),
-        };
-        // A receiver that went away loses the output, not the run: the
-        // stream is still drained so the runner never blocks on it.
-        let _ = output.send(line).await;
-    }
-}
-
 /// The first [`STDERR_KEEP`] bytes of the runner's own stderr (its
 /// diagnostics come first), draining the rest so it never blocks.
 async fn keep_head(mut stderr: ChildStderr) -> String {
@@ -730,236 +492,9 @@ async fn keep_head(mut stderr: ChildStderr) -> String {
     String::from_utf8_lossy(&kept).trim().to_string()
 }
 
-pub(crate) struct Outcome {
-    pub(crate) end: StreamEnd,
-    pub(crate) exit: Option<RunnerExit>,
-    /// The head of the runner's own stderr.
-    pub(crate) diagnostics: String,
-    pub(crate) timeout: Duration,
-    pub(crate) cancel_sent: bool,
-    pub(crate) forced: Option<String>,
-    pub(crate) wall: Duration,
-}
-
-/// How the runner process itself ended, where a run has to be explained
-/// without the runner's Result record.
-pub(crate) struct RunnerExit {
-    pub(crate) code: Option<i32>,
-    pub(crate) signal: Option<i32>,
-    pub(crate) description: String,
-}
-
-impl From<ExitStatus> for RunnerExit {
-    fn from(status: ExitStatus) -> RunnerExit {
-        RunnerExit {
-            code: status.code(),
-            signal: status.signal(),
-            description: describe_exit(status),
-        }
-    }
-}
-
-impl RunReport {
-    /// A failed attempt that never reached the runner.
-    pub fn failed(error: impl Into<String>) -> RunReport {
-        RunReport {
-            status: JobStatus::Failed,
-            exit_code: None,
-            signal: None,
-            duration_ms: 0,
-            error: Some(error.into()),
-        }
-    }
-}
-
-pub(crate) fn build_report(o: Outcome) -> RunReport {
-    let end = o.end;
-    let messages = end.messages.join("; ");
-    match (end.result, end.broken, o.forced) {
-        (Some(r), None, None) => {
-            let status = if r.timed_out {
-                JobStatus::TimedOut
-            } else if r.cancelled {
-                JobStatus::Cancelled
-            } else if r.exit_code == 0 {
-                JobStatus::Succeeded
-            } else {
-                JobStatus::Failed
-            };
-            let error = match status {
-                JobStatus::Succeeded => None,
-                JobStatus::TimedOut => Some(format!("timed out after {}", fmt_duration(o.timeout))),
-                JobStatus::Cancelled if o.cancel_sent => Some("cancelled".to_string()),
-                JobStatus::Cancelled => Some(format!("cancelled by the runner: {messages}")),
-                _ => Some(failure_reason(&r, end.verified, end.started, &messages)),
-            };
-            RunReport {
-                status,
-                exit_code: Some(r.exit_code),
-                signal: r.signal,
-                duration_ms: r.duration_ms,
-                error,
-            }
-        }
-        (_, broken, forced) => {
-            let mut why = Vec::new();
-            why.extend(forced.clone());
-            why.extend(broken.map(|b| format!("corrupt output stream: {b}")));
-            match &o.exit {
-                Some(exit) => why.push(exit.description.clone()),
-                None => why.push("exit status unknown".into()),
-            }
-            if !messages.is_empty() {
-                why.push(format!("last messages: {messages}"));
-            }
-            if !o.diagnostics.is_empty() {
-                why.push(format!("stderr: {}", o.diagnostics));
-            }
-            let status = if forced.is_some() && o.cancel_sent {
-                JobStatus::Cancelled
-            } else {
-                JobStatus::Failed
-            };
-            let lead = if status == JobStatus::Cancelled {
-                "cancelled, but"
-            } else {
-                "runner died without a result:"
-            };
-            RunReport {
-                status,
-                exit_code: o.exit.as_ref().and_then(|e| e.code),
-                signal: o.exit.as_ref().and_then(|e| e.signal),
-                duration_ms: o.wall.as_millis() as u64,
-                error: Some(format!("{lead} {}", why.join("; "))),
-            }
-        }
-    }
-}
-
-/// Why a run that the runner reported on failed. 125–127 mean the runner's
-/// own failures only when the script never started: a script may well exit
-/// 127 itself (bash: command not found).
-fn failure_reason(r: &RunResult, verified: bool, started: bool, messages: &str) -> String {
-    let detail = |fallback: String| {
-        if messages.is_empty() {
-            fallback
-        } else {
-            messages.to_string()
-        }
-    };
-    if !started {
-        match r.exit_code {
-            125 => {
-                // Before `verified` the runner only looks at the payload and
-                // its checksum; after it, unpacking refuses "refusing payload".
-                let rejected = !verified || messages.starts_with("refusing payload");
-                let lead = if rejected {
-                    "payload rejected"
-                } else {
-                    "runner failed"
-                };
-                return format!("{lead}: {}", detail("exit status 125".into()));
-            }
-            126 => {
-                return format!(
-                    "interpreter not executable: {}",
-                    detail("exit status 126".into())
-                );
-            }
-            127 => {
-                return format!(
-                    "interpreter not found: {}",
-                    detail("exit status 127".into())
-                );
-            }
-            _ => {}
-        }
-    }
-    let reason = match r.signal {
-        Some(sig) => format!("killed by signal {sig}{}", signal_name(sig)),
-        None => format!("exit status {}", r.exit_code),
-    };
-    if messages.is_empty() {
-        reason
-    } else {
-        format!("{reason} (runner: {messages})")
-    }
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("runner exited with status {code}"),
-        (None, Some(sig)) => format!("runner killed by signal {sig}{}", signal_name(sig)),
-        _ => status.to_string(),
-    }
-}
-
-fn signal_name(sig: i32) -> &'static str {
-    match sig {
-        libc::SIGHUP => " (SIGHUP)",
-        libc::SIGINT => " (SIGINT)",
-        libc::SIGQUIT => " (SIGQUIT)",
-        libc::SIGABRT => " (SIGABRT)",
-        libc::SIGKILL => " (SIGKILL)",
-        libc::SIGSEGV => " (SIGSEGV)",
-        libc::SIGPIPE => " (SIGPIPE)",
-        libc::SIGTERM => " (SIGTERM)",
-        _ => "",
-    }
-}
-
-/// `2s`, `1m30s`, `1500ms`: short and exact.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
-    }
-    let s = ms / 1000;
-    match (s / 3600, s / 60 % 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    async fn split(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        let mut s = LineSplitter::new(Stream::Stdout);
-        for chunk in chunks {
-            s.push(chunk, &tx).await;
-        }
-        s.finish(&tx).await;
-        drop(tx);
-        let mut lines = Vec::new();
-        while let Some(line) = rx.recv().await {
-            lines.push(line.data);
-        }
-        lines
-    }
-
-    #[tokio::test]
-    async fn lines_are_cut_at_newlines_across_chunks_and_at_64_kib() {
-        assert_eq!(
-            split(&[b"a\nb", b"c\n\nd"]).await,
-            vec![
-                b"a\n".to_vec(),
-                b"bc\n".to_vec(),
-                b"\n".to_vec(),
-                b"d".to_vec()
-            ]
-        );
-        let long = vec![b'x'; MAX_LINE * 2 + 10];
-        let lines = split(&[&long[..100], &long[100..], b"\n"]).await;
-        let sizes: Vec<usize> = lines.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [MAX_LINE, MAX_LINE, 11]);
-        assert_eq!(split(&[]).await, Vec::<Vec<u8>>::new());
-    }
 
     #[test]
     fn the_servers_own_settings_do_not_reach_the_runner() {
@@ -975,18 +510,5 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(kept, ["PATH", "CRONIUM_RUNNER_PYTHON"]);
-    }
-
-    #[test]
-    fn durations_read_like_the_runner_flags() {
-        let table = [
-            (2_000, "2s"),
-            (1_500, "1500ms"),
-            (90_000, "1m30s"),
-            (3_600_000, "1h"),
-        ];
-        for (ms, text) in table {
-            assert_eq!(fmt_duration(Duration::from_millis(ms)), text);
-        }
     }
 }

@@ -32,10 +32,8 @@ use tokio_util::sync::CancellationToken;
 use super::RemoteServer;
 use super::artifacts::{Artifact, RunnerArtifacts};
 use super::pool::{Connection, Lease, Pool};
-use crate::executor::{
-    CANCEL_MARGIN, Outcome, OutputLine, RunReport, RunRequest, RunnerExit, WATCHDOG_MARGIN,
-    build_report, frame, read_records,
-};
+use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
+use crate::{CANCEL_MARGIN, OutputLine, RunReport, RunRequest, WATCHDOG_MARGIN};
 
 /// Where the runner sits inside the cache directory.
 const RUNNER_IN_CACHE: &str = "runner/cronium-runner";
@@ -596,7 +594,7 @@ impl Run<'_> {
                     () = &mut deadline => {
                         forced = Some(format!(
                             "the runner did not finish within {} {}; closed its channel",
-                            crate::executor::fmt_duration(if cancel_sent { kill_grace + CANCEL_MARGIN } else { watchdog }),
+                            fmt_duration(if cancel_sent { kill_grace + CANCEL_MARGIN } else { watchdog }),
                             if cancel_sent { "of the cancel request" } else { "of its start" },
                         ));
                         break Default::default();

@@ -2,35 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cronium_core::JobStatus;
 use cronium_payload::{EnvKey, Interpreter, PayloadSpec};
-use cronium_server::executor::{
+use cronium_exec::testing::runner_binary;
+use cronium_exec::{
     ExecutorConfig, ExecutorError, LocalExecutor, MAX_LINE, OutputLine, RunReport, RunRequest,
     Sandbox, Stream,
 };
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// `target/debug/cronium-runner`, built by `cargo test --workspace` (the
-/// test executable lives in `target/debug/deps`).
-fn runner_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let runner = target.join("cronium-runner");
-    assert!(
-        runner.is_file(),
-        "{} is missing: run `cargo build -p cronium-runner` first (cargo test --workspace builds it)",
-        runner.display()
-    );
-    runner
-}
 
 /// A scratch dir with the payloads and the executor's work dir. Under
 /// /tmp on purpose: the sandbox hides the host's /tmp, and must still see

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cronium_core::job::retry_delay;
 use cronium_core::{JobStatus, OverlapPolicy};
 use cronium_store::{JobRetention, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::RunningJobs;
+use crate::retry::jittered;
+use crate::running::RunningJobs;
 
 /// Events handled per database round trip; a tick repeats until none is due.
 const BATCH: u32 = 200;
@@ -187,18 +187,4 @@ impl Scheduler {
             Err(_) => IDLE_POLL,
         }
     }
-}
-
-/// `base` scaled by a random factor in [0.5, 1): spreads retries of jobs
-/// that failed together.
-pub(crate) fn jittered(base: Duration) -> Duration {
-    retry_delay(base, 1, random_fraction())
-}
-
-/// A uniformly random number in [0, 1).
-pub(crate) fn random_fraction() -> f64 {
-    let mut bytes = [0u8; 8];
-    // Jitter needs no cryptographic quality; a zero fraction is a fine fallback.
-    let _ = getrandom::fill(&mut bytes);
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }

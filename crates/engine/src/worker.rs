@@ -7,25 +7,28 @@
 //! job makes (log lines, heartbeats, the result) carries its [`Fence`], so
 //! once its lease has been recovered elsewhere nothing it says is stored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
-use cronium_core::{EventId, JobId, JobStatus, RunLocation};
+use cronium_core::{JobStatus, RunLocation};
 use cronium_store::{Claim, Fence, Job, JobOutcome, LogLine, LogStream, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{LocalExecutor, OutputLine, RunReport, RunRequest, Stream};
+use cronium_exec::remote::RemoteExecutor;
+use cronium_exec::{LocalExecutor, OutputLine, RunReport, RunRequest, Stream};
+
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
-use crate::remote::{RemoteExecutor, RemoteServer};
-use crate::scheduler::random_fraction;
+use crate::retry::random_fraction;
+use crate::running::RunningJobs;
 use crate::secrets::Sealer;
+use crate::servers::open_server;
 
 /// How often an idle pool looks for work it was not told about (retries
 /// whose time has come, jobs queued by other nodes).
@@ -61,54 +64,6 @@ pub struct Workers {
     /// The jobs running here, so a cancel can stop one at once rather than
     /// at its next heartbeat.
     running: RunningJobs,
-}
-
-/// The jobs running on this node, and what the rest of the server may do
-/// to them: stop them at once, where a heartbeat would learn of a
-/// cancellation only seconds later.
-#[derive(Clone, Default)]
-pub struct RunningJobs(Arc<Mutex<HashMap<JobId, (EventId, CancellationToken)>>>);
-
-impl RunningJobs {
-    fn insert(&self, job: JobId, event: EventId, token: CancellationToken) {
-        self.0
-            .lock()
-            .expect("running jobs lock")
-            .insert(job, (event, token));
-    }
-
-    fn remove(&self, job: JobId) {
-        self.0.lock().expect("running jobs lock").remove(&job);
-    }
-
-    /// Stops the job if it runs on this node; says whether it did.
-    pub fn cancel(&self, job: JobId) -> bool {
-        match self.0.lock().expect("running jobs lock").get(&job) {
-            Some((_, token)) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Stops every run of `event` on this node (a new run replaced them);
-    /// returns how many.
-    pub fn cancel_event(&self, event: EventId) -> usize {
-        let jobs = self.0.lock().expect("running jobs lock");
-        let mut stopped = 0;
-        for (of, token) in jobs.values() {
-            if *of == event {
-                token.cancel();
-                stopped += 1;
-            }
-        }
-        stopped
-    }
-
-    pub fn count(&self) -> usize {
-        self.0.lock().expect("running jobs lock").len()
-    }
 }
 
 impl Workers {
@@ -296,7 +251,7 @@ impl Attempt {
         let mut servers = Vec::new();
         for id in &event.spec.target_servers {
             let server = match self.store.get_server(*id).await {
-                Ok(server) => RemoteServer::open(&server, &self.sealer),
+                Ok(server) => open_server(&server, &self.sealer),
                 Err(e) => Err(format!("cannot load server {}: {e}", id.0)),
             };
             match server {

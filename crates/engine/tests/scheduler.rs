@@ -3,8 +3,6 @@
 //! racing schedulers, expired leases recovered, worker slots honoured; on
 //! SQLite and PostgreSQL.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +13,9 @@ use cronium_core::{
     RunLocation, RunPolicy, Schedule, SealedSecrets, UserId,
 };
 use cronium_payload::Interpreter;
-use cronium_server::payloads::PayloadFiles;
-use cronium_server::remote::{Pool, RemoteExecutor, RunnerArtifacts};
-use cronium_server::scheduler::{Retention, Scheduler};
+use cronium_engine::payloads::PayloadFiles;
+use cronium_engine::scheduler::{Retention, Scheduler};
+use cronium_exec::remote::{Pool, RemoteExecutor, RunnerArtifacts};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{AuditEntry, Event, Job, JobFilter, PageRequest, Store};
 use tokio::sync::Notify;
@@ -336,10 +334,11 @@ async fn an_expired_lease_is_recovered_by_a_tick(url: &str, dir: &std::path::Pat
 }
 
 async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) {
-    use cronium_server::executor::{ExecutorConfig, LocalExecutor, Sandbox};
-    use cronium_server::live::LogHub;
-    use cronium_server::secrets::{MasterKey, Sealer};
-    use cronium_server::worker::{RunningJobs, WorkerConfig, Workers};
+    use cronium_engine::live::LogHub;
+    use cronium_engine::running::RunningJobs;
+    use cronium_engine::secrets::{MasterKey, Sealer};
+    use cronium_engine::worker::{WorkerConfig, Workers};
+    use cronium_exec::{ExecutorConfig, LocalExecutor, Sandbox};
 
     let policy = RunPolicy {
         overlap: OverlapPolicy::Allow,
@@ -350,7 +349,7 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
     scheduler(&store).tick(t0() + minutes(3)).await.unwrap();
     assert_eq!(fires(&store).await.len(), 3);
     let executor = LocalExecutor::new(ExecutorConfig {
-        runner: common::runner_binary(),
+        runner: cronium_exec::testing::runner_binary(),
         work_dir: dir.join("work"),
         sandbox: Sandbox::None,
         kill_grace: Duration::from_secs(1),
