@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Where to reach the API and who we are. Flags win over the environment,
 /// which wins over the local data dir of a `cronium serve` on this machine.
@@ -247,10 +247,64 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
+/// An event's id from its id or its exact name.
+pub fn resolve_event(client: &Client, event: &str) -> Result<i64> {
+    if let Ok(id) = event.parse::<i64>() {
+        return Ok(id);
+    }
+    let page = client.get(&format!("/events?name={}&limit=500", encode(event)))?;
+    let matches: Vec<i64> = items(&page)
+        .iter()
+        .filter(|e| e["name"] == json!(event))
+        .filter_map(|e| e["id"].as_i64())
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(*id),
+        [] => bail!("no event named {event:?}"),
+        _ => bail!("several events are named {event:?}; use the id"),
+    }
+}
+
+/// The `items` of a page the API returned.
+pub fn items(page: &Value) -> &[Value] {
+    page["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// Pretty JSON, for `--json`.
+pub fn print_json(value: &Value, out: &mut dyn std::io::Write) -> Result<()> {
+    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+    Ok(())
+}
+
+/// Percent-encodes a query value.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Milliseconds as a person reads them: `850ms`, `2.3s`, `1m05s`, `2h03m`.
+pub fn duration_text(ms: u64) -> String {
+    let secs = ms / 1000;
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{}.{}s", secs, ms % 1000 / 100),
+        60_000..3_600_000 => format!("{}m{:02}s", secs / 60, secs % 60),
+        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn error_messages_carry_status_code_and_field() {
@@ -288,5 +342,33 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "ID  NAME\n1   backup\n12  x\n"
         );
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode("nightly backup/db&x=1"),
+            "nightly%20backup%2Fdb%26x%3D1"
+        );
+        assert_eq!(encode("plain-name_1.x"), "plain-name_1.x");
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        let table = [
+            (0, "0ms"),
+            (850, "850ms"),
+            (1000, "1.0s"),
+            (2345, "2.3s"),
+            (59_999, "59.9s"),
+            (60_000, "1m00s"),
+            (65_000, "1m05s"),
+            (3_599_000, "59m59s"),
+            (3_600_000, "1h00m"),
+            (7_380_000, "2h03m"),
+        ];
+        for (ms, want) in table {
+            assert_eq!(duration_text(ms), want, "{ms} ms");
+        }
     }
 }

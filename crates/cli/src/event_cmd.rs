@@ -8,7 +8,9 @@ use clap::Subcommand;
 use cronium_payload::Interpreter;
 use serde_json::{Map, Value, json};
 
-use crate::client::{Client, ClientArgs, cell, print_table};
+use crate::client::{
+    Client, ClientArgs, cell, encode, items, print_json, print_table, resolve_event,
+};
 use crate::payload_cmd::{EnvVar, infer_interpreter, parse_env_arg, parse_interpreter};
 
 #[derive(Debug, Subcommand)]
@@ -163,7 +165,7 @@ fn run_now(client: &Client, a: RunArgs, out: &mut dyn Write) -> Result<u8> {
     if a.follow && client.json {
         bail!("--json and --follow do not mix: the output is the job's own");
     }
-    let id = resolve(client, &a.event)?;
+    let id = resolve_event(client, &a.event)?;
     let body = match a.input {
         Some(input) => json!({ "input": input }),
         None => json!({}),
@@ -178,7 +180,7 @@ fn run_now(client: &Client, a: RunArgs, out: &mut dyn Write) -> Result<u8> {
                 "cronium: following job {job_id} (Ctrl-C stops following; `cronium job cancel {job_id}` stops the job)"
             );
         }
-        return crate::job_cmd::follow_job(client, job_id, out);
+        return crate::follow::follow_job(client, job_id, out);
     }
     if client.json {
         print_json(&job, out)?;
@@ -214,7 +216,7 @@ fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()>
             show(client, &event, out)
         }
         EventCommand::Edit(a) => {
-            let id = resolve(client, &a.event)?;
+            let id = resolve_event(client, &a.event)?;
             let mut body = fields_json(client, &a.fields)?;
             if let Some(name) = a.rename {
                 body.insert("name".into(), json!(name));
@@ -229,12 +231,12 @@ fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()>
             show(client, &event, out)
         }
         EventCommand::Show { event } => {
-            let id = resolve(client, &event)?;
+            let id = resolve_event(client, &event)?;
             let event = client.get(&format!("/events/{id}"))?;
             show(client, &event, out)
         }
         EventCommand::Delete { event } => {
-            let id = resolve(client, &event)?;
+            let id = resolve_event(client, &event)?;
             client.delete(&format!("/events/{id}"))?;
             if client.json {
                 writeln!(out, "{}", json!({"deleted": id}))?;
@@ -285,7 +287,7 @@ fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()>
             Ok(())
         }
         EventCommand::Payloads { event } => {
-            let id = resolve(client, &event)?;
+            let id = resolve_event(client, &event)?;
             let payloads = client.get(&format!("/events/{id}/payloads"))?;
             if client.json {
                 return print_json(&payloads, out);
@@ -410,24 +412,6 @@ fn read_script(path: &PathBuf) -> Result<String> {
         .with_context(|| format!("cannot read --script {}", path.display()))
 }
 
-/// An event's id from its id or its exact name.
-pub(crate) fn resolve(client: &Client, event: &str) -> Result<i64> {
-    if let Ok(id) = event.parse::<i64>() {
-        return Ok(id);
-    }
-    let page = client.get(&format!("/events?name={}&limit=500", encode(event)))?;
-    let matches: Vec<i64> = items(&page)
-        .iter()
-        .filter(|e| e["name"] == json!(event))
-        .filter_map(|e| e["id"].as_i64())
-        .collect();
-    match matches.as_slice() {
-        [id] => Ok(*id),
-        [] => bail!("no event named {event:?}"),
-        _ => bail!("several events are named {event:?}; use the id"),
-    }
-}
-
 fn server_id(client: &Client, name: &str) -> Result<i64> {
     if let Ok(id) = name.parse::<i64>() {
         return Ok(id);
@@ -494,30 +478,6 @@ fn schedule_text(s: &Value) -> String {
     }
 }
 
-pub(crate) fn items(page: &Value) -> &[Value] {
-    page["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-pub(crate) fn print_json(value: &Value, out: &mut dyn Write) -> Result<()> {
-    writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
-    Ok(())
-}
-
-/// Percent-encodes a query value.
-pub fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,15 +494,6 @@ mod tests {
                 .unwrap_err()
                 .contains("not set")
         );
-    }
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(
-            encode("nightly backup/db&x=1"),
-            "nightly%20backup%2Fdb%26x%3D1"
-        );
-        assert_eq!(encode("plain-name_1.x"), "plain-name_1.x");
     }
 
     #[test]

@@ -386,9 +386,18 @@ fn waiting_text(status: &str, quiet: Duration) -> String {
     let waited = if secs < 60 {
         format!("{secs}s")
     } else {
-        crate::job_cmd::duration_text(secs * 1000)
+        crate::client::duration_text(secs * 1000)
     };
     format!("waiting: {status} {waited}…")
+}
+
+/// Follows a job to its end on this process's standard streams and returns
+/// the exit status that stands for its outcome.
+pub fn follow_job(client: &Client, id: i64, out: &mut dyn Write) -> Result<u8> {
+    let stderr = std::io::stderr();
+    let progress = std::io::IsTerminal::is_terminal(&stderr);
+    let mut err = stderr.lock();
+    Ok(follow(client, id, out, &mut err, progress)?.exit_status())
 }
 
 #[cfg(test)]

@@ -1,15 +1,16 @@
 //! `cronium job list|show|logs|cancel`: the runs of events, their output, and stopping them.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use anyhow::{Result, anyhow, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::client::{Client, ClientArgs, cell, print_table};
-use crate::event_cmd::{encode, items, print_json, resolve};
+use crate::client::{
+    Client, ClientArgs, cell, duration_text, encode, items, print_json, print_table, resolve_event,
+};
 use crate::follow;
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +67,7 @@ pub fn run(cmd: JobCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8
             if client.json {
                 bail!("--json and --follow do not mix: the output is the job's own");
             }
-            return follow_job(&client, id, out);
+            return follow::follow_job(&client, id, out);
         }
         JobCommand::Logs { id, follow: false } => logs(&client, id, out)?,
         JobCommand::Cancel { id } => {
@@ -83,19 +84,10 @@ pub fn run(cmd: JobCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8
     Ok(0)
 }
 
-/// Follows a job to its end on this process's standard streams and returns
-/// the exit status that stands for its outcome.
-pub fn follow_job(client: &Client, id: i64, out: &mut dyn Write) -> Result<u8> {
-    let stderr = std::io::stderr();
-    let progress = stderr.is_terminal();
-    let mut err = stderr.lock();
-    Ok(follow::follow(client, id, out, &mut err, progress)?.exit_status())
-}
-
 fn list(client: &Client, a: ListArgs, out: &mut dyn Write) -> Result<()> {
     let mut query = format!("/jobs?limit={}&offset={}", a.limit, a.offset);
     if let Some(event) = &a.event {
-        query.push_str(&format!("&event={}", resolve(client, event)?));
+        query.push_str(&format!("&event={}", resolve_event(client, event)?));
     }
     if let Some(status) = &a.status {
         query.push_str(&format!("&status={}", encode(status)));
@@ -303,39 +295,9 @@ fn time_text(v: &Value) -> String {
     }
 }
 
-/// Milliseconds as a person reads them: `850ms`, `2.3s`, `1m05s`, `2h03m`.
-pub fn duration_text(ms: u64) -> String {
-    let secs = ms / 1000;
-    match ms {
-        0..1000 => format!("{ms}ms"),
-        1000..60_000 => format!("{}.{}s", secs, ms % 1000 / 100),
-        60_000..3_600_000 => format!("{}m{:02}s", secs / 60, secs % 60),
-        _ => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_at_a_glance() {
-        let table = [
-            (0, "0ms"),
-            (850, "850ms"),
-            (1000, "1.0s"),
-            (2345, "2.3s"),
-            (59_999, "59.9s"),
-            (60_000, "1m00s"),
-            (65_000, "1m05s"),
-            (3_599_000, "59m59s"),
-            (3_600_000, "1h00m"),
-            (7_380_000, "2h03m"),
-        ];
-        for (ms, want) in table {
-            assert_eq!(duration_text(ms), want, "{ms} ms");
-        }
-    }
 
     #[test]
     fn times_show_to_the_second_in_utc() {

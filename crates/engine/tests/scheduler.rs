@@ -12,10 +12,10 @@ use cronium_core::{
     EventKind, EventName, EventSpec, EventStatus, JobStatus, MisfirePolicy, OverlapPolicy,
     RunLocation, RunPolicy, Schedule, SealedSecrets, UserId,
 };
-use cronium_payload::Interpreter;
 use cronium_engine::payloads::PayloadFiles;
 use cronium_engine::scheduler::{Retention, Scheduler};
 use cronium_exec::remote::{Pool, RemoteExecutor, RunnerArtifacts};
+use cronium_payload::Interpreter;
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{AuditEntry, Event, Job, JobFilter, PageRequest, Store};
 use tokio::sync::Notify;

@@ -410,7 +410,6 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-
 /// A directory of each run's own under the work dir: the runner's
 /// `--workdir`, and all a sandboxed script may write, so it never sees
 /// another run's files. Removed when dropped, with whatever a killed runner

@@ -208,7 +208,6 @@ impl LineSplitter {
     }
 }
 
-
 pub(crate) struct Outcome {
     pub(crate) end: StreamEnd,
     pub(crate) exit: Option<RunnerExit>,
@@ -237,7 +236,6 @@ impl From<ExitStatus> for RunnerExit {
         }
     }
 }
-
 
 pub(crate) fn build_report(o: Outcome) -> RunReport {
     let end = o.end;
@@ -391,7 +389,6 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,4 +439,3 @@ mod tests {
         }
     }
 }
-

@@ -5,12 +5,12 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use cronium_core::JobStatus;
-use cronium_payload::{EnvKey, Interpreter, PayloadSpec};
 use cronium_exec::testing::runner_binary;
 use cronium_exec::{
     ExecutorConfig, ExecutorError, LocalExecutor, MAX_LINE, OutputLine, RunReport, RunRequest,
     Sandbox, Stream,
 };
+use cronium_payload::{EnvKey, Interpreter, PayloadSpec};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;

@@ -228,7 +228,12 @@ fn a_fixed_payload_builds_to_its_golden_digest() {
         created_at: "2026-01-02T03:04:05Z".parse().unwrap(),
     };
     let built = spec.build().unwrap();
-    assert_eq!(built.digest.to_hex(), GOLDEN_DIGEST, "{} bytes", built.bytes.len());
+    assert_eq!(
+        built.digest.to_hex(),
+        GOLDEN_DIGEST,
+        "{} bytes",
+        built.bytes.len()
+    );
 }
 
 const GOLDEN_DIGEST: &str = "862c540d861a75432d189bcb436b2a51266110169d35f158b01a9bd9fc83f6e5";

@@ -20,7 +20,11 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("PATCH", "/api/v1/events/{id}", Some("editor")),
     ("DELETE", "/api/v1/events/{id}", Some("editor")),
     ("GET", "/api/v1/events/{id}/payloads", Some("viewer")),
-    ("GET", "/api/v1/events/{id}/payloads/{version}", Some("viewer")),
+    (
+        "GET",
+        "/api/v1/events/{id}/payloads/{version}",
+        Some("viewer"),
+    ),
     ("POST", "/api/v1/events/{id}/run", Some("editor")),
     ("GET", "/api/v1/jobs", Some("viewer")),
     ("GET", "/api/v1/jobs/{id}", Some("viewer")),

@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use cronium_core::{AuthKind, ServerId, ServerName, ServerSpec, ValidationError};
+use cronium_engine::secrets::Credentials;
+use cronium_engine::servers::open_server;
 use cronium_ssh::{CheckReport, HostKey, HostKeyPin, Timeouts};
 use cronium_store::{AuditEntry, Server, StoreError};
 use serde::{Deserialize, Serialize};
@@ -14,8 +16,6 @@ use serde_json::json;
 
 use super::no_content;
 use crate::error::{ApiError, JsonBody, PathParams};
-use cronium_engine::secrets::Credentials;
-use cronium_engine::servers::open_server;
 use crate::state::AppState;
 use crate::tokens::{Admin, Caller, Viewer};
 
