@@ -20,8 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use cronium_exec::remote::RemoteExecutor;
-use cronium_exec::{LocalExecutor, OutputLine, RunReport, RunRequest, Stream};
+use cronium_exec::{Executors, OutputLine, RunReport, RunRequest, Stream, Target};
 
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
@@ -52,8 +51,7 @@ pub struct WorkerConfig {
 
 pub struct Workers {
     store: Arc<dyn Store>,
-    executor: Arc<LocalExecutor>,
-    remote: Arc<RemoteExecutor>,
+    executors: Arc<Executors>,
     payloads: PayloadFiles,
     sealer: Sealer,
     hub: Arc<LogHub>,
@@ -70,8 +68,7 @@ impl Workers {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
-        executor: Arc<LocalExecutor>,
-        remote: Arc<RemoteExecutor>,
+        executors: Arc<Executors>,
         payloads: PayloadFiles,
         sealer: Sealer,
         hub: Arc<LogHub>,
@@ -82,8 +79,7 @@ impl Workers {
         Workers {
             slots: Arc::new(Semaphore::new(config.slots)),
             store,
-            executor,
-            remote,
+            executors,
             payloads,
             sealer,
             hub,
@@ -110,8 +106,7 @@ impl Workers {
                 .insert(claim.job.id, claim.job.event_id, cancel.clone());
             let attempt = Attempt {
                 store: self.store.clone(),
-                executor: self.executor.clone(),
-                remote: self.remote.clone(),
+                executors: self.executors.clone(),
                 payloads: self.payloads.clone(),
                 sealer: self.sealer.clone(),
                 hub: self.hub.clone(),
@@ -141,7 +136,7 @@ impl Workers {
             if let Err(e) = self.tick(crate::now()).await {
                 tracing::error!(error = %e, "cannot claim jobs; retrying");
             }
-            self.remote.close_idle(tokio::time::Instant::now()).await;
+            self.executors.close_idle(tokio::time::Instant::now()).await;
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = self.wake.notified() => {}
@@ -154,8 +149,7 @@ impl Workers {
 /// Everything one attempt needs, owned, so it runs in a task of its own.
 struct Attempt {
     store: Arc<dyn Store>,
-    executor: Arc<LocalExecutor>,
-    remote: Arc<RemoteExecutor>,
+    executors: Arc<Executors>,
     payloads: PayloadFiles,
     sealer: Sealer,
     hub: Arc<LogHub>,
@@ -188,10 +182,12 @@ impl Attempt {
             }
             Ok(request) => {
                 let (tx, rx) = mpsc::channel(1024);
-                let run = self.executor.run(request, tx, cancel.clone());
+                let run = self
+                    .executors
+                    .run(Target::Local, &request, tx, cancel.clone());
                 self.execute(run, label(None, rx), &mut log, &fence, cancel)
                     .await
-                    .map(|report| (report, Value::Null))
+                    .map(|execution| (execution.report, Value::Null))
             }
             Err(reason) => Some((RunReport::failed(reason), Value::Null)),
         };
@@ -264,7 +260,9 @@ impl Attempt {
             let (lines, forward) = mpsc::channel(256);
             let name: Arc<str> = server.name.as_str().into();
             let tx = tx.clone();
-            let execution = self.remote.run(server, &request, lines, cancel.clone());
+            let execution =
+                self.executors
+                    .run(Target::Remote(server), &request, lines, cancel.clone());
             async move {
                 let forwarding = forward_labelled(Some(name), forward, tx);
                 let (execution, ()) = tokio::join!(execution, forwarding);

@@ -338,7 +338,7 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
     use cronium_engine::running::RunningJobs;
     use cronium_engine::secrets::{MasterKey, Sealer};
     use cronium_engine::worker::{WorkerConfig, Workers};
-    use cronium_exec::{ExecutorConfig, LocalExecutor, Sandbox};
+    use cronium_exec::{ExecutorConfig, Executors, LocalExecutor, Sandbox};
 
     let policy = RunPolicy {
         overlap: OverlapPolicy::Allow,
@@ -358,12 +358,14 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
     let running = RunningJobs::default();
     let workers = Workers::new(
         store.clone(),
-        Arc::new(executor),
         // Local jobs only here: a remote executor with nothing to deploy.
-        Arc::new(RemoteExecutor::new(
-            Pool::default(),
-            RunnerArtifacts::default(),
-            Duration::from_secs(1),
+        Arc::new(Executors::new(
+            executor,
+            RemoteExecutor::new(
+                Pool::default(),
+                RunnerArtifacts::default(),
+                Duration::from_secs(1),
+            ),
         )),
         PayloadFiles::new(dir),
         Sealer::new(&MasterKey::generate()),

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cronium_core::JobStatus;
+use tokio::sync::mpsc::Sender;
+use tokio_util::sync::CancellationToken;
 
 pub mod local;
 mod records;
@@ -20,6 +22,7 @@ pub mod remote;
 pub mod testing;
 
 pub use local::{ExecutorConfig, ExecutorError, LocalExecutor, Sandbox};
+use remote::{RemoteExecutor, RemoteServer};
 
 /// Longest [`OutputLine`]: longer lines arrive in pieces of this size.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -84,5 +87,124 @@ impl RunReport {
             duration_ms: 0,
             error: Some(error.into()),
         }
+    }
+}
+
+/// The phase an execution failed in, as job metadata and errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Connect,
+    HostKey,
+    Auth,
+    Deploy,
+    Upload,
+    Run,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Connect => "connect",
+            Phase::HostKey => "host key",
+            Phase::Auth => "auth",
+            Phase::Deploy => "deploy",
+            Phase::Upload => "upload",
+            Phase::Run => "run",
+        }
+    }
+}
+
+/// Milliseconds spent in each phase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timings {
+    pub connect: u64,
+    pub deploy: u64,
+    pub upload: u64,
+    pub run: u64,
+    pub cleanup: u64,
+}
+
+/// One target's part of an attempt: how it ended, and for a remote one,
+/// where it failed, how long each phase took and what was uploaded.
+#[derive(Debug)]
+pub struct Execution {
+    pub report: RunReport,
+    /// Where it failed, if it did before or outside the script.
+    pub phase: Option<Phase>,
+    pub timings: Timings,
+    pub runner_version: Option<String>,
+    /// The payload's path on the host.
+    pub payload_path: Option<String>,
+    pub runner_uploaded: bool,
+    pub payload_uploaded: bool,
+    pub bytes_uploaded: u64,
+}
+
+impl Execution {
+    /// A run on this host: only its report (nothing to connect, deploy or upload).
+    fn local(report: RunReport) -> Execution {
+        Execution {
+            report,
+            phase: None,
+            timings: Timings::default(),
+            runner_version: None,
+            payload_path: None,
+            runner_uploaded: false,
+            payload_uploaded: false,
+            bytes_uploaded: 0,
+        }
+    }
+
+    pub(crate) fn failed(phase: Phase, error: impl Into<String>) -> Execution {
+        Execution {
+            phase: Some(phase),
+            ..Execution::local(RunReport::failed(error))
+        }
+    }
+}
+
+/// Where one execution of an attempt runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// This host, through the local runner (sandboxed when configured).
+    Local,
+    /// A server over SSH.
+    Remote(&'a RemoteServer),
+}
+
+/// Every way Cronium runs an attempt, behind one call: [`Executors::run`]
+/// runs a request on a target and streams its output lines as they come.
+/// Share it with an `Arc`.
+pub struct Executors {
+    local: LocalExecutor,
+    remote: RemoteExecutor,
+}
+
+impl Executors {
+    pub fn new(local: LocalExecutor, remote: RemoteExecutor) -> Executors {
+        Executors { local, remote }
+    }
+
+    /// Runs `request` on `target`, sending the script's output on `output`
+    /// as it arrives (a slow receiver slows the script down; nothing is
+    /// dropped), until it ends or `cancel` stops it.
+    pub async fn run(
+        &self,
+        target: Target<'_>,
+        request: &RunRequest,
+        output: Sender<OutputLine>,
+        cancel: CancellationToken,
+    ) -> Execution {
+        match target {
+            Target::Local => {
+                Execution::local(self.local.run(request.clone(), output, cancel).await)
+            }
+            Target::Remote(server) => self.remote.run(server, request, output, cancel).await,
+        }
+    }
+
+    /// Closes SSH connections no job has used for a while; returns how many.
+    pub async fn close_idle(&self, now: tokio::time::Instant) -> usize {
+        self.remote.close_idle(now).await
     }
 }

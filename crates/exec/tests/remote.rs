@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use cronium_exec::RunRequest;
-use cronium_exec::remote::{Phase, Pool, RemoteExecutor, RemoteServer, RunnerArtifacts};
+use cronium_exec::remote::{Pool, RemoteExecutor, RemoteServer, RunnerArtifacts};
+use cronium_exec::{Phase, RunRequest};
 use cronium_ssh::testing::TestSshd;
 
 /// Long enough for a slow CI machine; the tests finish far sooner.

@@ -185,8 +185,7 @@ pub async fn start(config: Config) -> Result<Running> {
     );
     let workers = cronium_engine::worker::Workers::new(
         store.clone(),
-        std::sync::Arc::new(executor),
-        std::sync::Arc::new(remote),
+        std::sync::Arc::new(cronium_exec::Executors::new(executor, remote)),
         payloads.clone(),
         sealer.clone(),
         hub.clone(),

@@ -33,7 +33,7 @@ use super::RemoteServer;
 use super::artifacts::{Artifact, RunnerArtifacts};
 use super::pool::{Connection, Lease, Pool};
 use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
-use crate::{CANCEL_MARGIN, OutputLine, RunReport, RunRequest, WATCHDOG_MARGIN};
+use crate::{CANCEL_MARGIN, Execution, OutputLine, Phase, RunReport, RunRequest, WATCHDOG_MARGIN};
 
 /// Where the runner sits inside the cache directory.
 const RUNNER_IN_CACHE: &str = "runner/cronium-runner";
@@ -107,29 +107,7 @@ impl CacheLayout {
     }
 }
 
-/// The phase an execution failed in, as job metadata and errors name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Connect,
-    HostKey,
-    Auth,
-    Deploy,
-    Upload,
-    Run,
-}
-
 impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Connect => "connect",
-            Phase::HostKey => "host key",
-            Phase::Auth => "auth",
-            Phase::Deploy => "deploy",
-            Phase::Upload => "upload",
-            Phase::Run => "run",
-        }
-    }
-
     fn of_connect(error: &SshError) -> Phase {
         match error {
             SshError::HostKey { .. } | SshError::KnownHosts(_) => Phase::HostKey,
@@ -139,45 +117,7 @@ impl Phase {
     }
 }
 
-/// Milliseconds spent in each phase.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Timings {
-    pub connect: u64,
-    pub deploy: u64,
-    pub upload: u64,
-    pub run: u64,
-    pub cleanup: u64,
-}
-
-/// One server's part of a job.
-#[derive(Debug)]
-pub struct Execution {
-    pub report: RunReport,
-    /// Where it failed, if it did before or outside the script.
-    pub phase: Option<Phase>,
-    pub timings: Timings,
-    pub runner_version: Option<String>,
-    /// The payload's path on the host.
-    pub payload_path: Option<String>,
-    pub runner_uploaded: bool,
-    pub payload_uploaded: bool,
-    pub bytes_uploaded: u64,
-}
-
 impl Execution {
-    fn failed(phase: Phase, error: impl Into<String>) -> Execution {
-        Execution {
-            report: RunReport::failed(error),
-            phase: Some(phase),
-            timings: Timings::default(),
-            runner_version: None,
-            payload_path: None,
-            runner_uploaded: false,
-            payload_uploaded: false,
-            bytes_uploaded: 0,
-        }
-    }
-
     /// The execution as the job's metadata lists it.
     pub fn to_json(&self, server: &RemoteServer) -> Value {
         let t = self.timings;

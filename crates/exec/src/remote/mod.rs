@@ -5,7 +5,7 @@ mod executor;
 mod pool;
 
 pub use artifacts::{Artifact, RunnerArtifacts};
-pub use executor::{CacheLayout, Execution, Phase, RemoteExecutor, Timings};
+pub use executor::{CacheLayout, RemoteExecutor};
 pub use pool::{IDLE_CLOSE, PER_SERVER_JOBS, Pool};
 
 use cronium_core::{ServerId, ServerName};
