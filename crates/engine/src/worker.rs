@@ -1,6 +1,6 @@
-//! The worker pool: claims queued jobs, runs each with the local executor or
-//! on its servers over SSH, stores its output as it comes, keeps its lease
-//! alive, and reports how it ended.
+//! The worker pool: claims queued jobs, runs each through the executors (on
+//! this host, or on its servers over SSH), stores its output as it comes,
+//! keeps its lease alive, and reports how it ended.
 //!
 //! One step is [`Workers::tick`]: claim jobs while a slot is free and start
 //! them. [`Workers::run`] loops it until cancelled. Every report a running
