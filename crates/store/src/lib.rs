@@ -15,10 +15,12 @@ use cronium_core::{
 
 #[macro_use]
 mod sql;
+mod db;
 mod jobs;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
