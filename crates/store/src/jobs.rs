@@ -1,8 +1,8 @@
 //! What the job queue decides, written once for both backends: overlap admission, retries, lease recovery, cancellation, fencing and log sequencing.
 //!
-//! The backends load rows inside their transaction (locked as their recipe
-//! says), hand them to these functions, and write back what comes out, so the
-//! rules themselves cannot drift between SQLite and PostgreSQL.
+//! `store/jobs.rs` loads rows inside its transaction (held as each backend's
+//! locking requires), hands them to these functions, and writes back what
+//! comes out; nothing here knows SQL.
 
 use chrono::{DateTime, Utc};
 use cronium_core::{EventSpec, EventStatus, JobId, JobStatus, OverlapPolicy, Trigger};

@@ -2,11 +2,11 @@
 //!
 //! Transactions run at READ COMMITTED. `update_event`, `prune_payloads`,
 //! `delete_event`, `update_server` and the job queue lock their row first
-//! ([`Backend::lock_event`], [`Backend::lock`]), so every later statement of
+//! (`Backend::lock_event`, `Backend::lock`), so every later statement of
 //! the transaction sees the state the previous holder committed. Lock order
 //! is always an event before its jobs. Claimers take jobs of unlimited
 //! events with `SKIP LOCKED`; for an event with a concurrency limit they take
-//! turns on the event's row ([`claim_limited`]).
+//! turns on the event's row (`claim_limited`).
 //!
 //! What this module must not hold: any SQL the store runs on both backends
 //! (that is `store.rs`'s), or any decision about what the store does.
@@ -37,7 +37,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The PostgreSQL store. Cheap to clone: it is a handle on a connection pool.
 pub type PgStore = SqlStore<PgBackend>;
 
-/// PostgreSQL's connection pool, and how PostgreSQL differs ([`Backend`]).
+/// PostgreSQL's connection pool, and how PostgreSQL differs (`Backend`).
 #[derive(Debug, Clone)]
 pub struct PgBackend {
     pool: PgPool,
@@ -159,7 +159,7 @@ impl Backend for PgBackend {
     /// the oldest claimable job as its snapshot sees it, without locking, and
     /// then locks: for an unlimited event, the oldest such job no other
     /// claimer holds (`SKIP LOCKED`); for a limited one, the event's row, then
-    /// its oldest queued job if it is below its limit ([`claim_limited`]).
+    /// its oldest queued job if it is below its limit (`claim_limited`).
     /// A try that finds its candidate taken gives up that event (or all
     /// unlimited ones) and tries again, at most `CLAIM_ATTEMPTS` times.
     async fn claim_candidate(&self, now: DateTime<Utc>) -> Result<Option<(Tx<Self>, i64)>> {

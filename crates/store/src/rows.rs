@@ -1,4 +1,4 @@
-//! Row ↔ domain conversion shared by both backends; only SQL and the way a timestamp is stored differ between them.
+//! Row ↔ domain conversion shared by both backends; only the way a timestamp is stored differs between them ([`StoreRow::time`]).
 //!
 //! Rows are parsed into validated domain types here, once. A value the domain
 //! refuses is a corrupt row: a [`StoreError::Backend`] naming the table,
@@ -508,7 +508,6 @@ pub(crate) struct EventValues {
     pub tags: Vec<String>,
     pub overlap: &'static str,
     pub misfire: &'static str,
-    /// Bound by each backend, which store times differently.
     pub start_at: Option<DateTime<Utc>>,
     pub max_executions: Option<i64>,
     pub max_concurrent: Option<i64>,

@@ -6,7 +6,7 @@
 //! what makes every read-decide-write of the store (`update_event`'s
 //! read-compute-write, the overlap policy, the schedule's compare-and-set,
 //! the per-event concurrency limit) atomic. So this backend needs no row
-//! locks: [`Backend::lock`] and [`Backend::lock_event`] do nothing here.
+//! locks: `Backend::lock` and `Backend::lock_event` do nothing here.
 //!
 //! What this module must not hold: any SQL the store runs on both backends
 //! (that is `store.rs`'s), or any decision about what the store does.
@@ -39,7 +39,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The SQLite store. Cheap to clone: it is a handle on connection pools.
 pub type SqliteStore = SqlStore<SqliteBackend>;
 
-/// SQLite's connection pools, and how SQLite differs ([`Backend`]).
+/// SQLite's connection pools, and how SQLite differs (`Backend`).
 #[derive(Debug, Clone)]
 pub struct SqliteBackend {
     /// Reads.

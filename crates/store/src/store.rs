@@ -1,11 +1,11 @@
-//! The one implementation of [`Store`], generic over the [`Backend`] (SQLite or PostgreSQL): users, tokens, events, payloads, servers and the audit log here, schedules, jobs and logs in `store/jobs.rs`.
+//! The one implementation of [`Store`], generic over the `Backend` (SQLite or PostgreSQL): users, tokens, events, payloads, servers and the audit log here, schedules, jobs and logs in `store/jobs.rs`.
 //!
-//! Every mutation runs in a write transaction ([`Backend::begin`]) and
+//! Every mutation runs in a write transaction (`Backend::begin`) and
 //! writes its audit entry in it. A read-compute-write (`update_event`,
 //! `update_server`, the job queue) first makes the row it reads stay true
 //! until the commit: on SQLite the write transaction already holds the
-//! database, on PostgreSQL it locks the row ([`Backend::lock_event`],
-//! [`Backend::lock`]). Uniqueness is left to the constraints (a racing
+//! database, on PostgreSQL it locks the row (`Backend::lock_event`,
+//! `Backend::lock`). Uniqueness is left to the constraints (a racing
 //! insert blocks on the index and then fails), never to a read-then-write
 //! check.
 
@@ -111,6 +111,28 @@ pub(crate) async fn event_exists<B: Backend, C: Conn>(
         .await?
         .map(drop)
         .ok_or(StoreError::NotFound { what: "event" })
+}
+
+/// One page of a listing: `count` counts every match (as `n`), `items` reads
+/// the page (the same filter, with `LIMIT` and `OFFSET`).
+pub(crate) async fn fetch_page<C: Conn, T>(
+    conn: &mut C,
+    count: Sql,
+    items: Sql,
+    decode: impl Fn(&C::Row) -> Result<T>,
+) -> Result<Page<T>> {
+    let row = count.fetch_one(conn).await?;
+    let total = Reader::new(&row, "count").int("n")?;
+    let items = items
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page {
+        items,
+        total: rows::count(total),
+    })
 }
 
 /// Binds the event columns in the order of `event_insert!`, from `$2` to `$20`.
@@ -509,30 +531,25 @@ impl<B: Backend> Store for SqlStore<B> {
         let tag = filter.tag.as_ref().map(|t| t.as_str().to_string());
         let needle = filter.name_contains.as_deref().map(rows::name_needle);
         let filters = event_filter::<B>();
-        let total = sql(format!("SELECT COUNT(*) AS n FROM events e {filters}"))
-            .bind(owner)
-            .bind(status)
-            .bind(tag.clone())
-            .bind(needle.clone())
-            .fetch_one(&mut self.db.pool())
-            .await?;
-        let total = Reader::new(&total, "events").int("n")?;
-        let items = event_select::<B>(&format!("{filters}ORDER BY e.id LIMIT $5 OFFSET $6"))
-            .bind(owner)
-            .bind(status)
-            .bind(tag)
-            .bind(needle)
+        let filtered = |text: String| {
+            sql(text)
+                .bind(owner)
+                .bind(status)
+                .bind(tag.clone())
+                .bind(needle.clone())
+        };
+        fetch_page(
+            &mut self.db.pool(),
+            filtered(format!("SELECT COUNT(*) AS n FROM events e {filters}")),
+            filtered(format!(
+                "SELECT {} FROM events e {filters}ORDER BY e.id LIMIT $5 OFFSET $6",
+                event_columns::<B>()
+            ))
             .bind(limit)
-            .bind(offset)
-            .fetch_all(&mut self.db.pool())
-            .await?
-            .iter()
-            .map(rows::event)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page {
-            items,
-            total: rows::count(total),
-        })
+            .bind(offset),
+            rows::event,
+        )
+        .await
     }
 
     async fn update_event(
@@ -908,25 +925,18 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {
         let (limit, offset) = rows::page_bounds(page);
-        let total = sql("SELECT COUNT(*) AS n FROM audit_log")
-            .fetch_one(&mut self.db.pool())
-            .await?;
-        let total = Reader::new(&total, "audit_log").int("n")?;
-        let items = sql(concat!(
-            "SELECT ",
-            audit_columns!(),
-            " FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2"
-        ))
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut self.db.pool())
-        .await?
-        .iter()
-        .map(rows::audit)
-        .collect::<Result<Vec<_>>>()?;
-        Ok(Page {
-            items,
-            total: rows::count(total),
-        })
+        fetch_page(
+            &mut self.db.pool(),
+            sql("SELECT COUNT(*) AS n FROM audit_log"),
+            sql(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset),
+            rows::audit,
+        )
+        .await
     }
 }

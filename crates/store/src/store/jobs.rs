@@ -11,7 +11,7 @@
 use chrono::{DateTime, Utc};
 use cronium_core::{EventId, EventSpec, JobId, JobStatus, Trigger};
 
-use super::{SqlStore, event_columns, event_select, fetch_event, insert_audit};
+use super::{SqlStore, event_columns, event_select, fetch_event, fetch_page, insert_audit};
 use crate::db::{Backend, Conn, Lock, sql};
 pub(super) use crate::jobs::schedule_changed;
 use crate::jobs::{self as rules, NewRow};
@@ -479,34 +479,20 @@ pub(super) async fn list_jobs<B: Backend>(
     let status = filter.status.map(JobStatus::as_str);
     let since = filter.since.map(truncate);
     let until = filter.until.map(truncate);
-    let total = sql(concat!("SELECT COUNT(*) AS n FROM jobs ", job_filter!()))
-        .bind(event)
-        .bind(status)
-        .bind(since)
-        .bind(until)
-        .fetch_one(&mut store.db.pool())
-        .await?;
-    let total = Reader::new(&total, "jobs").int("n")?;
-    let items = sql(concat!(
-        job_select!(),
-        job_filter!(),
-        "ORDER BY id DESC LIMIT $5 OFFSET $6"
-    ))
-    .bind(event)
-    .bind(status)
-    .bind(since)
-    .bind(until)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&mut store.db.pool())
-    .await?
-    .iter()
-    .map(rows::job)
-    .collect::<Result<Vec<_>>>()?;
-    Ok(Page {
-        items,
-        total: rows::count(total),
-    })
+    let filtered = |text: &'static str| sql(text).bind(event).bind(status).bind(since).bind(until);
+    fetch_page(
+        &mut store.db.pool(),
+        filtered(concat!("SELECT COUNT(*) AS n FROM jobs ", job_filter!())),
+        filtered(concat!(
+            job_select!(),
+            job_filter!(),
+            "ORDER BY id DESC LIMIT $5 OFFSET $6"
+        ))
+        .bind(limit)
+        .bind(offset),
+        rows::job,
+    )
+    .await
 }
 
 /// Most lines one INSERT carries; each binds [`LOG_LINE_VALUES`] values,
