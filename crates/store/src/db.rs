@@ -108,6 +108,20 @@ impl Sql {
     }
 }
 
+/// The `VALUES` list of a multi-row insert: `rows` tuples of `width`
+/// placeholders numbered in order, `($1, $2), ($3, $4)` for 2 by 2.
+pub(crate) fn values_placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let tuple: Vec<String> = (1..=width)
+                .map(|i| format!("${}", row * width + i))
+                .collect();
+            format!("({})", tuple.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Something that runs a [`Sql`]: a backend's connection (which binds the
 /// [`Arg`]s its own way), and through it a transaction or a pool. Errors stay
 /// `sqlx::Error`, so callers can still tell a unique or foreign-key
@@ -256,4 +270,63 @@ pub(crate) trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// PostgreSQL concurrent claimers must not wait for each other's rows nor
     /// both see room under an event's limit (see `postgres.rs`).
     async fn claim_candidate(&self, now: DateTime<Utc>) -> Result<Option<(Tx<Self>, i64)>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_in_order() {
+        assert_eq!(values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_placeholders(1, 1), "($1)");
+    }
+
+    /// A bulk insert as large as the log append's (1000 rows of 6 values):
+    /// both backends take `$N` numbering that far.
+    async fn bulk_insert<C: Conn>(mut conn: C) {
+        sql("CREATE TEMPORARY TABLE bulk (a BIGINT, b TEXT, c BIGINT, d TEXT, e BIGINT, f TEXT)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let rows = 1000;
+        let mut insert = sql(format!(
+            "INSERT INTO bulk (a, b, c, d, e, f) VALUES {}",
+            values_placeholders(rows, 6)
+        ));
+        for i in 0..rows as i64 {
+            insert = insert
+                .bind(i)
+                .bind(format!("b{i}"))
+                .bind(i * 2)
+                .bind(format!("d{i}"))
+                .bind(i * 3)
+                .bind(format!("f{i}"));
+        }
+        assert_eq!(insert.execute(&mut conn).await.unwrap(), 1000);
+        let last = sql("SELECT a, b, c, d, e, f FROM bulk WHERE a = 999")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(last.int("e").unwrap(), Some(2997));
+        assert_eq!(last.text("f").unwrap().as_deref(), Some("f999"));
+    }
+
+    #[tokio::test]
+    async fn a_bulk_insert_binds_in_order_on_sqlite() {
+        let store = crate::SqliteStore::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        bulk_insert(store.pool().begin().await.unwrap()).await;
+    }
+
+    #[cfg(feature = "testing")]
+    #[tokio::test]
+    async fn a_bulk_insert_binds_in_order_on_postgres() {
+        let url = tokio::task::spawn_blocking(crate::testing::TestPostgres::fresh_database)
+            .await
+            .unwrap();
+        let store = crate::PgStore::connect(&url).await.unwrap();
+        bulk_insert(store.pool().begin().await.unwrap()).await;
+    }
 }

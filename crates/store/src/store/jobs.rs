@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use cronium_core::{EventId, EventSpec, JobId, JobStatus, Trigger};
 
 use super::{SqlStore, event_columns, event_select, fetch_event, fetch_page, insert_audit};
-use crate::db::{Backend, Conn, Lock, sql};
+use crate::db::{Backend, Conn, Lock, sql, values_placeholders};
 pub(super) use crate::jobs::schedule_changed;
 use crate::jobs::{self as rules, NewRow};
 use crate::rows::{self, Reader, truncate};
@@ -518,24 +518,10 @@ pub(super) async fn append_logs<B: Backend>(
     let last = Reader::new(&row, "job_logs").int("last")?;
     rules::check_log_seq(rows::count(last), lines)?;
     for chunk in lines.chunks(LOG_LINES_PER_INSERT) {
-        let mut text =
-            String::from("INSERT INTO job_logs (job_id, seq, stream, at, data, server) VALUES ");
-        for i in 0..chunk.len() {
-            let n = i * LOG_LINE_VALUES;
-            if i > 0 {
-                text.push_str(", ");
-            }
-            text.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6
-            ));
-        }
-        let mut insert = sql(text);
+        let mut insert = sql(format!(
+            "INSERT INTO job_logs (job_id, seq, stream, at, data, server) VALUES {}",
+            values_placeholders(chunk.len(), LOG_LINE_VALUES)
+        ));
         for line in chunk {
             insert = insert
                 .bind(fence.job.0)
