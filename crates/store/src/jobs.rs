@@ -1,8 +1,8 @@
 //! What the job queue decides, written once for both backends: overlap admission, retries, lease recovery, cancellation, fencing and log sequencing.
 //!
-//! The backends load rows inside their transaction (locked as their recipe
-//! says), hand them to these functions, and write back what comes out, so the
-//! rules themselves cannot drift between SQLite and PostgreSQL.
+//! `store/jobs.rs` loads rows inside its transaction (held as each backend's
+//! locking requires), hands them to these functions, and writes back what
+//! comes out; nothing here knows SQL.
 
 use chrono::{DateTime, Utc};
 use cronium_core::{EventSpec, EventStatus, JobId, JobStatus, OverlapPolicy, Trigger};
@@ -15,7 +15,7 @@ use crate::{Event, Fence, Job, JobOutcome, LogLine, PayloadRecord, StoreError};
 /// reports nothing claimable; the worker simply polls again.
 pub(crate) const CLAIM_ATTEMPTS: usize = 16;
 
-/// The values of a new `jobs` row; each backend binds them its own way.
+/// The values of a new `jobs` row, as `store/jobs.rs` inserts it.
 #[derive(Debug)]
 pub(crate) struct NewRow {
     pub event_id: i64,
@@ -27,7 +27,7 @@ pub(crate) struct NewRow {
     pub fire_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
-    pub metadata: String,
+    pub metadata: serde_json::Value,
     pub now: DateTime<Utc>,
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn run_row(
         fire_at: (trigger == Trigger::Schedule).then_some(scheduled_at),
         finished_at: skipped.as_ref().map(|_| now),
         error: skipped,
-        metadata: pinned_metadata(payload, input).to_string(),
+        metadata: pinned_metadata(payload, input),
         now,
     }
 }
@@ -107,7 +107,7 @@ pub(crate) fn missed_row(
             "missed: no scheduler ran this fire in time (misfire policy {})",
             event.spec.policy.misfire
         )),
-        metadata: pinned_metadata(payload, None).to_string(),
+        metadata: pinned_metadata(payload, None),
         now,
     }
 }

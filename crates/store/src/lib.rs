@@ -1,6 +1,10 @@
-//! Persistence behind one [`Store`] trait, with a SQLite and a PostgreSQL
-//! implementation, each with its own migrations, and one conformance suite
-//! (`tests/conformance.rs`) that both must pass.
+//! Persistence behind one [`Store`] trait, on SQLite or PostgreSQL, each with its own migrations, and one conformance suite (`tests/conformance.rs`) that both must pass.
+//!
+//! One implementation serves both databases: `store.rs` and `store/jobs.rs`
+//! write every statement once, over the access layer in `db.rs`; `sqlite.rs`
+//! and `postgres.rs` hold only what their database does differently (the
+//! `db::Backend` trait lists it). `sql.rs` holds shared SQL text, `rows.rs`
+//! the row-to-domain decoding, `jobs.rs` the job queue's rules.
 //!
 //! The store speaks domain types (`cronium-core`) and never sees a secret in
 //! clear: secret environment values and server credentials arrive sealed.
@@ -15,10 +19,12 @@ use cronium_core::{
 
 #[macro_use]
 mod sql;
+mod db;
 mod jobs;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 

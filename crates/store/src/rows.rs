@@ -1,4 +1,4 @@
-//! Row ↔ domain conversion shared by both backends; only SQL and the way a timestamp is stored differ between them.
+//! Row ↔ domain conversion shared by both backends; only the way a timestamp is stored differs between them ([`StoreRow::time`]).
 //!
 //! Rows are parsed into validated domain types here, once. A value the domain
 //! refuses is a corrupt row: a [`StoreError::Backend`] naming the table,
@@ -114,15 +114,15 @@ impl<'r, R: StoreRow> Reader<'r, R> {
         Ok(id)
     }
 
-    fn int(&self, column: &str) -> Result<i64, StoreError> {
+    pub(crate) fn int(&self, column: &str) -> Result<i64, StoreError> {
         self.required(column, self.row.int(column))
     }
 
-    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
         self.optional(column, self.row.int(column))
     }
 
-    fn text(&self, column: &str) -> Result<String, StoreError> {
+    pub(crate) fn text(&self, column: &str) -> Result<String, StoreError> {
         self.required(column, self.row.text(column))
     }
 
@@ -134,7 +134,7 @@ impl<'r, R: StoreRow> Reader<'r, R> {
         self.required(column, self.row.bytes(column))
     }
 
-    fn boolean(&self, column: &str) -> Result<bool, StoreError> {
+    pub(crate) fn boolean(&self, column: &str) -> Result<bool, StoreError> {
         self.required(column, self.row.boolean(column))
     }
 
@@ -142,7 +142,7 @@ impl<'r, R: StoreRow> Reader<'r, R> {
         self.required(column, self.row.time(column))
     }
 
-    fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(crate) fn opt_time(&self, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.optional(column, self.row.time(column))
     }
 
@@ -508,7 +508,6 @@ pub(crate) struct EventValues {
     pub tags: Vec<String>,
     pub overlap: &'static str,
     pub misfire: &'static str,
-    /// Bound by each backend, which store times differently.
     pub start_at: Option<DateTime<Utc>>,
     pub max_executions: Option<i64>,
     pub max_concurrent: Option<i64>,
@@ -640,10 +639,6 @@ pub(crate) fn token_use_threshold(now: DateTime<Utc>) -> DateTime<Utc> {
 /// this use must be recorded: the same test as the conditional UPDATE's.
 pub(crate) fn token_use_is_stale(token: &ApiToken, threshold: DateTime<Utc>) -> bool {
     token.last_used_at.is_none_or(|at| at < threshold)
-}
-
-pub(crate) fn detail_text(entry: &AuditEntry) -> String {
-    entry.detail.to_string()
 }
 
 /// The version after everything ever recorded for an event: the high-water

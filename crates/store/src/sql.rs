@@ -1,6 +1,8 @@
-//! SQL text and bind sequences that are the same for both backends (both
-//! take `$1` placeholders), written once; backend-specific SQL stays in
-//! `sqlite.rs` and `postgres.rs`.
+//! SQL text the store's statements are built from, written once for both backends (both take `$1` placeholders).
+//!
+//! Macros, so the pieces join into `&'static str` literals with `concat!`.
+//! Where a dialect fragment is part of the text (the event select, the name
+//! search), `store.rs` joins it at run time with the backend's [`crate::db::Backend`] fragment.
 
 macro_rules! payload_columns {
     () => {
@@ -21,8 +23,8 @@ macro_rules! user_columns {
     };
 }
 
-/// The event columns `bind_event!` binds, `$2` to `$20`; each backend adds
-/// `start_at` (`$21`) and the time of the write (`$22`), which it stores its own way.
+/// An event's row: the owner (`$1`), the columns `store::bind_event` binds
+/// (`$2` to `$20`), `start_at` (`$21`) and the time of the write (`$22`).
 macro_rules! event_insert {
     () => {
         "INSERT INTO events (owner_id, name, name_folded, description, kind, interpreter, \
@@ -45,51 +47,58 @@ macro_rules! event_update {
     };
 }
 
-/// The run policy's columns, for each backend's event select.
-macro_rules! policy_columns {
+/// An event's own columns (the table is `e`); its target servers and tags
+/// are aggregated by a dialect-specific subquery (`store::event_columns`).
+/// `retries` is INTEGER on PostgreSQL, read as a BIGINT like every integer.
+macro_rules! event_columns {
     () => {
-        "e.overlap, e.misfire, e.start_at, e.max_executions, e.max_concurrent, e.retry_delay_secs"
+        "e.id, e.owner_id, e.name, e.description, e.kind, e.interpreter, e.content, \
+         e.env, e.secret_env_names, e.secret_env, e.schedule, e.status, e.run_location, \
+         e.timeout_secs, CAST(e.retries AS BIGINT) AS retries, e.payload_version, \
+         e.created_at, e.updated_at, e.overlap, e.misfire, e.start_at, e.max_executions, \
+         e.max_concurrent, e.retry_delay_secs"
     };
 }
 
-/// Binds the event columns in the order of `event_insert!`, from `$2` to `$20`.
-macro_rules! bind_event {
-    ($query:expr, $v:expr) => {
-        $query
-            .bind($v.name.clone())
-            .bind($v.name_folded.clone())
-            .bind($v.description.clone())
-            .bind($v.kind)
-            .bind($v.interpreter)
-            .bind($v.content.clone())
-            .bind($v.env.clone())
-            .bind($v.secret_env_names.clone())
-            .bind($v.secret_env.clone())
-            .bind($v.schedule.clone())
-            .bind($v.status)
-            .bind($v.run_location)
-            .bind($v.timeout_secs)
-            .bind($v.retries)
-            .bind($v.overlap)
-            .bind($v.misfire)
-            .bind($v.max_executions)
-            .bind($v.max_concurrent)
-            .bind($v.retry_delay_secs)
+/// `port` is INTEGER on PostgreSQL, read as a BIGINT like every integer.
+macro_rules! server_columns {
+    () => {
+        "id, name, host, CAST(port AS BIGINT) AS port, username, auth_kind, \
+         sealed_credentials, known_host, cache_dir, created_at, updated_at"
+    };
+}
+
+macro_rules! audit_columns {
+    () => {
+        "id, at, actor_token_id, action, target_type, target_id, \
+         CAST(detail AS TEXT) AS detail"
     };
 }
 
 // --- schedules and jobs -------------------------------------------------------
 
-/// A job's columns; `$metadata` is how the backend reads the JSON as text.
+/// A job's columns. `metadata` is JSONB on PostgreSQL and TEXT on SQLite;
+/// the cast reads it as text on both.
 macro_rules! job_columns {
-    ($metadata:literal) => {
-        concat!(
-            "id, event_id, payload_version, \"trigger\", status, attempt, scheduled_at, \
-             run_after, lease_owner, lease_expires_at, cancel_requested, started_at, \
-             finished_at, exit_code, error, ",
-            $metadata,
-            ", created_at, updated_at"
-        )
+    () => {
+        "id, event_id, payload_version, \"trigger\", status, attempt, scheduled_at, \
+         run_after, lease_owner, lease_expires_at, cancel_requested, started_at, \
+         finished_at, exit_code, error, CAST(metadata AS TEXT) AS metadata, created_at, \
+         updated_at"
+    };
+}
+
+macro_rules! job_select {
+    () => {
+        concat!("SELECT ", job_columns!(), " FROM jobs ")
+    };
+}
+
+/// The optional filters of a job listing (`$1` to `$4`, NULL: any).
+macro_rules! job_filter {
+    () => {
+        "WHERE ($1 IS NULL OR event_id = $1) AND ($2 IS NULL OR status = $2) \
+         AND ($3 IS NULL OR scheduled_at >= $3) AND ($4 IS NULL OR scheduled_at < $4) "
     };
 }
 

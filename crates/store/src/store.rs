@@ -1,0 +1,942 @@
+//! The one implementation of [`Store`], generic over the `Backend` (SQLite or PostgreSQL): users, tokens, events, payloads, servers and the audit log here, schedules, jobs and logs in `store/jobs.rs`.
+//!
+//! Every mutation runs in a write transaction (`Backend::begin`) and
+//! writes its audit entry in it. A read-compute-write (`update_event`,
+//! `update_server`, the job queue) first makes the row it reads stay true
+//! until the commit: on SQLite the write transaction already holds the
+//! database, on PostgreSQL it locks the row (`Backend::lock_event`,
+//! `Backend::lock`). Uniqueness is left to the constraints (a racing
+//! insert blocks on the index and then fails), never to a read-then-write
+//! check.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cronium_core::{
+    EventId, EventKind, JobId, ServerId, ServerSpec, TokenHash, TokenId, UserId, needs_new_payload,
+};
+
+use crate::db::{Backend, Conn, Lock, Sql, sql};
+use crate::rows::{self, EventValues, Reader, truncate};
+use crate::{
+    ApiToken, AuditEntry, AuditRecord, Claim, Event, EventFilter, EventUpdate, Fence, Fire,
+    Heartbeat, Job, JobFilter, JobOutcome, JobRetention, LogLine, NewJob, NewToken, Page,
+    PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, ScheduleState, Server,
+    ServerUpdate, Store, StoreError, User,
+};
+
+pub(crate) mod jobs;
+
+/// The store on one backend: [`crate::SqliteStore`] or [`crate::PgStore`].
+/// Cheap to clone: it is a handle on the backend's connection pools.
+#[derive(Debug, Clone)]
+pub struct SqlStore<B> {
+    pub(crate) db: B,
+}
+
+/// An event's columns with its target servers and tags (the table is `e`).
+pub(crate) fn event_columns<B: Backend>() -> String {
+    format!(
+        "{}, {} AS target_servers, {} AS tags",
+        event_columns!(),
+        B::json_array(
+            "s.server_id",
+            "s.position",
+            "event_servers s WHERE s.event_id = e.id"
+        ),
+        B::json_array("t.tag", "t.tag", "event_tags t WHERE t.event_id = e.id"),
+    )
+}
+
+/// `SELECT` of whole events from `events e`, then `rest` (a WHERE clause...).
+pub(crate) fn event_select<B: Backend>(rest: &str) -> Sql {
+    sql(format!(
+        "SELECT {} FROM events e {rest}",
+        event_columns::<B>()
+    ))
+}
+
+/// The optional filters of an event listing (`$1` to `$4`, NULL: any).
+fn event_filter<B: Backend>() -> String {
+    format!(
+        "WHERE ($1 IS NULL OR e.owner_id = $1) \
+         AND ($2 IS NULL OR e.status = $2) \
+         AND ($3 IS NULL OR EXISTS (SELECT 1 FROM event_tags t WHERE t.event_id = e.id AND t.tag = $3)) \
+         AND ($4 IS NULL OR {}) ",
+        B::contains("e.name_folded", "$4")
+    )
+}
+
+pub(crate) async fn insert_audit<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<()> {
+    sql(
+        "INSERT INTO audit_log (at, actor_token_id, action, target_type, target_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(entry.at)
+    .bind(entry.actor.map(|t| t.0))
+    .bind(entry.action.as_str())
+    .bind(entry.target_type.as_str())
+    .bind(entry.target_id)
+    .bind(entry.detail.clone())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn fetch_event<B: Backend, C: Conn>(
+    conn: &mut C,
+    id: EventId,
+) -> Result<Option<Event>> {
+    let row = event_select::<B>("WHERE e.id = $1")
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(rows::event).transpose()
+}
+
+/// Fails `NotFound` unless the event exists; with `lock`, its row stays as
+/// read until the transaction ends.
+pub(crate) async fn event_exists<B: Backend, C: Conn>(
+    conn: &mut C,
+    id: EventId,
+    lock: Option<Lock>,
+) -> Result<()> {
+    const SELECT: &str = "SELECT id FROM events WHERE id = $1";
+    let text = match lock {
+        Some(lock) => B::lock(SELECT, lock),
+        None => SELECT.into(),
+    };
+    sql(text)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?
+        .map(drop)
+        .ok_or(StoreError::NotFound { what: "event" })
+}
+
+/// One page of a listing: `count` counts every match (as `n`), `items` reads
+/// the page (the same filter, with `LIMIT` and `OFFSET`).
+pub(crate) async fn fetch_page<C: Conn, T>(
+    conn: &mut C,
+    count: Sql,
+    items: Sql,
+    decode: impl Fn(&C::Row) -> Result<T>,
+) -> Result<Page<T>> {
+    let row = count.fetch_one(conn).await?;
+    let total = Reader::new(&row, "count").int("n")?;
+    let items = items
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page {
+        items,
+        total: rows::count(total),
+    })
+}
+
+/// Binds the event columns in the order of `event_insert!`, from `$2` to `$20`.
+fn bind_event(query: Sql, v: &EventValues) -> Sql {
+    query
+        .bind(v.name.as_str())
+        .bind(v.name_folded.as_str())
+        .bind(v.description.as_str())
+        .bind(v.kind)
+        .bind(v.interpreter)
+        .bind(v.content.as_str())
+        .bind(v.env.as_str())
+        .bind(v.secret_env_names.as_str())
+        .bind(v.secret_env.clone())
+        .bind(v.schedule.as_str())
+        .bind(v.status)
+        .bind(v.run_location)
+        .bind(v.timeout_secs)
+        .bind(v.retries)
+        .bind(v.overlap)
+        .bind(v.misfire)
+        .bind(v.max_executions)
+        .bind(v.max_concurrent)
+        .bind(v.retry_delay_secs)
+}
+
+fn event_write_error(e: sqlx::Error, v: &EventValues) -> StoreError {
+    match rows::unique_violation(&e) {
+        Some("events.name") => rows::name_conflict("event", &v.name),
+        _ if rows::is_foreign_key_violation(&e) => StoreError::NotFound { what: "user" },
+        _ => e.into(),
+    }
+}
+
+/// Replaces an event's target servers and tags with `v`'s.
+async fn write_links<C: Conn>(conn: &mut C, id: i64, v: &EventValues) -> Result<()> {
+    sql("DELETE FROM event_servers WHERE event_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    sql("DELETE FROM event_tags WHERE event_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    for (position, server) in v.target_servers.iter().enumerate() {
+        sql("INSERT INTO event_servers (event_id, server_id, position) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(*server)
+            .bind(position as i64)
+            .execute(conn)
+            .await
+            .map_err(|e| {
+                if rows::is_foreign_key_violation(&e) {
+                    rows::unknown_server(*server)
+                } else {
+                    e.into()
+                }
+            })?;
+    }
+    for tag in &v.tags {
+        sql("INSERT INTO event_tags (event_id, tag) VALUES ($1, $2)")
+            .bind(id)
+            .bind(tag.as_str())
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Asks the writer for `version`'s files and records them as the only active
+/// payload of the event.
+async fn make_payload<C: Conn>(
+    conn: &mut C,
+    event: &Event,
+    version: u64,
+    writer: &mut dyn PayloadWriter,
+) -> Result<PayloadRecord> {
+    let file = writer
+        .write(event.id, version, &event.spec, event.updated_at)
+        .map_err(StoreError::Payload)?;
+    let size = rows::check_payload_file(&file)?;
+    sql("UPDATE runner_payloads SET is_active = FALSE WHERE event_id = $1 AND is_active")
+        .bind(event.id.0)
+        .execute(conn)
+        .await?;
+    let row = sql(concat!(
+        "INSERT INTO runner_payloads (event_id, event_version, payload_path, checksum_path, \
+         payload_size, checksum, is_active, created_at) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7) \
+         RETURNING ",
+        payload_columns!()
+    ))
+    .bind(event.id.0)
+    .bind(version as i64)
+    .bind(file.payload_path.as_str())
+    .bind(file.checksum_path.as_str())
+    .bind(size)
+    .bind(file.checksum.as_str())
+    .bind(event.updated_at)
+    .fetch_one(conn)
+    .await?;
+    sql("UPDATE events SET payload_version = $2, last_payload_version = $2 WHERE id = $1")
+        .bind(event.id.0)
+        .bind(version as i64)
+        .execute(conn)
+        .await?;
+    rows::payload(&row)
+}
+
+async fn fetch_server<B: Backend, C: Conn>(
+    conn: &mut C,
+    id: ServerId,
+    lock: Option<Lock>,
+) -> Result<Option<Server>> {
+    const SELECT: &str = concat!("SELECT ", server_columns!(), " FROM servers WHERE id = $1");
+    let text = match lock {
+        Some(lock) => B::lock(SELECT, lock),
+        None => SELECT.into(),
+    };
+    let row = sql(text).bind(id.0).fetch_optional(conn).await?;
+    row.as_ref().map(rows::server).transpose()
+}
+
+/// Binds a server's columns (name to cache_dir) to the next eight placeholders.
+fn bind_server(query: Sql, spec: &ServerSpec) -> Sql {
+    query
+        .bind(spec.name.as_str())
+        .bind(spec.host.as_str())
+        .bind(i64::from(spec.port))
+        .bind(spec.username.as_str())
+        .bind(spec.auth_kind.as_str())
+        .bind(spec.sealed_credentials.clone())
+        .bind(spec.known_host.clone())
+        .bind(spec.cache_dir.clone())
+}
+
+fn server_write_error(e: sqlx::Error, spec: &ServerSpec) -> StoreError {
+    match rows::unique_violation(&e) {
+        Some("servers.name") => rows::name_conflict("server", spec.name.as_str()),
+        _ => e.into(),
+    }
+}
+
+fn token_write_error(e: sqlx::Error) -> StoreError {
+    match rows::unique_violation(&e) {
+        Some("api_tokens.hash") => StoreError::Conflict {
+            field: "token".into(),
+            message: "a token with this secret already exists".into(),
+        },
+        _ if rows::is_foreign_key_violation(&e) => StoreError::NotFound { what: "user" },
+        _ => e.into(),
+    }
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    fn backend(&self) -> &'static str {
+        B::NAME
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sql("SELECT 1").execute(&mut self.db.pool()).await?;
+        Ok(())
+    }
+
+    async fn ensure_admin(&self, now: DateTime<Utc>) -> Result<User> {
+        let now = truncate(now);
+        let mut tx = self.db.begin().await?;
+        let select_admin = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE role = 'admin' ORDER BY id LIMIT 1"
+        );
+        if let Some(row) = sql(select_admin).fetch_optional(&mut tx).await? {
+            tx.commit().await?;
+            return rows::user(&row);
+        }
+        let inserted = sql(concat!(
+            "INSERT INTO users (name, role, created_at) VALUES ('admin', 'admin', $1) \
+             ON CONFLICT (name) DO NOTHING RETURNING ",
+            user_columns!()
+        ))
+        .bind(now)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = inserted else {
+            // Another node inserted it first (PostgreSQL; SQLite's write lock
+            // rules that out); the insert waited for that commit, so a new
+            // statement sees the row.
+            if let Some(row) = sql(select_admin).fetch_optional(&mut tx).await? {
+                tx.commit().await?;
+                return rows::user(&row);
+            }
+            return Err(StoreError::Conflict {
+                field: "name".into(),
+                message: "a user named admin exists but is not an admin".into(),
+            });
+        };
+        let user = rows::user(&row)?;
+        insert_audit(
+            &mut tx,
+            &AuditEntry {
+                at: now,
+                actor: None,
+                action: "user.create".into(),
+                target_type: "user".into(),
+                target_id: Some(user.id.0),
+                detail: serde_json::json!({ "name": user.name, "role": user.role.as_str() }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User> {
+        let row = sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut self.db.pool())
+        .await?
+        .ok_or(StoreError::NotFound { what: "user" })?;
+        rows::user(&row)
+    }
+
+    async fn create_token(
+        &self,
+        new: NewToken,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<ApiToken> {
+        let now = truncate(now);
+        let mut tx = self.db.begin().await?;
+        let row = sql(concat!(
+            "INSERT INTO api_tokens (user_id, name, role, hash, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            token_columns!()
+        ))
+        .bind(new.user_id.0)
+        .bind(new.name)
+        .bind(new.role.as_str())
+        .bind(new.hash.0.to_vec())
+        .bind(now)
+        .fetch_one(&mut tx)
+        .await
+        .map_err(token_write_error)?;
+        let token = rows::token(&row)?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(token.id.0))).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    async fn use_token(&self, hash: &TokenHash, now: DateTime<Utc>) -> Result<Option<ApiToken>> {
+        let now = truncate(now);
+        // A read first: most requests find a use recorded less than a
+        // minute ago and write nothing.
+        let row = sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL"
+        ))
+        .bind(hash.0.to_vec())
+        .fetch_optional(&mut self.db.pool())
+        .await?;
+        let Some(token) = row.as_ref().map(rows::token).transpose()? else {
+            return Ok(None);
+        };
+        let threshold = rows::token_use_threshold(now);
+        if !rows::token_use_is_stale(&token, threshold) {
+            return Ok(Some(token));
+        }
+        // Conditional, so of concurrent requests only one writes, and a
+        // node whose clock is behind never moves the time backwards.
+        let updated = sql(concat!(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 AND revoked_at IS NULL \
+             AND (last_used_at IS NULL OR last_used_at < $3) RETURNING ",
+            token_columns!()
+        ))
+        .bind(token.id.0)
+        .bind(now)
+        .bind(threshold)
+        .fetch_optional(&mut self.db.writer())
+        .await?;
+        if let Some(row) = updated {
+            return rows::token(&row).map(Some);
+        }
+        // Another request recorded a use in between, or the token was
+        // revoked in between: read again, so a revocation is honoured.
+        let row = sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens WHERE id = $1 AND revoked_at IS NULL"
+        ))
+        .bind(token.id.0)
+        .fetch_optional(&mut self.db.pool())
+        .await?;
+        row.as_ref().map(rows::token).transpose()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        sql(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM api_tokens ORDER BY id"
+        ))
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::token)
+        .collect()
+    }
+
+    async fn revoke_token(
+        &self,
+        id: TokenId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<ApiToken> {
+        let mut tx = self.db.begin().await?;
+        // A second revocation keeps the first time: that is when access ended.
+        let row = sql(concat!(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING ",
+            token_columns!()
+        ))
+        .bind(id.0)
+        .bind(truncate(now))
+        .fetch_optional(&mut tx)
+        .await?
+        .ok_or(StoreError::NotFound { what: "token" })?;
+        let token = rows::token(&row)?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    async fn create_event(
+        &self,
+        owner: UserId,
+        spec: cronium_core::EventSpec,
+        writer: &mut dyn PayloadWriter,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Event> {
+        let now = truncate(now);
+        let (spec, v) = rows::event_values(spec)?;
+        let mut tx = self.db.begin().await?;
+        let row = bind_event(sql(event_insert!()).bind(owner.0), &v)
+            .bind(v.start_at)
+            .bind(now)
+            .fetch_one(&mut tx)
+            .await
+            .map_err(|e| event_write_error(e, &v))?;
+        let id = Reader::new(&row, "events").int("id")?;
+        write_links(&mut tx, id, &v).await?;
+        jobs::set_schedule(&mut tx, EventId(id), &spec, now).await?;
+        let mut event = Event {
+            id: EventId(id),
+            owner,
+            spec,
+            payload_version: None,
+            created_at: now,
+            updated_at: now,
+        };
+        if event.spec.kind == EventKind::Script {
+            let payload = make_payload(&mut tx, &event, 1, writer).await?;
+            event.payload_version = Some(payload.event_version);
+        }
+        let entry =
+            rows::with_payload_version(rows::audit_entry(audit, Some(id)), event.payload_version);
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(event)
+    }
+
+    async fn get_event(&self, id: EventId) -> Result<Event> {
+        fetch_event::<B, _>(&mut self.db.pool(), id)
+            .await?
+            .ok_or(StoreError::NotFound { what: "event" })
+    }
+
+    async fn find_event_by_name(&self, owner: UserId, name: &str) -> Result<Option<Event>> {
+        let row = event_select::<B>("WHERE e.owner_id = $1 AND e.name = $2")
+            .bind(owner.0)
+            .bind(name.trim())
+            .fetch_optional(&mut self.db.pool())
+            .await?;
+        row.as_ref().map(rows::event).transpose()
+    }
+
+    async fn list_events(&self, filter: &EventFilter, page: PageRequest) -> Result<Page<Event>> {
+        let (limit, offset) = rows::page_bounds(page);
+        let owner = filter.owner.map(|o| o.0);
+        let status = filter.status.map(|s| s.as_str());
+        let tag = filter.tag.as_ref().map(|t| t.as_str().to_string());
+        let needle = filter.name_contains.as_deref().map(rows::name_needle);
+        let filters = event_filter::<B>();
+        let filtered = |text: String| {
+            sql(text)
+                .bind(owner)
+                .bind(status)
+                .bind(tag.clone())
+                .bind(needle.clone())
+        };
+        fetch_page(
+            &mut self.db.pool(),
+            filtered(format!("SELECT COUNT(*) AS n FROM events e {filters}")),
+            filtered(format!(
+                "SELECT {} FROM events e {filters}ORDER BY e.id LIMIT $5 OFFSET $6",
+                event_columns::<B>()
+            ))
+            .bind(limit)
+            .bind(offset),
+            rows::event,
+        )
+        .await
+    }
+
+    async fn update_event(
+        &self,
+        id: EventId,
+        update: EventUpdate<'_>,
+        writer: &mut dyn PayloadWriter,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(Event, Option<PayloadRecord>)> {
+        let now = truncate(now);
+        let mut tx = self.db.begin().await?;
+        // The write lock (SQLite's BEGIN IMMEDIATE) or the event's row lock
+        // (PostgreSQL) is held from the read below to the commit, so no other
+        // update can interleave; the read sees the last holder's commit.
+        B::lock_event(&mut tx, id).await?;
+        let current = fetch_event::<B, _>(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound { what: "event" })?;
+        let (spec, v) = rows::event_values(update(&current)?)?;
+        bind_event(sql(event_update!()).bind(id.0), &v)
+            .bind(v.start_at)
+            .bind(now)
+            .execute(&mut tx)
+            .await
+            .map_err(|e| event_write_error(e, &v))?;
+        write_links(&mut tx, id.0, &v).await?;
+        if jobs::schedule_changed(&current.spec, &spec) {
+            jobs::set_schedule(&mut tx, id, &spec, now).await?;
+        }
+        let new_payload = needs_new_payload(&current.spec, &spec);
+        let mut event = Event {
+            spec,
+            updated_at: now,
+            ..current
+        };
+        let payload = if new_payload {
+            let row = sql("SELECT last_payload_version FROM events WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(&mut tx)
+                .await?;
+            let last = Reader::new(&row, "events").int("last_payload_version")?;
+            let version = rows::next_version(last, event.payload_version);
+            let payload = make_payload(&mut tx, &event, version, writer).await?;
+            event.payload_version = Some(version);
+            Some(payload)
+        } else {
+            None
+        };
+        let entry = rows::with_payload_version(
+            rows::audit_entry(audit, Some(id.0)),
+            payload.as_ref().map(|p| p.event_version),
+        );
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok((event, payload))
+    }
+
+    async fn delete_event(&self, id: EventId, audit: &AuditEntry) -> Result<Vec<PayloadRecord>> {
+        let mut tx = self.db.begin().await?;
+        // Locked, so no update adds a payload between the listing and the delete.
+        B::lock_event(&mut tx, id).await?;
+        let payloads = sql(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM runner_payloads WHERE event_id = $1 ORDER BY event_version DESC"
+        ))
+        .bind(id.0)
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(rows::payload)
+        .collect::<Result<Vec<_>>>()?;
+        let deleted = sql("DELETE FROM events WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut tx)
+            .await?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound { what: "event" });
+        }
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
+        tx.commit().await?;
+        Ok(payloads)
+    }
+
+    async fn list_payloads(&self, event: EventId) -> Result<Vec<PayloadRecord>> {
+        let payloads = sql(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM runner_payloads WHERE event_id = $1 ORDER BY event_version DESC"
+        ))
+        .bind(event.0)
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::payload)
+        .collect::<Result<Vec<_>>>()?;
+        if payloads.is_empty() {
+            event_exists::<B, _>(&mut self.db.pool(), event, None).await?;
+        }
+        Ok(payloads)
+    }
+
+    async fn get_payload(&self, event: EventId, version: u64) -> Result<PayloadRecord> {
+        let row = sql(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM runner_payloads WHERE event_id = $1 AND event_version = $2"
+        ))
+        .bind(event.0)
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
+        .fetch_optional(&mut self.db.pool())
+        .await?
+        .ok_or(StoreError::NotFound { what: "payload" })?;
+        rows::payload(&row)
+    }
+
+    async fn prune_payloads(
+        &self,
+        event: EventId,
+        keep: usize,
+        audit: &AuditEntry,
+    ) -> Result<Vec<PayloadRecord>> {
+        let mut tx = self.db.begin().await?;
+        // Locked (PostgreSQL), so no update makes a version active meanwhile.
+        event_exists::<B, _>(&mut tx, event, Some(Lock::Update)).await?;
+        let mut pruned = sql(concat!(
+            "DELETE FROM runner_payloads WHERE event_id = $1 AND NOT is_active \
+             AND event_version NOT IN (SELECT event_version FROM runner_payloads \
+             WHERE event_id = $1 ORDER BY event_version DESC LIMIT $2) RETURNING ",
+            payload_columns!()
+        ))
+        .bind(event.0)
+        .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(rows::payload)
+        .collect::<Result<Vec<_>>>()?;
+        pruned.sort_by_key(|p| std::cmp::Reverse(p.event_version));
+        if !pruned.is_empty() {
+            insert_audit(&mut tx, &rows::prune_audit(audit, event, &pruned)).await?;
+        }
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
+    async fn all_payloads(&self) -> Result<Vec<PayloadRecord>> {
+        sql(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM runner_payloads ORDER BY event_id, event_version"
+        ))
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::payload)
+        .collect()
+    }
+
+    async fn create_server(
+        &self,
+        spec: ServerSpec,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Server> {
+        let now = truncate(now);
+        let spec = spec.validate()?;
+        let mut tx = self.db.begin().await?;
+        let row = bind_server(
+            sql(
+                "INSERT INTO servers (name, host, port, username, auth_kind, sealed_credentials, \
+                 known_host, cache_dir, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+            ),
+            &spec,
+        )
+        .bind(now)
+        .fetch_one(&mut tx)
+        .await
+        .map_err(|e| server_write_error(e, &spec))?;
+        let id = Reader::new(&row, "servers").int("id")?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id))).await?;
+        tx.commit().await?;
+        Ok(Server {
+            id: ServerId(id),
+            spec,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    async fn get_server(&self, id: ServerId) -> Result<Server> {
+        fetch_server::<B, _>(&mut self.db.pool(), id, None)
+            .await?
+            .ok_or(StoreError::NotFound { what: "server" })
+    }
+
+    async fn find_server_by_name(&self, name: &str) -> Result<Option<Server>> {
+        let row = sql(concat!(
+            "SELECT ",
+            server_columns!(),
+            " FROM servers WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&mut self.db.pool())
+        .await?;
+        row.as_ref().map(rows::server).transpose()
+    }
+
+    async fn list_servers(&self) -> Result<Vec<Server>> {
+        sql(concat!(
+            "SELECT ",
+            server_columns!(),
+            " FROM servers ORDER BY name"
+        ))
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::server)
+        .collect()
+    }
+
+    async fn update_server(
+        &self,
+        id: ServerId,
+        update: ServerUpdate<'_>,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Server> {
+        let now = truncate(now);
+        let mut tx = self.db.begin().await?;
+        let current = fetch_server::<B, _>(&mut tx, id, Some(Lock::Update))
+            .await?
+            .ok_or(StoreError::NotFound { what: "server" })?;
+        let spec = update(&current)?.validate()?;
+        bind_server(
+            sql(
+                "UPDATE servers SET name = $2, host = $3, port = $4, username = $5, \
+                 auth_kind = $6, sealed_credentials = $7, known_host = $8, cache_dir = $9, \
+                 updated_at = $10 WHERE id = $1",
+            )
+            .bind(id.0),
+            &spec,
+        )
+        .bind(now)
+        .execute(&mut tx)
+        .await
+        .map_err(|e| server_write_error(e, &spec))?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
+        tx.commit().await?;
+        Ok(Server {
+            spec,
+            updated_at: now,
+            ..current
+        })
+    }
+
+    async fn delete_server(&self, id: ServerId, audit: &AuditEntry) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        let deleted = sql("DELETE FROM servers WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut tx)
+            .await;
+        let deleted = match deleted {
+            Err(e) if rows::is_foreign_key_violation(&e) => {
+                // The RESTRICT foreign key refused. On PostgreSQL the error
+                // aborted the transaction: count the events for the message
+                // outside it.
+                tx.rollback().await?;
+                let row = sql("SELECT COUNT(*) AS n FROM event_servers WHERE server_id = $1")
+                    .bind(id.0)
+                    .fetch_one(&mut self.db.pool())
+                    .await?;
+                let events = Reader::new(&row, "event_servers").int("n")?;
+                return Err(rows::server_in_use(events));
+            }
+            other => other?,
+        };
+        if deleted == 0 {
+            return Err(StoreError::NotFound { what: "server" });
+        }
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_schedule_state(&self, event: EventId) -> Result<ScheduleState> {
+        jobs::get_schedule_state(self, event).await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Event, ScheduleState)>> {
+        jobs::due_schedules(self, now, limit).await
+    }
+
+    async fn record_fires(
+        &self,
+        event: EventId,
+        expected: DateTime<Utc>,
+        fires: &[Fire],
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>> {
+        jobs::record_fires(self, event, expected, fires, next, now).await
+    }
+
+    async fn enqueue_job(&self, new: NewJob, now: DateTime<Utc>) -> Result<Job> {
+        jobs::enqueue_job(self, new, now).await
+    }
+
+    async fn claim_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+    ) -> Result<Option<Claim>> {
+        jobs::claim_job(self, owner, now, lease).await
+    }
+
+    async fn heartbeat(&self, fence: &Fence, until: DateTime<Utc>) -> Result<Heartbeat> {
+        jobs::heartbeat(self, fence, until).await
+    }
+
+    async fn finish_job(
+        &self,
+        fence: &Fence,
+        outcome: JobOutcome,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Job> {
+        jobs::finish_job(self, fence, outcome, retry_at, now).await
+    }
+
+    async fn recover_expired_leases(
+        &self,
+        now: DateTime<Utc>,
+        retry_at: DateTime<Utc>,
+    ) -> Result<Vec<Recovered>> {
+        jobs::recover_expired_leases(self, now, retry_at).await
+    }
+
+    async fn cancel_job(&self, id: JobId, now: DateTime<Utc>, audit: &AuditEntry) -> Result<Job> {
+        jobs::cancel_job(self, id, now, audit).await
+    }
+
+    async fn get_job(&self, id: JobId) -> Result<Job> {
+        jobs::get_job(self, id).await
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter, page: PageRequest) -> Result<Page<Job>> {
+        jobs::list_jobs(self, filter, page).await
+    }
+
+    async fn append_logs(&self, fence: &Fence, lines: &[LogLine]) -> Result<()> {
+        jobs::append_logs(self, fence, lines).await
+    }
+
+    async fn job_logs(&self, job: JobId, after_seq: u64, limit: u32) -> Result<Vec<LogLine>> {
+        jobs::job_logs(self, job, after_seq, limit).await
+    }
+
+    async fn last_log_seq(&self, job: JobId) -> Result<u64> {
+        jobs::last_log_seq(self, job).await
+    }
+
+    async fn prune_jobs(&self, retention: JobRetention) -> Result<u64> {
+        jobs::prune_jobs(self, retention).await
+    }
+
+    async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {
+        let (limit, offset) = rows::page_bounds(page);
+        fetch_page(
+            &mut self.db.pool(),
+            sql("SELECT COUNT(*) AS n FROM audit_log"),
+            sql(concat!(
+                "SELECT ",
+                audit_columns!(),
+                " FROM audit_log ORDER BY id DESC LIMIT $1 OFFSET $2"
+            ))
+            .bind(limit)
+            .bind(offset),
+            rows::audit,
+        )
+        .await
+    }
+}
