@@ -640,11 +640,18 @@ fn secrets_reach_the_script_but_never_the_remote_disk_or_command_line() {
     let user = sshd.user(0);
     let server = add_server(&app, &sshd, user, "vault");
     let secret = "s3cr3t-remote-7f1c9d2e";
-    let script = "printf %s \"$API_TOKEN\" | sha256sum\necho waiting\nsleep 2\n";
+    // The script holds still until the test has looked (the gate file), so
+    // the runner's work dir, gone once the job ends, is there to be searched.
+    let gate = user.home.join("go-on");
+    let script = format!(
+        "printf %s \"$API_TOKEN\" | sha256sum\necho waiting\n\
+         for i in $(seq 600); do [ -e {gate} ] && break; sleep 0.1; done\n",
+        gate = gate.display()
+    );
     let event = remote_event(
         &app,
         "secretive",
-        script,
+        &script,
         &[server],
         json!({"secretEnv": {"API_TOKEN": secret}}),
     );
@@ -663,8 +670,30 @@ fn secrets_reach_the_script_but_never_the_remote_disk_or_command_line() {
             String::from_utf8_lossy(&cmdline)
         );
     }
+    // …and none of its files holds the secret, the work dir included.
+    let uid = std::fs::metadata(&user.home).unwrap().uid();
+    let on_disk = || {
+        [
+            files_containing(&user.home, secret.as_bytes(), None),
+            files_containing(Path::new("/tmp"), secret.as_bytes(), Some(uid)),
+        ]
+        .concat()
+    };
+    let work_dirs = work_dirs_of(&user.name);
+    assert!(
+        work_dirs.iter().any(|d| d.contains("cronium-run-")),
+        "the runner's work dir is there to search: {work_dirs:?}"
+    );
+    let during = on_disk();
+    assert!(
+        during.is_empty(),
+        "the secret is on the host's disk while the job runs: {during:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+
     let job = finished(&app, id);
     assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(work_dirs_of(&user.name).is_empty(), "the work dir is gone");
     let hash: String = Sha256::digest(secret.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -673,16 +702,10 @@ fn secrets_reach_the_script_but_never_the_remote_disk_or_command_line() {
         stdout_of(&app, id, "vault").starts_with(&hash),
         "the script got the secret"
     );
-
-    let uid = std::fs::metadata(&user.home).unwrap().uid();
-    let on_disk = [
-        files_containing(&user.home, secret.as_bytes(), None),
-        files_containing(Path::new("/tmp"), secret.as_bytes(), Some(uid)),
-    ]
-    .concat();
+    let after = on_disk();
     assert!(
-        on_disk.is_empty(),
-        "the secret is on the host's disk: {on_disk:?}"
+        after.is_empty(),
+        "the secret is on the host's disk after the job: {after:?}"
     );
     // The check can fail: the same scan finds a file the user did write.
     std::fs::write(user.home.join("planted"), secret).unwrap();
