@@ -1,18 +1,22 @@
 //! `kill -9` of `cronium serve` while a job runs, then a restart: the job is
-//! never left `running`, never runs twice at once, and is retried or failed
-//! with the reason, as its event's retries say. On SQLite and PostgreSQL.
+//! never left `running`, never runs twice at once, is left alone until its
+//! lease runs out, and is then retried or failed with the reason, as its
+//! event's retries say. On SQLite and PostgreSQL.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use common::Server;
 use cronium_store::testing::TestPostgres;
 use serde_json::{Value, json};
 
-/// Short, so recovery after the crash comes quickly (the default is 30s).
-const LEASE: &str = "3s";
+/// Short, so recovery after the crash comes quickly (the default is 30s),
+/// yet long enough that the second server is up well before it runs out:
+/// the test watches it leave the job alone until then.
+const LEASE: &str = "5s";
 
 fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
     let url = format!("{}/api/v1{path}", server.url);
@@ -43,6 +47,14 @@ fn alive(pid: i32) -> bool {
     let exists = unsafe { libc::kill(pid, 0) } == 0;
     exists
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// An RFC 3339 time from the API.
+fn time(value: &Value) -> DateTime<Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    DateTime::parse_from_rfc3339(text).unwrap().to_utc()
 }
 
 /// Lines the script wrote to its trace file: "start PID" and "end PID".
@@ -90,10 +102,11 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
             .parse()
             .ok()
     });
-    assert_eq!(
-        api(&first, "GET", &format!("/jobs/{id}"), None)["status"],
-        "running"
-    );
+    let running = api(&first, "GET", &format!("/jobs/{id}"), None);
+    assert_eq!(running["status"], "running", "{running}");
+    // Heartbeats only push the lease further out, so the job is the first
+    // server's at least until the expiry it reports now.
+    let leased_until = time(&running["leaseExpiresAt"]);
 
     // kill -9: no shutdown code runs. The runner loses its control channel
     // and stops the script itself.
@@ -107,11 +120,41 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
 
     let mut second = Server::spawn(&data, database_url, &env);
     second.wait_until_up();
+    // Until the lease runs out, the new server leaves the job alone: it
+    // cannot tell a dead worker from a slow one. Looked at until shortly
+    // before the expiry (the clocks are the same; the margin is for the
+    // store's rounding).
+    let mut looked = 0;
+    while Utc::now() + chrono::Duration::milliseconds(100) < leased_until {
+        let j = api(&second, "GET", &format!("/jobs/{id}"), None);
+        assert!(
+            j["status"] == "running" && j["attempt"] == 1,
+            "recovered before its lease expired at {leased_until}: {j}"
+        );
+        let lines = trace(&trace_file);
+        assert_eq!(
+            lines.len(),
+            1,
+            "started again before the lease expired: {lines:?}"
+        );
+        looked += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        looked > 0,
+        "the second server came up after the lease had expired at {leased_until}: nothing was checked"
+    );
     let done = wait_for("the job to be recovered", Duration::from_secs(60), || {
         let j = api(&second, "GET", &format!("/jobs/{id}"), None);
         matches!(j["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
     });
     let lines = trace(&trace_file);
+    // And once it has run out, it is recovered.
+    let recovered_at = time(&done["finishedAt"]);
+    assert!(
+        recovered_at >= leased_until,
+        "finished at {recovered_at}, before the lease expired at {leased_until}"
+    );
     if retries > 0 {
         assert_eq!(done["status"], "succeeded", "{done}");
         assert_eq!(done["attempt"], 2, "{done}");

@@ -22,8 +22,8 @@
 
 use std::io::{self, Write};
 
-use flate2::Compression;
 use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use tar::{EntryType, Header};
 
 use crate::manifest::Interpreter;
@@ -225,10 +225,10 @@ pub fn archive(entries: &[RawEntry]) -> Vec<u8> {
 }
 
 /// A valid-looking bash payload whose `script.sh` is `unpacked_bytes` zero
-/// bytes. It is streamed through `Compression::fast`, so neither building nor
-/// holding it needs more than a small fraction of `unpacked_bytes` in memory.
+/// bytes. Any size is cheap to build and to hold: a gibibyte of zeros
+/// compresses to about a megabyte (see [`zeros_after`]).
 pub fn gzip_bomb(unpacked_bytes: u64) -> Vec<u8> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    let mut prefix = Vec::new();
     let manifest = valid_manifest("bash");
     let manifest_header = header(
         b"manifest.yaml",
@@ -237,7 +237,7 @@ pub fn gzip_bomb(unpacked_bytes: u64) -> Vec<u8> {
         None,
         0o644,
     );
-    write_member(&mut gz, &manifest_header, manifest.as_bytes()).expect("in-memory archive");
+    write_member(&mut prefix, &manifest_header, manifest.as_bytes()).expect("in-memory archive");
     let script_header = header(
         b"script.sh",
         EntryType::Regular,
@@ -245,11 +245,92 @@ pub fn gzip_bomb(unpacked_bytes: u64) -> Vec<u8> {
         None,
         0o755,
     );
-    gz.write_all(script_header.as_bytes())
-        .expect("in-memory archive");
-    write_zeros(&mut gz, padded(unpacked_bytes)).expect("in-memory archive");
-    gz.write_all(&[0; 2 * BLOCK]).expect("in-memory archive");
-    gz.finish().expect("in-memory archive")
+    prefix.extend_from_slice(script_header.as_bytes());
+    // The script's data, its padding, and the two blocks that end the archive.
+    zeros_after(&prefix, padded(unpacked_bytes) + 2 * BLOCK as u64)
+}
+
+/// A bash payload whose `unpacked_bytes` zero bytes hide in the data of a
+/// directory entry `d/`, after the manifest and before the script. Nothing
+/// is ever written for them, and the entry's header asks for no room on
+/// disk, but a tar reader reads through them to reach the next entry: only
+/// a cap on the decompressed stream stops that.
+pub fn directory_data_bomb(unpacked_bytes: u64) -> Vec<u8> {
+    let mut prefix = Vec::new();
+    let manifest = valid_manifest("bash");
+    let manifest_header = header(
+        b"manifest.yaml",
+        EntryType::Regular,
+        manifest.len() as u64,
+        None,
+        0o644,
+    );
+    write_member(&mut prefix, &manifest_header, manifest.as_bytes()).expect("in-memory archive");
+    let dir_header = header(b"d/", EntryType::Directory, unpacked_bytes, None, 0o755);
+    prefix.extend_from_slice(dir_header.as_bytes());
+    // Where the script would come, the archive ends: a reader that got this
+    // far would have inflated every byte.
+    zeros_after(&prefix, padded(unpacked_bytes) + 2 * BLOCK as u64)
+}
+
+/// A gzip stream of `prefix` followed by `zeros` zero bytes, built without
+/// compressing them all: a mebibyte of zeros is deflated once after a full
+/// flush, so it refers to nothing before it, and the compressed piece is
+/// repeated. The gzip trailer (CRC-32 and length) is that of the whole
+/// stream, so a reader that gets to the end accepts it.
+fn zeros_after(prefix: &[u8], zeros: u64) -> Vec<u8> {
+    const CHUNK: u64 = 1024 * 1024;
+    let mut deflate = Compress::new(Compression::best(), false);
+    let head = deflated(&mut deflate, prefix, FlushCompress::Full);
+    let chunk = deflated(&mut deflate, &[0; CHUNK as usize], FlushCompress::Full);
+    let rest = vec![0; (zeros % CHUNK) as usize];
+    let tail = deflated(&mut deflate, &rest, FlushCompress::Finish);
+
+    let mut crc = Crc::new();
+    crc.update(prefix);
+    let mut chunk_crc = Crc::new();
+    chunk_crc.update(&[0; CHUNK as usize]);
+    let mut rest_crc = Crc::new();
+    rest_crc.update(&rest);
+    for _ in 0..zeros / CHUNK {
+        crc.combine(&chunk_crc);
+    }
+    crc.combine(&rest_crc);
+
+    let repeats = (zeros / CHUNK) as usize;
+    let mut out = Vec::with_capacity(18 + head.len() + repeats * chunk.len() + tail.len());
+    // Gzip header: deflate, no flags, no mtime, unknown OS.
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    out.extend_from_slice(&head);
+    for _ in 0..repeats {
+        out.extend_from_slice(&chunk);
+    }
+    out.extend_from_slice(&tail);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    let length = prefix.len() as u64 + zeros;
+    out.extend_from_slice(&(length as u32).to_le_bytes()); // ISIZE: the length mod 2^32
+    out
+}
+
+/// Raw deflate of all of `input`, then `flush`.
+fn deflated(deflate: &mut Compress, input: &[u8], flush: FlushCompress) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() / 64 + 1024);
+    let start = deflate.total_in();
+    loop {
+        let consumed = (deflate.total_in() - start) as usize;
+        let status = deflate
+            .compress_vec(&input[consumed..], &mut out, flush)
+            .expect("in-memory deflate");
+        let done = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            // All input taken and room left over: nothing more to flush.
+            _ => deflate.total_in() - start == input.len() as u64 && out.len() < out.capacity(),
+        };
+        if done {
+            return out;
+        }
+        out.reserve(64 * 1024);
+    }
 }
 
 /// A payload whose first member is a GNU long-name (`L`) record of
@@ -368,5 +449,65 @@ mod tests {
             .collect();
         assert_eq!(sizes[1], ("script.sh".to_string(), 10 * 1024 * 1024));
         assert_eq!(sizes.len(), 2);
+    }
+
+    /// The repeated compressed chunks unpack to exactly the stream they
+    /// stand for, trailer included (the decoder checks CRC and length).
+    #[test]
+    fn bombs_unpack_to_their_prefix_then_zeros_with_a_valid_trailer() {
+        use std::io::Read;
+        // Across a chunk boundary, with a remainder and padding.
+        let size = 3 * 1024 * 1024 + 100;
+        let mut expected = Vec::new();
+        let manifest = valid_manifest("bash");
+        write_member(
+            &mut expected,
+            &header(
+                b"manifest.yaml",
+                EntryType::Regular,
+                manifest.len() as u64,
+                None,
+                0o644,
+            ),
+            manifest.as_bytes(),
+        )
+        .unwrap();
+        expected.extend_from_slice(
+            header(b"script.sh", EntryType::Regular, size, None, 0o755).as_bytes(),
+        );
+        expected.resize(expected.len() + padded(size) as usize + 2 * BLOCK, 0);
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&gzip_bomb(size)[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert!(
+            unpacked == expected,
+            "{} bytes, expected {}",
+            unpacked.len(),
+            expected.len()
+        );
+
+        let bomb = directory_data_bomb(size);
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bomb[..]));
+        let entries: Vec<(String, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (String::from_utf8_lossy(&e.path_bytes()).into(), e.size())
+            })
+            .collect();
+        assert_eq!(entries[1], ("d/".to_string(), size));
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn a_gibibyte_bomb_is_about_a_megabyte() {
+        let bytes = gzip_bomb(1 << 30);
+        assert!(
+            bytes.len() < 2 * 1024 * 1024,
+            "{} bytes compressed",
+            bytes.len()
+        );
     }
 }

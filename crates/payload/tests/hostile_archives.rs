@@ -8,17 +8,20 @@
 //! go through [`read_manifest`], which must refuse them the same way.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use cronium_payload::testing::{
-    RawEntry, archive, gzip, gzip_bomb, long_name_bomb, payload_entries, tar, valid_manifest,
+    RawEntry, archive, directory_data_bomb, gzip, gzip_bomb, long_name_bomb, payload_entries, tar,
+    valid_manifest,
 };
 use cronium_payload::{ExtractError, Interpreter, Limits, ManifestError, extract, read_manifest};
 use tar::EntryType;
 
 const SCRIPT: &[u8] = b"#!/bin/bash\necho hello\n";
 const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
 
 /// The refusal a case expects: the error variant and everything it says.
 #[derive(Debug)]
@@ -790,6 +793,100 @@ fn a_large_script_within_the_limit_unpacks_in_full() {
     };
     let extracted = extract(&gzip_bomb(size)[..], &sandbox.dest, &limits).unwrap();
     assert_eq!(fs::metadata(&extracted.entrypoint).unwrap().len(), size);
+}
+
+/// A reader that counts the bytes taken from it.
+struct Counting<'a> {
+    inner: &'a [u8],
+    taken: u64,
+}
+
+impl Read for Counting<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.taken += n as u64;
+        Ok(n)
+    }
+}
+
+/// Bytes in the regular files under `dir`.
+fn bytes_under(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| match e.file_type().unwrap().is_dir() {
+            true => bytes_under(&e.path()),
+            false => e.metadata().unwrap().len(),
+        })
+        .sum()
+}
+
+/// Bombs a thousand times the limit: over a gibibyte of zeros in about a
+/// megabyte. One declares its size in the script's header; the other hides
+/// it in a directory entry's data, which no header check sees and only the
+/// cap on the decompressed stream stops. Both are refused having read a
+/// sliver of the archive (so the gibibyte was never inflated: that is what
+/// keeps this quick), and leave no more than the limit on disk.
+#[test]
+fn gibibyte_bombs_are_refused_after_a_sliver_leaving_at_most_the_limit_on_disk() {
+    let limits = Limits {
+        max_entries: 64,
+        max_unpacked_bytes: MIB,
+    };
+    let bombs = [
+        ("script.sh of a gibibyte", gzip_bomb(GIB + 1), "script.sh"),
+        (
+            "a gibibyte in a directory's data",
+            directory_data_bomb(GIB + 1),
+            "d/",
+        ),
+    ];
+    for (what, bomb, culprit) in bombs {
+        assert!(
+            bomb.len() < 2 * MIB as usize,
+            "{what}: {} bytes",
+            bomb.len()
+        );
+        let sandbox = Sandbox::new();
+        let mut reader = Counting {
+            inner: &bomb,
+            taken: 0,
+        };
+        let err = extract(&mut reader, &sandbox.dest, &limits)
+            .map(drop)
+            .unwrap_err();
+        assert!(
+            matches!(&err, ExtractError::TooLarge { limit: MIB, name } if name == culprit),
+            "{what}: {}",
+            short(&err)
+        );
+        // Inflating at most the cap (the limit plus room for headers) reads
+        // a few kilobytes of an archive that compresses a thousandfold.
+        assert!(
+            reader.taken < bomb.len() as u64 / 10,
+            "{what}: read {} of {} compressed bytes",
+            reader.taken,
+            bomb.len()
+        );
+        let written = bytes_under(&sandbox.dest);
+        assert!(written <= MIB, "{what}: {written} bytes written");
+        sandbox.assert_contained(what, &[]);
+
+        let mut reader = Counting {
+            inner: &bomb,
+            taken: 0,
+        };
+        let err = read_manifest(&mut reader, &limits).map(drop).unwrap_err();
+        assert!(
+            matches!(&err, ExtractError::TooLarge { limit: MIB, name } if name == culprit),
+            "{what}, read_manifest: {}",
+            short(&err)
+        );
+        assert!(
+            reader.taken < bomb.len() as u64 / 10,
+            "{what}, read_manifest"
+        );
+    }
 }
 
 /// The containment check must itself be able to fail: it notices what an

@@ -144,6 +144,16 @@ fn cases() -> Vec<Case> {
             message: "archive unpacks to more than 67108864 bytes",
         },
         Case {
+            name: "gzip bomb of over a gibibyte",
+            setup: |f| {
+                // Sixteen times the limit, in about a megabyte: refused
+                // before it is inflated, so this is quick.
+                f.write_raw(&gzip_bomb((1 << 30) + 1));
+                vec![]
+            },
+            message: "archive unpacks to more than 67108864 bytes",
+        },
+        Case {
             name: "unknown interpreter",
             setup: |f| {
                 f.write_raw(&archive(&[

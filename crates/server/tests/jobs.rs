@@ -179,16 +179,19 @@ both_backends! {
 
     fn failures_are_retried_with_growing_delays_then_fail_for_good(backend: Backend) {
         let app = TestApp::spawn(backend);
+        // Three retries: the jitter ranges of two neighbouring retries touch
+        // (1 s at most, then 1 s at least), so only the third is certain to
+        // wait longer than any first one could.
         let event = bash_event(
             &app,
             "flaky",
             "date +%s.%N\nexit 1\n",
-            json!({ "retries": 2, "retryDelay": "1s" }),
+            json!({ "retries": 3, "retryDelay": "1s" }),
         );
         let id = run_now(&app, event)["id"].as_i64().unwrap();
         let done = finished(&app, id);
         assert_eq!(done["status"], "failed", "{done}");
-        assert_eq!(done["attempt"], 3, "{done}");
+        assert_eq!(done["attempt"], 4, "{done}");
         let page = app.get(&format!("/api/v1/jobs/{id}/logs")).expect(200);
         let lines = page["items"].as_array().unwrap();
         let starts: Vec<f64> = lines
@@ -196,17 +199,30 @@ both_backends! {
             .filter(|l| l["stream"] == "stdout")
             .map(|l| l["text"].as_str().unwrap().trim().parse().unwrap())
             .collect();
-        assert_eq!(starts.len(), 3, "{lines:?}");
+        assert_eq!(starts.len(), 4, "{lines:?}");
         let attempts = lines
             .iter()
             .filter(|l| l["stream"] == "system" && l["text"].as_str().unwrap().starts_with("attempt "))
             .count();
-        assert_eq!(attempts, 3);
-        // Backoff: ~1s (0.5..1) after the first failure, ~2s (1..2) after the second.
-        let first_gap = starts[1] - starts[0];
-        let second_gap = starts[2] - starts[1];
-        assert!(first_gap >= 0.5, "first retry after {first_gap}s");
-        assert!(second_gap >= 1.0, "second retry after {second_gap}s");
+        assert_eq!(attempts, 4);
+        // Retry n waits 1s · 2^(n-1), jittered into its upper half: 0.5..1,
+        // 1..2, 2..4 s. A gap is that wait plus the time to end one attempt
+        // and start the next (the workers look for due jobs every 250 ms).
+        const SLACK: f64 = 1.0;
+        let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        for (n, gap) in gaps.iter().enumerate() {
+            let full = f64::from(1u32 << n);
+            assert!(
+                *gap >= full / 2.0 && *gap <= full + SLACK,
+                "retry {} after {gap:.3}s, not within {}..{} s (+{SLACK} s to start): {gaps:?}",
+                n + 1,
+                full / 2.0,
+                full
+            );
+        }
+        // Growing: the third wait is longer than any first one can be, so a
+        // delay that stayed the same would fail here.
+        assert!(gaps[2] > gaps[0], "no longer wait after more failures: {gaps:?}");
         // Sequence numbers run on across attempts without gaps.
         let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());

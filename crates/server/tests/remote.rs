@@ -264,6 +264,130 @@ both_backends! {
     }
 }
 
+/// A host that accepts TCP connections and never says a word: the socket
+/// opens, the SSH banner never comes. Every accepted socket is held open
+/// until [`SilentHost::stop`], so the client sees silence, not a close.
+struct SilentHost {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl SilentHost {
+    fn start() -> SilentHost {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((socket, _)) => held.push(socket),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+            held.len()
+        });
+        SilentHost { port, stop, thread }
+    }
+
+    /// Closes everything; returns how many connections it accepted.
+    fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+#[test]
+fn a_host_that_accepts_and_never_speaks_fails_at_the_connect_timeout_without_holding_up_the_others()
+{
+    // What the server's connection pool gives TCP connect plus the SSH
+    // handshake (cronium_server::start builds it from the defaults).
+    let timeout = cronium_ssh::Timeouts::default().connect;
+    let app = TestApp::spawn(Backend::Sqlite);
+    let sshd = TestSshd::start(2);
+    let silent = SilentHost::start();
+    // First in the list, so a fleet that took its hosts one by one would
+    // wait out the silent one before starting the others.
+    let mute = app
+        .post(
+            "/api/v1/servers",
+            json!({
+                "name": "mute", "host": "127.0.0.1", "port": silent.port, "username": "nobody",
+                "privateKey": sshd.user(0).key.private,
+                "knownHost": sshd.host_key().known_hosts_line("127.0.0.1", silent.port),
+            }),
+        )
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let a = add_server(&app, &sshd, sshd.user(0), "alpha");
+    let b = add_server(&app, &sshd, sshd.user(1), "beta");
+    let event = remote_event(
+        &app,
+        "fleet",
+        "echo \"$(whoami) done\"\n",
+        &[mute, a, b],
+        json!({}),
+    );
+
+    let began = Instant::now();
+    let id = run_now(&app, event);
+    let done =
+        |name: &str, user: &TestUser| stdout_of(&app, id, name) == format!("{} done\n", user.name);
+    wait_for("the good hosts' output", PATIENCE, || {
+        (done("alpha", sshd.user(0)) && done("beta", sshd.user(1))).then_some(())
+    });
+    let others_done = began.elapsed();
+    let job = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
+    assert_eq!(
+        job["status"], "running",
+        "the silent host is still being waited for: {job}"
+    );
+    assert!(
+        others_done < timeout / 2,
+        "the good hosts finished after {others_done:?}, held up by the silent one (timeout {timeout:?})"
+    );
+
+    let job = finished(&app, id);
+    let elapsed = began.elapsed();
+    assert_eq!(job["status"], "partial", "{job}");
+    assert_ne!(job["exitCode"], 0);
+    let runs = executions(&job);
+    let by_name = |name: &str| runs.iter().find(|r| r["server"] == name).unwrap().clone();
+    assert_eq!(by_name("alpha")["status"], "succeeded");
+    assert_eq!(by_name("beta")["status"], "succeeded");
+    let mute = by_name("mute");
+    assert_eq!(mute["status"], "failed", "{mute}");
+    assert_eq!(mute["phase"], "connect", "{mute}");
+    let error = mute["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("connect to 127.0.0.1:{}", silent.port))
+            && error.contains("timed out"),
+        "{error}"
+    );
+    // It gave up at the timeout: not before (it was given its time), not
+    // much after (the timeout is what ended it).
+    let waited = Duration::from_millis(mute["timingsMs"]["connect"].as_u64().unwrap());
+    assert!(
+        waited >= timeout - Duration::from_millis(100) && waited < timeout + Duration::from_secs(5),
+        "gave up after {waited:?}, the timeout is {timeout:?}"
+    );
+    assert!(
+        elapsed >= timeout && elapsed < timeout + Duration::from_secs(15),
+        "the job took {elapsed:?}"
+    );
+    assert!(
+        silent.stop() >= 1,
+        "the client did connect, and met silence"
+    );
+}
+
 #[test]
 fn a_server_with_its_own_cache_dir_deploys_there_runs_warm_and_is_checked_there() {
     let app = TestApp::spawn(Backend::Sqlite);
@@ -640,11 +764,18 @@ fn secrets_reach_the_script_but_never_the_remote_disk_or_command_line() {
     let user = sshd.user(0);
     let server = add_server(&app, &sshd, user, "vault");
     let secret = "s3cr3t-remote-7f1c9d2e";
-    let script = "printf %s \"$API_TOKEN\" | sha256sum\necho waiting\nsleep 2\n";
+    // The script holds still until the test has looked (the gate file), so
+    // the runner's work dir, gone once the job ends, is there to be searched.
+    let gate = user.home.join("go-on");
+    let script = format!(
+        "printf %s \"$API_TOKEN\" | sha256sum\necho waiting\n\
+         for i in $(seq 600); do [ -e {gate} ] && break; sleep 0.1; done\n",
+        gate = gate.display()
+    );
     let event = remote_event(
         &app,
         "secretive",
-        script,
+        &script,
         &[server],
         json!({"secretEnv": {"API_TOKEN": secret}}),
     );
@@ -663,8 +794,30 @@ fn secrets_reach_the_script_but_never_the_remote_disk_or_command_line() {
             String::from_utf8_lossy(&cmdline)
         );
     }
+    // …and none of its files holds the secret, the work dir included.
+    let uid = std::fs::metadata(&user.home).unwrap().uid();
+    let on_disk = || {
+        [
+            files_containing(&user.home, secret.as_bytes(), None),
+            files_containing(Path::new("/tmp"), secret.as_bytes(), Some(uid)),
+        ]
+        .concat()
+    };
+    let work_dirs = work_dirs_of(&user.name);
+    assert!(
+        work_dirs.iter().any(|d| d.contains("cronium-run-")),
+        "the runner's work dir is there to search: {work_dirs:?}"
+    );
+    let during = on_disk();
+    assert!(
+        during.is_empty(),
+        "the secret is on the host's disk while the job runs: {during:?}"
+    );
+    std::fs::write(&gate, "").unwrap();
+
     let job = finished(&app, id);
     assert_eq!(job["status"], "succeeded", "{job}");
+    assert!(work_dirs_of(&user.name).is_empty(), "the work dir is gone");
     let hash: String = Sha256::digest(secret.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -673,16 +826,10 @@ fn secrets_reach_the_script_but_never_the_remote_disk_or_command_line() {
         stdout_of(&app, id, "vault").starts_with(&hash),
         "the script got the secret"
     );
-
-    let uid = std::fs::metadata(&user.home).unwrap().uid();
-    let on_disk = [
-        files_containing(&user.home, secret.as_bytes(), None),
-        files_containing(Path::new("/tmp"), secret.as_bytes(), Some(uid)),
-    ]
-    .concat();
+    let after = on_disk();
     assert!(
-        on_disk.is_empty(),
-        "the secret is on the host's disk: {on_disk:?}"
+        after.is_empty(),
+        "the secret is on the host's disk after the job: {after:?}"
     );
     // The check can fail: the same scan finds a file the user did write.
     std::fs::write(user.home.join("planted"), secret).unwrap();
