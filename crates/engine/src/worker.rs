@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use cronium_exec::{Executors, OutputLine, RunReport, RunRequest, Stream, Target};
+use cronium_exec::{Attempt, Executors, OutputLine, RunReport, RunRequest, Stream};
 
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
@@ -184,7 +184,7 @@ impl Attempt {
                 let (tx, rx) = mpsc::channel(1024);
                 let run = self
                     .executors
-                    .run(Target::Local, &request, tx, cancel.clone());
+                    .run(Attempt::Local(&request), tx, cancel.clone());
                 self.execute(run, label(None, rx), &mut log, &fence, cancel)
                     .await
                     .map(|execution| (execution.report, Value::Null))
@@ -262,7 +262,7 @@ impl Attempt {
             let tx = tx.clone();
             let execution =
                 self.executors
-                    .run(Target::Remote(server), &request, lines, cancel.clone());
+                    .run(Attempt::Remote(server, &request), lines, cancel.clone());
             async move {
                 let forwarding = forward_labelled(Some(name), forward, tx);
                 let (execution, ()) = tokio::join!(execution, forwarding);

@@ -366,6 +366,10 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
                 RunnerArtifacts::default(),
                 Duration::from_secs(1),
             ),
+            cronium_exec::HttpExecutor::new(
+                cronium_exec::Guard::default(),
+                cronium_exec::HttpLimits::default(),
+            ),
         )),
         PayloadFiles::new(dir),
         Sealer::new(&MasterKey::generate()),

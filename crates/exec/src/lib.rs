@@ -1,11 +1,14 @@
-//! Executors: run one attempt of a job on one target (this host through the local runner, optionally sandboxed, or a server over SSH) and stream its output as lines.
+//! Executors: run one attempt of a job (a script on this host through the local runner, optionally sandboxed, or on a server over SSH; or an HTTP request) and stream its output as lines.
 //!
-//! Both speak the runner's framed protocol (`records`): the script's output
-//! arrives as [`OutputLine`]s on a channel while it runs, and the attempt
-//! ends in a [`RunReport`]. This crate knows the runner's protocol and SSH;
-//! it knows nothing of the database, jobs' leases or HTTP: the engine hands
-//! it a [`RunRequest`] (the pinned payload, its digest, the timeout and the
-//! environment with the secrets already opened) and a target.
+//! The script executors speak the runner's framed protocol (`records`): the
+//! script's output arrives as [`OutputLine`]s on a channel while it runs,
+//! and the attempt ends in a [`RunReport`]. The HTTP executor (`http`)
+//! streams a response the same way, through the SSRF guard (`guard`). This
+//! crate knows the runner's protocol, SSH and outgoing HTTP; it knows
+//! nothing of the database, jobs' leases or the API: the engine hands it an
+//! [`Attempt`] (a [`RunRequest`] with the pinned payload, its digest, the
+//! timeout and the environment with the secrets already opened, and where
+//! to run it; or an [`HttpCall`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,12 +18,16 @@ use cronium_core::JobStatus;
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
+pub mod guard;
+pub mod http;
 pub mod local;
 mod records;
 pub mod remote;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use guard::{Allow, Guard, Refused};
+pub use http::{HttpCall, HttpExecutor, HttpLimits, HttpOutcome};
 pub use local::{ExecutorConfig, ExecutorError, LocalExecutor, Sandbox};
 use remote::{RemoteExecutor, RemoteServer};
 
@@ -124,8 +131,9 @@ pub struct Timings {
     pub cleanup: u64,
 }
 
-/// One target's part of an attempt: how it ended, and for a remote one,
-/// where it failed, how long each phase took and what was uploaded.
+/// One target's part of an attempt: how it ended, for a remote one where
+/// it failed, how long each phase took and what was uploaded, and for an
+/// HTTP one the final status.
 #[derive(Debug)]
 pub struct Execution {
     pub report: RunReport,
@@ -138,6 +146,10 @@ pub struct Execution {
     pub runner_uploaded: bool,
     pub payload_uploaded: bool,
     pub bytes_uploaded: u64,
+    /// An HTTP attempt's final status, if a response arrived.
+    pub http_status: Option<u16>,
+    /// Whether an HTTP attempt's response body was cut at the limit.
+    pub body_truncated: bool,
 }
 
 impl Execution {
@@ -152,6 +164,17 @@ impl Execution {
             runner_uploaded: false,
             payload_uploaded: false,
             bytes_uploaded: 0,
+            http_status: None,
+            body_truncated: false,
+        }
+    }
+
+    /// An HTTP request: its report and what the response said.
+    fn http(outcome: HttpOutcome) -> Execution {
+        Execution {
+            http_status: outcome.status,
+            body_truncated: outcome.body_truncated,
+            ..Execution::local(outcome.report)
         }
     }
 
@@ -163,44 +186,58 @@ impl Execution {
     }
 }
 
-/// Where one execution of an attempt runs.
+/// One execution of an attempt: what runs, and where.
 #[derive(Debug, Clone, Copy)]
-pub enum Target<'a> {
-    /// This host, through the local runner (sandboxed when configured).
-    Local,
-    /// A server over SSH.
-    Remote(&'a RemoteServer),
+pub enum Attempt<'a> {
+    /// A script on this host, through the local runner (sandboxed when configured).
+    Local(&'a RunRequest),
+    /// A script on a server over SSH.
+    Remote(&'a RemoteServer, &'a RunRequest),
+    /// An HTTP request, through the SSRF guard.
+    Http(&'a HttpCall),
 }
 
 /// Every way Cronium runs an attempt, behind one call: [`Executors::run`]
-/// runs a request on a target and streams its output lines as they come.
-/// Share it with an `Arc`.
+/// runs an attempt and streams its output lines as they come. Share it
+/// with an `Arc`.
 pub struct Executors {
     local: LocalExecutor,
     remote: RemoteExecutor,
+    http: HttpExecutor,
 }
 
 impl Executors {
-    pub fn new(local: LocalExecutor, remote: RemoteExecutor) -> Executors {
-        Executors { local, remote }
+    pub fn new(local: LocalExecutor, remote: RemoteExecutor, http: HttpExecutor) -> Executors {
+        Executors {
+            local,
+            remote,
+            http,
+        }
     }
 
-    /// Runs `request` on `target`, sending the script's output on `output`
-    /// as it arrives (a slow receiver slows the script down; nothing is
+    /// Runs `attempt`, sending its output on `output` as it arrives (a slow
+    /// receiver slows the script or the download down; nothing is
     /// dropped), until it ends or `cancel` stops it.
     pub async fn run(
         &self,
-        target: Target<'_>,
-        request: &RunRequest,
+        attempt: Attempt<'_>,
         output: Sender<OutputLine>,
         cancel: CancellationToken,
     ) -> Execution {
-        match target {
-            Target::Local => {
+        match attempt {
+            Attempt::Local(request) => {
                 Execution::local(self.local.run(request.clone(), output, cancel).await)
             }
-            Target::Remote(server) => self.remote.run(server, request, output, cancel).await,
+            Attempt::Remote(server, request) => {
+                self.remote.run(server, request, output, cancel).await
+            }
+            Attempt::Http(call) => Execution::http(self.http.run(call, output, cancel).await),
         }
+    }
+
+    /// The HTTP executor, whose guard also checks URLs when they are saved.
+    pub fn http(&self) -> &HttpExecutor {
+        &self.http
     }
 
     /// Closes SSH connections no job has used for a while; returns how many.

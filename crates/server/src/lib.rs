@@ -185,7 +185,14 @@ pub async fn start(config: Config) -> Result<Running> {
     );
     let workers = cronium_engine::worker::Workers::new(
         store.clone(),
-        std::sync::Arc::new(cronium_exec::Executors::new(executor, remote)),
+        std::sync::Arc::new(cronium_exec::Executors::new(
+            executor,
+            remote,
+            cronium_exec::HttpExecutor::new(
+                cronium_exec::Guard::default(),
+                cronium_exec::HttpLimits::default(),
+            ),
+        )),
         payloads.clone(),
         sealer.clone(),
         hub.clone(),
