@@ -110,14 +110,86 @@ pub struct Fields {
     pub status: Option<String>,
 }
 
+/// The request of an HTTP event (on edit, `--http` replaces the request;
+/// its secret headers stay unless `--secret-header` is given).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Make an HTTP request instead of running a script, e.g. --http POST https://example.com/hook
+    #[arg(long, num_args = 2, value_names = ["METHOD", "URL"])]
+    pub http: Option<Vec<String>>,
+    /// Request header NAME:VALUE (repeatable)
+    #[arg(long = "header", value_name = "NAME:VALUE", requires = "http")]
+    pub headers: Vec<String>,
+    /// Secret request header NAME=ENVVAR, its value taken from this shell's
+    /// variable ENVVAR and sealed at rest (repeatable)
+    #[arg(long = "secret-header", value_name = "NAME=ENVVAR", requires = "http", value_parser = parse_secret_header)]
+    pub secret_headers: Vec<(String, String)>,
+    /// The request body, read from this file
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub body_file: Option<PathBuf>,
+    /// A status that counts as success (repeatable) [default: any 2xx]
+    #[arg(long = "expect", value_name = "STATUS", requires = "http")]
+    pub expect: Vec<u16>,
+}
+
+impl HttpArgs {
+    /// The API's `http` object, when `--http` was given.
+    fn json(&self) -> Result<Option<Value>> {
+        let Some([method, url]) = self.http.as_deref() else {
+            return Ok(None);
+        };
+        let mut headers = Map::new();
+        for header in &self.headers {
+            let (name, value) = header
+                .split_once(':')
+                .ok_or_else(|| anyhow!("--header {header:?}: expected NAME:VALUE"))?;
+            headers.insert(name.trim().into(), json!(value.trim()));
+        }
+        let mut http = json!({
+            "method": method.to_ascii_uppercase(),
+            "url": url,
+            "headers": headers,
+            "expectStatus": self.expect,
+        });
+        if !self.secret_headers.is_empty() {
+            http["secretHeaders"] = self
+                .secret_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect::<Map<_, _>>()
+                .into();
+        }
+        if let Some(path) = &self.body_file {
+            let body = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --body-file {}", path.display()))?;
+            http["body"] = json!(body);
+        }
+        Ok(Some(http))
+    }
+}
+
+/// `NAME=ENVVAR`: the header's value comes from the variable, so it never
+/// appears on a command line (where `ps` shows it to every user).
+fn parse_secret_header(s: &str) -> Result<(String, String), String> {
+    let (name, var) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=ENVVAR, got {s:?}"))?;
+    let value = std::env::var(var).map_err(|_| {
+        format!("{var} is not set in the environment (--secret-header {name}={var})")
+    })?;
+    Ok((name.to_string(), value))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
     /// Unique name of the event
     #[arg(long)]
     pub name: String,
     /// The script file
-    #[arg(long)]
-    pub script: PathBuf,
+    #[arg(long, required_unless_present = "http", conflicts_with = "http")]
+    pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub fields: Fields,
 }
@@ -130,8 +202,10 @@ pub struct EditArgs {
     #[arg(long)]
     pub rename: Option<String>,
     /// Replace the script with this file
-    #[arg(long)]
+    #[arg(long, conflicts_with = "http")]
     pub script: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub fields: Fields,
 }
@@ -200,18 +274,23 @@ fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()>
         EventCommand::Create(a) => {
             let mut body = fields_json(client, &a.fields)?;
             body.insert("name".into(), json!(a.name));
-            let interpreter = a
-                .fields
-                .interpreter
-                .or_else(|| infer_interpreter(&a.script))
-                .ok_or_else(|| {
-                    anyhow!(
-                        "--interpreter is needed: cannot tell it from {}",
-                        a.script.display()
-                    )
-                })?;
-            body.insert("interpreter".into(), json!(interpreter.as_str()));
-            body.insert("content".into(), json!(read_script(&a.script)?));
+            if let Some(http) = a.http.json()? {
+                body.insert("http".into(), http);
+            }
+            if let Some(script) = &a.script {
+                let interpreter = a
+                    .fields
+                    .interpreter
+                    .or_else(|| infer_interpreter(script))
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "--interpreter is needed: cannot tell it from {}",
+                            script.display()
+                        )
+                    })?;
+                body.insert("interpreter".into(), json!(interpreter.as_str()));
+                body.insert("content".into(), json!(read_script(script)?));
+            }
             let event = client.post("/events", &Value::Object(body))?;
             show(client, &event, out)
         }
@@ -223,6 +302,9 @@ fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()>
             }
             if let Some(script) = &a.script {
                 body.insert("content".into(), json!(read_script(script)?));
+            }
+            if let Some(http) = a.http.json()? {
+                body.insert("http".into(), http);
             }
             if body.is_empty() {
                 bail!("nothing to change: give at least one field to edit");
@@ -439,7 +521,10 @@ fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
         ("id", cell(&event["id"])),
         ("name", cell(&event["name"])),
         ("status", cell(&event["status"])),
-        ("interpreter", cell(&event["interpreter"])),
+        match event["http"].is_object() {
+            true => ("request", request_text(&event["http"])),
+            false => ("interpreter", cell(&event["interpreter"])),
+        },
         ("schedule", schedule_text(&event["schedule"])),
         (
             "runs on",
@@ -462,10 +547,29 @@ fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
         ("payload version", cell(&event["payloadVersion"])),
         ("updated", cell(&event["updatedAt"])),
     ];
+    // An HTTP event has no environment and no payload to speak of.
+    let script_only = ["env", "secret env", "payload version"];
+    let http = event["http"].is_object();
     for (label, value) in rows {
-        writeln!(out, "{label:<16} {value}")?;
+        if !(http && script_only.contains(&label)) {
+            writeln!(out, "{label:<16} {value}")?;
+        }
     }
     Ok(())
+}
+
+/// `POST https://… (expects 200,202) [secret headers: Authorization]`.
+fn request_text(http: &Value) -> String {
+    let mut text = format!("{} {}", cell(&http["method"]), cell(&http["url"]));
+    let expect = cell(&http["expectStatus"]);
+    if !expect.is_empty() {
+        text.push_str(&format!(" (expects {expect})"));
+    }
+    let secret = cell(&http["secretHeaderNames"]);
+    if !secret.is_empty() {
+        text.push_str(&format!(" [secret headers: {secret}]"));
+    }
+    text
 }
 
 fn schedule_text(s: &Value) -> String {

@@ -199,6 +199,20 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<16} {value}")?;
     }
+    let http = &job["metadata"]["http"];
+    if http.is_object() {
+        let truncated = if http["bodyTruncated"] == json!(true) {
+            " (response body truncated)"
+        } else {
+            ""
+        };
+        writeln!(
+            out,
+            "{:<16} {}{truncated}",
+            "http status",
+            cell(&http["status"])
+        )?;
+    }
     if let Some(rows) = execution_rows(&job["metadata"]) {
         writeln!(out)?;
         print_table(out, &EXECUTION_HEADER, &rows)?;

@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// per event stay, see CRONIUM_JOB_KEEP) [env: CRONIUM_JOB_RETENTION] [default: 30d]
     #[arg(long, value_name = "DURATION")]
     pub job_retention: Option<String>,
+
+    /// Let HTTP events reach this network or host although it is loopback,
+    /// private or link-local (refused by default); repeatable, e.g.
+    /// 10.0.0.0/8 or hooks.internal [env: CRONIUM_HTTP_ALLOW, comma-separated]
+    #[arg(long, value_name = "CIDR|HOST")]
+    pub http_allow: Vec<String>,
 }
 
 /// Serves until SIGINT or SIGTERM. The master key may come from
@@ -57,5 +63,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         sandbox: args.sandbox,
         max_jobs: args.max_jobs,
         job_retention: args.job_retention,
+        http_allow: args.http_allow,
     })
 }

@@ -11,6 +11,7 @@ use cronium_payload::{EnvKey, Interpreter, PayloadSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::http::HttpSpec;
 use crate::ids::{EventId, ServerId};
 use crate::job::RunPolicy;
 use crate::schedule::Schedule;
@@ -119,6 +120,10 @@ pub struct SealedSecrets {
     pub sealed: Vec<u8>,
 }
 
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+    ValidationError::new(field, message)
+}
+
 /// Everything a user defines about an event, validated as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventSpec {
@@ -142,39 +147,77 @@ pub struct EventSpec {
     pub tags: BTreeSet<Tag>,
     /// Overlap, misfire, limits and retry timing.
     pub policy: RunPolicy,
+    /// The request of an HTTP event; `None` for script events.
+    pub http: Option<HttpSpec>,
 }
 
 impl EventSpec {
     /// The cross-field rules; per-field rules live in the field types.
     pub fn validate(self) -> Result<EventSpec, ValidationError> {
-        fn invalid(field: impl Into<String>, message: impl Into<String>) -> ValidationError {
-            ValidationError::new(field, message)
+        let spec = match self.kind {
+            EventKind::Script => self.validate_script()?,
+            EventKind::Http => self.validate_http()?,
+        };
+        spec.validate_common()
+    }
+
+    fn validate_script(self) -> Result<EventSpec, ValidationError> {
+        if self.interpreter.is_none() {
+            return Err(invalid(
+                "interpreter",
+                "required for script events (bash, python or node)",
+            ));
         }
-        match self.kind {
-            EventKind::Script => {
-                if self.interpreter.is_none() {
-                    return Err(invalid(
-                        "interpreter",
-                        "required for script events (bash, python or node)",
-                    ));
-                }
-                if self.content.trim().is_empty() {
-                    return Err(invalid("content", "the script must not be empty"));
-                }
-                if self.content.len() > MAX_SCRIPT_BYTES {
-                    return Err(invalid(
-                        "content",
-                        format!(
-                            "the script is {} bytes; the limit is {MAX_SCRIPT_BYTES}",
-                            self.content.len()
-                        ),
-                    ));
-                }
-            }
-            EventKind::Http => {
-                return Err(invalid("kind", "http events are not supported yet"));
-            }
+        if self.content.trim().is_empty() {
+            return Err(invalid("content", "the script must not be empty"));
         }
+        if self.content.len() > MAX_SCRIPT_BYTES {
+            return Err(invalid(
+                "content",
+                format!(
+                    "the script is {} bytes; the limit is {MAX_SCRIPT_BYTES}",
+                    self.content.len()
+                ),
+            ));
+        }
+        if self.http.is_some() {
+            return Err(invalid("http", "only http events have a request"));
+        }
+        Ok(self)
+    }
+
+    fn validate_http(self) -> Result<EventSpec, ValidationError> {
+        let Some(http) = self.http else {
+            return Err(invalid("http", "required for http events"));
+        };
+        let http = http.validate()?;
+        if self.interpreter.is_some() || !self.content.is_empty() {
+            return Err(invalid(
+                "content",
+                "an http event has no script (its request is in http)",
+            ));
+        }
+        if !self.env.is_empty() || !self.secret_env.names.is_empty() {
+            return Err(invalid(
+                "env",
+                "an http event has no environment (its headers are in http)",
+            ));
+        }
+        // The request is made by the Cronium server itself.
+        if self.run_location != RunLocation::Local {
+            return Err(invalid(
+                "runLocation",
+                "http events are sent from the Cronium server",
+            ));
+        }
+        Ok(EventSpec {
+            http: Some(http),
+            ..self
+        })
+    }
+
+    /// The rules every kind of event follows.
+    fn validate_common(self) -> Result<EventSpec, ValidationError> {
         if self.description.len() > 10_000 {
             return Err(invalid("description", "must be at most 10000 bytes"));
         }
@@ -282,6 +325,7 @@ pub(crate) mod tests {
             retries: 0,
             tags: BTreeSet::new(),
             policy: RunPolicy::default(),
+            http: None,
         }
     }
 
@@ -303,7 +347,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_specs_name_the_field() {
         type Mutate = fn(&mut EventSpec);
-        let table: [(&str, Mutate, &str); 11] = [
+        let table: [(&str, Mutate, &str); 16] = [
             ("no interpreter", |s| s.interpreter = None, "interpreter"),
             ("empty script", |s| s.content = " \n".into(), "content"),
             (
@@ -311,7 +355,11 @@ pub(crate) mod tests {
                 |s| s.content = "#".repeat(MAX_SCRIPT_BYTES + 1),
                 "content",
             ),
-            ("http", |s| s.kind = EventKind::Http, "kind"),
+            (
+                "http without a request",
+                |s| s.kind = EventKind::Http,
+                "http",
+            ),
             (
                 "remote without servers",
                 |s| s.run_location = RunLocation::Remote,
@@ -347,6 +395,36 @@ pub(crate) mod tests {
                 },
                 "env.A",
             ),
+            ("a script with a request", |s| s.http = Some(http()), "http"),
+            (
+                "http with a script",
+                |s| {
+                    s.kind = EventKind::Http;
+                    s.http = Some(http());
+                    s.env.clear();
+                },
+                "content",
+            ),
+            (
+                "http with an environment",
+                |s| *s = http_event(|s| s.env = spec().env),
+                "env",
+            ),
+            (
+                "http on servers",
+                |s| {
+                    *s = http_event(|s| {
+                        s.run_location = RunLocation::Remote;
+                        s.target_servers = vec![ServerId(1)];
+                    })
+                },
+                "runLocation",
+            ),
+            (
+                "http to a bad URL",
+                |s| *s = http_event(|s| s.http.as_mut().unwrap().url = "ftp://x/".into()),
+                "http.url",
+            ),
         ];
         for (what, mutate, field) in table {
             let mut s = spec();
@@ -354,6 +432,32 @@ pub(crate) mod tests {
             assert_eq!(s.validate().unwrap_err().field, field, "{what}");
         }
         assert!(spec().validate().is_ok());
+        assert!(http_event(|_| {}).validate().is_ok());
+    }
+
+    fn http() -> HttpSpec {
+        HttpSpec {
+            method: crate::http::HttpMethod::Post,
+            url: "https://hooks.example.com/x".into(),
+            headers: BTreeMap::new(),
+            secret_headers: Default::default(),
+            body: Some("{}".into()),
+            expect_status: vec![],
+        }
+    }
+
+    /// A valid http event, changed by `change`.
+    fn http_event(change: impl FnOnce(&mut EventSpec)) -> EventSpec {
+        let mut s = EventSpec {
+            kind: EventKind::Http,
+            interpreter: None,
+            content: String::new(),
+            env: BTreeMap::new(),
+            http: Some(http()),
+            ..spec()
+        };
+        change(&mut s);
+        s
     }
 
     #[test]

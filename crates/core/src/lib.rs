@@ -34,6 +34,7 @@ macro_rules! str_enum {
 }
 
 pub mod event;
+pub mod http;
 pub mod ids;
 pub mod job;
 pub mod schedule;
@@ -44,6 +45,7 @@ pub use event::{
     EventKind, EventName, EventSpec, EventStatus, RunLocation, SealedSecrets, Tag,
     needs_new_payload,
 };
+pub use http::{HeaderName, HttpMethod, HttpSpec, SealedHeaders};
 pub use ids::{EventId, JobId, ServerId, TokenId, UserId};
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use schedule::Schedule;

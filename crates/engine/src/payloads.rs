@@ -253,6 +253,7 @@ mod tests {
             retries: 0,
             tags: BTreeSet::new(),
             policy: Default::default(),
+            http: None,
         }
     }
 

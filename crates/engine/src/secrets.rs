@@ -14,7 +14,7 @@ use std::path::Path;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use cronium_core::SealedSecrets;
+use cronium_core::{HeaderName, SealedHeaders, SealedSecrets};
 use cronium_payload::EnvKey;
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +98,8 @@ pub enum Purpose {
     EventSecretEnv,
     /// A server's SSH credentials (JSON, see [`Credentials`]).
     ServerCredentials,
+    /// An HTTP event's secret headers (JSON object of name to value).
+    HttpSecretHeaders,
 }
 
 impl Purpose {
@@ -105,6 +107,7 @@ impl Purpose {
         match self {
             Purpose::EventSecretEnv => "event-secret-env",
             Purpose::ServerCredentials => "server-credentials",
+            Purpose::HttpSecretHeaders => "http-secret-headers",
         }
     }
 
@@ -214,6 +217,49 @@ impl Sealer {
             ));
         }
         Ok(env)
+    }
+
+    /// Seals an HTTP event's secret headers; the names stay readable, as
+    /// with [`Sealer::seal_env`].
+    pub fn seal_headers(&self, headers: &BTreeMap<HeaderName, String>) -> SealedHeaders {
+        if headers.is_empty() {
+            return SealedHeaders::default();
+        }
+        let plain: BTreeMap<&str, &str> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let json = serde_json::to_vec(&plain).expect("a map of strings serializes");
+        SealedHeaders {
+            names: headers.keys().cloned().collect(),
+            sealed: self.seal(Purpose::HttpSecretHeaders, &json),
+        }
+    }
+
+    pub fn open_headers(
+        &self,
+        headers: &SealedHeaders,
+    ) -> Result<BTreeMap<HeaderName, String>, SealError> {
+        if headers.sealed.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let json = self.open(Purpose::HttpSecretHeaders, &headers.sealed)?;
+        let plain: BTreeMap<String, String> =
+            serde_json::from_slice(&json).map_err(|e| SealError::Content(e.to_string()))?;
+        let opened = plain
+            .into_iter()
+            .map(|(k, v)| {
+                let name = HeaderName::new(&k, "secretHeaders")
+                    .map_err(|e| SealError::Content(e.message))?;
+                Ok((name, v))
+            })
+            .collect::<Result<BTreeMap<_, _>, SealError>>()?;
+        if opened.keys().ne(headers.names.iter()) {
+            return Err(SealError::Content(
+                "the sealed names differ from the listed ones".into(),
+            ));
+        }
+        Ok(opened)
     }
 
     pub fn seal_credentials(&self, credentials: &Credentials) -> Vec<u8> {
@@ -365,6 +411,23 @@ mod tests {
                 password: "pw".into()
             }
         );
+    }
+
+    #[test]
+    fn secret_headers_round_trip_and_are_bound_to_their_purpose() {
+        let s = sealer();
+        let name = HeaderName::new("Authorization", "secretHeaders").unwrap();
+        let headers: BTreeMap<HeaderName, String> = [(name, "Bearer t0ken-9c1e".into())].into();
+        let sealed = s.seal_headers(&headers);
+        assert!(!contains(&sealed.sealed, b"t0ken-9c1e"));
+        assert_eq!(s.open_headers(&sealed).unwrap(), headers);
+        assert_eq!(s.seal_headers(&BTreeMap::new()), SealedHeaders::default());
+        // Moved into another column, the blob does not open.
+        let moved = SealedSecrets {
+            names: BTreeSet::new(),
+            sealed: sealed.sealed.clone(),
+        };
+        assert_eq!(s.open_env(&moved), Err(SealError::Unauthentic));
     }
 
     #[test]

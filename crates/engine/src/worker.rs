@@ -14,12 +14,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
-use cronium_core::{JobStatus, RunLocation};
+use cronium_core::{HttpSpec, JobStatus, RunLocation};
 use cronium_store::{Claim, Fence, Job, JobOutcome, LogLine, LogStream, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use cronium_exec::http::HttpCall;
 use cronium_exec::{Attempt, Executors, OutputLine, RunReport, RunRequest, Stream};
 
 use crate::live::LogHub;
@@ -104,7 +105,7 @@ impl Workers {
             let cancel = CancellationToken::new();
             self.running
                 .insert(claim.job.id, claim.job.event_id, cancel.clone());
-            let attempt = Attempt {
+            let attempt = JobRun {
                 store: self.store.clone(),
                 executors: self.executors.clone(),
                 payloads: self.payloads.clone(),
@@ -147,7 +148,7 @@ impl Workers {
 }
 
 /// Everything one attempt needs, owned, so it runs in a task of its own.
-struct Attempt {
+struct JobRun {
     store: Arc<dyn Store>,
     executors: Arc<Executors>,
     payloads: PayloadFiles,
@@ -157,7 +158,7 @@ struct Attempt {
     log_limit: u64,
 }
 
-impl Attempt {
+impl JobRun {
     async fn run(self, claim: Claim, cancel: CancellationToken) {
         let Claim { job, event, fence } = claim;
         let mut log = LogWriter::new(
@@ -175,21 +176,27 @@ impl Attempt {
             event.spec.retries + 1,
             fence.owner
         ));
-        let result = match self.request(&job, &event) {
-            Ok(request) if event.spec.run_location == RunLocation::Remote => {
-                self.run_remote(request, &event, &mut log, &fence, cancel)
-                    .await
-            }
-            Ok(request) => {
-                let (tx, rx) = mpsc::channel(1024);
-                let run = self
-                    .executors
-                    .run(Attempt::Local(&request), tx, cancel.clone());
-                self.execute(run, label(None, rx), &mut log, &fence, cancel)
-                    .await
-                    .map(|execution| (execution.report, Value::Null))
-            }
-            Err(reason) => Some((RunReport::failed(reason), Value::Null)),
+        let result = match &event.spec.http {
+            Some(http) => match self.http_call(http, &event) {
+                Ok(call) => self.run_http(&call, &mut log, &fence, cancel).await,
+                Err(reason) => Some((RunReport::failed(reason), Value::Null)),
+            },
+            None => match self.request(&job, &event) {
+                Ok(request) if event.spec.run_location == RunLocation::Remote => {
+                    self.run_remote(request, &event, &mut log, &fence, cancel)
+                        .await
+                }
+                Ok(request) => {
+                    let (tx, rx) = mpsc::channel(1024);
+                    let run = self
+                        .executors
+                        .run(Attempt::Local(&request), tx, cancel.clone());
+                    self.execute(run, label(None, rx), &mut log, &fence, cancel)
+                        .await
+                        .map(|execution| (execution.report, Value::Null))
+                }
+                Err(reason) => Some((RunReport::failed(reason), Value::Null)),
+            },
         };
         let Some((report, metadata)) = result else {
             // The job was taken from this worker (lease lost, event deleted):
@@ -300,6 +307,54 @@ impl Attempt {
             .zip(executions.iter().map(|e| &e.report))
             .collect();
         Some((fleet_report(&reports), metadata))
+    }
+
+    /// Sends an HTTP event's request from this node; the response is the
+    /// job's output. `None` when the job stopped being this worker's.
+    async fn run_http(
+        &self,
+        call: &HttpCall,
+        log: &mut LogWriter,
+        fence: &Fence,
+        cancel: CancellationToken,
+    ) -> Option<(RunReport, Value)> {
+        let (tx, rx) = mpsc::channel(1024);
+        let run = self.executors.run(Attempt::Http(call), tx, cancel.clone());
+        let execution = self
+            .execute(run, label(None, rx), log, fence, cancel)
+            .await?;
+        let metadata = json!({
+            "http": {
+                "status": execution.http_status,
+                "bodyTruncated": execution.body_truncated,
+            },
+        });
+        Some((execution.report, metadata))
+    }
+
+    /// The request an HTTP event makes, its secret headers opened (they
+    /// travel only in the request itself).
+    fn http_call(&self, http: &HttpSpec, event: &cronium_store::Event) -> Result<HttpCall, String> {
+        let secret_headers = self
+            .sealer
+            .open_headers(&http.secret_headers)
+            .map_err(|e| format!("cannot open the event's secret headers: {e}"))?
+            .into_iter()
+            .map(|(k, v)| (k.as_str().to_string(), v))
+            .collect();
+        Ok(HttpCall {
+            method: http.method.as_str().to_string(),
+            url: http.url.clone(),
+            headers: http
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                .collect(),
+            secret_headers,
+            body: http.body.clone().map(String::into_bytes),
+            expect_status: http.expect_status.clone(),
+            timeout: event.spec.timeout,
+        })
     }
 
     /// What to run: the payload the job pinned, and the environment that

@@ -118,6 +118,7 @@ async fn every(
         retries,
         tags: BTreeSet::new(),
         policy,
+        http: None,
     };
     let mut writer = PayloadFiles::new(dir).writer();
     let event = store

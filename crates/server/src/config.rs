@@ -7,6 +7,7 @@ use std::time::Duration;
 use cronium_core::schedule::parse_interval;
 
 use cronium_engine::secrets::MasterKey;
+use cronium_exec::guard::Allow;
 
 pub const ENV_DATA_DIR: &str = "CRONIUM_DATA_DIR";
 pub const ENV_LISTEN: &str = "CRONIUM_LISTEN";
@@ -20,6 +21,7 @@ pub const ENV_JOB_RETENTION: &str = "CRONIUM_JOB_RETENTION";
 pub const ENV_JOB_KEEP: &str = "CRONIUM_JOB_KEEP";
 pub const ENV_JOB_LOG_LIMIT: &str = "CRONIUM_JOB_LOG_LIMIT";
 pub const ENV_JOB_LEASE: &str = "CRONIUM_JOB_LEASE";
+pub const ENV_HTTP_ALLOW: &str = "CRONIUM_HTTP_ALLOW";
 /// Only an environment variable, never a flag: flags are visible to every
 /// user of the machine through `ps`.
 pub const ENV_MASTER_KEY: &str = "CRONIUM_MASTER_KEY";
@@ -53,6 +55,8 @@ pub struct Overrides {
     pub sandbox: Option<String>,
     pub max_jobs: Option<usize>,
     pub job_retention: Option<String>,
+    /// Networks and host names outgoing HTTP may reach although private.
+    pub http_allow: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -82,6 +86,9 @@ pub struct Config {
     /// How long a worker holds a job between heartbeats; a crashed node's
     /// jobs are recovered this long after its last heartbeat.
     pub job_lease: Duration,
+    /// What HTTP events may reach although it is loopback, private,
+    /// link-local or a cloud metadata address (nothing by default).
+    pub http_allow: Vec<Allow>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +116,7 @@ impl Config {
             job_keep: DEFAULT_JOB_KEEP,
             job_log_limit: DEFAULT_JOB_LOG_LIMIT,
             job_lease: DEFAULT_JOB_LEASE,
+            http_allow: Vec::new(),
         }
     }
 
@@ -214,6 +222,23 @@ impl Config {
         if job_lease < Duration::from_secs(3) {
             return Err(error(ENV_JOB_LEASE, "must be at least 3s".into()));
         }
+        // Flags replace the variable's list; the variable is comma-separated.
+        let (http_allow_source, http_allow_texts) = if flags.http_allow.is_empty() {
+            let list = env(ENV_HTTP_ALLOW).unwrap_or_default();
+            let texts = list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect();
+            (ENV_HTTP_ALLOW, texts)
+        } else {
+            ("--http-allow", flags.http_allow)
+        };
+        let http_allow = http_allow_texts
+            .iter()
+            .map(|text| Allow::parse(text).map_err(|m| error(http_allow_source, m)))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             data_dir,
             listen,
@@ -228,6 +253,7 @@ impl Config {
             job_keep,
             job_log_limit,
             job_lease,
+            http_allow,
         })
     }
 
@@ -258,6 +284,14 @@ impl fmt::Debug for Config {
             .field("job_keep", &self.job_keep)
             .field("job_log_limit", &self.job_log_limit)
             .field("job_lease", &self.job_lease)
+            .field(
+                "http_allow",
+                &self
+                    .http_allow
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "(from environment)"),
@@ -359,6 +393,28 @@ mod tests {
     }
 
     #[test]
+    fn http_allow_comes_from_the_flags_or_else_the_comma_separated_variable() {
+        let env = env_of(&[(ENV_HTTP_ALLOW, "10.0.0.0/8, hooks.internal,")]);
+        let c = Config::resolve(Overrides::default(), &env).unwrap();
+        let texts: Vec<String> = c.http_allow.iter().map(|a| a.to_string()).collect();
+        assert_eq!(texts, ["10.0.0.0/8", "hooks.internal"]);
+        let flags = Overrides {
+            http_allow: vec!["127.0.0.1".into()],
+            ..Overrides::default()
+        };
+        let c = Config::resolve(flags, &env).unwrap();
+        assert_eq!(c.http_allow.len(), 1);
+        let flags = Overrides {
+            http_allow: vec!["not a network/".into()],
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::resolve(flags, &env).unwrap_err().source_name,
+            "--http-allow"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let err = Config::resolve(
             Overrides::default(),
@@ -379,6 +435,7 @@ mod tests {
             (ENV_JOB_RETENTION, "forever", "job retention"),
             (ENV_JOB_LEASE, "1s", ENV_JOB_LEASE),
             (ENV_JOB_LOG_LIMIT, "10MB", ENV_JOB_LOG_LIMIT),
+            (ENV_HTTP_ALLOW, "10.0.0.0/8, 10.0.0.0/99", ENV_HTTP_ALLOW),
         ] {
             let err = Config::resolve(Overrides::default(), &env_of(&[(name, value)])).unwrap_err();
             assert_eq!(err.source_name, source, "{name}={value}");

@@ -167,6 +167,9 @@ pub async fn start(config: Config) -> Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
     let sealer = secrets::Sealer::new(&key);
+    // Where HTTP events may go: the API checks it when one is saved, the
+    // executor again at every run.
+    let http_guard = cronium_exec::Guard::new(config.http_allow.clone());
     let hub = std::sync::Arc::new(cronium_engine::live::LogHub::default());
     let running = cronium_engine::running::RunningJobs::default();
     let jobs_queued = std::sync::Arc::new(tokio::sync::Notify::new());
@@ -189,7 +192,7 @@ pub async fn start(config: Config) -> Result<Running> {
             executor,
             remote,
             cronium_exec::HttpExecutor::new(
-                cronium_exec::Guard::default(),
+                http_guard.clone(),
                 cronium_exec::HttpLimits::default(),
             ),
         )),
@@ -211,6 +214,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let app = api::router(state::AppState::new(state::Shared {
         store,
         sealer,
+        http_guard,
         payloads,
         retention: config.payload_retention,
         metrics: metrics::Metrics::default(),

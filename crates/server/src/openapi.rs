@@ -169,7 +169,7 @@ fn schemas() -> Value {
             "properties": {
                 "name": { "type": "string", "minLength": 1, "maxLength": 100 },
                 "description": string,
-                "kind": { "type": "string", "enum": ["script"], "default": "script" },
+                "kind": { "type": "string", "enum": ["script", "http"], "default": "script, or http when http is given" },
                 "interpreter": { "type": "string", "enum": ["bash", "python", "node"] },
                 "content": { "type": "string", "description": "The script, at most 1 MiB" },
                 "env": env,
@@ -186,7 +186,34 @@ fn schemas() -> Value {
                 "startAt": { "type": ["string", "null"], "format": "date-time", "description": "No fire before this; anchors `every` schedules" },
                 "maxExecutions": { "type": ["integer", "null"], "minimum": 1, "description": "The schedule stops after this many runs" },
                 "maxConcurrent": { "type": ["integer", "null"], "minimum": 1, "description": "With overlap allow: most runs at once" },
-                "retryDelay": { "type": "string", "default": "10s", "description": "First retry delay; doubles per retry (with jitter), at most 1h" }
+                "retryDelay": { "type": "string", "default": "10s", "description": "First retry delay; doubles per retry (with jitter), at most 1h" },
+                "http": reference("HttpInput")
+            }
+        },
+        "HttpInput": {
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["url"],
+            "description": "The request of an HTTP event, sent from the Cronium server within the event's timeout; its response is the job's output. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). On PATCH it replaces the request; secretHeaders absent keeps the stored ones.",
+            "properties": {
+                "method": { "type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], "default": "GET" },
+                "url": { "type": "string", "description": "http:// or https://, no user info" },
+                "headers": { "type": "object", "additionalProperties": { "type": "string" } },
+                "secretHeaders": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Sealed at rest, never returned or logged", "writeOnly": true },
+                "body": { "type": "string", "description": "At most 1 MiB" },
+                "expectStatus": { "type": "array", "items": { "type": "integer", "minimum": 100, "maximum": 599 }, "description": "Statuses that count as success; empty: any 2xx" }
+            }
+        },
+        "Http": {
+            "type": "object",
+            "required": ["method", "url", "headers", "secretHeaderNames", "expectStatus"],
+            "properties": {
+                "method": string,
+                "url": string,
+                "headers": { "type": "object", "additionalProperties": { "type": "string" } },
+                "secretHeaderNames": { "type": "array", "items": { "type": "string" }, "description": "Names only" },
+                "body": { "type": ["string", "null"] },
+                "expectStatus": { "type": "array", "items": { "type": "integer" } }
             }
         },
         "Event": {
@@ -215,6 +242,7 @@ fn schemas() -> Value {
                 "maxConcurrent": { "type": ["integer", "null"] },
                 "retryDelay": string,
                 "payloadVersion": { "type": ["integer", "null"], "description": "The active payload's version" },
+                "http": reference("Http"),
                 "nextFires": { "type": "array", "items": timestamp, "description": "The next fire times (GET /events/{id} only)" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp

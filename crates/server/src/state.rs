@@ -11,6 +11,7 @@ use cronium_engine::live::LogHub;
 use cronium_engine::payloads::PayloadFiles;
 use cronium_engine::running::RunningJobs;
 use cronium_engine::secrets::Sealer;
+use cronium_exec::guard::Guard;
 
 use crate::metrics::Metrics;
 
@@ -20,6 +21,9 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub store: Arc<dyn Store>,
     pub sealer: Sealer,
+    /// Where outgoing HTTP may go: checked when an HTTP event is saved (the
+    /// executor checks again at every run, DNS may have changed).
+    pub http_guard: Guard,
     pub payloads: PayloadFiles,
     /// Payload versions kept per event.
     pub retention: usize,

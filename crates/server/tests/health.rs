@@ -21,6 +21,7 @@ async fn serve(store: Arc<dyn Store>, data_dir: &std::path::Path) -> String {
     let state = AppState::new(Shared {
         store,
         sealer: Sealer::new(&MasterKey::generate()),
+        http_guard: Default::default(),
         payloads: payloads::PayloadFiles::new(data_dir),
         retention: 5,
         metrics: metrics::Metrics::default(),

@@ -54,6 +54,7 @@ arg_from! {
     String => |v| Arg::Text(Some(v)),
     Option<String> => |v| Arg::Text(v),
     Vec<u8> => |v| Arg::Bytes(Some(v)),
+    Option<Vec<u8>> => |v| Arg::Bytes(v),
     bool => |v| Arg::Bool(Some(v)),
     DateTime<Utc> => |v| Arg::Time(Some(v)),
     Option<DateTime<Utc>> => |v| Arg::Time(v),

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, JobId, JobStatus,
-    MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId,
-    ServerName, ServerSpec, Tag, TokenId, Trigger, UserId, ValidationError, validate_cache_dir,
+    AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
+    HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy,
+    Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId,
+    Trigger, UserId, ValidationError, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
@@ -134,6 +135,10 @@ impl<'r, R: StoreRow> Reader<'r, R> {
         self.required(column, self.row.bytes(column))
     }
 
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.optional(column, self.row.bytes(column))
+    }
+
     pub(crate) fn boolean(&self, column: &str) -> Result<bool, StoreError> {
         self.required(column, self.row.boolean(column))
     }
@@ -248,6 +253,7 @@ where
         retries: u32::try_from(retries).map_err(|_| r.corrupt("retries", "out of range"))?,
         tags,
         policy: run_policy(&r)?,
+        http: http_spec(&r)?,
     };
     Ok(Event {
         id: EventId(id),
@@ -257,6 +263,55 @@ where
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })
+}
+
+/// The `http` column of an HTTP event: the request without its secret values.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HttpColumn {
+    method: HttpMethod,
+    url: String,
+    headers: BTreeMap<HeaderName, String>,
+    body: Option<String>,
+    expect_status: Vec<u16>,
+    secret_header_names: BTreeSet<HeaderName>,
+}
+
+/// An HTTP event's request, checked as a whole like on the way in (a row
+/// changed behind the store's back must not send a malformed request).
+fn http_spec<R: StoreRow>(r: &Reader<'_, R>) -> Result<Option<HttpSpec>, StoreError> {
+    let Some(text) = r.opt_text("http")? else {
+        return Ok(None);
+    };
+    let column: HttpColumn = serde_json::from_str(&text).map_err(|e| r.corrupt("http", e))?;
+    let spec = HttpSpec {
+        method: column.method,
+        url: column.url,
+        headers: column.headers,
+        secret_headers: SealedHeaders {
+            names: column.secret_header_names,
+            sealed: r.opt_bytes("http_secrets")?.unwrap_or_default(),
+        },
+        body: column.body,
+        expect_status: column.expect_status,
+    };
+    spec.validate().map(Some).map_err(|e| r.corrupt("http", e))
+}
+
+fn http_values(spec: Option<&HttpSpec>) -> Result<(Option<String>, Option<Vec<u8>>), StoreError> {
+    let Some(http) = spec else {
+        return Ok((None, None));
+    };
+    let column = HttpColumn {
+        method: http.method,
+        url: http.url.clone(),
+        headers: http.headers.clone(),
+        body: http.body.clone(),
+        expect_status: http.expect_status.clone(),
+        secret_header_names: http.secret_headers.names.clone(),
+    };
+    let text = serde_json::to_string(&column).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((Some(text), Some(http.secret_headers.sealed.clone())))
 }
 
 /// The event's run policy, each column checked on its own (the cross-field
@@ -512,6 +567,8 @@ pub(crate) struct EventValues {
     pub max_executions: Option<i64>,
     pub max_concurrent: Option<i64>,
     pub retry_delay_secs: i64,
+    pub http: Option<String>,
+    pub http_secrets: Option<Vec<u8>>,
 }
 
 /// Validates `spec` as a whole (the store never holds an invalid event, whoever
@@ -535,6 +592,7 @@ pub(crate) fn event_values(spec: EventSpec) -> Result<(EventSpec, EventValues), 
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let secret_names: Vec<&str> = spec.secret_env.names.iter().map(EnvKey::as_str).collect();
+    let (http, http_secrets) = http_values(spec.http.as_ref())?;
     let values = EventValues {
         name: spec.name.as_str().to_string(),
         name_folded: spec.name.as_str().to_lowercase(),
@@ -560,6 +618,8 @@ pub(crate) fn event_values(spec: EventSpec) -> Result<(EventSpec, EventValues), 
         max_concurrent: spec.policy.max_concurrent.map(i64::from),
         retry_delay_secs: i64::try_from(spec.policy.retry_delay.as_secs())
             .map_err(|_| ValidationError::new("retryDelay", "too long"))?,
+        http,
+        http_secrets,
     };
     Ok((spec, values))
 }

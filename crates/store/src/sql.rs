@@ -24,15 +24,15 @@ macro_rules! user_columns {
 }
 
 /// An event's row: the owner (`$1`), the columns `store::bind_event` binds
-/// (`$2` to `$20`), `start_at` (`$21`) and the time of the write (`$22`).
+/// (`$2` to `$22`), `start_at` (`$23`) and the time of the write (`$24`).
 macro_rules! event_insert {
     () => {
         "INSERT INTO events (owner_id, name, name_folded, description, kind, interpreter, \
          content, env, secret_env_names, secret_env, schedule, status, run_location, \
          timeout_secs, retries, overlap, misfire, max_executions, max_concurrent, \
-         retry_delay_secs, start_at, created_at, updated_at) \
+         retry_delay_secs, http, http_secrets, start_at, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $22) RETURNING id"
+         $18, $19, $20, $21, $22, $23, $24, $24) RETURNING id"
     };
 }
 
@@ -43,7 +43,7 @@ macro_rules! event_update {
          secret_env = $10, schedule = $11, status = $12, run_location = $13, \
          timeout_secs = $14, retries = $15, overlap = $16, misfire = $17, \
          max_executions = $18, max_concurrent = $19, retry_delay_secs = $20, \
-         start_at = $21, updated_at = $22 WHERE id = $1"
+         http = $21, http_secrets = $22, start_at = $23, updated_at = $24 WHERE id = $1"
     };
 }
 
@@ -56,7 +56,7 @@ macro_rules! event_columns {
          e.env, e.secret_env_names, e.secret_env, e.schedule, e.status, e.run_location, \
          e.timeout_secs, CAST(e.retries AS BIGINT) AS retries, e.payload_version, \
          e.created_at, e.updated_at, e.overlap, e.misfire, e.start_at, e.max_executions, \
-         e.max_concurrent, e.retry_delay_secs"
+         e.max_concurrent, e.retry_delay_secs, e.http, e.http_secrets"
     };
 }
 

@@ -135,7 +135,7 @@ pub(crate) async fn fetch_page<C: Conn, T>(
     })
 }
 
-/// Binds the event columns in the order of `event_insert!`, from `$2` to `$20`.
+/// Binds the event columns in the order of `event_insert!`, from `$2` to `$22`.
 fn bind_event(query: Sql, v: &EventValues) -> Sql {
     query
         .bind(v.name.as_str())
@@ -157,6 +157,8 @@ fn bind_event(query: Sql, v: &EventValues) -> Sql {
         .bind(v.max_executions)
         .bind(v.max_concurrent)
         .bind(v.retry_delay_secs)
+        .bind(v.http.clone())
+        .bind(v.http_secrets.clone())
 }
 
 fn event_write_error(e: sqlx::Error, v: &EventValues) -> StoreError {

@@ -129,6 +129,7 @@ conformance!(
     every_mutation_is_audited_newest_first,
     timestamps_and_values_round_trip_exactly,
     a_corrupt_row_is_an_error_naming_the_column,
+    an_http_event_round_trips_its_request_and_sealed_headers_without_a_payload,
     ping_answers_until_the_pool_is_closed,
     use_token_records_last_used_at_at_most_once_a_minute,
     a_missing_target_server_is_invalid_not_a_backend_error,
@@ -222,6 +223,7 @@ fn spec(name: &str) -> EventSpec {
         retries: 0,
         tags: BTreeSet::new(),
         policy: cronium_core::RunPolicy::default(),
+        http: None,
     }
 }
 
@@ -1307,6 +1309,78 @@ async fn timestamps_and_values_round_trip_exactly(b: Backend) {
         assert_eq!(s.created_at, at);
         assert_eq!(store.get_server(s.id).await.unwrap().created_at, at);
     }
+}
+
+fn http_spec(name: &str) -> EventSpec {
+    let header = |n: &str| cronium_core::HeaderName::new(n, "http.headers").unwrap();
+    EventSpec {
+        kind: cronium_core::EventKind::Http,
+        interpreter: None,
+        content: String::new(),
+        env: BTreeMap::new(),
+        http: Some(cronium_core::HttpSpec {
+            method: cronium_core::HttpMethod::Post,
+            url: "https://hooks.example.com/deploy?x=1".into(),
+            headers: [(header("Content-Type"), "application/json".into())].into(),
+            secret_headers: cronium_core::SealedHeaders {
+                names: [header("Authorization")].into(),
+                sealed: vec![1, 2, 3, 4],
+            },
+            body: Some("{\"ref\": \"main\"}".into()),
+            expect_status: vec![200, 202],
+        }),
+        ..spec(name)
+    }
+}
+
+async fn an_http_event_round_trips_its_request_and_sealed_headers_without_a_payload(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let writer = Recorder::default();
+    let event = store
+        .create_event(
+            owner,
+            http_spec("deploy hook"),
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.create", "event"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(event.payload_version, None);
+    assert!(writer.calls().is_empty(), "an http event has no payload");
+    assert_eq!(store.get_event(event.id).await.unwrap(), event);
+
+    // A changed request is stored; still no payload.
+    let (updated, payload) = store
+        .update_event(
+            event.id,
+            &|e| {
+                let mut spec = e.spec.clone();
+                spec.http.as_mut().unwrap().expect_status = vec![];
+                spec.http.as_mut().unwrap().secret_headers = Default::default();
+                Ok(spec)
+            },
+            &mut writer.clone(),
+            Utc::now(),
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(payload, None);
+    assert!(writer.calls().is_empty());
+    let read = store.get_event(event.id).await.unwrap();
+    assert_eq!(read, updated);
+    let http = read.spec.http.unwrap();
+    assert!(http.expect_status.is_empty() && http.secret_headers.names.is_empty());
+
+    // A request damaged behind the store's back is an error naming the column.
+    b.execute("UPDATE events SET http = '{\"method\":\"GET\",\"url\":\"ftp://x/\",\"headers\":{},\"body\":null,\"expectStatus\":[],\"secretHeaderNames\":[]}'")
+        .await;
+    let StoreError::Backend(message) = store.get_event(event.id).await.unwrap_err() else {
+        panic!("expected a backend error");
+    };
+    assert!(message.contains("column http"), "{message}");
 }
 
 async fn a_corrupt_row_is_an_error_naming_the_column(b: Backend) {

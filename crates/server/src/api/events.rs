@@ -13,10 +13,12 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use cronium_core::http::check_header_value;
 use cronium_core::schedule::{format_interval, parse_interval};
 use cronium_core::{
-    EventId, EventKind, EventName, EventSpec, EventStatus, JobStatus, MisfirePolicy, OverlapPolicy,
-    RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, Tag, Trigger, ValidationError,
+    EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod, HttpSpec,
+    JobStatus, MisfirePolicy, OverlapPolicy, RunLocation, RunPolicy, Schedule, SealedHeaders,
+    SealedSecrets, ServerId, Tag, Trigger, ValidationError,
 };
 use cronium_payload::manifest::check_env_value;
 use cronium_payload::{EnvKey, Interpreter, Sha256Digest};
@@ -62,6 +64,22 @@ pub struct EventFields {
     #[serde(default, deserialize_with = "present")]
     pub max_concurrent: Option<serde_json::Value>,
     pub retry_delay: Option<String>,
+    /// The request of an HTTP event (`kind: "http"`, implied when given).
+    pub http: Option<HttpFields>,
+}
+
+/// An HTTP event's request as sent. On `PATCH` it replaces the request
+/// whole, except `secretHeaders`: absent keeps the stored ones (they are
+/// write-only, so a client cannot send them back), `{}` clears them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpFields {
+    pub method: Option<String>,
+    pub url: String,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub secret_headers: Option<BTreeMap<String, String>>,
+    pub body: Option<String>,
+    pub expect_status: Option<Vec<u16>>,
 }
 
 /// A one-shot set to a time already gone would never fire: refused, rather
@@ -121,6 +139,66 @@ struct Changes {
     max_executions: Option<Option<u32>>,
     max_concurrent: Option<Option<u32>>,
     retry_delay: Option<Duration>,
+    http: Option<HttpChange>,
+}
+
+/// A new request; `secret_headers: None` keeps the stored secret headers.
+#[derive(Debug)]
+struct HttpChange {
+    request: HttpSpec,
+    secret_headers: Option<SealedHeaders>,
+}
+
+impl HttpChange {
+    fn parse(fields: HttpFields, state: &AppState) -> Result<HttpChange, ApiError> {
+        let headers = |map: BTreeMap<String, String>, field: &str| {
+            map.into_iter()
+                .map(|(k, v)| {
+                    let name = HeaderName::new(&k, field)?;
+                    check_header_value(&v)
+                        .map_err(|m| ApiError::invalid(format!("{field}.{k}"), m))?;
+                    Ok((name, v))
+                })
+                .collect::<Result<BTreeMap<_, _>, ApiError>>()
+        };
+        let request = HttpSpec {
+            method: HttpMethod::parse(fields.method.as_deref().unwrap_or("GET"), "http.method")?,
+            url: fields.url,
+            headers: headers(fields.headers.unwrap_or_default(), "http.headers")?,
+            secret_headers: SealedHeaders::default(),
+            body: fields.body,
+            expect_status: fields.expect_status.unwrap_or_default(),
+        };
+        // Refused where it points now (a literal address, or a name that
+        // resolves to one); the executor checks again at every run.
+        state
+            .http_guard
+            .check_url(&request.url)
+            .map_err(|refused| ApiError::invalid("http.url", refused.to_string()))?;
+        let secret_headers = fields
+            .secret_headers
+            .map(|map| headers(map, "http.secretHeaders"))
+            .transpose()?
+            .map(|map| state.sealer.seal_headers(&map));
+        Ok(HttpChange {
+            request,
+            secret_headers,
+        })
+    }
+
+    /// The request, keeping `current`'s secret headers unless new ones were given.
+    fn spec(&self, current: Option<&HttpSpec>) -> HttpSpec {
+        let secret_headers = match &self.secret_headers {
+            Some(given) => given.clone(),
+            None => current
+                .map(|http| http.secret_headers.clone())
+                .unwrap_or_default(),
+        };
+        HttpSpec {
+            secret_headers,
+            ..self.request.clone()
+        }
+    }
 }
 
 impl Changes {
@@ -225,6 +303,10 @@ impl Changes {
                 .as_deref()
                 .map(|t| parse_interval(t).map_err(|m| ApiError::invalid("retryDelay", m)))
                 .transpose()?,
+            http: fields
+                .http
+                .map(|h| HttpChange::parse(h, state))
+                .transpose()?,
         })
     }
 
@@ -244,7 +326,10 @@ impl Changes {
         let spec = EventSpec {
             name,
             description: self.description.unwrap_or_default(),
-            kind: self.kind.unwrap_or(EventKind::Script),
+            kind: self.kind.unwrap_or(match self.http {
+                Some(_) => EventKind::Http,
+                None => EventKind::Script,
+            }),
             interpreter: self.interpreter,
             content: self.content.unwrap_or_default(),
             env: self.env.unwrap_or_default(),
@@ -257,6 +342,7 @@ impl Changes {
             retries: self.retries.unwrap_or(0),
             tags: self.tags.unwrap_or_default(),
             policy,
+            http: self.http.as_ref().map(|h| h.spec(None)),
         };
         Ok(spec.validate()?)
     }
@@ -300,6 +386,21 @@ impl Changes {
         }
         if let Some(location) = self.run_location {
             spec.run_location = location;
+        }
+        if let Some(http) = &self.http {
+            spec.http = Some(http.spec(current.http.as_ref()));
+            spec.kind = self.kind.unwrap_or(EventKind::Http);
+        }
+        // A script event's payload history and an HTTP event's request do
+        // not turn into each other.
+        if spec.kind != current.kind {
+            return Err(ValidationError::new(
+                "kind",
+                format!(
+                    "a {} event cannot become a {} event; create a new event",
+                    current.kind, spec.kind
+                ),
+            ));
         }
         self.apply_policy(&mut spec.policy);
         spec.validate()
@@ -349,6 +450,7 @@ impl Changes {
             ("maxExecutions", self.max_executions.is_some()),
             ("maxConcurrent", self.max_concurrent.is_some()),
             ("retryDelay", self.retry_delay.is_some()),
+            ("http", self.http.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
     }
@@ -444,6 +546,9 @@ pub struct EventView {
     pub max_concurrent: Option<u32>,
     pub retry_delay: String,
     pub payload_version: Option<u64>,
+    /// The request of an HTTP event (secret header names only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpView>,
     /// The next few fire times (only on `GET /events/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_fires: Option<Vec<DateTime<Utc>>>,
@@ -486,9 +591,44 @@ impl From<Event> for EventView {
             max_concurrent: s.policy.max_concurrent,
             retry_delay: format_interval(s.policy.retry_delay),
             payload_version: e.payload_version,
+            http: s.http.map(HttpView::from),
             next_fires: None,
             created_at: e.created_at,
             updated_at: e.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpView {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    /// Names only: secret values never leave the server.
+    pub secret_header_names: Vec<String>,
+    pub body: Option<String>,
+    pub expect_status: Vec<u16>,
+}
+
+impl From<HttpSpec> for HttpView {
+    fn from(h: HttpSpec) -> HttpView {
+        HttpView {
+            method: h.method.as_str(),
+            url: h.url,
+            headers: h
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), v))
+                .collect(),
+            secret_header_names: h
+                .secret_headers
+                .names
+                .iter()
+                .map(|k| k.as_str().to_string())
+                .collect(),
+            body: h.body,
+            expect_status: h.expect_status,
         }
     }
 }
