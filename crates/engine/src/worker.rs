@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use cronium_exec::{Attempt, Executors, OutputLine, RunReport, RunRequest, Stream};
+use cronium_exec::{Executors, OutputLine, RunReport, RunRequest, Stream};
 
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
@@ -182,9 +182,9 @@ impl Attempt {
             }
             Ok(request) => {
                 let (tx, rx) = mpsc::channel(1024);
-                let run = self
-                    .executors
-                    .run(Attempt::Local(&request), tx, cancel.clone());
+                let run =
+                    self.executors
+                        .run(cronium_exec::Attempt::Local(&request), tx, cancel.clone());
                 self.execute(run, label(None, rx), &mut log, &fence, cancel)
                     .await
                     .map(|execution| (execution.report, Value::Null))
@@ -260,9 +260,11 @@ impl Attempt {
             let (lines, forward) = mpsc::channel(256);
             let name: Arc<str> = server.name.as_str().into();
             let tx = tx.clone();
-            let execution =
-                self.executors
-                    .run(Attempt::Remote(server, &request), lines, cancel.clone());
+            let execution = self.executors.run(
+                cronium_exec::Attempt::Remote(server, &request),
+                lines,
+                cancel.clone(),
+            );
             async move {
                 let forwarding = forward_labelled(Some(name), forward, tx);
                 let (execution, ()) = tokio::join!(execution, forwarding);

@@ -666,6 +666,13 @@ impl Exchange {
                 Ok(refused) => End::Failed(format!("{method} {url} refused: {refused}")),
                 Err(other) => End::Failed(format!("{method} {url}: {other}")),
             },
+            // rustls reports handshake and certificate failures as
+            // InvalidData I/O errors.
+            ureq::Error::Io(e)
+                if target.scheme == "https" && e.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                End::Failed(format!("{method} {url}: TLS: {}", io_cause(&e)))
+            }
             ureq::Error::Io(e) => End::Failed(format!("{method} {url}: {}", io_cause(&e))),
             ureq::Error::HostNotFound => {
                 End::Failed(format!("{method} {url}: {} has no addresses", target.host))
