@@ -1209,3 +1209,52 @@ async fn netns_checks() {
     settle();
     assert_eq!(metadata.accepted(), 0);
 }
+
+#[tokio::test]
+async fn executors_run_an_http_attempt_and_report_its_status() {
+    use cronium_exec::remote::{Pool, RemoteExecutor, RunnerArtifacts};
+    use cronium_exec::{Attempt, ExecutorConfig, Executors, LocalExecutor, Sandbox};
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalExecutor::new(ExecutorConfig {
+        runner: cronium_exec::testing::runner_binary(),
+        work_dir: dir.path().join("work"),
+        sandbox: Sandbox::None,
+        kill_grace: Duration::from_secs(1),
+    })
+    .unwrap();
+    let remote = RemoteExecutor::new(
+        Pool::default(),
+        RunnerArtifacts::default(),
+        Duration::from_secs(1),
+    );
+    let limits = HttpLimits {
+        max_body: 3,
+        ..HttpLimits::default()
+    };
+    let executors = Executors::new(local, remote, loopback_executor(limits));
+    let server = Server::start("127.0.0.1:0", |_, _| {
+        Reply::Send(response("202 Accepted", &[], b"queued"))
+    });
+    let (tx, mut rx) = mpsc::channel(64);
+    let execution = executors
+        .run(
+            Attempt::Http(&call("PUT", &server.url("/q"))),
+            tx,
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(
+        execution.report.status,
+        JobStatus::Succeeded,
+        "{execution:?}"
+    );
+    assert_eq!(execution.http_status, Some(202));
+    assert!(execution.body_truncated);
+    assert_eq!(execution.phase, None);
+    let mut first = None;
+    while let Some(line) = rx.recv().await {
+        first.get_or_insert(line.data);
+    }
+    assert_eq!(first.as_deref(), Some(&b"HTTP/1.1 202 Accepted\n"[..]));
+}
