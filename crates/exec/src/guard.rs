@@ -159,23 +159,32 @@ impl Guard {
     /// internal addresses and the connection may try any of them. An IP
     /// literal (`127.0.0.1`, `[::1]`) is checked without DNS.
     pub fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Refused> {
+        self.lookup(host, port).map_err(|e| match e {
+            Lookup::Refused(refused) => refused,
+            Lookup::Unresolved(why) => Refused(why),
+        })
+    }
+
+    /// [`Guard::resolve`], telling a name that does not resolve apart from
+    /// a refusal, so that the executor does not call a DNS failure a refusal.
+    pub(crate) fn lookup(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Lookup> {
         let bare = unbracket(host);
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            self.check(host, ip)?;
+            self.check(host, ip).map_err(Lookup::Refused)?;
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         if bare.is_empty() {
-            return Err(Refused("the URL has no host".into()));
+            return Err(Lookup::Unresolved("the URL has no host".into()));
         }
         let addrs: Vec<SocketAddr> = (bare, port)
             .to_socket_addrs()
-            .map_err(|e| Refused(format!("could not resolve {bare}: {e}")))?
+            .map_err(|e| Lookup::Unresolved(format!("could not resolve {bare}: {e}")))?
             .collect();
         if addrs.is_empty() {
-            return Err(Refused(format!("{bare} has no addresses")));
+            return Err(Lookup::Unresolved(format!("{bare} has no addresses")));
         }
         for addr in &addrs {
-            self.check(bare, addr.ip())?;
+            self.check(bare, addr.ip()).map_err(Lookup::Refused)?;
         }
         Ok(addrs)
     }
@@ -200,6 +209,14 @@ impl Guard {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Why [`Guard::lookup`] gave no addresses.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Refused(Refused),
+    /// DNS gave no answer (or none at all): not a refusal.
+    Unresolved(String),
 }
 
 /// The parts of an outgoing URL the guard and the executor need.

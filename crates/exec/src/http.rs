@@ -27,7 +27,7 @@ use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use ureq::{Agent, AsSendBody, Body};
 
-use crate::guard::{Guard, Refused, Target, unbracket};
+use crate::guard::{Guard, Lookup, Refused, Target, unbracket};
 use crate::records::fmt_duration;
 use crate::{MAX_LINE, OutputLine, RunReport, Stream};
 
@@ -307,21 +307,25 @@ impl Resolver for GuardResolver {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let refused = |r: Refused| ureq::Error::Other(Box::new(r));
+        let failed = |e: Lookup| match e {
+            Lookup::Refused(r) => refused(r),
+            Lookup::Unresolved(why) => ureq::Error::Other(why.into()),
+        };
         let target = Target::from_uri(uri.clone(), &uri.to_string()).map_err(refused)?;
         let addrs = if unbracket(&target.host).parse::<IpAddr>().is_ok() {
             self.guard
-                .resolve(&target.host, target.port)
-                .map_err(refused)?
+                .lookup(&target.host, target.port)
+                .map_err(failed)?
         } else {
             // getaddrinfo cannot be interrupted: wait for it on another
             // thread only as long as the request may still take.
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let guard = self.guard.clone();
             std::thread::spawn(move || {
-                let _ = tx.send(guard.resolve(&target.host, target.port));
+                let _ = tx.send(guard.lookup(&target.host, target.port));
             });
             match rx.recv_timeout(*timeout.after) {
-                Ok(resolved) => resolved.map_err(refused)?,
+                Ok(resolved) => resolved.map_err(failed)?,
                 Err(_) => return Err(ureq::Error::Timeout(timeout.reason)),
             }
         };
@@ -666,6 +670,13 @@ impl Exchange {
                 Ok(refused) => End::Failed(format!("{method} {url} refused: {refused}")),
                 Err(other) => End::Failed(format!("{method} {url}: {other}")),
             },
+            // rustls reports handshake and certificate failures as
+            // InvalidData I/O errors.
+            ureq::Error::Io(e)
+                if target.scheme == "https" && e.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                End::Failed(format!("{method} {url}: TLS: {}", io_cause(&e)))
+            }
             ureq::Error::Io(e) => End::Failed(format!("{method} {url}: {}", io_cause(&e))),
             ureq::Error::HostNotFound => {
                 End::Failed(format!("{method} {url}: {} has no addresses", target.host))
