@@ -21,6 +21,10 @@ command -v useradd >/dev/null || missing+=(passwd)
 { command -v pgrep && command -v pkill && command -v ps; } >/dev/null || missing+=(procps)
 # Sandboxed local jobs (the executor's bubblewrap tests).
 command -v bwrap >/dev/null || missing+=(bubblewrap)
+# The SSRF guard's tests put private addresses on the loopback of a network
+# namespace of their own (crates/exec/tests/http.rs).
+command -v ip >/dev/null || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && apt-get install -y -qq "${missing[@]}"

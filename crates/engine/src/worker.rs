@@ -267,11 +267,9 @@ impl JobRun {
             let (lines, forward) = mpsc::channel(256);
             let name: Arc<str> = server.name.as_str().into();
             let tx = tx.clone();
-            let execution = self.executors.run(
-                cronium_exec::Attempt::Remote(server, &request),
-                lines,
-                cancel.clone(),
-            );
+            let execution =
+                self.executors
+                    .run(Attempt::Remote(server, &request), lines, cancel.clone());
             async move {
                 let forwarding = forward_labelled(Some(name), forward, tx);
                 let (execution, ()) = tokio::join!(execution, forwarding);

@@ -11,7 +11,9 @@
 //!   then `GET /jobs/{id}` every 0.5 ms until it is over; the client's wall
 //!   time, and the server's own `finishedAt − createdAt`. The comparison, in
 //!   the same run: `cronium-runner run` of the same payload started directly
-//!   (what a job costs at the least).
+//!   (what a job costs at the least). Interleaved with them, an HTTP event
+//!   (`GET` to a receiver this benchmark runs on loopback, allowed with
+//!   `--http-allow 127.0.0.1`), measured the same way.
 //! - **throughput**: 1,000 runs queued as fast as one client can, until the
 //!   last one is over, with the default 8 slots. The comparison: the same
 //!   1,000 payload runs by 8 threads calling `cronium-runner` directly.
@@ -165,6 +167,8 @@ fn start(database_url: Option<String>, runner: &Path) -> App {
     config.listen = "127.0.0.1:0".into();
     config.database_url = database_url;
     config.runner = Some(runner.to_path_buf());
+    // The HTTP event's receiver is on loopback.
+    config.http_allow = vec![cronium_exec::Allow::parse("127.0.0.1/32").unwrap()];
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -201,29 +205,60 @@ fn trigger_and_throughput(name: &str, app: &App, runner: &Path) {
     let work = app.data.join("bench-work");
     std::fs::create_dir_all(&work).unwrap();
 
-    // Warm-up, then trigger and direct runs interleaved.
+    let receiver = http_receiver();
+    let http = c.call(
+        "POST",
+        "/events",
+        Some(&json!({"name": "http", "overlap": "allow",
+                     "http": {"url": format!("http://127.0.0.1:{receiver}/ping")}})),
+    )["id"]
+        .as_i64()
+        .unwrap();
+
+    // Warm-up, then trigger, HTTP and direct runs interleaved.
     for _ in 0..20 {
         let job = c.run(id);
+        c.wait(job, Duration::from_micros(500));
+        let job = c.run(http);
         c.wait(job, Duration::from_micros(500));
         direct_run(runner, &path, &sha, &work);
     }
     let (mut client_side, mut server_side, mut direct) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..TRIGGER_RUNS {
+    let (mut http_client, mut http_server) = (Vec::new(), Vec::new());
+    // One run of `event`: the client's wall time and the server's own.
+    let measure = |event: i64| {
         let started = Instant::now();
-        let job = c.run(id);
+        let job = c.run(event);
         let done = c.wait(job, Duration::from_micros(500));
-        client_side.push(started.elapsed());
+        let client = started.elapsed();
         assert_eq!(done["status"], "succeeded", "{done}");
-        server_side.push(
-            (time(&done["finishedAt"]) - time(&done["createdAt"]))
-                .to_std()
-                .unwrap(),
-        );
+        let server = (time(&done["finishedAt"]) - time(&done["createdAt"]))
+            .to_std()
+            .unwrap();
+        (client, server)
+    };
+    for _ in 0..TRIGGER_RUNS {
+        let (client, server) = measure(id);
+        client_side.push(client);
+        server_side.push(server);
+        let (client, server) = measure(http);
+        http_client.push(client);
+        http_server.push(server);
         direct.push(direct_run(runner, &path, &sha, &work));
     }
     let (c50, c99, _) = summary(client_side);
     let (s50, s99, _) = summary(server_side);
     let (d50, d99, _) = summary(direct);
+    let (h50, h99, _) = summary(http_client);
+    let (hs50, hs99, _) = summary(http_server);
+    println!(
+        "{name}: HTTP event trigger → finished, {TRIGGER_RUNS} runs: client median {} (p99 {}), server-recorded median {} (p99 {}); against the `true` script event {:+.2} ms (client medians)",
+        ms(h50),
+        ms(h99),
+        ms(hs50),
+        ms(hs99),
+        (h50.as_secs_f64() - c50.as_secs_f64()) * 1000.0
+    );
     println!(
         "{name}: trigger → finished, {TRIGGER_RUNS} runs: client median {} (p99 {}), server-recorded median {} (p99 {}); direct runner median {} (p99 {}); overhead over the direct runner {:.2} ms (x{:.1})",
         ms(c50),
@@ -346,6 +381,30 @@ fn lateness(name: &str, app: &App, seconds: u64) {
         ms(o99),
         ms(omax)
     );
+}
+
+/// A loopback HTTP server answering every request `200 OK` with a short body
+/// (one connection per request, as the HTTP executor makes them); its port.
+fn http_receiver() -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n",
+                );
+            });
+        }
+    });
+    port
 }
 
 fn patch(c: &Client, event: i64, body: &Value) {
