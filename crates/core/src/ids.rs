@@ -30,4 +30,10 @@ id_type!(
     TokenId,
     /// A job: one run of an event.
     JobId,
+    /// A notification channel.
+    ChannelId,
+    /// One of an event's actions.
+    ActionId,
+    /// One message to one channel about one job.
+    DeliveryId,
 );

@@ -37,6 +37,7 @@ pub mod event;
 pub mod http;
 pub mod ids;
 pub mod job;
+pub mod notify;
 pub mod schedule;
 pub mod server;
 pub mod user;
@@ -46,7 +47,8 @@ pub use event::{
     needs_new_payload,
 };
 pub use http::{HeaderName, HttpMethod, HttpSpec, SealedHeaders};
-pub use ids::{EventId, JobId, ServerId, TokenId, UserId};
+pub use ids::{ActionId, ChannelId, DeliveryId, EventId, JobId, ServerId, TokenId, UserId};
+pub use notify::{ChannelKind, ChannelName, ChannelSpec, When};
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use schedule::Schedule;
 pub use server::{

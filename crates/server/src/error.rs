@@ -134,7 +134,8 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid(v) => v.into(),
             other @ (StoreError::Payload(_)
             | StoreError::Backend(_)
-            | StoreError::Fenced { .. }) => ApiError::internal(other),
+            | StoreError::Fenced { .. }
+            | StoreError::DeliveryLost { .. }) => ApiError::internal(other),
         }
     }
 }

@@ -13,8 +13,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    EventId, EventSpec, EventStatus, JobId, JobStatus, Role, ServerId, ServerSpec, Tag, TokenHash,
-    TokenId, Trigger, UserId, ValidationError,
+    ActionId, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus, JobId,
+    JobStatus, Role, ServerId, ServerSpec, Tag, TokenHash, TokenId, Trigger, UserId,
+    ValidationError, When,
 };
 
 #[macro_use]
@@ -48,6 +49,10 @@ pub enum StoreError {
     /// the job was recovered, or it finished): the report was ignored.
     #[error("job {job} is no longer held by this worker (attempt {attempt})")]
     Fenced { job: JobId, attempt: u32 },
+    /// A sender reported on a delivery it no longer holds (its lease
+    /// expired and another sender took it, or it was settled): ignored.
+    #[error("delivery {delivery} is no longer held by this sender")]
+    DeliveryLost { delivery: DeliveryId },
     #[error("database error: {0}")]
     Backend(String),
 }
@@ -367,6 +372,88 @@ pub struct JobRetention {
     pub keep_per_event: u32,
 }
 
+/// A stored notification channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub spec: ChannelSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One of an event's actions: on which endings of its jobs it fires, and
+/// the channel it notifies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub id: ActionId,
+    pub event_id: EventId,
+    pub when: When,
+    pub channel: ChannelId,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Not sent yet, or to be tried again at `next_attempt_at`.
+    Pending,
+    Delivered,
+    /// Given up: the last error says why.
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One message to one channel about one job's final result, recorded in
+/// the transaction that recorded the result (an outbox).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub job_id: JobId,
+    pub channel_id: ChannelId,
+    /// `None` once the action that caused it was removed.
+    pub action_id: Option<ActionId>,
+    pub status: DeliveryStatus,
+    /// Sends tried so far.
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    /// The receiver's last HTTP status, if it answered.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Delivery {
+    /// The message's id, the same on every try, so a receiver can drop a
+    /// repeat (Standard Webhooks' `webhook-id`).
+    pub fn webhook_id(&self) -> String {
+        format!("msg_cronium_{}", self.id)
+    }
+}
+
+/// How one send of a delivery went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendResult {
+    Delivered { status: u16 },
+    /// Try again at `at` (a timeout, 429 or 5xx).
+    Retry {
+        at: DateTime<Utc>,
+        status: Option<u16>,
+        error: String,
+    },
+    /// Give up (a refused address, a 4xx, or too many tries).
+    GiveUp { status: Option<u16>, error: String },
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
@@ -550,6 +637,55 @@ pub trait Store: Send + Sync {
     async fn last_log_seq(&self, job: JobId) -> Result<u64>;
     /// Deletes finished jobs (and their logs) by [`JobRetention`]; returns how many.
     async fn prune_jobs(&self, retention: JobRetention) -> Result<u64>;
+
+    // --- notifications ----------------------------------------------------------
+
+    /// A duplicate name is a `Conflict` on `name`.
+    async fn create_channel(
+        &self,
+        spec: ChannelSpec,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Channel>;
+    async fn get_channel(&self, id: ChannelId) -> Result<Channel>;
+    async fn find_channel_by_name(&self, name: &str) -> Result<Option<Channel>>;
+    /// By name.
+    async fn list_channels(&self) -> Result<Vec<Channel>>;
+    /// Refused with a `Conflict` on `channel` while an action uses it; its
+    /// delivery history goes with it.
+    async fn delete_channel(&self, id: ChannelId, audit: &AuditEntry) -> Result<()>;
+    /// A missing event or channel is `NotFound`.
+    async fn add_action(
+        &self,
+        event: EventId,
+        when: When,
+        channel: ChannelId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Action>;
+    /// Oldest first.
+    async fn list_actions(&self, event: EventId) -> Result<Vec<Action>>;
+    async fn remove_action(&self, event: EventId, id: ActionId, audit: &AuditEntry) -> Result<()>;
+    /// Leases up to `limit` pending deliveries that are due (`next_attempt_at`
+    /// at or before `now`) and not leased by a live sender, oldest first.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+    /// Records a send of a delivery `owner` holds (refused with `Fenced`
+    /// otherwise): the try is counted and the lease released.
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        result: SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery>;
+    /// A job's deliveries, oldest first.
+    async fn job_deliveries(&self, job: JobId) -> Result<Vec<Delivery>>;
 
     // --- audit --------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
+    ActionId, ChannelId, ChannelKind, ChannelName, ChannelSpec, DeliveryId, When, AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
     HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy,
     Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId,
     Trigger, UserId, ValidationError, validate_cache_dir,
@@ -19,7 +19,7 @@ use cronium_core::{
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
-    ApiToken, AuditEntry, AuditRecord, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
+    Action, Channel, Delivery, DeliveryStatus, ApiToken, AuditEntry, AuditRecord, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
     PayloadRecord, ScheduleState, Server, StoreError, User,
 };
 
@@ -127,7 +127,7 @@ impl<'r, R: StoreRow> Reader<'r, R> {
         self.required(column, self.row.text(column))
     }
 
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
         self.optional(column, self.row.text(column))
     }
 
@@ -524,6 +524,65 @@ where
     })
 }
 
+pub(crate) fn channel<R: StoreRow>(row: &R) -> Result<Channel, StoreError> {
+    let mut r = Reader::new(row, "channels");
+    let id = r.id("id")?;
+    let spec = ChannelSpec {
+        name: r.parse("name", |t| ChannelName::new(&t).map_err(field_error))?,
+        kind: r.parse("kind", |t| ChannelKind::parse(&t, "kind").map_err(field_error))?,
+        url: r.text("url")?,
+        sealed_secret: r.bytes("sealed_secret")?,
+    };
+    Ok(Channel {
+        id: ChannelId(id),
+        spec: spec.validate().map_err(|e| r.corrupt("url", e))?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+pub(crate) fn action<R: StoreRow>(row: &R) -> Result<Action, StoreError> {
+    let mut r = Reader::new(row, "event_actions");
+    let id = r.id("id")?;
+    Ok(Action {
+        id: ActionId(id),
+        event_id: EventId(r.int("event_id")?),
+        when: r.parse("fire_when", |t| When::parse(&t, "when").map_err(field_error))?,
+        channel: ChannelId(r.int("channel_id")?),
+        created_at: r.time("created_at")?,
+    })
+}
+
+pub(crate) fn delivery<R: StoreRow>(row: &R) -> Result<Delivery, StoreError> {
+    let mut r = Reader::new(row, "deliveries");
+    let id = r.id("id")?;
+    let status = r.parse("status", |t| match t.as_str() {
+        "pending" => Ok(DeliveryStatus::Pending),
+        "delivered" => Ok(DeliveryStatus::Delivered),
+        "failed" => Ok(DeliveryStatus::Failed),
+        other => Err(format!("unknown delivery status {other:?}")),
+    })?;
+    let attempts = r.unsigned("attempts")?;
+    let last_status = r
+        .opt_int("last_status")?
+        .map(|s| u16::try_from(s).map_err(|_| r.corrupt("last_status", format!("{s} is not an HTTP status"))))
+        .transpose()?;
+    Ok(Delivery {
+        id: DeliveryId(id),
+        job_id: JobId(r.int("job_id")?),
+        channel_id: ChannelId(r.int("channel_id")?),
+        action_id: r.opt_int("action_id")?.map(ActionId),
+        status,
+        attempts: u32::try_from(attempts).map_err(|_| r.corrupt("attempts", "out of range"))?,
+        next_attempt_at: r.time("next_attempt_at")?,
+        last_status,
+        last_error: r.opt_text("last_error")?,
+        delivered_at: r.opt_time("delivered_at")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
 pub(crate) fn audit<R>(row: &R) -> Result<AuditRecord, StoreError>
 where
     R: StoreRow,
@@ -769,6 +828,7 @@ pub(crate) fn unique_violation(e: &sqlx::Error) -> Option<&'static str> {
             "events.name",
         ),
         ("servers_name_unique", "servers.name", "servers.name"),
+        ("channels_name_unique", "channels.name", "channels.name"),
         (
             "api_tokens_hash_unique",
             "api_tokens.hash",

@@ -12,19 +12,21 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    EventId, EventKind, JobId, ServerId, ServerSpec, TokenHash, TokenId, UserId, needs_new_payload,
+    ActionId, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId, ServerId, ServerSpec,
+    TokenHash, TokenId, UserId, When, needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
 use crate::rows::{self, EventValues, Reader, truncate};
 use crate::{
-    ApiToken, AuditEntry, AuditRecord, Claim, Event, EventFilter, EventUpdate, Fence, Fire,
+    Action, Channel, Delivery, SendResult, ApiToken, AuditEntry, AuditRecord, Claim, Event, EventFilter, EventUpdate, Fence, Fire,
     Heartbeat, Job, JobFilter, JobOutcome, JobRetention, LogLine, NewJob, NewToken, Page,
     PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, ScheduleState, Server,
     ServerUpdate, Store, StoreError, User,
 };
 
 pub(crate) mod jobs;
+mod notify;
 
 /// The store on one backend: [`crate::SqliteStore`] or [`crate::PgStore`].
 /// Cheap to clone: it is a handle on the backend's connection pools.
@@ -923,6 +925,74 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn prune_jobs(&self, retention: JobRetention) -> Result<u64> {
         jobs::prune_jobs(self, retention).await
+    }
+
+    async fn create_channel(
+        &self,
+        spec: ChannelSpec,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Channel> {
+        notify::create_channel(self, spec, now, audit).await
+    }
+
+    async fn get_channel(&self, id: ChannelId) -> Result<Channel> {
+        notify::get_channel(self, id).await
+    }
+
+    async fn find_channel_by_name(&self, name: &str) -> Result<Option<Channel>> {
+        notify::find_channel_by_name(self, name).await
+    }
+
+    async fn list_channels(&self) -> Result<Vec<Channel>> {
+        notify::list_channels(self).await
+    }
+
+    async fn delete_channel(&self, id: ChannelId, audit: &AuditEntry) -> Result<()> {
+        notify::delete_channel(self, id, audit).await
+    }
+
+    async fn add_action(
+        &self,
+        event: EventId,
+        when: When,
+        channel: ChannelId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Action> {
+        notify::add_action(self, event, when, channel, now, audit).await
+    }
+
+    async fn list_actions(&self, event: EventId) -> Result<Vec<Action>> {
+        notify::list_actions(self, event).await
+    }
+
+    async fn remove_action(&self, event: EventId, id: ActionId, audit: &AuditEntry) -> Result<()> {
+        notify::remove_action(self, event, id, audit).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        notify::claim_deliveries(self, owner, now, lease, limit).await
+    }
+
+    async fn finish_delivery(
+        &self,
+        id: DeliveryId,
+        owner: &str,
+        result: SendResult,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery> {
+        notify::finish_delivery(self, id, owner, result, now).await
+    }
+
+    async fn job_deliveries(&self, job: JobId) -> Result<Vec<Delivery>> {
+        notify::job_deliveries(self, job).await
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {

@@ -413,6 +413,9 @@ pub(super) async fn finish_job<B: Backend>(
     let retries = event_retries(&mut tx, job.event_id).await?;
     rules::finish(&mut job, outcome, retries, retry_at, now)?;
     let job = write_job(&mut tx, &job).await?;
+    if job.status != JobStatus::Queued {
+        super::notify::enqueue_deliveries(&mut tx, &job, now).await?;
+    }
     tx.commit().await?;
     Ok(job)
 }
@@ -443,6 +446,9 @@ pub(super) async fn recover_expired_leases<B: Backend>(
         let retries = event_retries(&mut tx, job.event_id).await?;
         let retried = rules::recover(&mut job, retries, retry_at, now);
         let job = write_job(&mut tx, &job).await?;
+        if !retried {
+            super::notify::enqueue_deliveries(&mut tx, &job, now).await?;
+        }
         recovered.push(Recovered { job, retried });
     }
     tx.commit().await?;

@@ -1,0 +1,48 @@
+-- Notifications. A channel is where a message goes (a signed webhook);
+-- an event's actions say which endings of its jobs send one; a delivery is
+-- one message to one channel about one job. Deliveries are written in the
+-- transaction that records the job's final result (an outbox), and sent by
+-- a worker that leases them like jobs, so a restart loses none.
+
+CREATE TABLE channels (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT        NOT NULL,
+    kind            TEXT        NOT NULL CHECK (kind IN ('webhook')),
+    url             TEXT        NOT NULL,
+    -- The signing secret, sealed by the server; never returned.
+    sealed_secret   BLOB              NOT NULL,
+    created_at      INTEGER     NOT NULL,
+    updated_at      INTEGER     NOT NULL,
+    CONSTRAINT channels_name_unique UNIQUE (name)
+);
+
+CREATE TABLE event_actions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        INTEGER     NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    fire_when       TEXT        NOT NULL CHECK (fire_when IN ('success', 'failure', 'always')),
+    -- A channel in use cannot be deleted.
+    channel_id      INTEGER     NOT NULL REFERENCES channels (id) ON DELETE RESTRICT,
+    created_at      INTEGER     NOT NULL
+);
+CREATE INDEX event_actions_event ON event_actions (event_id);
+
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id          INTEGER     NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    -- Kept when the action is removed later: the message is still owed.
+    -- A deleted channel takes its delivery history with it.
+    action_id       INTEGER     REFERENCES event_actions (id) ON DELETE SET NULL,
+    channel_id      INTEGER     NOT NULL REFERENCES channels (id) ON DELETE CASCADE,
+    status          TEXT        NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at INTEGER     NOT NULL,
+    lease_owner     TEXT,
+    lease_expires_at INTEGER    ,
+    last_status     INTEGER    ,
+    last_error      TEXT,
+    delivered_at    INTEGER    ,
+    created_at      INTEGER     NOT NULL,
+    updated_at      INTEGER     NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_job ON deliveries (job_id);
