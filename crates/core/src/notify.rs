@@ -65,7 +65,10 @@ impl ChannelSpec {
     pub fn validate(self) -> Result<ChannelSpec, ValidationError> {
         http::validate_url(&self.url).map_err(|e| ValidationError::new("url", e.message))?;
         if self.sealed_secret.is_empty() {
-            return Err(ValidationError::new("secret", "a webhook needs a signing secret"));
+            return Err(ValidationError::new(
+                "secret",
+                "a webhook needs a signing secret",
+            ));
         }
         Ok(self)
     }
@@ -148,9 +151,19 @@ mod tests {
             url: url.into(),
             sealed_secret: secret,
         };
-        assert!(spec("https://hooks.example.com/x", vec![1]).validate().is_ok());
-        assert_eq!(spec("ftp://x/", vec![1]).validate().unwrap_err().field, "url");
-        assert_eq!(spec("https://x/", vec![]).validate().unwrap_err().field, "secret");
+        assert!(
+            spec("https://hooks.example.com/x", vec![1])
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            spec("ftp://x/", vec![1]).validate().unwrap_err().field,
+            "url"
+        );
+        assert_eq!(
+            spec("https://x/", vec![]).validate().unwrap_err().field,
+            "secret"
+        );
         assert!(ChannelName::new("has space").is_err());
     }
 }

@@ -443,7 +443,9 @@ impl Delivery {
 /// How one send of a delivery went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendResult {
-    Delivered { status: u16 },
+    Delivered {
+        status: u16,
+    },
     /// Try again at `at` (a timeout, 429 or 5xx).
     Retry {
         at: DateTime<Utc>,
@@ -451,7 +453,10 @@ pub enum SendResult {
         error: String,
     },
     /// Give up (a refused address, a 4xx, or too many tries).
-    GiveUp { status: Option<u16>, error: String },
+    GiveUp {
+        status: Option<u16>,
+        error: String,
+    },
 }
 
 #[async_trait]

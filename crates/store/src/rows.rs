@@ -11,16 +11,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    ActionId, ChannelId, ChannelKind, ChannelName, ChannelSpec, DeliveryId, When, AuthKind, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
-    HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy,
-    Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId,
-    Trigger, UserId, ValidationError, validate_cache_dir,
+    ActionId, AuthKind, ChannelId, ChannelKind, ChannelName, ChannelSpec, DeliveryId, EventId,
+    EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod, HttpSpec, JobId,
+    JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedHeaders,
+    SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId, Trigger, UserId,
+    ValidationError, When, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
-    Action, Channel, Delivery, DeliveryStatus, ApiToken, AuditEntry, AuditRecord, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
-    PayloadRecord, ScheduleState, Server, StoreError, User,
+    Action, ApiToken, AuditEntry, AuditRecord, Channel, Delivery, DeliveryStatus, Event, Job,
+    LogLine, LogStream, PageRequest, PayloadFile, PayloadRecord, ScheduleState, Server, StoreError,
+    User,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -529,7 +531,9 @@ pub(crate) fn channel<R: StoreRow>(row: &R) -> Result<Channel, StoreError> {
     let id = r.id("id")?;
     let spec = ChannelSpec {
         name: r.parse("name", |t| ChannelName::new(&t).map_err(field_error))?,
-        kind: r.parse("kind", |t| ChannelKind::parse(&t, "kind").map_err(field_error))?,
+        kind: r.parse("kind", |t| {
+            ChannelKind::parse(&t, "kind").map_err(field_error)
+        })?,
         url: r.text("url")?,
         sealed_secret: r.bytes("sealed_secret")?,
     };
@@ -547,7 +551,9 @@ pub(crate) fn action<R: StoreRow>(row: &R) -> Result<Action, StoreError> {
     Ok(Action {
         id: ActionId(id),
         event_id: EventId(r.int("event_id")?),
-        when: r.parse("fire_when", |t| When::parse(&t, "when").map_err(field_error))?,
+        when: r.parse("fire_when", |t| {
+            When::parse(&t, "when").map_err(field_error)
+        })?,
         channel: ChannelId(r.int("channel_id")?),
         created_at: r.time("created_at")?,
     })
@@ -565,7 +571,10 @@ pub(crate) fn delivery<R: StoreRow>(row: &R) -> Result<Delivery, StoreError> {
     let attempts = r.unsigned("attempts")?;
     let last_status = r
         .opt_int("last_status")?
-        .map(|s| u16::try_from(s).map_err(|_| r.corrupt("last_status", format!("{s} is not an HTTP status"))))
+        .map(|s| {
+            u16::try_from(s)
+                .map_err(|_| r.corrupt("last_status", format!("{s} is not an HTTP status")))
+        })
         .transpose()?;
     Ok(Delivery {
         id: DeliveryId(id),

@@ -19,10 +19,10 @@ use cronium_core::{
 use crate::db::{Backend, Conn, Lock, Sql, sql};
 use crate::rows::{self, EventValues, Reader, truncate};
 use crate::{
-    Action, Channel, Delivery, SendResult, ApiToken, AuditEntry, AuditRecord, Claim, Event, EventFilter, EventUpdate, Fence, Fire,
-    Heartbeat, Job, JobFilter, JobOutcome, JobRetention, LogLine, NewJob, NewToken, Page,
-    PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, ScheduleState, Server,
-    ServerUpdate, Store, StoreError, User,
+    Action, ApiToken, AuditEntry, AuditRecord, Channel, Claim, Delivery, Event, EventFilter,
+    EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention, LogLine, NewJob,
+    NewToken, Page, PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, ScheduleState,
+    SendResult, Server, ServerUpdate, Store, StoreError, User,
 };
 
 pub(crate) mod jobs;

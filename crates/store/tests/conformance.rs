@@ -130,6 +130,10 @@ conformance!(
     timestamps_and_values_round_trip_exactly,
     a_corrupt_row_is_an_error_naming_the_column,
     an_http_event_round_trips_its_request_and_sealed_headers_without_a_payload,
+    channels_have_unique_names_and_cannot_vanish_under_an_action,
+    a_final_result_queues_one_delivery_per_firing_action_and_a_retried_attempt_none,
+    a_recovered_job_that_fails_for_good_queues_its_failure_deliveries,
+    deliveries_are_leased_once_retried_when_due_and_settled_by_their_holder_only,
     ping_answers_until_the_pool_is_closed,
     use_token_records_last_used_at_at_most_once_a_minute,
     a_missing_target_server_is_invalid_not_a_backend_error,
@@ -324,6 +328,7 @@ fn field(err: StoreError) -> String {
         StoreError::NotFound { what } => format!("not found:{what}"),
         StoreError::Payload(_) => "payload".into(),
         StoreError::Fenced { .. } => "fenced".into(),
+        StoreError::DeliveryLost { .. } => "delivery lost".into(),
         StoreError::Backend(m) => panic!("unexpected backend error: {m}"),
     }
 }
@@ -1381,6 +1386,331 @@ async fn an_http_event_round_trips_its_request_and_sealed_headers_without_a_payl
         panic!("expected a backend error");
     };
     assert!(message.contains("column http"), "{message}");
+}
+
+fn channel(name: &str) -> cronium_core::ChannelSpec {
+    cronium_core::ChannelSpec {
+        name: cronium_core::ChannelName::new(name).unwrap(),
+        kind: cronium_core::ChannelKind::Webhook,
+        url: format!("https://hooks.example.com/{name}"),
+        sealed_secret: vec![9, 9, 9],
+    }
+}
+
+async fn channels_have_unique_names_and_cannot_vanish_under_an_action(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("noisy")).await;
+    let ops = store
+        .create_channel(channel("ops"), t(0), &audit("channel.create", "channel"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_channel(ops.id).await.unwrap(), ops);
+    assert_eq!(
+        store.find_channel_by_name("ops").await.unwrap(),
+        Some(ops.clone())
+    );
+    let twice = store
+        .create_channel(channel("ops"), t(0), &audit("channel.create", "channel"))
+        .await
+        .unwrap_err();
+    assert_eq!(field(twice), "conflict:name");
+
+    let action = store
+        .add_action(
+            event.id,
+            cronium_core::When::Failure,
+            ops.id,
+            t(1),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_actions(event.id).await.unwrap(),
+        vec![action.clone()]
+    );
+    let gone = cronium_core::ChannelId(ops.id.0 + 100);
+    let missing = store
+        .add_action(
+            event.id,
+            cronium_core::When::Always,
+            gone,
+            t(1),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(missing), "not found:channel");
+    let in_use = store
+        .delete_channel(ops.id, &audit("channel.delete", "channel"))
+        .await
+        .unwrap_err();
+    assert_eq!(field(in_use), "conflict:channel");
+    assert_eq!(store.list_channels().await.unwrap(), vec![ops.clone()]);
+
+    store
+        .remove_action(event.id, action.id, &audit("action.remove", "event"))
+        .await
+        .unwrap();
+    assert!(store.list_actions(event.id).await.unwrap().is_empty());
+    store
+        .delete_channel(ops.id, &audit("channel.delete", "channel"))
+        .await
+        .unwrap();
+    assert!(store.list_channels().await.unwrap().is_empty());
+    // Deleting an event takes its actions with it.
+    let other = store
+        .create_channel(channel("other"), t(2), &audit("channel.create", "channel"))
+        .await
+        .unwrap();
+    store
+        .add_action(
+            event.id,
+            cronium_core::When::Always,
+            other.id,
+            t(2),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_event(event.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    store
+        .delete_channel(other.id, &audit("channel.delete", "channel"))
+        .await
+        .unwrap();
+}
+
+/// An event with `retries` and one action per `when` on channel `ops`.
+async fn notifying_event(
+    store: &dyn Store,
+    retries: u32,
+    whens: &[cronium_core::When],
+) -> (cronium_store::Event, cronium_store::Channel) {
+    let event = create_at(
+        store,
+        EventSpec {
+            retries,
+            ..spec("notifying")
+        },
+        t(0),
+    )
+    .await;
+    let ops = store
+        .create_channel(channel("ops"), t(0), &audit("channel.create", "channel"))
+        .await
+        .unwrap();
+    for when in whens {
+        store
+            .add_action(event.id, *when, ops.id, t(0), &audit("action.add", "event"))
+            .await
+            .unwrap();
+    }
+    (event, ops)
+}
+
+async fn a_final_result_queues_one_delivery_per_firing_action_and_a_retried_attempt_none(
+    b: Backend,
+) {
+    use cronium_core::When::*;
+    let store = &*b.store;
+    let (event, ops) = notifying_event(store, 1, &[Success, Failure, Always]).await;
+    let job = run(store, event.id, t(1)).await;
+    let first = claim(store, "w", t(1)).await.unwrap();
+    let retried = finish(store, &first, JobStatus::Failed, t(2)).await;
+    assert_eq!(retried.status, JobStatus::Queued);
+    assert!(
+        store.job_deliveries(job.id).await.unwrap().is_empty(),
+        "an attempt that will be retried notifies nobody"
+    );
+    let second = claim(store, "w", t(20)).await.unwrap();
+    let done = finish(store, &second, JobStatus::Failed, t(21)).await;
+    assert_eq!(done.status, JobStatus::Failed);
+    let deliveries = store.job_deliveries(job.id).await.unwrap();
+    // failure and always fire; success does not.
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    for d in &deliveries {
+        assert_eq!(
+            (d.channel_id, d.status, d.attempts, d.next_attempt_at),
+            (ops.id, cronium_store::DeliveryStatus::Pending, 0, t(21))
+        );
+    }
+    let actions = store.list_actions(event.id).await.unwrap();
+    let fired: Vec<_> = deliveries.iter().map(|d| d.action_id).collect();
+    assert_eq!(fired, vec![Some(actions[1].id), Some(actions[2].id)]);
+
+    // A success fires success and always.
+    let ok = run(store, event.id, t(30)).await;
+    let c = claim(store, "w", t(30)).await.unwrap();
+    finish(store, &c, JobStatus::Succeeded, t(31)).await;
+    let fired: Vec<_> = store
+        .job_deliveries(ok.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.action_id)
+        .collect();
+    assert_eq!(fired, vec![Some(actions[0].id), Some(actions[2].id)]);
+    // Removing an action later keeps what it already caused.
+    store
+        .remove_action(event.id, actions[0].id, &audit("action.remove", "event"))
+        .await
+        .unwrap();
+    let kept = store.job_deliveries(ok.id).await.unwrap();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[0].action_id, None);
+}
+
+async fn a_recovered_job_that_fails_for_good_queues_its_failure_deliveries(b: Backend) {
+    use cronium_core::When::*;
+    let store = &*b.store;
+    let (event, _) = notifying_event(store, 0, &[Failure]).await;
+    let job = run(store, event.id, t(1)).await;
+    claim(store, "lost", t(1)).await.unwrap();
+    let recovered = store
+        .recover_expired_leases(
+            t(1) + chrono::Duration::from_std(LEASE).unwrap() + chrono::Duration::seconds(1),
+            t(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert!(!recovered[0].retried);
+    let deliveries = store.job_deliveries(job.id).await.unwrap();
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+}
+
+async fn deliveries_are_leased_once_retried_when_due_and_settled_by_their_holder_only(b: Backend) {
+    use cronium_core::When::*;
+    use cronium_store::{DeliveryStatus, SendResult};
+    let store = &*b.store;
+    let (event, _) = notifying_event(store, 0, &[Always]).await;
+    let job = run(store, event.id, t(1)).await;
+    let c = claim(store, "w", t(1)).await.unwrap();
+    finish(store, &c, JobStatus::Succeeded, t(2)).await;
+    let lease = Duration::from_secs(30);
+
+    let taken = store.claim_deliveries("a", t(2), lease, 10).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let id = taken[0].id;
+    assert!(
+        store
+            .claim_deliveries("b", t(3), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to a"
+    );
+    let lost = store
+        .finish_delivery(id, "b", SendResult::Delivered { status: 200 }, t(3))
+        .await
+        .unwrap_err();
+    assert_eq!(field(lost), "delivery lost");
+
+    let retry = store
+        .finish_delivery(
+            id,
+            "a",
+            SendResult::Retry {
+                at: t(60),
+                status: Some(503),
+                error: "503 Service Unavailable".into(),
+            },
+            t(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            retry.status,
+            retry.attempts,
+            retry.next_attempt_at,
+            retry.last_status
+        ),
+        (DeliveryStatus::Pending, 1, t(60), Some(503))
+    );
+    assert!(
+        store
+            .claim_deliveries("b", t(59), lease, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = store.claim_deliveries("b", t(60), lease, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].webhook_id(),
+        taken[0].webhook_id(),
+        "one id for every try"
+    );
+    // A lease that expired (the sender died) is taken over.
+    let taken_over = store
+        .claim_deliveries("c", t(60) + chrono::Duration::seconds(31), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken_over.len(), 1);
+    let done = store
+        .finish_delivery(id, "c", SendResult::Delivered { status: 204 }, t(92))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            done.status,
+            done.attempts,
+            done.delivered_at,
+            done.last_error
+        ),
+        (DeliveryStatus::Delivered, 2, Some(t(92)), None)
+    );
+    assert!(
+        store
+            .claim_deliveries("d", t(1000), lease, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        field(
+            store
+                .finish_delivery(id, "c", SendResult::Delivered { status: 200 }, t(93))
+                .await
+                .unwrap_err()
+        ),
+        "delivery lost",
+        "settled deliveries take no more reports"
+    );
+
+    // Giving up is final too.
+    let job2 = run(store, event.id, t(100)).await;
+    let c = claim(store, "w", t(100)).await.unwrap();
+    finish(store, &c, JobStatus::Failed, t(101)).await;
+    let d = store
+        .claim_deliveries("a", t(101), lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(d[0].job_id, job2.id);
+    let failed = store
+        .finish_delivery(
+            d[0].id,
+            "a",
+            SendResult::GiveUp {
+                status: Some(404),
+                error: "404 Not Found".into(),
+            },
+            t(102),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (failed.status, failed.attempts),
+        (DeliveryStatus::Failed, 1)
+    );
+    assert_eq!(store.job_deliveries(job2.id).await.unwrap(), vec![failed]);
+    let _ = job;
 }
 
 async fn a_corrupt_row_is_an_error_naming_the_column(b: Backend) {

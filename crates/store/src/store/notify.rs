@@ -63,11 +63,15 @@ pub(super) async fn create_channel<B: Backend>(
 }
 
 pub(super) async fn get_channel<B: Backend>(store: &SqlStore<B>, id: ChannelId) -> Result<Channel> {
-    let row = sql(concat!("SELECT ", channel_columns!(), " FROM channels WHERE id = $1"))
-        .bind(id.0)
-        .fetch_optional(&mut store.db.pool())
-        .await?
-        .ok_or(StoreError::NotFound { what: "channel" })?;
+    let row = sql(concat!(
+        "SELECT ",
+        channel_columns!(),
+        " FROM channels WHERE id = $1"
+    ))
+    .bind(id.0)
+    .fetch_optional(&mut store.db.pool())
+    .await?
+    .ok_or(StoreError::NotFound { what: "channel" })?;
     rows::channel(&row)
 }
 
@@ -75,20 +79,28 @@ pub(super) async fn find_channel_by_name<B: Backend>(
     store: &SqlStore<B>,
     name: &str,
 ) -> Result<Option<Channel>> {
-    let row = sql(concat!("SELECT ", channel_columns!(), " FROM channels WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(&mut store.db.pool())
-        .await?;
+    let row = sql(concat!(
+        "SELECT ",
+        channel_columns!(),
+        " FROM channels WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(&mut store.db.pool())
+    .await?;
     row.as_ref().map(rows::channel).transpose()
 }
 
 pub(super) async fn list_channels<B: Backend>(store: &SqlStore<B>) -> Result<Vec<Channel>> {
-    sql(concat!("SELECT ", channel_columns!(), " FROM channels ORDER BY name"))
-        .fetch_all(&mut store.db.pool())
-        .await?
-        .iter()
-        .map(rows::channel)
-        .collect()
+    sql(concat!(
+        "SELECT ",
+        channel_columns!(),
+        " FROM channels ORDER BY name"
+    ))
+    .fetch_all(&mut store.db.pool())
+    .await?
+    .iter()
+    .map(rows::channel)
+    .collect()
 }
 
 pub(super) async fn delete_channel<B: Backend>(
@@ -113,7 +125,9 @@ pub(super) async fn delete_channel<B: Backend>(
             let actions = Reader::new(&row, "event_actions").int("n")?;
             return Err(StoreError::Conflict {
                 field: "channel".into(),
-                message: format!("{actions} action(s) of events notify this channel; remove them first"),
+                message: format!(
+                    "{actions} action(s) of events notify this channel; remove them first"
+                ),
             });
         }
         other => other?,
@@ -158,7 +172,9 @@ pub(super) async fn add_action<B: Backend>(
     .await
     .map_err(|e| {
         if rows::is_foreign_key_violation(&e) {
-            StoreError::NotFound { what: "event or channel" }
+            StoreError::NotFound {
+                what: "event or channel",
+            }
         } else {
             e.into()
         }
@@ -253,7 +269,8 @@ pub(super) async fn claim_deliveries<B: Backend>(
     limit: u32,
 ) -> Result<Vec<Delivery>> {
     let now = truncate(now);
-    let until = truncate(now + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX));
+    let until =
+        truncate(now + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX));
     let mut tx = store.db.begin().await?;
     // Rows another sender is claiming right now are passed over, not waited for.
     let due = sql(B::lock(
@@ -296,7 +313,11 @@ pub(super) async fn finish_delivery<B: Backend>(
     let now = truncate(now);
     let mut tx = store.db.begin().await?;
     let row = sql(B::lock(
-        concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = $1"),
+        concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE id = $1"
+        ),
         Lock::Update,
     ))
     .bind(id.0)
