@@ -100,6 +100,8 @@ pub enum Purpose {
     ServerCredentials,
     /// An HTTP event's secret headers (JSON object of name to value).
     HttpSecretHeaders,
+    /// A notification channel's signing secret (`whsec_…`, as text).
+    ChannelSecret,
 }
 
 impl Purpose {
@@ -108,6 +110,7 @@ impl Purpose {
             Purpose::EventSecretEnv => "event-secret-env",
             Purpose::ServerCredentials => "server-credentials",
             Purpose::HttpSecretHeaders => "http-secret-headers",
+            Purpose::ChannelSecret => "channel-secret",
         }
     }
 
@@ -260,6 +263,16 @@ impl Sealer {
             ));
         }
         Ok(opened)
+    }
+
+    /// Seals a channel's signing secret (`whsec_` and base64 of the key).
+    pub fn seal_channel_secret(&self, secret: &str) -> Vec<u8> {
+        self.seal(Purpose::ChannelSecret, secret.as_bytes())
+    }
+
+    pub fn open_channel_secret(&self, sealed: &[u8]) -> Result<String, SealError> {
+        let plain = self.open(Purpose::ChannelSecret, sealed)?;
+        String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
     }
 
     pub fn seal_credentials(&self, credentials: &Credentials) -> Vec<u8> {
@@ -428,6 +441,15 @@ mod tests {
             sealed: sealed.sealed.clone(),
         };
         assert_eq!(s.open_env(&moved), Err(SealError::Unauthentic));
+    }
+
+    #[test]
+    fn a_channel_secret_round_trips_and_opens_for_no_other_purpose() {
+        let s = sealer();
+        let sealed = s.seal_channel_secret("whsec_c2VjcmV0LWtleQ==");
+        assert!(!contains(&sealed, b"whsec_"));
+        assert_eq!(s.open_channel_secret(&sealed).unwrap(), "whsec_c2VjcmV0LWtleQ==");
+        assert_eq!(s.open_credentials(&sealed), Err(SealError::Unauthentic));
     }
 
     #[test]
