@@ -445,6 +445,150 @@ fn server_check_schema() -> Value {
     })
 }
 
+/// The notification schemas, apart from the others for the same reason as
+/// [`server_check_schema`].
+fn notify_schemas() -> [(&'static str, Value); 6] {
+    let string = json!({ "type": "string" });
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    let channel_properties = json!({
+        "id": { "type": "integer" },
+        "name": string,
+        "kind": { "type": "string", "enum": ["webhook"] },
+        "url": string,
+        "createdAt": timestamp,
+        "updatedAt": timestamp
+    });
+    let mut created = channel_properties.clone();
+    created["secret"] = json!({ "type": "string", "description": "The signing secret the server made (`whsec_` + base64 of 24 random bytes): present only when none was given, shown only here" });
+    let channel_required = json!(["id", "name", "kind", "url", "createdAt", "updatedAt"]);
+    [
+        (
+            "ChannelInput",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name", "url"],
+                "properties": {
+                    "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+                    "kind": { "type": "string", "enum": ["webhook"], "default": "webhook" },
+                    "url": { "type": "string", "description": "http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow)" },
+                    "secret": { "type": "string", "writeOnly": true, "description": "The Standard Webhooks signing secret: `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
+                }
+            }),
+        ),
+        (
+            "Channel",
+            json!({
+                "type": "object",
+                "description": "A notification channel; its secret is never returned",
+                "required": channel_required.clone(),
+                "properties": channel_properties
+            }),
+        ),
+        (
+            "CreatedChannel",
+            json!({
+                "type": "object",
+                "required": channel_required,
+                "properties": created
+            }),
+        ),
+        (
+            "ActionInput",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["when", "channel"],
+                "properties": {
+                    "when": { "type": "string", "enum": ["success", "failure", "always"], "description": "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included. Fires once per job, on its final result." },
+                    "kind": { "type": "string", "enum": ["notify"], "default": "notify" },
+                    "channel": { "type": "integer", "description": "The channel to notify" }
+                }
+            }),
+        ),
+        (
+            "Action",
+            json!({
+                "type": "object",
+                "required": ["id", "eventId", "when", "kind", "channel", "channelName", "createdAt"],
+                "properties": {
+                    "id": { "type": "integer" },
+                    "eventId": { "type": "integer" },
+                    "when": { "type": "string", "enum": ["success", "failure", "always"] },
+                    "kind": { "type": "string", "enum": ["notify"] },
+                    "channel": { "type": "integer" },
+                    "channelName": { "type": ["string", "null"] },
+                    "createdAt": timestamp
+                }
+            }),
+        ),
+        (
+            "Delivery",
+            json!({
+                "type": "object",
+                "description": "One message about a job to one channel, written when the job ended and sent (and retried) by the server",
+                "required": ["id", "channel", "channelName", "status", "attempts", "nextAttemptAt", "lastStatus", "lastError", "deliveredAt", "webhookId", "createdAt"],
+                "properties": {
+                    "id": { "type": "integer" },
+                    "channel": { "type": "integer" },
+                    "channelName": { "type": ["string", "null"] },
+                    "status": { "type": "string", "enum": ["pending", "delivered", "failed"], "description": "pending: not sent yet or to be tried again at nextAttemptAt; failed: given up" },
+                    "attempts": { "type": "integer", "description": "Sends tried so far" },
+                    "nextAttemptAt": timestamp,
+                    "lastStatus": { "type": ["integer", "null"], "description": "The receiver's last HTTP status" },
+                    "lastError": { "type": ["string", "null"] },
+                    "deliveredAt": { "type": ["string", "null"], "format": "date-time" },
+                    "webhookId": { "type": "string", "description": "The webhook-id header of every try, so receivers can drop repeats" },
+                    "createdAt": timestamp
+                }
+            }),
+        ),
+    ]
+}
+
+/// The notification paths, apart from the others for the same reason as
+/// [`server_check_schema`].
+fn notify_paths() -> [(&'static str, Value); 5] {
+    let event_id = path_id("event");
+    let channel_id = path_id("channel");
+    let action_id = json!({ "name": "actionId", "in": "path", "required": true, "description": "The action's id", "schema": { "type": "integer", "format": "int64" } });
+    [
+        (
+            "/api/v1/channels",
+            json!({
+                "get": op("listChannels", "List notification channels, by name (never their secrets)", Some("viewer"), &[], None, ok("Channels", json!({ "type": "array", "items": reference("Channel") }))),
+                "post": with_409(op("createChannel", "Add a channel; a secret the server makes is in this answer only. A URL the SSRF guard refuses is 422 on `url`.", Some("admin"), &[], Some(reference("ChannelInput")), created("Created", reference("CreatedChannel"))), "A channel with this name exists")
+            }),
+        ),
+        (
+            "/api/v1/channels/{id}",
+            json!({
+                "get": op("getChannel", "One channel", Some("viewer"), std::slice::from_ref(&channel_id), None, ok("The channel", reference("Channel"))),
+                "delete": with_409(op("deleteChannel", "Remove a channel with its delivery history", Some("admin"), std::slice::from_ref(&channel_id), None, no_content("Removed")), "An event's action notifies this channel")
+            }),
+        ),
+        (
+            "/api/v1/events/{id}/actions",
+            json!({
+                "get": op("listActions", "An event's actions, oldest first", Some("viewer"), std::slice::from_ref(&event_id), None, ok("Actions", json!({ "type": "array", "items": reference("Action") }))),
+                "post": op("addAction", "Add an action: notify a channel when the event's jobs end as `when` says (an unknown channel is 422 on `channel`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action")))
+            }),
+        ),
+        (
+            "/api/v1/events/{id}/actions/{actionId}",
+            json!({
+                "delete": op("removeAction", "Remove an action; deliveries it already caused are kept and still sent", Some("editor"), &[event_id.clone(), action_id], None, no_content("Removed"))
+            }),
+        ),
+        (
+            "/api/v1/jobs/{id}/deliveries",
+            json!({
+                "get": op("jobDeliveries", "The notifications the job's end set off, oldest first", Some("viewer"), &[path_id("job")], None, ok("Deliveries", json!({ "type": "array", "items": reference("Delivery") })))
+            }),
+        ),
+    ]
+}
+
 /// The document.
 pub fn document() -> Value {
     let event_id = path_id("event");
@@ -514,13 +658,16 @@ pub fn document() -> Value {
     ];
     let mut schemas = schemas();
     schemas["ServerCheck"] = server_check_schema();
+    for (name, schema) in notify_schemas() {
+        schemas[name] = schema;
+    }
     let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Cronium API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Events with versioned payloads and schedules, jobs and their live logs, servers, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes, runs and cancels events and jobs; admin also manages servers, tokens and reads the audit log."
+            "description": "Events with versioned payloads and schedules, jobs and their live logs, servers, notification channels and event actions, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes, runs and cancels events and jobs and manages their actions; admin also manages servers, channels, tokens and reads the audit log."
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -596,5 +743,9 @@ pub fn document() -> Value {
                 "get": op("listAudit", "The audit log, newest first", Some("admin"), &[limit, offset], None, ok("A page of audit records", page_of("AuditRecord")))
             }
         }
-    })
+    });
+    for (path, operations) in notify_paths() {
+        doc["paths"][path] = operations;
+    }
+    doc
 }

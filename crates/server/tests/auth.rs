@@ -26,16 +26,28 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
         Some("viewer"),
     ),
     ("POST", "/api/v1/events/{id}/run", Some("editor")),
+    ("GET", "/api/v1/events/{id}/actions", Some("viewer")),
+    ("POST", "/api/v1/events/{id}/actions", Some("editor")),
+    (
+        "DELETE",
+        "/api/v1/events/{id}/actions/{actionId}",
+        Some("editor"),
+    ),
     ("GET", "/api/v1/jobs", Some("viewer")),
     ("GET", "/api/v1/jobs/{id}", Some("viewer")),
     ("POST", "/api/v1/jobs/{id}/cancel", Some("editor")),
     ("GET", "/api/v1/jobs/{id}/logs", Some("viewer")),
+    ("GET", "/api/v1/jobs/{id}/deliveries", Some("viewer")),
     ("GET", "/api/v1/servers", Some("viewer")),
     ("POST", "/api/v1/servers", Some("admin")),
     ("GET", "/api/v1/servers/{id}", Some("viewer")),
     ("PATCH", "/api/v1/servers/{id}", Some("admin")),
     ("DELETE", "/api/v1/servers/{id}", Some("admin")),
     ("POST", "/api/v1/servers/{id}/check", Some("admin")),
+    ("GET", "/api/v1/channels", Some("viewer")),
+    ("POST", "/api/v1/channels", Some("admin")),
+    ("GET", "/api/v1/channels/{id}", Some("viewer")),
+    ("DELETE", "/api/v1/channels/{id}", Some("admin")),
     ("GET", "/api/v1/tokens", Some("admin")),
     ("POST", "/api/v1/tokens", Some("admin")),
     ("DELETE", "/api/v1/tokens/{id}", Some("admin")),
@@ -64,7 +76,10 @@ fn operations() -> Vec<(String, String, Option<&'static str>)> {
     ROLES
         .iter()
         .map(|(method, path, role)| {
-            let concrete = path.replace("{id}", "999999").replace("{version}", "1");
+            let concrete = path
+                .replace("{id}", "999999")
+                .replace("{version}", "1")
+                .replace("{actionId}", "999999");
             (method.to_string(), concrete, *role)
         })
         .collect()

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use cronium_core::{EventId, JobId, JobStatus};
-use cronium_store::{AuditEntry, Job, JobFilter, LogLine, LogStream};
+use cronium_store::{AuditEntry, Delivery, Job, JobFilter, LogLine, LogStream};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -136,6 +136,69 @@ pub async fn show(
     PathParams(id): PathParams<i64>,
 ) -> Result<axum::Json<JobView>, ApiError> {
     Ok(axum::Json(state.store.get_job(JobId(id)).await?.into()))
+}
+
+/// One message about a job to one channel, as `GET /jobs/{id}/deliveries` shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    pub id: i64,
+    pub channel: i64,
+    /// `None` only if the channel vanished between two reads.
+    pub channel_name: Option<String>,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    /// The `webhook-id` every try of this message carries, so a receiver's
+    /// log can be matched to it.
+    pub webhook_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl DeliveryView {
+    fn new(d: Delivery, channel_name: Option<String>) -> DeliveryView {
+        DeliveryView {
+            webhook_id: d.webhook_id(),
+            id: d.id.0,
+            channel: d.channel_id.0,
+            channel_name,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            delivered_at: d.delivered_at,
+            created_at: d.created_at,
+        }
+    }
+}
+
+/// The notifications a job's end set off, oldest first.
+pub async fn deliveries(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<Vec<DeliveryView>>, ApiError> {
+    let id = JobId(id);
+    // Unknown jobs are 404, not an empty list.
+    state.store.get_job(id).await?;
+    let deliveries = state.store.job_deliveries(id).await?;
+    if deliveries.is_empty() {
+        return Ok(axum::Json(Vec::new()));
+    }
+    let names = super::actions::channel_names(&state).await?;
+    Ok(axum::Json(
+        deliveries
+            .into_iter()
+            .map(|d| {
+                let name = names.get(&d.channel_id.0).cloned();
+                DeliveryView::new(d, name)
+            })
+            .collect(),
+    ))
 }
 
 /// Cancels a queued job at once; a running one is stopped by its worker

@@ -21,7 +21,9 @@ use crate::metrics::Snapshot;
 use crate::state::AppState;
 use crate::tokens::Viewer;
 
+pub mod actions;
 pub mod audit;
+pub mod channels;
 pub mod events;
 pub mod jobs;
 pub mod servers;
@@ -77,16 +79,28 @@ fn routes() -> Routes {
             events::download,
         )
         .add(M::POST, "/api/v1/events/{id}/run", events::run)
+        .add(M::GET, "/api/v1/events/{id}/actions", actions::list)
+        .add(M::POST, "/api/v1/events/{id}/actions", actions::add)
+        .add(
+            M::DELETE,
+            "/api/v1/events/{id}/actions/{actionId}",
+            actions::remove,
+        )
         .add(M::GET, "/api/v1/jobs", jobs::list)
         .add(M::GET, "/api/v1/jobs/{id}", jobs::show)
         .add(M::POST, "/api/v1/jobs/{id}/cancel", jobs::cancel)
         .add(M::GET, "/api/v1/jobs/{id}/logs", jobs::logs)
+        .add(M::GET, "/api/v1/jobs/{id}/deliveries", jobs::deliveries)
         .add(M::GET, "/api/v1/servers", servers::list)
         .add(M::POST, "/api/v1/servers", servers::create)
         .add(M::GET, "/api/v1/servers/{id}", servers::show)
         .add(M::PATCH, "/api/v1/servers/{id}", servers::update)
         .add(M::DELETE, "/api/v1/servers/{id}", servers::delete)
         .add(M::POST, "/api/v1/servers/{id}/check", servers::check)
+        .add(M::GET, "/api/v1/channels", channels::list)
+        .add(M::POST, "/api/v1/channels", channels::create)
+        .add(M::GET, "/api/v1/channels/{id}", channels::show)
+        .add(M::DELETE, "/api/v1/channels/{id}", channels::delete)
         .add(M::GET, "/api/v1/tokens", tokens::list)
         .add(M::POST, "/api/v1/tokens", tokens::create)
         .add(M::DELETE, "/api/v1/tokens/{id}", tokens::revoke)

@@ -1,0 +1,277 @@
+//! `/api/v1/channels`: where notifications go. A webhook's signing secret is write-only: sealed on arrival, shown once when the server made it, never returned.
+
+use std::fmt;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use cronium_core::{ChannelId, ChannelKind, ChannelName, ChannelSpec};
+use cronium_store::{AuditEntry, Channel};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::no_content;
+use crate::error::{ApiError, JsonBody, PathParams};
+use crate::state::AppState;
+use crate::tokens::{Admin, Caller, Viewer};
+
+/// The Standard Webhooks prefix of a signing secret.
+pub const SECRET_PREFIX: &str = "whsec_";
+/// Random bytes in a secret the server makes: 192 bits, a multiple of 3 so
+/// the base64 has no padding.
+const GENERATED_SECRET_BYTES: usize = 24;
+/// What Standard Webhooks allows for a secret's key (24 to 64 bytes): a
+/// shorter key is too easy to guess, and receivers would refuse a longer one.
+const SECRET_BYTES: std::ops::RangeInclusive<usize> = 24..=64;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelFields {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelView {
+    pub id: i64,
+    pub name: String,
+    pub kind: &'static str,
+    pub url: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Channel> for ChannelView {
+    fn from(c: Channel) -> ChannelView {
+        ChannelView {
+            id: c.id.0,
+            name: c.spec.name.as_str().to_string(),
+            kind: c.spec.kind.as_str(),
+            url: c.spec.url,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// The answer to `POST`: the channel, and the secret when the server made
+/// it (the only time it is shown; a secret the client sent is not echoed).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedChannel {
+    #[serde(flatten)]
+    pub channel: ChannelView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// A signing secret in clear. Not `Debug`-printable, so it cannot reach a
+/// log by accident.
+pub struct SigningSecret(String);
+
+impl SigningSecret {
+    pub fn generate() -> SigningSecret {
+        let mut bytes = [0u8; GENERATED_SECRET_BYTES];
+        getrandom::fill(&mut bytes).expect("the operating system's random source");
+        SigningSecret(format!("{SECRET_PREFIX}{}", STANDARD.encode(bytes)))
+    }
+
+    /// `whsec_` and the standard base64 (padded as usual) of 24 to 64 bytes.
+    /// The message never repeats the value.
+    pub fn parse(text: &str) -> Result<SigningSecret, ApiError> {
+        let invalid = |why: String| ApiError::invalid("secret", why);
+        let Some(encoded) = text.strip_prefix(SECRET_PREFIX) else {
+            return Err(invalid(format!(
+                "must start with {SECRET_PREFIX} followed by base64 (the Standard Webhooks form); leave it out to have one made"
+            )));
+        };
+        let key = STANDARD.decode(encoded).map_err(|_| {
+            invalid(format!(
+                "the part after {SECRET_PREFIX} is not valid base64 (A-Z a-z 0-9 + /, padded with =)"
+            ))
+        })?;
+        if !SECRET_BYTES.contains(&key.len()) {
+            return Err(invalid(format!(
+                "the key is {} bytes; it must be {} to {} bytes",
+                key.len(),
+                SECRET_BYTES.start(),
+                SECRET_BYTES.end()
+            )));
+        }
+        Ok(SigningSecret(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret(..)")
+    }
+}
+
+fn audit(
+    caller: &Caller,
+    action: &str,
+    target: Option<ChannelId>,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        at: crate::now(),
+        actor: Some(caller.token),
+        action: action.into(),
+        target_type: "channel".into(),
+        target_id: target.map(|id| id.0),
+        detail,
+    }
+}
+
+/// Refuses a URL the SSRF guard refuses now (a literal address, or a name
+/// resolving to one), with the guard's message; the sender checks again at
+/// every try. The lookup blocks, so it runs off the async workers.
+pub(crate) async fn check_url(state: &AppState, url: &str, field: &str) -> Result<(), ApiError> {
+    let guard = state.http_guard.clone();
+    let url = url.to_string();
+    tokio::task::spawn_blocking(move || guard.check_url(&url))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|refused| ApiError::invalid(field, refused.to_string()))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    JsonBody(fields): JsonBody<ChannelFields>,
+) -> Result<Response, ApiError> {
+    let name = ChannelName::new(
+        fields
+            .name
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid("name", "required"))?,
+    )?;
+    let kind = ChannelKind::parse(fields.kind.as_deref().unwrap_or("webhook"), "kind")?;
+    let url = fields
+        .url
+        .ok_or_else(|| ApiError::invalid("url", "required"))?;
+    check_url(&state, &url, "url").await?;
+    let (secret, generated) = match fields.secret.as_deref() {
+        Some(text) => (SigningSecret::parse(text)?, false),
+        None => (SigningSecret::generate(), true),
+    };
+    let spec = ChannelSpec {
+        name,
+        kind,
+        url,
+        sealed_secret: state.sealer.seal_channel_secret(secret.as_str()),
+    }
+    .validate()?;
+    let entry = audit(
+        &caller,
+        "channel.create",
+        None,
+        json!({
+            "name": spec.name.as_str(),
+            "kind": spec.kind.as_str(),
+            "secret": if generated { "generated" } else { "given" },
+        }),
+    );
+    let channel = state
+        .store
+        .create_channel(spec, crate::now(), &entry)
+        .await?;
+    let body = CreatedChannel {
+        channel: channel.into(),
+        secret: generated.then(|| secret.as_str().to_string()),
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Viewer,
+) -> Result<axum::Json<Vec<ChannelView>>, ApiError> {
+    let channels = state.store.list_channels().await?;
+    Ok(axum::Json(
+        channels.into_iter().map(ChannelView::from).collect(),
+    ))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<ChannelView>, ApiError> {
+    Ok(axum::Json(
+        state.store.get_channel(ChannelId(id)).await?.into(),
+    ))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    PathParams(id): PathParams<i64>,
+) -> Result<Response, ApiError> {
+    let id = ChannelId(id);
+    // Read first so the audit entry can name what was deleted.
+    let channel = state.store.get_channel(id).await?;
+    let entry = audit(
+        &caller,
+        "channel.delete",
+        Some(id),
+        json!({ "name": channel.spec.name.as_str() }),
+    );
+    state.store.delete_channel(id, &entry).await?;
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secrets_have_the_standard_webhooks_form() {
+        let a = SigningSecret::generate();
+        let b = SigningSecret::generate();
+        assert_ne!(a.as_str(), b.as_str());
+        assert!(a.as_str().starts_with(SECRET_PREFIX), "{}", a.as_str());
+        // 24 bytes: 32 base64 characters, no padding.
+        assert_eq!(a.as_str().len(), SECRET_PREFIX.len() + 32);
+        assert_eq!(
+            SigningSecret::parse(a.as_str()).unwrap().as_str(),
+            a.as_str()
+        );
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn given_secrets_must_be_whsec_and_base64_of_a_long_enough_key() {
+        let key = |n: usize| STANDARD.encode(vec![7u8; n]);
+        for good in [format!("whsec_{}", key(24)), format!("whsec_{}", key(64))] {
+            assert!(SigningSecret::parse(&good).is_ok(), "{good}");
+        }
+        for (bad, why) in [
+            (key(32), "must start with whsec_"),
+            (format!("whsec_{}!", key(30)), "not valid base64"),
+            (format!("whsec_{}", key(16)), "16 bytes"),
+            (format!("whsec_{}", key(65)), "65 bytes"),
+            ("whsec_".to_string(), "0 bytes"),
+        ] {
+            let err = SigningSecret::parse(&bad).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("secret"));
+            assert!(err.message.contains(why), "{bad}: {}", err.message);
+            assert!(
+                bad.len() < 8 || !err.message.contains(&bad),
+                "{}",
+                err.message
+            );
+        }
+    }
+}

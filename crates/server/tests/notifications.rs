@@ -1,0 +1,375 @@
+//! Notification channels, event actions and a job's deliveries over the API, on SQLite and PostgreSQL: secrets shown once and sealed at rest, URLs the SSRF guard refuses never contacted, roles, audit, and a failing job queuing its delivery.
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Backend, TestApp, contains, database_bytes, hex, wait_for};
+use cronium_exec::guard::Allow;
+use serde_json::{Value, json};
+
+/// Long enough for a slow CI machine; the tests finish far sooner.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// A secret the client gives: `whsec_` + base64 of 24 bytes.
+const GIVEN_SECRET: &str = "whsec_Z2l2ZW4tc2VjcmV0LWtleS0yNC1ieXRlcyE=";
+
+/// A loopback HTTP receiver that counts connections and answers each
+/// request `204 No Content`.
+struct Sink {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Sink { port, connections }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/cronium", self.port)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+/// A server whose outgoing requests may reach 127.0.0.1 (and nothing else private).
+fn app_allowing_loopback(backend: Backend) -> TestApp {
+    TestApp::spawn_with(backend, |c| {
+        c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
+    })
+}
+
+/// A channel to a public address (never contacted: nothing here sends).
+fn channel(app: &TestApp, name: &str) -> Value {
+    app.post(
+        "/api/v1/channels",
+        json!({ "name": name, "url": format!("https://hooks.example.com/{name}") }),
+    )
+    .expect(201)
+}
+
+/// The audit log's records with this action, newest first.
+fn audited(app: &TestApp, action: &str) -> Vec<Value> {
+    let log = app.get("/api/v1/audit?limit=500").expect(200);
+    log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == action)
+        .cloned()
+        .collect()
+}
+
+fn run_to_end(app: &TestApp, event: i64) -> Value {
+    let job = app
+        .post(&format!("/api/v1/events/{event}/run"), json!({}))
+        .expect(201);
+    let id = job["id"].as_i64().unwrap();
+    wait_for("the job to finish", PATIENCE, || {
+        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
+        let status = j["status"].as_str().unwrap().to_string();
+        (status != "queued" && status != "running").then_some(j)
+    })
+}
+
+both_backends! {
+    fn a_generated_secret_is_shown_once_and_sealed_at_rest(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let created = app
+            .post("/api/v1/channels", json!({ "name": "ops", "url": "https://hooks.example.com/ops" }))
+            .expect(201);
+        let secret = created["secret"].as_str().unwrap().to_string();
+        // whsec_ + base64 of 24 bytes: 32 characters.
+        assert!(secret.starts_with("whsec_") && secret.len() == 6 + 32, "{secret}");
+        assert_eq!(created["name"], "ops");
+        assert_eq!(created["kind"], "webhook", "the default kind");
+        assert_eq!(created["url"], "https://hooks.example.com/ops");
+        assert!(created["createdAt"].is_string() && created["updatedAt"].is_string(), "{created}");
+        let id = created["id"].as_i64().unwrap();
+
+        // Never again: not in the list, the channel or the audit log.
+        let list = app.get("/api/v1/channels").expect(200);
+        assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+        let shown = app.get(&format!("/api/v1/channels/{id}")).expect(200);
+        assert_eq!(shown["name"], "ops");
+        assert!(shown.get("secret").is_none(), "{shown}");
+        for body in [list.to_string(), shown.to_string(), app.get("/api/v1/audit?limit=500").expect(200).to_string()] {
+            assert!(!body.contains(&secret[6..]), "{body}");
+        }
+
+        // A secret the client gives is taken, and not echoed back.
+        let given = app
+            .post("/api/v1/channels", json!({ "name": "given", "kind": "webhook", "url": "https://hooks.example.com/g", "secret": GIVEN_SECRET }))
+            .expect(201);
+        assert!(given.get("secret").is_none(), "{given}");
+
+        // Sealed at rest: neither secret is in the database, as text or as
+        // the hex of a bytea dump.
+        let bytes = database_bytes(&app);
+        for s in [secret.as_str(), GIVEN_SECRET] {
+            let key = &s["whsec_".len()..];
+            assert!(!contains(&bytes, key.as_bytes()), "{s} is in the database");
+            assert!(!contains(&bytes, hex(key).as_bytes()), "{s} is in the database as hex");
+        }
+
+        // Audited by name, with no secret.
+        let creates = audited(&app, "channel.create");
+        assert_eq!(creates.len(), 2, "{creates:?}");
+        assert_eq!(creates[1]["detail"]["name"], "ops");
+        assert_eq!(creates[1]["detail"]["secret"], "generated");
+        assert_eq!(creates[0]["detail"]["secret"], "given");
+        assert_eq!(creates[0]["targetType"], "channel");
+        assert_eq!(creates[0]["targetId"], given["id"]);
+        let log = app.get("/api/v1/audit?limit=500").expect(200).to_string();
+        assert!(!log.contains(&GIVEN_SECRET[6..]), "{log}");
+
+        // Duplicate names are refused; deletion is audited; then it is gone.
+        app.post("/api/v1/channels", json!({ "name": "ops", "url": "https://hooks.example.com/other" }))
+            .expect_error(409, "conflict", Some("name"));
+        app.delete(&format!("/api/v1/channels/{id}")).expect(204);
+        app.get(&format!("/api/v1/channels/{id}")).expect_error(404, "not_found", None);
+        app.delete(&format!("/api/v1/channels/{id}")).expect_error(404, "not_found", None);
+        let deletes = audited(&app, "channel.delete");
+        assert_eq!(deletes.len(), 1, "{deletes:?}");
+        assert_eq!(deletes[0]["detail"]["name"], "ops");
+        assert_eq!(deletes[0]["targetId"], id);
+        let list = app.get("/api/v1/channels").expect(200);
+        let names: Vec<&Value> = list.as_array().unwrap().iter().map(|c| &c["name"]).collect();
+        assert_eq!(names, [&json!("given")]);
+    }
+
+    fn a_url_the_guard_refuses_is_422_and_never_contacted(backend: Backend) {
+        // No allow list: loopback is refused.
+        let app = TestApp::spawn(backend);
+        let sink = Sink::start();
+        let refused = app
+            .post("/api/v1/channels", json!({ "name": "local", "url": sink.url() }))
+            .expect_error(422, "validation_failed", Some("url"));
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains("127.0.0.1 is a loopback address"), "{message}");
+        assert!(message.contains("--http-allow"), "says how to allow it: {message}");
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.1/hook",
+            "http://[::1]/hook",
+            "ftp://hooks.example.com/x",
+            "https://user:pw@hooks.example.com/x",
+            "not a url",
+        ] {
+            app.post("/api/v1/channels", json!({ "name": "bad", "url": url }))
+                .expect_error(422, "validation_failed", Some("url"));
+        }
+        // Nothing connected, and nothing was stored.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(sink.connections(), 0);
+        assert_eq!(app.get("/api/v1/channels").expect(200), json!([]));
+        assert!(audited(&app, "channel.create").is_empty());
+    }
+
+    fn bad_channel_input_names_its_field(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let url = "https://hooks.example.com/x";
+        let cases = [
+            (json!({ "url": url }), "name"),
+            (json!({ "name": "has space", "url": url }), "name"),
+            (json!({ "name": "x" }), "url"),
+            (json!({ "name": "x", "url": url, "kind": "slack" }), "kind"),
+            (json!({ "name": "x", "url": url, "secret": "Z2l2ZW4tc2VjcmV0LWtleS0yNC1ieXRlcyE=" }), "secret"),
+            (json!({ "name": "x", "url": url, "secret": "whsec_not base64!" }), "secret"),
+            (json!({ "name": "x", "url": url, "secret": "whsec_c2hvcnQ=" }), "secret"),
+        ];
+        for (body, field) in cases {
+            let err = app.post("/api/v1/channels", body.clone()).expect_error(422, "validation_failed", Some(field));
+            if let Some(secret) = body["secret"].as_str() {
+                assert!(!err.to_string().contains(secret), "the message repeats the secret: {err}");
+            }
+        }
+        let kind = app.post("/api/v1/channels", json!({ "name": "x", "url": url, "kind": "slack" })).json();
+        assert!(kind["error"]["message"].as_str().unwrap().contains("webhook"), "{kind}");
+        app.post("/api/v1/channels", json!({ "name": "x", "url": url, "token": "t" }))
+            .expect_error(400, "bad_request", Some("token"));
+        app.get("/api/v1/channels/999999").expect_error(404, "not_found", None);
+        assert_eq!(app.get("/api/v1/channels").expect(200), json!([]));
+    }
+
+    fn actions_are_added_listed_and_removed(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let editor = app.token("editor");
+        let viewer = app.token("viewer");
+        let ops = channel(&app, "ops");
+        let ops_id = ops["id"].as_i64().unwrap();
+        let event = app.create_event(common::script_event("backup"));
+        let event_id = event["id"].as_i64().unwrap();
+        let actions = format!("/api/v1/events/{event_id}/actions");
+
+        assert_eq!(app.call("GET", &actions, &viewer, None).expect(200), json!([]));
+        // An editor adds them; `kind` defaults to notify.
+        let added = app
+            .call("POST", &actions, &editor, Some(json!({ "when": "failure", "channel": ops_id })))
+            .expect(201);
+        assert_eq!(added["eventId"], event_id);
+        assert_eq!(added["when"], "failure");
+        assert_eq!(added["kind"], "notify");
+        assert_eq!(added["channel"], ops_id);
+        assert_eq!(added["channelName"], "ops");
+        assert!(added["createdAt"].is_string(), "{added}");
+        let always = app
+            .call("POST", &actions, &editor, Some(json!({ "when": "always", "kind": "notify", "channel": ops_id })))
+            .expect(201);
+
+        // A viewer reads them, oldest first, and may not add one.
+        let list = app.call("GET", &actions, &viewer, None).expect(200);
+        let ids: Vec<&Value> = list.as_array().unwrap().iter().map(|a| &a["id"]).collect();
+        assert_eq!(ids, [&added["id"], &always["id"]]);
+        assert_eq!(list[0]["channelName"], "ops");
+        app.call("POST", &actions, &viewer, Some(json!({ "when": "always", "channel": ops_id })))
+            .expect_error(403, "forbidden", None);
+
+        // Bad input names its field; an unknown channel is the body's fault.
+        let unknown = app
+            .call("POST", &actions, &editor, Some(json!({ "when": "always", "channel": 999999 })))
+            .expect_error(422, "validation_failed", Some("channel"));
+        assert!(unknown["error"]["message"].as_str().unwrap().contains("999999"), "{unknown}");
+        let kind = app
+            .call("POST", &actions, &editor, Some(json!({ "when": "success", "kind": "run_event", "targetEvent": event_id })))
+            .expect_error(422, "validation_failed", Some("kind"));
+        let message = kind["error"]["message"].as_str().unwrap();
+        assert!(message.contains("run_event") && message.contains("notify"), "{message}");
+        assert!(!message.contains("not supported"), "{message}");
+        for (body, field) in [
+            (json!({ "channel": ops_id }), "when"),
+            (json!({ "when": "condition", "channel": ops_id }), "when"),
+            (json!({ "when": "always" }), "channel"),
+            (json!({ "when": "always", "channel": ops_id, "targetEvent": 1 }), "targetEvent"),
+        ] {
+            app.call("POST", &actions, &editor, Some(body)).expect_error(422, "validation_failed", Some(field));
+        }
+        app.call("POST", "/api/v1/events/999999/actions", &editor, Some(json!({ "when": "always", "channel": ops_id })))
+            .expect_error(404, "not_found", None);
+        app.get("/api/v1/events/999999/actions").expect_error(404, "not_found", None);
+
+        // A channel in use cannot go; an admin-only act even so.
+        app.call("DELETE", &format!("/api/v1/channels/{ops_id}"), &editor, None)
+            .expect_error(403, "forbidden", None);
+        let in_use = app.delete(&format!("/api/v1/channels/{ops_id}")).expect_error(409, "conflict", Some("channel"));
+        assert!(in_use["error"]["message"].as_str().unwrap().contains("2 action"), "{in_use}");
+
+        // Removed by an editor, audited; once only.
+        for action in [&added, &always] {
+            app.call("DELETE", &format!("{actions}/{}", action["id"]), &editor, None).expect(204);
+        }
+        app.call("DELETE", &format!("{actions}/{}", added["id"]), &editor, None)
+            .expect_error(404, "not_found", None);
+        app.call("DELETE", &format!("{actions}/{}", added["id"]), &viewer, None)
+            .expect_error(403, "forbidden", None);
+        assert_eq!(app.get(&actions).expect(200), json!([]));
+        let adds = audited(&app, "event.action.add");
+        assert_eq!(adds.len(), 2, "{adds:?}");
+        assert_eq!(adds[1]["targetType"], "event");
+        assert_eq!(adds[1]["targetId"], event_id);
+        assert_eq!(adds[1]["detail"]["channelName"], "ops");
+        assert_eq!(adds[1]["detail"]["when"], "failure");
+        let removes = audited(&app, "event.action.remove");
+        assert_eq!(removes.len(), 2, "{removes:?}");
+        assert_eq!(removes[1]["detail"]["action"], added["id"]);
+        assert_eq!(removes[1]["detail"]["channelName"], "ops");
+
+        // Unused now, the channel can go.
+        app.delete(&format!("/api/v1/channels/{ops_id}")).expect(204);
+    }
+
+    fn only_an_admin_manages_channels(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let editor = app.token("editor");
+        let viewer = app.token("viewer");
+        let body = json!({ "name": "ops", "url": "https://hooks.example.com/ops" });
+        for token in [&viewer, &editor] {
+            app.call("POST", "/api/v1/channels", token, Some(body.clone()))
+                .expect_error(403, "forbidden", None);
+        }
+        let id = channel(&app, "ops")["id"].as_i64().unwrap();
+        for token in [&viewer, &editor] {
+            let list = app.call("GET", "/api/v1/channels", token, None).expect(200);
+            assert_eq!(list[0]["name"], "ops");
+            app.call("GET", &format!("/api/v1/channels/{id}"), token, None).expect(200);
+            app.call("DELETE", &format!("/api/v1/channels/{id}"), token, None)
+                .expect_error(403, "forbidden", None);
+        }
+        assert_eq!(app.get("/api/v1/channels").expect(200).as_array().unwrap().len(), 1);
+    }
+
+    fn a_failing_job_queues_one_delivery_for_its_failure_action(backend: Backend) {
+        let app = app_allowing_loopback(backend);
+        let sink = Sink::start();
+        let hook = app
+            .post("/api/v1/channels", json!({ "name": "sink", "url": sink.url() }))
+            .expect(201);
+        let other = channel(&app, "on-success");
+        let event = app.create_event(json!({
+            "name": "fails", "interpreter": "bash", "content": "echo about to fail\nexit 3\n",
+        }));
+        let event_id = event["id"].as_i64().unwrap();
+        let actions = format!("/api/v1/events/{event_id}/actions");
+        app.post(&actions, json!({ "when": "failure", "channel": hook["id"] })).expect(201);
+        // Does not fire on a failure.
+        app.post(&actions, json!({ "when": "success", "channel": other["id"] })).expect(201);
+
+        let job = run_to_end(&app, event_id);
+        assert_eq!(job["status"], "failed", "{job}");
+        let deliveries = app.get(&format!("/api/v1/jobs/{}/deliveries", job["id"])).expect(200);
+        let list = deliveries.as_array().unwrap();
+        assert_eq!(list.len(), 1, "{deliveries}");
+        let d = &list[0];
+        assert_eq!(d["channel"], hook["id"]);
+        assert_eq!(d["channelName"], "sink");
+        assert_eq!(d["webhookId"], format!("msg_cronium_{}", d["id"]));
+        // Whether it was sent yet is the sender's business, not this test's.
+        assert!(["pending", "delivered", "failed"].contains(&d["status"].as_str().unwrap()), "{d}");
+        assert!(d["attempts"].is_u64() && d["nextAttemptAt"].is_string() && d["createdAt"].is_string(), "{d}");
+        for field in ["lastStatus", "lastError", "deliveredAt"] {
+            assert!(d.get(field).is_some(), "{field} missing: {d}");
+        }
+        assert!(!d.to_string().contains("whsec_"), "{d}");
+
+        // Readable by a viewer; an unknown job is 404, not an empty list.
+        let viewer = app.token("viewer");
+        app.call("GET", &format!("/api/v1/jobs/{}/deliveries", job["id"]), &viewer, None).expect(200);
+        app.get("/api/v1/jobs/999999/deliveries").expect_error(404, "not_found", None);
+
+        // A job of an event without actions set off nothing.
+        let quiet = app.create_event(common::script_event("quiet"));
+        let quiet_job = run_to_end(&app, quiet["id"].as_i64().unwrap());
+        assert_eq!(app.get(&format!("/api/v1/jobs/{}/deliveries", quiet_job["id"])).expect(200), json!([]));
+    }
+}
