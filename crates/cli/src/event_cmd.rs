@@ -1,4 +1,4 @@
-//! `cronium event create|list|show|edit|delete|payloads|run`: events over the API.
+//! `cronium event create|list|show|edit|delete|payloads|run|action`: events and their actions over the API.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use clap::Subcommand;
 use cronium_payload::Interpreter;
 use serde_json::{Map, Value, json};
 
+use crate::channel_cmd::resolve_channel;
 use crate::client::{
     Client, ClientArgs, cell, encode, items, print_json, print_table, resolve_event,
 };
@@ -29,6 +30,36 @@ pub enum EventCommand {
     Payloads { event: String },
     /// Run an event now and print the job's id, or follow its output
     Run(RunArgs),
+    /// What the event's jobs set off when they end: add, list, remove
+    #[command(subcommand)]
+    Action(ActionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ActionCommand {
+    /// Notify a channel when the event's jobs end as --when says (once per
+    /// job, on its final result)
+    Add {
+        /// The event's name or id
+        event: String,
+        /// success, failure (failed, timed out or partial) or always
+        #[arg(long)]
+        when: String,
+        /// The channel to notify, by name or id
+        #[arg(long, value_name = "CHANNEL")]
+        notify: String,
+    },
+    /// List an event's actions
+    List {
+        /// The event's name or id
+        event: String,
+    },
+    /// Remove one of an event's actions by its id (see `action list`)
+    Remove {
+        /// The event's name or id
+        event: String,
+        id: i64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -271,6 +302,7 @@ fn parse_json(s: &str) -> Result<Value, String> {
 fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()> {
     match cmd {
         EventCommand::Run(_) => unreachable!("handled by run_now"),
+        EventCommand::Action(cmd) => action(client, cmd, out),
         EventCommand::Create(a) => {
             let mut body = fields_json(client, &a.fields)?;
             body.insert("name".into(), json!(a.name));
@@ -398,6 +430,69 @@ fn manage(client: &Client, cmd: EventCommand, out: &mut dyn Write) -> Result<()>
                 &["VERSION", "ACTIVE", "SIZE", "SHA256", "CREATED"],
                 &rows,
             )
+        }
+    }
+}
+
+fn action(client: &Client, cmd: ActionCommand, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        ActionCommand::Add {
+            event,
+            when,
+            notify,
+        } => {
+            let id = resolve_event(client, &event)?;
+            let channel = resolve_channel(client, &notify)?;
+            let action = client.post(
+                &format!("/events/{id}/actions"),
+                &json!({ "when": when, "kind": "notify", "channel": channel }),
+            )?;
+            if client.json {
+                return print_json(&action, out);
+            }
+            writeln!(
+                out,
+                "added action {} to event {event}: on {} notify {}",
+                cell(&action["id"]),
+                cell(&action["when"]),
+                cell(&action["channelName"]),
+            )?;
+            Ok(())
+        }
+        ActionCommand::List { event } => {
+            let id = resolve_event(client, &event)?;
+            let actions = client.get(&format!("/events/{id}/actions"))?;
+            if client.json {
+                return print_json(&actions, out);
+            }
+            let rows: Vec<Vec<String>> = actions
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|a| {
+                    vec![
+                        cell(&a["id"]),
+                        cell(&a["when"]),
+                        cell(&a["kind"]),
+                        match a["channelName"].as_str() {
+                            Some(name) => name.to_string(),
+                            None => cell(&a["channel"]),
+                        },
+                    ]
+                })
+                .collect();
+            print_table(out, &["ID", "WHEN", "KIND", "CHANNEL"], &rows)
+        }
+        ActionCommand::Remove { event, id } => {
+            let event_id = resolve_event(client, &event)?;
+            client.delete(&format!("/events/{event_id}/actions/{id}"))?;
+            if client.json {
+                writeln!(out, "{}", json!({"removed": id}))?;
+            } else {
+                writeln!(out, "removed action {id} of event {event}")?;
+            }
+            Ok(())
         }
     }
 }

@@ -217,7 +217,61 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
         writeln!(out)?;
         print_table(out, &EXECUTION_HEADER, &rows)?;
     }
+    // The job is shown even when its deliveries cannot be had (a server
+    // from before notifications has no such route); the reason is noted.
+    match job["id"]
+        .as_i64()
+        .map(|id| client.get(&format!("/jobs/{id}/deliveries")))
+    {
+        Some(Ok(deliveries)) => {
+            let rows = delivery_rows(&deliveries);
+            if !rows.is_empty() {
+                writeln!(out)?;
+                print_table(out, &DELIVERY_HEADER, &rows)?;
+            }
+        }
+        Some(Err(e)) => eprintln!("cronium: cannot list the job's deliveries: {e:#}"),
+        None => {}
+    }
     Ok(())
+}
+
+const DELIVERY_HEADER: [&str; 6] = [
+    "NOTIFIED",
+    "STATUS",
+    "ATTEMPTS",
+    "LAST STATUS",
+    "WEBHOOK ID",
+    "LAST ERROR",
+];
+
+/// One row per message the job's end set off (`GET /jobs/{id}/deliveries`),
+/// the error last and on one line, as in the executions table.
+fn delivery_rows(deliveries: &Value) -> Vec<Vec<String>> {
+    deliveries
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            let channel = match d["channelName"].as_str() {
+                Some(name) => name.to_string(),
+                None => cell(&d["channel"]),
+            };
+            let error = d["lastError"]
+                .as_str()
+                .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_else(|| "-".into());
+            vec![
+                channel,
+                cell(&d["status"]),
+                cell(&d["attempts"]),
+                cell(&d["lastStatus"]),
+                cell(&d["webhookId"]),
+                error,
+            ]
+        })
+        .collect()
 }
 
 /// The phases a remote execution is timed in, in the order they happen.
@@ -426,6 +480,32 @@ mod tests {
         for (phase, error, want) in table {
             assert_eq!(execution_error(&phase, &error), want, "{phase} {error}");
         }
+    }
+
+    #[test]
+    fn deliveries_show_their_channel_by_name_and_their_error_on_one_line() {
+        let deliveries = json!([
+            {"id": 4, "channel": 2, "channelName": "ops", "status": "failed", "attempts": 5,
+             "lastStatus": 500, "lastError": "server error:\n  try later", "webhookId": "msg_cronium_4"},
+            {"id": 5, "channel": 3, "channelName": null, "status": "pending", "attempts": 0,
+             "lastStatus": null, "lastError": null, "webhookId": "msg_cronium_5"},
+        ]);
+        assert_eq!(
+            delivery_rows(&deliveries),
+            vec![
+                vec![
+                    "ops",
+                    "failed",
+                    "5",
+                    "500",
+                    "msg_cronium_4",
+                    "server error: try later"
+                ],
+                vec!["3", "pending", "0", "-", "msg_cronium_5", "-"],
+            ]
+        );
+        assert!(delivery_rows(&json!([])).is_empty());
+        assert!(delivery_rows(&Value::Null).is_empty());
     }
 
     #[test]

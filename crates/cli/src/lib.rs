@@ -2,7 +2,7 @@
 //!
 //! `main.rs` only parses and reports errors; everything testable lives here.
 //! Command groups are variants of [`Command`]: the offline `payload` tools,
-//! and the API client commands (`event`, `job`, `server`, `token`).
+//! and the API client commands (`event`, `job`, `server`, `channel`, `token`).
 //!
 //! [`run`] returns the process exit status for a command that ran to its end:
 //! `0`, except where a command passes on an outcome of its own (following a
@@ -14,6 +14,7 @@ use std::io::Write;
 
 use clap::{Parser, Subcommand};
 
+pub mod channel_cmd;
 pub mod client;
 pub mod event_cmd;
 pub mod follow;
@@ -24,6 +25,7 @@ pub mod server_cmd;
 pub mod sse;
 pub mod token_cmd;
 
+pub use channel_cmd::ChannelCommand;
 pub use client::ClientArgs;
 pub use event_cmd::EventCommand;
 pub use job_cmd::JobCommand;
@@ -49,7 +51,7 @@ pub enum Command {
     Payload(PayloadCommand),
     /// Run the server: REST API, database, payload store.
     Serve(ServeArgs),
-    /// Events: create, list, show, edit, delete, payloads, run.
+    /// Events: create, list, show, edit, delete, payloads, run, action.
     Event {
         #[command(flatten)]
         client: ClientArgs,
@@ -70,6 +72,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ServerCommand,
     },
+    /// Notification channels: add, list, show, remove.
+    Channel {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// API tokens: create, list, revoke.
     Token {
         #[command(flatten)]
@@ -89,6 +98,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Event { client, command } => event_cmd::run(command, &client, out),
         Command::Job { client, command } => job_cmd::run(command, &client, out),
         Command::Server { client, command } => server_cmd::run(command, &client, out),
+        Command::Channel { client, command } => channel_cmd::run(command, &client, out).map(done),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
     }
 }

@@ -1,0 +1,138 @@
+//! `cronium channel add|list|show|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line; one the server makes is printed once.
+
+use std::io::Write;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::client::{Client, ClientArgs, cell, print_json, print_table};
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Add a channel; without --secret-env the server makes a signing
+    /// secret and it is printed once
+    Add(AddArgs),
+    /// List channels
+    List,
+    /// Show one channel (by name or id)
+    Show { channel: String },
+    /// Remove a channel (refused while an event's action notifies it)
+    Remove { channel: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// Unique name: letters, digits, . _ -
+    pub name: String,
+    /// POST a signed JSON message to this URL (Standard Webhooks)
+    #[arg(long, value_name = "URL")]
+    pub webhook: String,
+    /// Name of the environment variable holding the signing secret
+    /// (whsec_ + base64); kept off the command line, where `ps` shows it
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+}
+
+pub fn run(cmd: ChannelCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<()> {
+    let client = &Client::new(args)?;
+    match cmd {
+        ChannelCommand::Add(a) => {
+            let mut body = json!({ "name": a.name, "kind": "webhook", "url": a.webhook });
+            if let Some(var) = &a.secret_env {
+                body["secret"] = json!(secret_from_env(var)?);
+            }
+            let channel = client.post("/channels", &body)?;
+            if client.json {
+                return print_json(&channel, out);
+            }
+            show(&channel, out)?;
+            if let Some(secret) = channel["secret"].as_str() {
+                writeln!(out, "{:<10} {secret}", "secret")?;
+                eprintln!(
+                    "cronium: store this signing secret now (receivers verify messages with it); it cannot be shown again"
+                );
+            }
+            Ok(())
+        }
+        ChannelCommand::List => {
+            let channels = client.get("/channels")?;
+            if client.json {
+                return print_json(&channels, out);
+            }
+            let rows: Vec<Vec<String>> = channels
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|c| {
+                    vec![
+                        cell(&c["id"]),
+                        cell(&c["name"]),
+                        cell(&c["kind"]),
+                        cell(&c["url"]),
+                    ]
+                })
+                .collect();
+            print_table(out, &["ID", "NAME", "KIND", "URL"], &rows)
+        }
+        ChannelCommand::Show { channel } => {
+            let id = resolve_channel(client, &channel)?;
+            let channel = client.get(&format!("/channels/{id}"))?;
+            if client.json {
+                return print_json(&channel, out);
+            }
+            show(&channel, out)
+        }
+        ChannelCommand::Remove { channel } => {
+            let id = resolve_channel(client, &channel)?;
+            client.delete(&format!("/channels/{id}"))?;
+            if client.json {
+                writeln!(out, "{}", json!({"removed": id}))?;
+            } else {
+                writeln!(out, "removed channel {channel}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn show(channel: &Value, out: &mut dyn Write) -> Result<()> {
+    for (label, key) in [
+        ("id", "id"),
+        ("name", "name"),
+        ("kind", "kind"),
+        ("url", "url"),
+        ("created", "createdAt"),
+    ] {
+        writeln!(out, "{label:<10} {}", cell(&channel[key]))?;
+    }
+    Ok(())
+}
+
+/// The secret in `var`, trimmed (a value read from a file often ends in a
+/// newline, which is never part of a secret).
+fn secret_from_env(var: &str) -> Result<String> {
+    let value = std::env::var(var)
+        .map_err(|_| anyhow!("{var} is not set in the environment (--secret-env {var})"))?;
+    let value = value.trim();
+    if value.is_empty() {
+        bail!("{var} is empty (--secret-env {var})");
+    }
+    Ok(value.to_string())
+}
+
+/// A channel's id from its id or its exact name.
+pub fn resolve_channel(client: &Client, channel: &str) -> Result<i64> {
+    if let Ok(id) = channel.parse::<i64>() {
+        return Ok(id);
+    }
+    let channels = client.get("/channels")?;
+    channels
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == json!(channel))
+        .and_then(|c| c["id"].as_i64())
+        .ok_or_else(|| anyhow!("no channel named {channel:?} (see `cronium channel list`)"))
+}

@@ -1,0 +1,329 @@
+//! Notification channels and event actions from the terminal, against a real `cronium serve`: secrets printed once and never shown again, actions added and removed by name, a failing job's delivery in `job show`, and errors that say what is wrong.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::{Server, require_runner, script};
+use serde_json::Value;
+
+/// A secret given through the environment: `whsec_` + base64 of 24 bytes.
+const GIVEN_SECRET: &str = "whsec_dGhlLWdpdmVuLWtleS1vZi0yNC1ieXRlcw==";
+
+/// A server whose outgoing requests may reach 127.0.0.1.
+fn server_allowing_loopback() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(
+        &dir.path().join("data"),
+        None,
+        &[("CRONIUM_HTTP_ALLOW", "127.0.0.1/32")],
+    );
+    server.wait_until_up();
+    (server, dir)
+}
+
+/// A loopback port where something listens (and answers nothing): a channel
+/// URL the guard lets through here.
+fn listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    (listener, url)
+}
+
+#[test]
+fn channels_are_added_shown_and_removed_with_the_secret_printed_once() {
+    let (server, _dir) = server_allowing_loopback();
+
+    // Without --secret-env the server makes one: printed once, with a note.
+    let added = server
+        .cronium(&[
+            "channel",
+            "add",
+            "ops",
+            "--webhook",
+            "https://hooks.example.com/ops",
+        ])
+        .ok();
+    let out = added.stdout();
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret").map(str::trim))
+        .unwrap_or_else(|| panic!("no secret line: {out}"))
+        .to_string();
+    assert!(secret.starts_with("whsec_") && secret.len() == 38, "{out}");
+    assert!(out.contains("name       ops"), "{out}");
+    assert!(
+        out.contains("url        https://hooks.example.com/ops"),
+        "{out}"
+    );
+    assert!(
+        added.stderr().contains("cannot be shown again"),
+        "{}",
+        added.stderr()
+    );
+
+    // With --secret-env it comes from the environment, and is not printed.
+    let given = server
+        .cronium_with(
+            &[
+                "channel",
+                "add",
+                "given",
+                "--webhook",
+                "https://hooks.example.com/given",
+                "--secret-env",
+                "HOOK_SECRET",
+            ],
+            &[("HOOK_SECRET", &format!("{GIVEN_SECRET}\n"))],
+        )
+        .ok();
+    assert!(!given.stdout().contains("whsec_"), "{}", given.stdout());
+    assert!(!given.stdout().contains("secret"), "{}", given.stdout());
+    assert!(given.stderr().is_empty(), "{}", given.stderr());
+
+    // Listed and shown (by name), never with a secret.
+    let list = server.cronium(&["channel", "list"]).ok().stdout();
+    assert!(list.starts_with("ID"), "{list}");
+    assert!(list.contains("given") && list.contains("ops"), "{list}");
+    let show = server.cronium(&["channel", "show", "ops"]).ok().stdout();
+    assert!(show.contains("kind       webhook"), "{show}");
+    let json = server
+        .cronium(&["channel", "show", "given", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["name"], "given");
+    assert!(json.get("secret").is_none(), "{json}");
+    let all = server.cronium(&["channel", "list", "--json"]).ok().stdout();
+    for text in [&list, &show, &all] {
+        assert!(!text.contains("whsec_"), "{text}");
+    }
+
+    // --json on add prints the API's answer, the made secret included.
+    let made = server
+        .cronium(&[
+            "channel",
+            "add",
+            "scripted",
+            "--webhook",
+            "https://hooks.example.com/s",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert!(
+        made["secret"].as_str().unwrap().starts_with("whsec_"),
+        "{made}"
+    );
+
+    // Errors say what is wrong.
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "meta",
+            "--webhook",
+            "http://169.254.169.254/latest/meta-data/",
+        ])
+        .fails_with(&["422 validation_failed: url:", "cloud metadata address"]);
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "ops",
+            "--webhook",
+            "https://hooks.example.com/x",
+        ])
+        .fails_with(&["409 conflict", "ops"]);
+    server
+        .cronium_with(
+            &[
+                "channel",
+                "add",
+                "short",
+                "--webhook",
+                "https://hooks.example.com/x",
+                "--secret-env",
+                "HOOK_SECRET",
+            ],
+            &[("HOOK_SECRET", "not-a-webhook-secret")],
+        )
+        .fails_with(&["422 validation_failed: secret:", "whsec_"]);
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "unset",
+            "--webhook",
+            "https://hooks.example.com/x",
+            "--secret-env",
+            "CRONIUM_TEST_SURELY_UNSET",
+        ])
+        .fails_with(&["CRONIUM_TEST_SURELY_UNSET is not set"]);
+    server
+        .cronium(&["channel", "show", "nowhere"])
+        .fails_with(&["no channel named \"nowhere\""]);
+
+    server.cronium(&["channel", "remove", "scripted"]).ok();
+    let list = server.cronium(&["channel", "list"]).ok().stdout();
+    assert!(!list.contains("scripted"), "{list}");
+}
+
+#[test]
+fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
+    require_runner();
+    let (server, dir) = server_allowing_loopback();
+    let (_listener, url) = listener();
+    let path = script(dir.path(), "fails.sh", "echo about to fail\nexit 3\n");
+    server
+        .cronium(&[
+            "event", "create", "--name", "fails", "--script", &path, "--manual",
+        ])
+        .ok();
+    server
+        .cronium(&["channel", "add", "sink", "--webhook", &url])
+        .ok();
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "cheers",
+            "--webhook",
+            "https://hooks.example.com/cheers",
+        ])
+        .ok();
+
+    let added = server
+        .cronium(&[
+            "event", "action", "add", "fails", "--when", "failure", "--notify", "sink",
+        ])
+        .ok()
+        .stdout();
+    assert!(added.contains("on failure notify sink"), "{added}");
+    let cheers = server
+        .cronium(&[
+            "event", "action", "add", "fails", "--when", "success", "--notify", "cheers", "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(cheers["kind"], "notify");
+    assert_eq!(cheers["channelName"], "cheers");
+
+    let list = server
+        .cronium(&["event", "action", "list", "fails"])
+        .ok()
+        .stdout();
+    let rows: Vec<&str> = list.lines().collect();
+    assert_eq!(rows.len(), 3, "{list}");
+    assert!(
+        rows[0].starts_with("ID") && rows[0].contains("WHEN") && rows[0].contains("CHANNEL"),
+        "{list}"
+    );
+    assert!(
+        rows[1].contains("failure") && rows[1].contains("notify") && rows[1].ends_with("sink"),
+        "{list}"
+    );
+    assert!(
+        rows[2].contains("success") && rows[2].ends_with("cheers"),
+        "{list}"
+    );
+
+    // Errors say what is wrong.
+    server
+        .cronium(&[
+            "event", "action", "add", "fails", "--when", "failure", "--notify", "nowhere",
+        ])
+        .fails_with(&["no channel named \"nowhere\""]);
+    server
+        .cronium(&[
+            "event", "action", "add", "fails", "--when", "failure", "--notify", "999999",
+        ])
+        .fails_with(&["422 validation_failed: channel: no channel with id 999999"]);
+    server
+        .cronium(&[
+            "event",
+            "action",
+            "add",
+            "fails",
+            "--when",
+            "sometimes",
+            "--notify",
+            "sink",
+        ])
+        .fails_with(&["422 validation_failed: when:", "success"]);
+    server
+        .cronium(&["channel", "remove", "sink"])
+        .fails_with(&["409 conflict", "remove them first"]);
+
+    // A failing run: its failure action queued one delivery, to `sink`.
+    let run = server.cronium(&["event", "run", "fails", "--follow"]);
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    let page = server
+        .cronium(&["job", "list", "--event", "fails", "--json"])
+        .ok()
+        .json();
+    let job = page["items"][0]["id"].to_string();
+    let show = server.cronium(&["job", "show", &job]).ok().stdout();
+    assert!(show.contains("status           failed"), "{show}");
+    let header = show
+        .lines()
+        .find(|l| l.starts_with("NOTIFIED"))
+        .unwrap_or_else(|| panic!("no deliveries table: {show}"));
+    assert!(
+        header.contains("STATUS") && header.contains("ATTEMPTS") && header.contains("LAST ERROR"),
+        "{show}"
+    );
+    let rows: Vec<&str> = show
+        .lines()
+        .skip_while(|l| !l.starts_with("NOTIFIED"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 1, "only the failure action fired: {show}");
+    assert!(rows[0].starts_with("sink "), "{show}");
+    assert!(rows[0].contains("msg_cronium_"), "{show}");
+    assert!(!show.contains("cheers"), "{show}");
+    // --json is the API's job, unchanged.
+    let json = server.cronium(&["job", "show", &job, "--json"]).ok().json();
+    assert_eq!(json["status"], "failed");
+
+    // A job without deliveries shows no such table.
+    let quiet = script(dir.path(), "quiet.sh", "true\n");
+    server
+        .cronium(&[
+            "event", "create", "--name", "quiet", "--script", &quiet, "--manual",
+        ])
+        .ok();
+    server.cronium(&["event", "run", "quiet", "--follow"]).ok();
+    let page: Value = server
+        .cronium(&["job", "list", "--event", "quiet", "--json"])
+        .ok()
+        .json();
+    let quiet_job = page["items"][0]["id"].to_string();
+    let show = server.cronium(&["job", "show", &quiet_job]).ok().stdout();
+    assert!(!show.contains("NOTIFIED"), "{show}");
+
+    // Removed by id; then the channel can go.
+    let actions = server
+        .cronium(&["event", "action", "list", "fails", "--json"])
+        .ok()
+        .json();
+    for action in actions.as_array().unwrap() {
+        let id = action["id"].to_string();
+        let removed = server
+            .cronium(&["event", "action", "remove", "fails", &id])
+            .ok()
+            .stdout();
+        assert!(
+            removed.contains(&format!("removed action {id}")),
+            "{removed}"
+        );
+    }
+    server
+        .cronium(&["event", "action", "remove", "fails", "999999"])
+        .fails_with(&["404 not_found: action not found"]);
+    let list = server
+        .cronium(&["event", "action", "list", "fails"])
+        .ok()
+        .stdout();
+    assert_eq!(list.lines().count(), 1, "only the header: {list}");
+    server.cronium(&["channel", "remove", "sink"]).ok();
+}
