@@ -28,8 +28,8 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use ureq::{Agent, AsSendBody, Body};
 
 use crate::guard::{Guard, Lookup, Refused, Target, unbracket};
-use crate::records::fmt_duration;
-use crate::{MAX_LINE, OutputLine, RunReport, Stream};
+use crate::records::{Lines, fmt_duration};
+use crate::{OutputLine, RunReport, Stream};
 
 /// The `User-Agent` sent unless the call names its own.
 pub const USER_AGENT: &str = concat!("cronium/", env!("CARGO_PKG_VERSION"));
@@ -776,12 +776,11 @@ fn write_head(response: &Response<Body>, out: &mut LineCutter<'_>) -> Result<(),
     out.finish()
 }
 
-/// Cuts one stream's bytes into [`OutputLine`]s of at most [`MAX_LINE`]
-/// bytes, each ending in `\n` but a final fragment, as the runner's output
-/// is cut. Sending fails only once the attempt was given up on.
+/// [`Lines`] of one stream sent from the blocking thread as they complete.
+/// Sending fails only once the attempt was given up on.
 struct LineCutter<'a> {
     stream: Stream,
-    pending: Vec<u8>,
+    cut: Lines,
     lines: &'a mpsc::Sender<OutputLine>,
 }
 
@@ -789,39 +788,29 @@ impl<'a> LineCutter<'a> {
     fn new(stream: Stream, lines: &'a mpsc::Sender<OutputLine>) -> LineCutter<'a> {
         LineCutter {
             stream,
-            pending: Vec::new(),
+            cut: Lines::default(),
             lines,
         }
     }
 
-    fn push(&mut self, mut data: &[u8]) -> Result<(), End> {
-        while !data.is_empty() {
-            let room = MAX_LINE - self.pending.len();
-            let window = &data[..data.len().min(room)];
-            let (take, complete) = match window.iter().position(|&b| b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (window.len(), window.len() == room),
-            };
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if complete {
-                self.send()?;
-            }
+    fn push(&mut self, data: &[u8]) -> Result<(), End> {
+        for line in self.cut.push(data) {
+            self.send(line)?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), End> {
-        if self.pending.is_empty() {
-            return Ok(());
+        match self.cut.finish() {
+            Some(line) => self.send(line),
+            None => Ok(()),
         }
-        self.send()
     }
 
-    fn send(&mut self) -> Result<(), End> {
+    fn send(&self, data: Vec<u8>) -> Result<(), End> {
         let line = OutputLine {
             stream: self.stream,
-            data: std::mem::take(&mut self.pending),
+            data,
         };
         // The async side dropped the receiver: it stopped waiting (cancel
         // or timeout) and already decided the outcome.

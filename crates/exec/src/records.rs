@@ -161,21 +161,19 @@ async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(kind))
 }
 
-/// Cuts one stream's chunks into lines of at most [`MAX_LINE`] bytes.
-struct LineSplitter {
-    stream: Stream,
+/// Cuts a stream's bytes into lines of at most [`MAX_LINE`] bytes, each
+/// ending in `\n` but a final fragment: how every executor's output becomes
+/// [`OutputLine`]s, whether it is read async (the runner's records) or in a
+/// blocking thread (an HTTP response).
+#[derive(Debug, Default)]
+pub(crate) struct Lines {
     pending: Vec<u8>,
 }
 
-impl LineSplitter {
-    fn new(stream: Stream) -> LineSplitter {
-        LineSplitter {
-            stream,
-            pending: Vec::new(),
-        }
-    }
-
-    async fn push(&mut self, mut data: &[u8], output: &Sender<OutputLine>) {
+impl Lines {
+    /// Takes `data`; returns the lines it completed, in order.
+    pub(crate) fn push(&mut self, mut data: &[u8]) -> Vec<Vec<u8>> {
+        let mut done = Vec::new();
         while !data.is_empty() {
             let room = MAX_LINE - self.pending.len();
             let window = &data[..data.len().min(room)];
@@ -186,21 +184,48 @@ impl LineSplitter {
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
             if complete {
-                self.send(output).await;
+                done.push(std::mem::take(&mut self.pending));
             }
+        }
+        done
+    }
+
+    /// The final fragment without a `\n`, if any.
+    pub(crate) fn finish(&mut self) -> Option<Vec<u8>> {
+        (!self.pending.is_empty()).then(|| std::mem::take(&mut self.pending))
+    }
+}
+
+/// [`Lines`] of one stream, sent on as they complete.
+struct LineSplitter {
+    stream: Stream,
+    lines: Lines,
+}
+
+impl LineSplitter {
+    fn new(stream: Stream) -> LineSplitter {
+        LineSplitter {
+            stream,
+            lines: Lines::default(),
+        }
+    }
+
+    async fn push(&mut self, data: &[u8], output: &Sender<OutputLine>) {
+        for line in self.lines.push(data) {
+            self.send(line, output).await;
         }
     }
 
     async fn finish(&mut self, output: &Sender<OutputLine>) {
-        if !self.pending.is_empty() {
-            self.send(output).await;
+        if let Some(line) = self.lines.finish() {
+            self.send(line, output).await;
         }
     }
 
-    async fn send(&mut self, output: &Sender<OutputLine>) {
+    async fn send(&self, data: Vec<u8>, output: &Sender<OutputLine>) {
         let line = OutputLine {
             stream: self.stream,
-            data: std::mem::take(&mut self.pending),
+            data,
         };
         // A receiver that went away loses the output, not the run: the
         // stream is still drained so the runner never blocks on it.
