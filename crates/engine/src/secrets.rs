@@ -448,7 +448,10 @@ mod tests {
         let s = sealer();
         let sealed = s.seal_channel_secret("whsec_c2VjcmV0LWtleQ==");
         assert!(!contains(&sealed, b"whsec_"));
-        assert_eq!(s.open_channel_secret(&sealed).unwrap(), "whsec_c2VjcmV0LWtleQ==");
+        assert_eq!(
+            s.open_channel_secret(&sealed).unwrap(),
+            "whsec_c2VjcmV0LWtleQ=="
+        );
         assert_eq!(s.open_credentials(&sealed), Err(SealError::Unauthentic));
     }
 
