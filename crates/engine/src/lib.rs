@@ -6,6 +6,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 
+pub mod deliveries;
 pub mod files;
 pub mod live;
 pub mod payloads;

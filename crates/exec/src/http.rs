@@ -259,7 +259,7 @@ fn judge(code: u16, expect: &[u16]) -> Result<(), String> {
 }
 
 /// `503 Service Unavailable`, or just `599` for a status without a name.
-fn status_text(code: u16) -> String {
+pub fn status_text(code: u16) -> String {
     match StatusCode::from_u16(code)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -269,8 +269,9 @@ fn status_text(code: u16) -> String {
     }
 }
 
-/// The ureq agent for one attempt.
-fn agent(guard: &Guard) -> Agent {
+/// The ureq agent for one attempt (or one webhook POST): no proxy, no
+/// redirects of its own, the guard as its resolver.
+pub(crate) fn agent(guard: &Guard) -> Agent {
     let config = Config::builder()
         // A proxy would make the connection on our behalf to an address the
         // guard never checked; `None` also ignores HTTP(S)_PROXY/ALL_PROXY.
@@ -743,7 +744,7 @@ fn is_credential(name: &HeaderName) -> bool {
 }
 
 /// The innermost reason of an I/O error, without ureq's `io:` prefix.
-fn io_cause(error: &std::io::Error) -> String {
+pub(crate) fn io_cause(error: &std::io::Error) -> String {
     match error.get_ref() {
         Some(inner) => match inner.downcast_ref::<ureq::Error>() {
             Some(ureq::Error::Io(e)) => io_cause(e),

@@ -3,7 +3,8 @@
 //! The script executors speak the runner's framed protocol (`records`): the
 //! script's output arrives as [`OutputLine`]s on a channel while it runs,
 //! and the attempt ends in a [`RunReport`]. The HTTP executor (`http`)
-//! streams a response the same way, through the SSRF guard (`guard`). This
+//! streams a response the same way, through the SSRF guard (`guard`), which
+//! also guards the one POST a notification makes (`webhook`). This
 //! crate knows the runner's protocol, SSH and outgoing HTTP; it knows
 //! nothing of the database, jobs' leases or the API: the engine hands it an
 //! [`Attempt`] (a [`RunRequest`] with the pinned payload, its digest, the
@@ -25,11 +26,13 @@ mod records;
 pub mod remote;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhook;
 
 pub use guard::{Allow, Guard, Refused};
 pub use http::{HttpCall, HttpExecutor, HttpLimits, HttpOutcome};
 pub use local::{ExecutorConfig, ExecutorError, LocalExecutor, Sandbox};
 use remote::{RemoteExecutor, RemoteServer};
+pub use webhook::{PostError, PostResponse};
 
 /// Longest [`OutputLine`]: longer lines arrive in pieces of this size.
 pub const MAX_LINE: usize = 64 * 1024;

@@ -1,4 +1,6 @@
-//! For tests of this and other crates: the real `cronium-runner` this workspace builds.
+//! For tests of this and other crates: the real `cronium-runner` this workspace builds, and a webhook receiver (`sink`).
+
+pub mod sink;
 
 use std::path::{Path, PathBuf};
 

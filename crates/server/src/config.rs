@@ -22,6 +22,7 @@ pub const ENV_JOB_KEEP: &str = "CRONIUM_JOB_KEEP";
 pub const ENV_JOB_LOG_LIMIT: &str = "CRONIUM_JOB_LOG_LIMIT";
 pub const ENV_JOB_LEASE: &str = "CRONIUM_JOB_LEASE";
 pub const ENV_HTTP_ALLOW: &str = "CRONIUM_HTTP_ALLOW";
+pub const ENV_PUBLIC_URL: &str = "CRONIUM_PUBLIC_URL";
 /// Only an environment variable, never a flag: flags are visible to every
 /// user of the machine through `ps`.
 pub const ENV_MASTER_KEY: &str = "CRONIUM_MASTER_KEY";
@@ -89,6 +90,9 @@ pub struct Config {
     /// What HTTP events may reach although it is loopback, private,
     /// link-local or a cloud metadata address (nothing by default).
     pub http_allow: Vec<Allow>,
+    /// Where people reach this server (`https://cron.example.com`), for
+    /// links in notifications; `None`: messages carry no link.
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,7 @@ impl Config {
             job_log_limit: DEFAULT_JOB_LOG_LIMIT,
             job_lease: DEFAULT_JOB_LEASE,
             http_allow: Vec::new(),
+            public_url: None,
         }
     }
 
@@ -239,6 +244,14 @@ impl Config {
             .iter()
             .map(|text| Allow::parse(text).map_err(|m| error(http_allow_source, m)))
             .collect::<Result<Vec<_>, _>>()?;
+        let public_url = env(ENV_PUBLIC_URL)
+            .map(|url| {
+                let url = url.trim().trim_end_matches('/').to_string();
+                cronium_core::http::validate_url(&url)
+                    .map(|()| url)
+                    .map_err(|e| error(ENV_PUBLIC_URL, e.message))
+            })
+            .transpose()?;
         Ok(Config {
             data_dir,
             listen,
@@ -254,6 +267,7 @@ impl Config {
             job_log_limit,
             job_lease,
             http_allow,
+            public_url,
         })
     }
 
@@ -292,6 +306,7 @@ impl fmt::Debug for Config {
                     .map(|a| a.to_string())
                     .collect::<Vec<_>>(),
             )
+            .field("public_url", &self.public_url)
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "(from environment)"),
@@ -415,6 +430,15 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_is_optional_and_kept_without_a_trailing_slash() {
+        let c = Config::resolve(Overrides::default(), &env_of(&[])).unwrap();
+        assert_eq!(c.public_url, None);
+        let env = env_of(&[(ENV_PUBLIC_URL, "https://cron.example.com/ ")]);
+        let c = Config::resolve(Overrides::default(), &env).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://cron.example.com"));
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let err = Config::resolve(
             Overrides::default(),
@@ -436,6 +460,7 @@ mod tests {
             (ENV_JOB_LEASE, "1s", ENV_JOB_LEASE),
             (ENV_JOB_LOG_LIMIT, "10MB", ENV_JOB_LOG_LIMIT),
             (ENV_HTTP_ALLOW, "10.0.0.0/8, 10.0.0.0/99", ENV_HTTP_ALLOW),
+            (ENV_PUBLIC_URL, "cron.example.com", ENV_PUBLIC_URL),
         ] {
             let err = Config::resolve(Overrides::default(), &env_of(&[(name, value)])).unwrap_err();
             assert_eq!(err.source_name, source, "{name}={value}");

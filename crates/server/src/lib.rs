@@ -2,7 +2,7 @@
 //!
 //! [`start`] does everything `cronium serve` does up to serving (data dir,
 //! master key, database and migrations, admin token, payload sweep, the
-//! scheduler and worker loops, listen)
+//! scheduler, worker and delivery loops, listen)
 //! and returns a [`Running`] server; [`run`] adds signal handling. The API
 //! tests call [`start`], so they exercise the same code path as production.
 
@@ -175,6 +175,8 @@ pub async fn start(config: Config) -> Result<Running> {
     let jobs_queued = std::sync::Arc::new(tokio::sync::Notify::new());
     let schedules_changed = std::sync::Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
+    // One name for this process, whatever it leases (jobs, deliveries).
+    let owner = lease_owner();
 
     let scheduler = cronium_engine::scheduler::Scheduler::new(
         store.clone(),
@@ -202,14 +204,26 @@ pub async fn start(config: Config) -> Result<Running> {
         running.clone(),
         jobs_queued.clone(),
         cronium_engine::worker::WorkerConfig {
-            owner: lease_owner(),
+            owner: owner.clone(),
             slots: config.max_jobs,
             lease: config.job_lease,
             log_limit: config.job_log_limit,
         },
     );
+    // Notifications go through the same guard as HTTP events: a channel's
+    // URL is a request made on a user's behalf like theirs.
+    let deliveries = cronium_engine::deliveries::Deliveries::new(
+        store.clone(),
+        sealer.clone(),
+        http_guard.clone(),
+        cronium_engine::deliveries::DeliveryConfig {
+            public_url: config.public_url.clone(),
+            ..cronium_engine::deliveries::DeliveryConfig::new(owner)
+        },
+    );
     tokio::spawn(scheduler.run(shutdown.clone()));
     tokio::spawn(workers.run(shutdown.clone()));
+    tokio::spawn(deliveries.run(shutdown.clone()));
 
     let app = api::router(state::AppState::new(state::Shared {
         store,

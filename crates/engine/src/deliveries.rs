@@ -1,0 +1,581 @@
+//! The delivery worker: sends the notifications the store's outbox holds (one signed webhook POST per delivery), and records each try, retrying with backoff until delivered or given up.
+//!
+//! A job's final result and its pending deliveries are written in one
+//! transaction (`cronium-store`); this loop only drains them. One step is
+//! [`Deliveries::tick`]: lease a batch of due deliveries, send them at once
+//! (each through the SSRF guard, [`cronium_exec::webhook::post`]), and
+//! record how each went with [`Store::finish_delivery`]. A delivery's job
+//! is already final, so nothing a receiver does (an error, a timeout, no
+//! answer at all) can reach the job: the worst it can do is make this loop
+//! try again later, at most `max_attempts` times.
+//!
+//! Messages are signed the Standard Webhooks way: `webhook-id` is the
+//! delivery's, the same on every try, so a receiver can drop a repeat;
+//! `webhook-timestamp` is the try's own; `webhook-signature` is
+//! `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`, the key being
+//! the bytes the channel's `whsec_<base64>` secret encodes. The secret is
+//! opened for the signature only and never logged, stored or put in an
+//! error.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use cronium_core::job::retry_delay;
+use cronium_exec::Guard;
+use cronium_exec::http::{USER_AGENT, status_text};
+use cronium_exec::webhook::{self, PostResponse};
+use cronium_store::{Delivery, Event, Job, SendResult, Store, StoreError};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use sha2_for_hmac::Sha256;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::retry::random_fraction;
+use crate::secrets::Sealer;
+
+/// How often an idle loop looks for deliveries that came due (new ones,
+/// retries whose time has come, ones a dead sender left behind).
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// The prefix of a Standard Webhooks signing secret.
+const SECRET_PREFIX: &str = "whsec_";
+
+/// How the delivery worker sends and retries.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// This node's lease owner name (unique per process).
+    pub owner: String,
+    /// How long a claimed delivery is this sender's: longer than `timeout`,
+    /// or another sender may take it over mid-send and send it twice.
+    pub lease: Duration,
+    /// One POST, from connecting to the status line (and the body's head).
+    pub timeout: Duration,
+    /// The first retry's delay; each later one doubles it (with jitter).
+    pub base_delay: Duration,
+    /// Tries in all; the last failed one gives the delivery up.
+    pub max_attempts: u32,
+    /// The longest wait between tries, `Retry-After` included.
+    pub max_delay: Duration,
+    /// Deliveries claimed, and sent at once, per tick.
+    pub concurrency: usize,
+    /// The server's public address (`https://cron.example.com`); when set,
+    /// each message links to its job in the API.
+    pub public_url: Option<String>,
+}
+
+impl DeliveryConfig {
+    /// The defaults, for `owner`.
+    pub fn new(owner: impl Into<String>) -> DeliveryConfig {
+        DeliveryConfig {
+            owner: owner.into(),
+            lease: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            base_delay: Duration::from_secs(5),
+            max_attempts: 8,
+            max_delay: Duration::from_secs(3600),
+            concurrency: 8,
+            public_url: None,
+        }
+    }
+}
+
+/// The delivery worker. `tick` for one step, `run` to loop.
+pub struct Deliveries {
+    inner: Arc<Inner>,
+}
+
+/// What every send needs, shared with the tasks that send.
+struct Inner {
+    store: Arc<dyn Store>,
+    sealer: Sealer,
+    guard: Guard,
+    config: DeliveryConfig,
+}
+
+impl Deliveries {
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Sealer,
+        guard: Guard,
+        config: DeliveryConfig,
+    ) -> Deliveries {
+        Deliveries {
+            inner: Arc::new(Inner {
+                store,
+                sealer,
+                guard,
+                config,
+            }),
+        }
+    }
+
+    /// Claims the deliveries due at `now` (at most `concurrency`), sends
+    /// them at once and records each try; returns how many were tried.
+    /// Times recorded are `now` plus the time the tick has taken, so a test
+    /// clock stays in charge and a real one stays accurate.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let started = Instant::now();
+        let config = &self.inner.config;
+        let limit = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
+        let claimed = self
+            .inner
+            .store
+            .claim_deliveries(&config.owner, now, config.lease, limit)
+            .await?;
+        let count = claimed.len();
+        // Bounded by the claim itself; the semaphore keeps it so should the
+        // batch and the concurrency ever differ.
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let mut sends = JoinSet::new();
+        for delivery in claimed {
+            let inner = self.inner.clone();
+            let slots = slots.clone();
+            sends.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                let clock = Clock { now, started };
+                inner.deliver(delivery, clock).await;
+            });
+        }
+        while let Some(done) = sends.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "a delivery task failed");
+            }
+        }
+        Ok(count)
+    }
+
+    /// Ticks until `cancel`: at once again after a full batch, else after
+    /// [`IDLE_POLL`]. A cancel lets the sends under way finish (each is
+    /// bounded by the timeout); one cut short would be sent again by
+    /// another sender once its lease expires.
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            let full = match self.tick(crate::now()).await {
+                Ok(n) => n >= self.inner.config.concurrency.max(1),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim deliveries; retrying");
+                    false
+                }
+            };
+            if cancel.is_cancelled() {
+                return;
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+}
+
+/// The injected time of a tick and when it started, for the time now.
+#[derive(Clone, Copy)]
+struct Clock {
+    now: DateTime<Utc>,
+    started: Instant,
+}
+
+impl Clock {
+    fn now(self) -> DateTime<Utc> {
+        self.now + TimeDelta::from_std(self.started.elapsed()).unwrap_or(TimeDelta::zero())
+    }
+}
+
+/// What a delivery is about, loaded from the store.
+struct Subject {
+    job: Job,
+    event: Event,
+    url: String,
+    secret: SigningKey,
+}
+
+/// Why a delivery cannot be sent (before any request).
+enum NotSent {
+    /// It never will be (the job or channel is gone, the secret does not open).
+    Never(String),
+    /// The store failed; a later try may work.
+    NotNow(String),
+}
+
+impl Inner {
+    async fn deliver(&self, delivery: Delivery, clock: Clock) {
+        let result = match self.load(&delivery).await {
+            Ok(subject) => self.send(&delivery, &subject, clock).await,
+            Err(NotSent::Never(error)) => SendResult::GiveUp {
+                status: None,
+                error,
+            },
+            Err(NotSent::NotNow(error)) => self.retry(&delivery, None, error, None, clock.now()),
+        };
+        let (id, job, channel) = (delivery.id.0, delivery.job_id.0, delivery.channel_id.0);
+        match &result {
+            SendResult::Delivered { status } => {
+                tracing::info!(
+                    delivery = id,
+                    job,
+                    channel,
+                    status,
+                    "notification delivered"
+                );
+            }
+            SendResult::Retry { at, status, error } => {
+                tracing::info!(delivery = id, job, channel, status, error, retry_at = %at, "notification not delivered; will retry");
+            }
+            SendResult::GiveUp { status, error } => {
+                tracing::warn!(
+                    delivery = id,
+                    job,
+                    channel,
+                    status,
+                    error,
+                    "notification given up"
+                );
+            }
+        }
+        let recorded = self
+            .store
+            .finish_delivery(delivery.id, &self.config.owner, result, clock.now())
+            .await;
+        match recorded {
+            Ok(_) => {}
+            Err(StoreError::DeliveryLost { .. }) => {
+                tracing::warn!(
+                    delivery = id,
+                    "the delivery's lease was lost while sending; another sender has it"
+                );
+            }
+            Err(e) => tracing::error!(delivery = id, error = %e, "cannot record a delivery"),
+        }
+    }
+
+    async fn load(&self, delivery: &Delivery) -> Result<Subject, NotSent> {
+        let gone = |what: &str, e: StoreError| match e {
+            StoreError::NotFound { .. } => NotSent::Never(format!("the {what} no longer exists")),
+            e => NotSent::NotNow(format!("cannot load the {what}: {e}")),
+        };
+        let job = self
+            .store
+            .get_job(delivery.job_id)
+            .await
+            .map_err(|e| gone("job", e))?;
+        let event = self
+            .store
+            .get_event(job.event_id)
+            .await
+            .map_err(|e| gone("event", e))?;
+        let channel = self
+            .store
+            .get_channel(delivery.channel_id)
+            .await
+            .map_err(|e| gone("channel", e))?;
+        let secret = self
+            .sealer
+            .open_channel_secret(&channel.spec.sealed_secret)
+            .map_err(|e| NotSent::Never(format!("cannot open the channel's secret: {e}")))
+            .and_then(|s| SigningKey::parse(&s).map_err(NotSent::Never))?;
+        Ok(Subject {
+            job,
+            event,
+            url: channel.spec.url,
+            secret,
+        })
+    }
+
+    async fn send(&self, delivery: &Delivery, subject: &Subject, clock: Clock) -> SendResult {
+        let body = render(
+            &subject.job,
+            &subject.event,
+            self.config.public_url.as_deref(),
+        );
+        let id = delivery.webhook_id();
+        let timestamp = clock.now().timestamp().to_string();
+        let signature = subject.secret.sign(&id, &timestamp, &body);
+        let headers = [
+            ("content-type".to_string(), "application/json".to_string()),
+            ("user-agent".to_string(), USER_AGENT.to_string()),
+            ("webhook-id".to_string(), id),
+            ("webhook-timestamp".to_string(), timestamp),
+            ("webhook-signature".to_string(), signature),
+        ];
+        let response = webhook::post(
+            &self.guard,
+            &subject.url,
+            &headers,
+            body,
+            self.config.timeout,
+        )
+        .await;
+        self.judge(delivery, response, clock.now())
+    }
+
+    /// What one answer (or its absence) makes of a delivery.
+    fn judge(&self, delivery: &Delivery, response: PostResponse, now: DateTime<Utc>) -> SendResult {
+        let PostResponse {
+            status,
+            retry_after,
+            body_head,
+            error,
+        } = response;
+        let Some(code) = status else {
+            let error = error.unwrap_or_else(|| {
+                webhook::PostError::Failed("no answer and no reason (a bug)".into())
+            });
+            let text = error.to_string();
+            return if error.is_transient() {
+                self.retry(delivery, None, text, None, now)
+            } else {
+                SendResult::GiveUp {
+                    status: None,
+                    error: text,
+                }
+            };
+        };
+        if (200..300).contains(&code) {
+            return SendResult::Delivered { status: code };
+        }
+        let mut error = status_text(code);
+        if !body_head.is_empty() {
+            error = format!("{error}: {body_head}");
+        }
+        if (300..400).contains(&code) {
+            error.push_str(" (redirects are not followed)");
+        }
+        match code {
+            429 => {
+                let asked = retry_after
+                    .as_deref()
+                    .and_then(|t| parse_retry_after(t, now));
+                self.retry(delivery, Some(code), error, asked, now)
+            }
+            500..=599 => self.retry(delivery, Some(code), error, None, now),
+            _ => SendResult::GiveUp {
+                status: Some(code),
+                error,
+            },
+        }
+    }
+
+    /// Another try at the backoff's time (or later, if the receiver asked
+    /// for it), unless this was the last try allowed.
+    fn retry(
+        &self,
+        delivery: &Delivery,
+        status: Option<u16>,
+        error: String,
+        asked: Option<Duration>,
+        now: DateTime<Utc>,
+    ) -> SendResult {
+        let tries = delivery.attempts + 1;
+        if tries >= self.config.max_attempts {
+            return SendResult::GiveUp {
+                status,
+                error: format!("{error} (gave up after {tries} tries)"),
+            };
+        }
+        let backoff = backoff(
+            self.config.base_delay,
+            self.config.max_delay,
+            delivery.attempts,
+            random_fraction(),
+        );
+        let delay = asked.map_or(backoff, |a| a.min(self.config.max_delay).max(backoff));
+        SendResult::Retry {
+            at: now + TimeDelta::from_std(delay).unwrap_or(TimeDelta::MAX),
+            status,
+            error,
+        }
+    }
+}
+
+/// The wait after a delivery's `attempts + 1`-th failed try:
+/// `base · 2^attempts`, capped at `max`, in its upper half by `jitter`
+/// (the jobs' own backoff, [`retry_delay`]).
+pub fn backoff(base: Duration, max: Duration, attempts: u32, jitter: f64) -> Duration {
+    retry_delay(base, attempts.saturating_add(1), jitter).min(max)
+}
+
+/// A `Retry-After` value as a wait from `now`: whole seconds, or an HTTP
+/// date (a date in the past is no wait). Anything else is ignored.
+pub fn parse_retry_after(text: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is an RFC 2822 date.
+    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+/// A channel's signing key, opened. No `Debug`: it must not be printed.
+struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    /// The key a `whsec_<base64>` secret encodes. Errors never quote it.
+    fn parse(secret: &str) -> Result<SigningKey, String> {
+        let encoded = secret
+            .trim()
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or("the channel's secret does not start with whsec_")?;
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|_| "the channel's secret is not whsec_ and base64")?;
+        if key.is_empty() {
+            return Err("the channel's secret is empty".into());
+        }
+        Ok(SigningKey(key))
+    }
+
+    /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
+    fn sign(&self, id: &str, timestamp: &str, body: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes a key of any length");
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// The message about a job's final result: the same bytes on every try,
+/// since everything in it is the job's final state.
+pub fn render(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
+    let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+    let mut data = Map::new();
+    data.insert(
+        "event".into(),
+        json!({ "id": event.id.0, "name": event.spec.name.as_str() }),
+    );
+    data.insert(
+        "job".into(),
+        json!({
+            "id": job.id.0,
+            "status": job.status.as_str(),
+            "attempt": job.attempt,
+            "exitCode": job.exit_code,
+            "error": job.error,
+            "durationMs": job.metadata.get("durationMs").and_then(Value::as_u64),
+            "scheduledAt": time(Some(job.scheduled_at)),
+            "startedAt": time(job.started_at),
+            "finishedAt": time(job.finished_at),
+            "trigger": job.trigger.as_str(),
+        }),
+    );
+    if let Some(executions) = job.metadata.get("executions").and_then(Value::as_array) {
+        // Only what a receiver acts on; timings and upload details stay in the API.
+        let brief: Vec<Value> = executions
+            .iter()
+            .map(|e| {
+                json!({
+                    "server": e.get("server"),
+                    "status": e.get("status"),
+                    "exitCode": e.get("exitCode"),
+                    "error": e.get("error"),
+                    "phase": e.get("phase"),
+                })
+            })
+            .collect();
+        data.insert("executions".into(), Value::Array(brief));
+    }
+    if let Some(http) = job.metadata.get("http") {
+        data.insert("http".into(), http.clone());
+    }
+    if let Some(base) = public_url {
+        data.insert(
+            "link".into(),
+            json!(format!(
+                "{}/api/v1/jobs/{}",
+                base.trim_end_matches('/'),
+                job.id
+            )),
+        );
+    }
+    let message = json!({
+        "type": "job.finished",
+        "timestamp": time(job.finished_at.or(Some(job.updated_at))),
+        "data": data,
+    });
+    serde_json::to_vec(&message).expect("JSON values serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn backoff_doubles_from_the_base_within_jitter_and_stops_at_the_cap() {
+        let base = Duration::from_secs(5);
+        let max = Duration::from_secs(60);
+        // (tries before this one, lowest wait, highest wait)
+        let table = [
+            (0, 2.5, 5.0),
+            (1, 5.0, 10.0),
+            (2, 10.0, 20.0),
+            (3, 20.0, 40.0),
+        ];
+        for (attempts, low, high) in table {
+            let secs = |j| backoff(base, max, attempts, j).as_secs_f64();
+            assert_eq!(secs(0.0), low, "{attempts}");
+            assert!(
+                secs(0.999) < high && secs(0.999) > high * 0.99,
+                "{attempts}"
+            );
+        }
+        assert_eq!(backoff(base, max, 4, 0.999), max, "capped");
+        assert_eq!(backoff(base, max, 30, 0.0), max, "capped, even far out");
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let table = [
+            ("120", Some(120)),
+            (" 0 ", Some(0)),
+            ("Sun, 01 Mar 2026 12:02:00 GMT", Some(120)),
+            ("Sun, 01 Mar 2026 11:00:00 GMT", Some(0)),
+            ("soon", None),
+            ("-5", None),
+            ("", None),
+        ];
+        for (text, secs) in table {
+            assert_eq!(
+                parse_retry_after(text, now),
+                secs.map(Duration::from_secs),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signing_key_comes_from_whsec_and_base64_and_errors_never_quote_it() {
+        assert!(SigningKey::parse("whsec_c2VjcmV0LWtleQ==").is_ok());
+        for bad in ["c2VjcmV0LWtleQ==", "whsec_not base64!", "whsec_"] {
+            let error = SigningKey::parse(bad).err().unwrap();
+            assert!(
+                !error.contains("c2Vj") && !error.contains("base64!"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_signature_is_the_standard_webhooks_example() {
+        // The test vector of the Standard Webhooks reference libraries.
+        let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+}
