@@ -1,10 +1,12 @@
-//! Notification channels and event actions from the terminal, against a real `cronium serve`: secrets printed once and never shown again, actions added and removed by name, a failing job's delivery in `job show`, and errors that say what is wrong.
+//! Notification channels and event actions from the terminal, against a real `cronium serve`: secrets printed once and never shown again, actions added and removed by name, a failing job's delivery in `job show`, a delivery owed when the server is killed sent once after the restart, and errors that say what is wrong.
 
 mod common;
 
 use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
 use common::{Server, require_runner, script};
+use cronium_exec::testing::sink::{Answer, Sink};
 use serde_json::Value;
 
 /// A secret given through the environment: `whsec_` + base64 of 24 bytes.
@@ -326,4 +328,108 @@ fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
         .stdout();
     assert_eq!(list.lines().count(), 1, "only the header: {list}");
     server.cronium(&["channel", "remove", "sink"]).ok();
+}
+
+/// The job's deliveries as the API lists them.
+fn deliveries(server: &Server, job: &str) -> Vec<Value> {
+    let url = format!("{}/api/v1/jobs/{job}/deliveries", server.url);
+    let mut response = ureq::get(&url)
+        .header("Authorization", &format!("Bearer {}", server.admin_token()))
+        .call()
+        .unwrap();
+    let list: Value = response.body_mut().read_json().unwrap();
+    list.as_array().unwrap().clone()
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_delivery_owed_when_the_server_is_killed_is_sent_once_after_the_restart() {
+    require_runner();
+    let (mut server, dir) = server_allowing_loopback();
+    // The receiver's port, closed for now: the first try fails and the
+    // delivery waits for its retry, owed, when the server dies.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    server
+        .cronium_with(
+            &[
+                "channel",
+                "add",
+                "pager",
+                "--webhook",
+                &url,
+                "--secret-env",
+                "PAGER_SECRET",
+            ],
+            &[("PAGER_SECRET", GIVEN_SECRET)],
+        )
+        .ok();
+    let path = script(dir.path(), "fails.sh", "exit 4\n");
+    server
+        .cronium(&[
+            "event", "create", "--name", "fails", "--script", &path, "--manual",
+        ])
+        .ok();
+    server
+        .cronium(&[
+            "event", "action", "add", "fails", "--when", "failure", "--notify", "pager",
+        ])
+        .ok();
+    let run = server.cronium(&["event", "run", "fails", "--follow"]);
+    assert_eq!(run.code(), Some(4), "{}", run.stderr());
+    let jobs = server
+        .cronium(&["job", "list", "--event", "fails", "--json"])
+        .ok()
+        .json();
+    let job = jobs["items"][0]["id"].to_string();
+    let owed = wait_for("the first try to fail", Duration::from_secs(20), || {
+        let list = deliveries(&server, &job);
+        (list.len() == 1 && list[0]["attempts"].as_u64() >= Some(1)).then(|| list[0].clone())
+    });
+    assert_eq!(owed["status"], "pending", "{owed}");
+    assert!(
+        owed["lastError"].as_str().is_some_and(|e| !e.is_empty()),
+        "{owed}"
+    );
+
+    // kill -9 with the message owed; the receiver comes up; a new server
+    // on the same data dir sends it, once.
+    let sink = Sink::start_on(&format!("127.0.0.1:{port}"), |_| {
+        Answer::status("204 No Content", "")
+    });
+    server.kill_and_restart(&[("CRONIUM_HTTP_ALLOW", "127.0.0.1/32")]);
+    let delivered = wait_for(
+        "the delivery after the restart",
+        Duration::from_secs(30),
+        || {
+            let list = deliveries(&server, &job);
+            (list[0]["status"] == "delivered").then(|| list[0].clone())
+        },
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let received = sink.received();
+    assert_eq!(received.len(), 1, "sent once: {received:?}");
+    assert_eq!(
+        received[0].header("webhook-id"),
+        delivered["webhookId"].as_str(),
+        "the id the API shows"
+    );
+    let body: Value = serde_json::from_slice(&received[0].body).unwrap();
+    assert_eq!(body["data"]["job"]["status"], "failed", "{body}");
+    assert_eq!(body["data"]["job"]["exitCode"], 4, "{body}");
+    assert_eq!(deliveries(&server, &job)[0]["attempts"], 2);
 }
