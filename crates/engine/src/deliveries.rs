@@ -31,7 +31,7 @@ use cronium_store::{Delivery, Event, Job, SendResult, Store, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2_for_hmac::Sha256;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +95,8 @@ struct Inner {
     sealer: Sealer,
     guard: Guard,
     config: DeliveryConfig,
+    /// Wakes the loop early: a job has ended and may owe messages.
+    wake: Arc<Notify>,
 }
 
 impl Deliveries {
@@ -110,8 +112,15 @@ impl Deliveries {
                 sealer,
                 guard,
                 config,
+                wake: Arc::new(Notify::new()),
             }),
         }
+    }
+
+    /// Notified when a job ends (see `Workers::on_job_end`), the loop sends
+    /// its messages at once instead of at its next poll.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.inner.wake.clone()
     }
 
     /// Claims the deliveries due at `now` (at most `concurrency`), sends
@@ -170,6 +179,7 @@ impl Deliveries {
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
+                () = self.inner.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
         }

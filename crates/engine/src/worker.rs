@@ -63,6 +63,9 @@ pub struct Workers {
     /// The jobs running here, so a cancel can stop one at once rather than
     /// at its next heartbeat.
     running: RunningJobs,
+    /// Notified when a job reaches its final result (its notifications are
+    /// then owed), so the delivery worker need not wait for its next poll.
+    ended: Arc<Notify>,
 }
 
 impl Workers {
@@ -87,7 +90,14 @@ impl Workers {
             config,
             wake,
             running,
+            ended: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notifies `ended` whenever a job this pool ran reaches its final result.
+    pub fn on_job_end(mut self, ended: Arc<Notify>) -> Workers {
+        self.ended = ended;
+        self
     }
 
     /// Claims and starts jobs while slots are free; returns how many started.
@@ -113,6 +123,7 @@ impl Workers {
                 hub: self.hub.clone(),
                 lease: self.config.lease,
                 log_limit: self.config.log_limit,
+                ended: self.ended.clone(),
             };
             let running = self.running.clone();
             let wake = self.wake.clone();
@@ -156,6 +167,7 @@ struct JobRun {
     hub: Arc<LogHub>,
     lease: Duration,
     log_limit: u64,
+    ended: Arc<Notify>,
 }
 
 impl JobRun {
@@ -234,6 +246,7 @@ impl JobRun {
             }
             Ok(done) => {
                 tracing::info!(job = job.id.0, status = %done.status, exit_code = ?done.exit_code, "job finished");
+                self.ended.notify_one();
             }
             Err(e) => tracing::warn!(job = job.id.0, error = %e, "cannot record the job's result"),
         }

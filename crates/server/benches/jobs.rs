@@ -17,6 +17,11 @@
 //! - **throughput**: 1,000 runs queued as fast as one client can, until the
 //!   last one is over, with the default 8 slots. The comparison: the same
 //!   1,000 payload runs by 8 threads calling `cronium-runner` directly.
+//! - **notifications**: a failing event with a `failure` action on a webhook
+//!   channel pointing at a receiver on loopback: trigger → message received
+//!   (100 runs, one at a time) and the job's `finishedAt` → message
+//!   received; then one job owing 1,000 messages (1,000 actions), drained
+//!   (messages per second).
 //! - **lateness**: 1,000 active events on `S * * * * *` crons (second `S` =
 //!   event number mod 60: each fires once a minute, 16–17 a second), then
 //!   `startedAt − scheduledAt` of every job of the phase. The comparison: one
@@ -383,6 +388,110 @@ fn lateness(name: &str, app: &App, seconds: u64) {
     );
 }
 
+/// When each message arrived, in order: monotonic and wall clock.
+type Arrivals = Arc<std::sync::Mutex<Vec<(Instant, DateTime<Utc>)>>>;
+
+/// A loopback webhook receiver answering `204`, and its arrivals.
+fn message_receiver() -> (u16, Arrivals) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                kept.lock().unwrap().push((Instant::now(), Utc::now()));
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn notifications(name: &str, app: &App) {
+    let c = &app.client;
+    let (port, seen) = message_receiver();
+    let channel = c.call(
+        "POST",
+        "/channels",
+        Some(&json!({"name": "bench", "url": format!("http://127.0.0.1:{port}/hook")})),
+    )["id"]
+        .as_i64()
+        .unwrap();
+    let failing = c.event("failing", "exit 1\n", json!({}))["id"]
+        .as_i64()
+        .unwrap();
+    let action = json!({"when": "failure", "channel": channel});
+    c.call("POST", &format!("/events/{failing}/actions"), Some(&action));
+    let received = |n: usize| loop {
+        if let Some(at) = seen.lock().unwrap().get(n - 1) {
+            return *at;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    // Warm-up, then one run at a time: trigger → message received.
+    for n in 1..=10 {
+        c.run(failing);
+        received(n);
+    }
+    let (mut from_trigger, mut from_finish) = (Vec::new(), Vec::new());
+    for n in 11..=110 {
+        let started = Instant::now();
+        let job = c.run(failing);
+        let (at, wall) = received(n);
+        from_trigger.push(at - started);
+        let done = c.wait(job, Duration::from_millis(1));
+        from_finish.push(
+            (wall - time(&done["finishedAt"]))
+                .to_std()
+                .unwrap_or_default(),
+        );
+    }
+    let (t50, t99, _) = summary(from_trigger);
+    let (f50, f99, _) = summary(from_finish);
+    println!(
+        "{name}: job failed → webhook received, 100 runs: from the trigger median {} (p99 {}), from the job's finishedAt median {} (p99 {})",
+        ms(t50),
+        ms(t99),
+        ms(f50),
+        ms(f99)
+    );
+
+    // One job owing 1,000 messages, drained.
+    let many = c.event("many", "exit 1\n", json!({}))["id"]
+        .as_i64()
+        .unwrap();
+    for _ in 0..1000 {
+        c.call("POST", &format!("/events/{many}/actions"), Some(&action));
+    }
+    let before = seen.lock().unwrap().len();
+    let job = c.run(many);
+    let done = c.wait(job, Duration::from_millis(1));
+    let (first, _) = received(before + 1);
+    let (last, _) = received(before + 1000);
+    let drained = last - first;
+    println!(
+        "{name}: 1,000 deliveries of one job (finished {}) drained in {:.2} s: {:.0} deliveries/s",
+        done["finishedAt"].as_str().unwrap_or("-"),
+        drained.as_secs_f64(),
+        999.0 / drained.as_secs_f64()
+    );
+}
+
 /// A loopback HTTP server answering every request `200 OK` with a short body
 /// (one connection per request, as the HTTP executor makes them); its port.
 fn http_receiver() -> u16 {
@@ -431,6 +540,7 @@ fn main() {
         let database = || postgres.then(TestPostgres::fresh_database);
         let app = start(database(), &runner);
         trigger_and_throughput(name, &app, &runner);
+        notifications(name, &app);
         drop(app);
         if seconds > 0 {
             let app = start(database(), &runner);

@@ -188,6 +188,17 @@ pub async fn start(config: Config) -> Result<Running> {
             keep_per_event: config.job_keep,
         },
     );
+    // Notifications go through the same guard as HTTP events: a channel's
+    // URL is a request made on a user's behalf like theirs.
+    let deliveries = cronium_engine::deliveries::Deliveries::new(
+        store.clone(),
+        sealer.clone(),
+        http_guard.clone(),
+        cronium_engine::deliveries::DeliveryConfig {
+            public_url: config.public_url.clone(),
+            ..cronium_engine::deliveries::DeliveryConfig::new(owner.clone())
+        },
+    );
     let workers = cronium_engine::worker::Workers::new(
         store.clone(),
         std::sync::Arc::new(cronium_exec::Executors::new(
@@ -209,18 +220,9 @@ pub async fn start(config: Config) -> Result<Running> {
             lease: config.job_lease,
             log_limit: config.job_log_limit,
         },
-    );
-    // Notifications go through the same guard as HTTP events: a channel's
-    // URL is a request made on a user's behalf like theirs.
-    let deliveries = cronium_engine::deliveries::Deliveries::new(
-        store.clone(),
-        sealer.clone(),
-        http_guard.clone(),
-        cronium_engine::deliveries::DeliveryConfig {
-            public_url: config.public_url.clone(),
-            ..cronium_engine::deliveries::DeliveryConfig::new(owner)
-        },
-    );
+    )
+    // Messages are owed the moment a job ends: the workers say so.
+    .on_job_end(deliveries.waker());
     tokio::spawn(scheduler.run(shutdown.clone()));
     tokio::spawn(workers.run(shutdown.clone()));
     tokio::spawn(deliveries.run(shutdown.clone()));
