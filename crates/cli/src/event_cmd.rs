@@ -16,7 +16,7 @@ use crate::payload_cmd::{EnvVar, infer_interpreter, parse_env_arg, parse_interpr
 
 #[derive(Debug, Subcommand)]
 pub enum EventCommand {
-    /// Create an event from a script
+    /// Create an event: a script to run, or an HTTP request to make (--http)
     Create(CreateArgs),
     /// List events
     List(ListArgs),
