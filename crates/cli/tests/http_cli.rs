@@ -2,47 +2,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-
 use common::Server;
-
-/// Answers every request `201 Created` with a two-line body and keeps the
-/// raw requests.
-fn receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            kept.lock()
-                .unwrap()
-                .push(format!("{head}\r\n{}", String::from_utf8_lossy(&body)));
-            let _ = stream.write_all(
-                b"HTTP/1.1 201 Created\r\nContent-Length: 15\r\nConnection: close\r\n\r\ncreated\nthanks\n",
-            );
-        }
-    });
-    (port, seen)
-}
+use cronium_exec::testing::sink::{Answer, Sink};
 
 #[test]
 fn an_http_event_is_created_shown_and_followed_from_the_terminal() {
@@ -53,10 +14,10 @@ fn an_http_event_is_created_shown_and_followed_from_the_terminal() {
         &[("CRONIUM_HTTP_ALLOW", "127.0.0.1/32")],
     );
     server.wait_until_up();
-    let (port, seen) = receiver();
+    let receiver = Sink::always(Answer::status("201 Created", "created\nthanks\n"));
     let body = dir.path().join("body.json");
     std::fs::write(&body, "{\"ref\": \"main\"}").unwrap();
-    let url = format!("http://127.0.0.1:{port}/deploy");
+    let url = receiver.url("/deploy");
 
     let secret = "tok-91c3e7b2";
     server
@@ -98,18 +59,15 @@ fn an_http_event_is_created_shown_and_followed_from_the_terminal() {
     assert!(out.starts_with("HTTP/1.1 201 Created\n"), "{out}");
     assert!(out.ends_with("\ncreated\nthanks\n"), "{out}");
 
-    let requests = seen.lock().unwrap().clone();
+    let requests = receiver.received();
     assert_eq!(requests.len(), 1, "{requests:?}");
-    assert!(
-        requests[0].starts_with("POST /deploy HTTP/1.1\r\n"),
-        "{requests:?}"
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].target.as_str()),
+        ("POST", "/deploy")
     );
-    assert!(
-        requests[0].contains(&format!("authorization: {secret}"))
-            || requests[0].contains(&format!("Authorization: {secret}")),
-        "{requests:?}"
-    );
-    assert!(requests[0].ends_with("{\"ref\": \"main\"}"), "{requests:?}");
+    assert_eq!(requests[0].header("authorization"), Some(secret));
+    assert_eq!(requests[0].header("content-type"), Some("application/json"));
+    assert_eq!(requests[0].body, b"{\"ref\": \"main\"}");
 
     let job = server
         .cronium(&["job", "list", "--event", "hook", "--json"])

@@ -3,111 +3,29 @@
 #[macro_use]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Backend, TestApp, wait_for};
 use cronium_exec::guard::Allow;
+use cronium_exec::testing::sink::{Answer, Received, Sink};
 use serde_json::{Value, json};
 
 /// Long enough for a slow CI machine; the tests finish far sooner.
 const PATIENCE: Duration = Duration::from_secs(30);
 const SECRET: &str = "Bearer s3cr3t-hdr-4e1f0a";
 
-/// One request as the receiver saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// An HTTP/1.1 receiver on loopback that records every request and answers
-/// each with the next of `answers` (the last one repeats).
-struct Receiver {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    connections: Arc<AtomicUsize>,
-}
-
-impl Receiver {
-    fn start(answers: Vec<(u16, &'static str)>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let (s, c) = (seen.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for (n, stream) in listener.incoming().enumerate() {
-                let Ok(stream) = stream else { return };
-                c.fetch_add(1, Ordering::SeqCst);
-                let answer = answers[n.min(answers.len() - 1)];
-                if let Some(request) = serve_one(stream, answer) {
-                    s.lock().unwrap().push(request);
-                }
-            }
-        });
-        Receiver {
-            port,
-            seen,
-            connections,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn serve_one(stream: TcpStream, (status, body): (u16, &str)) -> Option<Seen> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).ok()?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).ok()?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let (k, v) = line.split_once(':')?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut request_body = vec![0; length];
-    reader.read_exact(&mut request_body).ok()?;
-    let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} Whatever\r\nContent-Type: text/plain\r\nX-Receiver: yes\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    Some(Seen {
-        request_line: request_line.trim_end().to_string(),
-        headers,
-        body: request_body,
+/// A receiver answering the `n`-th request with the `n`-th of `answers`
+/// (the last one repeats).
+fn receiver(answers: Vec<(&'static str, &'static str)>) -> Sink {
+    Sink::start(move |n| {
+        let (status, body) = answers[n.min(answers.len() - 1)];
+        Answer::status(status, body).with_header("X-Receiver", "yes")
     })
+}
+
+/// `METHOD target` of a request, as its request line starts.
+fn request_line(r: &Received) -> String {
+    format!("{} {}", r.method, r.target)
 }
 
 /// A server whose HTTP events may reach 127.0.0.1 (and nothing else private).
@@ -150,7 +68,7 @@ fn lines(app: &TestApp, job: &Value) -> Vec<(String, String)> {
 both_backends! {
     fn a_request_is_sent_with_its_secret_header_and_its_response_is_the_jobs_output(backend: Backend) {
         let app = app_allowing_loopback(backend);
-        let receiver = Receiver::start(vec![(200, "deployed main\nall good\n")]);
+        let receiver = receiver(vec![("200 OK", "deployed main\nall good\n")]);
         let event = app.create_event(json!({
             "name": "deploy hook",
             "http": {
@@ -170,9 +88,9 @@ both_backends! {
         assert_eq!(job["status"], "succeeded", "{job}");
         assert_eq!(job["metadata"]["http"]["status"], 200, "{job}");
 
-        let seen = receiver.seen();
+        let seen = receiver.received();
         assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!(seen[0].request_line, "POST /hooks/deploy?ref=main HTTP/1.1");
+        assert_eq!(request_line(&seen[0]), "POST /hooks/deploy?ref=main");
         assert_eq!(seen[0].header("authorization"), Some(SECRET));
         assert_eq!(seen[0].header("content-type"), Some("application/json"));
         assert_eq!(seen[0].body, b"{\"ref\": \"main\"}");
@@ -205,7 +123,7 @@ both_backends! {
 
     fn an_unexpected_status_fails_the_job_naming_both_and_is_retried(backend: Backend) {
         let app = app_allowing_loopback(backend);
-        let receiver = Receiver::start(vec![(503, "busy\n"), (202, "queued\n")]);
+        let receiver = receiver(vec![("503 Service Unavailable", "busy\n"), ("202 Accepted", "queued\n")]);
         let event = app.create_event(json!({
             "name": "flaky hook",
             "retries": 1,
@@ -224,18 +142,18 @@ both_backends! {
             first_error.as_deref().is_some_and(|t| t.contains("202")),
             "the first attempt's error names what was expected and what came: {out:?}"
         );
-        assert_eq!(receiver.seen().len(), 2);
-        assert!(receiver.seen().iter().all(|s| s.request_line.starts_with("GET / ")));
+        assert_eq!(receiver.received().len(), 2);
+        assert!(receiver.received().iter().all(|r| request_line(r) == "GET /"));
     }
 
     fn a_request_to_a_refused_address_is_rejected_when_saved_and_never_sent(backend: Backend) {
         // No allow list: loopback is refused.
         let app = TestApp::spawn(backend);
-        let receiver = Receiver::start(vec![(200, "")]);
+        let receiver = receiver(vec![("200 OK", "")]);
         for url in [
             receiver.url("/"),
-            format!("http://localhost:{}/", receiver.port),
-            format!("http://[::ffff:127.0.0.1]:{}/", receiver.port),
+            format!("http://localhost:{}/", receiver.addr().port()),
+            format!("http://[::ffff:127.0.0.1]:{}/", receiver.addr().port()),
             "http://169.254.169.254/latest/meta-data/".to_string(),
             "http://10.0.0.1/".to_string(),
         ] {
@@ -245,14 +163,14 @@ both_backends! {
             let message = body["error"]["message"].as_str().unwrap();
             assert!(message.contains("refused"), "{url}: {message}");
         }
-        assert_eq!(receiver.connections.load(Ordering::SeqCst), 0);
+        assert_eq!(receiver.accepted(), 0);
         let page = app.get("/api/v1/events").expect(200);
         assert_eq!(page["total"], 0, "nothing was saved: {page}");
     }
 
     fn a_patch_replaces_the_request_keeps_its_secrets_and_cannot_change_the_kind(backend: Backend) {
         let app = app_allowing_loopback(backend);
-        let receiver = Receiver::start(vec![(204, "")]);
+        let receiver = receiver(vec![("204 No Content", "")]);
         let script = app.create_event(json!({
             "name": "a script", "interpreter": "bash", "content": "echo hi\n",
         }));
@@ -274,9 +192,9 @@ both_backends! {
         assert_eq!(patched["http"]["secretHeaderNames"], json!(["X-Token"]), "{patched}");
         let job = run_to_end(&app, kid);
         assert_eq!(job["status"], "succeeded", "{job}");
-        let seen = receiver.seen();
+        let seen = receiver.received();
         assert_eq!(seen.len(), 1, "{seen:?}");
-        assert_eq!(seen[0].request_line, "PUT /k2 HTTP/1.1");
+        assert_eq!(request_line(&seen[0]), "PUT /k2");
         assert_eq!(seen[0].header("x-token"), Some("t0k"));
         let cleared = app
             .patch(&format!("/api/v1/events/{kid}"), json!({"http": {"url": receiver.url("/k3"), "secretHeaders": {}}}))
