@@ -124,14 +124,6 @@ impl HttpExecutor {
         HttpExecutor { guard, limits }
     }
 
-    pub fn guard(&self) -> &Guard {
-        &self.guard
-    }
-
-    pub fn limits(&self) -> HttpLimits {
-        self.limits
-    }
-
     /// Makes the request, sending the response to `output` as it arrives
     /// (status line, headers, a blank line, the body, as Stdout lines;
     /// redirects and truncation as Stderr lines), until it ends, the

@@ -238,11 +238,6 @@ impl Executors {
         }
     }
 
-    /// The HTTP executor, whose guard also checks URLs when they are saved.
-    pub fn http(&self) -> &HttpExecutor {
-        &self.http
-    }
-
     /// Closes SSH connections no job has used for a while; returns how many.
     pub async fn close_idle(&self, now: tokio::time::Instant) -> usize {
         self.remote.close_idle(now).await
