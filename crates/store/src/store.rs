@@ -97,6 +97,47 @@ pub(crate) async fn fetch_event<B: Backend, C: Conn>(
 
 /// Fails `NotFound` unless the event exists; with `lock`, its row stays as
 /// read until the transaction ends.
+/// A row that a `RESTRICT` foreign key keeps while other rows use it.
+pub(crate) struct Deletion {
+    /// What it is, for `NotFound`.
+    pub(crate) what: &'static str,
+    /// Deletes it (`$1` its id).
+    pub(crate) delete: &'static str,
+    /// Counts the rows using it (`$1` its id), as `n`.
+    pub(crate) users: &'static str,
+    /// The refusal, given how many rows use it.
+    pub(crate) in_use: fn(i64) -> StoreError,
+}
+
+/// Deletes a row and audits it, or says how many rows still use it.
+pub(crate) async fn delete_unless_used<B: Backend>(
+    store: &SqlStore<B>,
+    d: Deletion,
+    id: i64,
+    audit: &AuditEntry,
+) -> Result<()> {
+    let mut tx = store.db.begin().await?;
+    let deleted = match sql(d.delete).bind(id).execute(&mut tx).await {
+        Err(e) if rows::is_foreign_key_violation(&e) => {
+            // The RESTRICT foreign key refused. On PostgreSQL the error
+            // aborted the transaction: count the users outside it.
+            tx.rollback().await?;
+            let row = sql(d.users)
+                .bind(id)
+                .fetch_one(&mut store.db.pool())
+                .await?;
+            return Err((d.in_use)(Reader::new(&row, d.what).int("n")?));
+        }
+        other => other?,
+    };
+    if deleted == 0 {
+        return Err(StoreError::NotFound { what: d.what });
+    }
+    insert_audit(&mut tx, &rows::audit_entry(audit, Some(id))).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(crate) async fn event_exists<B: Backend, C: Conn>(
     conn: &mut C,
     id: EventId,
@@ -813,32 +854,18 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn delete_server(&self, id: ServerId, audit: &AuditEntry) -> Result<()> {
-        let mut tx = self.db.begin().await?;
-        let deleted = sql("DELETE FROM servers WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut tx)
-            .await;
-        let deleted = match deleted {
-            Err(e) if rows::is_foreign_key_violation(&e) => {
-                // The RESTRICT foreign key refused. On PostgreSQL the error
-                // aborted the transaction: count the events for the message
-                // outside it.
-                tx.rollback().await?;
-                let row = sql("SELECT COUNT(*) AS n FROM event_servers WHERE server_id = $1")
-                    .bind(id.0)
-                    .fetch_one(&mut self.db.pool())
-                    .await?;
-                let events = Reader::new(&row, "event_servers").int("n")?;
-                return Err(rows::server_in_use(events));
-            }
-            other => other?,
-        };
-        if deleted == 0 {
-            return Err(StoreError::NotFound { what: "server" });
-        }
-        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
-        tx.commit().await?;
-        Ok(())
+        delete_unless_used(
+            self,
+            Deletion {
+                what: "server",
+                delete: "DELETE FROM servers WHERE id = $1",
+                users: "SELECT COUNT(*) AS n FROM event_servers WHERE server_id = $1",
+                in_use: rows::server_in_use,
+            },
+            id.0,
+            audit,
+        )
+        .await
     }
 
     async fn get_schedule_state(&self, event: EventId) -> Result<ScheduleState> {

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use cronium_core::{ActionId, ChannelId, ChannelSpec, DeliveryId, EventId, JobId, When};
 
-use super::{SqlStore, insert_audit};
+use super::{Deletion, SqlStore, delete_unless_used, insert_audit};
 use crate::db::{Backend, Conn, Lock, sql};
 use crate::rows::{self, Reader, truncate};
 use crate::{Action, AuditEntry, Channel, Delivery, Job, Result, SendResult, StoreError};
@@ -108,36 +108,22 @@ pub(super) async fn delete_channel<B: Backend>(
     id: ChannelId,
     audit: &AuditEntry,
 ) -> Result<()> {
-    let mut tx = store.db.begin().await?;
-    let deleted = sql("DELETE FROM channels WHERE id = $1")
-        .bind(id.0)
-        .execute(&mut tx)
-        .await;
-    let deleted = match deleted {
-        Err(e) if rows::is_foreign_key_violation(&e) => {
-            // An action uses it (RESTRICT). On PostgreSQL the error aborted
-            // the transaction: count the actions outside it.
-            tx.rollback().await?;
-            let row = sql("SELECT COUNT(*) AS n FROM event_actions WHERE channel_id = $1")
-                .bind(id.0)
-                .fetch_one(&mut store.db.pool())
-                .await?;
-            let actions = Reader::new(&row, "event_actions").int("n")?;
-            return Err(StoreError::Conflict {
-                field: "channel".into(),
-                message: format!(
-                    "{actions} action(s) of events notify this channel; remove them first"
-                ),
-            });
-        }
-        other => other?,
+    let in_use = |actions: i64| StoreError::Conflict {
+        field: "channel".into(),
+        message: format!("{actions} action(s) of events notify this channel; remove them first"),
     };
-    if deleted == 0 {
-        return Err(StoreError::NotFound { what: "channel" });
-    }
-    insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
-    tx.commit().await?;
-    Ok(())
+    delete_unless_used(
+        store,
+        Deletion {
+            what: "channel",
+            delete: "DELETE FROM channels WHERE id = $1",
+            users: "SELECT COUNT(*) AS n FROM event_actions WHERE channel_id = $1",
+            in_use,
+        },
+        id.0,
+        audit,
+    )
+    .await
 }
 
 pub(super) async fn add_action<B: Backend>(
