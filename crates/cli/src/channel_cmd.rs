@@ -1,4 +1,4 @@
-//! `cronium channel add|list|show|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line; one the server makes is printed once.
+//! `cronium channel add|list|show|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line (one the server makes is printed once); a Slack or Discord URL, itself a secret, preferably does too.
 
 use std::io::Write;
 
@@ -10,8 +10,9 @@ use crate::client::{Client, ClientArgs, cell, print_json, print_table};
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
-    /// Add a channel; without --secret-env the server makes a signing
-    /// secret and it is printed once
+    /// Add a channel: a signed webhook (without --secret-env the server
+    /// makes a signing secret and it is printed once), or a Slack or
+    /// Discord incoming webhook
     Add(AddArgs),
     /// List channels
     List,
@@ -22,23 +23,78 @@ pub enum ChannelCommand {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("receiver")
+        .required(true)
+        .args(["webhook", "slack", "slack_env", "discord", "discord_env"]),
+))]
 pub struct AddArgs {
     /// Unique name: letters, digits, . _ -
     pub name: String,
     /// POST a signed JSON message to this URL (Standard Webhooks)
     #[arg(long, value_name = "URL")]
-    pub webhook: String,
+    pub webhook: Option<String>,
     /// Name of the environment variable holding the signing secret
     /// (whsec_ + base64); kept off the command line, where `ps` shows it
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", requires = "webhook")]
     pub secret_env: Option<String>,
+    /// Post a summary to this Slack incoming-webhook URL (a secret:
+    /// prefer --slack-env)
+    #[arg(long, value_name = "URL")]
+    pub slack: Option<String>,
+    /// Name of the environment variable holding the Slack webhook URL
+    #[arg(long, value_name = "VAR")]
+    pub slack_env: Option<String>,
+    /// Post a summary to this Discord webhook URL (a secret: prefer
+    /// --discord-env)
+    #[arg(long, value_name = "URL")]
+    pub discord: Option<String>,
+    /// Name of the environment variable holding the Discord webhook URL
+    #[arg(long, value_name = "VAR")]
+    pub discord_env: Option<String>,
+}
+
+impl AddArgs {
+    /// The channel's kind and URL, from whichever option named them.
+    fn receiver(&self) -> Result<(&'static str, String)> {
+        let from_env = |var: &str, flag: &str| -> Result<String> {
+            let value = std::env::var(var)
+                .map_err(|_| anyhow!("{var} is not set in the environment ({flag} {var})"))?;
+            let value = value.trim();
+            if value.is_empty() {
+                bail!("{var} is empty ({flag} {var})");
+            }
+            Ok(value.to_string())
+        };
+        Ok(match self {
+            AddArgs {
+                webhook: Some(url), ..
+            } => ("webhook", url.clone()),
+            AddArgs {
+                slack: Some(url), ..
+            } => ("slack", url.clone()),
+            AddArgs {
+                slack_env: Some(var),
+                ..
+            } => ("slack", from_env(var, "--slack-env")?),
+            AddArgs {
+                discord: Some(url), ..
+            } => ("discord", url.clone()),
+            AddArgs {
+                discord_env: Some(var),
+                ..
+            } => ("discord", from_env(var, "--discord-env")?),
+            _ => bail!("give --webhook, --slack(-env) or --discord(-env)"),
+        })
+    }
 }
 
 pub fn run(cmd: ChannelCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<()> {
     let client = &Client::new(args)?;
     match cmd {
         ChannelCommand::Add(a) => {
-            let mut body = json!({ "name": a.name, "kind": "webhook", "url": a.webhook });
+            let (kind, url) = a.receiver()?;
+            let mut body = json!({ "name": a.name, "kind": kind, "url": url });
             if let Some(var) = &a.secret_env {
                 body["secret"] = json!(secret_from_env(var)?);
             }

@@ -453,8 +453,8 @@ fn notify_schemas() -> [(&'static str, Value); 6] {
     let channel_properties = json!({
         "id": { "type": "integer" },
         "name": string,
-        "kind": { "type": "string", "enum": ["webhook"] },
-        "url": string,
+        "kind": { "type": "string", "enum": ["webhook", "slack", "discord"] },
+        "url": { "type": "string", "description": "A webhook's URL; for slack and discord only a redacted form (`https://hooks.slack.com/services/…`): their URL is their secret" },
         "createdAt": timestamp,
         "updatedAt": timestamp
     });
@@ -470,9 +470,9 @@ fn notify_schemas() -> [(&'static str, Value); 6] {
                 "required": ["name", "url"],
                 "properties": {
                     "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
-                    "kind": { "type": "string", "enum": ["webhook"], "default": "webhook" },
-                    "url": { "type": "string", "description": "http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow)" },
-                    "secret": { "type": "string", "writeOnly": true, "description": "The Standard Webhooks signing secret: `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
+                    "kind": { "type": "string", "enum": ["webhook", "slack", "discord"], "default": "webhook", "description": "webhook: signed JSON (Standard Webhooks); slack, discord: a one-line summary posted to an incoming-webhook URL" },
+                    "url": { "type": "string", "description": "http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
+                    "secret": { "type": "string", "writeOnly": true, "description": "Webhooks only: the Standard Webhooks signing secret, `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
                 }
             }),
         ),

@@ -104,6 +104,59 @@ fn run_to_end(app: &TestApp, event: i64) -> Value {
 }
 
 both_backends! {
+    fn a_slack_or_discord_url_is_sealed_and_only_ever_shown_redacted(backend: Backend) {
+        let app = app_allowing_loopback(backend);
+        let sink = Sink::start();
+        let token = "sEcReTtOkEnXyZ";
+        let slack_url = format!("http://127.0.0.1:{}/services/T0AA/B0BB/{token}", sink.port);
+        let discord_url = format!("http://127.0.0.1:{}/api/webhooks/42/{token}", sink.port);
+        let slack = app
+            .post("/api/v1/channels", json!({ "name": "chat", "kind": "slack", "url": slack_url }))
+            .expect(201);
+        assert_eq!(slack["kind"], "slack");
+        assert_eq!(slack["url"], format!("http://127.0.0.1:{}/services/…", sink.port));
+        assert!(slack.get("secret").is_none(), "no signing secret is made: {slack}");
+        let discord = app
+            .post("/api/v1/channels", json!({ "name": "talk", "kind": "discord", "url": discord_url }))
+            .expect(201);
+        assert_eq!(discord["kind"], "discord");
+        assert_eq!(discord["url"], format!("http://127.0.0.1:{}/api/webhooks/…", sink.port));
+
+        // A chat channel has no signing secret to give, and a bad URL is
+        // refused without being quoted back.
+        app.post("/api/v1/channels", json!({ "name": "x", "kind": "slack", "url": slack_url, "secret": GIVEN_SECRET }))
+            .expect_error(422, "validation_failed", Some("secret"));
+        let bad = app
+            .post("/api/v1/channels", json!({ "name": "x", "kind": "discord", "url": format!("ftp://127.0.0.1/{token}") }))
+            .expect_error(422, "validation_failed", Some("url"));
+        assert!(!bad.to_string().contains(token), "{bad}");
+        // The guard still judges the sealed URL: a private address is refused.
+        app.post("/api/v1/channels", json!({ "name": "x", "kind": "slack", "url": format!("http://10.0.0.1/services/T/B/{token}") }))
+            .expect_error(422, "validation_failed", Some("url"));
+
+        // Shown redacted everywhere; the URL is in no answer, audit entry or
+        // database byte (as text, or as the hex of a bytea dump).
+        let chat_id = slack["id"].as_i64().unwrap();
+        let list = app.get("/api/v1/channels").expect(200);
+        let kinds: Vec<&Value> = list.as_array().unwrap().iter().map(|c| &c["kind"]).collect();
+        assert_eq!(kinds, [&json!("slack"), &json!("discord")]);
+        let shown = app.get(&format!("/api/v1/channels/{chat_id}")).expect(200);
+        assert_eq!(shown["url"], slack["url"]);
+        let creates = audited(&app, "channel.create");
+        assert_eq!(creates.len(), 2, "{creates:?}");
+        assert_eq!(creates[1]["detail"], json!({ "name": "chat", "kind": "slack", "url": "sealed" }));
+        let audit_log = app.get("/api/v1/audit?limit=500").expect(200);
+        for body in [&slack, &discord, &list, &shown, &audit_log] {
+            assert!(!body.to_string().contains(token), "{body}");
+        }
+        let bytes = database_bytes(&app);
+        for needle in [token.to_string(), "T0AA".to_string(), hex(token)] {
+            assert!(!contains(&bytes, needle.as_bytes()), "{needle} is in the database");
+        }
+        // Checking the URL never posted anything.
+        assert_eq!(sink.connections(), 0);
+    }
+
     fn a_generated_secret_is_shown_once_and_sealed_at_rest(backend: Backend) {
         let app = TestApp::spawn(backend);
         let created = app
@@ -204,7 +257,7 @@ both_backends! {
             (json!({ "url": url }), "name"),
             (json!({ "name": "has space", "url": url }), "name"),
             (json!({ "name": "x" }), "url"),
-            (json!({ "name": "x", "url": url, "kind": "slack" }), "kind"),
+            (json!({ "name": "x", "url": url, "kind": "email" }), "kind"),
             (json!({ "name": "x", "url": url, "secret": "Z2l2ZW4tc2VjcmV0LWtleS0yNC1ieXRlcyE=" }), "secret"),
             (json!({ "name": "x", "url": url, "secret": "whsec_not base64!" }), "secret"),
             (json!({ "name": "x", "url": url, "secret": "whsec_c2hvcnQ=" }), "secret"),
@@ -215,8 +268,9 @@ both_backends! {
                 assert!(!err.to_string().contains(secret), "the message repeats the secret: {err}");
             }
         }
-        let kind = app.post("/api/v1/channels", json!({ "name": "x", "url": url, "kind": "slack" })).json();
-        assert!(kind["error"]["message"].as_str().unwrap().contains("webhook"), "{kind}");
+        let kind = app.post("/api/v1/channels", json!({ "name": "x", "url": url, "kind": "email" })).json();
+        let message = kind["error"]["message"].as_str().unwrap();
+        assert!(["webhook", "slack", "discord"].iter().all(|k| message.contains(k)), "{kind}");
         app.post("/api/v1/channels", json!({ "name": "x", "url": url, "token": "t" }))
             .expect_error(400, "bad_request", Some("token"));
         app.get("/api/v1/channels/999999").expect_error(404, "not_found", None);
