@@ -1,4 +1,4 @@
-//! `cronium channel add|list|show|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line (one the server makes is printed once); a Slack or Discord URL, itself a secret, preferably does too.
+//! `cronium channel add|list|show|test|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line (one the server makes is printed once); a Slack or Discord URL, itself a secret, preferably does too.
 
 use std::io::Write;
 
@@ -18,6 +18,9 @@ pub enum ChannelCommand {
     List,
     /// Show one channel (by name or id)
     Show { channel: String },
+    /// Send a channel a test message now and print what the receiver
+    /// answered; exits non-zero unless it answered 2xx
+    Test { channel: String },
     /// Remove a channel (refused while an event's action notifies it)
     Remove { channel: String },
 }
@@ -139,6 +142,25 @@ pub fn run(cmd: ChannelCommand, args: &ClientArgs, out: &mut dyn Write) -> Resul
                 return print_json(&channel, out);
             }
             show(&channel, out)
+        }
+        ChannelCommand::Test { channel } => {
+            let id = resolve_channel(client, &channel)?;
+            let answer = client.post(&format!("/channels/{id}/test"), &json!({}))?;
+            if client.json {
+                print_json(&answer, out)?;
+            } else {
+                for key in ["status", "body", "error"] {
+                    writeln!(out, "{key:<10} {}", cell(&answer[key]))?;
+                }
+            }
+            match answer["status"].as_u64() {
+                Some(200..=299) => Ok(()),
+                Some(status) => bail!("the receiver answered {status}, not 2xx"),
+                None => bail!(
+                    "the receiver did not answer: {}",
+                    answer["error"].as_str().unwrap_or("no reason given")
+                ),
+            }
         }
         ChannelCommand::Remove { channel } => {
             let id = resolve_channel(client, &channel)?;

@@ -251,6 +251,66 @@ fn slack_and_discord_channels_take_their_url_from_the_environment_and_show_it_re
 }
 
 #[test]
+fn channel_test_prints_what_the_receiver_answered_and_fails_unless_2xx() {
+    let (mut server, _dir) = server_allowing_loopback();
+    let happy = Sink::always(Answer::status("200 OK", "ok"));
+    let broken = Sink::always(Answer::status("500 Internal Server Error", "invalid_token"));
+    server
+        .cronium_with(
+            &["channel", "add", "chat", "--slack-env", "SLACK_HOOK"],
+            &[("SLACK_HOOK", &happy.url("/services/T1/B2/tok"))],
+        )
+        .ok();
+    server
+        .cronium_with(
+            &[
+                "channel",
+                "add",
+                "ops",
+                "--webhook",
+                &broken.url("/in"),
+                "--secret-env",
+                "S",
+            ],
+            &[("S", GIVEN_SECRET)],
+        )
+        .ok();
+
+    // 2xx: the receiver's answer, and success.
+    let out = server.cronium(&["channel", "test", "chat"]).ok().stdout();
+    assert_eq!(out, "status     200\nbody       ok\nerror      -\n");
+    assert_eq!(happy.received().len(), 1);
+
+    // 500: what it said, and failure.
+    let failed = server
+        .cronium(&["channel", "test", "ops"])
+        .fails_with(&["the receiver answered 500"]);
+    assert_eq!(
+        failed.stdout(),
+        "status     500\nbody       invalid_token\nerror      500 Internal Server Error\n"
+    );
+    let json = server
+        .cronium(&["channel", "test", "ops", "--json"])
+        .fails_with(&["500"])
+        .json();
+    assert_eq!(json["body"], "invalid_token");
+
+    // Once the operator stops allowing loopback, the guard refuses the
+    // address: no connection is made, and the command says why.
+    server.kill_and_restart(&[]);
+    let accepted = happy.accepted();
+    let refused = server
+        .cronium(&["channel", "test", "chat"])
+        .fails_with(&["the receiver did not answer", "loopback"]);
+    assert!(
+        refused.stdout().starts_with("status     -\n"),
+        "{}",
+        refused.stdout()
+    );
+    assert_eq!(happy.accepted(), accepted, "no connection was made");
+}
+
+#[test]
 fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
     require_runner();
     let (server, dir) = server_allowing_loopback();

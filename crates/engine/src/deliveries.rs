@@ -34,7 +34,7 @@ use cronium_core::job::{JobStatus, retry_delay};
 use cronium_exec::Guard;
 use cronium_exec::http::{USER_AGENT, status_text};
 use cronium_exec::webhook::{self, PostResponse};
-use cronium_store::{Delivery, Event, Job, SendResult, Store, StoreError};
+use cronium_store::{Channel, Delivery, Event, Job, SendResult, Store, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2_for_hmac::Sha256;
@@ -302,29 +302,7 @@ impl Inner {
             .get_channel(delivery.channel_id)
             .await
             .map_err(|e| gone("channel", e))?;
-        let sealed = &channel.spec.sealed_secret;
-        let (url, receiver) = match channel.spec.kind {
-            ChannelKind::Webhook => {
-                let key = self
-                    .sealer
-                    .open_channel_secret(sealed)
-                    .map_err(|e| NotSent::Never(format!("cannot open the channel's secret: {e}")))
-                    .and_then(|s| SigningKey::parse(&s).map_err(NotSent::Never))?;
-                (channel.spec.url, Receiver::Webhook(key))
-            }
-            kind @ (ChannelKind::Slack | ChannelKind::Discord) => {
-                let url = self
-                    .sealer
-                    .open_channel_url(sealed)
-                    .map_err(|e| NotSent::Never(format!("cannot open the channel's URL: {e}")))?;
-                let receiver = if kind == ChannelKind::Slack {
-                    Receiver::Slack
-                } else {
-                    Receiver::Discord
-                };
-                (url, receiver)
-            }
-        };
+        let (url, receiver) = open_receiver(&self.sealer, &channel).map_err(NotSent::Never)?;
         Ok(Subject {
             job,
             event,
@@ -442,6 +420,102 @@ impl Inner {
             error,
         }
     }
+}
+
+/// Where a channel's messages go and how it wants them: its URL (a chat
+/// channel's opened) and signing key. Errors never quote a secret.
+fn open_receiver(sealer: &Sealer, channel: &Channel) -> Result<(String, Receiver), String> {
+    let sealed = &channel.spec.sealed_secret;
+    match channel.spec.kind {
+        ChannelKind::Webhook => {
+            let secret = sealer
+                .open_channel_secret(sealed)
+                .map_err(|e| format!("cannot open the channel's secret: {e}"))?;
+            let key = SigningKey::parse(&secret)?;
+            Ok((channel.spec.url.clone(), Receiver::Webhook(key)))
+        }
+        kind @ (ChannelKind::Slack | ChannelKind::Discord) => {
+            let url = sealer
+                .open_channel_url(sealed)
+                .map_err(|e| format!("cannot open the channel's URL: {e}"))?;
+            let receiver = if kind == ChannelKind::Slack {
+                Receiver::Slack
+            } else {
+                Receiver::Discord
+            };
+            Ok((url, receiver))
+        }
+    }
+}
+
+/// Sends a channel a test message now, once, through the same POST and
+/// guard as its deliveries: `{"type": "channel.test", …}` signed for a
+/// webhook (its `webhook-id` `msg_cronium_test_<random>`, never a
+/// delivery's), a one-line note for Slack and Discord. What came back is
+/// the receiver's answer, for the caller to show as it is.
+pub async fn send_test(
+    sealer: &Sealer,
+    guard: &Guard,
+    channel: &Channel,
+    timeout: Duration,
+    now: DateTime<Utc>,
+) -> PostResponse {
+    let (url, receiver) = match open_receiver(sealer, channel) {
+        Ok(opened) => opened,
+        Err(why) => {
+            return PostResponse {
+                status: None,
+                retry_after: None,
+                body_head: String::new(),
+                error: Some(webhook::PostError::Invalid(why)),
+            };
+        }
+    };
+    let name = channel.spec.name.as_str();
+    let note = |escape: fn(&str) -> String| {
+        format!(
+            "Test message from Cronium for channel *{}*: notifications will arrive here.",
+            escape(name)
+        )
+    };
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("user-agent".to_string(), USER_AGENT.to_string()),
+    ];
+    let body = match receiver {
+        Receiver::Webhook(key) => {
+            let body = serde_json::to_vec(&json!({
+                "type": "channel.test",
+                "timestamp": now.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "data": { "channel": { "id": channel.id.0, "name": name } },
+            }))
+            .expect("JSON values serialize");
+            let id = format!("msg_cronium_test_{:016x}", random_u64());
+            let timestamp = now.timestamp().to_string();
+            let signature = key.sign(&id, &timestamp, &body);
+            headers.push(("webhook-id".to_string(), id));
+            headers.push(("webhook-timestamp".to_string(), timestamp));
+            headers.push(("webhook-signature".to_string(), signature));
+            body
+        }
+        Receiver::Slack => serde_json::to_vec(&json!({ "text": note(slack_escape) }))
+            .expect("JSON values serialize"),
+        Receiver::Discord => serde_json::to_vec(
+            &json!({ "content": note(discord_escape), "allowed_mentions": { "parse": [] } }),
+        )
+        .expect("JSON values serialize"),
+    };
+    webhook::post(guard, &url, &headers, body, timeout).await
+}
+
+/// A random number, so a test message's `webhook-id` repeats no other.
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // An id needs no secrecy; should the source fail, the time stands in.
+    if getrandom::fill(&mut bytes).is_err() {
+        return Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// The wait after a delivery's `attempts + 1`-th failed try:

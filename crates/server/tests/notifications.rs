@@ -103,7 +103,59 @@ fn run_to_end(app: &TestApp, event: i64) -> Value {
     })
 }
 
+/// A loopback URL where nothing listens: connecting is refused.
+fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
 both_backends! {
+    fn a_channel_test_reports_exactly_what_the_receiver_answered(backend: Backend) {
+        use cronium_exec::testing::sink::{Answer, Sink as Recorder};
+        let app = app_allowing_loopback(backend);
+
+        // A webhook that answers 200: the test message is signed like any.
+        let happy = Recorder::always(Answer::status("200 OK", "thanks"));
+        let ops = app
+            .post("/api/v1/channels", json!({ "name": "ops", "url": happy.url("/in"), "secret": GIVEN_SECRET }))
+            .expect(201);
+        let answer = app.post(&format!("/api/v1/channels/{}/test", ops["id"]), json!({})).expect(200);
+        assert_eq!(answer, json!({ "status": 200, "body": "thanks", "error": null }));
+        let got = happy.received();
+        assert_eq!(got.len(), 1, "one POST");
+        let message: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(message["type"], "channel.test");
+        assert_eq!(message["data"]["channel"], json!({ "id": ops["id"], "name": "ops" }));
+        assert!(got[0].header("webhook-id").unwrap().starts_with("msg_cronium_test_"));
+        assert!(got[0].header("webhook-signature").unwrap().starts_with("v1,"));
+
+        // A Slack hook that answers 500 with a body: 200 here, saying so.
+        let broken = Recorder::always(Answer::status("500 Internal Server Error", "no_service"));
+        let chat = app
+            .post("/api/v1/channels", json!({ "name": "chat", "kind": "slack", "url": broken.url("/services/T1/B2/tok") }))
+            .expect(201);
+        let answer = app.post(&format!("/api/v1/channels/{}/test", chat["id"]), json!({})).expect(200);
+        assert_eq!(answer, json!({ "status": 500, "body": "no_service", "error": "500 Internal Server Error" }));
+        let got = broken.received();
+        assert_eq!(got.len(), 1, "one POST, no retry");
+        let text: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(text, json!({ "text": "Test message from Cronium for channel *chat*: notifications will arrive here." }));
+        assert_eq!(got[0].header("webhook-signature"), None);
+
+        // Nothing listening: no status, and why.
+        let gone = app
+            .post("/api/v1/channels", json!({ "name": "gone", "kind": "discord", "url": closed_port_url() }))
+            .expect(201);
+        let answer = app.post(&format!("/api/v1/channels/{}/test", gone["id"]), json!({})).expect(200);
+        assert_eq!(answer["status"], Value::Null, "{answer}");
+        assert_eq!(answer["body"], "");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{answer}");
+
+        app.post("/api/v1/channels/999999/test", json!({})).expect_error(404, "not_found", None);
+    }
+
     fn a_slack_or_discord_url_is_sealed_and_only_ever_shown_redacted(backend: Backend) {
         let app = app_allowing_loopback(backend);
         let sink = Sink::start();

@@ -277,6 +277,49 @@ pub async fn show(
     ))
 }
 
+/// How long a test message waits for its answer: a delivery's timeout.
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The answer to `POST /channels/{id}/test`: what the receiver said.
+#[derive(Debug, Serialize)]
+pub struct TestAnswer {
+    pub status: Option<u16>,
+    /// The first KiB of its body, on one line.
+    pub body: String,
+    /// Why it failed; `None` on 2xx.
+    pub error: Option<String>,
+}
+
+/// Sends a test message now. The answer is 200 whatever the receiver did,
+/// since reporting what it said is the point; only a missing channel (or
+/// caller) is an error here.
+pub async fn test(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<TestAnswer>, ApiError> {
+    let channel = state.store.get_channel(ChannelId(id)).await?;
+    let response = cronium_engine::deliveries::send_test(
+        &state.sealer,
+        &state.http_guard,
+        &channel,
+        TEST_TIMEOUT,
+        crate::now(),
+    )
+    .await;
+    let error = match (response.status, response.error) {
+        (Some(code), _) if (200..300).contains(&code) => None,
+        (Some(code), _) => Some(cronium_exec::http::status_text(code)),
+        (None, Some(why)) => Some(why.to_string()),
+        (None, None) => Some("no answer and no reason (a bug)".into()),
+    };
+    Ok(axum::Json(TestAnswer {
+        status: response.status,
+        body: response.body_head,
+        error,
+    }))
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Admin(caller): Admin,
