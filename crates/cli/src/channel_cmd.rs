@@ -1,4 +1,4 @@
-//! `cronium channel add|list|show|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line; one the server makes is printed once.
+//! `cronium channel add|list|show|test|remove`: where notifications go. A webhook's signing secret comes from an environment variable, never the command line (one the server makes is printed once); a Slack or Discord URL, itself a secret, preferably does too.
 
 use std::io::Write;
 
@@ -10,35 +10,94 @@ use crate::client::{Client, ClientArgs, cell, print_json, print_table};
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
-    /// Add a channel; without --secret-env the server makes a signing
-    /// secret and it is printed once
+    /// Add a channel: a signed webhook (without --secret-env the server
+    /// makes a signing secret and it is printed once), or a Slack or
+    /// Discord incoming webhook
     Add(AddArgs),
     /// List channels
     List,
     /// Show one channel (by name or id)
     Show { channel: String },
+    /// Send a channel a test message now and print what the receiver
+    /// answered; exits non-zero unless it answered 2xx
+    Test { channel: String },
     /// Remove a channel (refused while an event's action notifies it)
     Remove { channel: String },
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(
+    clap::ArgGroup::new("receiver")
+        .required(true)
+        .args(["webhook", "slack", "slack_env", "discord", "discord_env"]),
+))]
 pub struct AddArgs {
     /// Unique name: letters, digits, . _ -
     pub name: String,
     /// POST a signed JSON message to this URL (Standard Webhooks)
     #[arg(long, value_name = "URL")]
-    pub webhook: String,
+    pub webhook: Option<String>,
     /// Name of the environment variable holding the signing secret
     /// (whsec_ + base64); kept off the command line, where `ps` shows it
-    #[arg(long, value_name = "VAR")]
+    #[arg(long, value_name = "VAR", requires = "webhook")]
     pub secret_env: Option<String>,
+    /// Post a summary to this Slack incoming-webhook URL (a secret:
+    /// prefer --slack-env)
+    #[arg(long, value_name = "URL")]
+    pub slack: Option<String>,
+    /// Name of the environment variable holding the Slack webhook URL
+    #[arg(long, value_name = "VAR")]
+    pub slack_env: Option<String>,
+    /// Post a summary to this Discord webhook URL (a secret: prefer
+    /// --discord-env)
+    #[arg(long, value_name = "URL")]
+    pub discord: Option<String>,
+    /// Name of the environment variable holding the Discord webhook URL
+    #[arg(long, value_name = "VAR")]
+    pub discord_env: Option<String>,
+}
+
+impl AddArgs {
+    /// The channel's kind and URL, from whichever option named them.
+    fn receiver(&self) -> Result<(&'static str, String)> {
+        let from_env = |var: &str, flag: &str| -> Result<String> {
+            let value = std::env::var(var)
+                .map_err(|_| anyhow!("{var} is not set in the environment ({flag} {var})"))?;
+            let value = value.trim();
+            if value.is_empty() {
+                bail!("{var} is empty ({flag} {var})");
+            }
+            Ok(value.to_string())
+        };
+        Ok(match self {
+            AddArgs {
+                webhook: Some(url), ..
+            } => ("webhook", url.clone()),
+            AddArgs {
+                slack: Some(url), ..
+            } => ("slack", url.clone()),
+            AddArgs {
+                slack_env: Some(var),
+                ..
+            } => ("slack", from_env(var, "--slack-env")?),
+            AddArgs {
+                discord: Some(url), ..
+            } => ("discord", url.clone()),
+            AddArgs {
+                discord_env: Some(var),
+                ..
+            } => ("discord", from_env(var, "--discord-env")?),
+            _ => bail!("give --webhook, --slack(-env) or --discord(-env)"),
+        })
+    }
 }
 
 pub fn run(cmd: ChannelCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<()> {
     let client = &Client::new(args)?;
     match cmd {
         ChannelCommand::Add(a) => {
-            let mut body = json!({ "name": a.name, "kind": "webhook", "url": a.webhook });
+            let (kind, url) = a.receiver()?;
+            let mut body = json!({ "name": a.name, "kind": kind, "url": url });
             if let Some(var) = &a.secret_env {
                 body["secret"] = json!(secret_from_env(var)?);
             }
@@ -83,6 +142,25 @@ pub fn run(cmd: ChannelCommand, args: &ClientArgs, out: &mut dyn Write) -> Resul
                 return print_json(&channel, out);
             }
             show(&channel, out)
+        }
+        ChannelCommand::Test { channel } => {
+            let id = resolve_channel(client, &channel)?;
+            let answer = client.post(&format!("/channels/{id}/test"), &json!({}))?;
+            if client.json {
+                print_json(&answer, out)?;
+            } else {
+                for key in ["status", "body", "error"] {
+                    writeln!(out, "{key:<10} {}", cell(&answer[key]))?;
+                }
+            }
+            match answer["status"].as_u64() {
+                Some(200..=299) => Ok(()),
+                Some(status) => bail!("the receiver answered {status}, not 2xx"),
+                None => bail!(
+                    "the receiver did not answer: {}",
+                    answer["error"].as_str().unwrap_or("no reason given")
+                ),
+            }
         }
         ChannelCommand::Remove { channel } => {
             let id = resolve_channel(client, &channel)?;

@@ -171,6 +171,146 @@ fn channels_are_added_shown_and_removed_with_the_secret_printed_once() {
 }
 
 #[test]
+fn slack_and_discord_channels_take_their_url_from_the_environment_and_show_it_redacted() {
+    let (server, _dir) = server_allowing_loopback();
+    let (_listening, url) = listener();
+    let base = url.trim_end_matches("/hook").to_string();
+    let token = "cHaTtOkEnQq";
+
+    // From the environment (kept off the command line, where `ps` shows it).
+    let slack_url = format!("{base}/services/T01/B02/{token}");
+    let added = server
+        .cronium_with(
+            &["channel", "add", "chat", "--slack-env", "SLACK_HOOK"],
+            &[("SLACK_HOOK", &format!("{slack_url}\n"))],
+        )
+        .ok();
+    let out = added.stdout();
+    assert!(out.contains("kind       slack"), "{out}");
+    assert!(
+        out.contains(&format!("url        {base}/services/…")),
+        "{out}"
+    );
+    assert!(!out.contains("secret"), "{out}");
+    assert!(added.stderr().is_empty(), "{}", added.stderr());
+
+    // Or on the command line, for a quick try.
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "talk",
+            "--discord",
+            &format!("{base}/api/webhooks/7/{token}"),
+        ])
+        .ok();
+    server
+        .cronium_with(
+            &["channel", "add", "talk2", "--discord-env", "DISCORD_HOOK"],
+            &[("DISCORD_HOOK", &format!("{base}/api/webhooks/8/{token}"))],
+        )
+        .ok();
+
+    // Listed and shown redacted, never with the token.
+    let list = server.cronium(&["channel", "list"]).ok().stdout();
+    assert!(list.contains("slack") && list.contains("discord"), "{list}");
+    assert!(list.contains(&format!("{base}/api/webhooks/…")), "{list}");
+    let show = server.cronium(&["channel", "show", "talk"]).ok().stdout();
+    assert!(show.contains("kind       discord"), "{show}");
+    let json = server
+        .cronium(&["channel", "show", "chat", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["url"], format!("{base}/services/…"));
+    let all = server.cronium(&["channel", "list", "--json"]).ok().stdout();
+    for text in [&out, &list, &show, &all] {
+        assert!(!text.contains(token), "{text}");
+    }
+
+    // One receiver per channel, and a missing variable is named.
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "both",
+            "--slack",
+            &slack_url,
+            "--discord",
+            &slack_url,
+        ])
+        .fails_with(&["cannot be used with"]);
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "unset",
+            "--discord-env",
+            "CRONIUM_TEST_SURELY_UNSET",
+        ])
+        .fails_with(&["CRONIUM_TEST_SURELY_UNSET is not set", "--discord-env"]);
+}
+
+#[test]
+fn channel_test_prints_what_the_receiver_answered_and_fails_unless_2xx() {
+    let (mut server, _dir) = server_allowing_loopback();
+    let happy = Sink::always(Answer::status("200 OK", "ok"));
+    let broken = Sink::always(Answer::status("500 Internal Server Error", "invalid_token"));
+    server
+        .cronium_with(
+            &["channel", "add", "chat", "--slack-env", "SLACK_HOOK"],
+            &[("SLACK_HOOK", &happy.url("/services/T1/B2/tok"))],
+        )
+        .ok();
+    server
+        .cronium_with(
+            &[
+                "channel",
+                "add",
+                "ops",
+                "--webhook",
+                &broken.url("/in"),
+                "--secret-env",
+                "S",
+            ],
+            &[("S", GIVEN_SECRET)],
+        )
+        .ok();
+
+    // 2xx: the receiver's answer, and success.
+    let out = server.cronium(&["channel", "test", "chat"]).ok().stdout();
+    assert_eq!(out, "status     200\nbody       ok\nerror      -\n");
+    assert_eq!(happy.received().len(), 1);
+
+    // 500: what it said, and failure.
+    let failed = server
+        .cronium(&["channel", "test", "ops"])
+        .fails_with(&["the receiver answered 500"]);
+    assert_eq!(
+        failed.stdout(),
+        "status     500\nbody       invalid_token\nerror      500 Internal Server Error\n"
+    );
+    let json = server
+        .cronium(&["channel", "test", "ops", "--json"])
+        .fails_with(&["500"])
+        .json();
+    assert_eq!(json["body"], "invalid_token");
+
+    // Once the operator stops allowing loopback, the guard refuses the
+    // address: no connection is made, and the command says why.
+    server.kill_and_restart(&[]);
+    let accepted = happy.accepted();
+    let refused = server
+        .cronium(&["channel", "test", "chat"])
+        .fails_with(&["the receiver did not answer", "loopback"]);
+    assert!(
+        refused.stdout().starts_with("status     -\n"),
+        "{}",
+        refused.stdout()
+    );
+    assert_eq!(happy.accepted(), accepted, "no connection was made");
+}
+
+#[test]
 fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
     require_runner();
     let (server, dir) = server_allowing_loopback();

@@ -1,7 +1,9 @@
 //! Notifications: channels (where a message goes) and an event's actions (which of its endings send one).
 //!
-//! A channel's secret (a webhook's signing key) arrives here sealed, like
-//! server credentials. Where a channel's URL may point is the SSRF guard's
+//! A channel's secret arrives here sealed, like server credentials: a
+//! webhook's signing key, or a Slack or Discord channel's whole URL, since
+//! anyone holding an incoming-webhook URL can post to it. Such a channel's
+//! `url` is only a redacted form ([`redact_url`]) for people to recognise. Where a channel's URL may point is the SSRF guard's
 //! business (`cronium-exec`), not this module's: it only checks that the
 //! URL is well-formed.
 
@@ -12,15 +14,59 @@ use serde::{Deserialize, Serialize};
 use crate::job::JobStatus;
 use crate::{ValidationError, http};
 
-/// What kind of receiver a channel is. Webhooks for now: a JSON `POST`
-/// signed the Standard Webhooks way.
+/// What kind of receiver a channel is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChannelKind {
+    /// A JSON `POST` signed the Standard Webhooks way.
     Webhook,
+    /// A Slack incoming webhook (`{"text": …}`); its URL is the secret.
+    Slack,
+    /// A Discord webhook (`{"content": …}`); its URL is the secret.
+    Discord,
 }
 
-str_enum!(ChannelKind { Webhook = "webhook" });
+str_enum!(ChannelKind {
+    Webhook = "webhook",
+    Slack = "slack",
+    Discord = "discord",
+});
+
+impl ChannelKind {
+    /// Whether the channel's URL is its secret (sealed, shown redacted)
+    /// rather than a signing key beside a plain URL.
+    pub fn url_is_secret(self) -> bool {
+        matches!(self, ChannelKind::Slack | ChannelKind::Discord)
+    }
+}
+
+/// How many trailing path segments [`redact_url`] always hides: Slack's
+/// `/services/T…/B…/token` and Discord's `/api/webhooks/id/token` end in
+/// their secret parts.
+const HIDDEN_TAIL: usize = 2;
+
+/// A chat URL as people may see it: scheme, host and the leading path
+/// segments that are plain lowercase words (`https://hooks.slack.com/services/…`).
+/// The last two segments, anything with a digit or a capital, the query
+/// and the fragment never show, so the token a hook's URL carries cannot.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let mut parts = rest[..end].split('/');
+    let host = parts.next().unwrap_or_default();
+    let segments: Vec<&str> = parts.filter(|s| !s.is_empty()).collect();
+    let shown = segments
+        .iter()
+        .take(segments.len().saturating_sub(HIDDEN_TAIL))
+        .take_while(|s| s.len() <= 16 && s.bytes().all(|b| b.is_ascii_lowercase()));
+    let mut out = format!("{scheme}://{host}");
+    for segment in shown {
+        out.push('/');
+        out.push_str(segment);
+    }
+    out.push_str("/…");
+    out
+}
 
 /// A channel name: 1–64 characters from `[A-Za-z0-9._-]`, unique.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -55,23 +101,53 @@ impl fmt::Display for ChannelName {
 pub struct ChannelSpec {
     pub name: ChannelName,
     pub kind: ChannelKind,
-    /// Where the message is posted: an `http`/`https` URL.
+    /// A webhook's `http`/`https` URL; for a chat kind, only the redacted
+    /// form of the sealed one ([`redact_url`]).
     pub url: String,
-    /// The signing secret (`whsec_…`), sealed by the server; never returned.
+    /// Sealed by the server, never returned: a webhook's signing secret
+    /// (`whsec_…`), or a chat kind's whole URL.
     pub sealed_secret: Vec<u8>,
 }
 
 impl ChannelSpec {
     pub fn validate(self) -> Result<ChannelSpec, ValidationError> {
-        http::validate_url(&self.url).map_err(|e| ValidationError::new("url", e.message))?;
+        if self.kind.url_is_secret() {
+            // Only the redacted form is here; the sealed URL was checked
+            // (without quoting it) before it was sealed.
+            if !self.url.ends_with('…') {
+                return Err(ValidationError::new(
+                    "url",
+                    "a chat channel keeps only its redacted URL in the clear",
+                ));
+            }
+        } else {
+            http::validate_url(&self.url).map_err(|e| ValidationError::new("url", e.message))?;
+        }
         if self.sealed_secret.is_empty() {
-            return Err(ValidationError::new(
-                "secret",
-                "a webhook needs a signing secret",
-            ));
+            let why = if self.kind.url_is_secret() {
+                "a chat channel needs its sealed URL"
+            } else {
+                "a webhook needs a signing secret"
+            };
+            return Err(ValidationError::new("secret", why));
         }
         Ok(self)
     }
+}
+
+/// Checks a chat channel's URL before it is sealed. The message never
+/// quotes the URL, which carries the hook's token.
+pub fn validate_chat_url(url: &str) -> Result<(), ValidationError> {
+    http::validate_url(url).map_err(|e| {
+        let why = if e.message.contains("not an http") {
+            "is not an http:// or https:// URL".to_string()
+        } else if url.contains(char::is_whitespace) || url.contains(char::is_control) {
+            "must not contain spaces or control characters".to_string()
+        } else {
+            "is not a valid URL".to_string()
+        };
+        ValidationError::new("url", why)
+    })
 }
 
 /// Which endings of a job an action fires on. It fires once per job, on
@@ -165,5 +241,50 @@ mod tests {
             "secret"
         );
         assert!(ChannelName::new("has space").is_err());
+    }
+
+    #[test]
+    fn a_chat_url_is_shown_without_its_token() {
+        let table = [
+            (
+                "https://hooks.slack.com/services/T0001/B0002/XXXXsecret",
+                "https://hooks.slack.com/services/…",
+            ),
+            (
+                "https://discord.com/api/webhooks/123456/tok-EN_abc",
+                "https://discord.com/api/webhooks/…",
+            ),
+            // Two lowercase words at the end are still hidden: they may be the token.
+            (
+                "http://127.0.0.1:9/hook/abc/def",
+                "http://127.0.0.1:9/hook/…",
+            ),
+            ("https://h.example/?token=abc", "https://h.example/…"),
+            ("https://h.example/a/Secret/b/c", "https://h.example/a/…"),
+        ];
+        for (url, shown) in table {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_chat_channel_keeps_only_the_redacted_url_and_needs_the_sealed_one() {
+        let spec = |url: &str, secret: Vec<u8>| ChannelSpec {
+            name: ChannelName::new("chat").unwrap(),
+            kind: ChannelKind::Slack,
+            url: url.into(),
+            sealed_secret: secret,
+        };
+        assert!(
+            spec("https://hooks.slack.com/services/…", vec![1])
+                .validate()
+                .is_ok()
+        );
+        let clear = spec("https://hooks.slack.com/services/T1/B2/x", vec![1]);
+        assert_eq!(clear.validate().unwrap_err().field, "url");
+        let unsealed = spec("https://hooks.slack.com/services/…", vec![]);
+        assert_eq!(unsealed.validate().unwrap_err().field, "secret");
+        let error = validate_chat_url("ftp://hooks.slack.com/services/T1/B2/tok").unwrap_err();
+        assert!(!error.message.contains("tok"), "{}", error.message);
     }
 }

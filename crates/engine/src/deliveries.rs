@@ -1,4 +1,4 @@
-//! The delivery worker: sends the notifications the store's outbox holds (one signed webhook POST per delivery), and records each try, retrying with backoff until delivered or given up.
+//! The delivery worker: sends the notifications the store's outbox holds (one POST per delivery: a signed webhook, a Slack or a Discord message), and records each try, retrying with backoff until delivered or given up.
 //!
 //! A job's final result and its pending deliveries are written in one
 //! transaction (`cronium-store`); this loop only drains them. One step is
@@ -16,6 +16,12 @@
 //! the bytes the channel's `whsec_<base64>` secret encodes. The secret is
 //! opened for the signature only and never logged, stored or put in an
 //! error.
+//!
+//! Slack and Discord channels get a one-line summary instead
+//! ([`render_slack`], [`render_discord`]), unsigned: their sealed URL is
+//! their credential, opened for the POST only. Every interpolated value
+//! (event names, error text) is escaped for the receiver's markup, so a job
+//! cannot ping a channel, inject a link or format the message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,11 +29,12 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use cronium_core::job::retry_delay;
+use cronium_core::ChannelKind;
+use cronium_core::job::{JobStatus, retry_delay};
 use cronium_exec::Guard;
 use cronium_exec::http::{USER_AGENT, status_text};
 use cronium_exec::webhook::{self, PostResponse};
-use cronium_store::{Delivery, Event, Job, SendResult, Store, StoreError};
+use cronium_store::{Channel, Delivery, Event, Job, SendResult, Store, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2_for_hmac::Sha256;
@@ -203,8 +210,17 @@ impl Clock {
 struct Subject {
     job: Job,
     event: Event,
+    /// Where to post: a webhook's URL, or a chat channel's opened one.
     url: String,
-    secret: SigningKey,
+    receiver: Receiver,
+}
+
+/// How a channel wants its message.
+enum Receiver {
+    /// Standard Webhooks JSON, signed with this key.
+    Webhook(SigningKey),
+    Slack,
+    Discord,
 }
 
 /// Why a delivery cannot be sent (before any request).
@@ -286,35 +302,36 @@ impl Inner {
             .get_channel(delivery.channel_id)
             .await
             .map_err(|e| gone("channel", e))?;
-        let secret = self
-            .sealer
-            .open_channel_secret(&channel.spec.sealed_secret)
-            .map_err(|e| NotSent::Never(format!("cannot open the channel's secret: {e}")))
-            .and_then(|s| SigningKey::parse(&s).map_err(NotSent::Never))?;
+        let (url, receiver) = open_receiver(&self.sealer, &channel).map_err(NotSent::Never)?;
         Ok(Subject {
             job,
             event,
-            url: channel.spec.url,
-            secret,
+            url,
+            receiver,
         })
     }
 
     async fn send(&self, delivery: &Delivery, subject: &Subject, clock: Clock) -> SendResult {
-        let body = render(
-            &subject.job,
-            &subject.event,
-            self.config.public_url.as_deref(),
-        );
-        let id = delivery.webhook_id();
-        let timestamp = clock.now().timestamp().to_string();
-        let signature = subject.secret.sign(&id, &timestamp, &body);
-        let headers = [
+        let public_url = self.config.public_url.as_deref();
+        let (job, event) = (&subject.job, &subject.event);
+        let mut headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
             ("user-agent".to_string(), USER_AGENT.to_string()),
-            ("webhook-id".to_string(), id),
-            ("webhook-timestamp".to_string(), timestamp),
-            ("webhook-signature".to_string(), signature),
         ];
+        let body = match &subject.receiver {
+            Receiver::Webhook(key) => {
+                let body = render(job, event, public_url);
+                let id = delivery.webhook_id();
+                let timestamp = clock.now().timestamp().to_string();
+                let signature = key.sign(&id, &timestamp, &body);
+                headers.push(("webhook-id".to_string(), id));
+                headers.push(("webhook-timestamp".to_string(), timestamp));
+                headers.push(("webhook-signature".to_string(), signature));
+                body
+            }
+            Receiver::Slack => render_slack(job, event, public_url),
+            Receiver::Discord => render_discord(job, event, public_url),
+        };
         let response = webhook::post(
             &self.guard,
             &subject.url,
@@ -403,6 +420,102 @@ impl Inner {
             error,
         }
     }
+}
+
+/// Where a channel's messages go and how it wants them: its URL (a chat
+/// channel's opened) and signing key. Errors never quote a secret.
+fn open_receiver(sealer: &Sealer, channel: &Channel) -> Result<(String, Receiver), String> {
+    let sealed = &channel.spec.sealed_secret;
+    match channel.spec.kind {
+        ChannelKind::Webhook => {
+            let secret = sealer
+                .open_channel_secret(sealed)
+                .map_err(|e| format!("cannot open the channel's secret: {e}"))?;
+            let key = SigningKey::parse(&secret)?;
+            Ok((channel.spec.url.clone(), Receiver::Webhook(key)))
+        }
+        kind @ (ChannelKind::Slack | ChannelKind::Discord) => {
+            let url = sealer
+                .open_channel_url(sealed)
+                .map_err(|e| format!("cannot open the channel's URL: {e}"))?;
+            let receiver = if kind == ChannelKind::Slack {
+                Receiver::Slack
+            } else {
+                Receiver::Discord
+            };
+            Ok((url, receiver))
+        }
+    }
+}
+
+/// Sends a channel a test message now, once, through the same POST and
+/// guard as its deliveries: `{"type": "channel.test", …}` signed for a
+/// webhook (its `webhook-id` `msg_cronium_test_<random>`, never a
+/// delivery's), a one-line note for Slack and Discord. What came back is
+/// the receiver's answer, for the caller to show as it is.
+pub async fn send_test(
+    sealer: &Sealer,
+    guard: &Guard,
+    channel: &Channel,
+    timeout: Duration,
+    now: DateTime<Utc>,
+) -> PostResponse {
+    let (url, receiver) = match open_receiver(sealer, channel) {
+        Ok(opened) => opened,
+        Err(why) => {
+            return PostResponse {
+                status: None,
+                retry_after: None,
+                body_head: String::new(),
+                error: Some(webhook::PostError::Invalid(why)),
+            };
+        }
+    };
+    let name = channel.spec.name.as_str();
+    let note = |escape: fn(&str) -> String| {
+        format!(
+            "Test message from Cronium for channel *{}*: notifications will arrive here.",
+            escape(name)
+        )
+    };
+    let mut headers = vec![
+        ("content-type".to_string(), "application/json".to_string()),
+        ("user-agent".to_string(), USER_AGENT.to_string()),
+    ];
+    let body = match receiver {
+        Receiver::Webhook(key) => {
+            let body = serde_json::to_vec(&json!({
+                "type": "channel.test",
+                "timestamp": now.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                "data": { "channel": { "id": channel.id.0, "name": name } },
+            }))
+            .expect("JSON values serialize");
+            let id = format!("msg_cronium_test_{:016x}", random_u64());
+            let timestamp = now.timestamp().to_string();
+            let signature = key.sign(&id, &timestamp, &body);
+            headers.push(("webhook-id".to_string(), id));
+            headers.push(("webhook-timestamp".to_string(), timestamp));
+            headers.push(("webhook-signature".to_string(), signature));
+            body
+        }
+        Receiver::Slack => serde_json::to_vec(&json!({ "text": note(slack_escape) }))
+            .expect("JSON values serialize"),
+        Receiver::Discord => serde_json::to_vec(
+            &json!({ "content": note(discord_escape), "allowed_mentions": { "parse": [] } }),
+        )
+        .expect("JSON values serialize"),
+    };
+    webhook::post(guard, &url, &headers, body, timeout).await
+}
+
+/// A random number, so a test message's `webhook-id` repeats no other.
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // An id needs no secrecy; should the source fail, the time stands in.
+    if getrandom::fill(&mut bytes).is_err() {
+        return Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// The wait after a delivery's `attempts + 1`-th failed try:
@@ -515,6 +628,110 @@ pub fn render(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
         "data": data,
     });
     serde_json::to_vec(&message).expect("JSON values serialize")
+}
+
+/// The most of a job's error a chat message quotes (characters): enough
+/// to tell what went wrong, the rest is in the API.
+const CHAT_ERROR_CHARS: usize = 500;
+
+/// Discord refuses a `content` longer than this (characters).
+pub const DISCORD_CONTENT_CHARS: usize = 2000;
+
+/// A Slack message: `{"text": "*backup* failed (exit 3) after 2.1s — job 17"}`,
+/// the job's error and link on the lines below. `&`, `<` and `>` in every
+/// interpolated value are escaped, so none can become `<!channel>` or a link.
+pub fn render_slack(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
+    let text = summary(job, event, public_url, slack_escape);
+    serde_json::to_vec(&json!({ "text": text })).expect("JSON values serialize")
+}
+
+/// A Discord message: the same summary in `content` (at most 2,000
+/// characters, cut with `…`), markdown characters in interpolated values
+/// escaped, and `allowed_mentions` empty so nothing in it pings anyone.
+pub fn render_discord(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
+    let mut content = summary(job, event, public_url, discord_escape);
+    if content.chars().count() > DISCORD_CONTENT_CHARS {
+        content = content.chars().take(DISCORD_CONTENT_CHARS - 1).collect();
+        content.push('…');
+    }
+    let message = json!({ "content": content, "allowed_mentions": { "parse": [] } });
+    serde_json::to_vec(&message).expect("JSON values serialize")
+}
+
+/// `*name* failed (exit 3) after 2.1s — job 17`, then the error and the
+/// link, each interpolated value passed through `escape`.
+fn summary(
+    job: &Job,
+    event: &Event,
+    public_url: Option<&str>,
+    escape: fn(&str) -> String,
+) -> String {
+    let mut text = format!(
+        "*{}* {}",
+        escape(event.spec.name.as_str()),
+        status_words(job.status)
+    );
+    if let Some(code) = job.exit_code {
+        text.push_str(&format!(" (exit {code})"));
+    }
+    if let Some(ms) = job.metadata.get("durationMs").and_then(Value::as_u64) {
+        text.push_str(&format!(" after {}", duration_words(ms)));
+    }
+    text.push_str(&format!(" — job {}", job.id));
+    if let Some(error) = job.error.as_deref().filter(|e| !e.trim().is_empty()) {
+        let mut quoted: String = error.chars().take(CHAT_ERROR_CHARS).collect();
+        if error.chars().count() > CHAT_ERROR_CHARS {
+            quoted.push('…');
+        }
+        text.push('\n');
+        text.push_str(&escape(&quoted));
+    }
+    if let Some(base) = public_url {
+        let link = format!("{}/api/v1/jobs/{}", base.trim_end_matches('/'), job.id);
+        text.push('\n');
+        text.push_str(&escape(&link));
+    }
+    text
+}
+
+fn status_words(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Succeeded => "succeeded",
+        JobStatus::Failed => "failed",
+        JobStatus::TimedOut => "timed out",
+        JobStatus::Partial => "failed on some servers",
+        JobStatus::Cancelled => "was cancelled",
+        other => other.as_str(),
+    }
+}
+
+/// `850ms`, `2.1s`, `4m 05s`.
+fn duration_words(ms: u64) -> String {
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60),
+    }
+}
+
+/// Slack's three control characters as its entities (its documented rule).
+pub fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A backslash before every character Discord's markdown (or its mention
+/// and link syntax) gives a meaning to, so the text shows as written.
+pub fn discord_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\*_~`|>@<#[]()".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -102,6 +102,8 @@ pub enum Purpose {
     HttpSecretHeaders,
     /// A notification channel's signing secret (`whsec_…`, as text).
     ChannelSecret,
+    /// A Slack or Discord channel's URL (as text): whoever has it can post.
+    ChannelUrl,
 }
 
 impl Purpose {
@@ -111,6 +113,7 @@ impl Purpose {
             Purpose::ServerCredentials => "server-credentials",
             Purpose::HttpSecretHeaders => "http-secret-headers",
             Purpose::ChannelSecret => "channel-secret",
+            Purpose::ChannelUrl => "channel-url",
         }
     }
 
@@ -272,6 +275,16 @@ impl Sealer {
 
     pub fn open_channel_secret(&self, sealed: &[u8]) -> Result<String, SealError> {
         let plain = self.open(Purpose::ChannelSecret, sealed)?;
+        String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
+    }
+
+    /// Seals a chat channel's URL, which is its credential.
+    pub fn seal_channel_url(&self, url: &str) -> Vec<u8> {
+        self.seal(Purpose::ChannelUrl, url.as_bytes())
+    }
+
+    pub fn open_channel_url(&self, sealed: &[u8]) -> Result<String, SealError> {
+        let plain = self.open(Purpose::ChannelUrl, sealed)?;
         String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
     }
 
@@ -453,6 +466,16 @@ mod tests {
             "whsec_c2VjcmV0LWtleQ=="
         );
         assert_eq!(s.open_credentials(&sealed), Err(SealError::Unauthentic));
+    }
+
+    #[test]
+    fn a_chat_url_round_trips_and_is_no_signing_secret() {
+        let s = sealer();
+        let url = "https://hooks.slack.com/services/T1/B2/token";
+        let sealed = s.seal_channel_url(url);
+        assert!(!contains(&sealed, b"hooks.slack.com"));
+        assert_eq!(s.open_channel_url(&sealed).unwrap(), url);
+        assert_eq!(s.open_channel_secret(&sealed), Err(SealError::Unauthentic));
     }
 
     #[test]

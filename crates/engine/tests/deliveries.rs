@@ -48,6 +48,7 @@ on_both!(
     a_receiver_failing_twice_gets_the_same_message_a_third_time_after_backoff,
     one_try_ends_as_the_answer_decides,
     the_last_try_allowed_gives_up_with_the_last_error,
+    slack_and_discord_channels_get_an_unsigned_summary_at_their_sealed_url,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -91,6 +92,27 @@ impl World {
 
     /// An event `name` whose jobs notify a channel posting to `url` on `when`.
     async fn notifying(&self, name: &str, url: &str, when: When) -> Event {
+        let sealed = self.sealer.seal_channel_secret(SECRET);
+        self.notifying_via(name, ChannelKind::Webhook, url.into(), sealed, when)
+            .await
+    }
+
+    /// An event `name` whose jobs notify a Slack or Discord channel posting to
+    /// `url` (sealed, as the API keeps it) on `when`.
+    async fn notifying_chat(&self, name: &str, kind: ChannelKind, url: &str, when: When) -> Event {
+        let sealed = self.sealer.seal_channel_url(url);
+        self.notifying_via(name, kind, cronium_core::redact_url(url), sealed, when)
+            .await
+    }
+
+    async fn notifying_via(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        url: String,
+        sealed_secret: Vec<u8>,
+        when: When,
+    ) -> Event {
         let spec = EventSpec {
             name: EventName::new(name).unwrap(),
             description: String::new(),
@@ -122,14 +144,19 @@ impl World {
             .await
             .unwrap();
         writer.commit();
+        // Event names are free text; channel names are not.
+        let plain: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
         let channel = self
             .store
             .create_channel(
                 ChannelSpec {
-                    name: ChannelName::new(&format!("{name}-hook")).unwrap(),
-                    kind: ChannelKind::Webhook,
-                    url: url.into(),
-                    sealed_secret: self.sealer.seal_channel_secret(SECRET),
+                    name: ChannelName::new(&format!("{plain}-hook")).unwrap(),
+                    kind,
+                    url,
+                    sealed_secret,
                 },
                 t0(),
                 &audit("channel.create"),
@@ -570,8 +597,165 @@ async fn the_last_try_allowed_gives_up_with_the_last_error(url: &str, dir: &std:
     assert_eq!(sink.received().len(), 3);
 }
 
+async fn slack_and_discord_channels_get_an_unsigned_summary_at_their_sealed_url(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    let w = World::open(url, dir).await;
+    let slack = Sink::always(Answer::status("200 OK", "ok"));
+    let discord = Sink::always(Answer::status("204 No Content", ""));
+    let to_slack = w
+        .notifying_chat(
+            "<!channel> & <https://evil|click>",
+            ChannelKind::Slack,
+            &slack.url("/services/T01/B02/tokenA"),
+            When::Failure,
+        )
+        .await;
+    let to_discord = w
+        .notifying_chat(
+            "@everyone *now*",
+            ChannelKind::Discord,
+            &discord.url("/api/webhooks/99/tokenB"),
+            When::Failure,
+        )
+        .await;
+    let slack_job = w.finished(&to_slack, JobStatus::Failed).await;
+    let discord_job = w.finished(&to_discord, JobStatus::Failed).await;
+    let deliveries = w.deliveries(loopback(), |_| {});
+    assert_eq!(deliveries.tick(t0() + secs(10)).await.unwrap(), 2);
+
+    // Slack got its text at the URL that was sealed, with every `& < >` of
+    // the event's name escaped, and no Standard Webhooks headers.
+    let got = slack.received();
+    assert_eq!(got.len(), 1, "exactly one POST to Slack");
+    let request = &got[0];
+    assert_eq!(request.target, "/services/T01/B02/tokenA");
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    for header in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        assert_eq!(request.header(header), None, "{header}");
+    }
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "text": format!(
+            "*&lt;!channel&gt; &amp; &lt;https://evil|click&gt;* failed (exit 3) after 2.0s — job {}\n\
+             exit status 3\nhttps://cron.example.com/api/v1/jobs/{}",
+            slack_job.id, slack_job.id
+        ) })
+    );
+
+    // Discord got its content, mentions parsed from nothing, markdown escaped.
+    let got = discord.received();
+    assert_eq!(got.len(), 1, "exactly one POST to Discord");
+    let request = &got[0];
+    assert_eq!(request.target, "/api/webhooks/99/tokenB");
+    assert_eq!(request.header("webhook-signature"), None);
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["allowed_mentions"], json!({ "parse": [] }));
+    assert_eq!(
+        body["content"],
+        format!(
+            "*\\@everyone \\*now\\** failed (exit 3) after 2.0s — job {}\n\
+             exit status 3\nhttps://cron.example.com/api/v1/jobs/{}",
+            discord_job.id, discord_job.id
+        )
+    );
+    for job in [&slack_job, &discord_job] {
+        let delivery = w.only_delivery(job).await;
+        assert_eq!(delivery.status, DeliveryStatus::Delivered, "{delivery:?}");
+    }
+}
+
+/// An event named `name` and its job 17 that ended `status` with `error`.
+fn a_job(name: &str, status: JobStatus, error: Option<&str>) -> (Job, Event) {
+    let (mut job, mut event) = fleet_job();
+    event.spec.name = EventName::new(name).unwrap();
+    job.id = cronium_core::JobId(17);
+    job.status = status;
+    job.exit_code = Some(3);
+    job.error = error.map(str::to_string);
+    job.metadata = json!({ "durationMs": 2100 });
+    (job, event)
+}
+
 #[test]
-fn a_fleet_job_lists_each_servers_execution_and_an_http_job_its_status() {
+fn chat_messages_escape_everything_a_job_can_put_in_them() {
+    use cronium_engine::deliveries::{render_discord, render_slack};
+    let slack = |job: &Job, event: &Event| -> Value {
+        serde_json::from_slice(&render_slack(job, event, None)).unwrap()
+    };
+    let discord = |job: &Job, event: &Event| -> Value {
+        serde_json::from_slice(&render_discord(job, event, None)).unwrap()
+    };
+    // (event name, status, error, Slack text, Discord content)
+    let table = [
+        (
+            "backup",
+            JobStatus::Failed,
+            None,
+            "*backup* failed (exit 3) after 2.1s — job 17",
+            "*backup* failed (exit 3) after 2.1s — job 17",
+        ),
+        (
+            "<!channel> & <https://evil|click>",
+            JobStatus::TimedOut,
+            None,
+            "*&lt;!channel&gt; &amp; &lt;https://evil|click&gt;* timed out (exit 3) after 2.1s — job 17",
+            "*\\<!channel\\> & \\<https://evil\\|click\\>* timed out (exit 3) after 2.1s — job 17",
+        ),
+        (
+            "deploy",
+            JobStatus::Failed,
+            Some("@everyone look: <@123> **bold** `code` ~~x~~ > quote \\ [a](b)"),
+            "*deploy* failed (exit 3) after 2.1s — job 17\n\
+             @everyone look: &lt;@123&gt; **bold** `code` ~~x~~ &gt; quote \\ [a](b)",
+            "*deploy* failed (exit 3) after 2.1s — job 17\n\
+             \\@everyone look: \\<\\@123\\> \\*\\*bold\\*\\* \\`code\\` \\~\\~x\\~\\~ \\> quote \\\\ \\[a\\]\\(b\\)",
+        ),
+        (
+            "ok",
+            JobStatus::Succeeded,
+            None,
+            "*ok* succeeded (exit 3) after 2.1s — job 17",
+            "*ok* succeeded (exit 3) after 2.1s — job 17",
+        ),
+    ];
+    for (name, status, error, slack_text, discord_content) in table {
+        let (job, event) = a_job(name, status, error);
+        assert_eq!(slack(&job, &event), json!({ "text": slack_text }), "{name}");
+        let body = discord(&job, &event);
+        assert_eq!(body["content"], discord_content, "{name}");
+        assert_eq!(body["allowed_mentions"], json!({ "parse": [] }), "{name}");
+    }
+}
+
+#[test]
+fn a_discord_message_is_cut_to_two_thousand_characters_and_a_long_error_quoted_in_part() {
+    use cronium_engine::deliveries::{DISCORD_CONTENT_CHARS, render_discord, render_slack};
+    // An escaped name, an error quoted in part and a long link come to more
+    // than Discord takes.
+    let (job, event) = a_job(
+        &"_".repeat(100),
+        JobStatus::Failed,
+        Some(&"é_".repeat(2000)),
+    );
+    let link = format!("https://cron.example.com/{}", "(x)".repeat(400));
+    let body: Value = serde_json::from_slice(&render_discord(&job, &event, Some(&link))).unwrap();
+    let content = body["content"].as_str().unwrap();
+    assert_eq!(content.chars().count(), DISCORD_CONTENT_CHARS);
+    assert!(content.ends_with('…'), "{content}");
+    assert!(content.starts_with(&format!("*{}* failed", "\\_".repeat(100))));
+
+    // The error is quoted up to 500 characters and marked as cut.
+    let slack: Value = serde_json::from_slice(&render_slack(&job, &event, None)).unwrap();
+    let text = slack["text"].as_str().unwrap();
+    let quoted = text.split_once('\n').unwrap().1;
+    assert_eq!(quoted, format!("{}…", "é_".repeat(250)));
+}
+
+/// A partial fleet job of event 7 and its event.
+fn fleet_job() -> (Job, Event) {
     let event = Event {
         id: cronium_core::EventId(7),
         owner: cronium_core::UserId(1),
@@ -626,6 +810,12 @@ fn a_fleet_job_lists_each_servers_execution_and_an_http_job_its_status() {
         created_at: t0(),
         updated_at: t0() + secs(9),
     };
+    (job, event)
+}
+
+#[test]
+fn a_fleet_job_lists_each_servers_execution_and_an_http_job_its_status() {
+    let (job, event) = fleet_job();
     let body: Value =
         serde_json::from_slice(&cronium_engine::deliveries::render(&job, &event, None)).unwrap();
     assert_eq!(

@@ -447,14 +447,14 @@ fn server_check_schema() -> Value {
 
 /// The notification schemas, apart from the others for the same reason as
 /// [`server_check_schema`].
-fn notify_schemas() -> [(&'static str, Value); 6] {
+fn notify_schemas() -> [(&'static str, Value); 7] {
     let string = json!({ "type": "string" });
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let channel_properties = json!({
         "id": { "type": "integer" },
         "name": string,
-        "kind": { "type": "string", "enum": ["webhook"] },
-        "url": string,
+        "kind": { "type": "string", "enum": ["webhook", "slack", "discord"] },
+        "url": { "type": "string", "description": "A webhook's URL; for slack and discord only a redacted form (`https://hooks.slack.com/services/…`): their URL is their secret" },
         "createdAt": timestamp,
         "updatedAt": timestamp
     });
@@ -470,9 +470,9 @@ fn notify_schemas() -> [(&'static str, Value); 6] {
                 "required": ["name", "url"],
                 "properties": {
                     "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
-                    "kind": { "type": "string", "enum": ["webhook"], "default": "webhook" },
-                    "url": { "type": "string", "description": "http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow)" },
-                    "secret": { "type": "string", "writeOnly": true, "description": "The Standard Webhooks signing secret: `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
+                    "kind": { "type": "string", "enum": ["webhook", "slack", "discord"], "default": "webhook", "description": "webhook: signed JSON (Standard Webhooks); slack, discord: a one-line summary posted to an incoming-webhook URL" },
+                    "url": { "type": "string", "description": "http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
+                    "secret": { "type": "string", "writeOnly": true, "description": "Webhooks only: the Standard Webhooks signing secret, `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
                 }
             }),
         ),
@@ -483,6 +483,19 @@ fn notify_schemas() -> [(&'static str, Value); 6] {
                 "description": "A notification channel; its secret is never returned",
                 "required": channel_required.clone(),
                 "properties": channel_properties
+            }),
+        ),
+        (
+            "ChannelTest",
+            json!({
+                "type": "object",
+                "description": "What the receiver answered a test message, as it was",
+                "required": ["status", "body", "error"],
+                "properties": {
+                    "status": { "type": ["integer", "null"], "description": "The receiver's status; null when it never answered" },
+                    "body": { "type": "string", "description": "The first KiB of its answer, on one line" },
+                    "error": { "type": ["string", "null"], "description": "Why it failed (a status that is not 2xx, a refused address, a timeout, a network error); null on 2xx" }
+                }
             }),
         ),
         (
@@ -548,7 +561,7 @@ fn notify_schemas() -> [(&'static str, Value); 6] {
 
 /// The notification paths, apart from the others for the same reason as
 /// [`server_check_schema`].
-fn notify_paths() -> [(&'static str, Value); 5] {
+fn notify_paths() -> [(&'static str, Value); 6] {
     let event_id = path_id("event");
     let channel_id = path_id("channel");
     let action_id = json!({ "name": "actionId", "in": "path", "required": true, "description": "The action's id", "schema": { "type": "integer", "format": "int64" } });
@@ -558,6 +571,12 @@ fn notify_paths() -> [(&'static str, Value); 5] {
             json!({
                 "get": op("listChannels", "List notification channels, by name (never their secrets)", Some("viewer"), &[], None, ok("Channels", json!({ "type": "array", "items": reference("Channel") }))),
                 "post": with_409(op("createChannel", "Add a channel; a secret the server makes is in this answer only. A URL the SSRF guard refuses is 422 on `url`.", Some("admin"), &[], Some(reference("ChannelInput")), created("Created", reference("CreatedChannel"))), "A channel with this name exists")
+            }),
+        ),
+        (
+            "/api/v1/channels/{id}/test",
+            json!({
+                "post": op("testChannel", "Send the channel a test message now, once, through the SSRF guard (`channel.test`, signed for webhooks). 200 whatever the receiver did: the answer says what it said.", Some("admin"), std::slice::from_ref(&channel_id), None, ok("What the receiver answered", reference("ChannelTest")))
             }),
         ),
         (

@@ -103,7 +103,112 @@ fn run_to_end(app: &TestApp, event: i64) -> Value {
     })
 }
 
+/// A loopback URL where nothing listens: connecting is refused.
+fn closed_port_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
 both_backends! {
+    fn a_channel_test_reports_exactly_what_the_receiver_answered(backend: Backend) {
+        use cronium_exec::testing::sink::{Answer, Sink as Recorder};
+        let app = app_allowing_loopback(backend);
+
+        // A webhook that answers 200: the test message is signed like any.
+        let happy = Recorder::always(Answer::status("200 OK", "thanks"));
+        let ops = app
+            .post("/api/v1/channels", json!({ "name": "ops", "url": happy.url("/in"), "secret": GIVEN_SECRET }))
+            .expect(201);
+        let answer = app.post(&format!("/api/v1/channels/{}/test", ops["id"]), json!({})).expect(200);
+        assert_eq!(answer, json!({ "status": 200, "body": "thanks", "error": null }));
+        let got = happy.received();
+        assert_eq!(got.len(), 1, "one POST");
+        let message: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(message["type"], "channel.test");
+        assert_eq!(message["data"]["channel"], json!({ "id": ops["id"], "name": "ops" }));
+        assert!(got[0].header("webhook-id").unwrap().starts_with("msg_cronium_test_"));
+        assert!(got[0].header("webhook-signature").unwrap().starts_with("v1,"));
+
+        // A Slack hook that answers 500 with a body: 200 here, saying so.
+        let broken = Recorder::always(Answer::status("500 Internal Server Error", "no_service"));
+        let chat = app
+            .post("/api/v1/channels", json!({ "name": "chat", "kind": "slack", "url": broken.url("/services/T1/B2/tok") }))
+            .expect(201);
+        let answer = app.post(&format!("/api/v1/channels/{}/test", chat["id"]), json!({})).expect(200);
+        assert_eq!(answer, json!({ "status": 500, "body": "no_service", "error": "500 Internal Server Error" }));
+        let got = broken.received();
+        assert_eq!(got.len(), 1, "one POST, no retry");
+        let text: Value = serde_json::from_slice(&got[0].body).unwrap();
+        assert_eq!(text, json!({ "text": "Test message from Cronium for channel *chat*: notifications will arrive here." }));
+        assert_eq!(got[0].header("webhook-signature"), None);
+
+        // Nothing listening: no status, and why.
+        let gone = app
+            .post("/api/v1/channels", json!({ "name": "gone", "kind": "discord", "url": closed_port_url() }))
+            .expect(201);
+        let answer = app.post(&format!("/api/v1/channels/{}/test", gone["id"]), json!({})).expect(200);
+        assert_eq!(answer["status"], Value::Null, "{answer}");
+        assert_eq!(answer["body"], "");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{answer}");
+
+        app.post("/api/v1/channels/999999/test", json!({})).expect_error(404, "not_found", None);
+    }
+
+    fn a_slack_or_discord_url_is_sealed_and_only_ever_shown_redacted(backend: Backend) {
+        let app = app_allowing_loopback(backend);
+        let sink = Sink::start();
+        let token = "sEcReTtOkEnXyZ";
+        let slack_url = format!("http://127.0.0.1:{}/services/T0AA/B0BB/{token}", sink.port);
+        let discord_url = format!("http://127.0.0.1:{}/api/webhooks/42/{token}", sink.port);
+        let slack = app
+            .post("/api/v1/channels", json!({ "name": "chat", "kind": "slack", "url": slack_url }))
+            .expect(201);
+        assert_eq!(slack["kind"], "slack");
+        assert_eq!(slack["url"], format!("http://127.0.0.1:{}/services/…", sink.port));
+        assert!(slack.get("secret").is_none(), "no signing secret is made: {slack}");
+        let discord = app
+            .post("/api/v1/channels", json!({ "name": "talk", "kind": "discord", "url": discord_url }))
+            .expect(201);
+        assert_eq!(discord["kind"], "discord");
+        assert_eq!(discord["url"], format!("http://127.0.0.1:{}/api/webhooks/…", sink.port));
+
+        // A chat channel has no signing secret to give, and a bad URL is
+        // refused without being quoted back.
+        app.post("/api/v1/channels", json!({ "name": "x", "kind": "slack", "url": slack_url, "secret": GIVEN_SECRET }))
+            .expect_error(422, "validation_failed", Some("secret"));
+        let bad = app
+            .post("/api/v1/channels", json!({ "name": "x", "kind": "discord", "url": format!("ftp://127.0.0.1/{token}") }))
+            .expect_error(422, "validation_failed", Some("url"));
+        assert!(!bad.to_string().contains(token), "{bad}");
+        // The guard still judges the sealed URL: a private address is refused.
+        app.post("/api/v1/channels", json!({ "name": "x", "kind": "slack", "url": format!("http://10.0.0.1/services/T/B/{token}") }))
+            .expect_error(422, "validation_failed", Some("url"));
+
+        // Shown redacted everywhere; the URL is in no answer, audit entry or
+        // database byte (as text, or as the hex of a bytea dump).
+        let chat_id = slack["id"].as_i64().unwrap();
+        let list = app.get("/api/v1/channels").expect(200);
+        let kinds: Vec<&Value> = list.as_array().unwrap().iter().map(|c| &c["kind"]).collect();
+        assert_eq!(kinds, [&json!("slack"), &json!("discord")]);
+        let shown = app.get(&format!("/api/v1/channels/{chat_id}")).expect(200);
+        assert_eq!(shown["url"], slack["url"]);
+        let creates = audited(&app, "channel.create");
+        assert_eq!(creates.len(), 2, "{creates:?}");
+        assert_eq!(creates[1]["detail"], json!({ "name": "chat", "kind": "slack", "url": "sealed" }));
+        let audit_log = app.get("/api/v1/audit?limit=500").expect(200);
+        for body in [&slack, &discord, &list, &shown, &audit_log] {
+            assert!(!body.to_string().contains(token), "{body}");
+        }
+        let bytes = database_bytes(&app);
+        for needle in [token.to_string(), "T0AA".to_string(), hex(token)] {
+            assert!(!contains(&bytes, needle.as_bytes()), "{needle} is in the database");
+        }
+        // Checking the URL never posted anything.
+        assert_eq!(sink.connections(), 0);
+    }
+
     fn a_generated_secret_is_shown_once_and_sealed_at_rest(backend: Backend) {
         let app = TestApp::spawn(backend);
         let created = app
@@ -204,7 +309,7 @@ both_backends! {
             (json!({ "url": url }), "name"),
             (json!({ "name": "has space", "url": url }), "name"),
             (json!({ "name": "x" }), "url"),
-            (json!({ "name": "x", "url": url, "kind": "slack" }), "kind"),
+            (json!({ "name": "x", "url": url, "kind": "email" }), "kind"),
             (json!({ "name": "x", "url": url, "secret": "Z2l2ZW4tc2VjcmV0LWtleS0yNC1ieXRlcyE=" }), "secret"),
             (json!({ "name": "x", "url": url, "secret": "whsec_not base64!" }), "secret"),
             (json!({ "name": "x", "url": url, "secret": "whsec_c2hvcnQ=" }), "secret"),
@@ -215,8 +320,9 @@ both_backends! {
                 assert!(!err.to_string().contains(secret), "the message repeats the secret: {err}");
             }
         }
-        let kind = app.post("/api/v1/channels", json!({ "name": "x", "url": url, "kind": "slack" })).json();
-        assert!(kind["error"]["message"].as_str().unwrap().contains("webhook"), "{kind}");
+        let kind = app.post("/api/v1/channels", json!({ "name": "x", "url": url, "kind": "email" })).json();
+        let message = kind["error"]["message"].as_str().unwrap();
+        assert!(["webhook", "slack", "discord"].iter().all(|k| message.contains(k)), "{kind}");
         app.post("/api/v1/channels", json!({ "name": "x", "url": url, "token": "t" }))
             .expect_error(400, "bad_request", Some("token"));
         app.get("/api/v1/channels/999999").expect_error(404, "not_found", None);

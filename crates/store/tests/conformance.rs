@@ -131,6 +131,7 @@ conformance!(
     a_corrupt_row_is_an_error_naming_the_column,
     an_http_event_round_trips_its_request_and_sealed_headers_without_a_payload,
     channels_have_unique_names_and_cannot_vanish_under_an_action,
+    a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed,
     a_final_result_queues_one_delivery_per_firing_action_and_a_retried_attempt_none,
     a_recovered_job_that_fails_for_good_queues_its_failure_deliveries,
     deliveries_are_leased_once_retried_when_due_and_settled_by_their_holder_only,
@@ -1395,6 +1396,48 @@ fn channel(name: &str) -> cronium_core::ChannelSpec {
         url: format!("https://hooks.example.com/{name}"),
         sealed_secret: vec![9, 9, 9],
     }
+}
+
+async fn a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed(b: Backend) {
+    use cronium_core::{ChannelKind, ChannelName, ChannelSpec};
+    let store = &*b.store;
+    // The store sees only the redacted URL and the sealed bytes the server made.
+    for (name, kind, shown) in [
+        (
+            "chat",
+            ChannelKind::Slack,
+            "https://hooks.slack.com/services/…",
+        ),
+        (
+            "talk",
+            ChannelKind::Discord,
+            "https://discord.com/api/webhooks/…",
+        ),
+    ] {
+        let spec = ChannelSpec {
+            name: ChannelName::new(name).unwrap(),
+            kind,
+            url: shown.into(),
+            sealed_secret: vec![1, 2, 3, 4],
+        };
+        let saved = store
+            .create_channel(spec.clone(), t(0), &audit("channel.create", "channel"))
+            .await
+            .unwrap();
+        assert_eq!(saved.spec, spec);
+        let read = store.get_channel(saved.id).await.unwrap();
+        assert_eq!(read.spec.kind, kind);
+        assert_eq!(read.spec.url, shown);
+        assert_eq!(read.spec.sealed_secret, vec![1, 2, 3, 4]);
+    }
+    let kinds: Vec<_> = store
+        .list_channels()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.spec.kind)
+        .collect();
+    assert_eq!(kinds, [ChannelKind::Slack, ChannelKind::Discord]);
 }
 
 async fn channels_have_unique_names_and_cannot_vanish_under_an_action(b: Backend) {

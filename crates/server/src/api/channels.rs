@@ -1,4 +1,4 @@
-//! `/api/v1/channels`: where notifications go. A webhook's signing secret is write-only: sealed on arrival, shown once when the server made it, never returned.
+//! `/api/v1/channels`: where notifications go. A webhook's signing secret, and a Slack or Discord channel's whole URL, are write-only: sealed on arrival, never returned.
 
 use std::fmt;
 
@@ -161,6 +161,9 @@ pub async fn create(
     let url = fields
         .url
         .ok_or_else(|| ApiError::invalid("url", "required"))?;
+    if kind.url_is_secret() {
+        return create_chat(state, caller, name, kind, url, fields.secret.is_some()).await;
+    }
     check_url(&state, &url, "url").await?;
     let (secret, generated) = match fields.secret.as_deref() {
         Some(text) => (SigningSecret::parse(text)?, false),
@@ -194,6 +197,66 @@ pub async fn create(
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
+/// A Slack or Discord channel: its URL is its credential (whoever has it
+/// can post), so it is sealed at once and only its redacted form is kept in
+/// the clear; no error, answer or audit entry quotes it.
+async fn create_chat(
+    state: AppState,
+    caller: Caller,
+    name: ChannelName,
+    kind: ChannelKind,
+    url: String,
+    secret_given: bool,
+) -> Result<Response, ApiError> {
+    if secret_given {
+        return Err(ApiError::invalid(
+            "secret",
+            format!("a {kind} channel has no signing secret (its URL is its secret)"),
+        ));
+    }
+    cronium_core::validate_chat_url(&url)?;
+    if let Err(mut refused) = check_url(&state, &url, "url").await {
+        // The guard names the URL when it cannot parse it; this one's path
+        // carries the hook's token.
+        if refused.message.contains(url_after_host(&url)) {
+            refused.message = "is not a valid http:// or https:// URL".into();
+        }
+        return Err(refused);
+    }
+    let spec = ChannelSpec {
+        name,
+        kind,
+        url: cronium_core::redact_url(&url),
+        sealed_secret: state.sealer.seal_channel_url(&url),
+    }
+    .validate()?;
+    let entry = audit(
+        &caller,
+        "channel.create",
+        None,
+        json!({ "name": spec.name.as_str(), "kind": spec.kind.as_str(), "url": "sealed" }),
+    );
+    let channel = state
+        .store
+        .create_channel(spec, crate::now(), &entry)
+        .await?;
+    let body = CreatedChannel {
+        channel: channel.into(),
+        secret: None,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// What follows a URL's host (its path and query): the part a guard
+/// message must not repeat. Never empty, so a bare host matches nothing.
+fn url_after_host(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    match rest.find(['/', '?', '#']) {
+        Some(at) if at + 1 < rest.len() => &rest[at..],
+        _ => "\u{0}",
+    }
+}
+
 pub async fn list(
     State(state): State<AppState>,
     _caller: Viewer,
@@ -212,6 +275,49 @@ pub async fn show(
     Ok(axum::Json(
         state.store.get_channel(ChannelId(id)).await?.into(),
     ))
+}
+
+/// How long a test message waits for its answer: a delivery's timeout.
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The answer to `POST /channels/{id}/test`: what the receiver said.
+#[derive(Debug, Serialize)]
+pub struct TestAnswer {
+    pub status: Option<u16>,
+    /// The first KiB of its body, on one line.
+    pub body: String,
+    /// Why it failed; `None` on 2xx.
+    pub error: Option<String>,
+}
+
+/// Sends a test message now. The answer is 200 whatever the receiver did,
+/// since reporting what it said is the point; only a missing channel (or
+/// caller) is an error here.
+pub async fn test(
+    State(state): State<AppState>,
+    Admin(_caller): Admin,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<TestAnswer>, ApiError> {
+    let channel = state.store.get_channel(ChannelId(id)).await?;
+    let response = cronium_engine::deliveries::send_test(
+        &state.sealer,
+        &state.http_guard,
+        &channel,
+        TEST_TIMEOUT,
+        crate::now(),
+    )
+    .await;
+    let error = match (response.status, response.error) {
+        (Some(code), _) if (200..300).contains(&code) => None,
+        (Some(code), _) => Some(cronium_exec::http::status_text(code)),
+        (None, Some(why)) => Some(why.to_string()),
+        (None, None) => Some("no answer and no reason (a bug)".into()),
+    };
+    Ok(axum::Json(TestAnswer {
+        status: response.status,
+        body: response.body_head,
+        error,
+    }))
 }
 
 pub async fn delete(

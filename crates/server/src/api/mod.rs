@@ -101,6 +101,7 @@ fn routes() -> Routes {
         .add(M::POST, "/api/v1/channels", channels::create)
         .add(M::GET, "/api/v1/channels/{id}", channels::show)
         .add(M::DELETE, "/api/v1/channels/{id}", channels::delete)
+        .add(M::POST, "/api/v1/channels/{id}/test", channels::test)
         .add(M::GET, "/api/v1/tokens", tokens::list)
         .add(M::POST, "/api/v1/tokens", tokens::create)
         .add(M::DELETE, "/api/v1/tokens/{id}", tokens::revoke)

@@ -1,4 +1,5 @@
--- Notifications. A channel is where a message goes (a signed webhook);
+-- Notifications. A channel is where a message goes (a signed webhook, a
+-- Slack or a Discord incoming webhook);
 -- an event's actions say which endings of its jobs send one; a delivery is
 -- one message to one channel about one job. Deliveries are written in the
 -- transaction that records the job's final result (an outbox), and sent by
@@ -7,9 +8,11 @@
 CREATE TABLE channels (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name            TEXT        NOT NULL,
-    kind            TEXT        NOT NULL CHECK (kind IN ('webhook')),
+    kind            TEXT        NOT NULL CHECK (kind IN ('webhook', 'slack', 'discord')),
+    -- A webhook's URL; a chat channel's redacted one (its URL is its secret).
     url             TEXT        NOT NULL,
-    -- The signing secret, sealed by the server; never returned.
+    -- Sealed by the server, never returned: a webhook's signing secret, or
+    -- a chat channel's whole URL.
     sealed_secret   BYTEA             NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL,
