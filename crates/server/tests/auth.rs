@@ -48,6 +48,7 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/v1/channels", Some("admin")),
     ("GET", "/api/v1/channels/{id}", Some("viewer")),
     ("DELETE", "/api/v1/channels/{id}", Some("admin")),
+    ("POST", "/api/v1/channels/{id}/test", Some("admin")),
     ("GET", "/api/v1/tokens", Some("admin")),
     ("POST", "/api/v1/tokens", Some("admin")),
     ("DELETE", "/api/v1/tokens/{id}", Some("admin")),
