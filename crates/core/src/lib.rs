@@ -33,6 +33,44 @@ macro_rules! str_enum {
     };
 }
 
+/// A name of 1–64 characters from `[A-Za-z0-9._-]`, as servers and
+/// channels have (safe in URLs, shells and logs): the type, its checked
+/// constructor (`what` names it in the error), `as_str` and `Display`.
+macro_rules! plain_name {
+    ($(#[$doc:meta])* $ty:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $ty(String);
+
+        impl $ty {
+            pub fn new(text: &str) -> Result<$ty, $crate::ValidationError> {
+                let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
+                if text.is_empty() || text.len() > 64 || !text.chars().all(ok) {
+                    return Err($crate::ValidationError::new(
+                        "name",
+                        format!(
+                            concat!("invalid ", $what, " name {:?} (1-64 characters: letters, digits, . _ -)"),
+                            text
+                        ),
+                    ));
+                }
+                Ok($ty(text.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
 pub mod event;
 pub mod http;
 pub mod ids;

@@ -7,8 +7,6 @@
 //! business (`cronium-exec`), not this module's: it only checks that the
 //! URL is well-formed.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobStatus;
@@ -68,33 +66,11 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-/// A channel name: 1–64 characters from `[A-Za-z0-9._-]`, unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ChannelName(String);
-
-impl ChannelName {
-    pub fn new(text: &str) -> Result<ChannelName, ValidationError> {
-        let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-        if text.is_empty() || text.len() > 64 || !text.chars().all(ok) {
-            return Err(ValidationError::new(
-                "name",
-                format!("invalid channel name {text:?} (1-64 characters: letters, digits, . _ -)"),
-            ));
-        }
-        Ok(ChannelName(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ChannelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+plain_name!(
+    /// A channel name: 1–64 characters from `[A-Za-z0-9._-]`, unique.
+    ChannelName,
+    "channel"
+);
 
 /// A channel as users define it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,39 +1,15 @@
 //! Remote servers as users define them: where to connect and as whom.
 //! Credentials arrive here already sealed (encrypted) by the server process.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
 
-/// A server name: 1–64 characters from `[A-Za-z0-9._-]`, unique.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ServerName(String);
-
-impl ServerName {
-    pub fn new(text: &str) -> Result<ServerName, ValidationError> {
-        let ok = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-        if text.is_empty() || text.len() > 64 || !text.chars().all(ok) {
-            return Err(ValidationError::new(
-                "name",
-                format!("invalid server name {text:?} (1-64 characters: letters, digits, . _ -)"),
-            ));
-        }
-        Ok(ServerName(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ServerName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+plain_name!(
+    /// A server name: 1–64 characters from `[A-Za-z0-9._-]`, unique.
+    ServerName,
+    "server"
+);
 
 /// How Cronium authenticates to a server. The secret itself is in
 /// [`ServerSpec::sealed_credentials`] and is never returned by the API.
