@@ -973,69 +973,64 @@ async fn an_https_url_to_a_plain_server_fails_as_tls_and_never_falls_back_to_htt
     assert_eq!(first_bytes.lock().unwrap().first(), Some(&22));
 }
 
-#[tokio::test]
-async fn environment_proxies_are_ignored() {
-    // Run in a child so the variables touch no other test; the child
-    // fails unless its request went straight to the server.
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "inside_child::proxies_from_the_environment",
-            "--ignored",
-        ])
-        .env("CRONIUM_TEST_PROXY_CHILD", "1")
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// Runs this test binary's test `name` alone, in a child process set up by
+/// `command` (this binary is its last argument), with `marker` set so the
+/// test knows it is the child; asserts that it ran there and passed.
+fn run_in_child(mut command: std::process::Command, name: &str, marker: &str) {
+    let output = command
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture"])
+        .env(marker, "1")
+        .output()
+        .expect("the child starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "in the child: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The child ran the test rather than filtering it out.
+    assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
-/// Tests that run only inside a process the outer test set up.
-mod inside_child {
-    use super::*;
-
-    #[tokio::test]
-    #[ignore = "run by environment_proxies_are_ignored in a child process"]
-    async fn proxies_from_the_environment() {
-        if std::env::var_os("CRONIUM_TEST_PROXY_CHILD").is_none() {
-            return;
-        }
-        let proxy = Server::counting("127.0.0.1:0");
-        // SAFETY: set before any other thread of this child reads the
-        // environment; this child runs this one test only.
-        unsafe {
-            for name in [
-                "HTTP_PROXY",
-                "http_proxy",
-                "HTTPS_PROXY",
-                "https_proxy",
-                "ALL_PROXY",
-                "all_proxy",
-            ] {
-                std::env::set_var(name, proxy.url(""));
-            }
-            std::env::remove_var("NO_PROXY");
-            std::env::remove_var("no_proxy");
-        }
-        let server = Server::start("127.0.0.1:0", |_, _| ok("direct"));
-        let (outcome, _) = run(
-            &loopback_executor(HttpLimits::default()),
-            &call("GET", &server.url("/")),
-        )
-        .await;
-        assert_eq!(outcome.report.status, JobStatus::Succeeded, "{outcome:?}");
-        assert_eq!(server.accepted(), 1);
-        settle();
-        assert_eq!(proxy.accepted(), 0);
+#[tokio::test]
+async fn environment_proxies_are_ignored() {
+    // The proxy variables are set in a child running this test alone, so
+    // they touch no other test; the child fails unless its request went
+    // straight to the server.
+    const CHILD: &str = "CRONIUM_TEST_PROXY_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let runner = std::process::Command::new("env");
+        return run_in_child(runner, "environment_proxies_are_ignored", CHILD);
     }
-
-    #[tokio::test]
-    #[ignore = "run by private_and_metadata_addresses_are_refused_in_a_network_namespace"]
-    async fn in_network_namespace() {
-        if std::env::var_os("CRONIUM_TEST_NETNS_CHILD").is_none() {
-            return;
+    let proxy = Server::counting("127.0.0.1:0");
+    // SAFETY: set before any other thread of this child reads the
+    // environment; this child runs this one test only.
+    unsafe {
+        for name in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            std::env::set_var(name, proxy.url(""));
         }
-        netns_checks().await;
+        std::env::remove_var("NO_PROXY");
+        std::env::remove_var("no_proxy");
     }
+    let server = Server::start("127.0.0.1:0", |_, _| ok("direct"));
+    let (outcome, _) = run(
+        &loopback_executor(HttpLimits::default()),
+        &call("GET", &server.url("/")),
+    )
+    .await;
+    assert_eq!(outcome.report.status, JobStatus::Succeeded, "{outcome:?}");
+    assert_eq!(server.accepted(), 1);
+    settle();
+    assert_eq!(proxy.accepted(), 0);
 }
 
 /// Addresses put on the namespace's loopback interface: private, metadata
@@ -1052,8 +1047,12 @@ const NETNS_ADDRS: [&str; 5] = [
 #[tokio::test]
 async fn private_and_metadata_addresses_are_refused_in_a_network_namespace() {
     // A fresh network and mount namespace: only `lo`, no routes out, and a
-    // private /etc/hosts naming test hosts. Set up by `unshare` and `ip`,
-    // then this same test binary runs `inside_child::in_network_namespace`.
+    // private /etc/hosts naming test hosts, set up by `unshare` and `ip`;
+    // then this same test runs again inside it and does the checks.
+    const CHILD: &str = "CRONIUM_TEST_NETNS_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return netns_checks().await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");
     std::fs::write(
@@ -1069,24 +1068,16 @@ async fn private_and_metadata_addresses_are_refused_in_a_network_namespace() {
         script.push_str(&format!("ip addr add {addr} dev lo; "));
     }
     script.push_str(&format!(
-        "mount --bind {} /etc/hosts; exec \"$0\" --exact inside_child::in_network_namespace --ignored --nocapture",
+        "mount --bind {} /etc/hosts; exec \"$@\"",
         hosts.display()
     ));
-    let output = std::process::Command::new("unshare")
-        .args(["--net", "--mount", "sh", "-c", &script])
-        .arg(std::env::current_exe().unwrap())
-        .env("CRONIUM_TEST_NETNS_CHILD", "1")
-        .output()
-        .expect("unshare runs (util-linux)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "in the namespace: {}\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let mut unshare = std::process::Command::new("unshare");
+    unshare.args(["--net", "--mount", "sh", "-c", &script, "sh"]);
+    run_in_child(
+        unshare,
+        "private_and_metadata_addresses_are_refused_in_a_network_namespace",
+        CHILD,
     );
-    // The child ran the test rather than filtering it out.
-    assert!(stdout.contains("1 passed"), "{stdout}");
 }
 
 async fn netns_checks() {
