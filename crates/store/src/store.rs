@@ -97,6 +97,27 @@ pub(crate) async fn fetch_event<B: Backend, C: Conn>(
 
 /// Fails `NotFound` unless the event exists; with `lock`, its row stays as
 /// read until the transaction ends.
+/// An event's rows (`$1` the event), decoded; an unknown event is
+/// `NotFound` rather than an empty list (asked only when there are none).
+pub(crate) async fn of_event<B: Backend, T>(
+    store: &SqlStore<B>,
+    select: &'static str,
+    event: EventId,
+    decode: fn(&<<B::Db as sqlx::Database>::Connection as Conn>::Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let items = sql(select)
+        .bind(event.0)
+        .fetch_all(&mut store.db.pool())
+        .await?
+        .iter()
+        .map(decode)
+        .collect::<Result<Vec<_>>>()?;
+    if items.is_empty() {
+        event_exists::<B, _>(&mut store.db.pool(), event, None).await?;
+    }
+    Ok(items)
+}
+
 /// A row that a `RESTRICT` foreign key keeps while other rows use it.
 pub(crate) struct Deletion {
     /// What it is, for `NotFound`.
@@ -681,21 +702,17 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn list_payloads(&self, event: EventId) -> Result<Vec<PayloadRecord>> {
-        let payloads = sql(concat!(
-            "SELECT ",
-            payload_columns!(),
-            " FROM runner_payloads WHERE event_id = $1 ORDER BY event_version DESC"
-        ))
-        .bind(event.0)
-        .fetch_all(&mut self.db.pool())
-        .await?
-        .iter()
-        .map(rows::payload)
-        .collect::<Result<Vec<_>>>()?;
-        if payloads.is_empty() {
-            event_exists::<B, _>(&mut self.db.pool(), event, None).await?;
-        }
-        Ok(payloads)
+        of_event(
+            self,
+            concat!(
+                "SELECT ",
+                payload_columns!(),
+                " FROM runner_payloads WHERE event_id = $1 ORDER BY event_version DESC"
+            ),
+            event,
+            rows::payload,
+        )
+        .await
     }
 
     async fn get_payload(&self, event: EventId, version: u64) -> Result<PayloadRecord> {

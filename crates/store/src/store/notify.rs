@@ -175,21 +175,17 @@ pub(super) async fn list_actions<B: Backend>(
     store: &SqlStore<B>,
     event: EventId,
 ) -> Result<Vec<Action>> {
-    let actions = sql(concat!(
-        "SELECT ",
-        action_columns!(),
-        " FROM event_actions WHERE event_id = $1 ORDER BY id"
-    ))
-    .bind(event.0)
-    .fetch_all(&mut store.db.pool())
-    .await?
-    .iter()
-    .map(rows::action)
-    .collect::<Result<Vec<_>>>()?;
-    if actions.is_empty() {
-        super::event_exists::<B, _>(&mut store.db.pool(), event, None).await?;
-    }
-    Ok(actions)
+    super::of_event(
+        store,
+        concat!(
+            "SELECT ",
+            action_columns!(),
+            " FROM event_actions WHERE event_id = $1 ORDER BY id"
+        ),
+        event,
+        rows::action,
+    )
+    .await
 }
 
 pub(super) async fn remove_action<B: Backend>(
