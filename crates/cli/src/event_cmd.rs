@@ -30,24 +30,35 @@ pub enum EventCommand {
     Payloads { event: String },
     /// Run an event now and print the job's id, or follow its output
     Run(RunArgs),
-    /// What the event's jobs set off when they end: add, list, remove
+    /// What the event's jobs set off (notifications, other events): add, list, remove
     #[command(subcommand)]
     Action(ActionCommand),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ActionCommand {
-    /// Notify a channel when the event's jobs end as --when says (once per
-    /// job, on its final result)
+    /// Notify a channel, or run another event, when the event's jobs reach
+    /// the point --when names (once per job; endings on the final result,
+    /// never for an attempt that will be retried)
+    #[command(group(clap::ArgGroup::new("does").required(true).args(["notify", "run"])))]
     Add {
         /// The event's name or id
         event: String,
-        /// success, failure (failed, timed out or partial) or always
+        /// success, failure (failed, timed out or partial), always, start, or
+        /// duration_exceeded (with --after); start and duration_exceeded
+        /// only notify
         #[arg(long)]
         when: String,
         /// The channel to notify, by name or id
         #[arg(long, value_name = "CHANNEL")]
-        notify: String,
+        notify: Option<String>,
+        /// The event to run, by name or id; its job's context names the job
+        /// that started it (chains stop 10 deep)
+        #[arg(long, value_name = "EVENT")]
+        run: Option<String>,
+        /// For duration_exceeded: how long a run may take (90s, 15m, 1h30m)
+        #[arg(long, value_name = "DURATION")]
+        after: Option<String>,
     },
     /// List an event's actions
     List {
@@ -440,22 +451,31 @@ fn action(client: &Client, cmd: ActionCommand, out: &mut dyn Write) -> Result<()
             event,
             when,
             notify,
+            run,
+            after,
         } => {
             let id = resolve_event(client, &event)?;
-            let channel = resolve_channel(client, &notify)?;
-            let action = client.post(
-                &format!("/events/{id}/actions"),
-                &json!({ "when": when, "kind": "notify", "channel": channel }),
-            )?;
+            let mut body = json!({ "when": when });
+            if let Some(channel) = notify {
+                body["kind"] = json!("notify");
+                body["channel"] = json!(resolve_channel(client, &channel)?);
+            }
+            if let Some(target) = run {
+                body["kind"] = json!("run_event");
+                body["targetEvent"] = json!(resolve_event(client, &target)?);
+            }
+            if let Some(after) = after {
+                body["after"] = json!(after);
+            }
+            let action = client.post(&format!("/events/{id}/actions"), &body)?;
             if client.json {
                 return print_json(&action, out);
             }
             writeln!(
                 out,
-                "added action {} to event {event}: on {} notify {}",
+                "added action {} to event {event}: {}",
                 cell(&action["id"]),
-                cell(&action["when"]),
-                cell(&action["channelName"]),
+                action_words(&action)
             )?;
             Ok(())
         }
@@ -471,18 +491,14 @@ fn action(client: &Client, cmd: ActionCommand, out: &mut dyn Write) -> Result<()
                 .unwrap_or_default()
                 .iter()
                 .map(|a| {
-                    vec![
-                        cell(&a["id"]),
-                        cell(&a["when"]),
-                        cell(&a["kind"]),
-                        match a["channelName"].as_str() {
-                            Some(name) => name.to_string(),
-                            None => cell(&a["channel"]),
-                        },
-                    ]
+                    let when = match a["after"].as_str() {
+                        Some(after) => format!("{} {after}", cell(&a["when"])),
+                        None => cell(&a["when"]),
+                    };
+                    vec![cell(&a["id"]), when, cell(&a["kind"]), action_target(a)]
                 })
                 .collect();
-            print_table(out, &["ID", "WHEN", "KIND", "CHANNEL"], &rows)
+            print_table(out, &["ID", "WHEN", "KIND", "TARGET"], &rows)
         }
         ActionCommand::Remove { event, id } => {
             let event_id = resolve_event(client, &event)?;
@@ -495,6 +511,30 @@ fn action(client: &Client, cmd: ActionCommand, out: &mut dyn Write) -> Result<()
             Ok(())
         }
     }
+}
+
+/// What an action targets, by name: its channel or its event.
+fn action_target(action: &serde_json::Value) -> String {
+    let (name, id) = if action["kind"] == "run_event" {
+        (&action["targetEventName"], &action["targetEvent"])
+    } else {
+        (&action["channelName"], &action["channel"])
+    };
+    name.as_str().map_or_else(|| cell(id), String::from)
+}
+
+/// `on failure notify ops`, `on success run deploy`, `on duration_exceeded 10m notify ops`.
+fn action_words(action: &serde_json::Value) -> String {
+    let mut when = cell(&action["when"]);
+    if let Some(after) = action["after"].as_str() {
+        when = format!("{when} {after}");
+    }
+    let verb = if action["kind"] == "run_event" {
+        "run"
+    } else {
+        "notify"
+    };
+    format!("on {when} {verb} {}", action_target(action))
 }
 
 /// `KEY=VALUE`, or `KEY` alone: the value of that variable in our environment.

@@ -199,6 +199,36 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<16} {value}")?;
     }
+    let by = &job["startedBy"];
+    if by.is_object() {
+        writeln!(
+            out,
+            "{:<16} job {} of event {} ({}, exit {}), action {}, chain depth {}",
+            "started by",
+            cell(&by["job"]),
+            cell(&by["event"]),
+            cell(&by["status"]),
+            cell(&by["exitCode"]),
+            cell(&by["action"]),
+            cell(&by["depth"]),
+        )?;
+    }
+    for chained in job["chained"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let what = match chained["notStarted"].as_str() {
+            Some(why) => format!("event {} not started: {why}", cell(&chained["event"])),
+            None => format!(
+                "job {} of event {} ({})",
+                cell(&chained["job"]),
+                cell(&chained["event"]),
+                cell(&chained["status"])
+            ),
+        };
+        writeln!(out, "{:<16} {what}", "started")?;
+    }
     let http = &job["metadata"]["http"];
     if http.is_object() {
         let truncated = if http["bodyTruncated"] == json!(true) {
@@ -236,8 +266,9 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-const DELIVERY_HEADER: [&str; 6] = [
+const DELIVERY_HEADER: [&str; 7] = [
     "NOTIFIED",
+    "ON",
     "STATUS",
     "ATTEMPTS",
     "LAST STATUS",
@@ -245,7 +276,7 @@ const DELIVERY_HEADER: [&str; 6] = [
     "LAST ERROR",
 ];
 
-/// One row per message the job's end set off (`GET /jobs/{id}/deliveries`),
+/// One row per message the job set off (`GET /jobs/{id}/deliveries`),
 /// the error last and on one line, as in the executions table.
 fn delivery_rows(deliveries: &Value) -> Vec<Vec<String>> {
     deliveries
@@ -264,6 +295,7 @@ fn delivery_rows(deliveries: &Value) -> Vec<Vec<String>> {
                 .unwrap_or_else(|| "-".into());
             vec![
                 channel,
+                cell(&d["reason"]),
                 cell(&d["status"]),
                 cell(&d["attempts"]),
                 cell(&d["lastStatus"]),

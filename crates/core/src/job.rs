@@ -60,6 +60,8 @@ pub enum Trigger {
     Schedule,
     /// `POST /events/{id}/run` (the CLI and the UI use it too).
     Manual,
+    /// A `run_event` action of another job's event, when that job ended.
+    Action,
 }
 
 /// What a new run does while an earlier run of the same event is queued or
@@ -102,7 +104,7 @@ str_enum!(JobStatus {
     Missed = "missed",
     Skipped = "skipped",
 });
-str_enum!(Trigger { Schedule = "schedule", Manual = "manual" });
+str_enum!(Trigger { Schedule = "schedule", Manual = "manual", Action = "action" });
 str_enum!(OverlapPolicy { Allow = "allow", Forbid = "forbid", Queue = "queue", Replace = "replace" });
 str_enum!(MisfirePolicy { Skip = "skip", RunOnce = "run_once", CatchUp = "catch_up" });
 

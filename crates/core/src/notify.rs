@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobStatus;
-use crate::{ValidationError, http};
+use crate::{ChannelId, EventId, ValidationError, http};
 
 /// What kind of receiver a channel is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,10 +126,13 @@ pub fn validate_chat_url(url: &str) -> Result<(), ValidationError> {
     })
 }
 
-/// Which endings of a job an action fires on. It fires once per job, on
-/// its final result (never for an attempt that will be retried).
+/// When an action fires. The endings (`success`, `failure`, `always`) fire
+/// once per job, on its final result (never for an attempt that will be
+/// retried); `start` once, when the job's first attempt starts running;
+/// `duration_exceeded` once, when an attempt has run longer than the
+/// action's threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum When {
     /// The job succeeded.
     Success,
@@ -137,17 +140,29 @@ pub enum When {
     Failure,
     /// Any ending of a job that ran, cancelled included.
     Always,
+    /// The job started running.
+    Start,
+    /// The job is still running after the action's threshold.
+    DurationExceeded,
 }
 
 str_enum!(When {
     Success = "success",
     Failure = "failure",
     Always = "always",
+    Start = "start",
+    DurationExceeded = "duration_exceeded",
 });
 
 impl When {
+    /// Whether it fires on a job's final result (rather than while it runs).
+    pub fn on_end(self) -> bool {
+        matches!(self, When::Success | When::Failure | When::Always)
+    }
+
     /// Whether a job that ended `status` fires an action of this kind.
-    /// Jobs that never ran (missed, skipped) fire nothing.
+    /// Jobs that never ran (missed, skipped) fire nothing, and neither do
+    /// the kinds that fire while a job runs.
     pub fn matches(self, status: JobStatus) -> bool {
         let ran = matches!(
             status,
@@ -164,7 +179,87 @@ impl When {
                 JobStatus::Failed | JobStatus::TimedOut | JobStatus::Partial
             ),
             When::Always => ran,
+            When::Start | When::DurationExceeded => false,
         }
+    }
+}
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActionTarget {
+    /// Sends a message to a channel.
+    Notify(ChannelId),
+    /// Starts a job of another event (or the same one), whose context names
+    /// the job that started it.
+    RunEvent(EventId),
+}
+
+impl ActionTarget {
+    /// The kind's name in the API: `notify` or `run_event`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            ActionTarget::Notify(_) => "notify",
+            ActionTarget::RunEvent(_) => "run_event",
+        }
+    }
+}
+
+/// The longest `duration_exceeded` threshold: 30 days.
+pub const MAX_DURATION_THRESHOLD_SECS: u64 = 30 * 24 * 3600;
+
+/// An action as users define it, checked: a `duration_exceeded` action has
+/// a threshold and nothing else does, and only notifications fire while a
+/// job runs (a chain starts from a result).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionSpec {
+    pub when: When,
+    /// Seconds an attempt may run before a `duration_exceeded` action fires.
+    pub after_secs: Option<u64>,
+    pub target: ActionTarget,
+}
+
+impl ActionSpec {
+    pub fn new(
+        when: When,
+        after_secs: Option<u64>,
+        target: ActionTarget,
+    ) -> Result<ActionSpec, ValidationError> {
+        match (when, after_secs) {
+            (When::DurationExceeded, None) => {
+                return Err(ValidationError::new(
+                    "after",
+                    "required for duration_exceeded: how long a run may take",
+                ));
+            }
+            (When::DurationExceeded, Some(secs))
+                if secs == 0 || secs > MAX_DURATION_THRESHOLD_SECS =>
+            {
+                return Err(ValidationError::new(
+                    "after",
+                    "must be from 1 second to 30 days",
+                ));
+            }
+            (When::DurationExceeded, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(ValidationError::new(
+                    "after",
+                    "only a duration_exceeded action has a threshold",
+                ));
+            }
+        }
+        if !when.on_end() && matches!(target, ActionTarget::RunEvent(_)) {
+            return Err(ValidationError::new(
+                "when",
+                format!(
+                    "a run_event action fires on a result (success, failure or always), not on {when}"
+                ),
+            ));
+        }
+        Ok(ActionSpec {
+            when,
+            after_secs,
+            target,
+        })
     }
 }
 
@@ -189,9 +284,38 @@ mod tests {
             (When::Always, Skipped, false),
             (When::Always, Queued, false),
             (When::Always, Running, false),
+            (When::Start, Succeeded, false),
+            (When::DurationExceeded, Failed, false),
         ];
         for (when, status, fires) in table {
             assert_eq!(when.matches(status), fires, "{when} on {status}");
+        }
+    }
+
+    #[test]
+    fn an_action_is_checked_as_a_whole() {
+        let notify = ActionTarget::Notify(ChannelId(1));
+        let run = ActionTarget::RunEvent(EventId(2));
+        let table = [
+            (When::Failure, None, notify, None),
+            (When::Success, None, run, None),
+            (When::Start, None, notify, None),
+            (When::DurationExceeded, Some(600), notify, None),
+            (When::DurationExceeded, None, notify, Some("after")),
+            (When::DurationExceeded, Some(0), notify, Some("after")),
+            (
+                When::DurationExceeded,
+                Some(MAX_DURATION_THRESHOLD_SECS + 1),
+                notify,
+                Some("after"),
+            ),
+            (When::Failure, Some(5), notify, Some("after")),
+            (When::Start, None, run, Some("when")),
+            (When::DurationExceeded, Some(5), run, Some("when")),
+        ];
+        for (when, after, target, error) in table {
+            let got = ActionSpec::new(when, after, target).err().map(|e| e.field);
+            assert_eq!(got.as_deref(), error, "{when} {after:?} {}", target.kind());
         }
     }
 

@@ -34,7 +34,7 @@ use cronium_core::job::{JobStatus, retry_delay};
 use cronium_exec::Guard;
 use cronium_exec::http::{USER_AGENT, status_text};
 use cronium_exec::webhook::{self, PostResponse};
-use cronium_store::{Channel, Delivery, Event, Job, SendResult, Store, StoreError};
+use cronium_store::{Channel, Delivery, DeliveryReason, Event, Job, SendResult, Store, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2_for_hmac::Sha256;
@@ -124,19 +124,23 @@ impl Deliveries {
         }
     }
 
-    /// Notified when a job ends (see `Workers::on_job_end`), the loop sends
+    /// Notified when a job ends (see `Workers::wake_deliveries`), the loop sends
     /// its messages at once instead of at its next poll.
     pub fn waker(&self) -> Arc<Notify> {
         self.inner.wake.clone()
     }
 
-    /// Claims the deliveries due at `now` (at most `concurrency`), sends
-    /// them at once and records each try; returns how many were tried.
+    /// Records the messages owed for jobs running too long
+    /// (`duration_exceeded`), claims the deliveries due at `now` (at most
+    /// `concurrency`), sends them at once and records each try; returns how
+    /// many were tried.
     /// Times recorded are `now` plus the time the tick has taken, so a test
     /// clock stays in charge and a real one stays accurate.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let started = Instant::now();
         let config = &self.inner.config;
+        // Jobs running longer than an action allows owe a message now.
+        self.inner.store.enqueue_overdue(now).await?;
         let limit = u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX);
         let claimed = self
             .inner
@@ -210,6 +214,7 @@ impl Clock {
 struct Subject {
     job: Job,
     event: Event,
+    occasion: Occasion,
     /// Where to post: a webhook's URL, or a chat channel's opened one.
     url: String,
     receiver: Receiver,
@@ -303,9 +308,29 @@ impl Inner {
             .await
             .map_err(|e| gone("channel", e))?;
         let (url, receiver) = open_receiver(&self.sealer, &channel).map_err(NotSent::Never)?;
+        let at = delivery.created_at;
+        let occasion = match delivery.reason {
+            DeliveryReason::End => Occasion::End,
+            DeliveryReason::Start => Occasion::Start { at },
+            DeliveryReason::DurationExceeded => {
+                // The threshold is the action's; one removed since leaves
+                // the message owed but unable to name it.
+                let actions = self
+                    .store
+                    .list_actions(event.id)
+                    .await
+                    .map_err(|e| gone("event", e))?;
+                let after_secs = actions
+                    .iter()
+                    .find(|a| Some(a.id) == delivery.action_id)
+                    .and_then(|a| a.spec.after_secs);
+                Occasion::DurationExceeded { at, after_secs }
+            }
+        };
         Ok(Subject {
             job,
             event,
+            occasion,
             url,
             receiver,
         })
@@ -313,14 +338,14 @@ impl Inner {
 
     async fn send(&self, delivery: &Delivery, subject: &Subject, clock: Clock) -> SendResult {
         let public_url = self.config.public_url.as_deref();
-        let (job, event) = (&subject.job, &subject.event);
+        let (job, event, occasion) = (&subject.job, &subject.event, subject.occasion);
         let mut headers = vec![
             ("content-type".to_string(), "application/json".to_string()),
             ("user-agent".to_string(), USER_AGENT.to_string()),
         ];
         let body = match &subject.receiver {
             Receiver::Webhook(key) => {
-                let body = render(job, event, public_url);
+                let body = render(job, event, occasion, public_url);
                 let id = delivery.webhook_id();
                 let timestamp = clock.now().timestamp().to_string();
                 let signature = key.sign(&id, &timestamp, &body);
@@ -329,8 +354,8 @@ impl Inner {
                 headers.push(("webhook-signature".to_string(), signature));
                 body
             }
-            Receiver::Slack => render_slack(job, event, public_url),
-            Receiver::Discord => render_discord(job, event, public_url),
+            Receiver::Slack => render_slack(job, event, occasion, public_url),
+            Receiver::Discord => render_discord(job, event, occasion, public_url),
         };
         let response = webhook::post(
             &self.guard,
@@ -569,48 +594,97 @@ impl SigningKey {
     }
 }
 
-/// The message about a job's final result: the same bytes on every try,
-/// since everything in it is the job's final state.
-pub fn render(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
+/// What a message reports on: the delivery's reason, with what a message
+/// about a running job needs to say the same thing on every try (the job
+/// itself moves on meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occasion {
+    /// The job's final result.
+    End,
+    /// The job started, at `at`.
+    Start { at: DateTime<Utc> },
+    /// The job was still running `after_secs` after its attempt started,
+    /// as noticed at `at` (`None` once the action has been removed).
+    DurationExceeded {
+        at: DateTime<Utc>,
+        after_secs: Option<u64>,
+    },
+}
+
+impl Occasion {
+    /// The Standard Webhooks `type` of its message.
+    fn kind(self) -> &'static str {
+        match self {
+            Occasion::End => "job.finished",
+            Occasion::Start { .. } => "job.started",
+            Occasion::DurationExceeded { .. } => "job.duration_exceeded",
+        }
+    }
+}
+
+/// The webhook message about a job: the same bytes on every try, since
+/// everything in it is fixed by then (a final result, or for a running job
+/// only what its start fixed).
+pub fn render(job: &Job, event: &Event, occasion: Occasion, public_url: Option<&str>) -> Vec<u8> {
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
     let mut data = Map::new();
     data.insert(
         "event".into(),
         json!({ "id": event.id.0, "name": event.spec.name.as_str() }),
     );
-    data.insert(
-        "job".into(),
-        json!({
-            "id": job.id.0,
-            "status": job.status.as_str(),
-            "attempt": job.attempt,
-            "exitCode": job.exit_code,
-            "error": job.error,
-            "durationMs": job.metadata.get("durationMs").and_then(Value::as_u64),
-            "scheduledAt": time(Some(job.scheduled_at)),
-            "startedAt": time(job.started_at),
-            "finishedAt": time(job.finished_at),
-            "trigger": job.trigger.as_str(),
-        }),
-    );
-    if let Some(executions) = job.metadata.get("executions").and_then(Value::as_array) {
-        // Only what a receiver acts on; timings and upload details stay in the API.
-        let brief: Vec<Value> = executions
-            .iter()
-            .map(|e| {
+    let timestamp = match occasion {
+        Occasion::End => {
+            data.insert(
+                "job".into(),
                 json!({
-                    "server": e.get("server"),
-                    "status": e.get("status"),
-                    "exitCode": e.get("exitCode"),
-                    "error": e.get("error"),
-                    "phase": e.get("phase"),
+                    "id": job.id.0,
+                    "status": job.status.as_str(),
+                    "attempt": job.attempt,
+                    "exitCode": job.exit_code,
+                    "error": job.error,
+                    "durationMs": job.metadata.get("durationMs").and_then(Value::as_u64),
+                    "scheduledAt": time(Some(job.scheduled_at)),
+                    "startedAt": time(job.started_at),
+                    "finishedAt": time(job.finished_at),
+                    "trigger": job.trigger.as_str(),
+                }),
+            );
+            job.finished_at.or(Some(job.updated_at))
+        }
+        Occasion::Start { at } | Occasion::DurationExceeded { at, .. } => {
+            let mut brief = json!({
+                "id": job.id.0,
+                "status": "running",
+                "scheduledAt": time(Some(job.scheduled_at)),
+                "trigger": job.trigger.as_str(),
+            });
+            if let Occasion::DurationExceeded { after_secs, .. } = occasion {
+                brief["afterSecs"] = json!(after_secs);
+            }
+            data.insert("job".into(), brief);
+            Some(at)
+        }
+    };
+    if occasion == Occasion::End {
+        if let Some(executions) = job.metadata.get("executions").and_then(Value::as_array) {
+            // Only what a receiver acts on; timings and upload details stay in the API.
+            let brief: Vec<Value> = executions
+                .iter()
+                .map(|e| {
+                    json!({
+                        "server": e.get("server"),
+                        "status": e.get("status"),
+                        "exitCode": e.get("exitCode"),
+                        "error": e.get("error"),
+                        "phase": e.get("phase"),
+                    })
                 })
-            })
-            .collect();
-        data.insert("executions".into(), Value::Array(brief));
-    }
-    if let Some(http) = job.metadata.get("http") {
-        data.insert("http".into(), http.clone());
+                .collect();
+            data.insert("executions".into(), Value::Array(brief));
+        }
+        if let Some(http) = job.metadata.get("http") {
+            data.insert("http".into(), http.clone());
+        }
     }
     if let Some(base) = public_url {
         data.insert(
@@ -623,8 +697,8 @@ pub fn render(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
         );
     }
     let message = json!({
-        "type": "job.finished",
-        "timestamp": time(job.finished_at.or(Some(job.updated_at))),
+        "type": occasion.kind(),
+        "timestamp": time(timestamp),
         "data": data,
     });
     serde_json::to_vec(&message).expect("JSON values serialize")
@@ -640,16 +714,26 @@ pub const DISCORD_CONTENT_CHARS: usize = 2000;
 /// A Slack message: `{"text": "*backup* failed (exit 3) after 2.1s — job 17"}`,
 /// the job's error and link on the lines below. `&`, `<` and `>` in every
 /// interpolated value are escaped, so none can become `<!channel>` or a link.
-pub fn render_slack(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
-    let text = summary(job, event, public_url, slack_escape);
+pub fn render_slack(
+    job: &Job,
+    event: &Event,
+    occasion: Occasion,
+    public_url: Option<&str>,
+) -> Vec<u8> {
+    let text = summary(job, event, occasion, public_url, slack_escape);
     serde_json::to_vec(&json!({ "text": text })).expect("JSON values serialize")
 }
 
 /// A Discord message: the same summary in `content` (at most 2,000
 /// characters, cut with `…`), markdown characters in interpolated values
 /// escaped, and `allowed_mentions` empty so nothing in it pings anyone.
-pub fn render_discord(job: &Job, event: &Event, public_url: Option<&str>) -> Vec<u8> {
-    let mut content = summary(job, event, public_url, discord_escape);
+pub fn render_discord(
+    job: &Job,
+    event: &Event,
+    occasion: Occasion,
+    public_url: Option<&str>,
+) -> Vec<u8> {
+    let mut content = summary(job, event, occasion, public_url, discord_escape);
     if content.chars().count() > DISCORD_CONTENT_CHARS {
         content = content.chars().take(DISCORD_CONTENT_CHARS - 1).collect();
         content.push('…');
@@ -659,26 +743,39 @@ pub fn render_discord(job: &Job, event: &Event, public_url: Option<&str>) -> Vec
 }
 
 /// `*name* failed (exit 3) after 2.1s — job 17`, then the error and the
-/// link, each interpolated value passed through `escape`.
+/// link, each interpolated value passed through `escape`; for a running
+/// job `*name* started — job 17` or `*name* is still running after 10m 00s — job 17`.
 fn summary(
     job: &Job,
     event: &Event,
+    occasion: Occasion,
     public_url: Option<&str>,
     escape: fn(&str) -> String,
 ) -> String {
-    let mut text = format!(
-        "*{}* {}",
-        escape(event.spec.name.as_str()),
-        status_words(job.status)
-    );
-    if let Some(code) = job.exit_code {
-        text.push_str(&format!(" (exit {code})"));
-    }
-    if let Some(ms) = job.metadata.get("durationMs").and_then(Value::as_u64) {
-        text.push_str(&format!(" after {}", duration_words(ms)));
+    let name = escape(event.spec.name.as_str());
+    let mut text = match occasion {
+        Occasion::End => format!("*{name}* {}", status_words(job.status)),
+        Occasion::Start { .. } => format!("*{name}* started"),
+        Occasion::DurationExceeded {
+            after_secs: Some(secs),
+            ..
+        } => format!(
+            "*{name}* is still running after {}",
+            duration_words(secs.saturating_mul(1000))
+        ),
+        Occasion::DurationExceeded { .. } => format!("*{name}* is still running"),
+    };
+    if occasion == Occasion::End {
+        if let Some(code) = job.exit_code {
+            text.push_str(&format!(" (exit {code})"));
+        }
+        if let Some(ms) = job.metadata.get("durationMs").and_then(Value::as_u64) {
+            text.push_str(&format!(" after {}", duration_words(ms)));
+        }
     }
     text.push_str(&format!(" — job {}", job.id));
-    if let Some(error) = job.error.as_deref().filter(|e| !e.trim().is_empty()) {
+    let error = job.error.as_deref().filter(|_| occasion == Occasion::End);
+    if let Some(error) = error.filter(|e| !e.trim().is_empty()) {
         let mut quoted: String = error.chars().take(CHAT_ERROR_CHARS).collect();
         if error.chars().count() > CHAT_ERROR_CHARS {
             quoted.push('…');

@@ -63,8 +63,9 @@ pub struct Workers {
     /// The jobs running here, so a cancel can stop one at once rather than
     /// at its next heartbeat.
     running: RunningJobs,
-    /// Notified when a job reaches its final result (its notifications are
-    /// then owed), so the delivery worker need not wait for its next poll.
+    /// Notified when a job starts or reaches its final result and
+    /// notifications are owed, so the delivery worker need not wait for its
+    /// next poll.
     ended: Arc<Notify>,
 }
 
@@ -94,8 +95,9 @@ impl Workers {
         }
     }
 
-    /// Notifies `ended` whenever a job this pool ran reaches its final result.
-    pub fn on_job_end(mut self, ended: Arc<Notify>) -> Workers {
+    /// Notifies `ended` whenever a job this pool runs starts or reaches its
+    /// final result with notifications owed.
+    pub fn wake_deliveries(mut self, ended: Arc<Notify>) -> Workers {
         self.ended = ended;
         self
     }
@@ -112,6 +114,9 @@ impl Workers {
                 break;
             };
             started += 1;
+            if claim.owes_deliveries {
+                self.ended.notify_one();
+            }
             let cancel = CancellationToken::new();
             self.running
                 .insert(claim.job.id, claim.job.event_id, cancel.clone());
@@ -172,7 +177,9 @@ struct JobRun {
 
 impl JobRun {
     async fn run(self, claim: Claim, cancel: CancellationToken) {
-        let Claim { job, event, fence } = claim;
+        let Claim {
+            job, event, fence, ..
+        } = claim;
         let mut log = LogWriter::new(
             self.store.clone(),
             self.hub.clone(),

@@ -10,10 +10,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cronium_core::{
-    ChannelKind, ChannelName, ChannelSpec, EventKind, EventName, EventSpec, EventStatus, JobStatus,
-    RunLocation, RunPolicy, Schedule, SealedSecrets, Trigger, When,
+    ActionSpec, ActionTarget, ChannelKind, ChannelName, ChannelSpec, EventKind, EventName,
+    EventSpec, EventStatus, JobStatus, RunLocation, RunPolicy, Schedule, SealedSecrets, Trigger,
+    When,
 };
-use cronium_engine::deliveries::{Deliveries, DeliveryConfig};
+use cronium_engine::deliveries::{Deliveries, DeliveryConfig, Occasion};
 use cronium_engine::payloads::PayloadFiles;
 use cronium_engine::secrets::{MasterKey, Sealer};
 use cronium_exec::testing::sink::{Answer, Received, Sink};
@@ -164,7 +165,12 @@ impl World {
             .await
             .unwrap();
         self.store
-            .add_action(event.id, when, channel.id, t0(), &audit("action.add"))
+            .add_action(
+                event.id,
+                ActionSpec::new(when, None, ActionTarget::Notify(channel.id)).unwrap(),
+                t0(),
+                &audit("action.add"),
+            )
             .await
             .unwrap();
         event
@@ -683,10 +689,10 @@ fn a_job(name: &str, status: JobStatus, error: Option<&str>) -> (Job, Event) {
 fn chat_messages_escape_everything_a_job_can_put_in_them() {
     use cronium_engine::deliveries::{render_discord, render_slack};
     let slack = |job: &Job, event: &Event| -> Value {
-        serde_json::from_slice(&render_slack(job, event, None)).unwrap()
+        serde_json::from_slice(&render_slack(job, event, Occasion::End, None)).unwrap()
     };
     let discord = |job: &Job, event: &Event| -> Value {
-        serde_json::from_slice(&render_discord(job, event, None)).unwrap()
+        serde_json::from_slice(&render_discord(job, event, Occasion::End, None)).unwrap()
     };
     // (event name, status, error, Slack text, Discord content)
     let table = [
@@ -741,14 +747,16 @@ fn a_discord_message_is_cut_to_two_thousand_characters_and_a_long_error_quoted_i
         Some(&"é_".repeat(2000)),
     );
     let link = format!("https://cron.example.com/{}", "(x)".repeat(400));
-    let body: Value = serde_json::from_slice(&render_discord(&job, &event, Some(&link))).unwrap();
+    let body: Value =
+        serde_json::from_slice(&render_discord(&job, &event, Occasion::End, Some(&link))).unwrap();
     let content = body["content"].as_str().unwrap();
     assert_eq!(content.chars().count(), DISCORD_CONTENT_CHARS);
     assert!(content.ends_with('…'), "{content}");
     assert!(content.starts_with(&format!("*{}* failed", "\\_".repeat(100))));
 
     // The error is quoted up to 500 characters and marked as cut.
-    let slack: Value = serde_json::from_slice(&render_slack(&job, &event, None)).unwrap();
+    let slack: Value =
+        serde_json::from_slice(&render_slack(&job, &event, Occasion::End, None)).unwrap();
     let text = slack["text"].as_str().unwrap();
     let quoted = text.split_once('\n').unwrap().1;
     assert_eq!(quoted, format!("{}…", "é_".repeat(250)));
@@ -816,8 +824,13 @@ fn fleet_job() -> (Job, Event) {
 #[test]
 fn a_fleet_job_lists_each_servers_execution_and_an_http_job_its_status() {
     let (job, event) = fleet_job();
-    let body: Value =
-        serde_json::from_slice(&cronium_engine::deliveries::render(&job, &event, None)).unwrap();
+    let body: Value = serde_json::from_slice(&cronium_engine::deliveries::render(
+        &job,
+        &event,
+        Occasion::End,
+        None,
+    ))
+    .unwrap();
     assert_eq!(
         body["data"]["executions"],
         json!([
@@ -834,7 +847,7 @@ fn a_fleet_job_lists_each_servers_execution_and_an_http_job_its_status() {
     assert_eq!(body["data"].get("link"), None, "no public URL, no link");
     // The same job renders to the same bytes: every try sends what was signed before.
     assert_eq!(
-        cronium_engine::deliveries::render(&job, &event, None),
-        cronium_engine::deliveries::render(&job, &event, None)
+        cronium_engine::deliveries::render(&job, &event, Occasion::End, None),
+        cronium_engine::deliveries::render(&job, &event, Occasion::End, None)
     );
 }

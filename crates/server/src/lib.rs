@@ -222,7 +222,7 @@ pub async fn start(config: Config) -> Result<Running> {
         },
     )
     // Messages are owed the moment a job ends: the workers say so.
-    .on_job_end(deliveries.waker());
+    .wake_deliveries(deliveries.waker());
     tokio::spawn(scheduler.run(shutdown.clone()));
     tokio::spawn(workers.run(shutdown.clone()));
     tokio::spawn(deliveries.run(shutdown.clone()));

@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{TestApp, wait_for};
-use cronium_core::{ChannelKind, ChannelName, ChannelSpec, EventId, JobId, When};
+use cronium_core::{
+    ActionSpec, ActionTarget, ChannelKind, ChannelName, ChannelSpec, EventId, JobId, When,
+};
 use cronium_engine::secrets::{MasterKey, Sealer};
 use cronium_exec::guard::Allow;
 use cronium_exec::testing::sink::{Answer, Sink};
@@ -57,7 +59,12 @@ both_backends! {
                 .await
                 .unwrap();
             store
-                .add_action(event_id, When::Failure, channel.id, cronium_server::now(), &audit)
+                .add_action(
+                    event_id,
+                    ActionSpec::new(When::Failure, None, ActionTarget::Notify(channel.id)).unwrap(),
+                    cronium_server::now(),
+                    &audit,
+                )
                 .await
                 .unwrap();
         });

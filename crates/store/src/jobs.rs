@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use cronium_core::{EventSpec, EventStatus, JobId, JobStatus, OverlapPolicy, Trigger};
 
 use crate::rows::truncate;
-use crate::{Event, Fence, Job, JobOutcome, LogLine, PayloadRecord, StoreError};
+use crate::{Event, Fence, Job, JobOutcome, LogLine, PayloadRecord, StartedBy, StoreError};
 
 /// How often one `claim_job` call looks for another candidate after a race
 /// (the candidate was taken, or its event hit its limit meanwhile) before it
@@ -31,12 +31,35 @@ pub(crate) struct NewRow {
     pub now: DateTime<Utc>,
 }
 
+/// A run to record, however it was started.
+#[derive(Debug)]
+pub(crate) struct Run {
+    pub trigger: Trigger,
+    pub scheduled_at: DateTime<Utc>,
+    /// A manual run's input.
+    pub input: Option<serde_json::Value>,
+    /// The job whose action started this run.
+    pub started_by: Option<StartedBy>,
+}
+
+impl Run {
+    pub fn new(trigger: Trigger, scheduled_at: DateTime<Utc>) -> Run {
+        Run {
+            trigger,
+            scheduled_at,
+            input: None,
+            started_by: None,
+        }
+    }
+}
+
 /// What the job pins when it is recorded: the active payload's files (so a
-/// later edit of the event does not change what this run executes) and the
-/// manual run's input.
+/// later edit of the event does not change what this run executes), the
+/// manual run's input, and the job that started it.
 pub(crate) fn pinned_metadata(
     payload: Option<&PayloadRecord>,
     input: Option<serde_json::Value>,
+    started_by: Option<&StartedBy>,
 ) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     if let Some(p) = payload {
@@ -47,6 +70,9 @@ pub(crate) fn pinned_metadata(
     if let Some(input) = input {
         map.insert("input".into(), input);
     }
+    if let Some(by) = started_by {
+        map.insert("startedBy".into(), serde_json::json!(by));
+    }
     serde_json::Value::Object(map)
 }
 
@@ -56,12 +82,16 @@ pub(crate) fn pinned_metadata(
 pub(crate) fn run_row(
     event: &Event,
     payload: Option<&PayloadRecord>,
-    trigger: Trigger,
-    scheduled_at: DateTime<Utc>,
-    input: Option<serde_json::Value>,
+    run: Run,
     active: Option<(JobId, JobStatus)>,
     now: DateTime<Utc>,
 ) -> NewRow {
+    let Run {
+        trigger,
+        scheduled_at,
+        input,
+        started_by,
+    } = run;
     let scheduled_at = truncate(scheduled_at);
     let skipped = match (event.spec.policy.overlap, active) {
         (OverlapPolicy::Forbid, Some((job, status))) => Some(format!(
@@ -82,7 +112,7 @@ pub(crate) fn run_row(
         fire_at: (trigger == Trigger::Schedule).then_some(scheduled_at),
         finished_at: skipped.as_ref().map(|_| now),
         error: skipped,
-        metadata: pinned_metadata(payload, input),
+        metadata: pinned_metadata(payload, input, started_by.as_ref()),
         now,
     }
 }
@@ -107,7 +137,7 @@ pub(crate) fn missed_row(
             "missed: no scheduler ran this fire in time (misfire policy {})",
             event.spec.policy.misfire
         )),
-        metadata: pinned_metadata(payload, None),
+        metadata: pinned_metadata(payload, None, None),
         now,
     }
 }

@@ -13,9 +13,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    ActionId, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus, JobId,
-    JobStatus, Role, ServerId, ServerSpec, Tag, TokenHash, TokenId, Trigger, UserId,
-    ValidationError, When,
+    ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus,
+    JobId, JobStatus, Role, ServerId, ServerSpec, Tag, TokenHash, TokenId, Trigger, UserId,
+    ValidationError,
 };
 
 #[macro_use]
@@ -313,6 +313,9 @@ pub struct Claim {
     pub job: Job,
     pub event: Event,
     pub fence: Fence,
+    /// The claim recorded deliveries (the job started, and its event's
+    /// actions say so): the delivery worker need not wait for its poll.
+    pub owes_deliveries: bool,
 }
 
 /// What a heartbeat learned.
@@ -381,15 +384,68 @@ pub struct Channel {
     pub updated_at: DateTime<Utc>,
 }
 
-/// One of an event's actions: on which endings of its jobs it fires, and
-/// the channel it notifies.
+/// One of an event's actions: when it fires, and what it does (notify a
+/// channel or run an event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Action {
     pub id: ActionId,
     pub event_id: EventId,
-    pub when: When,
-    pub channel: ChannelId,
+    pub spec: ActionSpec,
     pub created_at: DateTime<Utc>,
+}
+
+/// How deep a chain of `run_event` actions goes: a job started by a
+/// schedule or by hand is at depth 0, the job its action starts at 1, and
+/// so on. A job at this depth starts nothing, and records why, so a chain
+/// that loops (A → B → A) stops.
+pub const MAX_CHAIN_DEPTH: u32 = 10;
+
+/// What a job started by an action knows of the job that started it (kept
+/// in its metadata as `startedBy`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartedBy {
+    pub job: JobId,
+    pub event: EventId,
+    pub action: ActionId,
+    pub status: JobStatus,
+    pub exit_code: Option<i32>,
+    /// This job's depth in the chain: 1 for a job that a job started by a
+    /// schedule or by hand started ([`MAX_CHAIN_DEPTH`]).
+    pub depth: u32,
+}
+
+impl StartedBy {
+    /// What started `job`, if an action did.
+    pub fn of(job: &Job) -> Option<StartedBy> {
+        serde_json::from_value(job.metadata.get("startedBy")?.clone()).ok()
+    }
+
+    /// `job`'s depth in its chain.
+    pub fn depth_of(job: &Job) -> u32 {
+        StartedBy::of(job).map_or(0, |s| s.depth)
+    }
+}
+
+/// What a delivery reports on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryReason {
+    /// The job's final result.
+    End,
+    /// The job started running.
+    Start,
+    /// The job has been running longer than its action's threshold.
+    DurationExceeded,
+}
+
+impl DeliveryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryReason::End => "end",
+            DeliveryReason::Start => "start",
+            DeliveryReason::DurationExceeded => "duration_exceeded",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -411,12 +467,14 @@ impl DeliveryStatus {
     }
 }
 
-/// One message to one channel about one job's final result, recorded in
-/// the transaction that recorded the result (an outbox).
+/// One message to one channel about one job (its start, its running long,
+/// or its final result), recorded in the transaction that recorded what it
+/// reports (an outbox).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: DeliveryId,
     pub job_id: JobId,
+    pub reason: DeliveryReason,
     pub channel_id: ChannelId,
     /// `None` once the action that caused it was removed.
     pub action_id: Option<ActionId>,
@@ -659,12 +717,11 @@ pub trait Store: Send + Sync {
     /// Refused with a `Conflict` on `channel` while an action uses it; its
     /// delivery history goes with it.
     async fn delete_channel(&self, id: ChannelId, audit: &AuditEntry) -> Result<()>;
-    /// A missing event or channel is `NotFound`.
+    /// A missing event, channel or target event is `NotFound`.
     async fn add_action(
         &self,
         event: EventId,
-        when: When,
-        channel: ChannelId,
+        spec: ActionSpec,
         now: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<Action>;
@@ -691,6 +748,10 @@ pub trait Store: Send + Sync {
     ) -> Result<Delivery>;
     /// A job's deliveries, oldest first.
     async fn job_deliveries(&self, job: JobId) -> Result<Vec<Delivery>>;
+    /// Records a delivery for each `duration_exceeded` action whose running
+    /// job's attempt started more than its threshold before `now`, once per
+    /// job and action; returns how many it recorded.
+    async fn enqueue_overdue(&self, now: DateTime<Utc>) -> Result<usize>;
 
     // --- audit --------------------------------------------------------------------
 

@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    ActionId, AuthKind, ChannelId, ChannelKind, ChannelName, ChannelSpec, DeliveryId, EventId,
-    EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod, HttpSpec, JobId,
-    JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedHeaders,
-    SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId, Trigger, UserId,
-    ValidationError, When, validate_cache_dir,
+    ActionId, ActionSpec, ActionTarget, AuthKind, ChannelId, ChannelKind, ChannelName, ChannelSpec,
+    DeliveryId, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
+    HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy,
+    Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId,
+    Trigger, UserId, ValidationError, When, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
-    Action, ApiToken, AuditEntry, AuditRecord, Channel, Delivery, DeliveryStatus, Event, Job,
-    LogLine, LogStream, PageRequest, PayloadFile, PayloadRecord, ScheduleState, Server, StoreError,
-    User,
+    Action, ApiToken, AuditEntry, AuditRecord, Channel, Delivery, DeliveryReason, DeliveryStatus,
+    Event, Job, LogLine, LogStream, PageRequest, PayloadFile, PayloadRecord, ScheduleState, Server,
+    StoreError, User,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -548,13 +548,24 @@ pub(crate) fn channel<R: StoreRow>(row: &R) -> Result<Channel, StoreError> {
 pub(crate) fn action<R: StoreRow>(row: &R) -> Result<Action, StoreError> {
     let mut r = Reader::new(row, "event_actions");
     let id = r.id("id")?;
+    let when = r.parse("fire_when", |t| {
+        When::parse(&t, "when").map_err(field_error)
+    })?;
+    let target = match r.text("kind")?.as_str() {
+        "notify" => ActionTarget::Notify(ChannelId(r.int("channel_id")?)),
+        "run_event" => ActionTarget::RunEvent(EventId(r.int("target_event_id")?)),
+        other => return Err(r.corrupt("kind", format!("unknown action kind {other:?}"))),
+    };
+    let after_secs = r
+        .opt_int("after_secs")?
+        .map(|s| u64::try_from(s).map_err(|_| r.corrupt("after_secs", "out of range")))
+        .transpose()?;
+    let spec =
+        ActionSpec::new(when, after_secs, target).map_err(|e| r.corrupt("fire_when", e.message))?;
     Ok(Action {
         id: ActionId(id),
         event_id: EventId(r.int("event_id")?),
-        when: r.parse("fire_when", |t| {
-            When::parse(&t, "when").map_err(field_error)
-        })?,
-        channel: ChannelId(r.int("channel_id")?),
+        spec,
         created_at: r.time("created_at")?,
     })
 }
@@ -568,6 +579,12 @@ pub(crate) fn delivery<R: StoreRow>(row: &R) -> Result<Delivery, StoreError> {
         "failed" => Ok(DeliveryStatus::Failed),
         other => Err(format!("unknown delivery status {other:?}")),
     })?;
+    let reason = r.parse("reason", |t| match t.as_str() {
+        "end" => Ok(DeliveryReason::End),
+        "start" => Ok(DeliveryReason::Start),
+        "duration_exceeded" => Ok(DeliveryReason::DurationExceeded),
+        other => Err(format!("unknown delivery reason {other:?}")),
+    })?;
     let attempts = r.unsigned("attempts")?;
     let last_status = r
         .opt_int("last_status")?
@@ -579,6 +596,7 @@ pub(crate) fn delivery<R: StoreRow>(row: &R) -> Result<Delivery, StoreError> {
     Ok(Delivery {
         id: DeliveryId(id),
         job_id: JobId(r.int("job_id")?),
+        reason,
         channel_id: ChannelId(r.int("channel_id")?),
         action_id: r.opt_int("action_id")?.map(ActionId),
         status,

@@ -12,8 +12,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    ActionId, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId, ServerId, ServerSpec,
-    TokenHash, TokenId, UserId, When, needs_new_payload,
+    ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId, ServerId,
+    ServerSpec, TokenHash, TokenId, UserId, needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
@@ -95,8 +95,6 @@ pub(crate) async fn fetch_event<B: Backend, C: Conn>(
     row.as_ref().map(rows::event).transpose()
 }
 
-/// Fails `NotFound` unless the event exists; with `lock`, its row stays as
-/// read until the transaction ends.
 /// An event's rows (`$1` the event), decoded; an unknown event is
 /// `NotFound` rather than an empty list (asked only when there are none).
 pub(crate) async fn of_event<B: Backend, T>(
@@ -159,6 +157,8 @@ pub(crate) async fn delete_unless_used<B: Backend>(
     Ok(())
 }
 
+/// Fails `NotFound` unless the event exists; with `lock`, its row stays as
+/// read until the transaction ends.
 pub(crate) async fn event_exists<B: Backend, C: Conn>(
     conn: &mut C,
     id: EventId,
@@ -689,6 +689,24 @@ impl<B: Backend> Store for SqlStore<B> {
         .iter()
         .map(rows::payload)
         .collect::<Result<Vec<_>>>()?;
+        let runners = sql("SELECT DISTINCT event_id FROM event_actions \
+             WHERE target_event_id = $1 AND event_id <> $1 ORDER BY event_id")
+        .bind(id.0)
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(|row| Reader::new(row, "event_actions").int("event_id"))
+        .collect::<Result<Vec<_>>>()?;
+        if !runners.is_empty() {
+            let list = runners.iter().map(i64::to_string).collect::<Vec<_>>();
+            return Err(StoreError::Conflict {
+                field: "event".into(),
+                message: format!(
+                    "event(s) {} run this event from an action; remove those actions first",
+                    list.join(", ")
+                ),
+            });
+        }
         let deleted = sql("DELETE FROM events WHERE id = $1")
             .bind(id.0)
             .execute(&mut tx)
@@ -999,12 +1017,11 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn add_action(
         &self,
         event: EventId,
-        when: When,
-        channel: ChannelId,
+        spec: ActionSpec,
         now: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> Result<Action> {
-        notify::add_action(self, event, when, channel, now, audit).await
+        notify::add_action(self, event, spec, now, audit).await
     }
 
     async fn list_actions(&self, event: EventId) -> Result<Vec<Action>> {
@@ -1037,6 +1054,10 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn job_deliveries(&self, job: JobId) -> Result<Vec<Delivery>> {
         notify::job_deliveries(self, job).await
+    }
+
+    async fn enqueue_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
+        notify::enqueue_overdue(self, now).await
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {

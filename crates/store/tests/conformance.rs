@@ -134,6 +134,12 @@ conformance!(
     a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed,
     a_final_result_queues_one_delivery_per_firing_action_and_a_retried_attempt_none,
     a_recovered_job_that_fails_for_good_queues_its_failure_deliveries,
+    a_success_runs_the_chained_event_whose_job_names_the_one_that_started_it,
+    a_chain_that_loops_stops_at_the_depth_limit_with_the_reason_recorded,
+    an_event_another_event_runs_cannot_be_deleted_until_that_action_goes,
+    a_start_action_owes_one_delivery_when_the_first_attempt_starts,
+    a_job_running_past_the_threshold_owes_one_duration_exceeded_delivery,
+    upgrading_to_chains_keeps_actions_deliveries_jobs_and_their_ids,
     deliveries_are_leased_once_retried_when_due_and_settled_by_their_holder_only,
     ping_answers_until_the_pool_is_closed,
     use_token_records_last_used_at_at_most_once_a_minute,
@@ -1462,8 +1468,7 @@ async fn channels_have_unique_names_and_cannot_vanish_under_an_action(b: Backend
     let action = store
         .add_action(
             event.id,
-            cronium_core::When::Failure,
-            ops.id,
+            notify(cronium_core::When::Failure, ops.id),
             t(1),
             &audit("action.add", "event"),
         )
@@ -1477,8 +1482,7 @@ async fn channels_have_unique_names_and_cannot_vanish_under_an_action(b: Backend
     let missing = store
         .add_action(
             event.id,
-            cronium_core::When::Always,
-            gone,
+            notify(cronium_core::When::Always, gone),
             t(1),
             &audit("action.add", "event"),
         )
@@ -1510,8 +1514,7 @@ async fn channels_have_unique_names_and_cannot_vanish_under_an_action(b: Backend
     store
         .add_action(
             event.id,
-            cronium_core::When::Always,
-            other.id,
+            notify(cronium_core::When::Always, other.id),
             t(2),
             &audit("action.add", "event"),
         )
@@ -1525,6 +1528,16 @@ async fn channels_have_unique_names_and_cannot_vanish_under_an_action(b: Backend
         .delete_channel(other.id, &audit("channel.delete", "channel"))
         .await
         .unwrap();
+}
+
+fn notify(when: cronium_core::When, channel: cronium_core::ChannelId) -> cronium_core::ActionSpec {
+    let target = cronium_core::ActionTarget::Notify(channel);
+    cronium_core::ActionSpec::new(when, None, target).unwrap()
+}
+
+fn run_event(when: cronium_core::When, event: EventId) -> cronium_core::ActionSpec {
+    let target = cronium_core::ActionTarget::RunEvent(event);
+    cronium_core::ActionSpec::new(when, None, target).unwrap()
 }
 
 /// An event with `retries` and one action per `when` on channel `ops`.
@@ -1548,7 +1561,12 @@ async fn notifying_event(
         .unwrap();
     for when in whens {
         store
-            .add_action(event.id, *when, ops.id, t(0), &audit("action.add", "event"))
+            .add_action(
+                event.id,
+                notify(*when, ops.id),
+                t(0),
+                &audit("action.add", "event"),
+            )
             .await
             .unwrap();
     }
@@ -1605,6 +1623,362 @@ async fn a_final_result_queues_one_delivery_per_firing_action_and_a_retried_atte
     let kept = store.job_deliveries(ok.id).await.unwrap();
     assert_eq!(kept.len(), 2);
     assert_eq!(kept[0].action_id, None);
+}
+
+async fn a_success_runs_the_chained_event_whose_job_names_the_one_that_started_it(b: Backend) {
+    use cronium_core::When::Success;
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let a = create(store, owner, spec("extract")).await;
+    let next = create(store, owner, spec("load")).await;
+    let action = store
+        .add_action(
+            a.id,
+            run_event(Success, next.id),
+            t(0),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_actions(a.id).await.unwrap(),
+        vec![action.clone()]
+    );
+
+    // A failure of A starts nothing.
+    let failed = run(store, a.id, t(1)).await;
+    let c = claim(store, "w", t(1)).await.unwrap();
+    let failed_done = finish(store, &c, JobStatus::Failed, t(2)).await;
+    assert_eq!(failed_done.metadata.get("chained"), None);
+    assert_eq!(store.get_job(failed.id).await.unwrap(), failed_done);
+    assert!(claim(store, "w", t(3)).await.is_none());
+
+    // A success of A queues B's job, in the transaction that recorded A's result.
+    let ok = run(store, a.id, t(10)).await;
+    let c = claim(store, "w", t(10)).await.unwrap();
+    let done = finish(store, &c, JobStatus::Succeeded, t(11)).await;
+    let chained = done.metadata["chained"].as_array().unwrap().clone();
+    assert_eq!(chained.len(), 1, "{chained:?}");
+    assert_eq!(chained[0]["event"], json!(next.id.0));
+    assert_eq!(chained[0]["action"], json!(action.id.0));
+    assert_eq!(chained[0]["status"], json!("queued"));
+    let b_job = store
+        .get_job(JobId(chained[0]["job"].as_i64().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            b_job.event_id,
+            b_job.trigger,
+            b_job.status,
+            b_job.scheduled_at
+        ),
+        (next.id, Trigger::Action, JobStatus::Queued, t(11))
+    );
+    let by = cronium_store::StartedBy::of(&b_job).expect("the context names what started it");
+    assert_eq!(
+        by,
+        cronium_store::StartedBy {
+            job: ok.id,
+            event: a.id,
+            action: action.id,
+            status: JobStatus::Succeeded,
+            exit_code: Some(0),
+            depth: 1,
+        }
+    );
+    // It pins B's payload like any run, and runs.
+    assert_eq!(b_job.payload_version, next.payload_version);
+    let c = claim(store, "w", t(12)).await.unwrap();
+    assert_eq!(c.job.id, b_job.id);
+}
+
+async fn a_chain_that_loops_stops_at_the_depth_limit_with_the_reason_recorded(b: Backend) {
+    use cronium_core::When::Always;
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let ping = create(store, owner, spec("ping")).await;
+    let pong = create(store, owner, spec("pong")).await;
+    for (from, to) in [(ping.id, pong.id), (pong.id, ping.id)] {
+        store
+            .add_action(
+                from,
+                run_event(Always, to),
+                t(0),
+                &audit("action.add", "event"),
+            )
+            .await
+            .unwrap();
+    }
+    run(store, ping.id, t(1)).await;
+    let mut ran = Vec::new();
+    let mut at = t(1);
+    while let Some(c) = claim(store, "w", at).await {
+        at += chrono::Duration::seconds(1);
+        let done = finish(store, &c, JobStatus::Failed, at).await;
+        ran.push(done);
+        assert!(ran.len() <= 20, "the chain did not stop");
+    }
+    let limit = cronium_store::MAX_CHAIN_DEPTH;
+    assert_eq!(ran.len(), limit as usize + 1, "depth 0 to {limit}");
+    let events: Vec<EventId> = ran.iter().map(|j| j.event_id).collect();
+    assert_eq!(events[..4], [ping.id, pong.id, ping.id, pong.id]);
+    let depths: Vec<u32> = ran.iter().map(cronium_store::StartedBy::depth_of).collect();
+    assert_eq!(depths, (0..=limit).collect::<Vec<_>>());
+    let last = ran.last().unwrap();
+    let stopped = &last.metadata["chained"][0];
+    assert_eq!(stopped.get("job"), None, "{stopped}");
+    let why = stopped["notStarted"].as_str().unwrap();
+    assert!(why.contains("chain depth limit"), "{why}");
+    assert!(why.contains(&format!("the limit is {limit}")), "{why}");
+    // The record is kept with the job.
+    assert_eq!(
+        store.get_job(last.id).await.unwrap().metadata,
+        last.metadata
+    );
+}
+
+async fn an_event_another_event_runs_cannot_be_deleted_until_that_action_goes(b: Backend) {
+    use cronium_core::When::Success;
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let first = create(store, owner, spec("first")).await;
+    let then = create(store, owner, spec("then")).await;
+    let missing = store
+        .add_action(
+            first.id,
+            run_event(Success, EventId(then.id.0 + 100)),
+            t(0),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(missing), "not found:target event");
+    let action = store
+        .add_action(
+            first.id,
+            run_event(Success, then.id),
+            t(0),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap();
+    let refused = store
+        .delete_event(then.id, &audit("event.delete", "event"))
+        .await
+        .unwrap_err();
+    let StoreError::Conflict { field, message } = refused else {
+        panic!("expected a conflict, got {refused:?}");
+    };
+    assert_eq!(field, "event");
+    assert!(message.contains(&first.id.to_string()), "{message}");
+    assert!(store.get_event(then.id).await.is_ok());
+    // An event that runs itself can still be deleted.
+    store
+        .add_action(
+            then.id,
+            run_event(Success, then.id),
+            t(0),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap();
+    store
+        .remove_action(first.id, action.id, &audit("action.remove", "event"))
+        .await
+        .unwrap();
+    store
+        .delete_event(then.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    // So can one that runs others: its actions go with it.
+    store
+        .add_action(
+            first.id,
+            run_event(Success, first.id),
+            t(0),
+            &audit("action.add", "event"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_event(first.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+}
+
+async fn a_start_action_owes_one_delivery_when_the_first_attempt_starts(b: Backend) {
+    use cronium_core::When::Start;
+    let store = &*b.store;
+    let (event, ops) = notifying_event(store, 1, &[Start]).await;
+    let job = run(store, event.id, t(1)).await;
+    assert!(store.job_deliveries(job.id).await.unwrap().is_empty());
+    let first = claim(store, "w", t(2)).await.unwrap();
+    assert!(first.owes_deliveries);
+    let deliveries = store.job_deliveries(job.id).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (
+            deliveries[0].reason,
+            deliveries[0].channel_id,
+            deliveries[0].created_at
+        ),
+        (cronium_store::DeliveryReason::Start, ops.id, t(2))
+    );
+    // The retry is the same job, already started: nothing more.
+    finish(store, &first, JobStatus::Failed, t(3)).await;
+    let second = claim(store, "w", t(20)).await.unwrap();
+    assert_eq!(second.job.attempt, 2);
+    assert!(!second.owes_deliveries);
+    finish(store, &second, JobStatus::Failed, t(21)).await;
+    assert_eq!(store.job_deliveries(job.id).await.unwrap().len(), 1);
+}
+
+async fn a_job_running_past_the_threshold_owes_one_duration_exceeded_delivery(b: Backend) {
+    use cronium_core::When::DurationExceeded;
+    let store = &*b.store;
+    let event = create_at(store, spec("slow"), t(0)).await;
+    let ops = store
+        .create_channel(channel("ops"), t(0), &audit("channel.create", "channel"))
+        .await
+        .unwrap();
+    let target = cronium_core::ActionTarget::Notify(ops.id);
+    let late = cronium_core::ActionSpec::new(DurationExceeded, Some(60), target).unwrap();
+    let action = store
+        .add_action(event.id, late, t(0), &audit("action.add", "event"))
+        .await
+        .unwrap();
+    assert_eq!(action.spec.after_secs, Some(60));
+
+    let job = run(store, event.id, t(1)).await;
+    // Queued for long is not running long.
+    assert_eq!(store.enqueue_overdue(t(100)).await.unwrap(), 0);
+    let c = claim(store, "w", t(100)).await.unwrap();
+    assert_eq!(store.enqueue_overdue(t(159)).await.unwrap(), 0);
+    assert_eq!(store.enqueue_overdue(t(160)).await.unwrap(), 1);
+    // Once per job, however often the sweep runs.
+    assert_eq!(store.enqueue_overdue(t(161)).await.unwrap(), 0);
+    assert_eq!(store.enqueue_overdue(t(500)).await.unwrap(), 0);
+    let deliveries = store.job_deliveries(job.id).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (deliveries[0].reason, deliveries[0].action_id),
+        (
+            cronium_store::DeliveryReason::DurationExceeded,
+            Some(action.id)
+        )
+    );
+    // A job that ended before its threshold owes nothing.
+    finish(store, &c, JobStatus::Succeeded, t(501)).await;
+    let quick = run(store, event.id, t(600)).await;
+    let c = claim(store, "w", t(600)).await.unwrap();
+    finish(store, &c, JobStatus::Succeeded, t(601)).await;
+    assert_eq!(store.enqueue_overdue(t(1000)).await.unwrap(), 0);
+    assert!(store.job_deliveries(quick.id).await.unwrap().is_empty());
+}
+
+/// Rows as a database at the version before chains holds them: an event
+/// with a notify action, a finished job with a log line and a delivery,
+/// and a later job since pruned (its id must never come back).
+const BEFORE_CHAINS: &str = "
+INSERT INTO users (id, name, role, created_at) {ids} VALUES (1, 'admin', 'admin', {t});
+INSERT INTO events (id, owner_id, name, name_folded, kind, interpreter, content, schedule, status,
+    run_location, timeout_secs, retries, created_at, updated_at)
+    {ids} VALUES (1, 1, 'old', 'old', 'script', 'bash', 'true', '{\"type\":\"manual\"}', 'active',
+    'local', 60, 0, {t}, {t});
+INSERT INTO channels (id, name, kind, url, sealed_secret, created_at, updated_at)
+    {ids} VALUES (1, 'ops', 'webhook', 'https://hooks.example.com/x', {secret}, {t}, {t});
+INSERT INTO event_actions (id, event_id, fire_when, channel_id, created_at)
+    {ids} VALUES (1, 1, 'failure', 1, {t});
+INSERT INTO jobs (id, event_id, \"trigger\", status, scheduled_at, run_after, finished_at,
+    exit_code, created_at, updated_at) {ids} VALUES (5, 1, 'manual', 'failed', {t}, {t}, {t}, 3, {t}, {t});
+INSERT INTO jobs (id, event_id, \"trigger\", status, scheduled_at, run_after, created_at, updated_at)
+    {ids} VALUES (9, 1, 'manual', 'queued', {t}, {t}, {t}, {t});
+DELETE FROM jobs WHERE id = 9;
+INSERT INTO job_logs (job_id, seq, stream, at, data) VALUES (5, 1, 'stdout', {t}, {data});
+INSERT INTO deliveries (job_id, action_id, channel_id, status, attempts, next_attempt_at,
+    created_at, updated_at) VALUES (5, 1, 1, 'failed', 3, {t}, {t}, {t});
+";
+
+async fn upgrading_to_chains_keeps_actions_deliveries_jobs_and_their_ids(b: Backend) {
+    // A database of its own, migrated only as far as the version before chains.
+    const CHAINS: i64 = 8;
+    let url = match &b.raw {
+        Raw::Sqlite(_) => {
+            let url = format!("{}-old", b.url);
+            let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+            let options = options.create_if_missing(true).foreign_keys(true);
+            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+            let migrator = sqlx::migrate!("./migrations/sqlite");
+            migrator.run_to(CHAINS - 1, &pool).await.unwrap();
+            let seed = BEFORE_CHAINS
+                .replace("{ids}", "")
+                .replace("{t}", "1700000000000000")
+                .replace("{secret}", "x'09'")
+                .replace("{data}", "x'6869'");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            url
+        }
+        Raw::Postgres(_) => {
+            let url = tokio::task::spawn_blocking(TestPostgres::fresh_database)
+                .await
+                .unwrap();
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let migrator = sqlx::migrate!("./migrations/postgres");
+            migrator.run_to(CHAINS - 1, &pool).await.unwrap();
+            let seed = BEFORE_CHAINS
+                .replace("{ids}", "OVERRIDING SYSTEM VALUE")
+                .replace("{t}", "'2023-11-14T22:13:20Z'")
+                .replace("{secret}", "'\\x09'")
+                .replace("{data}", "'\\x6869'")
+                // Ids given by hand do not move an identity's sequence; a
+                // real database's had moved past them.
+                + "SELECT setval(pg_get_serial_sequence('jobs', 'id'), 9);";
+            sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            url
+        }
+    };
+    let store = cronium_store::open(&url).await.unwrap();
+    let actions = store.list_actions(EventId(1)).await.unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(
+        actions[0].spec,
+        notify(cronium_core::When::Failure, cronium_core::ChannelId(1))
+    );
+    let job = store.get_job(JobId(5)).await.unwrap();
+    assert_eq!(
+        (job.status, job.exit_code, job.trigger),
+        (JobStatus::Failed, Some(3), Trigger::Manual)
+    );
+    assert_eq!(store.job_logs(JobId(5), 0, 10).await.unwrap().len(), 1);
+    let deliveries = store.job_deliveries(JobId(5)).await.unwrap();
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(
+        (
+            deliveries[0].reason,
+            deliveries[0].action_id,
+            deliveries[0].attempts
+        ),
+        (cronium_store::DeliveryReason::End, Some(actions[0].id), 3)
+    );
+    // The next job's id is past every id ever given, the pruned one's included.
+    let next = run(&*store, EventId(1), t(1)).await;
+    assert!(next.id.0 > 9, "job id {} was given before", next.id);
+    // The rebuilt actions still hold their channel.
+    let channel = store.get_channel(cronium_core::ChannelId(1)).await.unwrap();
+    let refused = store
+        .delete_channel(channel.id, &audit("channel.delete", "channel"))
+        .await
+        .unwrap_err();
+    assert_eq!(field(refused), "conflict:channel");
 }
 
 async fn a_recovered_job_that_fails_for_good_queues_its_failure_deliveries(b: Backend) {

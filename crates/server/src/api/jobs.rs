@@ -46,6 +46,13 @@ pub struct JobView {
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
     pub cancel_requested: bool,
+    /// For a job an action started: the job that started it (its id,
+    /// event, action, status, exit code) and its depth in the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<serde_json::Value>,
+    /// The jobs this job's `run_event` actions started, or why one did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chained: Option<serde_json::Value>,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -75,6 +82,8 @@ impl From<Job> for JobView {
             lease_owner: j.lease_owner,
             lease_expires_at: j.lease_expires_at,
             cancel_requested: j.cancel_requested,
+            started_by: j.metadata.get("startedBy").cloned(),
+            chained: j.metadata.get("chained").cloned(),
             metadata: j.metadata,
             created_at: j.created_at,
             updated_at: j.updated_at,
@@ -143,6 +152,9 @@ pub async fn show(
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     pub id: i64,
+    /// What it reports: `end` (the final result), `start`, or
+    /// `duration_exceeded`.
+    pub reason: &'static str,
     pub channel: i64,
     /// `None` only if the channel vanished between two reads.
     pub channel_name: Option<String>,
@@ -163,6 +175,7 @@ impl DeliveryView {
         DeliveryView {
             webhook_id: d.webhook_id(),
             id: d.id.0,
+            reason: d.reason.as_str(),
             channel: d.channel_id.0,
             channel_name,
             status: d.status.as_str(),

@@ -14,7 +14,7 @@ use cronium_core::{EventId, EventSpec, JobId, JobStatus, Trigger};
 use super::{SqlStore, event_columns, event_select, fetch_event, fetch_page, insert_audit};
 use crate::db::{Backend, Conn, Lock, sql, values_placeholders};
 pub(super) use crate::jobs::schedule_changed;
-use crate::jobs::{self as rules, NewRow};
+use crate::jobs::{self as rules, NewRow, Run};
 use crate::rows::{self, Reader, truncate};
 use crate::{
     AuditEntry, Claim, Event, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
@@ -147,9 +147,7 @@ pub(super) async fn record_fires<B: Backend>(
                 &mut tx,
                 &current,
                 payload.as_ref(),
-                Trigger::Schedule,
-                fire.at,
-                None,
+                Run::new(Trigger::Schedule, fire.at),
                 now,
             )
             .await?;
@@ -187,22 +185,21 @@ pub(super) async fn enqueue_job<B: Backend>(
         .await?
         .ok_or(StoreError::NotFound { what: "event" })?;
     let payload = active_payload(&mut tx, event.id).await?;
-    let job = insert_run(
-        &mut tx,
-        &event,
-        payload.as_ref(),
-        new.trigger,
-        new.scheduled_at,
-        new.input,
-        now,
-    )
-    .await?
-    .ok_or_else(|| rules::fire_conflict(new.scheduled_at))?;
+    let run = Run {
+        input: new.input,
+        ..Run::new(new.trigger, new.scheduled_at)
+    };
+    let job = insert_run(&mut tx, &event, payload.as_ref(), run, now)
+        .await?
+        .ok_or_else(|| rules::fire_conflict(new.scheduled_at))?;
     tx.commit().await?;
     Ok(job)
 }
 
-async fn active_payload<C: Conn>(conn: &mut C, event: EventId) -> Result<Option<PayloadRecord>> {
+pub(super) async fn active_payload<C: Conn>(
+    conn: &mut C,
+    event: EventId,
+) -> Result<Option<PayloadRecord>> {
     let row = sql(active_payload_select!())
         .bind(event.0)
         .fetch_optional(conn)
@@ -212,13 +209,11 @@ async fn active_payload<C: Conn>(conn: &mut C, event: EventId) -> Result<Option<
 
 /// Records one run under the event's overlap policy; `None` when its fire
 /// was already recorded.
-async fn insert_run<C: Conn>(
+pub(super) async fn insert_run<C: Conn>(
     conn: &mut C,
     event: &Event,
     payload: Option<&PayloadRecord>,
-    trigger: Trigger,
-    scheduled_at: DateTime<Utc>,
-    input: Option<serde_json::Value>,
+    run: Run,
     now: DateTime<Utc>,
 ) -> Result<Option<Job>> {
     let active = sql(active_job_select!())
@@ -230,7 +225,7 @@ async fn insert_run<C: Conn>(
             Ok::<_, StoreError>((JobId(r.int("id")?), parse_status(&r.text("status")?)?))
         })
         .transpose()?;
-    let row = rules::run_row(event, payload, trigger, scheduled_at, input, active, now);
+    let row = rules::run_row(event, payload, run, active, now);
     let Some(job) = insert_job(conn, row).await? else {
         return Ok(None);
     };
@@ -282,7 +277,7 @@ async fn insert_job<C: Conn>(conn: &mut C, row: NewRow) -> Result<Option<Job>> {
 }
 
 /// Writes back every column a job's life changes.
-async fn write_job<C: Conn>(conn: &mut C, job: &Job) -> Result<Job> {
+pub(super) async fn write_job<C: Conn>(conn: &mut C, job: &Job) -> Result<Job> {
     let row = sql(concat!(
         "UPDATE jobs SET status = $2, attempt = $3, run_after = $4, lease_owner = $5, \
          lease_expires_at = $6, cancel_requested = $7, started_at = $8, finished_at = $9, \
@@ -362,13 +357,21 @@ pub(super) async fn claim_job<B: Backend>(
     let event = fetch_event::<B, _>(&mut tx, job.event_id)
         .await?
         .ok_or(StoreError::NotFound { what: "event" })?;
+    // A job starts once: its first attempt's claim is its start.
+    let owes_deliveries =
+        job.attempt == 1 && super::notify::enqueue_start_deliveries(&mut tx, &job, now).await? > 0;
     tx.commit().await?;
     let fence = Fence {
         job: job.id,
         owner: owner.to_string(),
         attempt: job.attempt,
     };
-    Ok(Some(Claim { job, event, fence }))
+    Ok(Some(Claim {
+        job,
+        event,
+        fence,
+        owes_deliveries,
+    }))
 }
 
 pub(super) async fn heartbeat<B: Backend>(
@@ -412,9 +415,9 @@ pub(super) async fn finish_job<B: Backend>(
     rules::check_fence(fence, &job)?;
     let retries = event_retries(&mut tx, job.event_id).await?;
     rules::finish(&mut job, outcome, retries, retry_at, now)?;
-    let job = write_job(&mut tx, &job).await?;
+    let mut job = write_job(&mut tx, &job).await?;
     if job.status != JobStatus::Queued {
-        super::notify::enqueue_deliveries(&mut tx, &job, now).await?;
+        job = super::notify::fire_end_actions::<B, _>(&mut tx, job, now).await?;
     }
     tx.commit().await?;
     Ok(job)
@@ -445,9 +448,9 @@ pub(super) async fn recover_expired_leases<B: Backend>(
     for mut job in expired {
         let retries = event_retries(&mut tx, job.event_id).await?;
         let retried = rules::recover(&mut job, retries, retry_at, now);
-        let job = write_job(&mut tx, &job).await?;
+        let mut job = write_job(&mut tx, &job).await?;
         if !retried {
-            super::notify::enqueue_deliveries(&mut tx, &job, now).await?;
+            job = super::notify::fire_end_actions::<B, _>(&mut tx, job, now).await?;
         }
         recovered.push(Recovered { job, retried });
     }

@@ -1,12 +1,21 @@
-//! Notifications on either backend: channels, an event's actions, and the deliveries outbox (written with a job's final result, leased by senders like jobs).
+//! Notifications and chains on either backend: channels, an event's actions (what fires them, the deliveries and chained jobs they record), and the deliveries outbox (leased by senders like jobs).
 
 use chrono::{DateTime, Utc};
-use cronium_core::{ActionId, ChannelId, ChannelSpec, DeliveryId, EventId, JobId, When};
+use cronium_core::{
+    ActionId, ActionSpec, ActionTarget, ChannelId, ChannelSpec, DeliveryId, EventId, EventStatus,
+    JobId, Trigger, When,
+};
+use serde_json::{Value, json};
 
-use super::{Deletion, SqlStore, delete_unless_used, insert_audit};
+use super::jobs::{active_payload, insert_run, write_job};
+use super::{Deletion, SqlStore, delete_unless_used, event_exists, fetch_event, insert_audit};
 use crate::db::{Backend, Conn, Lock, sql};
+use crate::jobs::Run;
 use crate::rows::{self, Reader, truncate};
-use crate::{Action, AuditEntry, Channel, Delivery, Job, Result, SendResult, StoreError};
+use crate::{
+    Action, AuditEntry, Channel, Delivery, DeliveryReason, Job, MAX_CHAIN_DEPTH, Result,
+    SendResult, StartedBy, StoreError,
+};
 
 macro_rules! channel_columns {
     () => {
@@ -16,14 +25,14 @@ macro_rules! channel_columns {
 
 macro_rules! action_columns {
     () => {
-        "id, event_id, fire_when, channel_id, created_at"
+        "id, event_id, fire_when, kind, channel_id, target_event_id, after_secs, created_at"
     };
 }
 
 macro_rules! delivery_columns {
     () => {
-        "id, job_id, action_id, channel_id, status, attempts, next_attempt_at, lease_owner, \
-         last_status, last_error, delivered_at, created_at, updated_at"
+        "id, job_id, reason, action_id, channel_id, status, attempts, next_attempt_at, \
+         lease_owner, last_status, last_error, delivered_at, created_at, updated_at"
     };
 }
 
@@ -129,37 +138,56 @@ pub(super) async fn delete_channel<B: Backend>(
 pub(super) async fn add_action<B: Backend>(
     store: &SqlStore<B>,
     event: EventId,
-    when: When,
-    channel: ChannelId,
+    spec: ActionSpec,
     now: DateTime<Utc>,
     audit: &AuditEntry,
 ) -> Result<Action> {
     let now = truncate(now);
     let mut tx = store.db.begin().await?;
-    // Locked like any change of the event, so it cannot vanish meanwhile.
+    // Locked like any change of the event, so it cannot vanish meanwhile;
+    // a target event is locked too, so it cannot be deleted meanwhile.
     B::lock_event(&mut tx, event).await?;
-    let exists = sql("SELECT id FROM channels WHERE id = $1")
-        .bind(channel.0)
-        .fetch_optional(&mut tx)
-        .await?;
-    if exists.is_none() {
-        return Err(StoreError::NotFound { what: "channel" });
-    }
+    let (channel, target) = match spec.target {
+        ActionTarget::Notify(channel) => {
+            let exists = sql("SELECT id FROM channels WHERE id = $1")
+                .bind(channel.0)
+                .fetch_optional(&mut tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound { what: "channel" });
+            }
+            (Some(channel.0), None)
+        }
+        ActionTarget::RunEvent(target) => {
+            event_exists::<B, _>(&mut tx, target, Some(Lock::Share))
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound { .. } => StoreError::NotFound {
+                        what: "target event",
+                    },
+                    e => e,
+                })?;
+            (None, Some(target.0))
+        }
+    };
     let row = sql(concat!(
-        "INSERT INTO event_actions (event_id, fire_when, channel_id, created_at) \
-         VALUES ($1, $2, $3, $4) RETURNING ",
+        "INSERT INTO event_actions (event_id, fire_when, kind, channel_id, target_event_id, \
+         after_secs, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
         action_columns!()
     ))
     .bind(event.0)
-    .bind(when.as_str())
-    .bind(channel.0)
+    .bind(spec.when.as_str())
+    .bind(spec.target.kind())
+    .bind(channel)
+    .bind(target)
+    .bind(spec.after_secs.map(|s| s as i64))
     .bind(now)
     .fetch_one(&mut tx)
     .await
     .map_err(|e| {
         if rows::is_foreign_key_violation(&e) {
             StoreError::NotFound {
-                what: "event or channel",
+                what: "event, channel or target event",
             }
         } else {
             e.into()
@@ -208,39 +236,201 @@ pub(super) async fn remove_action<B: Backend>(
     Ok(())
 }
 
-/// The outbox: one pending delivery per action of the job's event that its
-/// final result fires, written in the caller's transaction (the one that
-/// records that result), so a result is never recorded without its
-/// messages, nor a message without its result.
-pub(super) async fn enqueue_deliveries<C: Conn>(
-    conn: &mut C,
-    job: &Job,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let actions = sql(concat!(
+/// An event's actions, oldest first, read in the caller's transaction.
+async fn actions_of<C: Conn>(conn: &mut C, event: EventId) -> Result<Vec<Action>> {
+    sql(concat!(
         "SELECT ",
         action_columns!(),
         " FROM event_actions WHERE event_id = $1 ORDER BY id"
     ))
-    .bind(job.event_id.0)
+    .bind(event.0)
     .fetch_all(conn)
     .await?
     .iter()
     .map(rows::action)
-    .collect::<Result<Vec<_>>>()?;
-    for action in actions.iter().filter(|a| a.when.matches(job.status)) {
-        sql(
-            "INSERT INTO deliveries (job_id, action_id, channel_id, status, attempts, \
-             next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4, $4)",
-        )
-        .bind(job.id.0)
-        .bind(action.id.0)
-        .bind(action.channel.0)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    .collect()
+}
+
+/// Records one pending delivery; a second one for the same job and action
+/// is not recorded (`false`), so a sweep that runs twice sends once.
+async fn insert_delivery<C: Conn>(
+    conn: &mut C,
+    job: JobId,
+    action: ActionId,
+    channel: ChannelId,
+    reason: DeliveryReason,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let inserted = sql(
+        "INSERT INTO deliveries (job_id, reason, action_id, channel_id, status, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(job.0)
+    .bind(reason.as_str())
+    .bind(action.0)
+    .bind(channel.0)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(inserted > 0)
+}
+
+/// What a job's final result sets off, recorded in the caller's
+/// transaction (the one that records that result), so a result is never
+/// recorded without them, nor they without it: a pending delivery for each
+/// `notify` action it fires (the outbox), and a job for each `run_event`
+/// one. Returns the job with what its chain actions did in its metadata
+/// (`chained`: the jobs started, or why one was not).
+pub(super) async fn fire_end_actions<B: Backend, C: Conn>(
+    conn: &mut C,
+    mut job: Job,
+    now: DateTime<Utc>,
+) -> Result<Job> {
+    let mut chained = Vec::new();
+    for action in actions_of(conn, job.event_id).await? {
+        if !action.spec.when.matches(job.status) {
+            continue;
+        }
+        match action.spec.target {
+            ActionTarget::Notify(channel) => {
+                insert_delivery(conn, job.id, action.id, channel, DeliveryReason::End, now).await?;
+            }
+            ActionTarget::RunEvent(target) => {
+                chained.push(start_chained::<B, C>(conn, &job, action.id, target, now).await?);
+            }
+        }
     }
-    Ok(())
+    if !chained.is_empty() {
+        if let Value::Object(map) = &mut job.metadata {
+            map.insert("chained".into(), Value::Array(chained));
+        }
+        job = write_job(conn, &job).await?;
+    }
+    Ok(job)
+}
+
+/// Starts `target` for `job`'s action, under the target's overlap policy,
+/// or says why not: what `chained` records.
+async fn start_chained<B: Backend, C: Conn>(
+    conn: &mut C,
+    job: &Job,
+    action: ActionId,
+    target: EventId,
+    now: DateTime<Utc>,
+) -> Result<Value> {
+    let not_started = |why: String| json!({ "action": action, "event": target, "notStarted": why });
+    let depth = StartedBy::depth_of(job) + 1;
+    if depth > MAX_CHAIN_DEPTH {
+        return Ok(not_started(format!(
+            "chain depth limit reached: this job is {} actions deep (the limit is \
+             {MAX_CHAIN_DEPTH}), so a chain that loops stops here",
+            depth - 1
+        )));
+    }
+    // Held until the commit, so the overlap policy sees every earlier run.
+    event_exists::<B, _>(conn, target, Some(Lock::Update)).await?;
+    let Some(event) = fetch_event::<B, _>(conn, target).await? else {
+        return Ok(not_started(format!("event {target} no longer exists")));
+    };
+    if !matches!(event.spec.status, EventStatus::Active | EventStatus::Paused) {
+        return Ok(not_started(format!(
+            "event {} is {}; only active or paused events run",
+            event.spec.name, event.spec.status
+        )));
+    }
+    let payload = active_payload(conn, target).await?;
+    let run = Run {
+        started_by: Some(StartedBy {
+            job: job.id,
+            event: job.event_id,
+            action,
+            status: job.status,
+            exit_code: job.exit_code,
+            depth,
+        }),
+        ..Run::new(Trigger::Action, now)
+    };
+    let started = insert_run(conn, &event, payload.as_ref(), run, now)
+        .await?
+        .ok_or_else(|| StoreError::Backend("a chained run conflicted with a fire time".into()))?;
+    Ok(json!({
+        "action": action,
+        "event": target,
+        "job": started.id,
+        "status": started.status,
+    }))
+}
+
+/// The deliveries a job's start owes (its event's `start` actions),
+/// recorded in the caller's transaction (the claim of its first attempt).
+pub(super) async fn enqueue_start_deliveries<C: Conn>(
+    conn: &mut C,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut recorded = 0;
+    for action in actions_of(conn, job.event_id).await? {
+        if let (When::Start, ActionTarget::Notify(channel)) = (action.spec.when, action.spec.target)
+        {
+            let reason = DeliveryReason::Start;
+            recorded +=
+                usize::from(insert_delivery(conn, job.id, action.id, channel, reason, now).await?);
+        }
+    }
+    Ok(recorded)
+}
+
+pub(super) async fn enqueue_overdue<B: Backend>(
+    store: &SqlStore<B>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let now = truncate(now);
+    // Read first, outside a write transaction: this runs on every tick of
+    // the delivery worker, and there is rarely anything to record.
+    let candidates = sql(
+        "SELECT j.id AS job_id, j.started_at, a.id AS action_id, a.channel_id, a.after_secs \
+         FROM jobs j JOIN event_actions a ON a.event_id = j.event_id \
+         WHERE j.status = 'running' AND a.fire_when = 'duration_exceeded' \
+         AND a.kind = 'notify' AND NOT EXISTS (SELECT 1 FROM deliveries d \
+         WHERE d.job_id = j.id AND d.action_id = a.id)",
+    )
+    .fetch_all(&mut store.db.pool())
+    .await?;
+    let mut due = Vec::new();
+    for row in &candidates {
+        let r = Reader::new(row, "jobs");
+        let (Some(started), Some(after)) = (r.opt_time("started_at")?, r.opt_int("after_secs")?)
+        else {
+            continue;
+        };
+        if started + chrono::TimeDelta::seconds(after) <= now {
+            due.push((
+                JobId(r.int("job_id")?),
+                ActionId(r.int("action_id")?),
+                ChannelId(r.int("channel_id")?),
+            ));
+        }
+    }
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = store.db.begin().await?;
+    let mut recorded = 0;
+    for (job, action, channel) in due {
+        // Still running: one that ended meanwhile owes no such message.
+        let running = sql("SELECT id FROM jobs WHERE id = $1 AND status = 'running'")
+            .bind(job.0)
+            .fetch_optional(&mut tx)
+            .await?;
+        if running.is_some() {
+            let reason = DeliveryReason::DurationExceeded;
+            recorded +=
+                usize::from(insert_delivery(&mut tx, job, action, channel, reason, now).await?);
+        }
+    }
+    tx.commit().await?;
+    Ok(recorded)
 }
 
 pub(super) async fn claim_deliveries<B: Backend>(
