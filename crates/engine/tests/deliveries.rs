@@ -21,7 +21,9 @@ use cronium_exec::testing::sink::{Answer, Received, Sink};
 use cronium_exec::{Allow, Guard};
 use cronium_payload::Interpreter;
 use cronium_store::testing::{TestPostgres, sqlite_url};
-use cronium_store::{AuditEntry, Delivery, DeliveryStatus, Event, Job, JobOutcome, NewJob, Store};
+use cronium_store::{
+    AuditEntry, Delivery, DeliveryReason, DeliveryStatus, Event, Job, JobOutcome, NewJob, Store,
+};
 use serde_json::{Value, json};
 
 /// Makes `name::sqlite` and `name::postgres` tokio tests from `async fn name(url, dir)`.
@@ -50,6 +52,7 @@ on_both!(
     one_try_ends_as_the_answer_decides,
     the_last_try_allowed_gives_up_with_the_last_error,
     slack_and_discord_channels_get_an_unsigned_summary_at_their_sealed_url,
+    a_running_job_announces_its_start_and_its_overrun_once_each,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -849,5 +852,145 @@ fn a_fleet_job_lists_each_servers_execution_and_an_http_job_its_status() {
     assert_eq!(
         cronium_engine::deliveries::render(&job, &event, Occasion::End, None),
         cronium_engine::deliveries::render(&job, &event, Occasion::End, None)
+    );
+}
+
+async fn a_running_job_announces_its_start_and_its_overrun_once_each(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    use cronium_engine::deliveries::{render_discord, render_slack};
+    let w = World::open(url, dir).await;
+    let sink = Sink::always(Answer::status("200 OK", ""));
+    let event = w
+        .notifying("slow-report", &sink.url("/hook"), When::Start)
+        .await;
+    let actions = w.store.list_actions(event.id).await.unwrap();
+    let late = ActionSpec::new(When::DurationExceeded, Some(60), actions[0].spec.target).unwrap();
+    w.store
+        .add_action(event.id, late, t0(), &audit("action.add"))
+        .await
+        .unwrap();
+    let job = w
+        .store
+        .enqueue_job(
+            NewJob {
+                event_id: event.id,
+                trigger: Trigger::Manual,
+                scheduled_at: t0(),
+                input: None,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let claim = w
+        .store
+        .claim_job("worker", t0() + secs(1), Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(claim.owes_deliveries);
+    let deliveries = w.deliveries(loopback(), |_| {});
+
+    // The start: sent at once, signed, saying only what the start fixed.
+    assert_eq!(deliveries.tick(t0() + secs(2)).await.unwrap(), 1);
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].header("webhook-signature"),
+        Some(python_signature(&got[0], SECRET).as_str())
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    let job_brief = json!({
+        "id": job.id.0,
+        "status": "running",
+        "scheduledAt": "2026-03-01T12:00:00Z",
+        "trigger": "manual",
+    });
+    assert_eq!(
+        body,
+        json!({
+            "type": "job.started",
+            "timestamp": "2026-03-01T12:00:01Z",
+            "data": {
+                "event": { "id": event.id.0, "name": "slow-report" },
+                "job": job_brief,
+                "link": format!("https://cron.example.com/api/v1/jobs/{}", job.id.0),
+            },
+        })
+    );
+
+    // The overrun: not before 60 s of running, then once.
+    assert_eq!(deliveries.tick(t0() + secs(60)).await.unwrap(), 0);
+    assert_eq!(deliveries.tick(t0() + secs(61)).await.unwrap(), 1);
+    assert_eq!(deliveries.tick(t0() + secs(62)).await.unwrap(), 0);
+    assert_eq!(deliveries.tick(t0() + secs(3600)).await.unwrap(), 0);
+    let got = sink.received();
+    assert_eq!(got.len(), 2);
+    let body: Value = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(body["type"], "job.duration_exceeded");
+    assert_eq!(body["timestamp"], "2026-03-01T12:01:01Z");
+    let mut overdue_brief = job_brief.clone();
+    overdue_brief["afterSecs"] = json!(60);
+    assert_eq!(body["data"]["job"], overdue_brief);
+    let ids: BTreeSet<&str> = got
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "two messages, two ids");
+
+    // Its end fires no end action (it has none), and the two stay delivered.
+    w.store
+        .finish_job(
+            &claim.fence,
+            JobOutcome {
+                status: JobStatus::Succeeded,
+                exit_code: Some(0),
+                error: None,
+                metadata: json!({ "durationMs": 3_599_000 }),
+            },
+            t0() + secs(3700),
+            t0() + secs(3600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(deliveries.tick(t0() + secs(3601)).await.unwrap(), 0);
+    let all = w.store.job_deliveries(job.id).await.unwrap();
+    let reasons: Vec<_> = all.iter().map(|d| (d.reason, d.status)).collect();
+    assert_eq!(
+        reasons,
+        [
+            (DeliveryReason::Start, DeliveryStatus::Delivered),
+            (DeliveryReason::DurationExceeded, DeliveryStatus::Delivered),
+        ]
+    );
+
+    // Chat channels say the same in a line.
+    let job = w.store.get_job(job.id).await.unwrap();
+    let at = t0() + secs(61);
+    let slack: Value = serde_json::from_slice(&render_slack(
+        &job,
+        &event,
+        Occasion::DurationExceeded {
+            at,
+            after_secs: Some(600),
+        },
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        slack["text"],
+        format!(
+            "*slow-report* is still running after 10m 00s — job {}",
+            job.id
+        )
+    );
+    let discord: Value =
+        serde_json::from_slice(&render_discord(&job, &event, Occasion::Start { at }, None))
+            .unwrap();
+    assert_eq!(
+        discord["content"],
+        format!("*slow-report* started — job {}", job.id)
     );
 }

@@ -368,19 +368,30 @@ both_backends! {
             .expect_error(422, "validation_failed", Some("channel"));
         assert!(unknown["error"]["message"].as_str().unwrap().contains("999999"), "{unknown}");
         let kind = app
-            .call("POST", &actions, &editor, Some(json!({ "when": "success", "kind": "run_event", "targetEvent": event_id })))
+            .call("POST", &actions, &editor, Some(json!({ "when": "success", "kind": "page", "channel": ops_id })))
             .expect_error(422, "validation_failed", Some("kind"));
         let message = kind["error"]["message"].as_str().unwrap();
         assert!(message.contains("run_event") && message.contains("notify"), "{message}");
-        assert!(!message.contains("not supported"), "{message}");
         for (body, field) in [
             (json!({ "channel": ops_id }), "when"),
             (json!({ "when": "condition", "channel": ops_id }), "when"),
             (json!({ "when": "always" }), "channel"),
-            (json!({ "when": "always", "channel": ops_id, "targetEvent": 1 }), "targetEvent"),
+            (json!({ "when": "always", "channel": ops_id, "targetEvent": event_id }), "targetEvent"),
+            (json!({ "when": "always", "kind": "notify", "targetEvent": event_id }), "targetEvent"),
+            (json!({ "when": "always", "kind": "run_event", "channel": ops_id }), "channel"),
+            (json!({ "when": "always", "kind": "run_event" }), "targetEvent"),
+            (json!({ "when": "success", "targetEvent": 999999 }), "targetEvent"),
+            // Only notifications fire while a job runs.
+            (json!({ "when": "start", "targetEvent": event_id }), "when"),
+            (json!({ "when": "duration_exceeded", "channel": ops_id }), "after"),
+            (json!({ "when": "duration_exceeded", "channel": ops_id, "after": "soon" }), "after"),
+            (json!({ "when": "duration_exceeded", "channel": ops_id, "after": "31d" }), "after"),
+            (json!({ "when": "failure", "channel": ops_id, "after": "10m" }), "after"),
         ] {
-            app.call("POST", &actions, &editor, Some(body)).expect_error(422, "validation_failed", Some(field));
+            app.call("POST", &actions, &editor, Some(body.clone()))
+                .expect_error(422, "validation_failed", Some(field));
         }
+        assert_eq!(app.get(&actions).expect(200).as_array().unwrap().len(), 2);
         app.call("POST", "/api/v1/events/999999/actions", &editor, Some(json!({ "when": "always", "channel": ops_id })))
             .expect_error(404, "not_found", None);
         app.get("/api/v1/events/999999/actions").expect_error(404, "not_found", None);
@@ -413,6 +424,104 @@ both_backends! {
 
         // Unused now, the channel can go.
         app.delete(&format!("/api/v1/channels/{ops_id}")).expect(204);
+    }
+
+    fn chains_and_notifications_while_running_are_actions_too(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let ops = channel(&app, "ops");
+        let first = app.create_event(common::script_event("extract"));
+        let then = app.create_event(common::script_event("load"));
+        let actions = format!("/api/v1/events/{}/actions", first["id"]);
+
+        let chain = app
+            .post(&actions, json!({ "when": "success", "targetEvent": then["id"] }))
+            .expect(201);
+        assert_eq!(chain["kind"], "run_event");
+        assert_eq!(chain["targetEvent"], then["id"]);
+        assert_eq!(chain["targetEventName"], "load");
+        assert_eq!(chain.get("channel"), None, "{chain}");
+        let start = app
+            .post(&actions, json!({ "when": "start", "channel": ops["id"] }))
+            .expect(201);
+        assert_eq!((&start["when"], &start["kind"]), (&json!("start"), &json!("notify")));
+        let late = app
+            .post(&actions, json!({ "when": "duration_exceeded", "after": "90m", "channel": ops["id"] }))
+            .expect(201);
+        assert_eq!(late["after"], "1h30m");
+        let list = app.get(&actions).expect(200);
+        assert_eq!(list, json!([chain, start, late]));
+        let added = audited(&app, "event.action.add");
+        assert_eq!(added[2]["detail"]["targetEventName"], "load");
+        assert_eq!(added[0]["detail"]["after"], "1h30m");
+
+        // The event a chain runs stays until the chain goes.
+        let refused = app
+            .delete(&format!("/api/v1/events/{}", then["id"]))
+            .expect_error(409, "conflict", Some("event"));
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&first["id"].to_string()), "{message}");
+        app.get(&format!("/api/v1/events/{}", then["id"])).expect(200);
+        app.delete(&format!("{actions}/{}", chain["id"])).expect(204);
+        app.delete(&format!("/api/v1/events/{}", then["id"])).expect(204);
+    }
+
+    fn a_success_runs_the_next_event_whose_job_names_the_one_that_started_it(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let first = app.create_event(common::script_event("extract"));
+        let then = app.create_event(json!({
+            "name": "load", "interpreter": "bash", "content": "exit 4\n",
+        }));
+        let (first_id, then_id) = (first["id"].as_i64().unwrap(), then["id"].as_i64().unwrap());
+        app.post(&format!("/api/v1/events/{first_id}/actions"), json!({ "when": "success", "targetEvent": then_id }))
+            .expect(201);
+
+        let a = run_to_end(&app, first_id);
+        assert_eq!(a["status"], "succeeded");
+        let chained = &a["chained"][0];
+        assert_eq!((&chained["event"], &chained["status"]), (&json!(then_id), &json!("queued")));
+        let b_id = chained["job"].as_i64().unwrap();
+        let b = wait_for("the chained job to finish", PATIENCE, || {
+            let j = app.get(&format!("/api/v1/jobs/{b_id}")).expect(200);
+            (j["finishedAt"].is_string()).then_some(j)
+        });
+        assert_eq!((&b["eventId"], &b["trigger"], &b["status"]), (&json!(then_id), &json!("action"), &json!("failed")));
+        let by = &b["startedBy"];
+        assert_eq!(by["job"], a["id"]);
+        assert_eq!(by["event"], first_id);
+        assert_eq!(by["status"], "succeeded");
+        assert_eq!(by["exitCode"], 0);
+        assert_eq!(by["depth"], 1);
+        // A failure of B runs nothing: it has no actions.
+        assert_eq!(b.get("chained"), None, "{b}");
+    }
+
+    fn a_chain_that_loops_stops_at_the_depth_limit(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let ping = app.create_event(common::script_event("ping"))["id"].as_i64().unwrap();
+        let pong = app.create_event(common::script_event("pong"))["id"].as_i64().unwrap();
+        for (from, to) in [(ping, pong), (pong, ping)] {
+            app.post(&format!("/api/v1/events/{from}/actions"), json!({ "when": "always", "targetEvent": to }))
+                .expect(201);
+        }
+        run_to_end(&app, ping);
+        let last = wait_for("the chain to stop", PATIENCE, || {
+            let jobs = app.get("/api/v1/jobs?limit=100").expect(200);
+            jobs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["chained"][0]["notStarted"].is_string())
+                .cloned()
+        });
+        let why = last["chained"][0]["notStarted"].as_str().unwrap();
+        assert!(why.contains("chain depth limit") && why.contains("the limit is 10"), "{why}");
+        assert_eq!(last["startedBy"]["depth"], 10);
+        // Nothing more runs: eleven jobs, depths 0 to 10, all finished.
+        std::thread::sleep(Duration::from_millis(300));
+        let jobs = app.get("/api/v1/jobs?limit=100").expect(200);
+        let items = jobs["items"].as_array().unwrap();
+        assert_eq!(items.len(), 11, "{jobs}");
+        assert!(items.iter().all(|j| j["status"] == "succeeded"), "{jobs}");
     }
 
     fn only_an_admin_manages_channels(backend: Backend) {
