@@ -357,7 +357,7 @@ fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
     let rows: Vec<&str> = list.lines().collect();
     assert_eq!(rows.len(), 3, "{list}");
     assert!(
-        rows[0].starts_with("ID") && rows[0].contains("WHEN") && rows[0].contains("CHANNEL"),
+        rows[0].starts_with("ID") && rows[0].contains("WHEN") && rows[0].contains("TARGET"),
         "{list}"
     );
     assert!(
@@ -468,6 +468,95 @@ fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
         .stdout();
     assert_eq!(list.lines().count(), 1, "only the header: {list}");
     server.cronium(&["channel", "remove", "sink"]).ok();
+}
+
+#[test]
+fn a_chain_is_added_by_name_and_job_show_says_what_started_what() {
+    require_runner();
+    let (server, dir) = server_allowing_loopback();
+    let extract = script(dir.path(), "extract.sh", "echo extracted\n");
+    let load = script(dir.path(), "load.sh", "exit 5\n");
+    for (name, path) in [("extract", &extract), ("load", &load)] {
+        server
+            .cronium(&[
+                "event", "create", "--name", name, "--script", path, "--manual",
+            ])
+            .ok();
+    }
+    let added = server
+        .cronium(&[
+            "event", "action", "add", "extract", "--when", "success", "--run", "load",
+        ])
+        .ok()
+        .stdout();
+    assert!(added.contains("on success run load"), "{added}");
+    let list = server
+        .cronium(&["event", "action", "list", "extract"])
+        .ok()
+        .stdout();
+    let row = list.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains("success") && row.contains("run_event") && row.ends_with("load"),
+        "{list}"
+    );
+
+    // What cannot be is refused, saying why.
+    server
+        .cronium(&[
+            "event", "action", "add", "extract", "--when", "start", "--run", "load",
+        ])
+        .fails_with(&["422 validation_failed: when:", "fires on a result"]);
+    server
+        .cronium(&["event", "action", "add", "extract", "--when", "success"])
+        .fails_with(&["--notify", "--run"]);
+    server
+        .cronium(&[
+            "event", "action", "add", "extract", "--when", "success", "--run", "nothing",
+        ])
+        .fails_with(&["no event named \"nothing\""]);
+    server
+        .cronium(&["event", "delete", "load"])
+        .fails_with(&["409 conflict", "run this event from an action"]);
+
+    // Running extract runs load, whose job names extract's.
+    server
+        .cronium(&["event", "run", "extract", "--follow"])
+        .ok();
+    let first: Value = server
+        .cronium(&["job", "list", "--event", "extract", "--json"])
+        .ok()
+        .json();
+    let first = first["items"][0]["id"].as_i64().unwrap();
+    let then = wait_for("load's job to end", Duration::from_secs(30), || {
+        let page: Value = server
+            .cronium(&["job", "list", "--event", "load", "--json"])
+            .ok()
+            .json();
+        let job = page["items"].get(0)?.clone();
+        job["finishedAt"].is_string().then_some(job)
+    });
+    let then_id = then["id"].to_string();
+    let show = server.cronium(&["job", "show", &then_id]).ok().stdout();
+    assert!(show.contains("trigger          action"), "{show}");
+    let by = show
+        .lines()
+        .find(|l| l.starts_with("started by"))
+        .unwrap_or_else(|| panic!("no started by: {show}"));
+    assert!(
+        by.contains(&format!("job {first} of event"))
+            && by.contains("(succeeded, exit 0)")
+            && by.contains("chain depth 1"),
+        "{show}"
+    );
+    let show = server
+        .cronium(&["job", "show", &first.to_string()])
+        .ok()
+        .stdout();
+    assert!(
+        show.lines()
+            .any(|l| l.starts_with("started ") && l.contains(&format!("job {then_id} of event"))),
+        "{show}"
+    );
 }
 
 /// The job's deliveries as the API lists them.
