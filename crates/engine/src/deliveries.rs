@@ -1,4 +1,4 @@
-//! The delivery worker: sends the notifications the store's outbox holds (one POST per delivery: a signed webhook, a Slack or a Discord message), and records each try, retrying with backoff until delivered or given up.
+//! The delivery worker: sends the notifications the store's outbox holds (one POST per delivery: a signed webhook, a Slack or a Discord message about a job's start, overrun or end), and records each try, retrying with backoff until delivered or given up.
 //!
 //! A job's final result and its pending deliveries are written in one
 //! transaction (`cronium-store`); this loop only drains them. One step is

@@ -256,9 +256,37 @@ fn schemas() -> Value {
                 "eventId": { "type": "integer" },
                 "payloadVersion": { "type": ["integer", "null"] },
                 "payloadPath": { "type": ["string", "null"], "description": "The payload this job runs, relative to the data dir" },
-                "trigger": { "type": "string", "enum": ["schedule", "manual"] },
+                "trigger": { "type": "string", "enum": ["schedule", "manual", "action"], "description": "action: another job's run_event action started it (see startedBy)" },
                 "status": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "partial", "missed", "skipped"] },
                 "attempt": { "type": "integer", "minimum": 1 },
+                "startedBy": {
+                    "type": "object",
+                    "description": "For a job an action started: the job that started it and how it ended, and this job's depth in the chain (at most 10)",
+                    "required": ["job", "event", "action", "status", "exitCode", "depth"],
+                    "properties": {
+                        "job": { "type": "integer" },
+                        "event": { "type": "integer" },
+                        "action": { "type": "integer" },
+                        "status": { "type": "string" },
+                        "exitCode": { "type": ["integer", "null"] },
+                        "depth": { "type": "integer", "minimum": 1, "maximum": 10 }
+                    }
+                },
+                "chained": {
+                    "type": "array",
+                    "description": "What this job's run_event actions did when it ended: the job each started (queued, or skipped by the target's overlap policy), or why none was (notStarted: the chain depth limit, a target that cannot run)",
+                    "items": {
+                        "type": "object",
+                        "required": ["action", "event"],
+                        "properties": {
+                            "action": { "type": "integer" },
+                            "event": { "type": "integer" },
+                            "job": { "type": "integer" },
+                            "status": { "type": "string" },
+                            "notStarted": { "type": "string" }
+                        }
+                    }
+                },
                 "scheduledAt": timestamp,
                 "runAfter": timestamp,
                 "startedAt": { "type": ["string", "null"], "format": "date-time" },
@@ -511,11 +539,13 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
             json!({
                 "type": "object",
                 "additionalProperties": false,
-                "required": ["when", "channel"],
+                "required": ["when"],
                 "properties": {
-                    "when": { "type": "string", "enum": ["success", "failure", "always"], "description": "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included. Fires once per job, on its final result." },
-                    "kind": { "type": "string", "enum": ["notify"], "default": "notify" },
-                    "channel": { "type": "integer", "description": "The channel to notify" }
+                    "when": { "type": "string", "enum": ["success", "failure", "always", "start", "duration_exceeded"], "description": "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify." },
+                    "kind": { "type": "string", "enum": ["notify", "run_event"], "description": "Implied by `channel` (notify) or `targetEvent` (run_event) when absent" },
+                    "channel": { "type": "integer", "description": "The channel to notify" },
+                    "targetEvent": { "type": "integer", "description": "The event to run; its job's startedBy names the job that started it" },
+                    "after": { "type": "string", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; at most 30d)" }
                 }
             }),
         ),
@@ -523,14 +553,17 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
             "Action",
             json!({
                 "type": "object",
-                "required": ["id", "eventId", "when", "kind", "channel", "channelName", "createdAt"],
+                "required": ["id", "eventId", "when", "kind", "createdAt"],
                 "properties": {
                     "id": { "type": "integer" },
                     "eventId": { "type": "integer" },
-                    "when": { "type": "string", "enum": ["success", "failure", "always"] },
-                    "kind": { "type": "string", "enum": ["notify"] },
-                    "channel": { "type": "integer" },
-                    "channelName": { "type": ["string", "null"] },
+                    "when": { "type": "string", "enum": ["success", "failure", "always", "start", "duration_exceeded"] },
+                    "after": { "type": "string", "description": "duration_exceeded only" },
+                    "kind": { "type": "string", "enum": ["notify", "run_event"] },
+                    "channel": { "type": "integer", "description": "notify only" },
+                    "channelName": { "type": "string" },
+                    "targetEvent": { "type": "integer", "description": "run_event only" },
+                    "targetEventName": { "type": "string" },
                     "createdAt": timestamp
                 }
             }),
@@ -539,10 +572,11 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
             "Delivery",
             json!({
                 "type": "object",
-                "description": "One message about a job to one channel, written when the job ended and sent (and retried) by the server",
-                "required": ["id", "channel", "channelName", "status", "attempts", "nextAttemptAt", "lastStatus", "lastError", "deliveredAt", "webhookId", "createdAt"],
+                "description": "One message about a job to one channel, written when the job started, ran too long or ended, and sent (and retried) by the server",
+                "required": ["id", "reason", "channel", "channelName", "status", "attempts", "nextAttemptAt", "lastStatus", "lastError", "deliveredAt", "webhookId", "createdAt"],
                 "properties": {
                     "id": { "type": "integer" },
+                    "reason": { "type": "string", "enum": ["end", "start", "duration_exceeded"], "description": "What it reports: the job's final result, its start, or its running too long" },
                     "channel": { "type": "integer" },
                     "channelName": { "type": ["string", "null"] },
                     "status": { "type": "string", "enum": ["pending", "delivered", "failed"], "description": "pending: not sent yet or to be tried again at nextAttemptAt; failed: given up" },
@@ -590,7 +624,7 @@ fn notify_paths() -> [(&'static str, Value); 6] {
             "/api/v1/events/{id}/actions",
             json!({
                 "get": op("listActions", "An event's actions, oldest first", Some("viewer"), std::slice::from_ref(&event_id), None, ok("Actions", json!({ "type": "array", "items": reference("Action") }))),
-                "post": op("addAction", "Add an action: notify a channel when the event's jobs end as `when` says (an unknown channel is 422 on `channel`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action")))
+                "post": op("addAction", "Add an action: notify a channel when the event's jobs start, run too long or end as `when` says, or run another event when they end (an unknown channel or event is 422 on `channel` or `targetEvent`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action")))
             }),
         ),
         (
@@ -602,7 +636,7 @@ fn notify_paths() -> [(&'static str, Value); 6] {
         (
             "/api/v1/jobs/{id}/deliveries",
             json!({
-                "get": op("jobDeliveries", "The notifications the job's end set off, oldest first", Some("viewer"), &[path_id("job")], None, ok("Deliveries", json!({ "type": "array", "items": reference("Delivery") })))
+                "get": op("jobDeliveries", "The notifications the job set off, oldest first", Some("viewer"), &[path_id("job")], None, ok("Deliveries", json!({ "type": "array", "items": reference("Delivery") })))
             }),
         ),
     ]
@@ -712,7 +746,7 @@ pub fn document() -> Value {
             "/api/v1/events/{id}": {
                 "get": op("getEvent", "One event", Some("viewer"), std::slice::from_ref(&event_id), None, ok("The event", reference("Event"))),
                 "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists"),
-                "delete": op("deleteEvent", "Delete an event with its payloads", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted"))
+                "delete": op("deleteEvent", "Delete an event with its payloads (409 while another event's action runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted"))
             },
             "/api/v1/events/{id}/payloads": {
                 "get": op("listPayloads", "An event's payload versions, newest first", Some("viewer"), std::slice::from_ref(&event_id), None,

@@ -411,6 +411,10 @@ pub(super) async fn finish_job<B: Backend>(
 ) -> Result<Job> {
     let now = truncate(now);
     let mut tx = store.db.begin().await?;
+    // The event before the job, the order claiming takes them in: an action
+    // of the job may start another run of this same event, which locks it.
+    let event = fetch_job(&mut tx, fence.job).await?.event_id;
+    B::lock_event(&mut tx, event).await?;
     let mut job = fetch_job_locked::<B, _>(&mut tx, fence.job, Lock::Update).await?;
     rules::check_fence(fence, &job)?;
     let retries = event_retries(&mut tx, job.event_id).await?;
