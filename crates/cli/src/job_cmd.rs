@@ -517,9 +517,9 @@ mod tests {
     #[test]
     fn deliveries_show_their_channel_by_name_and_their_error_on_one_line() {
         let deliveries = json!([
-            {"id": 4, "channel": 2, "channelName": "ops", "status": "failed", "attempts": 5,
+            {"id": 4, "reason": "end", "channel": 2, "channelName": "ops", "status": "failed", "attempts": 5,
              "lastStatus": 500, "lastError": "server error:\n  try later", "webhookId": "msg_cronium_4"},
-            {"id": 5, "channel": 3, "channelName": null, "status": "pending", "attempts": 0,
+            {"id": 5, "reason": "start", "channel": 3, "channelName": null, "status": "pending", "attempts": 0,
              "lastStatus": null, "lastError": null, "webhookId": "msg_cronium_5"},
         ]);
         assert_eq!(
@@ -527,13 +527,14 @@ mod tests {
             vec![
                 vec![
                     "ops",
+                    "end",
                     "failed",
                     "5",
                     "500",
                     "msg_cronium_4",
                     "server error: try later"
                 ],
-                vec!["3", "pending", "0", "-", "msg_cronium_5", "-"],
+                vec!["3", "start", "pending", "0", "-", "msg_cronium_5", "-"],
             ]
         );
         assert!(delivery_rows(&json!([])).is_empty());

@@ -476,6 +476,13 @@ impl Descendant {
             comm: "sleep".into(),
         };
         assert!(script.is_alive(), "the script runs");
+        // `$!` is written once bash has forked the background child, which
+        // may not have exec'd `sleep` yet (seen on a loaded machine): its
+        // command name is still bash's for that moment.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !grandchild.is_alive() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(grandchild.is_alive(), "the grandchild runs");
         (script, grandchild)
     }
