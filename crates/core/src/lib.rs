@@ -87,7 +87,10 @@ pub use event::{
 pub use http::{HeaderName, HttpMethod, HttpSpec, SealedHeaders};
 pub use ids::{ActionId, ChannelId, DeliveryId, EventId, JobId, ServerId, TokenId, UserId};
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
-pub use notify::{ChannelKind, ChannelName, ChannelSpec, When, redact_url, validate_chat_url};
+pub use notify::{
+    ChannelKind, ChannelName, ChannelSpec, EmailAddress, EmailSettings, SmtpTls, When, redact_url,
+    validate_chat_url,
+};
 pub use schedule::Schedule;
 pub use server::{
     AuthKind, DEFAULT_CACHE_DIR, MAX_CACHE_DIR_BYTES, ServerName, ServerSpec, validate_cache_dir,
