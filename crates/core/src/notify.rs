@@ -233,7 +233,9 @@ impl EmailAddress {
         let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
         if local.is_empty()
             || local.len() > 64
-            || local.split('.').any(|atom| atom.is_empty() || !atom.chars().all(atext))
+            || local
+                .split('.')
+                .any(|atom| atom.is_empty() || !atom.chars().all(atext))
         {
             return Err(invalid(
                 "the part before @ must be letters, digits, dots and !#$%&'*+/=?^_`{|}~-",
@@ -645,10 +647,18 @@ mod tests {
     #[test]
     fn a_relay_gets_the_port_its_tls_mode_implies() {
         let table = [
-            ("mail.example.com", SmtpTls::Starttls, ("mail.example.com", 587)),
+            (
+                "mail.example.com",
+                SmtpTls::Starttls,
+                ("mail.example.com", 587),
+            ),
             ("mail.example.com", SmtpTls::Tls, ("mail.example.com", 465)),
             ("mail.example.com", SmtpTls::None, ("mail.example.com", 25)),
-            ("Mail.Example.com.:2525", SmtpTls::Tls, ("mail.example.com", 2525)),
+            (
+                "Mail.Example.com.:2525",
+                SmtpTls::Tls,
+                ("mail.example.com", 2525),
+            ),
             ("127.0.0.1:1025", SmtpTls::None, ("127.0.0.1", 1025)),
             ("[::1]:2525", SmtpTls::Starttls, ("::1", 2525)),
             ("::1", SmtpTls::Starttls, ("::1", 587)),
@@ -661,7 +671,15 @@ mod tests {
                 "{text}"
             );
         }
-        for bad in ["", "mail:0", "mail.example.com:99999", "mail.example.com:x", "a b:25", "[::1", "smtp://mail.example.com"] {
+        for bad in [
+            "",
+            "mail:0",
+            "mail.example.com:99999",
+            "mail.example.com:x",
+            "a b:25",
+            "[::1",
+            "smtp://mail.example.com",
+        ] {
             let error = parse_relay(bad, SmtpTls::Starttls).unwrap_err();
             assert_eq!(error.field, "email.smtp", "{bad}");
         }
@@ -670,8 +688,16 @@ mod tests {
     #[test]
     fn an_email_channel_has_its_settings_its_relay_as_url_and_a_password_only_over_tls() {
         // Without authentication the sealed secret is empty.
-        assert!(email_spec(email(SmtpTls::None, None), vec![]).validate().is_ok());
-        assert!(email_spec(email(SmtpTls::Starttls, Some("u")), vec![1]).validate().is_ok());
+        assert!(
+            email_spec(email(SmtpTls::None, None), vec![])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            email_spec(email(SmtpTls::Starttls, Some("u")), vec![1])
+                .validate()
+                .is_ok()
+        );
         let clear = email_spec(email(SmtpTls::None, Some("u")), vec![1]);
         assert_eq!(clear.validate().unwrap_err().field, "email.password");
         let no_password = email_spec(email(SmtpTls::Tls, Some("u")), vec![]);
@@ -695,7 +721,9 @@ mod tests {
         none.to.clear();
         assert_eq!(none.validate().unwrap_err().field, "email.to");
         let mut twice = email(SmtpTls::Tls, None);
-        twice.to.push(EmailAddress::new("OPS@example.com", "to").unwrap());
+        twice
+            .to
+            .push(EmailAddress::new("OPS@example.com", "to").unwrap());
         assert_eq!(twice.validate().unwrap_err().field, "email.to");
         let mut ca = email(SmtpTls::Tls, None);
         ca.ca_cert = Some("not pem".into());
@@ -711,7 +739,8 @@ mod tests {
     #[test]
     fn email_settings_round_trip_through_their_stored_json() {
         let mut settings = email(SmtpTls::Starttls, Some("bot"));
-        settings.ca_cert = Some("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".into());
+        settings.ca_cert =
+            Some("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".into());
         let json = serde_json::to_value(&settings).unwrap();
         assert_eq!(json["to"], serde_json::json!(["ops@example.com"]));
         assert_eq!(json["tls"], "starttls");

@@ -132,6 +132,7 @@ conformance!(
     an_http_event_round_trips_its_request_and_sealed_headers_without_a_payload,
     channels_have_unique_names_and_cannot_vanish_under_an_action,
     a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed,
+    an_email_channel_round_trips_with_its_settings_and_sealed_password,
     a_final_result_queues_one_delivery_per_firing_action_and_a_retried_attempt_none,
     a_recovered_job_that_fails_for_good_queues_its_failure_deliveries,
     deliveries_are_leased_once_retried_when_due_and_settled_by_their_holder_only,
@@ -1395,7 +1396,82 @@ fn channel(name: &str) -> cronium_core::ChannelSpec {
         kind: cronium_core::ChannelKind::Webhook,
         url: format!("https://hooks.example.com/{name}"),
         sealed_secret: vec![9, 9, 9],
+        email: None,
     }
+}
+
+async fn an_email_channel_round_trips_with_its_settings_and_sealed_password(b: Backend) {
+    use cronium_core::{
+        ChannelKind, ChannelName, ChannelSpec, EmailAddress, EmailSettings, SmtpTls,
+    };
+    let store = &*b.store;
+    let address = |a: &str| EmailAddress::new(a, "to").unwrap();
+    let settings = |username: Option<&str>, ca: Option<&str>| EmailSettings {
+        to: vec![address("ops@example.com"), address("oncall@example.org")],
+        from: address("cronium@example.com"),
+        host: "mail.example.com".into(),
+        port: 465,
+        tls: SmtpTls::Tls,
+        username: username.map(str::to_string),
+        ca_cert: ca.map(str::to_string),
+    };
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (name, email, sealed) in [
+        (
+            "mail",
+            settings(Some("bot@example.com"), Some(pem)),
+            vec![7, 7],
+        ),
+        // No authentication: nothing sealed.
+        ("open-relay", settings(None, None), vec![]),
+    ] {
+        let spec = ChannelSpec {
+            name: ChannelName::new(name).unwrap(),
+            kind: ChannelKind::Email,
+            url: email.relay_url(),
+            sealed_secret: sealed,
+            email: Some(email),
+        };
+        let saved = store
+            .create_channel(spec.clone(), t(0), &audit("channel.create", "channel"))
+            .await
+            .unwrap();
+        assert_eq!(saved.spec, spec);
+        assert_eq!(store.get_channel(saved.id).await.unwrap().spec, spec);
+    }
+    assert_eq!(
+        store.list_channels().await.unwrap()[0].spec.url,
+        "smtp://mail.example.com:465"
+    );
+    // A webhook keeps no settings.
+    let hook = store
+        .create_channel(channel("hook"), t(0), &audit("channel.create", "channel"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_channel(hook.id).await.unwrap().spec.email, None);
+    // The store checks what it is given, like every spec: a password over
+    // plain SMTP is refused.
+    let mut clear = settings(Some("bot"), None);
+    clear.tls = SmtpTls::None;
+    clear.port = 25;
+    let refused = store
+        .create_channel(
+            ChannelSpec {
+                name: ChannelName::new("clear").unwrap(),
+                kind: ChannelKind::Email,
+                url: clear.relay_url(),
+                sealed_secret: vec![1],
+                email: Some(clear),
+            },
+            t(0),
+            &audit("channel.create", "channel"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Invalid(ref e) if e.field == "email.password"),
+        "{refused:?}"
+    );
 }
 
 async fn a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed(b: Backend) {
@@ -1419,6 +1495,7 @@ async fn a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed(b: Back
             kind,
             url: shown.into(),
             sealed_secret: vec![1, 2, 3, 4],
+            email: None,
         };
         let saved = store
             .create_channel(spec.clone(), t(0), &audit("channel.create", "channel"))
