@@ -14,7 +14,7 @@ pub enum ChannelCommand {
     /// makes a signing secret and it is printed once), a Slack or Discord
     /// incoming webhook, or email through an SMTP relay (--email with
     /// --smtp)
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List channels
     List,
     /// Show one channel (by name or id)
