@@ -25,6 +25,11 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 # namespace of their own (crates/exec/tests/http.rs).
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
+# Email channels are tested against a real SMTP receiver (aiosmtpd, run by
+# Debian's own python3) with certificates openssl makes
+# (crates/exec/src/testing/smtp_sink.rs).
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && apt-get install -y -qq "${missing[@]}"

@@ -72,7 +72,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ServerCommand,
     },
-    /// Notification channels: add, list, show, remove.
+    /// Notification channels (webhook, Slack, Discord, email): add, list,
+    /// show, test, remove.
     Channel {
         #[command(flatten)]
         client: ClientArgs,

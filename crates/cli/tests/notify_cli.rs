@@ -662,3 +662,145 @@ fn a_delivery_owed_when_the_server_is_killed_is_sent_once_after_the_restart() {
     assert_eq!(body["data"]["job"]["exitCode"], 4, "{body}");
     assert_eq!(deliveries(&server, &job)[0]["attempts"], 2);
 }
+
+#[test]
+fn an_email_channel_is_added_shown_tested_and_its_password_never_printed_or_logged() {
+    use cronium_exec::testing::smtp_sink::{Certs, Mode, SmtpSink, SmtpSinkConfig};
+    const PASSWORD: &str = "cli-Relay-pa55word-Qx7";
+    let dir = tempfile::tempdir().unwrap();
+    // Debug logging: the password must not reach even that.
+    let mut server = Server::spawn(
+        &dir.path().join("data"),
+        None,
+        &[
+            ("CRONIUM_HTTP_ALLOW", "127.0.0.1/32"),
+            ("CRONIUM_LOG", "debug"),
+        ],
+    );
+    server.wait_until_up();
+    let certs = Certs::make();
+    let relay = SmtpSink::start(
+        SmtpSinkConfig {
+            mode: Mode::Starttls,
+            auth: Some(("bot".into(), PASSWORD.into())),
+            answers: vec!["250 2.0.0 Ok: queued as CLI1".into()],
+        },
+        Some(&certs),
+    );
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, certs.ca_pem()).unwrap();
+    let smtp = relay.relay();
+    let ca_path = ca.to_str().unwrap();
+    let add = [
+        "channel",
+        "add",
+        "ops-mail",
+        "--email",
+        "ops@example.com,oncall@example.org",
+        "--smtp",
+        smtp.as_str(),
+        "--from",
+        "cronium@example.com",
+        "--smtp-user",
+        "bot",
+        "--smtp-password-env",
+        "RELAY_PASSWORD",
+        "--smtp-ca-file",
+        ca_path,
+    ];
+    let added = server
+        .cronium_with(&add, &[("RELAY_PASSWORD", PASSWORD)])
+        .ok();
+    let out = added.stdout();
+    for line in [
+        "kind       email".to_string(),
+        format!("url        smtp://{smtp}"),
+        "to         ops@example.com, oncall@example.org".to_string(),
+        "from       cronium@example.com".to_string(),
+        format!("smtp       {smtp}"),
+        "tls        starttls".to_string(),
+        "user       bot".to_string(),
+        "password   set".to_string(),
+        "trust      own CA certificate".to_string(),
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} missing:\n{out}");
+    }
+
+    let list = server.cronium(&["channel", "list"]).ok().stdout();
+    assert!(
+        list.contains(&format!(
+            "ops@example.com,oncall@example.org via smtp://{smtp}"
+        )),
+        "{list}"
+    );
+    let shown = server
+        .cronium(&["channel", "show", "ops-mail"])
+        .ok()
+        .stdout();
+    assert!(shown.contains("password   set"), "{shown}");
+    let json = server
+        .cronium(&["channel", "show", "ops-mail", "--json"])
+        .ok()
+        .json();
+    assert_eq!(json["kind"], "email");
+    assert_eq!(json["email"]["passwordSet"], true);
+    assert_eq!(json["email"]["to"][1], "oncall@example.org");
+
+    // The test mail goes, and the relay's own answer is printed.
+    let tested = server
+        .cronium(&["channel", "test", "ops-mail"])
+        .ok()
+        .stdout();
+    assert!(tested.contains("status     250"), "{tested}");
+    assert!(
+        tested.contains("body       250 2.0.0 Ok: queued as CLI1"),
+        "{tested}"
+    );
+    assert_eq!(relay.received().len(), 1);
+
+    // A password over plain SMTP is refused, naming the flag's field.
+    server
+        .cronium_with(
+            &[
+                "channel",
+                "add",
+                "clear",
+                "--email",
+                "ops@example.com",
+                "--smtp",
+                smtp.as_str(),
+                "--smtp-tls",
+                "none",
+                "--from",
+                "c@example.com",
+                "--smtp-user",
+                "bot",
+                "--smtp-password-env",
+                "RELAY_PASSWORD",
+            ],
+            &[("RELAY_PASSWORD", PASSWORD)],
+        )
+        .fails_with(&["email.password"]);
+    // --smtp goes with --email.
+    server
+        .cronium(&[
+            "channel",
+            "add",
+            "x",
+            "--webhook",
+            "https://hooks.example.com/x",
+            "--smtp",
+            "mail.example.com",
+        ])
+        .fails_with(&["--email"]);
+
+    // Nowhere: not in any output, nor in the server's (debug) log.
+    let log = server.log();
+    assert!(
+        !log.is_empty(),
+        "the server logged nothing: is its log captured?"
+    );
+    for text in [out, list, shown, json.to_string(), tested, log] {
+        assert!(!text.contains(PASSWORD), "the password was shown: {text}");
+    }
+}

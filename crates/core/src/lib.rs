@@ -88,8 +88,8 @@ pub use http::{HeaderName, HttpMethod, HttpSpec, SealedHeaders};
 pub use ids::{ActionId, ChannelId, DeliveryId, EventId, JobId, ServerId, TokenId, UserId};
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use notify::{
-    ActionSpec, ActionTarget, ChannelKind, ChannelName, ChannelSpec, When, redact_url,
-    validate_chat_url,
+    ActionSpec, ActionTarget, ChannelKind, ChannelName, ChannelSpec, EmailAddress, EmailSettings,
+    SmtpTls, When, redact_url, validate_chat_url,
 };
 pub use schedule::Schedule;
 pub use server::{

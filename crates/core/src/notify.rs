@@ -6,6 +6,11 @@
 //! `url` is only a redacted form ([`redact_url`]) for people to recognise. Where a channel's URL may point is the SSRF guard's
 //! business (`cronium-exec`), not this module's: it only checks that the
 //! URL is well-formed.
+//!
+//! An email channel has no URL of its own: its settings ([`EmailSettings`],
+//! the recipients, the sender and the relay) are kept in the clear, its
+//! `url` is the relay as `smtp://host:port` for people to recognise, and its
+//! sealed secret is the relay's password, if it takes one.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,12 +27,15 @@ pub enum ChannelKind {
     Slack,
     /// A Discord webhook (`{"content": …}`); its URL is the secret.
     Discord,
+    /// A plain-text mail through an SMTP relay; its password is the secret.
+    Email,
 }
 
 str_enum!(ChannelKind {
     Webhook = "webhook",
     Slack = "slack",
     Discord = "discord",
+    Email = "email",
 });
 
 impl ChannelKind {
@@ -81,12 +89,25 @@ pub struct ChannelSpec {
     /// form of the sealed one ([`redact_url`]).
     pub url: String,
     /// Sealed by the server, never returned: a webhook's signing secret
-    /// (`whsec_…`), or a chat kind's whole URL.
+    /// (`whsec_…`), a chat kind's whole URL, or an email relay's password
+    /// (empty when the relay takes none).
     pub sealed_secret: Vec<u8>,
+    /// An email channel's settings, without the password; `None` for
+    /// every other kind.
+    pub email: Option<EmailSettings>,
 }
 
 impl ChannelSpec {
     pub fn validate(self) -> Result<ChannelSpec, ValidationError> {
+        if self.kind == ChannelKind::Email {
+            return self.validate_email();
+        }
+        if self.email.is_some() {
+            return Err(ValidationError::new(
+                "email",
+                format!("a {} channel has no email settings", self.kind),
+            ));
+        }
         if self.kind.url_is_secret() {
             // Only the redacted form is here; the sealed URL was checked
             // (without quoting it) before it was sealed.
@@ -109,6 +130,306 @@ impl ChannelSpec {
         }
         Ok(self)
     }
+
+    fn validate_email(self) -> Result<ChannelSpec, ValidationError> {
+        let Some(email) = self.email.clone() else {
+            return Err(ValidationError::new(
+                "email",
+                "an email channel needs its settings",
+            ));
+        };
+        let email = email.validate()?;
+        if self.url != email.relay_url() {
+            return Err(ValidationError::new(
+                "url",
+                "an email channel's URL is its relay, smtp://host:port",
+            ));
+        }
+        let has_password = !self.sealed_secret.is_empty();
+        match (&email.username, has_password) {
+            (Some(_), false) => {
+                return Err(ValidationError::new(
+                    "email.password",
+                    "required with a username",
+                ));
+            }
+            (None, true) => {
+                return Err(ValidationError::new(
+                    "email.username",
+                    "required with a password",
+                ));
+            }
+            _ => {}
+        }
+        if has_password && email.tls == SmtpTls::None {
+            return Err(ValidationError::new(
+                "email.password",
+                "a password is never sent without TLS: use tls \"starttls\" or \"tls\"",
+            ));
+        }
+        Ok(ChannelSpec {
+            email: Some(email),
+            ..self
+        })
+    }
+}
+
+/// How a mail reaches its relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain SMTP, then `STARTTLS` (required: a relay that does not offer
+    /// it is an error, never a fallback to clear text). Port 587.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS). Port 465.
+    Tls,
+    /// No encryption at all, for a relay on a trusted network. Port 25.
+    None,
+}
+
+str_enum!(SmtpTls {
+    Starttls = "starttls",
+    Tls = "tls",
+    None = "none",
+});
+
+impl SmtpTls {
+    /// The port a relay given without one listens on.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// The most recipients one email channel has: a channel is a team's
+/// address or a few people, not a mailing list.
+pub const MAX_RECIPIENTS: usize = 20;
+/// The longest CA certificate (PEM) a channel keeps.
+pub const MAX_CA_CERT: usize = 64 * 1024;
+/// The longest relay user name.
+const MAX_USERNAME: usize = 256;
+
+/// An email address as a mail's envelope and headers carry it:
+/// `local@domain`, the local part a dot-atom (RFC 5322's `atext` and dots,
+/// no quoted strings), the domain a DNS name (ASCII). Stricter than the
+/// RFCs, so that anything it takes every relay and mail library takes, and
+/// no address can carry a line break or a display name into a header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn new(text: &str, field: &str) -> Result<EmailAddress, ValidationError> {
+        let invalid = |why: &str| {
+            ValidationError::new(field, format!("{text:?} is not an email address ({why})"))
+        };
+        let Some((local, domain)) = text.rsplit_once('@') else {
+            return Err(invalid("no @"));
+        };
+        let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+        if local.is_empty()
+            || local.len() > 64
+            || local
+                .split('.')
+                .any(|atom| atom.is_empty() || !atom.chars().all(atext))
+        {
+            return Err(invalid(
+                "the part before @ must be letters, digits, dots and !#$%&'*+/=?^_`{|}~-",
+            ));
+        }
+        if !is_dns_name(domain) {
+            return Err(invalid("the part after @ must be a domain name"));
+        }
+        if text.len() > 254 {
+            return Err(invalid("longer than 254 characters"));
+        }
+        Ok(EmailAddress(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part after `@`.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, d)| d)
+    }
+}
+
+impl TryFrom<String> for EmailAddress {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<EmailAddress, String> {
+        EmailAddress::new(&text, "email").map_err(|e| e.message)
+    }
+}
+
+impl From<EmailAddress> for String {
+    fn from(a: EmailAddress) -> String {
+        a.0
+    }
+}
+
+impl std::fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Labels of 1–63 letters, digits and hyphens (not at either end), at
+/// least two of them, at most 253 bytes, the last not all digits.
+fn is_dns_name(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && !labels
+            .last()
+            .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// An email channel's settings, without the password (sealed apart, in
+/// [`ChannelSpec::sealed_secret`]). Stored as JSON, read back through
+/// [`EmailSettings::validate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailSettings {
+    /// 1 to [`MAX_RECIPIENTS`] addresses, without repeats.
+    pub to: Vec<EmailAddress>,
+    pub from: EmailAddress,
+    /// The relay: a DNS name, or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Who the relay authenticates (AUTH PLAIN or LOGIN); the password is
+    /// sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// PEM certificates trusted besides the public roots, for a relay
+    /// signed by a private CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<String>,
+}
+
+impl EmailSettings {
+    pub fn validate(self) -> Result<EmailSettings, ValidationError> {
+        if self.to.is_empty() || self.to.len() > MAX_RECIPIENTS {
+            return Err(ValidationError::new(
+                "email.to",
+                format!("1 to {MAX_RECIPIENTS} recipients; got {}", self.to.len()),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for to in &self.to {
+            if !seen.insert(to.as_str().to_ascii_lowercase()) {
+                return Err(ValidationError::new(
+                    "email.to",
+                    format!("{to} is listed twice"),
+                ));
+            }
+        }
+        let (host, port) = parse_relay(&self.relay(), self.tls)?;
+        if host != self.host || port != self.port || port == 0 {
+            return Err(ValidationError::new("email.smtp", "not a valid relay"));
+        }
+        if let Some(user) = &self.username
+            && (user.is_empty() || user.len() > MAX_USERNAME || user.contains(char::is_control))
+        {
+            return Err(ValidationError::new(
+                "email.username",
+                format!("1 to {MAX_USERNAME} characters, no control characters"),
+            ));
+        }
+        if let Some(pem) = &self.ca_cert {
+            check_ca_cert(pem)?;
+        }
+        Ok(self)
+    }
+
+    /// `host:port` (`[v6]:port`), as written in the API.
+    pub fn relay(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// `smtp://host:port`: the channel's `url`.
+    pub fn relay_url(&self) -> String {
+        format!("smtp://{}", self.relay())
+    }
+}
+
+/// A relay as written (`host`, `host:port`, `[v6]:port`, a bare IPv6
+/// address): its host and port, the port `tls`'s default when not given.
+pub fn parse_relay(text: &str, tls: SmtpTls) -> Result<(String, u16), ValidationError> {
+    let invalid = |why: &str| {
+        ValidationError::new(
+            "email.smtp",
+            format!("{text:?} is not a relay: {why} (host or host:port)"),
+        )
+    };
+    let text = text.trim();
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| invalid("an unclosed ["))?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':').ok_or_else(|| invalid("junk after ]"))?),
+        };
+        (host, port)
+    } else if text.matches(':').count() > 1 {
+        (text, None)
+    } else {
+        match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        None => tls.default_port(),
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(invalid("the port must be 1-65535")),
+        },
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    if !is_ip && !is_dns_name(&host) && host != "localhost" {
+        return Err(invalid("the host must be a DNS name or an IP address"));
+    }
+    Ok((host, port))
+}
+
+/// A CA certificate as a channel keeps it: PEM, at most [`MAX_CA_CERT`]
+/// bytes. Whether the certificates in it parse is the sender's to say
+/// (`cronium-exec`), when the channel is saved.
+pub fn check_ca_cert(pem: &str) -> Result<(), ValidationError> {
+    if pem.len() > MAX_CA_CERT {
+        return Err(ValidationError::new(
+            "email.caCert",
+            format!("longer than {MAX_CA_CERT} bytes"),
+        ));
+    }
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ValidationError::new(
+            "email.caCert",
+            "not a PEM certificate (-----BEGIN CERTIFICATE-----…)",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a chat channel's URL before it is sealed. The message never
@@ -326,6 +647,7 @@ mod tests {
             kind: ChannelKind::Webhook,
             url: url.into(),
             sealed_secret: secret,
+            email: None,
         };
         assert!(
             spec("https://hooks.example.com/x", vec![1])
@@ -374,6 +696,7 @@ mod tests {
             kind: ChannelKind::Slack,
             url: url.into(),
             sealed_secret: secret,
+            email: None,
         };
         assert!(
             spec("https://hooks.slack.com/services/…", vec![1])
@@ -386,5 +709,169 @@ mod tests {
         assert_eq!(unsealed.validate().unwrap_err().field, "secret");
         let error = validate_chat_url("ftp://hooks.slack.com/services/T1/B2/tok").unwrap_err();
         assert!(!error.message.contains("tok"), "{}", error.message);
+    }
+
+    fn email(tls: SmtpTls, username: Option<&str>) -> EmailSettings {
+        let (host, port) = parse_relay("mail.example.com", tls).unwrap();
+        EmailSettings {
+            to: vec![EmailAddress::new("ops@example.com", "email.to").unwrap()],
+            from: EmailAddress::new("cronium@example.com", "email.from").unwrap(),
+            host,
+            port,
+            tls,
+            username: username.map(str::to_string),
+            ca_cert: None,
+        }
+    }
+
+    fn email_spec(settings: EmailSettings, secret: Vec<u8>) -> ChannelSpec {
+        ChannelSpec {
+            name: ChannelName::new("mail").unwrap(),
+            kind: ChannelKind::Email,
+            url: settings.relay_url(),
+            sealed_secret: secret,
+            email: Some(settings),
+        }
+    }
+
+    #[test]
+    fn email_addresses_are_plain_dot_atoms_at_a_domain() {
+        for good in [
+            "a@example.com",
+            "first.last+tag@mail.example.co.uk",
+            "o'brien@x-y.example",
+            "a!#$%&'*+/=?^_`{|}~-b@example.com",
+        ] {
+            assert!(EmailAddress::new(good, "to").is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "example.com",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a..b@example.com",
+            ".a@example.com",
+            "a b@example.com",
+            "\"quoted\"@example.com",
+            "a@example.com\r\nBcc: x@evil.example",
+            "Name <a@example.com>",
+            "a@-x.example.com",
+            "a@1.2.3.4",
+            "a@[127.0.0.1]",
+            "ü@example.com",
+        ] {
+            let error = EmailAddress::new(bad, "email.to").unwrap_err();
+            assert_eq!(error.field, "email.to", "{bad}");
+        }
+        let long = format!("{}@example.com", "a".repeat(65));
+        assert!(EmailAddress::new(&long, "to").is_err());
+    }
+
+    #[test]
+    fn a_relay_gets_the_port_its_tls_mode_implies() {
+        let table = [
+            (
+                "mail.example.com",
+                SmtpTls::Starttls,
+                ("mail.example.com", 587),
+            ),
+            ("mail.example.com", SmtpTls::Tls, ("mail.example.com", 465)),
+            ("mail.example.com", SmtpTls::None, ("mail.example.com", 25)),
+            (
+                "Mail.Example.com.:2525",
+                SmtpTls::Tls,
+                ("mail.example.com", 2525),
+            ),
+            ("127.0.0.1:1025", SmtpTls::None, ("127.0.0.1", 1025)),
+            ("[::1]:2525", SmtpTls::Starttls, ("::1", 2525)),
+            ("::1", SmtpTls::Starttls, ("::1", 587)),
+            ("localhost", SmtpTls::None, ("localhost", 25)),
+        ];
+        for (text, tls, (host, port)) in table {
+            assert_eq!(
+                parse_relay(text, tls).unwrap(),
+                (host.to_string(), port),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "mail:0",
+            "mail.example.com:99999",
+            "mail.example.com:x",
+            "a b:25",
+            "[::1",
+            "smtp://mail.example.com",
+        ] {
+            let error = parse_relay(bad, SmtpTls::Starttls).unwrap_err();
+            assert_eq!(error.field, "email.smtp", "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_email_channel_has_its_settings_its_relay_as_url_and_a_password_only_over_tls() {
+        // Without authentication the sealed secret is empty.
+        assert!(
+            email_spec(email(SmtpTls::None, None), vec![])
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            email_spec(email(SmtpTls::Starttls, Some("u")), vec![1])
+                .validate()
+                .is_ok()
+        );
+        let clear = email_spec(email(SmtpTls::None, Some("u")), vec![1]);
+        assert_eq!(clear.validate().unwrap_err().field, "email.password");
+        let no_password = email_spec(email(SmtpTls::Tls, Some("u")), vec![]);
+        assert_eq!(no_password.validate().unwrap_err().field, "email.password");
+        let no_user = email_spec(email(SmtpTls::Tls, None), vec![1]);
+        assert_eq!(no_user.validate().unwrap_err().field, "email.username");
+
+        let mut wrong_url = email_spec(email(SmtpTls::Tls, None), vec![]);
+        wrong_url.url = "smtp://other.example.com:465".into();
+        assert_eq!(wrong_url.validate().unwrap_err().field, "url");
+        let mut missing = email_spec(email(SmtpTls::Tls, None), vec![]);
+        missing.email = None;
+        assert_eq!(missing.validate().unwrap_err().field, "email");
+
+        let mut many = email(SmtpTls::Tls, None);
+        many.to = (0..=MAX_RECIPIENTS)
+            .map(|i| EmailAddress::new(&format!("u{i}@example.com"), "to").unwrap())
+            .collect();
+        assert_eq!(many.validate().unwrap_err().field, "email.to");
+        let mut none = email(SmtpTls::Tls, None);
+        none.to.clear();
+        assert_eq!(none.validate().unwrap_err().field, "email.to");
+        let mut twice = email(SmtpTls::Tls, None);
+        twice
+            .to
+            .push(EmailAddress::new("OPS@example.com", "to").unwrap());
+        assert_eq!(twice.validate().unwrap_err().field, "email.to");
+        let mut ca = email(SmtpTls::Tls, None);
+        ca.ca_cert = Some("not pem".into());
+        assert_eq!(ca.validate().unwrap_err().field, "email.caCert");
+
+        // Other kinds have no email settings.
+        let mut webhook = email_spec(email(SmtpTls::Tls, None), vec![1]);
+        webhook.kind = ChannelKind::Webhook;
+        webhook.url = "https://hooks.example.com/x".into();
+        assert_eq!(webhook.validate().unwrap_err().field, "email");
+    }
+
+    #[test]
+    fn email_settings_round_trip_through_their_stored_json() {
+        let mut settings = email(SmtpTls::Starttls, Some("bot"));
+        settings.ca_cert =
+            Some("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".into());
+        let json = serde_json::to_value(&settings).unwrap();
+        assert_eq!(json["to"], serde_json::json!(["ops@example.com"]));
+        assert_eq!(json["tls"], "starttls");
+        assert_eq!(json["port"], 587);
+        let back: EmailSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, settings);
+        let bad = serde_json::json!({ "to": ["x"], "from": "a@example.com", "host": "h.example", "port": 25, "tls": "none" });
+        assert!(serde_json::from_value::<EmailSettings>(bad).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! The delivery worker: sends the notifications the store's outbox holds (one POST per delivery: a signed webhook, a Slack or a Discord message about a job's start, overrun or end), and records each try, retrying with backoff until delivered or given up.
+//! The delivery worker: sends the notifications the store's outbox holds (one POST per delivery: a signed webhook, a Slack or a Discord message; or one mail) about a job's start, overrun or end, and records each try, retrying with backoff until delivered or given up.
 //!
 //! A job's final result and its pending deliveries are written in one
 //! transaction (`cronium-store`); this loop only drains them. One step is
@@ -22,6 +22,15 @@
 //! their credential, opened for the POST only. Every interpolated value
 //! (event names, error text) is escaped for the receiver's markup, so a job
 //! cannot ping a channel, inject a link or format the message.
+//!
+//! Email channels get a plain-text mail ([`render_email`]) through their
+//! SMTP relay ([`cronium_exec::smtp::send`], through the same guard). Its
+//! `Message-ID` is made of the delivery's webhook id, so a mail sent again
+//! after a lost answer is recognisably the same one, and its `Date` is the
+//! job's end: every try sends the same message. The relay's answer is the
+//! delivery's status and error: a 4xx (or no answer) is tried again with
+//! the same backoff, a 5xx gives up at once. The relay's password is opened
+//! for the send only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,10 +38,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use cronium_core::ChannelKind;
 use cronium_core::job::{JobStatus, retry_delay};
+use cronium_core::{ChannelKind, EmailSettings};
 use cronium_exec::Guard;
 use cronium_exec::http::{USER_AGENT, status_text};
+use cronium_exec::smtp::{self, Mail, Password, Relay, Reply, SendError};
 use cronium_exec::webhook::{self, PostResponse};
 use cronium_store::{Channel, Delivery, DeliveryReason, Event, Job, SendResult, Store, StoreError};
 use hmac::{Hmac, KeyInit, Mac};
@@ -226,6 +236,41 @@ enum Receiver {
     Webhook(SigningKey),
     Slack,
     Discord,
+    /// A mail through an SMTP relay.
+    Email(Box<EmailReceiver>),
+}
+
+/// An email channel's settings, and its relay's password opened.
+struct EmailReceiver {
+    settings: EmailSettings,
+    password: Option<Password>,
+}
+
+impl EmailReceiver {
+    fn relay(&self) -> Relay {
+        let s = &self.settings;
+        Relay {
+            host: s.host.clone(),
+            port: s.port,
+            tls: s.tls,
+            credentials: s.username.clone().zip(self.password.clone()),
+            ca_cert: s.ca_cert.clone(),
+        }
+    }
+
+    /// A mail from the channel's sender to its recipients, its
+    /// `Message-ID` `<{id}@{the sender's domain}>`.
+    fn mail(&self, subject: String, body: String, id: &str, date: DateTime<Utc>) -> Mail {
+        let s = &self.settings;
+        Mail {
+            from: s.from.clone(),
+            to: s.to.clone(),
+            subject,
+            body,
+            message_id: format!("{id}@{}", s.from.domain()),
+            date: date.into(),
+        }
+    }
 }
 
 /// Why a delivery cannot be sent (before any request).
@@ -356,6 +401,18 @@ impl Inner {
             }
             Receiver::Slack => render_slack(job, event, occasion, public_url),
             Receiver::Discord => render_discord(job, event, occasion, public_url),
+            Receiver::Email(email) => {
+                let (subject, body) = render_email(job, event, occasion, public_url);
+                let date = occasion
+                    .at()
+                    .unwrap_or(job.finished_at.unwrap_or(job.updated_at));
+                let mail = email.mail(subject, body, &delivery.webhook_id(), date);
+                let sent = smtp::send(&self.guard, email.relay(), &mail, self.config.timeout).await;
+                if let Ok(reply) = &sent {
+                    tracing::info!(delivery = delivery.id.0, answer = %reply.text, "the relay took the mail");
+                }
+                return self.judge_mail(delivery, sent, clock.now());
+            }
         };
         let response = webhook::post(
             &self.guard,
@@ -415,6 +472,30 @@ impl Inner {
         }
     }
 
+    /// What a relay's answer (or its absence) makes of a delivery: its code
+    /// is the status, its text the error; 4xx and network failures are
+    /// tried again, 5xx and refusals are final.
+    fn judge_mail(
+        &self,
+        delivery: &Delivery,
+        sent: Result<Reply, SendError>,
+        now: DateTime<Utc>,
+    ) -> SendResult {
+        let error = match sent {
+            Ok(reply) => return SendResult::Delivered { status: reply.code },
+            Err(error) => error,
+        };
+        let (status, text) = (error.code(), error.to_string());
+        if error.is_transient() {
+            self.retry(delivery, status, text, None, now)
+        } else {
+            SendResult::GiveUp {
+                status,
+                error: text,
+            }
+        }
+    }
+
     /// Another try at the backoff's time (or later, if the receiver asked
     /// for it), unless this was the last try allowed.
     fn retry(
@@ -470,29 +551,94 @@ fn open_receiver(sealer: &Sealer, channel: &Channel) -> Result<(String, Receiver
             };
             Ok((url, receiver))
         }
+        ChannelKind::Email => {
+            let settings = channel
+                .spec
+                .email
+                .clone()
+                .ok_or("the email channel has no settings")?;
+            let password = if sealed.is_empty() {
+                None
+            } else {
+                let opened = sealer
+                    .open_smtp_password(sealed)
+                    .map_err(|e| format!("cannot open the relay's password: {e}"))?;
+                Some(Password(opened))
+            };
+            let receiver = EmailReceiver { settings, password };
+            Ok((
+                channel.spec.url.clone(),
+                Receiver::Email(Box::new(receiver)),
+            ))
+        }
+    }
+}
+
+/// What a channel's receiver answered a test message: the status (an HTTP
+/// status, or an SMTP relay's code), the answer's text (the head of an
+/// HTTP body, or the relay's whole answer) and, unless it was positive,
+/// why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestAnswer {
+    pub status: Option<u16>,
+    pub body: String,
+    pub error: Option<String>,
+}
+
+impl TestAnswer {
+    fn from_post(response: PostResponse) -> TestAnswer {
+        let error = match (response.status, response.error) {
+            (Some(code), _) if (200..300).contains(&code) => None,
+            (Some(code), _) => Some(status_text(code)),
+            (None, Some(why)) => Some(why.to_string()),
+            (None, None) => Some("no answer and no reason (a bug)".into()),
+        };
+        TestAnswer {
+            status: response.status,
+            body: response.body_head,
+            error,
+        }
+    }
+
+    fn from_mail(sent: Result<Reply, SendError>) -> TestAnswer {
+        match sent {
+            Ok(reply) => TestAnswer {
+                status: Some(reply.code),
+                body: reply.text,
+                error: None,
+            },
+            Err(error) => TestAnswer {
+                status: error.code(),
+                body: match &error {
+                    SendError::Rejected { text, .. } => text.clone(),
+                    _ => String::new(),
+                },
+                error: Some(error.to_string()),
+            },
+        }
     }
 }
 
 /// Sends a channel a test message now, once, through the same POST and
 /// guard as its deliveries: `{"type": "channel.test", …}` signed for a
 /// webhook (its `webhook-id` `msg_cronium_test_<random>`, never a
-/// delivery's), a one-line note for Slack and Discord. What came back is
-/// the receiver's answer, for the caller to show as it is.
+/// delivery's), a one-line note for Slack and Discord, a short mail for
+/// email (its `Message-ID` `msg_cronium_test_<random>@…`). What came back
+/// is the receiver's answer, for the caller to show as it is.
 pub async fn send_test(
     sealer: &Sealer,
     guard: &Guard,
     channel: &Channel,
     timeout: Duration,
     now: DateTime<Utc>,
-) -> PostResponse {
+) -> TestAnswer {
     let (url, receiver) = match open_receiver(sealer, channel) {
         Ok(opened) => opened,
         Err(why) => {
-            return PostResponse {
+            return TestAnswer {
                 status: None,
-                retry_after: None,
-                body_head: String::new(),
-                error: Some(webhook::PostError::Invalid(why)),
+                body: String::new(),
+                error: Some(why),
             };
         }
     };
@@ -529,8 +675,15 @@ pub async fn send_test(
             &json!({ "content": note(discord_escape), "allowed_mentions": { "parse": [] } }),
         )
         .expect("JSON values serialize"),
+        Receiver::Email(email) => {
+            let subject = format!("[Cronium] test message for channel {name}");
+            let body = format!("{}\n", note(|s| s.to_string()));
+            let id = format!("msg_cronium_test_{:016x}", random_u64());
+            let mail = email.mail(subject, body, &id, now);
+            return TestAnswer::from_mail(smtp::send(guard, email.relay(), &mail, timeout).await);
+        }
     };
-    webhook::post(guard, &url, &headers, body, timeout).await
+    TestAnswer::from_post(webhook::post(guard, &url, &headers, body, timeout).await)
 }
 
 /// A random number, so a test message's `webhook-id` repeats no other.
@@ -612,6 +765,15 @@ pub enum Occasion {
 }
 
 impl Occasion {
+    /// When a running job's message happened (`None` for a final result,
+    /// whose time is the job's end).
+    fn at(self) -> Option<DateTime<Utc>> {
+        match self {
+            Occasion::End => None,
+            Occasion::Start { at } | Occasion::DurationExceeded { at, .. } => Some(at),
+        }
+    }
+
     /// The Standard Webhooks `type` of its message.
     fn kind(self) -> &'static str {
         match self {
@@ -742,9 +904,47 @@ pub fn render_discord(
     serde_json::to_vec(&message).expect("JSON values serialize")
 }
 
-/// `*name* failed (exit 3) after 2.1s — job 17`, then the error and the
-/// link, each interpolated value passed through `escape`; for a running
-/// job `*name* started — job 17` or `*name* is still running after 10m 00s — job 17`.
+/// `failed (exit 3)`: how a job ended, as every message words it.
+fn outcome(job: &Job) -> String {
+    let mut text = status_words(job.status).to_string();
+    if let Some(code) = job.exit_code {
+        text.push_str(&format!(" (exit {code})"));
+    }
+    text
+}
+
+/// What happened, as every message words it: `failed (exit 3)`, `started`,
+/// `is still running after 10m 00s`.
+fn happened(job: &Job, occasion: Occasion) -> String {
+    match occasion {
+        Occasion::End => outcome(job),
+        Occasion::Start { .. } => "started".into(),
+        Occasion::DurationExceeded {
+            after_secs: Some(secs),
+            ..
+        } => format!(
+            "is still running after {}",
+            duration_words(secs.saturating_mul(1000))
+        ),
+        Occasion::DurationExceeded { .. } => "is still running".into(),
+    }
+}
+
+/// `*name* failed (exit 3) after 2.1s — job 17` (or `*name* started — job
+/// 17`), the event's name passed through `escape`.
+fn headline(job: &Job, event: &Event, occasion: Occasion, escape: fn(&str) -> String) -> String {
+    let name = escape(event.spec.name.as_str());
+    let mut text = format!("*{name}* {}", happened(job, occasion));
+    let duration = job.metadata.get("durationMs").and_then(Value::as_u64);
+    if let Some(ms) = duration.filter(|_| occasion == Occasion::End) {
+        text.push_str(&format!(" after {}", duration_words(ms)));
+    }
+    text.push_str(&format!(" — job {}", job.id));
+    text
+}
+
+/// The [`headline`], then (for a final result) the error, and the link,
+/// each interpolated value passed through `escape`.
 fn summary(
     job: &Job,
     event: &Event,
@@ -752,28 +952,7 @@ fn summary(
     public_url: Option<&str>,
     escape: fn(&str) -> String,
 ) -> String {
-    let name = escape(event.spec.name.as_str());
-    let mut text = match occasion {
-        Occasion::End => format!("*{name}* {}", status_words(job.status)),
-        Occasion::Start { .. } => format!("*{name}* started"),
-        Occasion::DurationExceeded {
-            after_secs: Some(secs),
-            ..
-        } => format!(
-            "*{name}* is still running after {}",
-            duration_words(secs.saturating_mul(1000))
-        ),
-        Occasion::DurationExceeded { .. } => format!("*{name}* is still running"),
-    };
-    if occasion == Occasion::End {
-        if let Some(code) = job.exit_code {
-            text.push_str(&format!(" (exit {code})"));
-        }
-        if let Some(ms) = job.metadata.get("durationMs").and_then(Value::as_u64) {
-            text.push_str(&format!(" after {}", duration_words(ms)));
-        }
-    }
-    text.push_str(&format!(" — job {}", job.id));
+    let mut text = headline(job, event, occasion, escape);
     let error = job.error.as_deref().filter(|_| occasion == Occasion::End);
     if let Some(error) = error.filter(|e| !e.trim().is_empty()) {
         let mut quoted: String = error.chars().take(CHAT_ERROR_CHARS).collect();
@@ -789,6 +968,105 @@ fn summary(
         text.push_str(&escape(&link));
     }
     text
+}
+
+/// The most of a job's error a mail quotes (characters).
+const MAIL_ERROR_CHARS: usize = 4000;
+
+/// A mail about a job: its subject, `[Cronium] backup failed (exit 3) on
+/// job 42`, and a plain-text body: the [`headline`], the job's facts one a
+/// line, each server's result for a fleet job, the HTTP status, the error
+/// and the link. Nothing here needs escaping: the mail is plain text and
+/// its headers are encoded when it is sent (a line break in an event's
+/// name cannot start a header).
+pub fn render_email(
+    job: &Job,
+    event: &Event,
+    occasion: Occasion,
+    public_url: Option<&str>,
+) -> (String, String) {
+    let name = event.spec.name.as_str();
+    let happened = happened(job, occasion);
+    let subject = format!("[Cronium] {name} {happened} on job {}", job.id);
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let plain = |s: &str| s.to_string();
+    let mut body = format!("{}\n\n", headline(job, event, occasion, plain));
+    // A running job's message says only what its start fixed.
+    let end = occasion == Occasion::End;
+    let mut fact = |label: &str, value: String| body.push_str(&format!("{label:<12}{value}\n"));
+    fact("Event:", format!("{name} (id {})", event.id));
+    fact(
+        "Job:",
+        format!(
+            "{} (attempt {}, {})",
+            job.id,
+            job.attempt,
+            job.trigger.as_str()
+        ),
+    );
+    if !end {
+        fact("Status:", "running".into());
+        if let Some(at) = occasion.at() {
+            fact("At:", time(at));
+        }
+    } else {
+        fact("Status:", job.status.as_str().to_string());
+        if let Some(code) = job.exit_code {
+            fact("Exit code:", code.to_string());
+        }
+        if let Some(ms) = job.metadata.get("durationMs").and_then(Value::as_u64) {
+            fact("Duration:", duration_words(ms));
+        }
+        if let Some(at) = job.started_at {
+            fact("Started:", time(at));
+        }
+        if let Some(at) = job.finished_at {
+            fact("Finished:", time(at));
+        }
+        if let Some(status) = job.metadata.pointer("/http/status").and_then(Value::as_u64) {
+            fact("HTTP:", status_text(status as u16));
+        }
+        if let Some(executions) = job.metadata.get("executions").and_then(Value::as_array) {
+            body.push_str("\nServers:\n");
+            for e in executions {
+                let text = |key: &str| e.get(key).and_then(Value::as_str);
+                let mut line = format!(
+                    "  {}: {}",
+                    text("server").unwrap_or("?"),
+                    text("status").unwrap_or("?")
+                );
+                if let Some(code) = e.get("exitCode").and_then(Value::as_i64) {
+                    line.push_str(&format!(" (exit {code})"));
+                }
+                if let Some(error) = text("error") {
+                    match text("phase") {
+                        Some(phase) => line.push_str(&format!(", at {phase}: {error}")),
+                        None => line.push_str(&format!(": {error}")),
+                    }
+                }
+                body.push_str(&line);
+                body.push('\n');
+            }
+        }
+        if let Some(error) = job.error.as_deref().filter(|e| !e.trim().is_empty()) {
+            let mut quoted: String = error.chars().take(MAIL_ERROR_CHARS).collect();
+            if error.chars().count() > MAIL_ERROR_CHARS {
+                quoted.push('…');
+            }
+            body.push_str("\nError:\n");
+            for line in quoted.lines() {
+                body.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    if let Some(base) = public_url {
+        body.push_str(&format!(
+            "\n{}/api/v1/jobs/{}\n",
+            base.trim_end_matches('/'),
+            job.id
+        ));
+    }
+    (subject, body)
 }
 
 fn status_words(status: JobStatus) -> &'static str {

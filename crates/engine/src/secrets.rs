@@ -104,6 +104,8 @@ pub enum Purpose {
     ChannelSecret,
     /// A Slack or Discord channel's URL (as text): whoever has it can post.
     ChannelUrl,
+    /// An email channel's SMTP relay password (as text).
+    ChannelSmtpPassword,
 }
 
 impl Purpose {
@@ -114,6 +116,7 @@ impl Purpose {
             Purpose::HttpSecretHeaders => "http-secret-headers",
             Purpose::ChannelSecret => "channel-secret",
             Purpose::ChannelUrl => "channel-url",
+            Purpose::ChannelSmtpPassword => "channel-smtp-password",
         }
     }
 
@@ -288,6 +291,16 @@ impl Sealer {
         String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
     }
 
+    /// Seals an email channel's relay password.
+    pub fn seal_smtp_password(&self, password: &str) -> Vec<u8> {
+        self.seal(Purpose::ChannelSmtpPassword, password.as_bytes())
+    }
+
+    pub fn open_smtp_password(&self, sealed: &[u8]) -> Result<String, SealError> {
+        let plain = self.open(Purpose::ChannelSmtpPassword, sealed)?;
+        String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
+    }
+
     pub fn seal_credentials(&self, credentials: &Credentials) -> Vec<u8> {
         let mut json = Vec::new();
         SealedCredentials::serialize(credentials, &mut serde_json::Serializer::new(&mut json))
@@ -380,6 +393,11 @@ mod tests {
             s.open(Purpose::EventSecretEnv, &sealed),
             Err(SealError::Unauthentic)
         );
+        // A relay password is no signing secret or chat URL, and back.
+        let password = s.seal_smtp_password("hunter2");
+        assert_eq!(s.open_smtp_password(&password).unwrap(), "hunter2");
+        assert!(s.open_channel_secret(&password).is_err());
+        assert!(s.open_smtp_password(&s.seal_channel_url("x")).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use cronium_engine::deliveries::{Deliveries, DeliveryConfig, Occasion};
 use cronium_engine::payloads::PayloadFiles;
 use cronium_engine::secrets::{MasterKey, Sealer};
 use cronium_exec::testing::sink::{Answer, Received, Sink};
+use cronium_exec::testing::smtp_sink::{Certs, Mode, SmtpSink, SmtpSinkConfig};
 use cronium_exec::{Allow, Guard};
 use cronium_payload::Interpreter;
 use cronium_store::testing::{TestPostgres, sqlite_url};
@@ -53,6 +54,10 @@ on_both!(
     the_last_try_allowed_gives_up_with_the_last_error,
     slack_and_discord_channels_get_an_unsigned_summary_at_their_sealed_url,
     a_running_job_announces_its_start_and_its_overrun_once_each,
+    a_failed_job_mails_its_email_channel_over_starttls_and_implicit_tls,
+    a_relay_answering_451_twice_takes_the_same_mail_on_the_third_try,
+    a_relay_answering_550_fails_the_delivery_at_once_and_the_job_stays_as_it_was,
+    a_relay_the_guard_refuses_is_never_contacted_and_the_delivery_gives_up,
 );
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -109,12 +114,59 @@ impl World {
             .await
     }
 
+    /// An event `name` whose jobs mail `sink` (started in `mode`) on
+    /// `when`: over TLS with AUTH and the sink's CA, or plain SMTP without.
+    async fn notifying_email(
+        &self,
+        name: &str,
+        (sink, mode): (&SmtpSink, Mode),
+        certs: Option<&Certs>,
+        when: When,
+    ) -> Event {
+        use cronium_core::{EmailAddress, EmailSettings, SmtpTls};
+        let address = |a: &str| EmailAddress::new(a, "to").unwrap();
+        let tls = match mode {
+            Mode::Plain => SmtpTls::None,
+            Mode::Starttls => SmtpTls::Starttls,
+            Mode::Tls => SmtpTls::Tls,
+        };
+        let settings = EmailSettings {
+            to: vec![address("ops@example.com"), address("oncall@example.org")],
+            from: address("cronium@example.com"),
+            host: "127.0.0.1".into(),
+            port: sink.port(),
+            tls,
+            username: certs.map(|_| "bot".to_string()),
+            ca_cert: certs.map(Certs::ca_pem),
+        };
+        let sealed = match certs {
+            Some(_) => self.sealer.seal_smtp_password(SMTP_PASSWORD),
+            None => Vec::new(),
+        };
+        let url = settings.relay_url();
+        self.notifying_via_spec(name, ChannelKind::Email, url, sealed, Some(settings), when)
+            .await
+    }
+
     async fn notifying_via(
         &self,
         name: &str,
         kind: ChannelKind,
         url: String,
         sealed_secret: Vec<u8>,
+        when: When,
+    ) -> Event {
+        self.notifying_via_spec(name, kind, url, sealed_secret, None, when)
+            .await
+    }
+
+    async fn notifying_via_spec(
+        &self,
+        name: &str,
+        kind: ChannelKind,
+        url: String,
+        sealed_secret: Vec<u8>,
+        email: Option<cronium_core::EmailSettings>,
         when: When,
     ) -> Event {
         let spec = EventSpec {
@@ -161,6 +213,7 @@ impl World {
                     kind,
                     url,
                     sealed_secret,
+                    email,
                 },
                 t0(),
                 &audit("channel.create"),
@@ -230,6 +283,21 @@ impl World {
         assert_eq!(all.len(), 1, "{all:?}");
         all.into_iter().next().unwrap()
     }
+}
+
+const SMTP_PASSWORD: &str = "relay-pa55word-never-shown";
+
+/// An SMTP receiver in `mode` (with AUTH unless plain) answering `answers`.
+fn smtp_sink(mode: Mode, certs: Option<&Certs>, answers: &[&str]) -> SmtpSink {
+    let mut config = SmtpSinkConfig {
+        mode,
+        auth: (mode != Mode::Plain).then(|| ("bot".to_string(), SMTP_PASSWORD.to_string())),
+        ..SmtpSinkConfig::default()
+    };
+    if !answers.is_empty() {
+        config.answers = answers.iter().map(|a| a.to_string()).collect();
+    }
+    SmtpSink::start(config, certs)
 }
 
 fn loopback() -> Guard {
@@ -676,6 +744,193 @@ async fn slack_and_discord_channels_get_an_unsigned_summary_at_their_sealed_url(
     }
 }
 
+async fn a_failed_job_mails_its_email_channel_over_starttls_and_implicit_tls(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    let w = World::open(url, dir).await;
+    let certs = Certs::make();
+    for (name, mode) in [
+        ("mailed-starttls", Mode::Starttls),
+        ("mailed-tls", Mode::Tls),
+    ] {
+        let sink = smtp_sink(mode, Some(&certs), &["250 2.0.0 Ok: queued as 4F2A"]);
+        let event = w
+            .notifying_email(name, (&sink, mode), Some(&certs), When::Failure)
+            .await;
+        let job = w.finished(&event, JobStatus::Failed).await;
+        let deliveries = w.deliveries(loopback(), |_| {});
+        assert_eq!(deliveries.tick(t0() + secs(10)).await.unwrap(), 1);
+
+        let got = sink.received();
+        assert_eq!(got.len(), 1, "{mode:?}: exactly one mail");
+        let mail = &got[0];
+        assert!(mail.tls, "{mode:?}");
+        assert_eq!(mail.user.as_deref(), Some("bot"));
+        assert_eq!(mail.mail_from, "cronium@example.com");
+        assert_eq!(mail.rcpt_tos, ["ops@example.com", "oncall@example.org"]);
+        let delivery = w.only_delivery(&job).await;
+        assert_eq!(
+            mail.header("subject"),
+            Some(format!("[Cronium] {name} failed (exit 3) on job {}", job.id).as_str())
+        );
+        assert_eq!(
+            mail.header("message-id"),
+            Some(format!("<{}@example.com>", delivery.webhook_id()).as_str())
+        );
+        assert_eq!(mail.header("from"), Some("Cronium <cronium@example.com>"));
+        assert_eq!(
+            mail.header("to"),
+            Some("ops@example.com, oncall@example.org")
+        );
+        assert_eq!(mail.header("date"), Some("Sun, 01 Mar 2026 12:00:03 +0000"));
+        let body = mail.body.as_deref().unwrap();
+        for line in [
+            format!("*{name}* failed (exit 3) after 2.0s — job {}", job.id),
+            format!("Event:      {name} (id {})", event.id),
+            format!("Job:        {} (attempt 1, manual)", job.id),
+            "Status:     failed".to_string(),
+            "Exit code:  3".to_string(),
+            "Duration:   2.0s".to_string(),
+            "  exit status 3".to_string(),
+            format!("https://cron.example.com/api/v1/jobs/{}", job.id),
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{line:?} missing from:\n{body}"
+            );
+        }
+        assert!(!mail.raw.contains(SMTP_PASSWORD));
+        assert_eq!(
+            (
+                delivery.status,
+                delivery.attempts,
+                delivery.last_status,
+                delivery.last_error
+            ),
+            (DeliveryStatus::Delivered, 1, Some(250), None)
+        );
+    }
+}
+
+async fn a_relay_answering_451_twice_takes_the_same_mail_on_the_third_try(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    let w = World::open(url, dir).await;
+    let sink = smtp_sink(
+        Mode::Plain,
+        None,
+        &[
+            "451 4.3.0 try again later",
+            "451 4.3.0 try again later",
+            "250 2.0.0 Ok",
+        ],
+    );
+    let event = w
+        .notifying_email("greylisted", (&sink, Mode::Plain), None, When::Failure)
+        .await;
+    let job = w.finished(&event, JobStatus::Failed).await;
+    let deliveries = w.deliveries(loopback(), |c| c.base_delay = Duration::from_secs(5));
+
+    let t1 = t0() + secs(10);
+    assert_eq!(deliveries.tick(t1).await.unwrap(), 1);
+    let d = w.only_delivery(&job).await;
+    assert_eq!(
+        (d.status, d.attempts, d.last_status, d.last_error.as_deref()),
+        (
+            DeliveryStatus::Pending,
+            1,
+            Some(451),
+            Some("451 4.3.0 try again later")
+        )
+    );
+    assert_between(d.next_attempt_at, t1, 2.5, 5.0, "first backoff");
+    assert_eq!(deliveries.tick(d.next_attempt_at).await.unwrap(), 1);
+    let d = w.only_delivery(&job).await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 2));
+    assert_eq!(deliveries.tick(d.next_attempt_at).await.unwrap(), 1);
+    let d = w.only_delivery(&job).await;
+    assert_eq!(
+        (d.status, d.attempts, d.last_status, d.last_error.as_deref()),
+        (DeliveryStatus::Delivered, 3, Some(250), None)
+    );
+
+    // Three tries of one message; the relay took exactly one.
+    let tries = sink.attempts();
+    assert_eq!(tries.len(), 3);
+    let ids: BTreeSet<_> = tries
+        .iter()
+        .map(|m| m.header("message-id").map(str::to_string))
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([Some(format!("<{}@example.com>", d.webhook_id()))])
+    );
+    assert!(
+        tries.iter().all(|m| m.raw == tries[0].raw),
+        "every try sends the same bytes"
+    );
+    assert_eq!(sink.received().len(), 1);
+    assert_eq!(deliveries.tick(t1 + secs(3600)).await.unwrap(), 0);
+}
+
+async fn a_relay_answering_550_fails_the_delivery_at_once_and_the_job_stays_as_it_was(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    let w = World::open(url, dir).await;
+    let sink = smtp_sink(Mode::Plain, None, &["550 5.1.1 mailbox unavailable"]);
+    let event = w
+        .notifying_email("bounced", (&sink, Mode::Plain), None, When::Failure)
+        .await;
+    let job = w.finished(&event, JobStatus::Failed).await;
+    let before = w.store.get_job(job.id).await.unwrap();
+    let deliveries = w.deliveries(loopback(), |_| {});
+    assert_eq!(deliveries.tick(t0() + secs(10)).await.unwrap(), 1);
+    let d = w.only_delivery(&job).await;
+    assert_eq!(
+        (d.status, d.attempts, d.last_status, d.last_error.as_deref()),
+        (
+            DeliveryStatus::Failed,
+            1,
+            Some(550),
+            Some("550 5.1.1 mailbox unavailable")
+        )
+    );
+    assert_eq!(deliveries.tick(t0() + secs(3600)).await.unwrap(), 0);
+    assert_eq!(sink.attempts().len(), 1);
+    assert!(sink.received().is_empty());
+    assert_eq!(w.store.get_job(job.id).await.unwrap(), before);
+}
+
+async fn a_relay_the_guard_refuses_is_never_contacted_and_the_delivery_gives_up(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    let w = World::open(url, dir).await;
+    let sink = smtp_sink(Mode::Plain, None, &[]);
+    let event = w
+        .notifying_email("guarded", (&sink, Mode::Plain), None, When::Failure)
+        .await;
+    let job = w.finished(&event, JobStatus::Failed).await;
+    // No allow list: 127.0.0.1 is refused.
+    let deliveries = w.deliveries(Guard::default(), |_| {});
+    assert_eq!(deliveries.tick(t0() + secs(10)).await.unwrap(), 1);
+    let d = w.only_delivery(&job).await;
+    assert_eq!(
+        (d.status, d.attempts, d.last_status),
+        (DeliveryStatus::Failed, 1, None)
+    );
+    let error = d.last_error.unwrap();
+    assert!(
+        error.starts_with("refused: ") && error.contains("127.0.0.1 is a loopback address"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sink.attempts().is_empty());
+}
+
 /// An event named `name` and its job 17 that ended `status` with `error`.
 fn a_job(name: &str, status: JobStatus, error: Option<&str>) -> (Job, Event) {
     let (mut job, mut event) = fleet_job();
@@ -992,5 +1247,57 @@ async fn a_running_job_announces_its_start_and_its_overrun_once_each(
     assert_eq!(
         discord["content"],
         format!("*slow-report* started — job {}", job.id)
+    );
+    // And mail: the subject says it; the body holds no final facts.
+    let overrun = Occasion::DurationExceeded {
+        at,
+        after_secs: Some(60),
+    };
+    let (subject, body) = cronium_engine::deliveries::render_email(&job, &event, overrun, None);
+    assert_eq!(
+        subject,
+        format!(
+            "[Cronium] slow-report is still running after 1m 00s on job {}",
+            job.id
+        )
+    );
+    assert!(body.contains("Status:     running"), "{body}");
+    assert!(body.contains("At:         2026-03-01T12:01:01Z"), "{body}");
+    assert!(!body.contains("Exit code"), "{body}");
+}
+
+#[test]
+fn an_email_names_the_job_in_its_subject_and_lists_its_facts_and_servers() {
+    use cronium_engine::deliveries::render_email;
+    let (job, event) = fleet_job();
+    let (subject, body) = render_email(
+        &job,
+        &event,
+        Occasion::End,
+        Some("https://cron.example.com/"),
+    );
+    assert_eq!(subject, "[Cronium] fleet failed on some servers on job 42");
+    assert_eq!(
+        body,
+        "*fleet* failed on some servers after 7.5s — job 42\n\
+         \n\
+         Event:      fleet (id 7)\n\
+         Job:        42 (attempt 2, schedule)\n\
+         Status:     partial\n\
+         Duration:   7.5s\n\
+         Started:    2026-03-01T12:00:01.500Z\n\
+         Finished:   2026-03-01T12:00:09Z\n\
+         HTTP:       502 Bad Gateway\n\
+         \n\
+         Servers:\n  web-1: succeeded (exit 0)\n  web-2: failed, at connect: connection refused\n\
+         \n\
+         Error:\n  1 of 2 servers failed\n\
+         \n\
+         https://cron.example.com/api/v1/jobs/42\n"
+    );
+    // The same job renders to the same mail: every try sends what the first did.
+    assert_eq!(
+        render_email(&job, &event, Occasion::End, None),
+        render_email(&job, &event, Occasion::End, None)
     );
 }

@@ -4,7 +4,8 @@
 //! script's output arrives as [`OutputLine`]s on a channel while it runs,
 //! and the attempt ends in a [`RunReport`]. The HTTP executor (`http`)
 //! streams a response the same way, through the SSRF guard (`guard`), which
-//! also guards the one POST a notification makes (`webhook`). This
+//! also guards the one POST a notification makes (`webhook`) and the one
+//! mail an email channel sends (`smtp`). This
 //! crate knows the runner's protocol, SSH and outgoing HTTP; it knows
 //! nothing of the database, jobs' leases or the API: the engine hands it an
 //! [`Attempt`] (a [`RunRequest`] with the pinned payload, its digest, the
@@ -24,6 +25,7 @@ pub mod http;
 pub mod local;
 mod records;
 pub mod remote;
+pub mod smtp;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhook;

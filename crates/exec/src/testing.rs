@@ -1,6 +1,7 @@
-//! For tests of this and other crates: the real `cronium-runner` this workspace builds, and a webhook receiver (`sink`).
+//! For tests of this and other crates: the real `cronium-runner` this workspace builds, a webhook receiver (`sink`), and an SMTP receiver (`smtp_sink`).
 
 pub mod sink;
+pub mod smtp_sink;
 
 use std::path::{Path, PathBuf};
 

@@ -481,8 +481,22 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
     let channel_properties = json!({
         "id": { "type": "integer" },
         "name": string,
-        "kind": { "type": "string", "enum": ["webhook", "slack", "discord"] },
-        "url": { "type": "string", "description": "A webhook's URL; for slack and discord only a redacted form (`https://hooks.slack.com/services/…`): their URL is their secret" },
+        "kind": { "type": "string", "enum": ["webhook", "slack", "discord", "email"] },
+        "url": { "type": "string", "description": "A webhook's URL; for slack and discord only a redacted form (`https://hooks.slack.com/services/…`): their URL is their secret; for email the relay, `smtp://host:port`" },
+        "email": {
+            "type": "object",
+            "description": "Email channels only: the settings, never the password",
+            "required": ["to", "from", "smtp", "tls", "username", "passwordSet", "caCert"],
+            "properties": {
+                "to": { "type": "array", "items": string },
+                "from": string,
+                "smtp": { "type": "string", "description": "The relay, `host:port`" },
+                "tls": { "type": "string", "enum": ["starttls", "tls", "none"] },
+                "username": { "type": ["string", "null"] },
+                "passwordSet": { "type": "boolean", "description": "Whether the relay has a password (sealed; never shown)" },
+                "caCert": { "type": ["string", "null"], "description": "The PEM CA certificates trusted besides the public roots" }
+            }
+        },
         "createdAt": timestamp,
         "updatedAt": timestamp
     });
@@ -495,11 +509,26 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
             json!({
                 "type": "object",
                 "additionalProperties": false,
-                "required": ["name", "url"],
+                "required": ["name"],
                 "properties": {
                     "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
-                    "kind": { "type": "string", "enum": ["webhook", "slack", "discord"], "default": "webhook", "description": "webhook: signed JSON (Standard Webhooks); slack, discord: a one-line summary posted to an incoming-webhook URL" },
-                    "url": { "type": "string", "description": "http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
+                    "kind": { "type": "string", "enum": ["webhook", "slack", "discord", "email"], "default": "webhook", "description": "webhook: signed JSON (Standard Webhooks); slack, discord: a one-line summary posted to an incoming-webhook URL (`url` required); email: a plain-text mail through an SMTP relay (`email` required, no `url`)" },
+                    "email": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["to", "smtp"],
+                        "description": "Email channels only. Errors name the field as `email.<name>`.",
+                        "properties": {
+                            "to": { "type": "array", "minItems": 1, "maxItems": 20, "items": string, "description": "Recipients: plain addresses (`local@domain`, no display names)" },
+                            "from": { "type": "string", "description": "The sender; defaults to `username` if it is an address, else `cronium@` the relay's name" },
+                            "smtp": { "type": "string", "description": "The relay, `host` or `host:port`; the port defaults by `tls` (587 starttls, 465 tls, 25 none). Its addresses go through the SSRF guard like a webhook's (--http-allow)" },
+                            "tls": { "type": "string", "enum": ["starttls", "tls", "none"], "default": "starttls", "description": "starttls: STARTTLS required; tls: TLS from the first byte; none: plain SMTP, which refuses a password" },
+                            "username": { "type": "string", "description": "For AUTH PLAIN or LOGIN, with `password`" },
+                            "password": { "type": "string", "writeOnly": true, "description": "Sealed at rest, never returned (answers show `passwordSet`), never logged. Refused with tls `none`" },
+                            "caCert": { "type": "string", "description": "PEM CA certificates to trust besides the public roots, for a relay signed by a private CA" }
+                        }
+                    },
+                    "url": { "type": "string", "description": "Webhook, slack and discord channels (not email): http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
                     "secret": { "type": "string", "writeOnly": true, "description": "Webhooks only: the Standard Webhooks signing secret, `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
                 }
             }),
@@ -520,8 +549,8 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                 "description": "What the receiver answered a test message, as it was",
                 "required": ["status", "body", "error"],
                 "properties": {
-                    "status": { "type": ["integer", "null"], "description": "The receiver's status; null when it never answered" },
-                    "body": { "type": "string", "description": "The first KiB of its answer, on one line" },
+                    "status": { "type": ["integer", "null"], "description": "The receiver's HTTP status, or an SMTP relay's code (250, 550…); null when it never answered" },
+                    "body": { "type": "string", "description": "The first KiB of its answer, on one line; a relay's whole answer (`250 2.0.0 Ok: queued as …`)" },
                     "error": { "type": ["string", "null"], "description": "Why it failed (a status that is not 2xx, a refused address, a timeout, a network error); null on 2xx" }
                 }
             }),
@@ -610,7 +639,7 @@ fn notify_paths() -> [(&'static str, Value); 6] {
         (
             "/api/v1/channels/{id}/test",
             json!({
-                "post": op("testChannel", "Send the channel a test message now, once, through the SSRF guard (`channel.test`, signed for webhooks). 200 whatever the receiver did: the answer says what it said.", Some("admin"), std::slice::from_ref(&channel_id), None, ok("What the receiver answered", reference("ChannelTest")))
+                "post": op("testChannel", "Send the channel a test message now, once, through the SSRF guard (`channel.test`, signed for webhooks; a short mail for email). 200 whatever the receiver did: the answer says what it said.", Some("admin"), std::slice::from_ref(&channel_id), None, ok("What the receiver answered", reference("ChannelTest")))
             }),
         ),
         (

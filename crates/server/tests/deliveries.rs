@@ -52,6 +52,7 @@ both_backends! {
                         kind: ChannelKind::Webhook,
                         url: sink.url("/hook"),
                         sealed_secret: Sealer::new(&key).seal_channel_secret("whsec_c2VjcmV0"),
+                        email: None,
                     },
                     cronium_server::now(),
                     &audit,

@@ -31,7 +31,7 @@ pub(crate) enum Arg {
     Bytes(Option<Vec<u8>>),
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
-    Json(serde_json::Value),
+    Json(Option<serde_json::Value>),
 }
 
 macro_rules! arg_from {
@@ -58,7 +58,8 @@ arg_from! {
     bool => |v| Arg::Bool(Some(v)),
     DateTime<Utc> => |v| Arg::Time(Some(v)),
     Option<DateTime<Utc>> => |v| Arg::Time(v),
-    serde_json::Value => |v| Arg::Json(v),
+    serde_json::Value => |v| Arg::Json(Some(v)),
+    Option<serde_json::Value> => |v| Arg::Json(v),
 }
 
 /// A statement and the values of its placeholders, in order.

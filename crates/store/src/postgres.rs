@@ -93,7 +93,7 @@ fn query(q: Sql) -> Query<'static, Postgres, PgArguments> {
             Arg::Bool(v) => query.bind(v),
             Arg::Time(v) => query.bind(v),
             // JSONB, which the columns are: text would need a cast in the SQL.
-            Arg::Json(v) => query.bind(sqlx::types::Json(v)),
+            Arg::Json(v) => query.bind(v.map(sqlx::types::Json)),
         })
 }
 

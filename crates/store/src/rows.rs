@@ -536,6 +536,10 @@ pub(crate) fn channel<R: StoreRow>(row: &R) -> Result<Channel, StoreError> {
         })?,
         url: r.text("url")?,
         sealed_secret: r.bytes("sealed_secret")?,
+        email: r
+            .opt_text("settings")?
+            .map(|text| serde_json::from_str(&text).map_err(|e| r.corrupt("settings", e)))
+            .transpose()?,
     };
     Ok(Channel {
         id: ChannelId(id),

@@ -135,7 +135,7 @@ fn query(q: Sql) -> Query<'static, Sqlite, SqliteArguments> {
             // and integers compare and sort as times do.
             Arg::Time(v) => query.bind(v.map(|t| t.timestamp_micros())),
             // TEXT: SQLite has no JSON type.
-            Arg::Json(v) => query.bind(v.to_string()),
+            Arg::Json(v) => query.bind(v.map(|v| v.to_string())),
         })
 }
 

