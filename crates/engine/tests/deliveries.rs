@@ -23,7 +23,8 @@ use cronium_exec::{Allow, Guard};
 use cronium_payload::Interpreter;
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
-    AuditEntry, Delivery, DeliveryReason, DeliveryStatus, Event, Job, JobOutcome, NewJob, Store,
+    AuditEntry, Claim, Delivery, DeliveryReason, DeliveryStatus, Event, Job, JobOutcome, NewJob,
+    Store,
 };
 use serde_json::{Value, json};
 
@@ -232,8 +233,8 @@ impl World {
         event
     }
 
-    /// A manual run of `event` that ran from t0 + 1 s and ended `status` at t0 + 3 s.
-    async fn finished(&self, event: &Event, status: JobStatus) -> Job {
+    /// A manual run of `event` queued at t0 and started at t0 + 1 s.
+    async fn started(&self, event: &Event) -> Claim {
         let job = self
             .store
             .enqueue_job(
@@ -254,6 +255,12 @@ impl World {
             .unwrap()
             .expect("the run is claimable");
         assert_eq!(claim.job.id, job.id);
+        claim
+    }
+
+    /// A manual run of `event` that ran from t0 + 1 s and ended `status` at t0 + 3 s.
+    async fn finished(&self, event: &Event, status: JobStatus) -> Job {
+        let claim = self.started(event).await;
         let failed = status != JobStatus::Succeeded;
         self.store
             .finish_job(
@@ -1126,25 +1133,8 @@ async fn a_running_job_announces_its_start_and_its_overrun_once_each(
         .add_action(event.id, late, t0(), &audit("action.add"))
         .await
         .unwrap();
-    let job = w
-        .store
-        .enqueue_job(
-            NewJob {
-                event_id: event.id,
-                trigger: Trigger::Manual,
-                scheduled_at: t0(),
-                input: None,
-            },
-            t0(),
-        )
-        .await
-        .unwrap();
-    let claim = w
-        .store
-        .claim_job("worker", t0() + secs(1), Duration::from_secs(30))
-        .await
-        .unwrap()
-        .unwrap();
+    let claim = w.started(&event).await;
+    let job = claim.job.clone();
     assert!(claim.owes_deliveries);
     let deliveries = w.deliveries(loopback(), |_| {});
 

@@ -30,6 +30,7 @@ use lettre::{SmtpTransport, Transport};
 
 use crate::guard::{Guard, Lookup, Refused};
 use crate::records::fmt_duration;
+use crate::webhook;
 
 /// Where a mail goes and how: a channel's relay, its password opened.
 pub struct Relay {
@@ -286,7 +287,7 @@ fn send_to(
             let lines: Vec<&str> = response.message().collect();
             Ok(Reply {
                 code: code.parse().unwrap_or(250),
-                text: one_line(&format!("{code} {}", lines.join(" "))),
+                text: webhook::one_line(&format!("{code} {}", lines.join(" "))),
             })
         }
         Err(e) => Err(classify(&relay.host, addr, &e)),
@@ -302,7 +303,7 @@ fn classify(host: &str, addr: SocketAddr, error: &lettre::transport::smtp::Error
         let code = code.to_string();
         return SendError::Rejected {
             code: code.parse().unwrap_or(0),
-            text: one_line(&format!("{code} {cause}")),
+            text: webhook::one_line(&format!("{code} {cause}")),
         };
     }
     if error.is_timeout() {
@@ -341,20 +342,6 @@ fn hello_name() -> ClientId {
     } else {
         ClientId::Domain("[127.0.0.1]".into())
     }
-}
-
-/// Text as one line: line breaks and other control characters as single
-/// spaces, trimmed.
-fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        out.push(c);
-    }
-    out.trim().to_string()
 }
 
 #[cfg(test)]

@@ -188,7 +188,8 @@ fn exchange(
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 head.extend_from_slice(&buf[..n]);
-                answer.lock().unwrap_or_else(|e| e.into_inner()).body_head = one_line(&head);
+                answer.lock().unwrap_or_else(|e| e.into_inner()).body_head =
+                    one_line(&String::from_utf8_lossy(&head));
             }
         }
     }
@@ -216,10 +217,9 @@ fn failure(target: &Target, error: ureq::Error, timeout: Duration) -> PostError 
     }
 }
 
-/// Bytes as one line of text: invalid UTF-8 replaced, line breaks and other
-/// control characters as spaces, runs of them as one, trimmed.
-fn one_line(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
+/// Text as one line: line breaks and other control characters as spaces,
+/// runs of them as one, trimmed (a receiver's answer, quoted in an error).
+pub(crate) fn one_line(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let c = if c.is_control() { ' ' } else { c };
@@ -245,7 +245,11 @@ mod tests {
             (b"bad \xff byte", "bad \u{fffd} byte"),
         ];
         for (bytes, want) in table {
-            assert_eq!(one_line(bytes), *want, "{bytes:?}");
+            assert_eq!(
+                one_line(&String::from_utf8_lossy(bytes)),
+                *want,
+                "{bytes:?}"
+            );
         }
     }
 

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp, contains, database_bytes, hex, wait_for};
+use common::{Backend, TestApp, contains, database_bytes, hex, run_to_end, wait_for};
 use cronium_exec::guard::Allow;
 use cronium_exec::testing::smtp_sink::{Certs, Mode, SmtpSink, SmtpSinkConfig};
 use serde_json::{Value, json};
@@ -62,18 +62,6 @@ fn plain_channel(app: &TestApp, name: &str, sink: &SmtpSink) -> Value {
         }),
     )
     .expect(201)
-}
-
-fn run_to_end(app: &TestApp, event: i64) -> Value {
-    let job = app
-        .post(&format!("/api/v1/events/{event}/run"), json!({}))
-        .expect(201);
-    let id = job["id"].as_i64().unwrap();
-    wait_for("the job to finish", PATIENCE, || {
-        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap().to_string();
-        (status != "queued" && status != "running").then_some(j)
-    })
 }
 
 both_backends! {

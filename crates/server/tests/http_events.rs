@@ -3,15 +3,11 @@
 #[macro_use]
 mod common;
 
-use std::time::Duration;
-
-use common::{Backend, TestApp, wait_for};
+use common::{Backend, TestApp, run_to_end};
 use cronium_exec::guard::Allow;
 use cronium_exec::testing::sink::{Answer, Received, Sink};
 use serde_json::{Value, json};
 
-/// Long enough for a slow CI machine; the tests finish far sooner.
-const PATIENCE: Duration = Duration::from_secs(30);
 const SECRET: &str = "Bearer s3cr3t-hdr-4e1f0a";
 
 /// A receiver answering the `n`-th request with the `n`-th of `answers`
@@ -32,18 +28,6 @@ fn request_line(r: &Received) -> String {
 fn app_allowing_loopback(backend: Backend) -> TestApp {
     TestApp::spawn_with(backend, |c| {
         c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
-    })
-}
-
-fn run_to_end(app: &TestApp, event: i64) -> Value {
-    let job = app
-        .post(&format!("/api/v1/events/{event}/run"), json!({}))
-        .expect(201);
-    let id = job["id"].as_i64().unwrap();
-    wait_for("the job to finish", PATIENCE, || {
-        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap().to_string();
-        (status != "queued" && status != "running").then_some(j)
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Backend, TestApp, contains, database_bytes, hex, wait_for};
+use common::{Backend, TestApp, contains, database_bytes, hex, run_to_end, wait_for};
 use cronium_exec::guard::Allow;
 use serde_json::{Value, json};
 
@@ -89,18 +89,6 @@ fn audited(app: &TestApp, action: &str) -> Vec<Value> {
         .filter(|r| r["action"] == action)
         .cloned()
         .collect()
-}
-
-fn run_to_end(app: &TestApp, event: i64) -> Value {
-    let job = app
-        .post(&format!("/api/v1/events/{event}/run"), json!({}))
-        .expect(201);
-    let id = job["id"].as_i64().unwrap();
-    wait_for("the job to finish", PATIENCE, || {
-        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap().to_string();
-        (status != "queued" && status != "running").then_some(j)
-    })
 }
 
 /// A loopback URL where nothing listens: connecting is refused.

@@ -278,6 +278,19 @@ pub use cronium_exec::testing::runner_binary;
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
 #[track_caller]
+/// Runs the event now and waits (up to 30 s) for its job to end; the job as the API shows it then.
+pub fn run_to_end(app: &TestApp, event: i64) -> Value {
+    let job = app
+        .post(&format!("/api/v1/events/{event}/run"), json!({}))
+        .expect(201);
+    let id = job["id"].as_i64().unwrap();
+    wait_for("the job to finish", Duration::from_secs(30), || {
+        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
+        let status = j["status"].as_str().unwrap().to_string();
+        (status != "queued" && status != "running").then_some(j)
+    })
+}
+
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + limit;
     loop {
