@@ -224,7 +224,7 @@ pub async fn cancel(
     let id = JobId(id);
     let entry = AuditEntry {
         at: crate::now(),
-        actor: Some(caller.token),
+        actor: Some(caller.actor()),
         action: "job.cancel".into(),
         target_type: "job".into(),
         target_id: Some(id.0),
