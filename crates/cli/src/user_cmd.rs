@@ -169,7 +169,9 @@ fn prompt_twice(name: &str) -> Result<String> {
         .read(true)
         .write(true)
         .open("/dev/tty")
-        .context("no terminal to ask for the password on; use --password-stdin or --password-env VAR")?;
+        .context(
+            "no terminal to ask for the password on; use --password-stdin or --password-env VAR",
+        )?;
     let first = prompt_hidden(
         &mut tty,
         &format!(
