@@ -13,6 +13,9 @@ const PASSWORD: &str = "correct horse battery staple";
 /// What every UI answer must carry.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
 
+/// A form's fields.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
 #[track_caller]
 fn assert_protected(resp: &common::Resp, what: &str) {
     assert_eq!(resp.header("content-security-policy"), Some(CSP), "{what}");
@@ -214,7 +217,7 @@ both_backends! {
         let csrf = browser.csrf("/events");
         assert!(browser.get("/events").text().contains("Run now"));
 
-        let refused: [(&str, Vec<(&str, &str)>, Option<&str>); 5] = [
+        let refused: [(&str, Form, Option<&str>); 5] = [
             ("no token", vec![], Some(app.base.as_str())),
             ("an empty token", vec![("csrf", "")], Some(app.base.as_str())),
             ("another token", vec![("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")], Some(app.base.as_str())),
