@@ -9,11 +9,18 @@ use sha2::{Digest, Sha256};
 use crate::error::{ApiError, PageError, PathParams};
 
 /// Every static file: name, content type, bytes.
-const FILES: &[(&str, &str, &[u8])] = &[(
-    "style.css",
-    "text/css; charset=utf-8",
-    include_bytes!("../../static/style.css"),
-)];
+const FILES: &[(&str, &str, &[u8])] = &[
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/style.css"),
+    ),
+    (
+        "log.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/log.js"),
+    ),
+];
 
 /// The crate version and the first 12 hex digits of a SHA-256 over every
 /// file, computed once: a changed file gets a new URL, so an old copy in a

@@ -32,6 +32,7 @@ use crate::tokens::{BrowserRequest, Caller, Via};
 
 pub mod assets;
 pub mod auth;
+pub mod log;
 pub mod pages;
 
 /// The Content-Security-Policy of every page: nothing but this server's own
@@ -86,6 +87,10 @@ fn routes() -> Routes {
         .add(M::GET, "/events", pages::events)
         .add(M::POST, "/events/{id}/run", pages::run_event)
         .add(M::GET, "/jobs", pages::jobs)
+        .add(M::GET, "/jobs/{id}", log::page)
+        .add(M::GET, "/jobs/{id}/live", log::live)
+        .add(M::GET, "/jobs/{id}/lines", log::earlier)
+        .add(M::GET, "/jobs/{id}/log.txt", log::raw)
         .add(M::GET, "/servers", pages::servers)
         .add(M::GET, "/audit", pages::audit)
         .add(M::GET, "/settings", pages::settings)

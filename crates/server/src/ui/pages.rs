@@ -49,7 +49,7 @@ impl Shell {
         }
     }
 
-    fn at(mut self, section: &'static str) -> Shell {
+    pub(crate) fn at(mut self, section: &'static str) -> Shell {
         self.section = section;
         self
     }
@@ -74,7 +74,7 @@ impl FromRequestParts<AppState> for Shell {
 }
 
 /// A time as the pages show it: UTC, to the second, always the same zone.
-fn time(t: DateTime<Utc>) -> String {
+pub(crate) fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
