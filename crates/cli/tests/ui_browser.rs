@@ -67,11 +67,24 @@ fn the_web_ui_in_a_real_browser() {
             "event", "create", "--name", "hello", "--script", &hello, "--manual",
         ])
         .ok();
+    // Prints markup and colours, then a line every 100 ms for 3 s, then fails.
+    let slow = script(
+        dir.path(),
+        "slow.sh",
+        "printf '<script>alert(1)</script>\\n'\nprintf '\\033[31mred alert\\033[0m\\n'\n\
+         for i in $(seq 1 30); do echo \"tick $i\"; sleep 0.1; done\necho failing >&2\nexit 3\n",
+    );
+    server
+        .cronium(&[
+            "event", "create", "--name", "slow", "--script", &slow, "--manual",
+        ])
+        .ok();
 
     let driver = Driver::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         an_admin_signs_in_where_they_were_going_and_runs_an_event(&driver, &server).await;
+        the_log_viewer_shows_lines_while_the_script_runs(&driver, &server).await;
         a_viewer_sees_no_run_button(&driver, &server).await;
     });
 }
@@ -148,6 +161,79 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
     wait_for_path(&browser, "/login").await;
     browser.goto(&format!("{}/", server.url)).await.unwrap();
     wait_for_path(&browser, "/login?next=/").await;
+    browser.close().await.unwrap();
+}
+
+async fn the_log_viewer_shows_lines_while_the_script_runs(driver: &Driver, server: &Server) {
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{}/login?next=/events", server.url))
+        .await
+        .unwrap();
+    sign_in(&browser, "admin", ADMIN_PASSWORD).await;
+    wait_for_path(&browser, "/events").await;
+    let job = server
+        .cronium(&["event", "run", "slow"])
+        .ok()
+        .stdout()
+        .split_whitespace()
+        .find_map(|w| w.parse::<u64>().ok())
+        .expect("the job's id");
+    browser
+        .goto(&format!("{}/jobs/{job}", server.url))
+        .await
+        .unwrap();
+
+    // Lines arrive while the job is still running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ticks = text_of(&browser, "#log").await.matches("tick ").count();
+        let status = text_of(&browser, "#job-status").await;
+        if ticks >= 3 {
+            assert_eq!(status, "running", "lines were seen only after the end");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no live lines ({ticks}, {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    screenshot(&browser, "job-live").await;
+
+    // The script's markup is text, its colour a class; then the end.
+    let texts = browser
+        .find_all(Locator::Css("#log .l span"))
+        .await
+        .unwrap();
+    let mut shown = Vec::new();
+    for t in &texts {
+        shown.push(t.text().await.unwrap());
+    }
+    assert!(
+        shown.iter().any(|t| t == "<script>alert(1)</script>"),
+        "{shown:?}"
+    );
+    assert_eq!(text_of(&browser, "#log .a-f1").await, "red alert");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while text_of(&browser, "#job-status").await != "failed" {
+        assert!(std::time::Instant::now() < deadline, "the job did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text_of(&browser, "#log .l.stderr span").await, "failing");
+    let ticks = browser
+        .find_all(Locator::Css("#log .l"))
+        .await
+        .unwrap()
+        .len();
+    assert!(ticks >= 33, "every line arrived: {ticks}");
+    browser.refresh().await.unwrap();
+    let facts = text_of(&browser, ".facts").await;
+    assert!(
+        facts.contains("Exit code\n3") || facts.contains("Exit code 3"),
+        "{facts}"
+    );
+    screenshot(&browser, "job-failed").await;
     browser.close().await.unwrap();
 }
 

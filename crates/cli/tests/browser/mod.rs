@@ -100,19 +100,23 @@ pub async fn screenshot(browser: &Client, name: &str) -> PathBuf {
     path
 }
 
-/// Waits for the element `css` to be there and returns its text.
+/// Waits for the element `css` to be there and returns its text. A page
+/// that changes meanwhile (a navigation, a live update) is read again.
 pub async fn text_of(browser: &Client, css: &str) -> String {
-    let found = browser
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(css))
-        .await;
-    match found {
-        Ok(element) => element.text().await.unwrap(),
-        Err(e) => {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let error = match browser.find(Locator::Css(css)).await {
+            Ok(element) => match element.text().await {
+                Ok(text) => return text,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() > deadline {
             let url = browser.current_url().await.map(|u| u.to_string());
-            panic!("no {css} on {url:?}: {e}")
+            panic!("no {css} on {url:?}: {error}");
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
