@@ -25,6 +25,9 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 # namespace of their own (crates/exec/tests/http.rs).
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
+# The web UI's browser tests drive Debian's headless Chromium over WebDriver
+# (crates/cli/tests/ui_browser.rs); the two packages come from one source.
+[ -x /usr/bin/chromedriver ] || missing+=(chromium chromium-driver)
 # Email channels are tested against a real SMTP receiver (aiosmtpd, run by
 # Debian's own python3) with certificates openssl makes
 # (crates/exec/src/testing/smtp_sink.rs).

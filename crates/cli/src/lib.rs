@@ -2,7 +2,8 @@
 //!
 //! `main.rs` only parses and reports errors; everything testable lives here.
 //! Command groups are variants of [`Command`]: the offline `payload` tools,
-//! and the API client commands (`event`, `job`, `server`, `channel`, `token`).
+//! the API client commands (`event`, `job`, `server`, `channel`, `token`),
+//! and `user`, which works on the server's host against its database.
 //!
 //! [`run`] returns the process exit status for a command that ran to its end:
 //! `0`, except where a command passes on an outcome of its own (following a
@@ -24,6 +25,7 @@ pub mod serve_cmd;
 pub mod server_cmd;
 pub mod sse;
 pub mod token_cmd;
+pub mod user_cmd;
 
 pub use channel_cmd::ChannelCommand;
 pub use client::ClientArgs;
@@ -33,6 +35,7 @@ pub use payload_cmd::PayloadCommand;
 pub use serve_cmd::ServeArgs;
 pub use server_cmd::ServerCommand;
 pub use token_cmd::TokenCommand;
+pub use user_cmd::UserCommand;
 
 /// Self-hosted automation: scheduled scripts on this host and remote servers.
 #[derive(Debug, Parser)]
@@ -87,6 +90,14 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Users of the web UI: passwd, add, list, remove. Run on the server's
+    /// host: it works on the database directly, like `serve`.
+    User {
+        #[command(flatten)]
+        database: user_cmd::DatabaseArgs,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
 }
 
 /// Runs a parsed command line, writing its normal output to `out`, and
@@ -101,6 +112,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Server { client, command } => server_cmd::run(command, &client, out),
         Command::Channel { client, command } => channel_cmd::run(command, &client, out).map(done),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
+        Command::User { database, command } => user_cmd::run(command, database, out).map(done),
     }
 }
 

@@ -49,6 +49,12 @@ pub struct ServeArgs {
     /// 10.0.0.0/8 or hooks.internal [env: CRONIUM_HTTP_ALLOW, comma-separated]
     #[arg(long, value_name = "CIDR|HOST")]
     pub http_allow: Vec<String>,
+
+    /// Where people reach this server, e.g. https://cron.example.com: links
+    /// in notifications, the one origin web forms may come from, and (when
+    /// https) Secure session cookies [env: CRONIUM_PUBLIC_URL]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// Serves until SIGINT or SIGTERM. The master key may come from
@@ -64,5 +70,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_jobs: args.max_jobs,
         job_retention: args.job_retention,
         http_allow: args.http_allow,
+        public_url: args.public_url,
     })
 }

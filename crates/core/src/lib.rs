@@ -95,7 +95,9 @@ pub use schedule::Schedule;
 pub use server::{
     AuthKind, DEFAULT_CACHE_DIR, MAX_CACHE_DIR_BYTES, ServerName, ServerSpec, validate_cache_dir,
 };
-pub use user::{Role, TokenHash};
+pub use user::{
+    PASSWORD_MIN_CHARS, Password, PasswordHash, Role, SessionHash, TokenHash, UserName,
+};
 
 /// A value that breaks a rule, with the (camelCase, API-facing) field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

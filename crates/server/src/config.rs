@@ -35,6 +35,10 @@ pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 pub const DEFAULT_JOB_KEEP: u32 = 100;
 pub const DEFAULT_JOB_LOG_LIMIT: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(30);
+/// A browser session unused this long ends.
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// A browser session ends this long after sign-in, however much it is used.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Where local jobs run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +62,8 @@ pub struct Overrides {
     pub job_retention: Option<String>,
     /// Networks and host names outgoing HTTP may reach although private.
     pub http_allow: Vec<String>,
+    /// Where people reach this server, e.g. `https://cron.example.com`.
+    pub public_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -91,8 +97,21 @@ pub struct Config {
     /// link-local or a cloud metadata address (nothing by default).
     pub http_allow: Vec<Allow>,
     /// Where people reach this server (`https://cron.example.com`), for
-    /// links in notifications; `None`: messages carry no link.
+    /// links in notifications and as the one origin the web UI's forms may
+    /// come from; `None`: messages carry no link, and forms must come from
+    /// the origin in the request's `Host` header.
     pub public_url: Option<String>,
+    /// Whether the session cookie is marked `Secure` (sent over HTTPS
+    /// only). Set when the public URL is `https://…`: the server speaks
+    /// plain HTTP itself, so TLS is a proxy's, and only the public URL says so.
+    pub secure_cookies: bool,
+    /// A browser session unused this long ends.
+    pub session_idle: Duration,
+    /// A browser session ends this long after sign-in.
+    pub session_lifetime: Duration,
+    /// The clock sessions and sign-in limits go by; tests keep a clone and
+    /// move it forward.
+    pub clock: crate::clock::Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +141,10 @@ impl Config {
             job_lease: DEFAULT_JOB_LEASE,
             http_allow: Vec::new(),
             public_url: None,
+            secure_cookies: false,
+            session_idle: DEFAULT_SESSION_IDLE,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+            clock: Default::default(),
         }
     }
 
@@ -244,14 +267,22 @@ impl Config {
             .iter()
             .map(|text| Allow::parse(text).map_err(|m| error(http_allow_source, m)))
             .collect::<Result<Vec<_>, _>>()?;
-        let public_url = env(ENV_PUBLIC_URL)
+        let (public_url_source, public_url) = match flags.public_url {
+            Some(url) => ("--public-url", Some(url)),
+            None => (ENV_PUBLIC_URL, env(ENV_PUBLIC_URL)),
+        };
+        let public_url = public_url
             .map(|url| {
                 let url = url.trim().trim_end_matches('/').to_string();
                 cronium_core::http::validate_url(&url)
                     .map(|()| url)
-                    .map_err(|e| error(ENV_PUBLIC_URL, e.message))
+                    .map_err(|e| error(public_url_source, e.message))
             })
             .transpose()?;
+        let secure_cookies = public_url.as_deref().is_some_and(|url| {
+            url.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        });
         Ok(Config {
             data_dir,
             listen,
@@ -268,6 +299,10 @@ impl Config {
             job_lease,
             http_allow,
             public_url,
+            secure_cookies,
+            session_idle: DEFAULT_SESSION_IDLE,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+            clock: Default::default(),
         })
     }
 
@@ -307,6 +342,9 @@ impl fmt::Debug for Config {
                     .collect::<Vec<_>>(),
             )
             .field("public_url", &self.public_url)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("session_idle", &self.session_idle)
+            .field("session_lifetime", &self.session_lifetime)
             .field(
                 "master_key",
                 &self.master_key.as_ref().map(|_| "(from environment)"),
@@ -433,9 +471,22 @@ mod tests {
     fn the_public_url_is_optional_and_kept_without_a_trailing_slash() {
         let c = Config::resolve(Overrides::default(), &env_of(&[])).unwrap();
         assert_eq!(c.public_url, None);
+        assert!(!c.secure_cookies);
         let env = env_of(&[(ENV_PUBLIC_URL, "https://cron.example.com/ ")]);
         let c = Config::resolve(Overrides::default(), &env).unwrap();
         assert_eq!(c.public_url.as_deref(), Some("https://cron.example.com"));
+        assert!(
+            c.secure_cookies,
+            "served over https: the cookie says Secure"
+        );
+        // The flag wins over the variable.
+        let flags = Overrides {
+            public_url: Some("http://cron.internal:8080".into()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(flags, &env).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("http://cron.internal:8080"));
+        assert!(!c.secure_cookies);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! The API's one error type, the one place where failures become HTTP statuses, and the extractors that reject bad input with it.
+//! The API's one error type, the one place where failures become HTTP statuses, and the extractors that reject bad input with it; the web UI's errors are the same ones shown as pages.
 //!
-//! Every error body is `{"error": {"code", "message", "field"?}}`. Store and
+//! Every API error body is `{"error": {"code", "message", "field"?}}`. Store and
 //! validation errors convert with `?`; axum's own rejections (JSON, query,
 //! path, body size) are replaced by extractors here so that they use the
-//! same body and name the offending field where serde knows it.
+//! same body and name the offending field where serde knows it. A page
+//! fails with a [`PageError`]: the same code and status, as HTML. A role
+//! extractor refuses with a [`Refusal`]: an API error, a page error, or
+//! (a page without a session) a redirect to the sign-in page.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -29,6 +32,8 @@ pub enum ErrorCode {
     Conflict,
     PayloadTooLarge,
     ValidationFailed,
+    /// Too many failed attempts (signing in); the answer says when to retry.
+    TooManyRequests,
     Internal,
     /// A dependency (the database) does not answer; retrying later may work.
     Unavailable,
@@ -46,6 +51,7 @@ impl ErrorCode {
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -61,6 +67,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::ValidationFailed => "validation_failed",
+            ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
         }
@@ -169,6 +176,82 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// An error on a page: the API's code and status, shown as an HTML page
+/// (with the web UI's headers, added by its layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> PageError {
+        PageError(e)
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> PageError {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let status = self.0.code.status();
+        crate::ui::pages::error_page(status, &self.0.message)
+    }
+}
+
+/// Why a role extractor refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// An API request: no, a bad or a too-weak token.
+    Api(ApiError),
+    /// A page the signed-in user's role does not open.
+    Page(PageError),
+    /// A page without a (live) session: sign in, then come back to `next`
+    /// (the path and query asked for).
+    SignIn { next: String },
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Api(e) => e.into_response(),
+            Refusal::Page(e) => e.into_response(),
+            // 303: the browser follows with a GET, whatever the method was.
+            Refusal::SignIn { next } => see_other(&format!(
+                "/login?next={}",
+                crate::ui::auth::percent_encode(&next)
+            )),
+        }
+    }
+}
+
+/// `303 See Other` to `location`, a local path: where a page sends the
+/// browser after a form or to sign in.
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// A form body (`application/x-www-form-urlencoded`), as the web UI's forms
+/// post it; a malformed one is a 400 page.
+#[derive(Debug, Clone)]
+pub struct FormBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormBody<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, PageError> {
+        axum::Form::<T>::from_request(req, state)
+            .await
+            .map(|f| FormBody(f.0))
+            .map_err(|e| PageError(ApiError::bad_request(e.body_text())))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Cronium's control plane: `cronium serve` — start-up wiring and the REST API (with its auth and API tokens) over the engine.
+//! Cronium's control plane: `cronium serve` — start-up wiring, the REST API (with its auth and API tokens) and the web UI over the engine, and the user commands run on the server's host.
 //!
 //! [`start`] does everything `cronium serve` does up to serving (data dir,
 //! master key, database and migrations, admin token, payload sweep, the
@@ -18,12 +18,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod passwords;
 pub mod state;
 pub mod tokens;
+pub mod ui;
+pub mod users;
 
 pub use config::{Config, Overrides};
 pub use cronium_engine::now;
@@ -239,12 +243,17 @@ pub async fn start(config: Config) -> Result<Running> {
         running,
         jobs_queued,
         schedules_changed,
+        ui: ui::UiState::new(&config),
     }));
     let stopping = shutdown.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stopping.cancelled().await })
-            .await
+        // The client's address counts failed sign-ins.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .await
     });
     tracing::info!(address = %local_addr, data_dir = %data_dir.display(), "listening");
     Ok(Running {

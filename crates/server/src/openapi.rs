@@ -394,11 +394,12 @@ fn schemas() -> Value {
         },
         "AuditRecord": {
             "type": "object",
-            "required": ["id", "at", "actor", "action", "targetType", "targetId", "detail"],
+            "required": ["id", "at", "actor", "actorUser", "action", "targetType", "targetId", "detail"],
             "properties": {
                 "id": { "type": "integer" },
                 "at": timestamp,
-                "actor": { "type": ["integer", "null"], "description": "The acting token's id; null for the server itself" },
+                "actor": { "type": ["integer", "null"], "description": "The acting token's id; null for a user in the web UI and for the server itself" },
+                "actorUser": { "type": ["integer", "null"], "description": "The id of the user who acted in the web UI; null otherwise" },
                 "action": { "type": "string", "examples": ["event.create", "token.revoke"] },
                 "targetType": string,
                 "targetId": { "type": ["integer", "null"] },

@@ -1,4 +1,4 @@
-//! What every request handler shares: the store, the sealer, the payload files, the metrics, and the handles to wake the scheduler and workers.
+//! What every request handler shares: the store, the sealer, the payload files, the metrics, the handles to wake the scheduler and workers, and the web UI's settings and sign-in limits.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -43,6 +43,8 @@ pub struct Shared {
     pub jobs_queued: Arc<Notify>,
     /// Wakes the scheduler: an event (and so maybe its schedule) changed.
     pub schedules_changed: Arc<Notify>,
+    /// The web UI's session settings, clock and failed sign-in counts.
+    pub ui: crate::ui::UiState,
 }
 
 impl AppState {

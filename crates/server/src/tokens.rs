@@ -1,10 +1,16 @@
-//! API tokens (`crn_` + 43 base64url characters of 32 random bytes, stored only as a SHA-256 hash) and the extractors that authenticate a request and check its role.
+//! API tokens (`crn_` + 43 base64url characters of 32 random bytes, stored only as a SHA-256 hash) and the extractors that authenticate a request and check its role, for the API and the web UI alike.
 //!
 //! A handler states the role it needs by the type of one argument:
 //! [`Viewer`], [`Editor`] or [`Admin`]. Every route except the public ones
-//! (`/healthz`, the OpenAPI document) takes one, so no handler can forget
-//! the check; the API tests try every route in the OpenAPI document without
-//! a token and with a weaker one.
+//! (`/healthz`, the OpenAPI document, the sign-in page) takes one, so no
+//! handler can forget the check; the auth tests try every route without
+//! credentials and with a weaker role.
+//!
+//! Where the caller comes from depends on the route, never on what the
+//! client sends: the web UI's layer (`ui::guard`) marks each request it
+//! guards with a [`BrowserRequest`] holding the caller of its session
+//! cookie, and the extractors take that one; every other request needs a
+//! bearer token, so a session cookie opens no API route and a token no page.
 
 use std::fmt;
 
@@ -14,9 +20,10 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cronium_core::{Role, TokenHash, TokenId, UserId};
+use cronium_store::Actor;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, PageError, Refusal};
 use crate::state::AppState;
 
 pub const PREFIX: &str = "crn_";
@@ -65,12 +72,40 @@ pub fn well_formed(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Who is calling: the token that authenticated the request.
+/// How a caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// An API token (`Authorization: Bearer`), on `/api/v1` and `/metrics`.
+    Token(TokenId),
+    /// A browser session (the `cronium_session` cookie), on the UI's pages.
+    Session,
+}
+
+/// Who is calling: the user, the role this request has (a token's own role,
+/// or the signed-in user's), and how that was proven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
-    pub token: TokenId,
+    pub via: Via,
     pub user: UserId,
     pub role: Role,
+}
+
+impl Caller {
+    /// Who the audit log names for what this caller does: the token, or the
+    /// user signed in to the UI.
+    pub fn actor(&self) -> Actor {
+        match self.via {
+            Via::Token(token) => Actor::Token(token),
+            Via::Session => Actor::User(self.user),
+        }
+    }
+}
+
+/// Put on a request by the web UI's layer: this route is a page, and this is
+/// its session's caller (`None`: not signed in).
+#[derive(Debug, Clone, Copy)]
+pub struct BrowserRequest {
+    pub caller: Option<Caller>,
 }
 
 /// Authenticates the request: `Authorization: Bearer crn_…` naming a live token.
@@ -96,19 +131,36 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
     let found = state.store.use_token(&hash(token), crate::now()).await?;
     let token = found.ok_or_else(|| ApiError::unauthorized("unknown or revoked API token"))?;
     Ok(Caller {
-        token: token.id,
+        via: Via::Token(token.id),
         user: token.user_id,
         role: token.role,
     })
 }
 
-async fn require(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller, ApiError> {
-    let caller = authenticate(parts, state).await?;
+async fn require(parts: &Parts, state: &AppState, needed: Role) -> Result<Caller, Refusal> {
+    let Some(browser) = parts.extensions.get::<BrowserRequest>() else {
+        let caller = authenticate(parts, state).await.map_err(Refusal::Api)?;
+        if !caller.role.allows(needed) {
+            return Err(Refusal::Api(ApiError::forbidden(format!(
+                "this needs the {needed} role; the token has {}",
+                caller.role
+            ))));
+        }
+        return Ok(caller);
+    };
+    let Some(caller) = browser.caller else {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        return Err(Refusal::SignIn { next });
+    };
     if !caller.role.allows(needed) {
-        return Err(ApiError::forbidden(format!(
-            "this needs the {needed} role; the token has {}",
+        return Err(Refusal::Page(PageError(ApiError::forbidden(format!(
+            "this needs the {needed} role; you are {}",
             caller.role
-        )));
+        )))));
     }
     Ok(caller)
 }
@@ -120,12 +172,12 @@ macro_rules! role_extractor {
         pub struct $name(pub Caller);
 
         impl FromRequestParts<AppState> for $name {
-            type Rejection = ApiError;
+            type Rejection = Refusal;
 
             async fn from_request_parts(
                 parts: &mut Parts,
                 state: &AppState,
-            ) -> Result<Self, ApiError> {
+            ) -> Result<Self, Refusal> {
                 require(parts, state, $role).await.map($name)
             }
         }

@@ -1,4 +1,4 @@
-//! Authentication and roles over the API, on SQLite and PostgreSQL: every documented route is tried without a token and with a too-weak one.
+//! Authentication and roles, on SQLite and PostgreSQL: every documented API route is tried without a token and with a too-weak one, every web UI route without a session and with a too-weak user's.
 
 mod common;
 
@@ -54,6 +54,29 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("DELETE", "/api/v1/tokens/{id}", Some("admin")),
     ("GET", "/api/v1/audit", Some("admin")),
 ];
+
+/// The web UI's routes and who may use them, by session (a cookie, never a
+/// token): without a session a page sends the browser to sign in and a form
+/// is refused; a user with a weaker role gets 403. `None`: public.
+const PAGES: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/login", None),
+    ("POST", "/login", None),
+    ("POST", "/logout", Some("viewer")),
+    ("GET", "/", Some("viewer")),
+    ("GET", "/events", Some("viewer")),
+    ("POST", "/events/{id}/run", Some("editor")),
+    ("GET", "/jobs", Some("viewer")),
+    ("GET", "/jobs/{id}", Some("viewer")),
+    ("GET", "/jobs/{id}/live", Some("viewer")),
+    ("GET", "/jobs/{id}/lines", Some("viewer")),
+    ("GET", "/jobs/{id}/log.txt", Some("viewer")),
+    ("GET", "/servers", Some("viewer")),
+    ("GET", "/audit", Some("admin")),
+    ("GET", "/settings", Some("viewer")),
+    ("GET", "/static/{build}/{file}", None),
+];
+
+const PASSWORD: &str = "a password long enough";
 
 /// Every (method, path, role) the OpenAPI document lists, sorted.
 fn documented(app: &TestApp) -> Vec<(String, String, Option<String>)> {
@@ -123,6 +146,61 @@ both_backends! {
             // With the right role the route is found (whatever else happens).
             let admin = app.send(method, path, Some(&app.admin_token), &json, body_for(method));
             assert!(![401, 403, 405].contains(&admin.status), "{method} {path}: {}", admin.status);
+        }
+    }
+
+    fn every_page_checks_its_role_by_session(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let mut routed: Vec<(String, String)> = cronium_server::ui::route_table()
+            .into_iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        routed.sort();
+        let mut listed: Vec<(String, String)> = PAGES.iter().map(|(m, p, _)| (m.to_string(), p.to_string())).collect();
+        listed.sort();
+        assert_eq!(routed, listed, "the UI's routes differ from this table");
+        app.set_password("admin", PASSWORD);
+        app.add_user("editor1", "editor", PASSWORD);
+        app.add_user("viewer1", "viewer", PASSWORD);
+        for (method, path, role) in PAGES {
+            let path = path
+                .replace("{id}", "999999")
+                .replace("{build}", cronium_server::ui::assets::build_id())
+                .replace("{file}", "style.css");
+            let what = format!("{method} {path}");
+            let send = |browser: &mut common::Browser<'_>, csrf: Option<&str>| match *method {
+                "GET" => browser.get(&path),
+                _ => browser.post(&path, &csrf.map(|c| vec![("csrf", c)]).unwrap_or_default()),
+            };
+            let anonymous = send(&mut app.browser(), None);
+            match (role, *method) {
+                (None, "GET") => assert_eq!(anonymous.status, 200, "{what} is public"),
+                // An empty sign-in form: no name, no password.
+                (None, _) => assert_eq!(anonymous.status, 401, "{what}"),
+                (Some(_), "GET") => {
+                    assert_eq!(anonymous.status, 303, "{what}");
+                    assert!(anonymous.header("location").unwrap().starts_with("/login?next="), "{what}");
+                }
+                (Some(_), _) => assert_eq!(anonymous.status, 403, "{what}"),
+            }
+            let weaker = match role {
+                Some("editor") => Some("viewer1"),
+                Some("admin") => Some("editor1"),
+                _ => None,
+            };
+            if let Some(name) = weaker {
+                let mut browser = app.browser().signed_in(name, PASSWORD);
+                let csrf = browser.csrf("/");
+                assert_eq!(send(&mut browser, Some(&csrf)).status, 403, "{what} as {name}");
+            }
+            if role.is_none() {
+                continue;
+            }
+            // With the right role the route is found (whatever else happens).
+            let mut admin = app.browser().signed_in("admin", PASSWORD);
+            let csrf = admin.csrf("/");
+            let status = send(&mut admin, Some(&csrf)).status;
+            assert!(![401, 403, 405].contains(&status), "{what}: {status}");
         }
     }
 

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus,
-    JobId, JobStatus, Role, ServerId, ServerSpec, Tag, TokenHash, TokenId, Trigger, UserId,
-    ValidationError,
+    JobId, JobStatus, PasswordHash, Role, ServerId, ServerSpec, SessionHash, Tag, TokenHash,
+    TokenId, Trigger, UserId, UserName, ValidationError,
 };
 
 #[macro_use]
@@ -62,6 +62,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// How stale a token's stored `last_used_at` may get: [`Store::use_token`]
 /// writes it only when the stored value is older than this.
 pub const TOKEN_USE_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// How stale a session's stored `last_seen_at` may get:
+/// [`Store::use_session`] writes it only when the stored value is older
+/// than this, so an idle timeout is honoured to within a minute.
+pub const SESSION_SEEN_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// Opens the store a database URL names: `sqlite://PATH` (created if
 /// missing) or `postgres://...`. Migrations are applied before it returns.
@@ -143,7 +148,63 @@ pub struct User {
     pub id: UserId,
     pub name: String,
     pub role: Role,
+    /// Whether a password is set (the hash itself is read only to sign in,
+    /// through [`Store::credentials`]).
+    pub has_password: bool,
     pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: UserName,
+    pub role: Role,
+    /// `None`: the user cannot sign in until one is set.
+    pub password_hash: Option<PasswordHash>,
+}
+
+/// What signing in checks: the user and its password hash, if it has one.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<PasswordHash>,
+}
+
+/// A browser session (table `sessions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The SHA-256 of the cookie's secret; the secret is never stored.
+    pub hash: SessionHash,
+    pub user_id: UserId,
+    /// Sent back with every state-changing form of this session.
+    pub csrf_token: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The absolute end, whatever the use.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Session {
+    /// Whether the session still counts at `now`: before its absolute end,
+    /// and used within `idle` (the stored use is at most
+    /// [`SESSION_SEEN_RESOLUTION`] old while the session is in use).
+    pub fn is_live(&self, now: DateTime<Utc>, idle: chrono::TimeDelta) -> bool {
+        now < self.expires_at && now < self.last_seen_at + idle
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub hash: SessionHash,
+    pub user_id: UserId,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A live session and its user, as every signed-in page request needs them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    pub session: Session,
+    pub user: User,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,12 +234,31 @@ pub struct Server {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Who acted, as the audit log records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// A request authenticated by this API token.
+    Token(TokenId),
+    /// A user signed in to the web UI.
+    User(UserId),
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::Token(id) => write!(f, "token {}", id.0),
+            Actor::User(id) => write!(f, "user {}", id.0),
+        }
+    }
+}
+
 /// One line of the audit log: who did what to which object, and when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEntry {
     pub at: DateTime<Utc>,
-    /// The token that acted; `None` for the system itself.
-    pub actor: Option<TokenId>,
+    /// Who acted; `None` for the system itself (start-up, the scheduler, a
+    /// command run on the server's host such as `cronium user passwd`).
+    pub actor: Option<Actor>,
     /// e.g. `event.create`, `token.revoke`.
     pub action: String,
     /// e.g. `event`, `server`, `token`.
@@ -531,6 +611,55 @@ pub trait Store: Send + Sync {
     /// Returns the first admin user, creating `admin` if there is none.
     async fn ensure_admin(&self, now: DateTime<Utc>) -> Result<User>;
     async fn get_user(&self, id: UserId) -> Result<User>;
+    /// A new user; a taken name is `Conflict { field: "name" }`.
+    async fn create_user(
+        &self,
+        new: NewUser,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<User>;
+    async fn find_user(&self, name: &str) -> Result<Option<User>>;
+    async fn list_users(&self) -> Result<Vec<User>>;
+    /// The user and its password hash, to sign in; `None`: no such user.
+    async fn credentials(&self, name: &str) -> Result<Option<Credentials>>;
+    /// Sets a user's password hash and ends all its sessions (whoever had
+    /// the old password is signed out), in one transaction.
+    async fn set_password(
+        &self,
+        user: UserId,
+        hash: PasswordHash,
+        audit: &AuditEntry,
+    ) -> Result<User>;
+    /// Removes a user with its tokens and sessions. Refused with a
+    /// `Conflict` when it is the last admin (no one could manage the
+    /// server) or still owns events.
+    async fn remove_user(&self, user: UserId, audit: &AuditEntry) -> Result<User>;
+
+    // --- browser sessions -----------------------------------------------------
+
+    /// Records a new session (and deletes sessions that ended before `now`,
+    /// anyone's, so the table does not grow with abandoned ones). Audited.
+    async fn create_session(
+        &self,
+        new: NewSession,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+        audit: &AuditEntry,
+    ) -> Result<Session>;
+    /// The live session with this hash and its user, recording the use at
+    /// most once per [`SESSION_SEEN_RESOLUTION`]; `None` if there is none or
+    /// it ended ([`Session::is_live`]; an ended one is deleted).
+    async fn use_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<SessionUser>>;
+    /// Ends a session (signing out); `false` if there was none. Audited
+    /// when there was one.
+    async fn delete_session(&self, hash: &SessionHash, audit: &AuditEntry) -> Result<bool>;
+    /// A user's sessions, oldest first.
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>>;
     async fn create_token(
         &self,
         new: NewToken,

@@ -13,16 +13,16 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ActionTarget, AuthKind, ChannelId, ChannelKind, ChannelName, ChannelSpec,
     DeliveryId, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
-    HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, Role, RunLocation, RunPolicy,
-    Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec, Tag, TokenId,
-    Trigger, UserId, ValidationError, When, validate_cache_dir,
+    HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, PasswordHash, Role, RunLocation,
+    RunPolicy, Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec,
+    SessionHash, Tag, TokenId, Trigger, UserId, ValidationError, When, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
-    Action, ApiToken, AuditEntry, AuditRecord, Channel, Delivery, DeliveryReason, DeliveryStatus,
-    Event, Job, LogLine, LogStream, PageRequest, PayloadFile, PayloadRecord, ScheduleState, Server,
-    StoreError, User,
+    Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Credentials, Delivery,
+    DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
+    PayloadRecord, ScheduleState, Server, Session, StoreError, User,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -464,13 +464,48 @@ pub(crate) fn user<R>(row: &R) -> Result<User, StoreError>
 where
     R: StoreRow,
 {
+    Ok(credentials(row)?.user)
+}
+
+/// A user row with its password hash (`user_columns!` reads it).
+pub(crate) fn credentials<R>(row: &R) -> Result<Credentials, StoreError>
+where
+    R: StoreRow,
+{
     let mut r = Reader::new(row, "users");
     let id = r.id("id")?;
-    Ok(User {
-        id: UserId(id),
-        name: r.text("name")?,
-        role: r.parse("role", |t| Role::parse(&t).map_err(field_error))?,
+    let password_hash = match r.opt_text("password_hash")? {
+        Some(text) => Some(r.parse("password_hash", |_| {
+            PasswordHash::new(text).map_err(field_error)
+        })?),
+        None => None,
+    };
+    Ok(Credentials {
+        user: User {
+            id: UserId(id),
+            name: r.text("name")?,
+            role: r.parse("role", |t| Role::parse(&t).map_err(field_error))?,
+            has_password: password_hash.is_some(),
+            created_at: r.time("created_at")?,
+        },
+        password_hash,
+    })
+}
+
+pub(crate) fn session<R>(row: &R) -> Result<Session, StoreError>
+where
+    R: StoreRow,
+{
+    let r = Reader::new(row, "sessions");
+    let id = r.bytes("id")?;
+    let hash: [u8; 32] = id.try_into().map_err(|_| r.corrupt("id", "not 32 bytes"))?;
+    Ok(Session {
+        hash: SessionHash(hash),
+        user_id: UserId(r.int("user_id")?),
+        csrf_token: r.text("csrf_token")?,
         created_at: r.time("created_at")?,
+        last_seen_at: r.time("last_seen_at")?,
+        expires_at: r.time("expires_at")?,
     })
 }
 
@@ -624,7 +659,11 @@ where
         id,
         entry: AuditEntry {
             at: r.time("at")?,
-            actor: r.opt_int("actor_token_id")?.map(TokenId),
+            actor: match (r.opt_int("actor_token_id")?, r.opt_int("actor_user_id")?) {
+                (Some(token), _) => Some(Actor::Token(TokenId(token))),
+                (None, Some(user)) => Some(Actor::User(UserId(user))),
+                (None, None) => None,
+            },
             action: r.text("action")?,
             target_type: r.text("target_type")?,
             target_id: r.opt_int("target_id")?,
@@ -787,6 +826,12 @@ pub(crate) fn token_use_threshold(now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Whether a token's stored use is older than `threshold` (or missing), so
 /// this use must be recorded: the same test as the conditional UPDATE's.
+/// The oldest `last_seen_at` a session in use may keep: an older one is
+/// brought up to `now`.
+pub(crate) fn session_seen_threshold(now: DateTime<Utc>) -> DateTime<Utc> {
+    truncate(now) - crate::SESSION_SEEN_RESOLUTION
+}
+
 pub(crate) fn token_use_is_stale(token: &ApiToken, threshold: DateTime<Utc>) -> bool {
     token.last_used_at.is_none_or(|at| at < threshold)
 }
@@ -832,6 +877,23 @@ pub(crate) fn name_conflict(what: &str, name: &str) -> StoreError {
 
 pub(crate) fn unknown_server(id: i64) -> StoreError {
     ValidationError::new("targetServers", format!("no server with id {id}")).into()
+}
+
+pub(crate) fn last_admin() -> StoreError {
+    StoreError::Conflict {
+        field: "name".into(),
+        message: "this is the last admin; make another user admin first, or no one could manage the server".into(),
+    }
+}
+
+pub(crate) fn user_owns_events(events: i64) -> StoreError {
+    StoreError::Conflict {
+        field: "name".into(),
+        message: format!(
+            "the user owns {events} event{}; delete them first",
+            if events == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 pub(crate) fn server_in_use(events: i64) -> StoreError {

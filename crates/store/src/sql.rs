@@ -17,9 +17,16 @@ macro_rules! token_columns {
     };
 }
 
+/// With the password hash: `rows::user` only says whether there is one.
 macro_rules! user_columns {
     () => {
-        "id, name, role, created_at"
+        "id, name, role, created_at, password_hash"
+    };
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, user_id, csrf_token, created_at, last_seen_at, expires_at"
     };
 }
 
@@ -70,7 +77,7 @@ macro_rules! server_columns {
 
 macro_rules! audit_columns {
     () => {
-        "id, at, actor_token_id, action, target_type, target_id, \
+        "id, at, actor_token_id, actor_user_id, action, target_type, target_id, \
          CAST(detail AS TEXT) AS detail"
     };
 }

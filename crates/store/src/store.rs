@@ -12,17 +12,18 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
-    ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId, ServerId,
-    ServerSpec, TokenHash, TokenId, UserId, needs_new_payload,
+    ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId,
+    PasswordHash, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId, needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
 use crate::rows::{self, EventValues, Reader, truncate};
 use crate::{
-    Action, ApiToken, AuditEntry, AuditRecord, Channel, Claim, Delivery, Event, EventFilter,
-    EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention, LogLine, NewJob,
-    NewToken, Page, PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, ScheduleState,
-    SendResult, Server, ServerUpdate, Store, StoreError, User,
+    Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Claim, Credentials, Delivery, Event,
+    EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
+    LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
+    PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerUpdate, Session,
+    SessionUser, Store, StoreError, User,
 };
 
 pub(crate) mod jobs;
@@ -70,11 +71,18 @@ fn event_filter<B: Backend>() -> String {
 
 pub(crate) async fn insert_audit<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<()> {
     sql(
-        "INSERT INTO audit_log (at, actor_token_id, action, target_type, target_id, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO audit_log (at, actor_token_id, actor_user_id, action, target_type, \
+         target_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(entry.at)
-    .bind(entry.actor.map(|t| t.0))
+    .bind(match entry.actor {
+        Some(Actor::Token(id)) => Some(id.0),
+        _ => None,
+    })
+    .bind(match entry.actor {
+        Some(Actor::User(id)) => Some(id.0),
+        _ => None,
+    })
     .bind(entry.action.as_str())
     .bind(entry.target_type.as_str())
     .bind(entry.target_id)
@@ -424,6 +432,277 @@ impl<B: Backend> Store for SqlStore<B> {
         .await?
         .ok_or(StoreError::NotFound { what: "user" })?;
         rows::user(&row)
+    }
+
+    async fn create_user(
+        &self,
+        new: NewUser,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<User> {
+        let mut tx = self.db.begin().await?;
+        let row = sql(concat!(
+            "INSERT INTO users (name, role, created_at, password_hash) VALUES ($1, $2, $3, $4) \
+             RETURNING ",
+            user_columns!()
+        ))
+        .bind(new.name.as_str())
+        .bind(new.role.as_str())
+        .bind(truncate(now))
+        .bind(new.password_hash.as_ref().map(PasswordHash::as_str))
+        .fetch_one(&mut tx)
+        .await
+        .map_err(|e| match rows::unique_violation(&e) {
+            Some("users.name") => rows::name_conflict("user", new.name.as_str()),
+            _ => e.into(),
+        })?;
+        let user = rows::user(&row)?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(user.id.0))).await?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn find_user(&self, name: &str) -> Result<Option<User>> {
+        Ok(self.credentials(name).await?.map(|c| c.user))
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY id"
+        ))
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::user)
+        .collect()
+    }
+
+    async fn credentials(&self, name: &str) -> Result<Option<Credentials>> {
+        let row = sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&mut self.db.pool())
+        .await?;
+        row.as_ref().map(rows::credentials).transpose()
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        hash: PasswordHash,
+        audit: &AuditEntry,
+    ) -> Result<User> {
+        let mut tx = self.db.begin().await?;
+        let row = sql(concat!(
+            "UPDATE users SET password_hash = $2 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(user.0)
+        .bind(hash.as_str())
+        .fetch_optional(&mut tx)
+        .await?
+        .ok_or(StoreError::NotFound { what: "user" })?;
+        // Whoever knew the old password is signed out everywhere.
+        let ended = sql("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user.0)
+            .execute(&mut tx)
+            .await?;
+        let mut entry = rows::audit_entry(audit, Some(user.0));
+        if let serde_json::Value::Object(map) = &mut entry.detail {
+            map.insert("sessionsEnded".into(), ended.into());
+        }
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        rows::user(&row)
+    }
+
+    async fn remove_user(&self, user: UserId, audit: &AuditEntry) -> Result<User> {
+        let mut tx = self.db.begin().await?;
+        // Every admin row stays as read until the commit, so two removals
+        // of the last two admins cannot both see the other one remaining.
+        let admins: Vec<i64> = sql(B::lock(
+            "SELECT id FROM users WHERE role = 'admin' ORDER BY id",
+            Lock::Update,
+        ))
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(|row| Reader::new(row, "users").int("id"))
+        .collect::<Result<_>>()?;
+        let row = sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(user.0)
+        .fetch_optional(&mut tx)
+        .await?
+        .ok_or(StoreError::NotFound { what: "user" })?;
+        let found = rows::user(&row)?;
+        if admins == [user.0] {
+            return Err(rows::last_admin());
+        }
+        let owned = sql("SELECT COUNT(*) AS n FROM events WHERE owner_id = $1")
+            .bind(user.0)
+            .fetch_one(&mut tx)
+            .await?;
+        let owned = Reader::new(&owned, "events").int("n")?;
+        if owned > 0 {
+            return Err(rows::user_owns_events(owned));
+        }
+        // Tokens and sessions go with it (ON DELETE CASCADE).
+        sql("DELETE FROM users WHERE id = $1")
+            .bind(user.0)
+            .execute(&mut tx)
+            .await?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(user.0))).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
+    async fn create_session(
+        &self,
+        new: NewSession,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+        audit: &AuditEntry,
+    ) -> Result<Session> {
+        let now = truncate(now);
+        let mut tx = self.db.begin().await?;
+        sql("DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at <= $2")
+            .bind(now)
+            .bind(now - idle)
+            .execute(&mut tx)
+            .await?;
+        let row = sql(concat!(
+            "INSERT INTO sessions (id, user_id, csrf_token, created_at, last_seen_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $4, $5) RETURNING ",
+            session_columns!()
+        ))
+        .bind(new.hash.0.to_vec())
+        .bind(new.user_id.0)
+        .bind(new.csrf_token)
+        .bind(now)
+        .bind(truncate(new.expires_at))
+        .fetch_one(&mut tx)
+        .await
+        .map_err(|e| {
+            if rows::is_foreign_key_violation(&e) {
+                StoreError::NotFound { what: "user" }
+            } else {
+                e.into()
+            }
+        })?;
+        let session = rows::session(&row)?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(new.user_id.0))).await?;
+        tx.commit().await?;
+        Ok(session)
+    }
+
+    async fn use_session(
+        &self,
+        hash: &SessionHash,
+        now: DateTime<Utc>,
+        idle: chrono::TimeDelta,
+    ) -> Result<Option<SessionUser>> {
+        let now = truncate(now);
+        let select = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id = $1"
+        );
+        let Some(row) = sql(select)
+            .bind(hash.0.to_vec())
+            .fetch_optional(&mut self.db.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut session = rows::session(&row)?;
+        if !session.is_live(now, idle) {
+            sql("DELETE FROM sessions WHERE id = $1")
+                .bind(hash.0.to_vec())
+                .execute(&mut self.db.writer())
+                .await?;
+            return Ok(None);
+        }
+        let threshold = rows::session_seen_threshold(now);
+        if session.last_seen_at < threshold {
+            // Conditional, as for tokens: of concurrent requests one writes,
+            // and a clock behind never moves the time backwards.
+            let updated = sql(concat!(
+                "UPDATE sessions SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $3 \
+                 RETURNING ",
+                session_columns!()
+            ))
+            .bind(hash.0.to_vec())
+            .bind(now)
+            .bind(threshold)
+            .fetch_optional(&mut self.db.writer())
+            .await?;
+            match updated {
+                Some(row) => session = rows::session(&row)?,
+                // Another request recorded the use, or the session was
+                // deleted (signed out) in between: read again.
+                None => match sql(select)
+                    .bind(hash.0.to_vec())
+                    .fetch_optional(&mut self.db.pool())
+                    .await?
+                {
+                    Some(row) => session = rows::session(&row)?,
+                    None => return Ok(None),
+                },
+            }
+        }
+        let row = sql(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(session.user_id.0)
+        .fetch_optional(&mut self.db.pool())
+        .await?;
+        // The user was removed in between (its sessions went with it).
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SessionUser {
+            session,
+            user: rows::user(&row)?,
+        }))
+    }
+
+    async fn delete_session(&self, hash: &SessionHash, audit: &AuditEntry) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let row = sql("DELETE FROM sessions WHERE id = $1 RETURNING user_id")
+            .bind(hash.0.to_vec())
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let user = Reader::new(&row, "sessions").int("user_id")?;
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(user))).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn list_sessions(&self, user: UserId) -> Result<Vec<Session>> {
+        sql(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = $1 ORDER BY created_at"
+        ))
+        .bind(user.0)
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::session)
+        .collect()
     }
 
     async fn create_token(

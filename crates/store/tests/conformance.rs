@@ -113,6 +113,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    users_have_password_hashes_and_the_last_admin_stays,
+    sessions_are_found_by_hash_until_idle_expired_or_ended,
     creating_a_script_event_makes_payload_v1,
     a_content_change_makes_the_next_version_the_only_active_one,
     renames_schedules_and_tags_keep_the_payload,
@@ -1177,7 +1179,7 @@ async fn every_mutation_is_audited_newest_first(b: Backend) {
         .delete_event(
             event.id,
             &AuditEntry {
-                actor: Some(token.id),
+                actor: Some(cronium_store::Actor::Token(token.id)),
                 detail: json!({ "name": "backup" }),
                 ..audit("event.delete", "event")
             },
@@ -1205,7 +1207,7 @@ async fn every_mutation_is_audited_newest_first(b: Backend) {
     assert_eq!(log.total, 6);
     assert!(log.items.windows(2).all(|w| w[0].id > w[1].id));
     let newest = &log.items[0].entry;
-    assert_eq!(newest.actor, Some(token.id));
+    assert_eq!(newest.actor, Some(cronium_store::Actor::Token(token.id)));
     assert_eq!(newest.detail, json!({ "name": "backup" }));
     // The store adds the version it made, which the caller could not know.
     assert_eq!(log.items[3].entry.detail, json!({ "payloadVersion": 2 }));
@@ -2425,7 +2427,7 @@ async fn prune_writes_the_callers_audit_entry_and_never_reads_the_clock(b: Backe
     // itself, it would show.
     let at = Utc.with_ymd_and_hms(2031, 5, 6, 7, 8, 9).unwrap()
         + chrono::Duration::nanoseconds(123_456_789);
-    let actor = cronium_core::TokenId(42);
+    let actor = cronium_store::Actor::Token(cronium_core::TokenId(42));
     let entry = AuditEntry {
         at,
         actor: Some(actor),
@@ -2461,6 +2463,350 @@ async fn prune_writes_the_callers_audit_entry_and_never_reads_the_clock(b: Backe
 
 fn cronium_store_truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap()
+}
+
+// --- users and sessions -------------------------------------------------------
+
+const HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGg";
+
+fn new_user(name: &str, role: Role) -> cronium_store::NewUser {
+    cronium_store::NewUser {
+        name: cronium_core::UserName::new(name).unwrap(),
+        role,
+        password_hash: Some(cronium_core::PasswordHash::new(HASH.into()).unwrap()),
+    }
+}
+
+fn session(hash: u8, user: UserId, expires_at: DateTime<Utc>) -> cronium_store::NewSession {
+    cronium_store::NewSession {
+        hash: cronium_core::SessionHash([hash; 32]),
+        user_id: user,
+        csrf_token: format!("csrf-{hash}"),
+        expires_at,
+    }
+}
+
+async fn users_have_password_hashes_and_the_last_admin_stays(b: Backend) {
+    let store = b.store.as_ref();
+    let admin = store.ensure_admin(t(0)).await.unwrap();
+    assert!(!admin.has_password, "admin starts without a password");
+    let found = store.credentials("admin").await.unwrap().unwrap();
+    assert_eq!(found.password_hash, None);
+    assert!(store.credentials("nobody").await.unwrap().is_none());
+
+    // A new password ends the user's sessions, in the same transaction.
+    store
+        .create_session(
+            session(1, admin.id, t(3600)),
+            t(0),
+            chrono::TimeDelta::minutes(30),
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    let hash = cronium_core::PasswordHash::new(HASH.into()).unwrap();
+    let updated = store
+        .set_password(admin.id, hash.clone(), &audit("user.passwd", "user"))
+        .await
+        .unwrap();
+    assert!(updated.has_password);
+    assert_eq!(
+        store
+            .credentials("admin")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        Some(hash)
+    );
+    assert!(store.list_sessions(admin.id).await.unwrap().is_empty());
+
+    let ops = store
+        .create_user(
+            new_user("ops", Role::Editor),
+            t(1),
+            &audit("user.create", "user"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (ops.name.as_str(), ops.role, ops.has_password),
+        ("ops", Role::Editor, true)
+    );
+    let err = store
+        .create_user(
+            new_user("ops", Role::Viewer),
+            t(2),
+            &audit("user.create", "user"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(field(err), "conflict:name");
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, ["admin", "ops"]);
+
+    // The last admin cannot go; a user who owns events neither.
+    let err = store
+        .remove_user(admin.id, &audit("user.delete", "user"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { message, .. } if message.contains("last admin")),
+        "{err}"
+    );
+    create(store, ops.id, spec("owned")).await;
+    let err = store
+        .remove_user(ops.id, &audit("user.delete", "user"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { message, .. } if message.contains("owns 1 event")),
+        "{err}"
+    );
+
+    // A second admin makes the first removable, with its tokens and sessions.
+    let other = store
+        .create_user(
+            new_user("root2", Role::Admin),
+            t(3),
+            &audit("user.create", "user"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_token(
+            NewToken {
+                user_id: admin.id,
+                name: "t".into(),
+                role: Role::Admin,
+                hash: TokenHash([7; 32]),
+            },
+            t(4),
+            &audit("token.create", "token"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_session(
+            session(2, admin.id, t(3600)),
+            t(4),
+            chrono::TimeDelta::minutes(30),
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    store
+        .remove_user(admin.id, &audit("user.delete", "user"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .use_token(&TokenHash([7; 32]), t(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.list_sessions(admin.id).await.unwrap().is_empty());
+    assert_eq!(
+        field(
+            store
+                .remove_user(admin.id, &audit("user.delete", "user"))
+                .await
+                .unwrap_err()
+        ),
+        "not found:user"
+    );
+    let err = store
+        .remove_user(other.id, &audit("user.delete", "user"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { .. }),
+        "root2 is now the last admin"
+    );
+
+    // Every change is audited; a UI user is recorded as the actor.
+    let entry = AuditEntry {
+        actor: Some(cronium_store::Actor::User(other.id)),
+        ..audit("user.passwd", "user")
+    };
+    store
+        .set_password(
+            ops.id,
+            cronium_core::PasswordHash::new(HASH.into()).unwrap(),
+            &entry,
+        )
+        .await
+        .unwrap();
+    let log = store.list_audit(all()).await.unwrap().items;
+    assert_eq!(
+        log[0].entry.actor,
+        Some(cronium_store::Actor::User(other.id))
+    );
+    assert_eq!(log[0].entry.detail["sessionsEnded"], 0);
+    let actions: Vec<&str> = log.iter().map(|r| r.entry.action.as_str()).collect();
+    for action in [
+        "user.create",
+        "user.passwd",
+        "user.delete",
+        "session.create",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}
+
+async fn sessions_are_found_by_hash_until_idle_expired_or_ended(b: Backend) {
+    let store = b.store.as_ref();
+    let admin = store.ensure_admin(t(0)).await.unwrap();
+    let idle = chrono::TimeDelta::minutes(30);
+    let created = store
+        .create_session(
+            session(1, admin.id, t(12 * 3600)),
+            t(0),
+            idle,
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.created_at, created.last_seen_at, created.expires_at),
+        (t(0), t(0), t(12 * 3600))
+    );
+    let hash = cronium_core::SessionHash([1; 32]);
+    let found = store
+        .use_session(&hash, t(30), idle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.user.id, admin.id);
+    assert_eq!(found.session.csrf_token, "csrf-1");
+    assert_eq!(
+        found.session.last_seen_at,
+        t(0),
+        "within a minute: nothing written"
+    );
+    let found = store
+        .use_session(&hash, t(90), idle)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        found.session.last_seen_at,
+        t(90),
+        "over a minute: the use is recorded"
+    );
+    assert!(
+        store
+            .use_session(&cronium_core::SessionHash([9; 32]), t(90), idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Unused for the idle timeout: gone (and deleted).
+    assert!(
+        store
+            .use_session(&hash, t(90) + idle, idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.list_sessions(admin.id).await.unwrap().is_empty());
+
+    // Past its absolute end: gone, however recently used.
+    store
+        .create_session(
+            session(2, admin.id, t(600)),
+            t(0),
+            idle,
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    let two = cronium_core::SessionHash([2; 32]);
+    for at in (60..600).step_by(120) {
+        assert!(
+            store
+                .use_session(&two, t(at), idle)
+                .await
+                .unwrap()
+                .is_some(),
+            "{at}"
+        );
+    }
+    assert!(
+        store
+            .use_session(&two, t(600), idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Ended by signing out: once.
+    store
+        .create_session(
+            session(3, admin.id, t(7200)),
+            t(700),
+            idle,
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    let three = cronium_core::SessionHash([3; 32]);
+    assert!(
+        store
+            .delete_session(&three, &audit("session.delete", "user"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_session(&three, &audit("session.delete", "user"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .use_session(&three, t(701), idle)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A new session sweeps those that ended, whoever's they were.
+    store
+        .create_session(
+            session(4, admin.id, t(7200)),
+            t(700),
+            idle,
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    store
+        .create_session(
+            session(5, admin.id, t(90_000)),
+            t(10_000),
+            idle,
+            &audit("session.create", "user"),
+        )
+        .await
+        .unwrap();
+    let left: Vec<u8> = store
+        .list_sessions(admin.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.hash.0[0])
+        .collect();
+    assert_eq!(left, [5]);
 }
 
 // --- schedules and jobs -------------------------------------------------------

@@ -163,6 +163,29 @@ impl Server {
         Run(cmd.output().expect("run cronium"))
     }
 
+    /// Runs `cronium ARGS` with `stdin` as its standard input.
+    pub fn cronium_stdin(&self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Run {
+        use std::io::Write;
+        let mut child = Command::new(CRONIUM)
+            .args(args)
+            .env("CRONIUM_URL", &self.url)
+            .env("CRONIUM_DATA_DIR", &self.data)
+            .env_remove("CRONIUM_TOKEN")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start cronium");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        Run(child.wait_with_output().expect("run cronium"))
+    }
+
     /// Starts `cronium ARGS` as the local admin with its output piped, for a
     /// test that reads it while the command still runs.
     pub fn cronium_spawn(&self, args: &[&str]) -> Background {

@@ -179,7 +179,7 @@ pub(crate) async fn channel_names(state: &AppState) -> Result<HashMap<i64, Strin
 fn audit(caller: &Caller, action: &str, event: EventId, detail: serde_json::Value) -> AuditEntry {
     AuditEntry {
         at: crate::now(),
-        actor: Some(caller.token),
+        actor: Some(caller.actor()),
         action: action.into(),
         target_type: "event".into(),
         target_id: Some(event.0),

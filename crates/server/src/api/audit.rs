@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use cronium_store::AuditRecord;
+use cronium_store::{Actor, AuditRecord};
 use serde::{Deserialize, Serialize};
 
 use super::{PageBody, page};
@@ -15,8 +15,11 @@ use crate::tokens::Admin;
 pub struct AuditView {
     pub id: i64,
     pub at: DateTime<Utc>,
-    /// The id of the token that acted; `null` for the server itself.
+    /// The id of the token that acted; `null` for a user in the web UI and
+    /// for the server itself.
     pub actor: Option<i64>,
+    /// The id of the user who acted in the web UI; `null` otherwise.
+    pub actor_user: Option<i64>,
     pub action: String,
     pub target_type: String,
     pub target_id: Option<i64>,
@@ -28,7 +31,14 @@ impl From<AuditRecord> for AuditView {
         AuditView {
             id: r.id,
             at: r.entry.at,
-            actor: r.entry.actor.map(|t| t.0),
+            actor: match r.entry.actor {
+                Some(Actor::Token(id)) => Some(id.0),
+                _ => None,
+            },
+            actor_user: match r.entry.actor {
+                Some(Actor::User(id)) => Some(id.0),
+                _ => None,
+            },
             action: r.entry.action,
             target_type: r.entry.target_type,
             target_id: r.entry.target_id,

@@ -189,7 +189,7 @@ fn audit(
 ) -> AuditEntry {
     AuditEntry {
         at: crate::now(),
-        actor: Some(caller.token),
+        actor: Some(caller.actor()),
         action: action.into(),
         target_type: "channel".into(),
         target_id: target.map(|id| id.0),

@@ -23,7 +23,7 @@ use cronium_core::{
 use cronium_payload::manifest::check_env_value;
 use cronium_payload::{EnvKey, Interpreter, Sha256Digest};
 use cronium_store::{
-    AuditEntry, Event, EventFilter, NewJob, PayloadRecord, ScheduleState, StoreError,
+    AuditEntry, Event, EventFilter, Job, NewJob, PayloadRecord, ScheduleState, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -665,7 +665,7 @@ fn audit(
 ) -> AuditEntry {
     AuditEntry {
         at: crate::now(),
-        actor: Some(caller.token),
+        actor: Some(caller.actor()),
         action: action.into(),
         target_type: "event".into(),
         target_id: target.map(|id| id.0),
@@ -824,43 +824,7 @@ pub async fn run(
     } else {
         parse_json(&body)?
     };
-    let event = state.store.get_event(EventId(id)).await?;
-    match event.spec.status {
-        EventStatus::Active | EventStatus::Paused => {}
-        other => {
-            return Err(ApiError::conflict(
-                "status",
-                format!("the event is {other}; only active or paused events run"),
-            ));
-        }
-    }
-    let input = fields.input;
-    let now = crate::now();
-    let job = state
-        .store
-        .enqueue_job(
-            NewJob {
-                event_id: event.id,
-                trigger: Trigger::Manual,
-                scheduled_at: now,
-                input,
-            },
-            now,
-        )
-        .await?;
-    tracing::info!(event = id, job = job.id.0, token = caller.token.0, status = %job.status, "manual run");
-    if job.status == JobStatus::Skipped {
-        return Err(ApiError::conflict(
-            "overlap",
-            job.error
-                .unwrap_or_else(|| "skipped by the overlap policy".into()),
-        ));
-    }
-    if event.spec.policy.overlap == OverlapPolicy::Replace {
-        // The store asked the earlier runs to stop; those on this node stop now.
-        state.running.cancel_event(event.id);
-    }
-    state.jobs_queued.notify_one();
+    let job = run_now(&state, &caller, EventId(id), fields.input).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(super::jobs::JobView::from(job)),
@@ -995,6 +959,54 @@ pub async fn download(
         bytes,
     )
         .into_response())
+}
+
+/// Runs an event now, as a job of its own (the overlap policy applies), for
+/// the API and the web UI alike: a `Conflict` when the policy refused it
+/// (recorded as a `skipped` job) or the event cannot run.
+pub(crate) async fn run_now(
+    state: &AppState,
+    caller: &Caller,
+    id: EventId,
+    input: Option<serde_json::Value>,
+) -> Result<Job, ApiError> {
+    let event = state.store.get_event(id).await?;
+    match event.spec.status {
+        EventStatus::Active | EventStatus::Paused => {}
+        other => {
+            return Err(ApiError::conflict(
+                "status",
+                format!("the event is {other}; only active or paused events run"),
+            ));
+        }
+    }
+    let now = crate::now();
+    let job = state
+        .store
+        .enqueue_job(
+            NewJob {
+                event_id: event.id,
+                trigger: Trigger::Manual,
+                scheduled_at: now,
+                input,
+            },
+            now,
+        )
+        .await?;
+    tracing::info!(event = id.0, job = job.id.0, actor = %caller.actor(), status = %job.status, "manual run");
+    if job.status == JobStatus::Skipped {
+        return Err(ApiError::conflict(
+            "overlap",
+            job.error
+                .unwrap_or_else(|| "skipped by the overlap policy".into()),
+        ));
+    }
+    if event.spec.policy.overlap == OverlapPolicy::Replace {
+        // The store asked the earlier runs to stop; those on this node stop now.
+        state.running.cancel_event(event.id);
+    }
+    state.jobs_queued.notify_one();
+    Ok(job)
 }
 
 #[cfg(test)]

@@ -224,7 +224,7 @@ pub async fn cancel(
     let id = JobId(id);
     let entry = AuditEntry {
         at: crate::now(),
-        actor: Some(caller.token),
+        actor: Some(caller.actor()),
         action: "job.cancel".into(),
         target_type: "job".into(),
         target_id: Some(id.0),
@@ -335,7 +335,7 @@ pub async fn logs(
         (None, None) => 0,
     };
     if follow {
-        return Ok(follow_logs(state, id, after).into_response());
+        return Ok(follow_logs(state, id, after, line_event).into_response());
     }
     let limit = match q.limit.as_deref() {
         None => LOG_PAGE,
@@ -357,14 +357,20 @@ pub async fn logs(
 }
 
 /// The SSE stream: every stored line after `after` (event `stdout`,
-/// `stderr` or `system`, id = its sequence number, data = the line as JSON),
-/// then new lines as they are stored, then one `end` event with the job's
-/// final status, exit code and error.
-fn follow_logs(state: AppState, job: JobId, after: u64) -> impl IntoResponse {
+/// `stderr` or `system`, id = its sequence number, data = the line as
+/// `render` makes it: JSON for the API, HTML for the log viewer), then new
+/// lines as they are stored, then one `end` event with the job's final
+/// status, exit code and error.
+pub(crate) fn follow_logs(
+    state: AppState,
+    job: JobId,
+    after: u64,
+    render: fn(LogLine) -> SseEvent,
+) -> impl IntoResponse {
     let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
     tokio::spawn(async move {
         let hub = state.hub.clone();
-        if let Err(e) = pump(&state, job, after, &tx).await {
+        if let Err(e) = pump(&state, job, after, render, &tx).await {
             // The follower learns through the stream; the server log gets the cause.
             tracing::warn!(job = job.0, error = %e, "log follow stopped");
             let _ = tx
@@ -389,6 +395,7 @@ async fn pump(
     state: &AppState,
     job: JobId,
     mut after: u64,
+    render: fn(LogLine) -> SseEvent,
     tx: &tokio::sync::mpsc::Sender<SseEvent>,
 ) -> Result<(), cronium_store::StoreError> {
     let mut updates = state.hub.subscribe(job);
@@ -398,7 +405,7 @@ async fn pump(
         let full = lines.len() as u32 == LOG_PAGE;
         for line in lines {
             after = line.seq;
-            if tx.send(line_event(line)).await.is_err() {
+            if tx.send(render(line)).await.is_err() {
                 return Ok(());
             }
         }
@@ -410,7 +417,7 @@ async fn pump(
             // Lines stored between the read above and the final status.
             let rest = state.store.job_logs(job, after, u32::MAX).await?;
             for line in rest {
-                if tx.send(line_event(line)).await.is_err() {
+                if tx.send(render(line)).await.is_err() {
                     return Ok(());
                 }
             }

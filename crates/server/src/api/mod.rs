@@ -34,21 +34,21 @@ pub mod tokens;
 /// the check that long, and health checkers give up sooner and learn nothing.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A router that remembers what it routes.
+/// A router that remembers what it routes (the web UI's uses it too).
 pub struct Routes {
-    router: Router<AppState>,
-    table: Vec<(Method, &'static str)>,
+    pub(crate) router: Router<AppState>,
+    pub(crate) table: Vec<(Method, &'static str)>,
 }
 
 impl Routes {
-    fn new() -> Routes {
+    pub(crate) fn new() -> Routes {
         Routes {
             router: Router::new(),
             table: Vec::new(),
         }
     }
 
-    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Routes
+    pub(crate) fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Routes
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -108,15 +108,16 @@ fn routes() -> Routes {
         .add(M::GET, "/api/v1/audit", audit::list)
 }
 
-/// Every (method, path template) the router serves.
+/// Every (method, path template) of the API (the UI's: `ui::route_table`).
 pub fn route_table() -> Vec<(Method, &'static str)> {
     routes().table
 }
 
-/// The whole application, ready to serve.
+/// The whole application, API and web UI, ready to serve.
 pub fn router(state: AppState) -> Router {
     routes()
         .router
+        .merge(crate::ui::router(state.clone()))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -165,15 +166,21 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     response
 }
 
-async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+/// An unknown route: the API's error, or a page for a UI path.
+async fn no_route(method: Method, uri: axum::http::Uri) -> Response {
+    let message = format!("no route for {method} {}", uri.path());
+    if crate::ui::is_page_path(uri.path()) {
+        return crate::ui::not_found(ErrorCode::NotFound, message);
+    }
+    ApiError::not_found(message).into_response()
 }
 
-async fn wrong_method(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        format!("{method} is not allowed on {}", uri.path()),
-    )
+async fn wrong_method(method: Method, uri: axum::http::Uri) -> Response {
+    let message = format!("{method} is not allowed on {}", uri.path());
+    if crate::ui::is_page_path(uri.path()) {
+        return crate::ui::not_found(ErrorCode::MethodNotAllowed, message);
+    }
+    ApiError::new(ErrorCode::MethodNotAllowed, message).into_response()
 }
 
 #[derive(Serialize)]

@@ -177,7 +177,7 @@ fn audit(
 ) -> AuditEntry {
     AuditEntry {
         at: crate::now(),
-        actor: Some(caller.token),
+        actor: Some(caller.actor()),
         action: action.into(),
         target_type: "server".into(),
         target_id: target.map(|id| id.0),

@@ -216,6 +216,178 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs a `cronium user` action against this server's database, as the
+    /// command does on the server's host.
+    pub fn users(
+        &self,
+        action: cronium_server::users::UserAction,
+    ) -> cronium_server::users::Outcome {
+        self.runtime.block_on(async {
+            let store = cronium_server::users::open_store(&self.config)
+                .await
+                .expect("store");
+            cronium_server::users::apply(store.as_ref(), action)
+                .await
+                .expect("user action")
+        })
+    }
+
+    /// Sets `name`'s password.
+    pub fn set_password(&self, name: &str, password: &str) {
+        self.users(cronium_server::users::UserAction::Passwd {
+            name: name.into(),
+            password: cronium_core::Password::new(password.into()).unwrap(),
+        });
+    }
+
+    /// Adds a user with `role` and `password`.
+    pub fn add_user(&self, name: &str, role: &str, password: &str) {
+        self.users(cronium_server::users::UserAction::Add {
+            name: name.into(),
+            role: cronium_core::Role::parse(role).unwrap(),
+            password: cronium_core::Password::new(password.into()).unwrap(),
+        });
+    }
+
+    /// A browser with no session yet, sending this server's own `Origin`.
+    pub fn browser(&self) -> Browser<'_> {
+        Browser {
+            app: self,
+            agent: ureq::Agent::new_with_config(
+                ureq::config::Config::builder()
+                    .http_status_as_error(false)
+                    .max_redirects(0)
+                    .timeout_global(Some(Duration::from_secs(60)))
+                    .build(),
+            ),
+            cookie: None,
+            origin: Some(self.base.clone()),
+        }
+    }
+}
+
+/// What a browser does to the UI, without following redirects: it keeps
+/// the session cookie it was given, and sends `origin` with its forms.
+pub struct Browser<'a> {
+    pub app: &'a TestApp,
+    agent: ureq::Agent,
+    /// `cronium_session=…`, as the browser would send it back.
+    pub cookie: Option<String>,
+    pub origin: Option<String>,
+}
+
+impl Browser<'_> {
+    pub fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Resp {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.app.base, path));
+        if let Some(cookie) = &self.cookie {
+            builder = builder.header("cookie", cookie.as_str());
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let result = match body {
+            Some(body) => self
+                .agent
+                .run(builder.body(body.into_bytes()).expect("request")),
+            None => self.agent.run(builder.body(()).expect("request")),
+        };
+        let mut response = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.body_mut().read_to_vec().expect("response body");
+        let resp = Resp {
+            status,
+            headers,
+            body,
+        };
+        // Like a browser: a new cookie replaces the old, an expired one goes.
+        if let Some(set) = resp.header("set-cookie") {
+            let pair = set.split(';').next().unwrap().trim().to_string();
+            self.cookie = if set.contains("Max-Age=0") {
+                None
+            } else {
+                Some(pair)
+            };
+        }
+        resp
+    }
+
+    pub fn get(&mut self, path: &str) -> Resp {
+        self.send("GET", path, &[], None)
+    }
+
+    /// Posts a form (fields percent-encoded) with this browser's origin.
+    pub fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Resp {
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let origin = self.origin.clone();
+        let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+        if let Some(origin) = &origin {
+            headers.push(("origin", origin.as_str()));
+        }
+        self.send("POST", path, &headers, Some(body))
+    }
+
+    /// Signs in; returns the answer to the form.
+    pub fn login(&mut self, name: &str, password: &str, next: &str) -> Resp {
+        self.post(
+            "/login",
+            &[("name", name), ("password", password), ("next", next)],
+        )
+    }
+
+    /// Signs in, asserting it worked.
+    #[track_caller]
+    pub fn signed_in(mut self, name: &str, password: &str) -> Self {
+        let resp = self.login(name, password, "/");
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        assert!(self.cookie.is_some());
+        self
+    }
+
+    /// The CSRF token in the forms of the page at `path`.
+    #[track_caller]
+    pub fn csrf(&mut self, path: &str) -> String {
+        let page = self.get(path);
+        assert_eq!(page.status, 200, "{}", page.text());
+        csrf_of(&page.text())
+    }
+}
+
+/// The value of the first `csrf` hidden field in a page.
+pub fn csrf_of(html: &str) -> String {
+    let start = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token")
+        + 19;
+    html[start..].split('"').next().unwrap().to_string()
+}
+
+/// Form encoding of a value.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {

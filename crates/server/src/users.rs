@@ -1,0 +1,148 @@
+//! The user commands run on the server's host (`cronium user passwd|add|list|remove`): straight against the database `cronium serve` uses, found the same way, so that setting the first password needs no API and no token.
+//!
+//! These are the operator's tools on the machine itself: whoever can run
+//! them can read the database anyway. What they do is audited with no actor
+//! (the system) and says which command did it.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use cronium_core::{Password, Role, UserName};
+use cronium_engine::files;
+use cronium_store::{AuditEntry, NewUser, Store, User};
+
+use crate::{Config, Overrides, config, now, passwords};
+
+/// What to do.
+#[derive(Debug)]
+pub enum UserAction {
+    Passwd {
+        name: String,
+        password: Password,
+    },
+    Add {
+        name: String,
+        role: Role,
+        password: Password,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+}
+
+/// What it did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// One user was changed, added or removed.
+    User(User),
+    Users(Vec<User>),
+}
+
+/// Opens the configured database (creating the data dir and the SQLite
+/// file, and `admin`, as a first `cronium serve` would), applying migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    let url = match &config.database_url {
+        Some(url) => url.clone(),
+        None => {
+            files::create_private_dir(&config.data_dir)
+                .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+            let data_dir = config
+                .data_dir
+                .canonicalize()
+                .with_context(|| format!("cannot resolve {}", config.data_dir.display()))?;
+            config.database_url_for(&data_dir)
+        }
+    };
+    let store = cronium_store::open(&url)
+        .await
+        .with_context(|| format!("cannot open database {}", config::redact_url(&url)))?;
+    store
+        .ensure_admin(now())
+        .await
+        .context("cannot create the admin user")?;
+    Ok(store)
+}
+
+fn audit(action: &str, command: &str, detail: serde_json::Value) -> AuditEntry {
+    let mut detail = detail;
+    if let serde_json::Value::Object(map) = &mut detail {
+        map.insert("via".into(), format!("cronium user {command}").into());
+    }
+    AuditEntry {
+        at: now(),
+        actor: None,
+        action: action.into(),
+        target_type: "user".into(),
+        target_id: None,
+        detail,
+    }
+}
+
+async fn existing(store: &dyn Store, name: &str) -> Result<User> {
+    match store.find_user(name).await? {
+        Some(user) => Ok(user),
+        None => bail!("there is no user named {name:?} (cronium user list shows them)"),
+    }
+}
+
+/// Hashes off the async threads: argon2 takes tens of milliseconds on purpose.
+async fn hash(password: Password) -> Result<cronium_core::PasswordHash> {
+    tokio::task::spawn_blocking(move || passwords::hash(&password))
+        .await
+        .context("cannot hash the password")
+}
+
+/// Does `action` on `store`.
+pub async fn apply(store: &dyn Store, action: UserAction) -> Result<Outcome> {
+    match action {
+        UserAction::Passwd { name, password } => {
+            let user = existing(store, &name).await?;
+            let hash = hash(password).await?;
+            let entry = audit("user.passwd", "passwd", serde_json::json!({ "name": name }));
+            Ok(Outcome::User(
+                store.set_password(user.id, hash, &entry).await?,
+            ))
+        }
+        UserAction::Add {
+            name,
+            role,
+            password,
+        } => {
+            let name = UserName::new(&name)?;
+            let hash = hash(password).await?;
+            let entry = audit(
+                "user.create",
+                "add",
+                serde_json::json!({ "name": name.as_str(), "role": role.as_str() }),
+            );
+            let new = NewUser {
+                name,
+                role,
+                password_hash: Some(hash),
+            };
+            Ok(Outcome::User(store.create_user(new, now(), &entry).await?))
+        }
+        UserAction::List => Ok(Outcome::Users(store.list_users().await?)),
+        UserAction::Remove { name } => {
+            let user = existing(store, &name).await?;
+            let entry = audit("user.delete", "remove", serde_json::json!({ "name": name }));
+            Ok(Outcome::User(store.remove_user(user.id, &entry).await?))
+        }
+    }
+}
+
+/// The whole of a `cronium user` command for a synchronous caller (the CLI):
+/// resolves the configuration as `cronium serve` does, opens the database
+/// and does `action`.
+pub fn run_blocking(flags: Overrides, action: UserAction) -> Result<Outcome> {
+    let config = Config::resolve(flags, &|name| std::env::var(name).ok())?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            let store = open_store(&config).await?;
+            apply(store.as_ref(), action).await
+        })
+}

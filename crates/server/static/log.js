@@ -1,0 +1,93 @@
+// The log viewer of a job page: follows live lines (HTML the server escaped) while the reader is at the bottom, keeps at most MAX lines, loads earlier ones on demand, filters a fleet's servers, shows times in the reader's zone.
+(function () {
+  "use strict";
+  var MAX = 5000;
+  var log = document.getElementById("log");
+  if (!log) { return; }
+  var job = log.dataset.job;
+  var live = document.getElementById("live");
+  var earlier = document.getElementById("earlier");
+  var filter = document.getElementById("server-filter");
+  var status = document.getElementById("job-status");
+  var following = true;
+
+  function fragment(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html;
+    return template.content;
+  }
+  function dress(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (t) {
+      t.textContent = new Date(t.getAttribute("datetime")).toLocaleTimeString([], { hour12: false });
+    });
+    if (filter && filter.value) {
+      root.querySelectorAll(".l").forEach(function (line) {
+        line.hidden = line.dataset.server !== filter.value;
+      });
+    }
+    return root;
+  }
+  function atBottom() {
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+  }
+  function toBottom() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  dress(log);
+  toBottom();
+  log.addEventListener("scroll", function () {
+    following = atBottom();
+    live.hidden = following || log.dataset.running !== "true";
+  });
+  live.addEventListener("click", function () {
+    following = true;
+    live.hidden = true;
+    toBottom();
+  });
+  if (filter) {
+    filter.addEventListener("change", function () {
+      log.querySelectorAll(".l").forEach(function (line) {
+        line.hidden = filter.value !== "" && line.dataset.server !== filter.value;
+      });
+    });
+  }
+  earlier.addEventListener("click", function () {
+    var first = log.firstElementChild;
+    var before = first ? first.dataset.seq : "1";
+    fetch("/jobs/" + job + "/lines?before=" + before, { credentials: "same-origin" })
+      .then(function (r) { return r.text(); })
+      .then(function (html) {
+        var height = log.scrollHeight;
+        var lines = dress(fragment(html));
+        var count = lines.children.length;
+        log.insertBefore(lines, log.firstChild);
+        log.scrollTop += log.scrollHeight - height;
+        var top = log.firstElementChild;
+        earlier.hidden = count === 0 || (top !== null && top.dataset.seq === "1");
+      });
+  });
+
+  if (log.dataset.running !== "true") { return; }
+  var last = log.lastElementChild ? log.lastElementChild.dataset.seq : "0";
+  var source = new EventSource("/jobs/" + job + "/live?after=" + last);
+  function add(event) {
+    log.appendChild(dress(fragment(event.data)));
+    while (log.children.length > MAX) {
+      log.removeChild(log.firstElementChild);
+      earlier.hidden = false;
+    }
+    if (following) { toBottom(); }
+  }
+  ["stdout", "stderr", "system"].forEach(function (kind) {
+    source.addEventListener(kind, add);
+  });
+  source.addEventListener("end", function (event) {
+    source.close();
+    log.dataset.running = "false";
+    live.hidden = true;
+    var end = JSON.parse(event.data);
+    status.textContent = end.status;
+    status.className = "status " + end.status;
+  });
+})();

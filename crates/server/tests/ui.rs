@@ -1,0 +1,466 @@
+//! The web UI's foundation, on SQLite and PostgreSQL: signing in and out, the session cookie, the limits on failed sign-ins, CSRF and origin checks on every form, roles on pages, session expiry, and the headers every page carries.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{TestApp, contains, database_bytes};
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// What every UI answer must carry.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
+
+/// A form's fields.
+type Form<'a> = Vec<(&'a str, &'a str)>;
+
+#[track_caller]
+fn assert_protected(resp: &common::Resp, what: &str) {
+    assert_eq!(resp.header("content-security-policy"), Some(CSP), "{what}");
+    assert_eq!(resp.header("x-frame-options"), Some("DENY"), "{what}");
+    assert_eq!(
+        resp.header("x-content-type-options"),
+        Some("nosniff"),
+        "{what}"
+    );
+    assert_eq!(
+        resp.header("referrer-policy"),
+        Some("same-origin"),
+        "{what}"
+    );
+}
+
+#[track_caller]
+fn assert_no_inline_code(html: &str, what: &str) {
+    let lower = html.to_lowercase();
+    for forbidden in ["<script", "style=", "<style", " on"] {
+        let found = match forbidden {
+            // A script from this server's static files, with no body, is not inline.
+            "<script" => lower.match_indices("<script").any(|(i, _)| {
+                let tag_end = lower[i..].find('>').map_or(lower.len(), |e| i + e + 1);
+                let tag = &lower[i..tag_end];
+                !(tag.contains(" src=\"/static/") && lower[tag_end..].starts_with("</script>"))
+            }),
+            // An event handler attribute: ` onclick=`, ` onload=`…
+            " on" => lower.match_indices(" on").any(|(i, _)| {
+                lower[i + 3..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count()
+                    > 0
+                    && lower[i + 3..]
+                        .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+                        .starts_with('=')
+            }),
+            _ => lower.contains(forbidden),
+        };
+        assert!(!found, "{what} has inline code ({forbidden}): {html}");
+    }
+}
+
+/// A POST from 127.0.0.2, the way a second client would send it: the
+/// sign-in limit counts per address.
+fn post_from_other_address(app: &TestApp, path: &str, body: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    let mut stream = stream;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        app.base,
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+both_backends! {
+    fn signing_in_sets_a_strict_cookie_and_lands_where_you_were(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let mut browser = app.browser();
+
+        // A page without a session sends the browser to sign in, and back.
+        let resp = browser.get("/jobs?status=failed");
+        assert_eq!(resp.status, 303);
+        assert_eq!(resp.header("location"), Some("/login?next=/jobs%3Fstatus%3Dfailed"));
+        let form = browser.get("/login?next=/jobs%3Fstatus%3Dfailed");
+        assert_eq!(form.status, 200);
+        assert!(form.text().contains(r#"name="next" value="/jobs?status=failed""#), "{}", form.text());
+
+        // `admin` exists from the first start but has no password: no way in.
+        let resp = browser.login("admin", "", "/");
+        assert_eq!(resp.status, 401);
+        assert!(resp.text().contains("wrong name or password"));
+        assert!(browser.cookie.is_none());
+
+        app.set_password("admin", PASSWORD);
+        let resp = browser.login("admin", PASSWORD, "/jobs?status=failed");
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        assert_eq!(resp.header("location"), Some("/jobs?status=failed"));
+        let cookie = resp.header("set-cookie").unwrap();
+        let (pair, attributes) = cookie.split_once("; ").unwrap();
+        assert!(pair.starts_with("cronium_session=") && pair.len() == "cronium_session=".len() + 43, "{cookie}");
+        assert_eq!(attributes, "HttpOnly; SameSite=Strict; Path=/", "no Secure without https");
+        let page = browser.get("/jobs?status=failed");
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("admin"));
+
+        // Only a local path is followed after signing in.
+        for next in ["//evil.example", "https://evil.example", "/\\evil.example", "evil"] {
+            let mut other = app.browser();
+            let resp = other.login("admin", PASSWORD, next);
+            assert_eq!(resp.status, 303);
+            assert_eq!(resp.header("location"), Some("/"), "{next}");
+        }
+
+        // The database holds an argon2id hash and the cookie's hash, never
+        // the password or the cookie's secret.
+        let bytes = database_bytes(&app);
+        assert!(contains(&bytes, b"$argon2id$v=19$"), "an argon2id PHC string is stored");
+        assert!(!contains(&bytes, PASSWORD.as_bytes()));
+        assert!(!contains(&bytes, common::hex(PASSWORD).as_bytes()));
+        let secret = &pair["cronium_session=".len()..];
+        assert!(!contains(&bytes, secret.as_bytes()));
+        assert!(!contains(&bytes, common::hex(secret).as_bytes()));
+
+        // A session cookie opens no API route.
+        let cookie = browser.cookie.clone().unwrap();
+        app.send("GET", "/api/v1/events", None, &[("cookie", &cookie)], None)
+            .expect_error(401, "unauthorized", None);
+    }
+
+    fn the_cookie_is_secure_when_the_public_url_is_https(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| {
+            c.public_url = Some("https://cron.example.com".into());
+            c.secure_cookies = true;
+        });
+        app.set_password("admin", PASSWORD);
+        let mut browser = app.browser();
+        // Forms must now come from the public URL's origin.
+        assert_eq!(browser.login("admin", PASSWORD, "/").status, 403);
+        browser.origin = Some("https://cron.example.com".into());
+        let resp = browser.login("admin", PASSWORD, "/");
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        let cookie = resp.header("set-cookie").unwrap();
+        assert!(cookie.ends_with("; HttpOnly; SameSite=Strict; Path=/; Secure"), "{cookie}");
+    }
+
+    fn failed_sign_ins_are_generic_and_limited_per_name_and_per_address(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut browser = app.browser();
+
+        // Unknown name and wrong password: the same answer.
+        let unknown = browser.login("nobody", PASSWORD, "/");
+        let wrong = browser.login("admin", "not the password", "/");
+        for resp in [&unknown, &wrong] {
+            assert_eq!(resp.status, 401);
+            assert!(resp.text().contains("wrong name or password"), "{}", resp.text());
+            assert!(!resp.text().contains("no such user"));
+        }
+
+        // Per name: five failures from another address block `admin` here,
+        // even with the right password, which is then not even checked.
+        app.config.clock.advance(Duration::from_secs(16 * 60));
+        let body = format!("name=admin&password=wrong{}&next=%2F", "x".repeat(12));
+        for _ in 0..5 {
+            assert_eq!(post_from_other_address(&app, "/login", &body), 401);
+        }
+        let blocked = browser.login("admin", PASSWORD, "/");
+        assert_eq!(blocked.status, 429, "{}", blocked.text());
+        let retry: i64 = blocked.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=15 * 60).contains(&retry), "{retry}");
+        assert!(browser.cookie.is_none());
+        // Another name from this address is still fine.
+        app.add_user("ops", "viewer", PASSWORD);
+        assert_eq!(browser.login("ops", PASSWORD, "/").status, 303);
+
+        // Per address: five failures under different names block this
+        // address for any name.
+        app.config.clock.advance(Duration::from_secs(16 * 60));
+        let mut browser = app.browser();
+        for i in 0..5 {
+            assert_eq!(browser.login(&format!("guess{i}"), "wrong", "/").status, 401);
+        }
+        assert_eq!(browser.login("ops", PASSWORD, "/").status, 429);
+        assert_eq!(post_from_other_address(&app, "/login", &format!("name=ops&password={}", common::encode(PASSWORD))), 303);
+
+        // The window passes; a success then clears the count.
+        app.config.clock.advance(Duration::from_secs(16 * 60));
+        for _ in 0..4 {
+            assert_eq!(browser.login("admin", "wrong", "/").status, 401);
+        }
+        assert_eq!(browser.login("admin", PASSWORD, "/").status, 303);
+        for _ in 0..4 {
+            assert_eq!(browser.login("admin", "wrong", "/").status, 401);
+        }
+        assert_eq!(browser.login("admin", PASSWORD, "/").status, 303);
+    }
+
+    fn forms_need_the_sessions_csrf_token_and_this_origin(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut body = common::script_event("csrf-target");
+        body["overlap"] = json!("allow");
+        let event = app.create_event(body);
+        let id = event["id"].as_i64().unwrap();
+        let run = format!("/events/{id}/run");
+        let jobs = || app.get(&format!("/api/v1/jobs?eventId={id}")).expect(200)["total"].as_u64().unwrap();
+        let mut browser = app.browser().signed_in("admin", PASSWORD);
+        let csrf = browser.csrf("/events");
+        assert!(browser.get("/events").text().contains("Run now"));
+
+        let refused: [(&str, Form, Option<&str>); 5] = [
+            ("no token", vec![], Some(app.base.as_str())),
+            ("an empty token", vec![("csrf", "")], Some(app.base.as_str())),
+            ("another token", vec![("csrf", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")], Some(app.base.as_str())),
+            ("a foreign origin", vec![("csrf", csrf.as_str())], Some("http://evil.example")),
+            ("no origin at all", vec![("csrf", csrf.as_str())], None),
+        ];
+        for (what, fields, origin) in refused {
+            browser.origin = origin.map(String::from);
+            let resp = browser.post(&run, &fields);
+            assert_eq!(resp.status, 403, "{what}: {}", resp.text());
+            assert_protected(&resp, what);
+        }
+        assert_eq!(jobs(), 0, "nothing ran");
+        // A foreign Referer when the browser sent no Origin.
+        browser.origin = None;
+        let body = format!("csrf={csrf}");
+        let resp = browser.send("POST", &run, &[("content-type", "application/x-www-form-urlencoded"), ("referer", "http://evil.example/page")], Some(body.clone()));
+        assert_eq!(resp.status, 403);
+        assert_eq!(jobs(), 0);
+        // Signing in from another origin is refused too.
+        let mut stranger = app.browser();
+        stranger.origin = Some("http://evil.example".into());
+        assert_eq!(stranger.login("admin", PASSWORD, "/").status, 403);
+        assert!(stranger.cookie.is_none());
+
+        // The right token and origin: as a form field, or as a header.
+        let referer = format!("{}/events", app.base);
+        let resp = browser.send("POST", &run, &[("content-type", "application/x-www-form-urlencoded"), ("referer", &referer)], Some(body));
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        assert_eq!(resp.header("location"), Some(format!("/jobs?event={id}").as_str()));
+        browser.origin = Some(app.base.clone());
+        let resp = browser.send("POST", &run, &[("origin", &app.base), ("x-csrf-token", &csrf)], None);
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        common::wait_for("the runs", Duration::from_secs(30), || (jobs() == 2).then_some(()));
+
+        // The UI user is the actor in the audit log.
+        let audit = app.get("/api/v1/audit?limit=500").expect(200);
+        let login = audit["items"].as_array().unwrap().iter().find(|r| r["action"] == "session.create").unwrap();
+        assert_eq!(login["actor"], json!(null));
+        assert_eq!(login["actorUser"], json!(1));
+    }
+
+    fn a_viewer_sees_no_editor_button_and_cannot_press_it(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.add_user("watcher", "viewer", PASSWORD);
+        let event = app.create_event(common::script_event("not-for-viewers"));
+        let id = event["id"].as_i64().unwrap();
+        let mut viewer = app.browser().signed_in("watcher", PASSWORD);
+        let page = viewer.get("/events");
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("not-for-viewers"));
+        assert!(!page.text().contains("Run now"), "no editor button for a viewer");
+        assert!(!page.text().contains(r#"href="/audit""#), "no admin link for a viewer");
+        let csrf = common::csrf_of(&page.text());
+        let resp = viewer.post(&format!("/events/{id}/run"), &[("csrf", &csrf)]);
+        assert_eq!(resp.status, 403, "{}", resp.text());
+        assert!(resp.text().contains("editor"));
+        assert_eq!(app.get(&format!("/api/v1/jobs?eventId={id}")).expect(200)["total"], 0);
+        assert_eq!(viewer.get("/audit").status, 403);
+        assert_eq!(viewer.get("/settings").status, 200);
+    }
+
+    fn signing_out_ends_the_session_on_the_server(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut browser = app.browser().signed_in("admin", PASSWORD);
+        let old = browser.cookie.clone().unwrap();
+        let csrf = browser.csrf("/");
+        let resp = browser.post("/logout", &[("csrf", &csrf)]);
+        assert_eq!(resp.status, 303);
+        assert_eq!(resp.header("location"), Some("/login"));
+        assert!(resp.header("set-cookie").unwrap().contains("Max-Age=0"));
+        // The old cookie, replayed, opens nothing.
+        browser.cookie = Some(old);
+        let resp = browser.get("/");
+        assert_eq!(resp.status, 303);
+        assert!(resp.header("location").unwrap().starts_with("/login"));
+        // And the browser is told to forget it.
+        assert!(resp.header("set-cookie").unwrap().contains("Max-Age=0"));
+    }
+
+    fn sessions_end_when_idle_too_old_or_the_password_changes(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let clock = app.config.clock.clone();
+        let minutes = |n: u64| Duration::from_secs(n * 60);
+
+        // Idle: used every 29 minutes it lives on; 31 minutes unused, it ends.
+        let mut browser = app.browser().signed_in("admin", PASSWORD);
+        for _ in 0..3 {
+            clock.advance(minutes(29));
+            assert_eq!(browser.get("/").status, 200);
+        }
+        clock.advance(minutes(31));
+        assert_eq!(browser.get("/").status, 303);
+
+        // Absolute: however much it is used, it ends 12 hours after sign-in.
+        let mut browser = app.browser().signed_in("admin", PASSWORD);
+        for step in 1..=40 {
+            clock.advance(minutes(20));
+            let status = browser.get("/").status;
+            if step * 20 < 12 * 60 {
+                assert_eq!(status, 200, "after {} minutes", step * 20);
+            } else {
+                assert_eq!(status, 303, "after {} minutes", step * 20);
+                break;
+            }
+        }
+
+        // A new password signs the user out everywhere.
+        let mut browser = app.browser().signed_in("admin", PASSWORD);
+        assert_eq!(browser.get("/").status, 200);
+        app.set_password("admin", "another long password");
+        assert_eq!(browser.get("/").status, 303);
+        // As does removing the user.
+        app.add_user("temp", "editor", PASSWORD);
+        let mut temp = app.browser().signed_in("temp", PASSWORD);
+        assert_eq!(temp.get("/").status, 200);
+        app.users(cronium_server::users::UserAction::Remove { name: "temp".into() });
+        assert_eq!(temp.get("/").status, 303);
+    }
+
+    fn every_page_carries_the_security_headers_and_no_inline_code(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        app.create_event(common::script_event("shown"));
+        let mut anonymous = app.browser();
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let pages: &[(&str, bool, u16)] = &[
+            ("/login", false, 200),
+            ("/", false, 303),
+            ("/", true, 200),
+            ("/events", true, 200),
+            ("/jobs", true, 200),
+            ("/jobs?status=failed", true, 200),
+            ("/jobs?status=nonsense", true, 422),
+            ("/servers", true, 200),
+            ("/audit", true, 200),
+            ("/settings", true, 200),
+            ("/no-such-page", true, 404),
+            ("/no-such-page", false, 404),
+        ];
+        let mut css = None;
+        for (path, signed_in, status) in pages {
+            let browser = if *signed_in { &mut admin } else { &mut anonymous };
+            let resp = browser.get(path);
+            let what = format!("GET {path} (signed in: {signed_in})");
+            assert_eq!(resp.status, *status, "{what}: {}", resp.text());
+            assert_protected(&resp, &what);
+            assert_eq!(resp.header("cache-control"), Some("no-store"), "{what}");
+            if resp.status != 303 {
+                assert!(resp.header("content-type").unwrap().starts_with("text/html"), "{what}");
+                assert_no_inline_code(&resp.text(), &what);
+                let html = resp.text();
+                if let Some(start) = html.find("/static/") {
+                    css = Some(html[start..].split('"').next().unwrap().to_string());
+                }
+            }
+        }
+        let dashboard = admin.get("/").text();
+        for link in [r#"href="/events""#, r#"href="/jobs?status=running""#, r#"href="/jobs?status=failed&amp;since="#] {
+            assert!(dashboard.contains(link), "{link}: {dashboard}");
+        }
+        // A wrong method on a page, and a POST to a page with none.
+        let resp = admin.send("PUT", "/events", &[], None);
+        assert_eq!(resp.status, 405);
+        assert_protected(&resp, "PUT /events");
+
+        // The stylesheet: immutable under its build id, nothing else there.
+        let css = css.expect("pages link the stylesheet");
+        assert!(css.starts_with(&format!("/static/{}-", env!("CARGO_PKG_VERSION"))), "{css}");
+        let resp = anonymous.get(&css);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-type"), Some("text/css; charset=utf-8"));
+        assert_eq!(resp.header("cache-control"), Some("public, max-age=31536000, immutable"));
+        assert_protected(&resp, "the stylesheet");
+        assert!(resp.text().contains("prefers-color-scheme: dark"));
+        assert_eq!(anonymous.get("/static/0.0.0-000000000000/style.css").status, 404);
+        assert_eq!(anonymous.get(&css.replace("style.css", "app.js")).status, 404);
+
+        // The API keeps its own answers.
+        app.send("GET", "/api/v1/nothing", None, &[], None).expect_error(404, "not_found", None);
+    }
+}
+
+both_backends! {
+    fn the_job_page_shows_the_logs_tail_as_text_and_serves_the_rest(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let content = "printf '<script>alert(1)</script>\\n'\nprintf '\\033[31mred\\033[0m\\n'\n\
+                       for i in $(seq 1 1200); do echo \"line $i\"; done\n\
+                       sleep 0.3\necho oops >&2\nexit 3\n";
+        let event = app.create_event(serde_json::json!({ "name": "noisy", "interpreter": "bash", "content": content }));
+        let job = app.post(&format!("/api/v1/events/{}/run", event["id"]), serde_json::json!({})).expect(201);
+        let id = job["id"].as_i64().unwrap();
+        let done = common::wait_for("the job to end", std::time::Duration::from_secs(30), || {
+            let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
+            j["finishedAt"].is_string().then_some(j)
+        });
+        assert_eq!(done["exitCode"], 3);
+
+        let mut browser = app.browser();
+        browser.login("admin", PASSWORD, "/");
+        let page = browser.get(&format!("/jobs/{id}"));
+        assert_eq!(page.status, 200);
+        let html = page.text();
+        assert_protected(&page, "the job page");
+        assert_no_inline_code(&html, "the job page");
+        // The tail only: the last 500 of 1,203 lines, and a way to earlier ones.
+        assert_eq!(html.matches("<div class=\"l ").count(), 500, "a bounded page");
+        assert!(html.contains("line 1200") && !html.contains(">line 100<"), "the tail");
+        assert!(html.contains("<div class=\"l stderr\""), "stderr is marked");
+        assert!(!html.contains("id=\"earlier\" class=\"link\" hidden"), "earlier lines offered");
+        assert!(html.contains("<dd>3</dd>"), "the exit code");
+
+        // Earlier lines, as escaped HTML: the script's markup stays text.
+        let earlier = browser.get(&format!("/jobs/{id}/lines?before=4"));
+        assert_eq!(earlier.status, 200);
+        let text = earlier.text();
+        // Line 1 is the job's own note that the attempt started.
+        assert_eq!(text.matches("<div class=\"l ").count(), 3);
+        assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{text}");
+        assert!(!text.contains("<script>"), "{text}");
+        assert!(text.contains("<span class=\"a-f1\">red</span>"), "{text}");
+        assert_eq!(browser.get(&format!("/jobs/{id}/lines?before=x")).status, 422);
+
+        // The raw log, whole, as the script wrote it.
+        let raw = browser.get(&format!("/jobs/{id}/log.txt"));
+        assert_eq!(raw.status, 200);
+        assert_eq!(raw.header("content-disposition"), Some(format!("attachment; filename=\"job-{id}.log\"").as_str()));
+        let text = raw.text();
+        assert!(text.contains("\n<script>alert(1)</script>\n\u{1b}[31mred\u{1b}[0m\nline 1\n"), "{}", &text[..200]);
+        assert!(text.contains("line 1200\noops\n"));
+
+        // Without a session, none of it.
+        let mut stranger = app.browser();
+        assert_eq!(stranger.get(&format!("/jobs/{id}/log.txt")).status, 303);
+        assert_eq!(stranger.get(&format!("/jobs/{id}/live")).status, 303);
+    }
+}
