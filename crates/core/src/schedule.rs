@@ -52,7 +52,7 @@ impl Schedule {
                 ),
             ));
         }
-        parser().parse(expression).map_err(|e| {
+        parser(expression).parse(expression).map_err(|e| {
             ValidationError::new(
                 "schedule.cron",
                 format!("invalid cron expression {expression:?}: {e}"),
@@ -372,7 +372,8 @@ struct CronClock {
 
 impl CronClock {
     fn new(expression: &str, timezone: &str) -> Option<CronClock> {
-        let cron = parser().parse(expression.trim()).ok()?;
+        let expression = expression.trim();
+        let cron = parser(expression).parse(expression).ok()?;
         let tz = Tz::from_str(timezone).ok()?;
         let hours = &cron.pattern.hours;
         let fixed_hours = !hours.from_wildcard && hours.step <= 1;
@@ -567,11 +568,37 @@ impl Iterator for Walk<'_> {
     }
 }
 
-fn parser() -> CronParser {
+/// The parser for one expression: 5 or 6 fields (seconds first), no year,
+/// and the day fields decided the way the Linux crons decide them.
+fn parser(expression: &str) -> CronParser {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
+        .dom_and_dow(days_must_match_both(expression))
         .build()
+}
+
+/// Whether a day must match both day fields (day of month, day of week)
+/// rather than either: Vixie cron, cronie and Debian cron ask for both when
+/// either field *begins with* `*` (`*`, but also `*/2`), and for either
+/// otherwise (`0 0 1,15 * 5`: the 1st, the 15th and every Friday).
+///
+/// Croner ORs the two fields unless one is exactly `*` (which it then
+/// ignores), so `45 10 */9 */3 */2` would fire on every even weekday of its
+/// months as well as on the 1st, 10th, 19th and 28th. A star-prefixed field
+/// switches it to its AND mode instead; with a plain `*` that is the same
+/// day set as before (`*` matches every day). `?` is Cronium's synonym for
+/// `*` in the day fields, and a `+` before the weekday field asks for both
+/// anyway. Aliases (`@weekly`, `@monthly`) have a `*` day field and need
+/// nothing.
+fn days_must_match_both(expression: &str) -> bool {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let (day_of_month, day_of_week) = match fields[..] {
+        [_, _, dom, _, dow] | [_, _, _, dom, _, dow] => (dom, dow),
+        _ => return false,
+    };
+    let starred = |field: &str| field.starts_with(['*', '?']);
+    starred(day_of_month) || starred(day_of_week.trim_start_matches('+'))
 }
 
 /// Parses `90s`, `15m`, `1h30m`, `2d` (or bare seconds) into a duration within the allowed range.
