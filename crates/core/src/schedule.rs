@@ -1,6 +1,7 @@
 //! When an event runs: by hand only, on a cron expression in a time zone,
 //! every fixed interval, or once at a time.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Duration;
@@ -52,7 +53,7 @@ impl Schedule {
                 ),
             ));
         }
-        parser(expression).parse(expression).map_err(|e| {
+        parse(expression).map_err(|e| {
             ValidationError::new(
                 "schedule.cron",
                 format!("invalid cron expression {expression:?}: {e}"),
@@ -372,8 +373,7 @@ struct CronClock {
 
 impl CronClock {
     fn new(expression: &str, timezone: &str) -> Option<CronClock> {
-        let expression = expression.trim();
-        let cron = parser(expression).parse(expression).ok()?;
+        let cron = parse(expression.trim()).ok()?;
         let tz = Tz::from_str(timezone).ok()?;
         let hours = &cron.pattern.hours;
         let fixed_hours = !hours.from_wildcard && hours.step <= 1;
@@ -568,14 +568,34 @@ impl Iterator for Walk<'_> {
     }
 }
 
-/// The parser for one expression: 5 or 6 fields (seconds first), no year,
-/// and the day fields decided the way the Linux crons decide them.
-fn parser(expression: &str) -> CronParser {
+/// Parses 5 or 6 fields (seconds first), no year, with the day fields
+/// decided the way the Linux crons decide them.
+fn parse(expression: &str) -> Result<Cron, croner::errors::CronError> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
         .dom_and_dow(days_must_match_both(expression))
         .build()
+        .parse(&sunday_ranges(expression))
+}
+
+/// Croner reads a weekday range that ends in `SUN` as ending at 7, so that
+/// `FRI-SUN` is Friday to Sunday, but that also turns `SUN-SUN` and `0-SUN`
+/// into `0-7`, every day. They mean Sunday (as in Debian cron), and are
+/// handed to croner as `0-0`.
+fn sunday_ranges(expression: &str) -> Cow<'_, str> {
+    let mut fields: Vec<String> = expression.split_whitespace().map(str::to_string).collect();
+    let day_of_week = match fields.len() {
+        5 => 4,
+        6 => 5,
+        _ => return Cow::Borrowed(expression),
+    };
+    let field = fields[day_of_week].to_uppercase();
+    if !field.contains("SUN-SUN") && !field.contains("0-SUN") {
+        return Cow::Borrowed(expression);
+    }
+    fields[day_of_week] = field.replace("SUN-SUN", "0-0").replace("0-SUN", "0-0");
+    Cow::Owned(fields.join(" "))
 }
 
 /// Whether a day must match both day fields (day of month, day of week)

@@ -545,6 +545,20 @@ fn day_fields_follow_the_linux_crons() {
             "0 12 2,16 * +6",
             &["2026-05-02", "2026-05-16", "2027-01-02"],
         ),
+        // A weekday range from Sunday to Sunday is Sunday, not every day;
+        // one that ends in Sunday still runs to it.
+        (
+            "0 12 */15 * sun-sun",
+            &["2026-05-31", "2026-08-16", "2026-11-01"],
+        ),
+        (
+            "0 12 */15 * 0-SUN",
+            &["2026-05-31", "2026-08-16", "2026-11-01"],
+        ),
+        (
+            "0 12 */15 * fri-sun",
+            &["2026-05-01", "2026-05-16", "2026-05-31"],
+        ),
     ];
     let after = t("2026-05-01T00:00:00Z");
     for (expression, days) in table {
