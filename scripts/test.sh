@@ -33,6 +33,11 @@ command -v unshare >/dev/null || missing+=(util-linux)
 # (crates/exec/src/testing/smtp_sink.rs).
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 command -v openssl >/dev/null || missing+=(openssl)
+# Cron fire times are checked against Debian cron's rules as evaluated by
+# croniter, with Python's zoneinfo and the system's time-zone data
+# (crates/core/tests/debian_cron.rs and debian_cron.py).
+/usr/bin/python3 -c 'import croniter' 2>/dev/null || missing+=(python3-croniter)
+[ -e /usr/share/zoneinfo/Australia/Lord_Howe ] || missing+=(tzdata)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && apt-get install -y -qq "${missing[@]}"

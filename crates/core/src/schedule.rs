@@ -1,6 +1,7 @@
 //! When an event runs: by hand only, on a cron expression in a time zone,
 //! every fixed interval, or once at a time.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Duration;
@@ -52,7 +53,7 @@ impl Schedule {
                 ),
             ));
         }
-        parser().parse(expression).map_err(|e| {
+        parse(expression).map_err(|e| {
             ValidationError::new(
                 "schedule.cron",
                 format!("invalid cron expression {expression:?}: {e}"),
@@ -372,7 +373,7 @@ struct CronClock {
 
 impl CronClock {
     fn new(expression: &str, timezone: &str) -> Option<CronClock> {
-        let cron = parser().parse(expression.trim()).ok()?;
+        let cron = parse(expression.trim()).ok()?;
         let tz = Tz::from_str(timezone).ok()?;
         let hours = &cron.pattern.hours;
         let fixed_hours = !hours.from_wildcard && hours.step <= 1;
@@ -567,11 +568,57 @@ impl Iterator for Walk<'_> {
     }
 }
 
-fn parser() -> CronParser {
+/// Parses 5 or 6 fields (seconds first), no year, with the day fields
+/// decided the way the Linux crons decide them.
+fn parse(expression: &str) -> Result<Cron, croner::errors::CronError> {
     CronParser::builder()
         .seconds(Seconds::Optional)
         .year(Year::Disallowed)
+        .dom_and_dow(days_must_match_both(expression))
         .build()
+        .parse(&sunday_ranges(expression))
+}
+
+/// Croner reads a weekday range that ends in `SUN` as ending at 7, so that
+/// `FRI-SUN` is Friday to Sunday, but that also turns `SUN-SUN` and `0-SUN`
+/// into `0-7`, every day. They mean Sunday (as in Debian cron), and are
+/// handed to croner as `0-0`.
+fn sunday_ranges(expression: &str) -> Cow<'_, str> {
+    let mut fields: Vec<String> = expression.split_whitespace().map(str::to_string).collect();
+    let day_of_week = match fields.len() {
+        5 => 4,
+        6 => 5,
+        _ => return Cow::Borrowed(expression),
+    };
+    let field = fields[day_of_week].to_uppercase();
+    if !field.contains("SUN-SUN") && !field.contains("0-SUN") {
+        return Cow::Borrowed(expression);
+    }
+    fields[day_of_week] = field.replace("SUN-SUN", "0-0").replace("0-SUN", "0-0");
+    Cow::Owned(fields.join(" "))
+}
+
+/// Whether a day must match both day fields (day of month, day of week)
+/// rather than either: Vixie cron, cronie and Debian cron ask for both when
+/// either field *begins with* `*` (`*`, but also `*/2`), and for either
+/// otherwise (`0 0 1,15 * 5`: the 1st, the 15th and every Friday).
+///
+/// Croner ORs the two fields unless one is exactly `*` (which it then
+/// ignores), so `45 10 */9 */3 */2` would fire on every even weekday of its
+/// months as well as on the 1st, 10th, 19th and 28th. A star-prefixed field
+/// switches it to its AND mode instead; with a plain `*` that is the same
+/// day set as before (`*` matches every day). `?` is Cronium's synonym for
+/// `*` in the day fields, and a `+` before the weekday field asks for both
+/// anyway. Aliases (`@weekly`, `@monthly`) have a `*` day field and need
+/// nothing.
+fn days_must_match_both(expression: &str) -> bool {
+    let fields: Vec<&str> = expression.split_whitespace().collect();
+    let (day_of_month, day_of_week) = match fields[..] {
+        [_, _, dom, _, dow] | [_, _, _, dom, _, dow] => (dom, dow),
+        _ => return false,
+    };
+    let starred = |field: &str| field.starts_with(['*', '?']);
+    starred(day_of_month) || starred(day_of_week.trim_start_matches('+'))
 }
 
 /// Parses `90s`, `15m`, `1h30m`, `2d` (or bare seconds) into a duration within the allowed range.

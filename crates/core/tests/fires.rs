@@ -454,6 +454,132 @@ fn cron_extensions_and_seconds() {
     assert_eq!(s.next_fire(after, after), Some(t("2026-05-01T10:00:40Z")));
 }
 
+/// Debian cron (and Vixie cron, cronie) read `*/9` in the day-of-month
+/// field as "every ninth day" that must *also* match the weekday field,
+/// because it begins with `*`. Cronium ORed the two, so this also fired on
+/// every Sunday, Tuesday, Thursday and Saturday of January, April, July
+/// and October.
+#[test]
+fn star_9_day_of_month_was_ored_with_star_2_weekdays() {
+    let after = t("2026-01-01T00:00:00Z");
+    assert_eq!(
+        chain(&cron("45 10 */9 */3 */2", "UTC"), after, after, 8),
+        times(&[
+            "2026-01-01T10:45:00Z", // Thursday the 1st
+            "2026-01-10T10:45:00Z", // Saturday the 10th
+            "2026-04-19T10:45:00Z", // Sunday the 19th
+            "2026-04-28T10:45:00Z", // Tuesday the 28th
+            "2026-07-19T10:45:00Z",
+            "2026-07-28T10:45:00Z",
+            "2026-10-01T10:45:00Z",
+            "2026-10-10T10:45:00Z",
+        ])
+    );
+    // Not 2026-01-03 (a Saturday but the 3rd), as the ORed reading had.
+    assert_eq!(
+        cron("45 10 */9 */3 */2", "UTC").next_fire(after, t("2026-01-01T10:45:00Z")),
+        Some(t("2026-01-10T10:45:00Z"))
+    );
+}
+
+/// `0 22 */9 10 4`: the 1st, 10th, 19th or 28th of October *when it is a
+/// Thursday*, not every Thursday of October plus those days. In Berlin, so
+/// 22:00 CEST is 20:00 UTC (all these dates are before the clocks go back).
+#[test]
+fn star_9_day_of_month_was_ored_with_thursdays() {
+    let after = t("2026-01-01T00:00:00Z");
+    assert_eq!(
+        chain(&cron("0 22 */9 10 4", "Europe/Berlin"), after, after, 4),
+        times(&[
+            "2026-10-01T20:00:00Z",
+            "2027-10-28T20:00:00Z",
+            "2028-10-19T20:00:00Z",
+            "2030-10-10T20:00:00Z",
+        ])
+    );
+    // Not 2026-10-08, the next Thursday, as the ORed reading had.
+    assert_eq!(
+        cron("0 22 */9 10 4", "Europe/Berlin").next_fire(after, t("2026-10-01T20:00:00Z")),
+        Some(t("2027-10-28T20:00:00Z"))
+    );
+}
+
+/// The day-field rule of the Linux crons, case by case: a day field that
+/// begins with `*` (or `?`) makes a day match both fields; otherwise either
+/// is enough, even when a field happens to cover every day. 2026-05-01 is a
+/// Friday.
+#[test]
+fn day_fields_follow_the_linux_crons() {
+    let table: &[(&str, &[&str])] = &[
+        // Both restricted, neither starred: either.
+        (
+            "0 12 2,16 * 5",
+            &[
+                "2026-05-01",
+                "2026-05-02",
+                "2026-05-08",
+                "2026-05-15",
+                "2026-05-16",
+            ],
+        ),
+        // `*/1` covers every day but begins with `*`: both, so Fridays.
+        ("0 12 */1 * 5", &["2026-05-01", "2026-05-08", "2026-05-15"]),
+        // `1-31` covers every day and does not: either, so every day.
+        ("0 12 1-31 * 5", &["2026-05-01", "2026-05-02", "2026-05-03"]),
+        ("0 12 * * 5", &["2026-05-01", "2026-05-08", "2026-05-15"]),
+        ("0 12 ? * 5", &["2026-05-01", "2026-05-08", "2026-05-15"]),
+        // The day of month starred: both (May 31 is a Sunday).
+        (
+            "0 12 */10 * 1-5",
+            &["2026-05-01", "2026-05-11", "2026-05-21", "2026-06-01"],
+        ),
+        (
+            "0 0 12 */10 * MON-FRI",
+            &["2026-05-01", "2026-05-11", "2026-05-21", "2026-06-01"],
+        ),
+        // The weekday starred: the 10th on a Sunday, Wednesday or Saturday.
+        ("0 12 10 * */3", &["2026-05-10", "2026-06-10", "2026-10-10"]),
+        // `+` asks for both whatever the fields.
+        ("0 12 */2 * +5", &["2026-05-01", "2026-05-15", "2026-05-29"]),
+        (
+            "0 12 2,16 * +6",
+            &["2026-05-02", "2026-05-16", "2027-01-02"],
+        ),
+        // A weekday range from Sunday to Sunday is Sunday, not every day;
+        // one that ends in Sunday still runs to it.
+        (
+            "0 12 */15 * sun-sun",
+            &["2026-05-31", "2026-08-16", "2026-11-01"],
+        ),
+        (
+            "0 12 */15 * 0-SUN",
+            &["2026-05-31", "2026-08-16", "2026-11-01"],
+        ),
+        (
+            "0 12 */15 * fri-sun",
+            &["2026-05-01", "2026-05-16", "2026-05-31"],
+        ),
+    ];
+    let after = t("2026-05-01T00:00:00Z");
+    for (expression, days) in table {
+        let want: Vec<DateTime<Utc>> = days.iter().map(|d| t(&format!("{d}T12:00:00Z"))).collect();
+        assert_eq!(
+            chain(&cron(expression, "UTC"), after, after, want.len()),
+            want,
+            "{expression:?}"
+        );
+    }
+    // Aliases have a `*` day field and mean what they always meant.
+    assert_eq!(
+        chain(&cron("@weekly", "UTC"), after, after, 2),
+        times(&["2026-05-03T00:00:00Z", "2026-05-10T00:00:00Z"])
+    );
+    assert_eq!(
+        chain(&cron("@monthly", "UTC"), after, after, 2),
+        times(&["2026-06-01T00:00:00Z", "2026-07-01T00:00:00Z"])
+    );
+}
+
 #[test]
 fn every_is_a_true_interval_from_its_anchor() {
     let s = every("7m");
