@@ -40,7 +40,7 @@ command -v openssl >/dev/null || missing+=(openssl)
 [ -e /usr/share/zoneinfo/Australia/Lord_Howe ] || missing+=(tzdata)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     else
         echo "missing: ${missing[*]} (install them, or run as root on Debian)" >&2
         exit 1
