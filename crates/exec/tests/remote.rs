@@ -80,9 +80,11 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
     let sessions = || pids_of(&user.name).len();
     // A process of the login may still be on its way out (seen once on a
     // loaded machine): what must hold is that one stays.
-    wait_for("one sshd session process for the connection", PATIENCE, || {
-        (sessions() == 1).then_some(())
-    });
+    wait_for(
+        "one sshd session process for the connection",
+        PATIENCE,
+        || (sessions() == 1).then_some(()),
+    );
     let now = tokio::time::Instant::now();
     assert_eq!(executor.close_idle(now).await, 0, "just used");
     assert_eq!(executor.close_idle(now + Duration::from_secs(601)).await, 1);
