@@ -1,4 +1,4 @@
-//! The web UI in a real browser: headless Chromium over WebDriver against a real `cronium serve`, signing in with a password set on the host, finding pages, running an event as an editor and not as a viewer, signing out; screenshots of each page under `target/screenshots/`.
+//! The web UI in a real browser: headless Chromium over WebDriver against a real `cronium serve`, signing in with a password set on the host, finding pages, running an event as an editor and not as a viewer, watching a job's log live, an API token shown once, signing out; screenshots of each page under `target/screenshots/`.
 
 mod browser;
 mod common;
@@ -155,6 +155,33 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
         browser.refresh().await.unwrap();
     }
     screenshot(&browser, "jobs").await;
+
+    // An API token made on the settings page is shown once.
+    browser
+        .goto(&format!("{}/settings", server.url))
+        .await
+        .unwrap();
+    let form = browser
+        .form(Locator::Css("form[action='/settings/tokens']"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "ci").await.unwrap();
+    form.submit().await.unwrap();
+    let secret = text_of(&browser, ".secret").await;
+    assert!(secret.starts_with("crn_"), "{secret}");
+    screenshot(&browser, "settings-token").await;
+    browser
+        .goto(&format!("{}/settings", server.url))
+        .await
+        .unwrap();
+    text_of(&browser, "main table").await;
+    let shown = browser.find_all(Locator::Css(".secret")).await.unwrap();
+    assert!(shown.is_empty(), "a token's secret is shown only once");
+    let listed = text_of(&browser, "main table").await;
+    assert!(
+        listed.contains("ci") && !listed.contains(&secret),
+        "{listed}"
+    );
 
     // Signing out ends the session: a page asks for sign-in again.
     click(&browser, "form[action='/logout'] button").await;

@@ -73,6 +73,8 @@ const PAGES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/servers", Some("viewer")),
     ("GET", "/audit", Some("admin")),
     ("GET", "/settings", Some("viewer")),
+    ("POST", "/settings/tokens", Some("admin")),
+    ("POST", "/settings/tokens/{id}/revoke", Some("admin")),
     ("GET", "/static/{build}/{file}", None),
 ];
 

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{TestApp, contains, database_bytes};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -462,5 +462,58 @@ both_backends! {
         let mut stranger = app.browser();
         assert_eq!(stranger.get(&format!("/jobs/{id}/log.txt")).status, 303);
         assert_eq!(stranger.get(&format!("/jobs/{id}/live")).status, 303);
+    }
+}
+
+both_backends! {
+    fn an_admin_makes_an_api_token_on_the_settings_page_and_sees_it_once(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let csrf = admin.csrf("/settings");
+
+        // A bad name comes back beside the form, with the role's rule kept.
+        let refused = admin.post("/settings/tokens", &[("csrf", &csrf), ("name", " "), ("role", "editor")]);
+        assert_eq!(refused.status, 422);
+        assert!(refused.text().contains("name: required"), "{}", refused.text());
+
+        let made = admin.post("/settings/tokens", &[("csrf", &csrf), ("name", "deploy bot"), ("role", "editor")]);
+        assert_eq!(made.status, 200, "{}", made.text());
+        let html = made.text();
+        let start = html.find("<code class=\"secret\">").expect("the secret is shown") + 21;
+        let secret = html[start..].split('<').next().unwrap().to_string();
+        assert!(secret.starts_with("crn_"), "{secret}");
+        assert_eq!(made.header("cache-control"), Some("no-store"));
+
+        // The secret opens the API with the token's role, and is never shown again.
+        app.send("GET", "/api/v1/events", None, &[("authorization", &format!("Bearer {secret}"))], None)
+            .expect(200);
+        let again = admin.get("/settings").text();
+        assert!(again.contains("deploy bot") && !again.contains(&secret), "shown once");
+        assert!(!contains(&database_bytes(&app), secret.as_bytes()), "only its hash is stored");
+        let audit = app.get("/api/v1/audit?limit=50").expect(200);
+        let entry = audit["items"].as_array().unwrap().iter().find(|r| r["action"] == "token.create").unwrap();
+        assert_eq!(entry["detail"]["name"], "deploy bot");
+        assert!(entry["actorUser"].is_number(), "{entry}");
+
+        // Revoked from the page: the API no longer takes it.
+        let id = app.get("/api/v1/tokens").expect(200).as_array().unwrap().iter()
+            .find(|t| t["name"] == "deploy bot").unwrap()["id"].clone();
+        let resp = admin.post(&format!("/settings/tokens/{id}/revoke"), &[("csrf", &csrf)]);
+        assert_eq!(resp.status, 303);
+        app.send("GET", "/api/v1/events", None, &[("authorization", &format!("Bearer {secret}"))], None)
+            .expect_error(401, "unauthorized", None);
+        assert!(admin.get("/settings").text().contains("revoked"));
+
+        // An editor sees no token section and may not post to it.
+        app.add_user("eddie", "editor", PASSWORD);
+        let mut editor = app.browser().signed_in("eddie", PASSWORD);
+        let page = editor.get("/settings").text();
+        assert!(!page.contains("API tokens"), "{page}");
+        let csrf = common::csrf_of(&page);
+        let resp = editor.post("/settings/tokens", &[("csrf", &csrf), ("name", "sneaky"), ("role", "admin")]);
+        assert_eq!(resp.status, 403);
+        let names: Vec<Value> = app.get("/api/v1/tokens").expect(200).as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+        assert!(!names.contains(&json!("sneaky")), "{names:?}");
     }
 }

@@ -86,21 +86,22 @@ fn token_name(name: Option<&str>) -> Result<String, ApiError> {
     Ok(name.to_string())
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Admin(caller): Admin,
-    JsonBody(fields): JsonBody<TokenFields>,
-) -> Result<Response, ApiError> {
-    let name = token_name(fields.name.as_deref())?;
+/// Makes a token for the caller from a name and a role as given (the API's
+/// JSON or a page's form): its record and its secret, shown once.
+pub(crate) async fn issue(
+    state: &AppState,
+    caller: &Caller,
+    name: Option<&str>,
+    role: Option<&str>,
+) -> Result<(ApiToken, TokenSecret), ApiError> {
+    let name = token_name(name)?;
     let role = Role::parse(
-        fields
-            .role
-            .as_deref()
+        role.filter(|r| !r.is_empty())
             .ok_or_else(|| ApiError::invalid("role", "required (admin, editor or viewer)"))?,
     )?;
     let secret = TokenSecret::generate();
     let entry = audit(
-        &caller,
+        caller,
         "token.create",
         None,
         json!({ "name": name, "role": role.as_str() }),
@@ -118,6 +119,32 @@ pub async fn create(
             &entry,
         )
         .await?;
+    Ok((token, secret))
+}
+
+/// Revokes a token, audited as the caller's.
+pub(crate) async fn withdraw(
+    state: &AppState,
+    caller: &Caller,
+    id: TokenId,
+) -> Result<(), ApiError> {
+    let entry = audit(caller, "token.revoke", Some(id), json!({}));
+    state.store.revoke_token(id, crate::now(), &entry).await?;
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    JsonBody(fields): JsonBody<TokenFields>,
+) -> Result<Response, ApiError> {
+    let (token, secret) = issue(
+        &state,
+        &caller,
+        fields.name.as_deref(),
+        fields.role.as_deref(),
+    )
+    .await?;
     let body = CreatedToken {
         id: token.id.0,
         name: token.name,
@@ -143,8 +170,6 @@ pub async fn revoke(
     Admin(caller): Admin,
     PathParams(id): PathParams<i64>,
 ) -> Result<Response, ApiError> {
-    let id = TokenId(id);
-    let entry = audit(&caller, "token.revoke", Some(id), json!({}));
-    state.store.revoke_token(id, crate::now(), &entry).await?;
+    withdraw(&state, &caller, TokenId(id)).await?;
     Ok(no_content())
 }

@@ -94,6 +94,8 @@ fn routes() -> Routes {
         .add(M::GET, "/servers", pages::servers)
         .add(M::GET, "/audit", pages::audit)
         .add(M::GET, "/settings", pages::settings)
+        .add(M::POST, "/settings/tokens", pages::create_token)
+        .add(M::POST, "/settings/tokens/{id}/revoke", pages::revoke_token)
         .add(M::GET, "/static/{build}/{file}", assets::serve)
 }
 
