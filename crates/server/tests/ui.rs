@@ -458,6 +458,11 @@ both_backends! {
         assert!(text.contains("\n<script>alert(1)</script>\n\u{1b}[31mred\u{1b}[0m\nline 1\n"), "{}", &text[..200]);
         assert!(text.contains("line 1200\noops\n"));
 
+        // The jobs list names the job's event and links to the job.
+        let list = browser.get("/jobs").text();
+        assert!(list.contains(">noisy</a>"), "{list}");
+        assert!(list.contains(&format!("href=\"/jobs/{id}\"")), "{list}");
+
         // Without a session, none of it.
         let mut stranger = app.browser();
         assert_eq!(stranger.get(&format!("/jobs/{id}/log.txt")).status, 303);

@@ -189,6 +189,8 @@ pub async fn run_event(
 pub struct JobRow {
     pub id: i64,
     pub event: i64,
+    /// The event's name (its id, should it be gone).
+    pub event_name: String,
     pub status: String,
     pub trigger: String,
     pub scheduled: String,
@@ -251,12 +253,24 @@ pub async fn jobs(
     if let Some(since) = since {
         words.push(format!("since {}", time(since)));
     }
+    // A page names few events: each is read once.
+    let mut names = std::collections::HashMap::new();
+    for job in &found.items {
+        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(job.event_id) {
+            let name = match state.store.get_event(job.event_id).await {
+                Ok(event) => event.spec.name.as_str().to_string(),
+                Err(_) => format!("event {}", job.event_id),
+            };
+            slot.insert(name);
+        }
+    }
     let jobs = found
         .items
         .into_iter()
         .map(|j| JobRow {
             id: j.id.0,
             event: j.event_id.0,
+            event_name: names.get(&j.event_id).cloned().unwrap_or_default(),
             status: j.status.to_string(),
             trigger: j.trigger.to_string(),
             scheduled: time(j.scheduled_at),
