@@ -259,13 +259,25 @@ pub async fn create(
             "secret": if generated { "generated" } else { "given" },
         }),
     );
+    let shown = generated.then(|| secret.as_str().to_string());
+    save(&state, spec, &entry, shown).await
+}
+
+/// Stores a checked channel with its audit entry and answers 201 with it
+/// (and a generated secret, shown this once).
+async fn save(
+    state: &AppState,
+    spec: ChannelSpec,
+    entry: &AuditEntry,
+    secret: Option<String>,
+) -> Result<Response, ApiError> {
     let channel = state
         .store
-        .create_channel(spec, crate::now(), &entry)
+        .create_channel(spec, crate::now(), entry)
         .await?;
     let body = CreatedChannel {
         channel: channel.into(),
-        secret: generated.then(|| secret.as_str().to_string()),
+        secret,
     };
     Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
@@ -310,15 +322,7 @@ async fn create_chat(
         None,
         json!({ "name": spec.name.as_str(), "kind": spec.kind.as_str(), "url": "sealed" }),
     );
-    let channel = state
-        .store
-        .create_channel(spec, crate::now(), &entry)
-        .await?;
-    let body = CreatedChannel {
-        channel: channel.into(),
-        secret: None,
-    };
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    save(&state, spec, &entry, None).await
 }
 
 /// An email channel: its settings checked (the relay by the SSRF guard
@@ -412,15 +416,7 @@ async fn create_email(
             "password": if spec.sealed_secret.is_empty() { "none" } else { "sealed" },
         }),
     );
-    let channel = state
-        .store
-        .create_channel(spec, crate::now(), &entry)
-        .await?;
-    let body = CreatedChannel {
-        channel: channel.into(),
-        secret: None,
-    };
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    save(&state, spec, &entry, None).await
 }
 
 /// The sender when none is given: the user name if it is an address (what

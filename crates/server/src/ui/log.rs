@@ -234,6 +234,7 @@ fn html_event(line: LogLine) -> SseEvent {
 
 /// `GET /jobs/{id}/log.txt`: every line stored so far (also while the job
 /// runs), as the script wrote it, fleet lines prefixed with their server.
+/// Streamed a page of lines at a time, so a huge log never sits in memory.
 pub async fn raw(
     State(state): State<AppState>,
     _caller: Viewer,
@@ -241,22 +242,33 @@ pub async fn raw(
 ) -> Result<Response, PageError> {
     let job = JobId(id);
     state.store.get_job(job).await.map_err(ApiError::from)?;
-    let mut body = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = lines(&state, job, after, 5000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for line in &page {
-            if let Some(server) = &line.server {
-                body.extend_from_slice(format!("[{server}] ").as_bytes());
+    let pages = futures_util::stream::unfold(Some(0u64), move |after| {
+        let state = state.clone();
+        async move {
+            let after = after?;
+            let page = match lines(&state, job, after, RAW_PAGE_LINES).await {
+                Ok(page) if page.is_empty() => return None,
+                Ok(page) => page,
+                // The download ends short; the server log says why.
+                Err(e) => {
+                    tracing::warn!(job = job.0, error = %e.message, "raw log cut short");
+                    return None;
+                }
+            };
+            let next = page.last().map(|line| line.seq);
+            let mut chunk = Vec::new();
+            for line in &page {
+                if let Some(server) = &line.server {
+                    chunk.extend_from_slice(format!("[{server}] ").as_bytes());
+                }
+                chunk.extend_from_slice(&line.data);
+                if !line.data.ends_with(b"\n") {
+                    chunk.push(b'\n');
+                }
             }
-            body.extend_from_slice(&line.data);
-            if !line.data.ends_with(b"\n") {
-                body.push(b'\n');
-            }
+            Some((Ok::<_, std::convert::Infallible>(chunk), next))
         }
-    }
+    });
     let disposition = format!("attachment; filename=\"job-{id}.log\"");
     Ok((
         [
@@ -269,10 +281,13 @@ pub async fn raw(
                 HeaderValue::from_str(&disposition).expect("an ASCII header"),
             ),
         ],
-        body,
+        axum::body::Body::from_stream(pages),
     )
         .into_response())
 }
+
+/// Lines per read of the raw download.
+const RAW_PAGE_LINES: u32 = 5000;
 
 fn stream_name(stream: LogStream) -> &'static str {
     match stream {

@@ -30,6 +30,13 @@ macro_rules! action_columns {
     };
 }
 
+/// An event's actions (`$1` the event), oldest first.
+const ACTIONS_OF_EVENT: &str = concat!(
+    "SELECT ",
+    action_columns!(),
+    " FROM event_actions WHERE event_id = $1 ORDER BY id"
+);
+
 macro_rules! delivery_columns {
     () => {
         "id, job_id, reason, action_id, channel_id, status, attempts, next_attempt_at, \
@@ -211,17 +218,7 @@ pub(super) async fn list_actions<B: Backend>(
     store: &SqlStore<B>,
     event: EventId,
 ) -> Result<Vec<Action>> {
-    super::of_event(
-        store,
-        concat!(
-            "SELECT ",
-            action_columns!(),
-            " FROM event_actions WHERE event_id = $1 ORDER BY id"
-        ),
-        event,
-        rows::action,
-    )
-    .await
+    super::of_event(store, ACTIONS_OF_EVENT, event, rows::action).await
 }
 
 pub(super) async fn remove_action<B: Backend>(
@@ -246,17 +243,13 @@ pub(super) async fn remove_action<B: Backend>(
 
 /// An event's actions, oldest first, read in the caller's transaction.
 async fn actions_of<C: Conn>(conn: &mut C, event: EventId) -> Result<Vec<Action>> {
-    sql(concat!(
-        "SELECT ",
-        action_columns!(),
-        " FROM event_actions WHERE event_id = $1 ORDER BY id"
-    ))
-    .bind(event.0)
-    .fetch_all(conn)
-    .await?
-    .iter()
-    .map(rows::action)
-    .collect()
+    sql(ACTIONS_OF_EVENT)
+        .bind(event.0)
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(rows::action)
+        .collect()
 }
 
 /// Records one pending delivery; a second one for the same job and action
