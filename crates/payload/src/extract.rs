@@ -137,6 +137,30 @@ pub fn read_manifest(reader: impl Read, limits: &Limits) -> Result<Listing, Extr
     })
 }
 
+/// Reads a payload's manifest and script into memory, writing nothing: to
+/// show a version or compare two.
+pub fn read_script(
+    reader: impl Read,
+    limits: &Limits,
+) -> Result<(Manifest, Vec<u8>), ExtractError> {
+    let mut files = std::collections::HashMap::new();
+    let listing = walk_payload(reader, limits, |name, item| match item {
+        Item::Dir => Ok(()),
+        Item::File(data, _) => {
+            let mut bytes = Vec::new();
+            data.read_to_end(&mut bytes)
+                .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+            files.insert(name.to_string(), bytes);
+            Ok(())
+        }
+    })?;
+    // `walk_payload` made sure the entrypoint is among the files.
+    let script = files
+        .remove(listing.manifest.entrypoint())
+        .unwrap_or_default();
+    Ok((listing.manifest, script))
+}
+
 /// Walks a payload: the manifest is read into memory and validated, every
 /// other accepted entry goes to `visit`, and the entrypoint must be among the
 /// regular files.

@@ -18,7 +18,7 @@ pub use builder::{
     BuiltPayload, MAX_SCRIPT_BYTES, PayloadSpec, checksum_path, signature_path, write_atomically,
 };
 pub use checksum::{ChecksumError, Sha256Digest};
-pub use extract::{ExtractError, Extracted, Limits, Listing, extract, read_manifest};
+pub use extract::{ExtractError, Extracted, Limits, Listing, extract, read_manifest, read_script};
 pub use manifest::{EnvKey, Interpreter, Manifest, ManifestError, Metadata};
 pub use signature::{SignatureError, SigningKey, VerifyingKey};
 

@@ -16,7 +16,9 @@ use cronium_payload::testing::{
     RawEntry, archive, directory_data_bomb, gzip, gzip_bomb, long_name_bomb, payload_entries, tar,
     valid_manifest,
 };
-use cronium_payload::{ExtractError, Interpreter, Limits, ManifestError, extract, read_manifest};
+use cronium_payload::{
+    ExtractError, Interpreter, Limits, ManifestError, extract, read_manifest, read_script,
+};
 use tar::EntryType;
 
 const SCRIPT: &[u8] = b"#!/bin/bash\necho hello\n";
@@ -538,12 +540,16 @@ fn hostile_archives_are_refused_and_nothing_escapes_the_work_dir() {
 }
 
 #[test]
-fn read_manifest_refuses_the_same_archives_the_same_way() {
+fn read_manifest_and_read_script_refuse_the_same_archives_the_same_way() {
     let mut failures = Vec::new();
     for case in hostile_cases() {
         let result = read_manifest(&case.archive[..], &case.limits);
         if let Some(failure) = refusal_mismatch(result, &case.refusal) {
             failures.push(format!("{}: {failure}", case.what));
+        }
+        let result = read_script(&case.archive[..], &case.limits);
+        if let Some(failure) = refusal_mismatch(result, &case.refusal) {
+            failures.push(format!("{} (read_script): {failure}", case.what));
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
@@ -715,6 +721,11 @@ fn well_formed_payloads_in_their_various_spellings_are_accepted() {
         want.extend(case.also.iter().map(|(n, _)| *n));
         want.sort();
         assert_eq!(names, want, "{what}");
+
+        let (manifest, script) = read_script(&bytes[..], &Limits::default())
+            .unwrap_or_else(|e| panic!("{what}: {}", short(&e)));
+        assert_eq!(manifest, extracted.manifest, "{what}");
+        assert_eq!(script, SCRIPT, "{what}");
     }
 }
 

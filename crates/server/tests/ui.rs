@@ -253,7 +253,7 @@ both_backends! {
         let referer = format!("{}/events", app.base);
         let resp = browser.send("POST", &run, &[("content-type", "application/x-www-form-urlencoded"), ("referer", &referer)], Some(body));
         assert_eq!(resp.status, 303, "{}", resp.text());
-        assert_eq!(resp.header("location"), Some(format!("/jobs?event={id}").as_str()));
+        assert!(resp.header("location").unwrap().starts_with("/jobs/"), "the job's page");
         browser.origin = Some(app.base.clone());
         let resp = browser.send("POST", &run, &[("origin", &app.base), ("x-csrf-token", &csrf)], None);
         assert_eq!(resp.status, 303, "{}", resp.text());
@@ -357,6 +357,14 @@ both_backends! {
             ("/", false, 303),
             ("/", true, 200),
             ("/events", true, 200),
+            ("/events?name=sh&status=active&sort=name", true, 200),
+            ("/events/new", true, 200),
+            ("/events/new?kind=http", true, 200),
+            ("/events/1", true, 200),
+            ("/events/1/edit", true, 200),
+            ("/events/1/delete", true, 200),
+            ("/events/1/diff?from=1&to=1", true, 200),
+            ("/events/999", true, 404),
             ("/jobs", true, 200),
             ("/jobs?status=failed", true, 200),
             ("/jobs?status=nonsense", true, 422),
@@ -520,5 +528,375 @@ both_backends! {
         assert_eq!(resp.status, 403);
         let names: Vec<Value> = app.get("/api/v1/tokens").expect(200).as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
         assert!(!names.contains(&json!("sneaky")), "{names:?}");
+    }
+}
+
+/// The fields a browser would submit from the form in `html` whose action
+/// is `action`: inputs with their values, textareas, the selected option of
+/// each select, checked boxes only.
+fn form_fields(html: &str, action: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!(r#"action="{action}""#))
+        .expect("the form");
+    let form = &html[start..start + html[start..].find("</form>").unwrap()];
+    let attr = |tag: &str, name: &str| {
+        let key = format!(r#" {name}=""#);
+        tag.find(&key).map(|i| {
+            let rest = &tag[i + key.len()..];
+            unescape(&rest[..rest.find('"').unwrap()])
+        })
+    };
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while let Some(i) = form[at..].find('<') {
+        let from = at + i;
+        let tag_end = from + form[from..].find('>').unwrap();
+        let tag = &form[from..=tag_end];
+        at = tag_end + 1;
+        let Some(name) = attr(tag, "name") else {
+            continue;
+        };
+        if tag.starts_with("<input") {
+            let checkbox = tag.contains(r#"type="checkbox""#);
+            if checkbox && !tag.contains(" checked") {
+                continue;
+            }
+            let default = if checkbox {
+                "on".to_string()
+            } else {
+                String::new()
+            };
+            fields.push((name, attr(tag, "value").unwrap_or(default)));
+        } else if tag.starts_with("<textarea") {
+            let end = at + form[at..].find("</textarea>").unwrap();
+            fields.push((name, unescape(&form[at..end])));
+        } else if tag.starts_with("<select") {
+            let end = at + form[at..].find("</select>").unwrap();
+            let options = &form[at..end];
+            let chosen = options
+                .split("<option")
+                .skip(1)
+                .find(|o| o.contains(" selected"))
+                .or_else(|| options.split("<option").nth(1))
+                .unwrap();
+            let value = attr(chosen, "value").unwrap_or_else(|| {
+                unescape(&chosen[chosen.find('>').unwrap() + 1..chosen.find("</option>").unwrap()])
+            });
+            fields.push((name, value));
+        }
+    }
+    fields
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&#38;", "&")
+}
+
+/// `fields` with `changes` set (added when missing).
+fn with(mut fields: Vec<(String, String)>, changes: &[(&str, &str)]) -> Vec<(String, String)> {
+    for (name, value) in changes {
+        match fields.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => fields.push((name.to_string(), value.to_string())),
+        }
+    }
+    fields
+}
+
+fn post_fields(
+    browser: &mut common::Browser<'_>,
+    path: &str,
+    fields: &[(String, String)],
+) -> common::Resp {
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    browser.post(path, &pairs)
+}
+
+/// The `<time>` texts of an ordered list of fire times.
+fn fire_times(html: &str, list_id: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!(r#"id="{list_id}""#))
+        .expect("the list of fire times");
+    let list = &html[start..start + html[start..].find("</ol>").unwrap()];
+    list.split("<time datetime=\"")
+        .skip(1)
+        .map(|item| {
+            let utc = item[..item.find('"').unwrap()].to_string();
+            let local =
+                item[item.find('>').unwrap() + 1..item.find("</time>").unwrap()].to_string();
+            (utc, local)
+        })
+        .collect()
+}
+
+both_backends! {
+    fn an_editor_creates_a_cron_event_from_the_form_and_sees_its_next_fires_in_its_zone(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.add_user("eddie", "editor", PASSWORD);
+        let mut editor = app.browser().signed_in("eddie", PASSWORD);
+        let page = editor.get("/events/new");
+        assert_eq!(page.status, 200, "{}", page.text());
+        assert!(page.text().contains("/event-form.js\" defer></script>"));
+        let blank = form_fields(&page.text(), "/events");
+        let typed = with(blank, &[
+            ("name", "nightly report"),
+            ("content", "echo one\r\necho \"<two>\"\r\n"),
+            ("env", "GREETING=hi\r\n"),
+            ("secretEnv", "TOKEN=s3cret-value-42"),
+            ("schedule.type", "cron"),
+            ("schedule.cron", "61 2 * * *"),
+            ("schedule.timezone", "Europe/Paris"),
+        ]);
+
+        // A bad expression: the form comes back with what was typed and the
+        // error beside the schedule, and the secret is not sent back.
+        let refused = post_fields(&mut editor, "/events", &typed);
+        assert_eq!(refused.status, 422, "{}", refused.text());
+        let html = refused.text();
+        assert!(html.contains(r#"data-field="schedule">invalid cron expression &#34;61 2 * * *&#34;"#), "{html}");
+        assert!(html.contains(r#"value="nightly report""#), "{html}");
+        assert!(html.contains("echo &#34;&#60;two&#62;&#34;\n</textarea>"), "the script is kept, as text: {html}");
+        assert!(!html.contains("s3cret-value-42"), "a typed secret is never sent back");
+        assert_eq!(app.get("/api/v1/events").expect(200)["total"], 0);
+
+        let saved = post_fields(&mut editor, "/events", &with(typed, &[("schedule.cron", "30 2 * * *")]));
+        assert_eq!(saved.status, 303, "{}", saved.text());
+        let location = saved.header("location").unwrap().to_string();
+        let id: i64 = location.strip_prefix("/events/").unwrap().parse().unwrap();
+        let event = app.get(&format!("/api/v1/events/{id}")).expect(200);
+        assert_eq!(event["content"], "echo one\necho \"<two>\"\n", "line ends as the script keeps them");
+        assert_eq!(event["env"], json!({ "GREETING": "hi" }));
+        assert_eq!(event["secretEnvKeys"], json!(["TOKEN"]));
+        assert_eq!(event["schedule"], json!({ "type": "cron", "cron": "30 2 * * *", "timezone": "Europe/Paris" }));
+
+        // Its page: the next five fires in Paris time, UTC on hover, the
+        // secret by name only.
+        let page = editor.get(&location);
+        assert_eq!(page.status, 200);
+        let html = page.text();
+        let fires = fire_times(&html, "next-fires");
+        let api_fires: Vec<String> = event["nextFires"].as_array().unwrap().iter()
+            .map(|f| f.as_str().unwrap().to_string()).collect();
+        assert_eq!(fires.len(), 5, "{html}");
+        for ((utc, local), api) in fires.iter().zip(&api_fires) {
+            assert_eq!(chrono::DateTime::parse_from_rfc3339(utc).unwrap(), chrono::DateTime::parse_from_rfc3339(api).unwrap());
+            assert!(local.ends_with(" 02:30:00 CET") || local.ends_with(" 02:30:00 CEST"), "{local}");
+        }
+        assert!(html.contains("TOKEN") && !html.contains("s3cret-value-42"));
+        assert!(!contains(&database_bytes(&app), b"s3cret-value-42"), "sealed at rest");
+        let audit = app.get("/api/v1/audit?limit=50").expect(200);
+        let entry = audit["items"].as_array().unwrap().iter().find(|r| r["action"] == "event.create").unwrap();
+        assert!(entry["actorUser"].is_number(), "{entry}");
+    }
+
+    fn editing_the_script_makes_v2_and_the_diff_between_versions_shows_the_change(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let id = app.create_event(json!({ "name": "deploy", "interpreter": "bash",
+            "content": "echo build\necho <b>ship</b>\n", "secretEnv": { "KEY": "kept-secret" } }))["id"].as_i64().unwrap();
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let edit = admin.get(&format!("/events/{id}/edit"));
+        assert_eq!(edit.status, 200, "{}", edit.text());
+        let current = form_fields(&edit.text(), &format!("/events/{id}"));
+        assert!(!edit.text().contains("kept-secret"), "write-only");
+
+        // Saved as it is: nothing changes, no version, no audit entry.
+        let audits = || app.get("/api/v1/audit?limit=500").expect(200)["total"].as_u64().unwrap();
+        let before = audits();
+        assert_eq!(post_fields(&mut admin, &format!("/events/{id}"), &current).status, 303);
+        assert_eq!(audits(), before, "{}", app.get("/api/v1/audit?limit=1").expect(200));
+        assert_eq!(app.get(&format!("/api/v1/events/{id}/payloads")).expect(200).as_array().unwrap().len(), 1);
+
+        let changed = with(current, &[("content", "echo build\r\necho <b>ship</b> --fast\r\necho done\r\n")]);
+        let saved = post_fields(&mut admin, &format!("/events/{id}"), &changed);
+        assert_eq!(saved.status, 303, "{}", saved.text());
+        let event = app.get(&format!("/api/v1/events/{id}")).expect(200);
+        assert_eq!(event["payloadVersion"], 2);
+        assert_eq!(event["secretEnvKeys"], json!(["KEY"]), "an empty secret field keeps the secrets");
+        let audit = app.get("/api/v1/audit?limit=5").expect(200);
+        let update = audit["items"].as_array().unwrap().iter().find(|r| r["action"] == "event.update").unwrap();
+        assert_eq!(update["detail"]["fields"], json!(["content"]), "only what changed");
+
+        // The event page offers v1 against v2; the diff shows the lines.
+        let page = admin.get(&format!("/events/{id}")).text();
+        assert!(page.contains(r#"<option value="1" selected>v1</option>"#), "{page}");
+        assert!(page.contains(r#"<option value="2" selected>v2</option>"#), "{page}");
+        let diff = admin.get(&format!("/events/{id}/diff?from=1&to=2"));
+        assert_eq!(diff.status, 200, "{}", diff.text());
+        let html = diff.text();
+        let script = &html[html.find("<code>script.sh</code>").expect("the script's diff")..];
+        let script = &script[..script.find("</section>").unwrap()];
+        assert_eq!(html.matches("<section class=\"card diff-file\">").count(), 2, "the manifest and the script, once each");
+        let rows: Vec<&str> = script.split("<tr class=\"").skip(1).map(|r| &r[..r.find("</tr>").unwrap()]).collect();
+        assert_eq!(rows, [
+            r#"ctx"><td class="n">1</td><td class="n">1</td><td class="t">echo build</td>"#,
+            r#"del"><td class="n">2</td><td class="n"></td><td class="t">echo &#60;b&#62;ship&#60;/b&#62;</td>"#,
+            r#"add"><td class="n"></td><td class="n">2</td><td class="t">echo &#60;b&#62;ship&#60;/b&#62; --fast</td>"#,
+            r#"add"><td class="n"></td><td class="n">3</td><td class="t">echo done</td>"#,
+        ]);
+        assert_no_inline_code(&html, "the diff");
+        let missing = admin.get(&format!("/events/{id}/diff?from=1&to=7"));
+        assert_eq!(missing.status, 404);
+        assert!(missing.text().contains("version 7 of this event is not kept"));
+    }
+
+    fn pause_resume_and_delete_from_the_event_page_and_a_viewer_can_do_none(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.add_user("eddie", "editor", PASSWORD);
+        app.add_user("watcher", "viewer", PASSWORD);
+        let id = app.create_event(json!({ "name": "rotate", "interpreter": "bash", "content": "true\n",
+            "schedule": { "type": "every", "every": "1h" } }))["id"].as_i64().unwrap();
+        let status = || app.get(&format!("/api/v1/events/{id}")).expect(200)["status"].clone();
+
+        let mut viewer = app.browser().signed_in("watcher", PASSWORD);
+        let page = viewer.get(&format!("/events/{id}")).text();
+        assert!(page.contains("rotate") && page.contains("every 1h"));
+        for button in ["Edit", "Pause", "Delete", "Run now"] {
+            assert!(!page.contains(&format!(">{button}")), "a viewer sees no {button}: {page}");
+        }
+        let csrf = common::csrf_of(&page);
+        for action in ["pause", "resume", "delete", "run"] {
+            let resp = viewer.post(&format!("/events/{id}/{action}"), &[("csrf", &csrf)]);
+            assert_eq!(resp.status, 403, "{action}");
+        }
+        assert_eq!(viewer.get(&format!("/events/{id}/edit")).status, 403);
+        assert_eq!(viewer.post(&format!("/events/{id}"), &[("csrf", &csrf), ("name", "renamed")]).status, 403);
+        assert_eq!(status(), "active");
+
+        let mut editor = app.browser().signed_in("eddie", PASSWORD);
+        let csrf = editor.csrf(&format!("/events/{id}"));
+        assert_eq!(editor.post(&format!("/events/{id}/pause"), &[("csrf", &csrf)]).status, 303);
+        assert_eq!(status(), "paused");
+        let page = editor.get(&format!("/events/{id}")).text();
+        assert!(page.contains(">Resume<") && page.contains("No fire ahead while paused"), "{page}");
+        assert_eq!(editor.post(&format!("/events/{id}/resume"), &[("csrf", &csrf)]).status, 303);
+        assert_eq!(status(), "active");
+        assert_eq!(fire_times(&editor.get(&format!("/events/{id}")).text(), "next-fires").len(), 5);
+
+        let confirm = editor.get(&format!("/events/{id}/delete"));
+        assert_eq!(confirm.status, 200);
+        assert!(confirm.text().contains("Delete rotate?") && confirm.text().contains("1 payload version."), "{}", confirm.text());
+        assert_eq!(app.get(&format!("/api/v1/events/{id}")).status, 200, "asking deletes nothing");
+        let deleted = editor.post(&format!("/events/{id}/delete"), &[("csrf", &csrf)]);
+        assert_eq!((deleted.status, deleted.header("location")), (303, Some("/events")));
+        app.get(&format!("/api/v1/events/{id}")).expect_error(404, "not_found", None);
+        let audit = app.get("/api/v1/audit?limit=50").expect(200);
+        let actions: Vec<&str> = audit["items"].as_array().unwrap().iter()
+            .filter(|r| r["targetType"] == "event").map(|r| r["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["event.delete", "event.update", "event.update", "event.create"], "newest first");
+    }
+
+    fn the_events_list_pages_filters_and_sorts_in_the_url(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        for n in (0..55).rev() {
+            app.create_event(common::script_event(&format!("task-{n:02}")));
+        }
+        app.create_event(json!({ "name": "Zeta backup", "interpreter": "bash", "content": "true\n",
+            "status": "paused", "tags": ["db"] }));
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let names = |html: &str| -> Vec<String> {
+            html.split("<td><a href=\"/events/").skip(1)
+                .map(|r| r[r.find('>').unwrap() + 1..r.find("</a>").unwrap()].to_string()).collect()
+        };
+
+        let first = admin.get("/events").text();
+        assert_eq!(names(&first).len(), 50);
+        assert_eq!(names(&first)[0], "task-54", "oldest first");
+        assert!(first.contains("1–50 of 56") && first.contains(r#"href="/events?page=2" rel="next""#), "{first}");
+        let second = admin.get("/events?page=2").text();
+        assert_eq!(names(&second), ["task-04", "task-03", "task-02", "task-01", "task-00", "Zeta backup"]);
+        assert!(second.contains("51–56 of 56") && !second.contains("rel=\"next\""));
+
+        let by_name = admin.get("/events?sort=name&page=2").text();
+        assert_eq!(names(&by_name), ["task-50", "task-51", "task-52", "task-53", "task-54", "Zeta backup"]);
+        assert!(by_name.contains(r#"href="/events?sort=name" rel="prev""#), "the order stays in the links");
+        assert!(by_name.contains(r#"<option value="name" selected>"#));
+
+        for query in ["status=paused", "tag=db", "name=ZETA", "name=zet&status=paused&tag=db"] {
+            let page = admin.get(&format!("/events?{query}")).text();
+            assert_eq!(names(&page), ["Zeta backup"], "{query}");
+        }
+        assert!(names(&admin.get("/events?name=zeta&status=active").text()).is_empty());
+        let page = admin.get("/events?name=a%20b%26c&sort=updated").text();
+        assert!(page.contains(r#"value="a b&#38;c""#), "the filter is shown as typed: {page}");
+        for bad in ["status=bogus", "sort=bogus", "page=x"] {
+            let resp = admin.get(&format!("/events?{bad}"));
+            assert!([400, 422].contains(&resp.status), "{bad}: {}", resp.status);
+        }
+    }
+
+    fn run_now_takes_optional_json_input_and_shows_the_job(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let id = app.create_event(json!({ "name": "with-input", "interpreter": "bash",
+            "content": "echo hello\n", "overlap": "allow" }))["id"].as_i64().unwrap();
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let csrf = admin.csrf(&format!("/events/{id}"));
+        let refused = admin.post(&format!("/events/{id}/run"), &[("csrf", &csrf), ("input", "{\"day\": ")]);
+        assert_eq!(refused.status, 422);
+        let html = refused.text();
+        assert!(html.contains(r#"id="input-error" role="alert">not JSON: "#), "{html}");
+        assert!(html.contains("{&#34;day&#34;: </textarea>"), "the input is kept: {html}");
+        assert_eq!(app.get(&format!("/api/v1/jobs?eventId={id}")).expect(200)["total"], 0);
+
+        let ran = admin.post(&format!("/events/{id}/run"), &[("csrf", &csrf), ("input", "{\"day\": \"monday\"}")]);
+        assert_eq!(ran.status, 303, "{}", ran.text());
+        let job_path = ran.header("location").unwrap().to_string();
+        let job = app.get(&format!("/api/v1{job_path}")).expect(200);
+        assert_eq!(job["eventId"], id);
+        assert_eq!(job["metadata"]["input"], json!({ "day": "monday" }));
+        // No input at all is a run without one.
+        let plain = admin.post(&format!("/events/{id}/run"), &[("csrf", &csrf)]);
+        assert_eq!(plain.status, 303);
+        let job = app.get(&format!("/api/v1{}", plain.header("location").unwrap())).expect(200);
+        assert!(job["metadata"].get("input").is_none(), "{job}");
+    }
+
+    fn the_schedule_preview_answers_the_next_five_fires_or_why_not(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let ask = |admin: &mut common::Browser<'_>, query: &str| {
+            let resp = admin.get(&format!("/events/preview?{query}"));
+            assert_eq!(resp.status, 200, "{query}");
+            assert_protected(&resp, query);
+            resp.json()
+        };
+        let weekdays = ask(&mut admin, "type=cron&cron=0%209%20*%20*%201-5&timezone=America/New_York");
+        let fires = weekdays["fires"].as_array().unwrap();
+        assert_eq!(fires.len(), 5, "{weekdays}");
+        for fire in fires {
+            let local = fire["local"].as_str().unwrap();
+            assert!(local.contains(" 09:00:00 E") && !local.starts_with("Sat") && !local.starts_with("Sun"), "{local}");
+            let utc = chrono::DateTime::parse_from_rfc3339(fire["utc"].as_str().unwrap()).unwrap();
+            assert!([13, 14].contains(&chrono::Timelike::hour(&utc)), "{utc}");
+        }
+        let every = ask(&mut admin, "type=every&every=15m");
+        let times: Vec<chrono::DateTime<chrono::FixedOffset>> = every["fires"].as_array().unwrap().iter()
+            .map(|f| chrono::DateTime::parse_from_rfc3339(f["utc"].as_str().unwrap()).unwrap()).collect();
+        assert_eq!(times.len(), 5);
+        assert!(times.windows(2).all(|w| w[1] - w[0] == chrono::TimeDelta::minutes(15)));
+        assert_eq!(ask(&mut admin, "type=manual"), json!({ "fires": [] }));
+        let cases = [
+            ("type=cron&cron=nope", "expected 5 (minute first)"),
+            ("type=cron&cron=61%20*%20*%20*%20*", "invalid cron expression"),
+            ("type=cron&cron=0%209%20*%20*%20*&timezone=Mars/Olympus", "time zone"),
+            ("type=at&at=2001-01-01T00:00:00Z", "in the past"),
+            ("type=every", "required"),
+            ("type=weekly", "unknown schedule type"),
+        ];
+        for (query, expected) in cases {
+            let answer = ask(&mut admin, query);
+            assert_eq!(answer["fires"], json!([]), "{query}");
+            assert!(answer["error"].as_str().unwrap().contains(expected), "{query}: {answer}");
+        }
     }
 }

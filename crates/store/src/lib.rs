@@ -281,6 +281,31 @@ pub struct EventFilter {
     pub tag: Option<Tag>,
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
+    pub order: EventOrder,
+}
+
+/// The order of a list of events; every order ends on the id, so pages
+/// never overlap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EventOrder {
+    /// Oldest first.
+    #[default]
+    Id,
+    /// By name, ignoring case.
+    Name,
+    /// Most recently updated first.
+    Updated,
+}
+
+impl EventOrder {
+    /// The `ORDER BY` clause: fixed text, never built from input.
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            EventOrder::Id => "ORDER BY e.id",
+            EventOrder::Name => "ORDER BY e.name_folded, e.id",
+            EventOrder::Updated => "ORDER BY e.updated_at DESC, e.id DESC",
+        }
+    }
 }
 
 /// Offset pagination, applied in SQL (`LIMIT`/`OFFSET`), newest ids last.

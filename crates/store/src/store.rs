@@ -887,8 +887,9 @@ impl<B: Backend> Store for SqlStore<B> {
             &mut self.db.pool(),
             filtered(format!("SELECT COUNT(*) AS n FROM events e {filters}")),
             filtered(format!(
-                "SELECT {} FROM events e {filters}ORDER BY e.id LIMIT $5 OFFSET $6",
-                event_columns::<B>()
+                "SELECT {} FROM events e {filters}{} LIMIT $5 OFFSET $6",
+                event_columns::<B>(),
+                filter.order.sql()
             ))
             .bind(limit)
             .bind(offset),

@@ -16,9 +16,9 @@ use cronium_core::{
 use cronium_payload::{EnvKey, Interpreter};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
-    AuditEntry, Claim, Event, EventFilter, Fence, Fire, Job, JobFilter, JobOutcome, JobRetention,
-    LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile, PayloadWriter, PgStore,
-    ScheduleState, SqliteStore, Store, StoreError,
+    AuditEntry, Claim, Event, EventFilter, EventOrder, Fence, Fire, Job, JobFilter, JobOutcome,
+    JobRetention, LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile, PayloadWriter,
+    PgStore, ScheduleState, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 
@@ -858,6 +858,20 @@ async fn events_are_filtered_and_paginated_in_the_database(b: Backend) {
         ["Nightly Backup", "backup-staging", "old backup"]
     );
     assert_eq!(backups.total, 3);
+    let by_name = list(
+        EventFilter {
+            name_contains: Some("BACKUP".into()),
+            order: EventOrder::Name,
+            ..EventFilter::default()
+        },
+        10,
+        0,
+    )
+    .await;
+    assert_eq!(
+        names(&by_name),
+        ["backup-staging", "Nightly Backup", "old backup"]
+    );
 
     // Case folding is Unicode-aware, and LIKE wildcards are plain characters.
     let umlaut = EventFilter {

@@ -84,7 +84,7 @@ pub struct HttpFields {
 
 /// A one-shot set to a time already gone would never fire: refused, rather
 /// than accepted and silently never run.
-fn not_in_the_past(schedule: Schedule) -> Result<Schedule, ApiError> {
+pub(crate) fn not_in_the_past(schedule: Schedule) -> Result<Schedule, ApiError> {
     match schedule {
         Schedule::At { at } if at <= crate::now() => Err(ApiError::invalid(
             "schedule.at",
@@ -476,7 +476,7 @@ fn count(value: &serde_json::Value) -> Option<u32> {
     value.as_u64().and_then(|n| u32::try_from(n).ok())
 }
 
-fn parse_schedule(fields: ScheduleFields) -> Result<Schedule, ApiError> {
+pub(crate) fn parse_schedule(fields: ScheduleFields) -> Result<Schedule, ApiError> {
     let required = |field: &str| ApiError::invalid(field, "required for this schedule type");
     match fields.kind.as_str() {
         "manual" => Ok(Schedule::Manual),
@@ -699,15 +699,26 @@ pub async fn create(
     Editor(caller): Editor,
     JsonBody(fields): JsonBody<EventFields>,
 ) -> Result<Response, ApiError> {
-    let spec = Changes::parse(fields, &state)?.into_spec()?;
-    check_servers(&state, &spec.target_servers).await?;
+    let event = create_event(&state, &caller, fields).await?;
+    Ok((StatusCode::CREATED, axum::Json(EventView::from(event))).into_response())
+}
+
+/// Creates an event from its fields, as `POST /events` and the UI's form do.
+pub(crate) async fn create_event(
+    state: &AppState,
+    caller: &Caller,
+    fields: EventFields,
+) -> Result<Event, ApiError> {
+    let spec = Changes::parse(fields, state)?.into_spec()?;
+    check_servers(state, &spec.target_servers).await?;
     let entry = audit(
-        &caller,
+        caller,
         "event.create",
         None,
         json!({ "name": spec.name.as_str(), "kind": spec.kind.as_str() }),
     );
-    let event = detached(&state, move |state| async move {
+    let caller = *caller;
+    detached(state, move |state| async move {
         let mut writer = state.payloads.writer();
         let now = crate::now();
         match state
@@ -725,8 +736,7 @@ pub async fn create(
             }
         }
     })
-    .await?;
-    Ok((StatusCode::CREATED, axum::Json(EventView::from(event))).into_response())
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -757,6 +767,7 @@ pub async fn list(
             .map(|t| Tag::new(t).map_err(|e| ApiError::invalid("tag", e.message)))
             .transpose()?,
         name_contains: q.name.filter(|n| !n.is_empty()),
+        ..EventFilter::default()
     };
     let found = state.store.list_events(&filter, page).await?;
     Ok(axum::Json(PageBody {
@@ -781,11 +792,11 @@ pub async fn show(
 }
 
 /// How many fire times `GET /events/{id}` lists.
-const NEXT_FIRES_SHOWN: usize = 5;
+pub(crate) const NEXT_FIRES_SHOWN: usize = 5;
 
 /// The next `n` fire times from the stored schedule state, within the
 /// event's `maxExecutions`.
-fn upcoming(event: &Event, state: &ScheduleState, n: usize) -> Vec<DateTime<Utc>> {
+pub(crate) fn upcoming(event: &Event, state: &ScheduleState, n: usize) -> Vec<DateTime<Utc>> {
     let policy = &event.spec.policy;
     let left = policy.max_executions.map_or(n as u64, |max| {
         u64::from(max).saturating_sub(state.fire_count)
@@ -838,22 +849,35 @@ pub async fn update(
     PathParams(id): PathParams<i64>,
     JsonBody(fields): JsonBody<EventFields>,
 ) -> Result<axum::Json<EventView>, ApiError> {
-    let id = EventId(id);
-    let changes = Changes::parse(fields, &state)?;
+    let event = update_event(&state, &caller, EventId(id), fields).await?;
+    Ok(axum::Json(event.into()))
+}
+
+/// Applies the fields given to an event, as `PATCH /events/{id}` and the
+/// UI's form do: a new payload version when the script changed, old
+/// versions pruned.
+pub(crate) async fn update_event(
+    state: &AppState,
+    caller: &Caller,
+    id: EventId,
+    fields: EventFields,
+) -> Result<Event, ApiError> {
+    let changes = Changes::parse(fields, state)?;
     if changes.field_names().is_empty() {
         // Nothing to change: no new `updatedAt`, no audit entry.
-        return Ok(axum::Json(state.store.get_event(id).await?.into()));
+        return Ok(state.store.get_event(id).await?);
     }
     if let Some(servers) = &changes.target_servers {
-        check_servers(&state, servers).await?;
+        check_servers(state, servers).await?;
     }
     let entry = audit(
-        &caller,
+        caller,
         "event.update",
         Some(id),
         json!({ "fields": changes.field_names() }),
     );
-    let event = detached(&state, move |state| async move {
+    let caller = *caller;
+    detached(state, move |state| async move {
         let mut writer = state.payloads.writer();
         let now = crate::now();
         let apply = |current: &Event| changes.apply(&current.spec);
@@ -892,8 +916,7 @@ pub async fn update(
         }
         Ok(event)
     })
-    .await?;
-    Ok(axum::Json(event.into()))
+    .await
 }
 
 pub async fn delete(
@@ -901,16 +924,24 @@ pub async fn delete(
     Editor(caller): Editor,
     PathParams(id): PathParams<i64>,
 ) -> Result<Response, ApiError> {
-    let id = EventId(id);
-    let entry = audit(&caller, "event.delete", Some(id), json!({}));
-    detached(&state, move |state| async move {
+    delete_event(&state, &caller, EventId(id)).await?;
+    Ok(no_content())
+}
+
+/// Deletes an event with its payload files, for the API and the UI.
+pub(crate) async fn delete_event(
+    state: &AppState,
+    caller: &Caller,
+    id: EventId,
+) -> Result<(), ApiError> {
+    let entry = audit(caller, "event.delete", Some(id), json!({}));
+    detached(state, move |state| async move {
         let rows = state.store.delete_event(id, &entry).await?;
         state.payloads.remove_files(&rows);
         state.payloads.remove_event_dir(id);
         Ok(())
     })
-    .await?;
-    Ok(no_content())
+    .await
 }
 
 pub async fn payloads(

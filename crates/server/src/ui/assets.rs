@@ -20,6 +20,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/log.js"),
     ),
+    (
+        "event-form.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/event-form.js"),
+    ),
 ];
 
 /// The crate version and the first 12 hex digits of a SHA-256 over every

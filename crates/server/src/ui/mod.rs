@@ -1,7 +1,7 @@
 //! The web UI: server-rendered pages on the API's port, the layer that guards every one of them (session, CSRF, origin, security headers), and its static files.
 //!
 //! Pages are askama templates (`crates/server/templates/`, checked when the
-//! crate compiles) filled by handlers in `pages.rs`, which read through the
+//! crate compiles) filled by handlers in `pages.rs` and `events.rs`, which read through the
 //! same store methods and role extractors as the API. Signing in and out,
 //! sessions, CSRF and the sign-in limits are `auth.rs`; the embedded CSS is
 //! `assets.rs`.
@@ -32,6 +32,7 @@ use crate::tokens::{BrowserRequest, Caller, Via};
 
 pub mod assets;
 pub mod auth;
+pub mod events;
 pub mod log;
 pub mod pages;
 
@@ -84,8 +85,19 @@ fn routes() -> Routes {
         .add(M::POST, "/login", auth::login)
         .add(M::POST, "/logout", auth::logout)
         .add(M::GET, "/", pages::dashboard)
-        .add(M::GET, "/events", pages::events)
-        .add(M::POST, "/events/{id}/run", pages::run_event)
+        .add(M::GET, "/events", events::list)
+        .add(M::POST, "/events", events::create)
+        .add(M::GET, "/events/new", events::new_form)
+        .add(M::GET, "/events/preview", events::preview)
+        .add(M::GET, "/events/{id}", events::show)
+        .add(M::POST, "/events/{id}", events::update)
+        .add(M::GET, "/events/{id}/edit", events::edit_form)
+        .add(M::GET, "/events/{id}/diff", events::diff)
+        .add(M::POST, "/events/{id}/run", events::run)
+        .add(M::POST, "/events/{id}/pause", events::pause)
+        .add(M::POST, "/events/{id}/resume", events::resume)
+        .add(M::GET, "/events/{id}/delete", events::confirm_delete)
+        .add(M::POST, "/events/{id}/delete", events::delete)
         .add(M::GET, "/jobs", pages::jobs)
         .add(M::GET, "/jobs/{id}", log::page)
         .add(M::GET, "/jobs/{id}/live", log::live)

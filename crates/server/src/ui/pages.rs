@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{SignedIn, assets};
 use crate::error::{ApiError, FormBody, PageError, PathParams, QueryParams, Refusal, see_other};
 use crate::state::AppState;
-use crate::tokens::{Admin, Caller, Editor, Viewer};
+use crate::tokens::{Admin, Caller, Viewer};
 
 /// How many rows a list page shows (the newest).
 const LIST_LIMIT: u32 = 100;
@@ -128,62 +128,6 @@ pub async fn dashboard(
         since: day_ago.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     }
     .into_response())
-}
-
-pub struct EventRow {
-    pub id: i64,
-    pub name: String,
-    pub kind: String,
-    pub status: String,
-    pub updated: String,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "events.html")]
-pub struct EventsPage {
-    pub shell: Shell,
-    pub events: Vec<EventRow>,
-    pub total: u64,
-}
-
-/// `GET /events`: the events, with a run button for editors.
-pub async fn events(
-    State(state): State<AppState>,
-    _caller: Viewer,
-    shell: Shell,
-) -> Result<Response, PageError> {
-    let found = state
-        .store
-        .list_events(&EventFilter::default(), page_of(LIST_LIMIT))
-        .await?;
-    let events = found
-        .items
-        .into_iter()
-        .map(|e| EventRow {
-            id: e.id.0,
-            name: e.spec.name.as_str().to_string(),
-            kind: e.spec.kind.to_string(),
-            status: e.spec.status.to_string(),
-            updated: time(e.updated_at),
-        })
-        .collect();
-    Ok(EventsPage {
-        shell: shell.at("events"),
-        events,
-        total: found.total,
-    }
-    .into_response())
-}
-
-/// `POST /events/{id}/run`: runs the event now, as the API's run does, and
-/// shows its jobs.
-pub async fn run_event(
-    State(state): State<AppState>,
-    Editor(caller): Editor,
-    PathParams(id): PathParams<i64>,
-) -> Result<Response, PageError> {
-    crate::api::events::run_now(&state, &caller, EventId(id), None).await?;
-    Ok(see_other(&format!("/jobs?event={id}")))
 }
 
 pub struct JobRow {
