@@ -23,8 +23,7 @@ use crate::{
     EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
     LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
     PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerCheck, ServerUpdate,
-    Session,
-    SessionUser, Store, StoreError, User,
+    Session, SessionUser, Store, StoreError, User,
 };
 
 pub(crate) mod jobs;

@@ -2295,7 +2295,10 @@ async fn a_servers_last_check_is_kept_without_changing_the_server(b: Backend) {
         .record_server_check(ServerId(made.id.0 + 1000), &passed)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound { what: "server" }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::NotFound { what: "server" }),
+        "{err:?}"
+    );
 }
 
 async fn a_servers_cache_dir_round_trips_and_defaults_to_none(b: Backend) {

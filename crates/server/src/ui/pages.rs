@@ -260,12 +260,8 @@ async fn server_statuses(state: &AppState) -> Result<Vec<ServerStatusRow>, PageE
 /// A length of time in the two largest units: `2d 03h`, `1h 02m`, `3m 05s`, `12s`.
 pub(crate) fn span(d: TimeDelta) -> String {
     let secs = d.num_seconds().max(0);
-    let (days, hours, minutes, seconds) = (
-        secs / 86_400,
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-    );
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     if days > 0 {
         format!("{days}d {hours:02}h")
     } else if hours > 0 {

@@ -19,7 +19,7 @@ use crate::api::servers::{
 };
 use crate::error::{ApiError, FormBody, PageError, PathParams, see_other};
 use crate::state::AppState;
-use crate::tokens::{Admin, Caller, Viewer};
+use crate::tokens::{Admin, Viewer};
 
 /// The most events read to find those that target a server (the store has
 /// no query by server; a deployment with more events sees the first ones).
@@ -348,7 +348,10 @@ impl ServerForm {
                 unix_lines(&self.known_host).trim(),
                 spec.known_host.as_deref().unwrap_or(""),
             ),
-            cache_dir: changed(self.cache_dir.trim(), spec.cache_dir.as_deref().unwrap_or("")),
+            cache_dir: changed(
+                self.cache_dir.trim(),
+                spec.cache_dir.as_deref().unwrap_or(""),
+            ),
             ..ServerFields::default()
         };
         self.credentials(&mut fields);
@@ -455,7 +458,7 @@ pub async fn update(
     let current = state.store.get_server(id).await?;
     let saved = match form.to_changes(&current) {
         Ok(fields) if !changes_anything(&fields) => Ok(()),
-        Ok(fields) => save(&state, &caller, id, &fields).await,
+        Ok(fields) => update_server(&state, &caller, id, &fields).await.map(drop),
         Err(e) => Err(e),
     };
     match saved {
@@ -463,15 +466,6 @@ pub async fn update(
         Err(e) if e.field.is_some() => Ok(edit_page(shell, &current, form).refused(e)),
         Err(e) => Err(e.into()),
     }
-}
-
-async fn save(
-    state: &AppState,
-    caller: &Caller,
-    id: ServerId,
-    fields: &ServerFields,
-) -> Result<(), ApiError> {
-    update_server(state, caller, id, fields).await.map(drop)
 }
 
 // --- deleting -------------------------------------------------------------
