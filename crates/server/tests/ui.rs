@@ -591,7 +591,7 @@ both_backends! {
         assert_eq!(detail.status, 200);
         let html = detail.text();
         assert_no_inline_code(&html, "the server page");
-        for text in ["deploy@db.example.com:2222", "Not pinned", "Never checked", "Check now", "a password"] {
+        for text in ["db.example.com:2222", "<dd>deploy</dd>", "Not pinned", "Never checked", "Check now", "a password"] {
             assert!(html.contains(text), "{text}: {html}");
         }
 

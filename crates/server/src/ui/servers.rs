@@ -113,7 +113,7 @@ pub struct ServerPage {
     pub shell: Shell,
     pub id: i64,
     pub name: String,
-    /// Label and value pairs: address, user, authentication, cache directory…
+    /// Label and value pairs: address, SSH user, authentication, cache directory…
     pub facts: Vec<(&'static str, String)>,
     /// The pinned key's fingerprint; `None` when nothing is pinned.
     pub fingerprint: Option<String>,
@@ -136,10 +136,8 @@ pub async fn show(
     let spec = &server.spec;
     let fingerprint = pinned_fingerprint(spec);
     let facts = vec![
-        ("Address", address(spec)),
-        ("Host", spec.host.clone()),
-        ("Port", spec.port.to_string()),
-        ("User", spec.username.clone()),
+        ("Address", format!("{}:{}", spec.host, spec.port)),
+        ("SSH user", spec.username.clone()),
         ("Signs in with", auth_words(spec.auth_kind).into()),
         ("Cache directory", spec.effective_cache_dir().to_string()),
         ("Added", time(server.created_at)),
