@@ -196,7 +196,8 @@ pub async fn check(
 
 /// What the server form sends, under the API's field names so an error's
 /// field names its input. Every input is sent, empty when not filled in.
-#[derive(Debug, Default, Deserialize)]
+/// (No `Debug`: it holds credentials, which must never reach a log.)
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ServerForm {
     name: String,
@@ -322,7 +323,7 @@ impl ServerForm {
             host: Some(self.host.trim().to_string()),
             port: Some(self.port()?),
             username: Some(self.username.trim().to_string()),
-            known_host: filled(self.known_host.trim()),
+            known_host: filled(unix_lines(&self.known_host).trim()),
             cache_dir: filled(self.cache_dir.trim()),
             ..ServerFields::default()
         };
