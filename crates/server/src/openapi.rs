@@ -345,7 +345,7 @@ fn schemas() -> Value {
         },
         "Server": {
             "type": "object",
-            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "createdAt", "updatedAt"],
+            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "createdAt", "updatedAt", "lastCheck"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -357,7 +357,18 @@ fn schemas() -> Value {
                 "hostKeyFingerprint": { "type": ["string", "null"], "description": "The pinned key's SHA256 fingerprint, as `ssh-keygen -lf` prints it" },
                 "cacheDir": { "type": "string", "description": "The runner cache directory in effect: the one set, else the default `.cache/cronium`; relative to the SSH user's home unless absolute" },
                 "createdAt": timestamp,
-                "updatedAt": timestamp
+                "updatedAt": timestamp,
+                "lastCheck": {
+                    "type": ["object", "null"],
+                    "description": "The newest check's outcome (`POST /servers/{id}/check` or the web UI's Check now); null until the server is first checked. Recording it does not change `updatedAt`.",
+                    "required": ["at", "ok", "message", "fingerprint"],
+                    "properties": {
+                        "at": timestamp,
+                        "ok": { "type": "boolean" },
+                        "message": { "type": "string", "description": "Why it failed (`phase: message`), or a one-line summary: system, interpreters, runner" },
+                        "fingerprint": { "type": ["string", "null"], "description": "The SHA256 fingerprint of the host key the check was shown, if it got that far" }
+                    }
+                }
             }
         },
         "TokenInput": {

@@ -636,6 +636,25 @@ fn fire_times(html: &str, list_id: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The path a 303 sends the browser to.
+#[track_caller]
+fn location(resp: &common::Resp) -> String {
+    assert_eq!(resp.status, 303, "{}", resp.text());
+    resp.header("location").unwrap().to_string()
+}
+
+/// The audit entries with `action`, newest first.
+fn audited(app: &TestApp, action: &str) -> Vec<Value> {
+    let page = app.get("/api/v1/audit?limit=500").expect(200);
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
 both_backends! {
     fn an_editor_creates_a_cron_event_from_the_form_and_sees_its_next_fires_in_its_zone(backend: Backend) {
         let app = TestApp::spawn(backend);
@@ -898,5 +917,236 @@ both_backends! {
             assert_eq!(answer["fires"], json!([]), "{query}");
             assert!(answer["error"].as_str().unwrap().contains(expected), "{query}: {answer}");
         }
+    }
+}
+
+both_backends! {
+    fn an_admin_adds_edits_and_deletes_a_server_through_the_forms(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let new_form = admin.get("/servers/new");
+        assert_eq!(new_form.status, 200);
+        assert_no_inline_code(&new_form.text(), "the new server form");
+        let csrf = common::csrf_of(&new_form.text());
+        let secret = "a password nobody may read 7f3a";
+        let typed = |host: &'static str, port: &'static str, password: &'static str| -> Form<'_> {
+            vec![("csrf", csrf.as_str()), ("name", "web-1"), ("host", host), ("port", port), ("username", "deploy"), ("password", password)]
+        };
+
+        // Refused: the form comes back with what was typed, never the
+        // password, and the error beside the field the API names.
+        let refusals = [
+            (typed("db.example.com", "99999", secret), "port", "must be a number between 1 and 65535"),
+            (typed("not a host!", "2222", secret), "host", "invalid host"),
+            (typed("db.example.com", "2222", ""), "privateKey", "a privateKey or a password is required"),
+        ];
+        for (fields, field, message) in refusals {
+            let resp = admin.post("/servers/new", &fields);
+            assert_eq!(resp.status, 422, "{field}: {}", resp.text());
+            let html = resp.text();
+            let error = html.find(&format!(r#"id="{field}-error""#)).unwrap_or_else(|| panic!("{field}: {html}"));
+            assert!(html[error..].split("</p>").next().unwrap().contains(message), "{field}: {html}");
+            assert_eq!(html.matches(r#"class="error""#).count(), 1, "one error, beside its field: {html}");
+            for (name, value) in &fields {
+                if !["password", "csrf"].contains(name) && !value.is_empty() {
+                    assert!(html.contains(&format!(r#"value="{value}""#)), "{name} kept: {html}");
+                }
+            }
+            assert!(!html.contains(secret), "the password is not shown back");
+            assert_no_inline_code(&html, "a refused form");
+        }
+        assert_eq!(app.get("/api/v1/servers").expect(200), json!([]), "nothing saved");
+
+        // Saved, through the API's own code: the detail page shows it.
+        let made = admin.post("/servers/new", &typed("db.example.com", "2222", secret));
+        let page = location(&made);
+        let id: i64 = page.trim_start_matches("/servers/").parse().unwrap();
+        let stored = app.get(&format!("/api/v1/servers/{id}")).expect(200);
+        assert_eq!((&stored["name"], &stored["port"], &stored["authKind"]), (&json!("web-1"), &json!(2222), &json!("password")));
+        assert_eq!(stored["lastCheck"], Value::Null);
+        let detail = admin.get(&page);
+        assert_eq!(detail.status, 200);
+        let html = detail.text();
+        assert_no_inline_code(&html, "the server page");
+        for text in ["db.example.com:2222", "<dd>deploy</dd>", "Not pinned", "Never checked", "Check now", "a password"] {
+            assert!(html.contains(text), "{text}: {html}");
+        }
+
+        // Edited: the form shows the settings and no credential; a name
+        // already taken comes back beside the name; an empty password keeps
+        // the stored one.
+        let edit = format!("/servers/{id}/edit");
+        let form = admin.get(&edit).text();
+        assert!(form.contains(r#"value="web-1""#) && form.contains(r#"value="2222""#), "{form}");
+        assert!(!form.contains(secret));
+        app.post("/api/v1/servers", json!({ "name": "db-1", "host": "db.example.com", "username": "ops", "password": "another one" })).expect(201);
+        let rename = |name: &'static str| -> Form<'_> {
+            vec![("csrf", csrf.as_str()), ("name", name), ("host", "db.example.com"), ("port", "2222"), ("username", "deploy"),
+                 ("password", ""), ("privateKey", ""), ("passphrase", ""), ("knownHost", ""), ("cacheDir", "")]
+        };
+        let taken = admin.post(&edit, &rename("db-1"));
+        assert_eq!(taken.status, 422, "{}", taken.text());
+        let html = taken.text();
+        assert!(html.contains(r#"id="name-error""#) && html.contains(r#"value="db-1""#), "{html}");
+        let saved = admin.post(&edit, &rename("web-2"));
+        assert_eq!(location(&saved), page);
+        let stored = app.get(&format!("/api/v1/servers/{id}")).expect(200);
+        assert_eq!((&stored["name"], &stored["authKind"]), (&json!("web-2"), &json!("password")));
+        let update = &audited(&app, "server.update")[0];
+        assert_eq!(update["detail"]["fields"], json!(["name"]), "only what changed: {update}");
+        assert!(update["actorUser"].is_number(), "{update}");
+        // Saving an unchanged form writes nothing.
+        location(&admin.post(&edit, &rename("web-2")));
+        assert_eq!(audited(&app, "server.update").len(), 1);
+
+        // The secret is on no page and stored only sealed.
+        for path in ["/servers", page.as_str(), edit.as_str(), "/", "/audit"] {
+            let resp = admin.get(path);
+            assert_eq!(resp.status, 200, "{path}");
+            assert!(!resp.text().contains(secret), "{path} shows the password");
+        }
+        assert!(!contains(&database_bytes(&app), secret.as_bytes()));
+
+        // Deleted after a confirmation page.
+        let confirm = admin.get(&format!("/servers/{id}/delete"));
+        assert_eq!(confirm.status, 200);
+        assert!(confirm.text().contains("Delete server web-2?"), "{}", confirm.text());
+        app.get(&format!("/api/v1/servers/{id}")).expect(200);
+        let gone = admin.post(&format!("/servers/{id}/delete"), &[("csrf", &csrf)]);
+        assert_eq!(location(&gone), "/servers");
+        app.get(&format!("/api/v1/servers/{id}")).expect_error(404, "not_found", None);
+        assert!(!admin.get("/servers").text().contains("web-2"));
+        for action in ["server.create", "server.update", "server.delete"] {
+            let entries = audited(&app, action);
+            assert!(entries.iter().any(|e| e["actorUser"].is_number()), "{action}: {entries:?}");
+        }
+
+        // A viewer sees the servers but no button, and may not add one.
+        app.add_user("watcher", "viewer", PASSWORD);
+        let mut viewer = app.browser().signed_in("watcher", PASSWORD);
+        let list = viewer.get("/servers").text();
+        assert!(list.contains("db-1") && !list.contains("Add a server"), "{list}");
+        let other = app.get("/api/v1/servers").expect(200)[0]["id"].as_i64().unwrap();
+        let detail = viewer.get(&format!("/servers/{other}")).text();
+        assert!(!detail.contains("Check now") && !detail.contains("/edit"), "{detail}");
+        let csrf = common::csrf_of(&list);
+        let resp = viewer.post("/servers/new", &[("csrf", &csrf), ("name", "sneaky"), ("host", "db.example.com"), ("username", "x"), ("password", secret)]);
+        assert_eq!(resp.status, 403);
+        assert_eq!(app.get("/api/v1/servers").expect(200).as_array().unwrap().len(), 1);
+    }
+
+    fn check_now_pins_the_host_key_and_the_server_page_shows_its_fingerprint(backend: Backend) {
+        use cronium_ssh::testing::TestSshd;
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let mut sshd = TestSshd::start(1);
+        let user = sshd.user(0).clone();
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let csrf = admin.csrf("/servers/new");
+        let port = sshd.port().to_string();
+        // A browser sends a textarea's lines with CRLF.
+        let key = user.key.private.replace('\n', "\r\n");
+        let made = admin.post("/servers/new", &[
+            ("csrf", &csrf), ("name", "ssh-1"), ("host", sshd.host()), ("port", &port),
+            ("username", &user.name), ("privateKey", &key),
+        ]);
+        let page = location(&made);
+        assert!(admin.get(&page).text().contains("Not pinned"));
+
+        let checked = admin.post(&format!("{page}/check"), &[("csrf", &csrf)]);
+        assert_eq!(location(&checked), page);
+        let html = admin.get(&page).text();
+        assert_no_inline_code(&html, "the checked server's page");
+        // The fingerprint as `ssh-keygen -lf` prints it for the host key.
+        let fingerprint = sshd.host_key_fingerprint();
+        assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+        assert!(html.contains(&format!(r#"<code class="fingerprint">{fingerprint}</code>"#)), "{html}");
+        assert!(html.contains(r#"<span class="check ok">ok</span>"#), "{html}");
+        assert!(html.contains("bash ") && html.contains("runner not deployed yet"), "{html}");
+        let id = page.trim_start_matches("/servers/");
+        let stored = app.get(&format!("/api/v1/servers/{id}")).expect(200);
+        assert_eq!(stored["hostKeyFingerprint"], fingerprint.as_str());
+        assert_eq!(stored["lastCheck"]["ok"], true, "{stored}");
+        assert_eq!(stored["lastCheck"]["fingerprint"], fingerprint.as_str());
+        let pins = audited(&app, "server.pin");
+        assert_eq!(pins.len(), 1);
+        assert!(pins[0]["actorUser"].is_number(), "{pins:?}");
+        let list = admin.get("/servers").text();
+        assert!(list.contains("pinned") && list.contains(r#"<span class="check ok">ok</span>"#), "{list}");
+        assert!(admin.get("/").text().contains(r#"<span class="check ok">ok</span>"#));
+
+        // Another key: the check fails and says why; the pin stays.
+        sshd.replace_host_key();
+        let shown = sshd.host_key_fingerprint();
+        location(&admin.post(&format!("{page}/check"), &[("csrf", &csrf)]));
+        let html = admin.get(&page).text();
+        assert!(html.contains(r#"<span class="check failed">failed</span>"#), "{html}");
+        assert!(html.contains("host key: ") && html.contains(&shown), "{html}");
+        assert!(html.contains(&format!(r#"<code class="fingerprint">{fingerprint}</code>"#)), "the pin is kept");
+        assert_eq!(app.get(&format!("/api/v1/servers/{id}")).expect(200)["lastCheck"]["ok"], false);
+
+        // The key is never shown.
+        for path in [page.as_str(), "/servers", &format!("{page}/edit")] {
+            let text = admin.get(path).text();
+            assert!(!text.contains("PRIVATE KEY"), "{path}");
+            for line in user.key.private.lines().filter(|l| !l.starts_with("-----")) {
+                assert!(!text.contains(line), "{path} shows the key");
+            }
+        }
+    }
+
+    fn the_dashboard_offers_cancel_to_editors_only_and_shows_failures_fires_and_servers(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.add_user("eddie", "editor", PASSWORD);
+        app.add_user("watcher", "viewer", PASSWORD);
+        let breaks = app.create_event(json!({ "name": "breaks", "interpreter": "bash", "content": "exit 3\n" }));
+        let failed = common::run_to_end(&app, breaks["id"].as_i64().unwrap());
+        assert_eq!(failed["status"], "failed");
+        app.create_event(json!({ "name": "hourly", "interpreter": "bash", "content": "echo hi\n",
+                                 "schedule": { "type": "every", "every": "1h" } }));
+        app.post("/api/v1/servers", json!({ "name": "never-checked", "host": "db.example.com", "username": "ops", "password": "pw" })).expect(201);
+        let sleeper = app.create_event(json!({ "name": "sleeper", "interpreter": "bash", "content": "sleep 60\n" }));
+        let job = app.post(&format!("/api/v1/events/{}/run", sleeper["id"]), json!({})).expect(201)["id"].as_i64().unwrap();
+        let status = || app.get(&format!("/api/v1/jobs/{job}")).expect(200);
+        common::wait_for("the job to run", Duration::from_secs(30), || (status()["status"] == "running").then_some(()));
+        let cancel = format!("/jobs/{job}/cancel");
+
+        // A viewer sees everything but the Cancel button, and may not press it.
+        let mut viewer = app.browser().signed_in("watcher", PASSWORD);
+        let html = viewer.get("/").text();
+        assert_no_inline_code(&html, "the dashboard");
+        let section = |html: &str, id: &str| -> String {
+            let start = html.find(&format!(r#"id="{id}""#)).unwrap_or_else(|| panic!("{id}: {html}"));
+            html[start..].split("</section>").next().unwrap().to_string()
+        };
+        let running = section(&html, "running");
+        assert!(running.contains("sleeper") && running.contains(&format!(r#"href="/jobs/{job}""#)), "{running}");
+        assert!(!html.contains(&cancel) && !html.contains(">Cancel<"), "no Cancel for a viewer: {html}");
+        let failures = section(&html, "failures");
+        assert!(failures.contains("breaks") && failures.contains(&format!(r#"href="/jobs/{}""#, failed["id"])), "{failures}");
+        assert!(section(&html, "next-fires").contains(">hourly</a>"), "{html}");
+        assert!(section(&html, "next-fires").contains("in 59m") || section(&html, "next-fires").contains("in 1h"), "{html}");
+        assert!(section(&html, "servers").contains("never-checked"), "{html}");
+        let csrf = common::csrf_of(&html);
+        let refused = viewer.post(&cancel, &[("csrf", &csrf)]);
+        assert_eq!(refused.status, 403, "{}", refused.text());
+        let still = status();
+        assert_eq!((&still["status"], &still["cancelRequested"]), (&json!("running"), &json!(false)));
+        assert!(audited(&app, "job.cancel").is_empty());
+
+        // An editor cancels it from the dashboard.
+        let mut editor = app.browser().signed_in("eddie", PASSWORD);
+        let html = editor.get("/").text();
+        assert!(section(&html, "running").contains(&format!(r#"action="{cancel}""#)), "{html}");
+        let csrf = common::csrf_of(&html);
+        assert_eq!(location(&editor.post(&cancel, &[("csrf", &csrf)])), "/");
+        common::wait_for("the job to be cancelled", Duration::from_secs(30), || (status()["status"] == "cancelled").then_some(()));
+        let entries = audited(&app, "job.cancel");
+        assert_eq!(entries.len(), 1);
+        assert!(entries[0]["actorUser"].is_number(), "{entries:?}");
+        assert!(!section(&editor.get("/").text(), "running").contains("sleeper"));
+        // A finished job cannot be cancelled again.
+        assert_eq!(editor.post(&cancel, &[("csrf", &csrf)]).status, 409);
     }
 }

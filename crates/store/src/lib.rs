@@ -232,6 +232,21 @@ pub struct Server {
     pub spec: ServerSpec,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The newest check's outcome; `None` until the server is first checked.
+    pub last_check: Option<ServerCheck>,
+}
+
+/// What the newest check of a server found, kept on its row so pages can
+/// show it without connecting (see [`Store::record_server_check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCheck {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    /// A one-line summary when it passed (system, interpreters, runner), or
+    /// why it failed.
+    pub message: String,
+    /// The host key the check was shown (`SHA256:…`), if it got that far.
+    pub fingerprint: Option<String>,
 }
 
 /// Who acted, as the audit log records it.
@@ -776,6 +791,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Server>;
     /// Refused with a `Conflict` on `targetServers` while an event targets it.
     async fn delete_server(&self, id: ServerId, audit: &AuditEntry) -> Result<()>;
+    /// Replaces the server's last check with `check`. Neither audited nor a
+    /// change of the server (`updated_at` stays): a check only looks.
+    async fn record_server_check(&self, id: ServerId, check: &ServerCheck) -> Result<()>;
 
     // --- schedules and jobs ---------------------------------------------------
 

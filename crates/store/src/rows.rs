@@ -22,7 +22,7 @@ use cronium_payload::{EnvKey, Interpreter};
 use crate::{
     Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Credentials, Delivery,
     DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
-    PayloadRecord, ScheduleState, Server, Session, StoreError, User,
+    PayloadRecord, ScheduleState, Server, ServerCheck, Session, StoreError, User,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -553,11 +553,21 @@ where
             })
             .transpose()?,
     };
+    let last_check = match r.opt_time("last_check_at")? {
+        None => None,
+        Some(at) => Some(ServerCheck {
+            at,
+            ok: r.boolean("last_check_ok")?,
+            message: r.opt_text("last_check_message")?.unwrap_or_default(),
+            fingerprint: r.opt_text("last_check_fingerprint")?,
+        }),
+    };
     Ok(Server {
         id: ServerId(id),
         spec,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
+        last_check,
     })
 }
 

@@ -71,7 +71,8 @@ macro_rules! event_columns {
 macro_rules! server_columns {
     () => {
         "id, name, host, CAST(port AS BIGINT) AS port, username, auth_kind, \
-         sealed_credentials, known_host, cache_dir, created_at, updated_at"
+         sealed_credentials, known_host, cache_dir, created_at, updated_at, \
+         last_check_at, last_check_ok, last_check_message, last_check_fingerprint"
     };
 }
 

@@ -22,8 +22,8 @@ use crate::{
     Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Claim, Credentials, Delivery, Event,
     EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
     LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
-    PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerUpdate, Session,
-    SessionUser, Store, StoreError, User,
+    PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerCheck, ServerUpdate,
+    Session, SessionUser, Store, StoreError, User,
 };
 
 pub(crate) mod jobs;
@@ -1099,6 +1099,7 @@ impl<B: Backend> Store for SqlStore<B> {
             spec,
             created_at: now,
             updated_at: now,
+            last_check: None,
         })
     }
 
@@ -1181,6 +1182,24 @@ impl<B: Backend> Store for SqlStore<B> {
             audit,
         )
         .await
+    }
+
+    async fn record_server_check(&self, id: ServerId, check: &ServerCheck) -> Result<()> {
+        let done = sql(
+            "UPDATE servers SET last_check_at = $2, last_check_ok = $3, last_check_message = $4, \
+             last_check_fingerprint = $5 WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(truncate(check.at))
+        .bind(check.ok)
+        .bind(check.message.as_str())
+        .bind(check.fingerprint.clone())
+        .execute(&mut self.db.pool())
+        .await?;
+        if done == 0 {
+            return Err(StoreError::NotFound { what: "server" });
+        }
+        Ok(())
     }
 
     async fn get_schedule_state(&self, event: EventId) -> Result<ScheduleState> {

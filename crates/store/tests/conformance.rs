@@ -128,6 +128,7 @@ conformance!(
     tokens_are_found_by_hash_until_revoked,
     servers_have_unique_names_and_cannot_vanish_under_an_event,
     a_servers_cache_dir_round_trips_and_defaults_to_none,
+    a_servers_last_check_is_kept_without_changing_the_server,
     every_mutation_is_audited_newest_first,
     timestamps_and_values_round_trip_exactly,
     a_corrupt_row_is_an_error_naming_the_column,
@@ -2249,6 +2250,69 @@ async fn use_token_records_last_used_at_at_most_once_a_minute(b: Backend) {
         None
     );
     assert_eq!(stored().await, Some(t0 + seconds(600)));
+}
+
+async fn a_servers_last_check_is_kept_without_changing_the_server(b: Backend) {
+    let store = &*b.store;
+    let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+    let made = store
+        .create_server(server("checked"), now, &audit("server.create", "server"))
+        .await
+        .unwrap();
+    assert_eq!(made.last_check, None, "never checked");
+    assert_eq!(store.get_server(made.id).await.unwrap().last_check, None);
+
+    let failed = cronium_store::ServerCheck {
+        at: now + chrono::TimeDelta::microseconds(1_000_001),
+        ok: false,
+        message: "auth: the server refused the key".into(),
+        fingerprint: Some("SHA256:abc".into()),
+    };
+    store.record_server_check(made.id, &failed).await.unwrap();
+    let read = store.get_server(made.id).await.unwrap();
+    assert_eq!(read.last_check.as_ref(), Some(&failed));
+    assert_eq!(read.updated_at, made.updated_at, "a check is not a change");
+    assert_eq!(read.spec, made.spec);
+    let listed = store.list_servers().await.unwrap();
+    assert_eq!(listed[0].last_check.as_ref(), Some(&failed));
+
+    // The next check replaces it; an update of the server keeps it.
+    let passed = cronium_store::ServerCheck {
+        at: now + chrono::TimeDelta::hours(1),
+        ok: true,
+        message: "Linux x86_64".into(),
+        fingerprint: None,
+    };
+    store.record_server_check(made.id, &passed).await.unwrap();
+    let renamed = store
+        .update_server(
+            made.id,
+            &|s: &cronium_store::Server| -> Result<ServerSpec, ValidationError> {
+                Ok(ServerSpec {
+                    name: ServerName::new("renamed").unwrap(),
+                    ..s.spec.clone()
+                })
+            },
+            now,
+            &audit("server.update", "server"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.last_check.as_ref(), Some(&passed));
+    assert_eq!(
+        store.get_server(made.id).await.unwrap().last_check,
+        Some(passed.clone())
+    );
+
+    // A server that is gone cannot be recorded.
+    let err = store
+        .record_server_check(ServerId(made.id.0 + 1000), &passed)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { what: "server" }),
+        "{err:?}"
+    );
 }
 
 async fn a_servers_cache_dir_round_trips_and_defaults_to_none(b: Backend) {

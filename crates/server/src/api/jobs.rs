@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{PageBody, page, parse_time};
 use crate::error::{ApiError, PathParams, QueryParams};
 use crate::state::AppState;
-use crate::tokens::{Editor, Viewer};
+use crate::tokens::{Caller, Editor, Viewer};
 
 /// Lines per page of `GET /jobs/{id}/logs` (and per read while following).
 const LOG_PAGE: u32 = 1000;
@@ -221,7 +221,17 @@ pub async fn cancel(
     Editor(caller): Editor,
     PathParams(id): PathParams<i64>,
 ) -> Result<Response, ApiError> {
-    let id = JobId(id);
+    let job = cancel_job(&state, &caller, JobId(id)).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(job))).into_response())
+}
+
+/// Cancels a job, audited as `caller` (`job.cancel`): the API's cancel and
+/// the dashboard's Cancel button. A finished job is a 409 on `status`.
+pub(crate) async fn cancel_job(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+) -> Result<Job, ApiError> {
     let entry = AuditEntry {
         at: crate::now(),
         actor: Some(caller.actor()),
@@ -235,7 +245,7 @@ pub async fn cancel(
         // Running here: stop it now rather than at its next heartbeat.
         state.running.cancel(id);
     }
-    Ok((StatusCode::ACCEPTED, axum::Json(JobView::from(job))).into_response())
+    Ok(job)
 }
 
 /// One log line as the API shows it: text when it is UTF-8, else base64.

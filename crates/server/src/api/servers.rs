@@ -10,7 +10,7 @@ use cronium_core::{AuthKind, ServerId, ServerName, ServerSpec, ValidationError};
 use cronium_engine::secrets::Credentials;
 use cronium_engine::servers::open_server;
 use cronium_ssh::{CheckReport, HostKey, HostKeyPin, Timeouts};
-use cronium_store::{AuditEntry, Server, StoreError};
+use cronium_store::{AuditEntry, Server, ServerCheck, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -56,18 +56,33 @@ pub struct ServerView {
     pub cache_dir: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The newest check's outcome; `null` until the server is first checked.
+    pub last_check: Option<LastCheckView>,
+}
+
+/// A server's newest check, as the server's view shows it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastCheckView {
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    pub message: String,
+    pub fingerprint: Option<String>,
+}
+
+/// The pinned key's `SHA256:` fingerprint, as `ssh-keygen -lf` prints it.
+/// `None` without a pin, and for a pin stored before pins were validated
+/// that does not parse (`check` says what is wrong with it).
+pub(crate) fn pinned_fingerprint(spec: &ServerSpec) -> Option<String> {
+    spec.known_host
+        .as_deref()
+        .and_then(|line| HostKeyPin::parse(line).ok())
+        .map(|pin| pin.fingerprint())
 }
 
 impl From<Server> for ServerView {
     fn from(s: Server) -> ServerView {
-        // A pin stored before pins were validated may not parse; it then
-        // shows no fingerprint, and `check` says what is wrong with it.
-        let host_key_fingerprint = s
-            .spec
-            .known_host
-            .as_deref()
-            .and_then(|line| HostKeyPin::parse(line).ok())
-            .map(|pin| pin.fingerprint());
+        let host_key_fingerprint = pinned_fingerprint(&s.spec);
         let cache_dir = s.spec.effective_cache_dir().to_string();
         ServerView {
             id: s.id.0,
@@ -81,6 +96,12 @@ impl From<Server> for ServerView {
             cache_dir,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            last_check: s.last_check.map(|c| LastCheckView {
+                at: c.at,
+                ok: c.ok,
+                message: c.message,
+                fingerprint: c.fingerprint,
+            }),
         }
     }
 }
@@ -210,15 +231,26 @@ pub async fn create(
     Admin(caller): Admin,
     JsonBody(fields): JsonBody<ServerFields>,
 ) -> Result<Response, ApiError> {
+    let server = create_server(&state, &caller, &fields).await?;
+    Ok((StatusCode::CREATED, axum::Json(ServerView::from(server))).into_response())
+}
+
+/// Adds a server from `fields`, audited as `caller`: what `POST /servers`
+/// and the web UI's form both do. A bad field is a 422 naming it.
+pub(crate) async fn create_server(
+    state: &AppState,
+    caller: &Caller,
+    fields: &ServerFields,
+) -> Result<Server, ApiError> {
     let name = ServerName::new(
         fields
             .name
             .as_deref()
             .ok_or_else(|| ApiError::invalid("name", "required"))?,
     )?;
-    let credentials = credentials(&fields)?
+    let credentials = credentials(fields)?
         .ok_or_else(|| ApiError::invalid("privateKey", "a privateKey or a password is required"))?;
-    let known_host = known_host(&fields)?.flatten();
+    let known_host = known_host(fields)?.flatten();
     let spec = ServerSpec {
         name,
         host: fields
@@ -233,20 +265,19 @@ pub async fn create(
         auth_kind: auth_kind(&credentials),
         sealed_credentials: state.sealer.seal_credentials(&credentials),
         known_host,
-        cache_dir: cache_dir(&fields).flatten(),
+        cache_dir: cache_dir(fields).flatten(),
     }
     .validate()?;
     let entry = audit(
-        &caller,
+        caller,
         "server.create",
         None,
         json!({ "name": spec.name.as_str(), "host": spec.host, "authKind": spec.auth_kind.as_str() }),
     );
-    let server = state
+    Ok(state
         .store
         .create_server(spec, crate::now(), &entry)
-        .await?;
-    Ok((StatusCode::CREATED, axum::Json(ServerView::from(server))).into_response())
+        .await?)
 }
 
 pub async fn list(
@@ -275,16 +306,28 @@ pub async fn update(
     PathParams(id): PathParams<i64>,
     JsonBody(fields): JsonBody<ServerFields>,
 ) -> Result<axum::Json<ServerView>, ApiError> {
-    let id = ServerId(id);
+    let server = update_server(&state, &caller, ServerId(id), &fields).await?;
+    Ok(axum::Json(server.into()))
+}
+
+/// Changes the fields given (an absent one stays as it is), audited as
+/// `caller` with the names of the fields: `PATCH /servers/{id}` and the web
+/// UI's edit form.
+pub(crate) async fn update_server(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+    fields: &ServerFields,
+) -> Result<Server, ApiError> {
     let name = fields.name.as_deref().map(ServerName::new).transpose()?;
-    let known_host = known_host(&fields)?;
-    let cache_dir = cache_dir(&fields);
-    let sealed = credentials(&fields)?.map(|c| (auth_kind(&c), state.sealer.seal_credentials(&c)));
+    let known_host = known_host(fields)?;
+    let cache_dir = cache_dir(fields);
+    let sealed = credentials(fields)?.map(|c| (auth_kind(&c), state.sealer.seal_credentials(&c)));
     let entry = audit(
-        &caller,
+        caller,
         "server.update",
         Some(id),
-        json!({ "fields": field_names(&fields) }),
+        json!({ "fields": field_names(fields) }),
     );
     let apply = |current: &Server| -> Result<ServerSpec, ValidationError> {
         let mut spec = current.spec.clone();
@@ -312,11 +355,10 @@ pub async fn update(
         }
         spec.validate()
     };
-    let server = state
+    Ok(state
         .store
         .update_server(id, &apply, crate::now(), &entry)
-        .await?;
-    Ok(axum::Json(server.into()))
+        .await?)
 }
 
 pub async fn delete(
@@ -324,10 +366,18 @@ pub async fn delete(
     Admin(caller): Admin,
     PathParams(id): PathParams<i64>,
 ) -> Result<Response, ApiError> {
-    let id = ServerId(id);
-    let entry = audit(&caller, "server.delete", Some(id), json!({}));
-    state.store.delete_server(id, &entry).await?;
+    delete_server(&state, &caller, ServerId(id)).await?;
     Ok(no_content())
+}
+
+/// Removes a server no event targets, audited as `caller`.
+pub(crate) async fn delete_server(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+) -> Result<(), ApiError> {
+    let entry = audit(caller, "server.delete", Some(id), json!({}));
+    Ok(state.store.delete_server(id, &entry).await?)
 }
 
 /// What `POST /servers/{id}/check` answers. Says how far the check got even
@@ -428,6 +478,42 @@ impl CheckView {
         }
     }
 
+    /// What is kept of this check on the server's row: the error with its
+    /// phase, or a one-line summary (system, interpreters, runner).
+    fn outcome(&self) -> ServerCheck {
+        let message = match &self.error {
+            Some(e) => format!("{}: {}", e.phase, e.message),
+            None => self.summary(),
+        };
+        ServerCheck {
+            at: crate::now(),
+            ok: self.ok,
+            message: shorten(message, MAX_CHECK_MESSAGE),
+            fingerprint: self.host_key.as_ref().map(|k| k.fingerprint.clone()),
+        }
+    }
+
+    /// `Linux x86_64; bash 5.2.15, python3 3.11.2, node missing; runner 0.3.0`.
+    fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(system) = &self.system {
+            parts.push(system.clone());
+        }
+        if !self.interpreters.is_empty() {
+            let found: Vec<String> = self
+                .interpreters
+                .iter()
+                .map(|i| format!("{} {}", i.name, i.version.as_deref().unwrap_or("missing")))
+                .collect();
+            parts.push(found.join(", "));
+        }
+        parts.push(match &self.runner {
+            Some(r) => format!("runner {}", r.version.as_deref().unwrap_or(&r.raw)),
+            None => "runner not deployed yet".into(),
+        });
+        parts.join("; ")
+    }
+
     fn fail(&mut self, phase: &str, message: String) {
         self.ok = false;
         self.error = Some(CheckError {
@@ -455,15 +541,44 @@ pub async fn check(
     Admin(caller): Admin,
     PathParams(id): PathParams<i64>,
 ) -> Result<axum::Json<CheckView>, ApiError> {
-    // Spawned so that a client hanging up cannot stop the check between
-    // trusting a key and recording it.
-    tokio::spawn(run_check(state, caller, ServerId(id)))
+    check_server(&state, &caller, ServerId(id))
         .await
-        .map_err(ApiError::internal)?
         .map(axum::Json)
 }
 
+/// Checks a server, pinning its key on first use (as `caller`), and records
+/// the outcome on the server's row: `POST /servers/{id}/check` and the web
+/// UI's "Check now".
+pub(crate) async fn check_server(
+    state: &AppState,
+    caller: &Caller,
+    id: ServerId,
+) -> Result<CheckView, ApiError> {
+    // Spawned so that a client hanging up cannot stop the check between
+    // trusting a key and recording it.
+    tokio::spawn(run_check(state.clone(), *caller, id))
+        .await
+        .map_err(ApiError::internal)?
+}
+
 async fn run_check(state: AppState, caller: Caller, id: ServerId) -> Result<CheckView, ApiError> {
+    let view = inspect(&state, &caller, id).await?;
+    record(&state, id, &view).await?;
+    Ok(view)
+}
+
+/// Keeps the check's outcome on the server's row for the pages. A server
+/// deleted while it was checked has nowhere to keep it: the answer still
+/// says what the check found.
+async fn record(state: &AppState, id: ServerId, view: &CheckView) -> Result<(), ApiError> {
+    match state.store.record_server_check(id, &view.outcome()).await {
+        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The check itself: connect, verify or pin the host key, look around.
+async fn inspect(state: &AppState, caller: &Caller, id: ServerId) -> Result<CheckView, ApiError> {
     let server = state.store.get_server(id).await?;
     // A pin stored before pins were validated: say so instead of failing
     // the request, since the check cannot run until the pin is fixed.
@@ -501,7 +616,7 @@ async fn run_check(state: AppState, caller: Caller, id: ServerId) -> Result<Chec
         .as_ref()
         .filter(|_| report.newly_pinned && report.authenticated);
     if let Some(key) = seen {
-        pin(&state, &caller, &server, key, &mut view).await?;
+        pin(state, caller, &server, key, &mut view).await?;
     }
     match &view.error {
         None => tracing::info!(server = %server.spec.name, "server check passed"),
@@ -607,6 +722,22 @@ async fn pin(
         (Err(e), _) => return Err(e.into()),
     }
     Ok(())
+}
+
+/// The longest check message kept on a server's row.
+const MAX_CHECK_MESSAGE: usize = 1000;
+
+/// `text` cut to at most `max` bytes (at a character boundary), with `…`.
+fn shorten(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// `host:port` as the SSH client's errors write it.

@@ -1,8 +1,10 @@
 //! The web UI: server-rendered pages on the API's port, the layer that guards every one of them (session, CSRF, origin, security headers), and its static files.
 //!
 //! Pages are askama templates (`crates/server/templates/`, checked when the
-//! crate compiles) filled by handlers in `pages.rs` and `events.rs`, which read through the
-//! same store methods and role extractors as the API. Signing in and out,
+//! crate compiles) filled by handlers in `pages.rs`, which read through the
+//! same store methods and role extractors as the API (the event pages in
+//! `events.rs`, the server pages in `servers.rs`, the job page's log viewer
+//! in `log.rs`). Signing in and out,
 //! sessions, CSRF and the sign-in limits are `auth.rs`; the embedded CSS is
 //! `assets.rs`.
 //!
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod events;
 pub mod log;
 pub mod pages;
+pub mod servers;
 
 /// The Content-Security-Policy of every page: nothing but this server's own
 /// files, no inline script or style, no framing, forms only to here.
@@ -103,7 +106,16 @@ fn routes() -> Routes {
         .add(M::GET, "/jobs/{id}/live", log::live)
         .add(M::GET, "/jobs/{id}/lines", log::earlier)
         .add(M::GET, "/jobs/{id}/log.txt", log::raw)
-        .add(M::GET, "/servers", pages::servers)
+        .add(M::POST, "/jobs/{id}/cancel", pages::cancel_job)
+        .add(M::GET, "/servers", servers::list)
+        .add(M::GET, "/servers/new", servers::new_form)
+        .add(M::POST, "/servers/new", servers::create)
+        .add(M::GET, "/servers/{id}", servers::show)
+        .add(M::POST, "/servers/{id}/check", servers::check)
+        .add(M::GET, "/servers/{id}/edit", servers::edit_form)
+        .add(M::POST, "/servers/{id}/edit", servers::update)
+        .add(M::GET, "/servers/{id}/delete", servers::confirm_delete)
+        .add(M::POST, "/servers/{id}/delete", servers::delete)
         .add(M::GET, "/audit", pages::audit)
         .add(M::GET, "/settings", pages::settings)
         .add(M::POST, "/settings/tokens", pages::create_token)

@@ -1,4 +1,4 @@
-//! The pages: the shell every page shares, the dashboard, the lists, settings (an admin's API tokens), and the error page. Each reads through the store methods the API uses and states its role with the API's extractors.
+//! The pages: the shell every page shares, the dashboard (and its Cancel button), the events and jobs lists, audit, settings (an admin's API tokens), and the error page. Each reads through the store methods the API uses and states its role with the API's extractors.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -6,15 +6,18 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use cronium_core::{EventId, JobStatus, Role, TokenId};
-use cronium_store::{Actor, EventFilter, JobFilter, PageRequest, SessionUser};
+use cronium_core::{EventId, JobId, JobStatus, Role, TokenId};
+use cronium_store::{Actor, EventFilter, Job, JobFilter, Page, PageRequest, SessionUser};
 use serde::Deserialize;
 
 use super::{SignedIn, assets};
 use crate::error::{ApiError, FormBody, PageError, PathParams, QueryParams, Refusal, see_other};
 use crate::state::AppState;
-use crate::tokens::{Admin, Caller, Viewer};
+use crate::tokens::{Admin, Caller, Editor, Viewer};
 
 /// How many rows a list page shows (the newest).
 const LIST_LIMIT: u32 = 100;
@@ -78,8 +81,45 @@ pub(crate) fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-fn page_of(limit: u32) -> PageRequest {
+pub(crate) fn page_of(limit: u32) -> PageRequest {
     PageRequest { limit, offset: 0 }
+}
+
+/// How many rows each of the dashboard's lists shows.
+const DASHBOARD_ROWS: u32 = 10;
+
+/// A running job on the dashboard.
+pub struct RunningRow {
+    pub id: i64,
+    pub event_name: String,
+    /// How long it has run, as `1h 02m`.
+    pub elapsed: String,
+    /// A cancel was asked for; its worker has yet to stop it.
+    pub cancelling: bool,
+}
+
+/// A failed or timed-out job on the dashboard.
+pub struct FailureRow {
+    pub id: i64,
+    pub event_name: String,
+    pub status: String,
+    pub at: String,
+}
+
+/// An event's next scheduled fire.
+pub struct FireRow {
+    pub event: i64,
+    pub event_name: String,
+    pub at: String,
+    /// How soon, as `in 3h 20m` (or `due` when the scheduler is at it).
+    pub when: String,
+}
+
+/// A server and its newest check.
+pub struct ServerStatusRow {
+    pub id: i64,
+    pub name: String,
+    pub check: super::servers::CheckSummary,
 }
 
 #[derive(Template, WebTemplate)]
@@ -91,43 +131,173 @@ pub struct DashboardPage {
     pub failed: u64,
     /// The start of the last 24 hours, as the failed jobs' link filters it.
     pub since: String,
+    pub running_jobs: Vec<RunningRow>,
+    pub failures: Vec<FailureRow>,
+    pub fires: Vec<FireRow>,
+    pub servers: Vec<ServerStatusRow>,
 }
 
-/// `GET /`: counts, each a link to the list it counts.
+/// `GET /`: counts, each a link to the list it counts; what runs now (with
+/// a Cancel button for editors), the last day's failures, the next day's
+/// fires and the servers' newest checks.
 pub async fn dashboard(
     State(state): State<AppState>,
     _caller: Viewer,
     shell: Shell,
 ) -> Result<Response, PageError> {
+    let now = crate::now();
     let events = state
         .store
         .list_events(&EventFilter::default(), page_of(1))
         .await?
         .total;
-    let jobs = |status, since| JobFilter {
+    let day_ago = (now - TimeDelta::hours(24)).trunc_subsecs(0);
+    let running = jobs_with(&state, JobStatus::Running, None, 2 * DASHBOARD_ROWS).await?;
+    let failed = jobs_with(&state, JobStatus::Failed, Some(day_ago), DASHBOARD_ROWS).await?;
+    let timed_out = jobs_with(&state, JobStatus::TimedOut, Some(day_ago), DASHBOARD_ROWS).await?;
+    let failed_count = failed.total;
+    let mut failures = failed.items;
+    failures.extend(timed_out.items);
+    failures.sort_by_key(|j| std::cmp::Reverse(ended_at(j)));
+    failures.truncate(DASHBOARD_ROWS as usize);
+    let shown: Vec<&Job> = running.items.iter().chain(&failures).collect();
+    let names = event_names(&state, &shown).await;
+    let name_of = |job: &Job| names.get(&job.event_id).cloned().unwrap_or_default();
+    let running_jobs = running
+        .items
+        .iter()
+        .map(|j| RunningRow {
+            id: j.id.0,
+            event_name: name_of(j),
+            elapsed: j
+                .started_at
+                .map(|t| span(now - t))
+                .unwrap_or_else(|| "starting".into()),
+            cancelling: j.cancel_requested,
+        })
+        .collect();
+    let failures = failures
+        .iter()
+        .map(|j| FailureRow {
+            id: j.id.0,
+            event_name: name_of(j),
+            status: j.status.to_string(),
+            at: time(ended_at(j)),
+        })
+        .collect();
+    Ok(DashboardPage {
+        shell: shell.at("dashboard"),
+        events,
+        running: running.total,
+        failed: failed_count,
+        since: day_ago.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        running_jobs,
+        failures,
+        fires: next_fires(&state, now).await?,
+        servers: server_statuses(&state).await?,
+    }
+    .into_response())
+}
+
+/// The newest `limit` jobs with `status` (scheduled since `since`), and how
+/// many there are in all.
+async fn jobs_with(
+    state: &AppState,
+    status: JobStatus,
+    since: Option<DateTime<Utc>>,
+    limit: u32,
+) -> Result<Page<Job>, PageError> {
+    let filter = JobFilter {
         status: Some(status),
         since,
         ..JobFilter::default()
     };
-    let running = state
+    Ok(state.store.list_jobs(&filter, page_of(limit)).await?)
+}
+
+/// When a job ended, or was due if it never ran.
+fn ended_at(job: &Job) -> DateTime<Utc> {
+    job.finished_at.unwrap_or(job.scheduled_at)
+}
+
+/// The events due to fire within the next 24 hours, soonest first: the
+/// scheduler's own list of due schedules, asked a day ahead.
+async fn next_fires(state: &AppState, now: DateTime<Utc>) -> Result<Vec<FireRow>, PageError> {
+    let horizon = now + TimeDelta::hours(24);
+    let due = state.store.due_schedules(horizon, DASHBOARD_ROWS).await?;
+    Ok(due
+        .into_iter()
+        .filter_map(|(event, schedule)| {
+            let at = schedule.next_fire_at?;
+            Some(FireRow {
+                event: event.id.0,
+                event_name: event.spec.name.as_str().to_string(),
+                at: time(at),
+                when: if at > now {
+                    format!("in {}", span(at - now))
+                } else {
+                    "due".into()
+                },
+            })
+        })
+        .collect())
+}
+
+async fn server_statuses(state: &AppState) -> Result<Vec<ServerStatusRow>, PageError> {
+    Ok(state
         .store
-        .list_jobs(&jobs(JobStatus::Running, None), page_of(1))
+        .list_servers()
         .await?
-        .total;
-    let day_ago = (crate::now() - TimeDelta::hours(24)).trunc_subsecs(0);
-    let failed = state
-        .store
-        .list_jobs(&jobs(JobStatus::Failed, Some(day_ago)), page_of(1))
-        .await?
-        .total;
-    Ok(DashboardPage {
-        shell: shell.at("dashboard"),
-        events,
-        running,
-        failed,
-        since: day_ago.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        .into_iter()
+        .map(|s| ServerStatusRow {
+            id: s.id.0,
+            name: s.spec.name.to_string(),
+            check: super::servers::CheckSummary::of(&s),
+        })
+        .collect())
+}
+
+/// A length of time in the two largest units: `2d 03h`, `1h 02m`, `3m 05s`, `12s`.
+pub(crate) fn span(d: TimeDelta) -> String {
+    let secs = d.num_seconds().max(0);
+    let (days, hours, minutes, seconds) =
+        (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if days > 0 {
+        format!("{days}d {hours:02}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes:02}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds:02}s")
+    } else {
+        format!("{seconds}s")
     }
-    .into_response())
+}
+
+/// The names of the jobs' events, each read once (a page names few); an
+/// event that is gone shows as `event N`.
+async fn event_names(state: &AppState, jobs: &[&Job]) -> HashMap<EventId, String> {
+    let mut names = HashMap::new();
+    for id in jobs.iter().map(|job| job.event_id) {
+        if let Entry::Vacant(slot) = names.entry(id) {
+            let name = match state.store.get_event(id).await {
+                Ok(event) => event.spec.name.as_str().to_string(),
+                Err(_) => format!("event {id}"),
+            };
+            slot.insert(name);
+        }
+    }
+    names
+}
+
+/// `POST /jobs/{id}/cancel`: cancels the job as the API's cancel does, and
+/// goes back to the dashboard, where its Cancel button is.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+) -> Result<Response, PageError> {
+    crate::api::jobs::cancel_job(&state, &caller, JobId(id)).await?;
+    Ok(see_other("/"))
 }
 
 pub struct JobRow {
@@ -197,17 +367,8 @@ pub async fn jobs(
     if let Some(since) = since {
         words.push(format!("since {}", time(since)));
     }
-    // A page names few events: each is read once.
-    let mut names = std::collections::HashMap::new();
-    for job in &found.items {
-        if let std::collections::hash_map::Entry::Vacant(slot) = names.entry(job.event_id) {
-            let name = match state.store.get_event(job.event_id).await {
-                Ok(event) => event.spec.name.as_str().to_string(),
-                Err(_) => format!("event {}", job.event_id),
-            };
-            slot.insert(name);
-        }
-    }
+    let shown: Vec<&Job> = found.items.iter().collect();
+    let names = event_names(&state, &shown).await;
     let jobs = found
         .items
         .into_iter()
@@ -226,45 +387,6 @@ pub async fn jobs(
         jobs,
         total: found.total,
         filter: words.join(", "),
-    }
-    .into_response())
-}
-
-pub struct ServerRow {
-    pub id: i64,
-    pub name: String,
-    pub address: String,
-    pub pinned: bool,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "servers.html")]
-pub struct ServersPage {
-    pub shell: Shell,
-    pub servers: Vec<ServerRow>,
-}
-
-/// `GET /servers`: the remote servers.
-pub async fn servers(
-    State(state): State<AppState>,
-    _caller: Viewer,
-    shell: Shell,
-) -> Result<Response, PageError> {
-    let servers = state
-        .store
-        .list_servers()
-        .await?
-        .into_iter()
-        .map(|s| ServerRow {
-            id: s.id.0,
-            name: s.spec.name.to_string(),
-            address: format!("{}@{}:{}", s.spec.username, s.spec.host, s.spec.port),
-            pinned: s.spec.known_host.is_some(),
-        })
-        .collect();
-    Ok(ServersPage {
-        shell: shell.at("servers"),
-        servers,
     }
     .into_response())
 }
