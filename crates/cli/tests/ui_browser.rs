@@ -1,4 +1,4 @@
-//! The web UI in a real browser: headless Chromium over WebDriver against a real `cronium serve`, signing in with a password set on the host, finding pages, running an event as an editor and not as a viewer, watching a job's log live, an API token shown once, signing out; screenshots of each page under `target/screenshots/`.
+//! The web UI in a real browser: headless Chromium over WebDriver against a real `cronium serve`, signing in with a password set on the host, finding pages, creating an event from the form with its schedule preview, editing it and reading the diff, running an event as an editor and not as a viewer, watching a job's log live, adding a server and seeing its fingerprint after a check against a real sshd, an API token shown once, signing out; screenshots of each page under `target/screenshots/`.
 
 mod browser;
 mod common;
@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use browser::{Driver, screenshot, text_of, wait_for_path};
 use common::{Server, require_runner, script};
+use cronium_ssh::testing::TestSshd;
 use fantoccini::{Client, Locator};
 
 const ADMIN_PASSWORD: &str = "correct horse battery";
 const VIEWER_PASSWORD: &str = "viewer sees everything";
+const EDITOR_PASSWORD: &str = "editor edits events";
 
 /// Fills the sign-in form and submits it.
 async fn sign_in(browser: &Client, name: &str, password: &str) {
@@ -60,6 +62,18 @@ fn the_web_ui_in_a_real_browser() {
         ],
         VIEWER_PASSWORD,
     );
+    set_password(
+        &server,
+        &[
+            "user",
+            "add",
+            "eddie",
+            "--role",
+            "editor",
+            "--password-stdin",
+        ],
+        EDITOR_PASSWORD,
+    );
     let dir = tempfile::tempdir().unwrap();
     let hello = script(dir.path(), "hello.sh", "echo hello from the browser\n");
     server
@@ -80,11 +94,17 @@ fn the_web_ui_in_a_real_browser() {
         ])
         .ok();
 
+    let sshd = TestSshd::start(1);
+
     let driver = Driver::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         an_admin_signs_in_where_they_were_going_and_runs_an_event(&driver, &server).await;
         the_log_viewer_shows_lines_while_the_script_runs(&driver, &server).await;
+        an_editor_creates_an_event_from_the_form_edits_it_and_reads_the_diff(&driver, &server)
+            .await;
+        an_admin_adds_a_server_and_sees_its_fingerprint_after_a_check(&driver, &server, &sshd)
+            .await;
         a_viewer_sees_no_run_button(&driver, &server).await;
     });
 }
@@ -135,7 +155,7 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
         screenshot(&browser, name).await;
     }
 
-    // Run now: the job appears in the event's jobs and succeeds.
+    // Run now: the browser lands on the job's page, which sees it succeed.
     browser
         .goto(&format!("{}/events", server.url))
         .await
@@ -143,7 +163,7 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
     click(&browser, "form[action$='/run'] button").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let status = text_of(&browser, "main table tbody tr td:nth-child(3)").await;
+        let status = text_of(&browser, "#job-status").await;
         if status == "succeeded" {
             break;
         }
@@ -152,8 +172,18 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
             "the job is still {status}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-        browser.refresh().await.unwrap();
     }
+    assert!(
+        text_of(&browser, "#log")
+            .await
+            .contains("hello from the browser"),
+        "the job's page shows its log"
+    );
+    browser.goto(&format!("{}/jobs", server.url)).await.unwrap();
+    assert_eq!(
+        text_of(&browser, "main table tbody tr td:nth-child(3)").await,
+        "succeeded"
+    );
     screenshot(&browser, "jobs").await;
 
     // An API token made on the settings page is shown once.
@@ -264,6 +294,177 @@ async fn the_log_viewer_shows_lines_while_the_script_runs(driver: &Driver, serve
     browser.close().await.unwrap();
 }
 
+async fn an_editor_creates_an_event_from_the_form_edits_it_and_reads_the_diff(
+    driver: &Driver,
+    server: &Server,
+) {
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{}/login?next=/events/new", server.url))
+        .await
+        .unwrap();
+    sign_in(&browser, "eddie", EDITOR_PASSWORD).await;
+    wait_for_path(&browser, "/events/new").await;
+
+    // The cron fields appear with the cron type, and the next fires follow
+    // what is typed, in the schedule's zone, before anything is saved.
+    assert!(
+        !displayed(&browser, "#cron").await,
+        "no cron field for a manual schedule"
+    );
+    browser
+        .find(Locator::Css("#schedule-type"))
+        .await
+        .unwrap()
+        .select_by_label("cron")
+        .await
+        .unwrap();
+    assert!(displayed(&browser, "#cron").await);
+    type_into(&browser, "#cron", "15 4 * * *").await;
+    type_into(&browser, "#timezone", "Asia/Tokyo").await;
+    let fires = wait_for_fires(&browser, "#preview-fires li", "04:15:00 JST").await;
+    assert_eq!(fires.len(), 5, "{fires:?}");
+    type_into(&browser, "#name", "made-in-the-browser").await;
+    type_into(&browser, "#content", "echo first version\n").await;
+    screenshot(&browser, "event-new").await;
+    click(&browser, "form.event-form button[type='submit']").await;
+
+    // Its page: the same five fires, and v1.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let url = browser.current_url().await.unwrap();
+        if let Some(id) = url
+            .path()
+            .strip_prefix("/events/")
+            .and_then(|i| i.parse::<u64>().ok())
+        {
+            break id;
+        }
+        assert!(std::time::Instant::now() < deadline, "still on {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let saved = wait_for_fires(&browser, "#next-fires li", "04:15:00 JST").await;
+    assert_eq!(
+        saved, fires,
+        "the page shows the fires the preview promised"
+    );
+    assert!(
+        text_of(&browser, "pre.code")
+            .await
+            .contains("echo first version")
+    );
+    screenshot(&browser, "event").await;
+
+    // Edit the script: v2, and the diff between v1 and v2.
+    click(&browser, &format!("a[href='/events/{id}/edit']")).await;
+    wait_for_path(&browser, &format!("/events/{id}/edit")).await;
+    let content = browser.find(Locator::Css("#content")).await.unwrap();
+    content.clear().await.unwrap();
+    content
+        .send_keys("echo first version\necho second version\n")
+        .await
+        .unwrap();
+    click(&browser, "form.event-form button[type='submit']").await;
+    wait_for_path(&browser, &format!("/events/{id}")).await;
+    click(
+        &browser,
+        &format!("form[action='/events/{id}/diff'] button"),
+    )
+    .await;
+    wait_for_path(&browser, &format!("/events/{id}/diff?from=1&to=2")).await;
+    let added = browser
+        .find_all(Locator::Css("table.diff tr.add td.t"))
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in &added {
+        lines.push(line.text().await.unwrap());
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("echo second version")),
+        "{lines:?}"
+    );
+    screenshot(&browser, "event-diff").await;
+    browser.close().await.unwrap();
+}
+
+async fn an_admin_adds_a_server_and_sees_its_fingerprint_after_a_check(
+    driver: &Driver,
+    server: &Server,
+    sshd: &TestSshd,
+) {
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{}/login?next=/servers/new", server.url))
+        .await
+        .unwrap();
+    sign_in(&browser, "admin", ADMIN_PASSWORD).await;
+    wait_for_path(&browser, "/servers/new").await;
+    let user = sshd.user(0);
+    type_into(&browser, "#f-name", "web-1").await;
+    type_into(&browser, "#f-host", sshd.host()).await;
+    type_into(&browser, "#f-port", &sshd.port().to_string()).await;
+    type_into(&browser, "#f-username", &user.name).await;
+    type_into(&browser, "#f-password", &user.password).await;
+    screenshot(&browser, "server-new").await;
+    click(
+        &browser,
+        "form[action='/servers/new'] button[type='submit']",
+    )
+    .await;
+
+    // Not pinned until checked; the check pins the key the server showed.
+    let heading = text_of(&browser, "main h1").await;
+    assert!(heading.contains("web-1"), "{heading}");
+    let page = text_of(&browser, "main").await;
+    assert!(page.contains("Not pinned"), "{page}");
+    assert!(!page.contains(&user.password), "the password is write-only");
+    click(&browser, "form[action$='/check'] button").await;
+    let fingerprint = text_of(&browser, "code.fingerprint").await;
+    assert_eq!(fingerprint, sshd.host_key_fingerprint());
+    assert_eq!(text_of(&browser, ".check.ok").await, "ok");
+    screenshot(&browser, "server").await;
+    browser.close().await.unwrap();
+}
+
+/// Whether the element is shown (the form hides the fields a schedule
+/// type does not use).
+async fn displayed(browser: &Client, css: &str) -> bool {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .is_displayed()
+        .await
+        .unwrap()
+}
+
+/// Replaces a field's text by typing, as a user does (input events fire).
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let field = browser.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+/// Waits until the list `css` shows five fire times containing `expected`.
+async fn wait_for_fires(browser: &Client, css: &str, expected: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut texts = Vec::new();
+        for item in browser.find_all(Locator::Css(css)).await.unwrap() {
+            texts.push(item.text().await.unwrap_or_default());
+        }
+        if texts.len() == 5 && texts.iter().all(|t| t.contains(expected)) {
+            return texts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "fires shown: {texts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn a_viewer_sees_no_run_button(driver: &Driver, server: &Server) {
     let browser = driver.browser().await;
     browser
@@ -290,5 +491,20 @@ async fn a_viewer_sees_no_run_button(driver: &Driver, server: &Server) {
         .unwrap();
     assert!(audit.is_empty());
     screenshot(&browser, "events-viewer").await;
+    // An event's page offers a viewer nothing to press.
+    click(&browser, "main table tbody td a").await;
+    assert_eq!(
+        text_of(&browser, "main h1").await.split(' ').next(),
+        Some("hello")
+    );
+    for css in [
+        "a[href$='/edit']",
+        "form[action$='/run']",
+        "form[action$='/pause']",
+        "a[href$='/delete']",
+    ] {
+        let offered = browser.find_all(Locator::Css(css)).await.unwrap();
+        assert!(offered.is_empty(), "a viewer is offered {css}");
+    }
     browser.close().await.unwrap();
 }
