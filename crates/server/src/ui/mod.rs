@@ -46,7 +46,8 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// What the UI needs to know of the configuration, and its own state.
 #[derive(Debug)]
 pub struct UiState {
-    /// Whether the session cookie says `Secure`.
+    /// Whether the session cookie always says `Secure` (the public URL is
+    /// https); it does for an https request in any case.
     pub secure_cookies: bool,
     /// `scheme://host[:port]` of the public URL, the only origin forms may
     /// come from when it is set; `None`: the request's `Host`.
@@ -123,13 +124,19 @@ pub struct SignedIn(pub SessionUser);
 
 /// See the module documentation.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<crate::client::Client>()
+        .copied()
+        .unwrap_or_default();
     let mut response = match check(&state, req).await {
         Ok((req, clear_cookie)) => {
             let mut response = next.run(req).await;
             if clear_cookie && !response.headers().contains_key(header::SET_COOKIE) {
-                response
-                    .headers_mut()
-                    .append(header::SET_COOKIE, auth::clearing_cookie(&state.ui));
+                response.headers_mut().append(
+                    header::SET_COOKIE,
+                    auth::clearing_cookie(&state.ui, &client),
+                );
             }
             response
         }
