@@ -73,8 +73,12 @@ const PAGES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/servers", Some("viewer")),
     ("GET", "/audit", Some("admin")),
     ("GET", "/settings", Some("viewer")),
+    ("POST", "/settings/password", Some("viewer")),
     ("POST", "/settings/tokens", Some("admin")),
     ("POST", "/settings/tokens/{id}/revoke", Some("admin")),
+    ("POST", "/settings/users", Some("admin")),
+    ("POST", "/settings/users/{id}/role", Some("admin")),
+    ("POST", "/settings/users/{id}/remove", Some("admin")),
     ("GET", "/static/{build}/{file}", None),
 ];
 

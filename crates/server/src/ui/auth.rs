@@ -280,6 +280,65 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
+/// What a failed password counts against: the client's address and the
+/// name (signing in, or checking the current password on the settings page).
+pub(crate) fn throttle_keys(client: &Client, name: &str) -> [String; 2] {
+    [
+        format!("address {}", client.address()),
+        format!("name {}", name.to_lowercase()),
+    ]
+}
+
+/// Checks `password` against `name`'s hash off the async threads (against
+/// a dummy hash when there is none, taking as long).
+pub(crate) async fn password_matches(
+    state: &AppState,
+    name: &str,
+    password: String,
+) -> Result<bool, PageError> {
+    let found = state.store.credentials(name).await?;
+    let stored = found.and_then(|c| c.password_hash);
+    Ok(
+        tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_ref()))
+            .await
+            .map_err(ApiError::internal)?,
+    )
+}
+
+/// Gives the browser of `old` (a session that has just been ended, by a new
+/// password) a new session: a new secret, the same CSRF token and end, so
+/// the pages it has open keep working. Returns its `Set-Cookie`.
+pub(crate) async fn renew_session(
+    state: &AppState,
+    client: &Client,
+    old: &SessionUser,
+    reason: &str,
+) -> Result<HeaderValue, PageError> {
+    let now = state.ui.clock.now();
+    let secret = random_secret();
+    let entry = audit(
+        Actor::User(old.user.id),
+        "session.create",
+        serde_json::json!({ "address": client.address(), "reason": reason }),
+        now,
+    );
+    state
+        .store
+        .create_session(
+            NewSession {
+                hash: session_hash(&secret),
+                user_id: old.user.id,
+                csrf_token: old.session.csrf_token.clone(),
+                expires_at: old.session.expires_at,
+            },
+            now,
+            state.ui.session_idle,
+            &entry,
+        )
+        .await?;
+    Ok(cookie(&state.ui, client, &secret, ""))
+}
+
 /// `GET /login`: the form; someone signed in already goes on to `next`.
 pub async fn login_form(
     signed_in: Option<Extension<SignedIn>>,
@@ -331,10 +390,7 @@ pub async fn login(
     let next = local_next(fields.next.as_deref());
     let name = fields.name.trim().to_string();
     let address = client.address();
-    let keys = [
-        format!("address {address}"),
-        format!("name {}", name.to_lowercase()),
-    ];
+    let keys = throttle_keys(&client, &name);
     let page = |message: String, status: StatusCode| {
         let page = LoginPage {
             assets: assets::build_id(),

@@ -1,7 +1,7 @@
 //! The web UI: server-rendered pages on the API's port, the layer that guards every one of them (session, CSRF, origin, security headers), and its static files.
 //!
 //! Pages are askama templates (`crates/server/templates/`, checked when the
-//! crate compiles) filled by handlers in `pages.rs`, which read through the
+//! crate compiles) filled by handlers in `pages.rs` and `settings.rs`, which read through the
 //! same store methods and role extractors as the API. Signing in and out,
 //! sessions, CSRF and the sign-in limits are `auth.rs`; the embedded CSS is
 //! `assets.rs`.
@@ -34,6 +34,7 @@ pub mod assets;
 pub mod auth;
 pub mod log;
 pub mod pages;
+pub mod settings;
 
 /// The Content-Security-Policy of every page: nothing but this server's own
 /// files, no inline script or style, no framing, forms only to here.
@@ -94,9 +95,21 @@ fn routes() -> Routes {
         .add(M::GET, "/jobs/{id}/log.txt", log::raw)
         .add(M::GET, "/servers", pages::servers)
         .add(M::GET, "/audit", pages::audit)
-        .add(M::GET, "/settings", pages::settings)
-        .add(M::POST, "/settings/tokens", pages::create_token)
-        .add(M::POST, "/settings/tokens/{id}/revoke", pages::revoke_token)
+        .add(M::GET, "/settings", settings::settings)
+        .add(M::POST, "/settings/password", settings::change_password)
+        .add(M::POST, "/settings/tokens", settings::create_token)
+        .add(
+            M::POST,
+            "/settings/tokens/{id}/revoke",
+            settings::revoke_token,
+        )
+        .add(M::POST, "/settings/users", settings::add_user)
+        .add(M::POST, "/settings/users/{id}/role", settings::set_role)
+        .add(
+            M::POST,
+            "/settings/users/{id}/remove",
+            settings::remove_user,
+        )
         .add(M::GET, "/static/{build}/{file}", assets::serve)
 }
 
