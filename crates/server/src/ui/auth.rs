@@ -4,8 +4,9 @@
 //! only their SHA-256, so a copy of the database opens no session. The
 //! cookie is `HttpOnly; SameSite=Strict; Path=/`, plus `Secure` when the
 //! public URL is https or the request came over https (this server's TLS,
-//! or a trusted proxy's `X-Forwarded-Proto`). Each session has its own CSRF token, which every
-//! form of its pages sends back (compared in constant time by the guard).
+//! or a trusted proxy's `X-Forwarded-Proto`). Each session has its own CSRF
+//! token, which every form of its pages sends back (compared in constant
+//! time by the guard).
 //!
 //! A failed sign-in counts against the client's address and against the
 //! name tried; five failures of either within 15 minutes refuse further

@@ -1,10 +1,10 @@
 //! The web UI: server-rendered pages on the API's port, the layer that guards every one of them (session, CSRF, origin, security headers), and its static files.
 //!
 //! Pages are askama templates (`crates/server/templates/`, checked when the
-//! crate compiles) filled by handlers in `pages.rs` and `settings.rs`, which read through the
-//! same store methods and role extractors as the API. Signing in and out,
-//! sessions, CSRF and the sign-in limits are `auth.rs`; the embedded CSS is
-//! `assets.rs`.
+//! crate compiles) filled by handlers in `pages.rs` and `settings.rs`, which
+//! read through the same store methods and role extractors as the API.
+//! Signing in and out, sessions, CSRF and the sign-in limits are `auth.rs`;
+//! the embedded CSS is `assets.rs`.
 //!
 //! Every route here passes through [`guard`]: it finds the session of the
 //! `cronium_session` cookie and marks the request as a page
