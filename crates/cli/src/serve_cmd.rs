@@ -55,9 +55,25 @@ pub struct ServeArgs {
     /// https) Secure session cookies [env: CRONIUM_PUBLIC_URL]
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+
+    /// Serve HTTPS with this certificate (PEM, the chain after it), with
+    /// --tls-key; reloaded when the file changes or on SIGHUP
+    /// [env: CRONIUM_TLS_CERT] [default: plain HTTP]
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM) [env: CRONIUM_TLS_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Believe X-Forwarded-For/-Proto and Forwarded from this proxy address
+    /// or network (from no one by default); repeatable
+    /// [env: CRONIUM_TRUSTED_PROXIES, comma-separated]
+    #[arg(long = "trusted-proxy", value_name = "ADDR|CIDR")]
+    pub trusted_proxies: Vec<String>,
 }
 
-/// Serves until SIGINT or SIGTERM. The master key may come from
+/// Serves until SIGINT or SIGTERM (SIGHUP reloads the TLS certificate). The master key may come from
 /// `CRONIUM_MASTER_KEY` (64 hex digits); it is never a flag.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     cronium_server::serve_blocking(cronium_server::Overrides {
@@ -71,5 +87,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         job_retention: args.job_retention,
         http_allow: args.http_allow,
         public_url: args.public_url,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        trusted_proxies: args.trusted_proxies,
     })
 }

@@ -1,4 +1,4 @@
-//! `cronium user passwd|add|list|remove`: users of the web UI, managed on the server's host straight in its database (found as `cronium serve` finds it), so the first password needs no API.
+//! `cronium user passwd|add|list|role|remove`: users of the web UI, managed on the server's host straight in its database (found as `cronium serve` finds it), so the first password needs no API.
 //!
 //! A password never comes from the command line, where every user of the
 //! machine could read it (`ps`): it is asked for twice on the terminal
@@ -64,6 +64,14 @@ pub enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Give a user another role (not the last admin's away from admin);
+    /// their API tokens with a stronger role are revoked
+    Role {
+        name: String,
+        /// admin, editor or viewer
+        #[arg(long)]
+        role: String,
+    },
     /// Remove a user with its API tokens and sessions (not the last admin,
     /// nor a user who still owns events)
     Remove { name: String },
@@ -97,12 +105,17 @@ pub fn run(cmd: UserCommand, db: DatabaseArgs, out: &mut dyn Write) -> Result<()
             )
         }
         UserCommand::List { json } => (UserAction::List, json),
+        UserCommand::Role { name, role } => {
+            let role = cronium_core::Role::parse(&role)?;
+            (UserAction::Role { name, role }, false)
+        }
         UserCommand::Remove { name } => (UserAction::Remove { name }, false),
     };
     let what = match &action {
         UserAction::Passwd { .. } => "set the password of",
         UserAction::Add { .. } => "added",
         UserAction::Remove { .. } => "removed",
+        UserAction::Role { .. } => "changed the role of",
         UserAction::List => "",
     };
     match cronium_server::users::run_blocking(flags, action)? {

@@ -77,3 +77,214 @@ fn sigint_stops_the_server_cleanly() {
     assert!(status.success(), "SIGINT is a clean shutdown: {status}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A CA and two server certificates for 127.0.0.1, made with `openssl`.
+fn make_certs(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test CA",
+    ]);
+    openssl(&ca);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    for name in ["one", "two"] {
+        let (key, csr, pem) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+        );
+        let mut req = vec!["req"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
+        openssl(&req);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+    }
+}
+
+/// The certificate (PEM) the server at `port` presents, as `openssl s_client` shows it.
+fn served_pem(port: u16) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a certificate");
+    let end = text.find("-----END CERTIFICATE-----").unwrap() + "-----END CERTIFICATE-----".len();
+    text[start..end].to_string()
+}
+
+fn pem_in(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+#[test]
+fn serve_over_tls_reloads_its_certificate_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let (cert, key) = (dir.path().join("live.pem"), dir.path().join("live.key"));
+    std::fs::copy(dir.path().join("one.pem"), &cert).unwrap();
+    std::fs::copy(dir.path().join("one.key"), &key).unwrap();
+    // From the environment, as a service unit would set it.
+    let mut server = Server::spawn(
+        &dir.path().join("data"),
+        None,
+        &[
+            ("CRONIUM_TLS_CERT", cert.to_str().unwrap()),
+            ("CRONIUM_TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    server.url = server.url.replace("http://", "https://");
+    let ca = ureq::tls::Certificate::from_pem(
+        std::fs::read(dir.path().join("ca.pem")).unwrap().as_slice(),
+    )
+    .unwrap();
+    let agent = ureq::Agent::new_with_config(
+        ureq::config::Config::builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                        ca,
+                    ])))
+                    .build(),
+            )
+            .build(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let health = loop {
+        match agent.get(format!("{}/healthz", server.url)).call() {
+            Ok(resp) => break resp,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no answer over https: {e}\n{}",
+                server.log()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        health.headers().get("strict-transport-security").unwrap(),
+        "max-age=31536000"
+    );
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(served_pem(port), pem_in(&cert));
+
+    // SIGHUP reads the files again: the next connection has the new pair.
+    // (Written without changing their size or time would go unnoticed
+    // until then; the signal does not wait for a change.)
+    std::fs::copy(dir.path().join("two.pem"), &cert).unwrap();
+    std::fs::copy(dir.path().join("two.key"), &key).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("loaded a new TLS certificate") {
+        assert!(
+            Instant::now() < deadline,
+            "no reload logged:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(served_pem(port), pem_in(&dir.path().join("two.pem")));
+    assert!(
+        agent.get(format!("{}/healthz", server.url)).call().is_ok(),
+        "still serving"
+    );
+
+    // SAFETY: as above.
+    unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) };
+    assert!(server.wait_for_exit().success());
+}
+
+#[test]
+fn tls_flags_come_in_pairs_and_a_bad_key_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let serve = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_cronium"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("CRONIUM_TLS_CERT")
+            .env_remove("CRONIUM_TLS_KEY")
+            .output()
+            .unwrap()
+    };
+    let cert = dir.path().join("one.pem");
+    let wrong_key = dir.path().join("two.key");
+    let out = serve(&["--tls-cert".as_ref(), cert.as_os_str()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tls-cert") && stderr.contains("--tls-key"),
+        "{stderr}"
+    );
+
+    let out = serve(&[
+        "--tls-cert".as_ref(),
+        cert.as_os_str(),
+        "--tls-key".as_ref(),
+        wrong_key.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(wrong_key.to_str().unwrap()),
+        "the key is named: {stderr}"
+    );
+
+    let out = serve(&["--trusted-proxy".as_ref(), "proxy.example".as_ref()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--trusted-proxy"), "{stderr}");
+}

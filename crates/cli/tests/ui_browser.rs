@@ -213,6 +213,26 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
         "{listed}"
     );
 
+    // A user added on the settings page is listed with the role chosen.
+    let form = browser
+        .form(Locator::Css("form[action='/settings/users']"))
+        .await
+        .unwrap();
+    form.set_by_name("name", "ui-added").await.unwrap();
+    form.set_by_name("role", "editor").await.unwrap();
+    form.set_by_name("password", "a first password here")
+        .await
+        .unwrap();
+    form.submit().await.unwrap();
+    wait_for_path(&browser, "/settings").await;
+    let users = text_of(&browser, "#users table").await;
+    assert!(
+        users.contains("ui-added") && users.contains("editor"),
+        "{users}"
+    );
+    // The answer went to /settings#users: the browser shows that section.
+    screenshot(&browser, "settings-users").await;
+
     // Signing out ends the session: a page asks for sign-in again.
     click(&browser, "form[action='/logout'] button").await;
     wait_for_path(&browser, "/login").await;

@@ -144,6 +144,14 @@ fn users_are_added_listed_and_removed_but_the_last_admin_stays() {
     server
         .cronium(&["user", "remove", "admin"])
         .fails_with(&["last admin"]);
+    server
+        .cronium(&["user", "role", "admin", "--role", "editor"])
+        .fails_with(&["last admin"]);
+    let changed = server
+        .cronium(&["user", "role", "ops", "--role", "editor"])
+        .ok()
+        .stdout();
+    assert_eq!(changed.trim(), "changed the role of user ops (editor)");
     server.cronium(&["user", "remove", "ops"]).ok();
     assert_eq!(sign_in(&server, "ops", PASSWORD).0, 401);
     server

@@ -9,6 +9,9 @@ use cronium_core::schedule::parse_interval;
 use cronium_engine::secrets::MasterKey;
 use cronium_exec::guard::Allow;
 
+use crate::client::{Network, TrustedProxies};
+use crate::tls::TlsFiles;
+
 pub const ENV_DATA_DIR: &str = "CRONIUM_DATA_DIR";
 pub const ENV_LISTEN: &str = "CRONIUM_LISTEN";
 pub const ENV_DATABASE_URL: &str = "CRONIUM_DATABASE_URL";
@@ -23,6 +26,9 @@ pub const ENV_JOB_LOG_LIMIT: &str = "CRONIUM_JOB_LOG_LIMIT";
 pub const ENV_JOB_LEASE: &str = "CRONIUM_JOB_LEASE";
 pub const ENV_HTTP_ALLOW: &str = "CRONIUM_HTTP_ALLOW";
 pub const ENV_PUBLIC_URL: &str = "CRONIUM_PUBLIC_URL";
+pub const ENV_TLS_CERT: &str = "CRONIUM_TLS_CERT";
+pub const ENV_TLS_KEY: &str = "CRONIUM_TLS_KEY";
+pub const ENV_TRUSTED_PROXIES: &str = "CRONIUM_TRUSTED_PROXIES";
 /// Only an environment variable, never a flag: flags are visible to every
 /// user of the machine through `ps`.
 pub const ENV_MASTER_KEY: &str = "CRONIUM_MASTER_KEY";
@@ -64,6 +70,11 @@ pub struct Overrides {
     pub http_allow: Vec<String>,
     /// Where people reach this server, e.g. `https://cron.example.com`.
     pub public_url: Option<String>,
+    /// The certificate (chain) and key to serve HTTPS with; both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Addresses and networks whose forwarded headers are believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -101,10 +112,16 @@ pub struct Config {
     /// come from; `None`: messages carry no link, and forms must come from
     /// the origin in the request's `Host` header.
     pub public_url: Option<String>,
-    /// Whether the session cookie is marked `Secure` (sent over HTTPS
-    /// only). Set when the public URL is `https://…`: the server speaks
-    /// plain HTTP itself, so TLS is a proxy's, and only the public URL says so.
+    /// Whether the session cookie is always marked `Secure` (sent over
+    /// HTTPS only): set when the public URL is `https://…`. A request over
+    /// this server's own TLS, or one a trusted proxy says came over https,
+    /// gets a `Secure` cookie anyway.
     pub secure_cookies: bool,
+    /// Serve HTTPS with these files; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Peers whose `X-Forwarded-For`/`-Proto` and `Forwarded` are believed
+    /// (none by default).
+    pub trusted_proxies: TrustedProxies,
     /// A browser session unused this long ends.
     pub session_idle: Duration,
     /// A browser session ends this long after sign-in.
@@ -142,6 +159,8 @@ impl Config {
             http_allow: Vec::new(),
             public_url: None,
             secure_cookies: false,
+            tls: None,
+            trusted_proxies: TrustedProxies::default(),
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             clock: Default::default(),
@@ -283,6 +302,50 @@ impl Config {
             url.get(..8)
                 .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
         });
+        // Both files or neither: one alone is a mistake, not plain HTTP.
+        let path_from =
+            |flag: Option<PathBuf>, flag_name: &'static str, var: &'static str| match flag {
+                Some(path) => Some((flag_name, path)),
+                None => env(var).map(|p| (var, PathBuf::from(p))),
+            };
+        let tls = match (
+            path_from(flags.tls_cert, "--tls-cert", ENV_TLS_CERT),
+            path_from(flags.tls_key, "--tls-key", ENV_TLS_KEY),
+        ) {
+            (Some((_, cert)), Some((_, key))) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some((source, _)), None) => {
+                return Err(error(
+                    source,
+                    format!("needs the private key too (--tls-key or {ENV_TLS_KEY})"),
+                ));
+            }
+            (None, Some((source, _))) => {
+                return Err(error(
+                    source,
+                    format!("needs the certificate too (--tls-cert or {ENV_TLS_CERT})"),
+                ));
+            }
+        };
+        // Flags replace the variable's list, as for --http-allow.
+        let (proxies_source, proxy_texts) = if flags.trusted_proxies.is_empty() {
+            let list = env(ENV_TRUSTED_PROXIES).unwrap_or_default();
+            let texts = list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect();
+            (ENV_TRUSTED_PROXIES, texts)
+        } else {
+            ("--trusted-proxy", flags.trusted_proxies)
+        };
+        let trusted_proxies = TrustedProxies(
+            proxy_texts
+                .iter()
+                .map(|text| Network::parse(text).map_err(|m| error(proxies_source, m)))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         Ok(Config {
             data_dir,
             listen,
@@ -300,6 +363,8 @@ impl Config {
             http_allow,
             public_url,
             secure_cookies,
+            tls,
+            trusted_proxies,
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             clock: Default::default(),
@@ -343,6 +408,16 @@ impl fmt::Debug for Config {
             )
             .field("public_url", &self.public_url)
             .field("secure_cookies", &self.secure_cookies)
+            .field("tls", &self.tls)
+            .field(
+                "trusted_proxies",
+                &self
+                    .trusted_proxies
+                    .0
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .field("session_idle", &self.session_idle)
             .field("session_lifetime", &self.session_lifetime)
             .field(
@@ -490,6 +565,58 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_both_files_and_proxies_are_addresses_or_networks() {
+        let c = Config::resolve(Overrides::default(), &env_of(&[])).unwrap();
+        assert!(c.tls.is_none(), "plain HTTP by default");
+        assert!(
+            c.trusted_proxies.0.is_empty(),
+            "no proxy trusted by default"
+        );
+        let env = env_of(&[
+            (ENV_TLS_CERT, "/etc/cronium/cert.pem"),
+            (ENV_TLS_KEY, "/etc/cronium/key.pem"),
+            (ENV_TRUSTED_PROXIES, "127.0.0.1, 10.0.0.0/8,"),
+        ]);
+        let c = Config::resolve(Overrides::default(), &env).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/etc/cronium/cert.pem"));
+        assert_eq!(tls.key, PathBuf::from("/etc/cronium/key.pem"));
+        let nets: Vec<String> = c.trusted_proxies.0.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8"]);
+        // Flags win, each on its own.
+        let flags = Overrides {
+            tls_key: Some("/flag/key.pem".into()),
+            trusted_proxies: vec!["::1".into()],
+            ..Overrides::default()
+        };
+        let c = Config::resolve(flags, &env).unwrap();
+        assert_eq!(c.tls.unwrap().key, PathBuf::from("/flag/key.pem"));
+        assert_eq!(c.trusted_proxies.0.len(), 1);
+        // One without the other is an error that says what is missing.
+        let flags = Overrides {
+            tls_cert: Some("/flag/cert.pem".into()),
+            ..Overrides::default()
+        };
+        let err = Config::resolve(flags, &env_of(&[])).unwrap_err();
+        assert_eq!(err.source_name, "--tls-cert");
+        assert!(err.message.contains("--tls-key"), "{err}");
+        let err =
+            Config::resolve(Overrides::default(), &env_of(&[(ENV_TLS_KEY, "k.pem")])).unwrap_err();
+        assert_eq!(err.source_name, ENV_TLS_KEY);
+        assert!(err.message.contains("--tls-cert"), "{err}");
+        let flags = Overrides {
+            trusted_proxies: vec!["proxy.internal".into()],
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::resolve(flags, &env_of(&[]))
+                .unwrap_err()
+                .source_name,
+            "--trusted-proxy"
+        );
+    }
+
+    #[test]
     fn bad_values_name_their_source() {
         let err = Config::resolve(
             Overrides::default(),
@@ -512,6 +639,7 @@ mod tests {
             (ENV_JOB_LOG_LIMIT, "10MB", ENV_JOB_LOG_LIMIT),
             (ENV_HTTP_ALLOW, "10.0.0.0/8, 10.0.0.0/99", ENV_HTTP_ALLOW),
             (ENV_PUBLIC_URL, "cron.example.com", ENV_PUBLIC_URL),
+            (ENV_TRUSTED_PROXIES, "10.0.0.1/8", ENV_TRUSTED_PROXIES),
         ] {
             let err = Config::resolve(Overrides::default(), &env_of(&[(name, value)])).unwrap_err();
             assert_eq!(err.source_name, source, "{name}={value}");

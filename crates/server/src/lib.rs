@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub mod api;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod passwords;
 pub mod state;
+pub mod tls;
 pub mod tokens;
 pub mod ui;
 pub mod users;
@@ -46,6 +48,7 @@ pub struct Running {
     data_dir: PathBuf,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+    tls: Option<std::sync::Arc<tls::Certificates>>,
 }
 
 impl Running {
@@ -57,6 +60,20 @@ impl Running {
     /// The data dir, made absolute.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Reads the TLS certificate and key again (what SIGHUP does); on
+    /// error the pair in use stays. Without TLS there is nothing to do.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.tls {
+            Some(certificates) => certificates.reload(),
+            None => Ok(()),
+        }
     }
 
     /// Cancelling this token starts a graceful shutdown.
@@ -93,6 +110,12 @@ impl Running {
 
 /// Prepares everything and starts serving; see the crate documentation.
 pub async fn start(config: Config) -> Result<Running> {
+    // First, so that a wrong file stops start-up before anything is created.
+    let certificates = config
+        .tls
+        .clone()
+        .map(tls::Certificates::load)
+        .transpose()?;
     files::create_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let data_dir = config
@@ -244,23 +267,45 @@ pub async fn start(config: Config) -> Result<Running> {
         jobs_queued,
         schedules_changed,
         ui: ui::UiState::new(&config),
+        trusted_proxies: config.trusted_proxies.clone(),
     }));
-    let stopping = shutdown.clone();
-    let task = tokio::spawn(async move {
-        // The client's address counts failed sign-ins.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { stopping.cancelled().await })
-        .await
-    });
-    tracing::info!(address = %local_addr, data_dir = %data_dir.display(), "listening");
+    let shutdown_signal = shutdown.clone();
+    let stopping = async move { shutdown_signal.cancelled().await };
+    // The peer's address and whether it came over TLS (`client::Peer`) say
+    // who the client is, with the trusted proxies' headers.
+    let task = match &certificates {
+        Some(certificates) => {
+            let listener = tls::TlsListener::new(listener, certificates.clone())?;
+            tokio::spawn(async move {
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<client::Peer>(),
+                )
+                .with_graceful_shutdown(stopping)
+                .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<client::Peer>(),
+            )
+            .with_graceful_shutdown(stopping)
+            .await
+        }),
+    };
+    let scheme = if certificates.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(address = %local_addr, scheme, data_dir = %data_dir.display(), "listening");
     Ok(Running {
         local_addr,
         data_dir,
         shutdown,
         task,
+        tls: certificates,
     })
 }
 
@@ -375,9 +420,27 @@ async fn ensure_admin_token(store: &dyn Store, admin: &User, data_dir: &Path) ->
     Ok(())
 }
 
-/// `cronium serve`: [`start`], then run until SIGINT or SIGTERM.
+/// `cronium serve`: [`start`], then run until SIGINT or SIGTERM; with TLS,
+/// SIGHUP reloads the certificate.
 pub async fn run(config: Config) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Taken before start-up, so no SIGHUP after it is lost (nor kills the
+    // server). Without TLS, SIGHUP keeps its usual meaning.
+    let hangups = match config.tls {
+        Some(_) => Some(signal(SignalKind::hangup()).context("cannot wait for SIGHUP")?),
+        None => None,
+    };
     let running = start(config).await?;
+    if let (Some(mut hangups), Some(certificates)) = (hangups, running.tls.clone()) {
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                tracing::info!(signal = "SIGHUP", "reloading the TLS certificate");
+                if let Err(e) = certificates.reload() {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot reload the TLS certificate; keeping the one in use");
+                }
+            }
+        });
+    }
     let shutdown = running.shutdown_token();
     tokio::spawn(async move {
         match stop_signal().await {

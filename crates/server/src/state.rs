@@ -1,4 +1,4 @@
-//! What every request handler shares: the store, the sealer, the payload files, the metrics, the handles to wake the scheduler and workers, and the web UI's settings and sign-in limits.
+//! What every request handler shares: the store, the sealer, the payload files, the metrics, the handles to wake the scheduler and workers, and the web UI's settings and sign-in limits, the trusted proxies.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -45,6 +45,8 @@ pub struct Shared {
     pub schedules_changed: Arc<Notify>,
     /// The web UI's session settings, clock and failed sign-in counts.
     pub ui: crate::ui::UiState,
+    /// Whose forwarded headers say who the client is.
+    pub trusted_proxies: crate::client::TrustedProxies,
 }
 
 impl AppState {

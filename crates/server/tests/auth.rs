@@ -93,8 +93,12 @@ const PAGES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/servers/{id}/delete", Some("admin")),
     ("GET", "/audit", Some("admin")),
     ("GET", "/settings", Some("viewer")),
+    ("POST", "/settings/password", Some("viewer")),
     ("POST", "/settings/tokens", Some("admin")),
     ("POST", "/settings/tokens/{id}/revoke", Some("admin")),
+    ("POST", "/settings/users", Some("admin")),
+    ("POST", "/settings/users/{id}/role", Some("admin")),
+    ("POST", "/settings/users/{id}/remove", Some("admin")),
     ("GET", "/static/{build}/{file}", None),
 ];
 

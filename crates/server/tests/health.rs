@@ -31,6 +31,7 @@ async fn serve(store: Arc<dyn Store>, data_dir: &std::path::Path) -> String {
         jobs_queued: Default::default(),
         schedules_changed: Default::default(),
         ui: Default::default(),
+        trusted_proxies: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -655,6 +655,32 @@ fn audited(app: &TestApp, action: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The id of the user `name`.
+fn user_id(app: &TestApp, name: &str) -> i64 {
+    match app.users(cronium_server::users::UserAction::List) {
+        cronium_server::users::Outcome::Users(users) => {
+            users
+                .iter()
+                .find(|u| u.name == name)
+                .expect("the user")
+                .id
+                .0
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The role of the user `name`, if it exists.
+fn role_of(app: &TestApp, name: &str) -> Option<String> {
+    match app.users(cronium_server::users::UserAction::List) {
+        cronium_server::users::Outcome::Users(users) => users
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| u.role.to_string()),
+        other => panic!("{other:?}"),
+    }
+}
+
 both_backends! {
     fn an_editor_creates_a_cron_event_from_the_form_and_sees_its_next_fires_in_its_zone(backend: Backend) {
         let app = TestApp::spawn(backend);
@@ -1148,5 +1174,177 @@ both_backends! {
         assert!(!section(&editor.get("/").text(), "running").contains("sleeper"));
         // A finished job cannot be cancelled again.
         assert_eq!(editor.post(&cancel, &[("csrf", &csrf)]).status, 409);
+    }
+}
+
+both_backends! {
+    fn a_user_changes_their_own_password_and_stays_signed_in_here_only(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.add_user("dana", "editor", PASSWORD);
+        let dana_id = user_id(&app, "dana");
+        let mut here = app.browser().signed_in("dana", PASSWORD);
+        let mut elsewhere = app.browser().signed_in("dana", PASSWORD);
+        let page = here.get("/settings");
+        assert!(page.text().contains("Change password"), "{}", page.text());
+        assert!(!page.text().contains("Add a user"), "no user admin for an editor");
+        let csrf = common::csrf_of(&page.text());
+        let new = "a brand new passphrase";
+
+        // Refusals: 422, the reason beside its field, no password echoed.
+        let cases: [(&str, &str, &str, &str); 3] = [
+            ("not my password", new, new, "wrong password"),
+            (PASSWORD, new, "a brand new passphrasf", "does not match the new password"),
+            (PASSWORD, "too short", "too short", "at least 12 characters"),
+        ];
+        for (current, typed, confirm, why) in cases {
+            let resp = here.post("/settings/password", &[("csrf", &csrf), ("current", current), ("new", typed), ("confirm", confirm)]);
+            assert_eq!(resp.status, 422, "{why}");
+            let html = resp.text();
+            assert!(html.contains(why), "{why}: {html}");
+            for secret in [current, typed, confirm] {
+                assert!(!html.contains(&format!("value=\"{secret}\"")), "{secret} echoed");
+            }
+            assert_no_inline_code(&html, why);
+        }
+        assert_eq!(elsewhere.get("/").status, 200, "nothing changed yet");
+
+        // Done: this browser carries on under a new cookie, the other is out.
+        let old_cookie = here.cookie.clone().unwrap();
+        let resp = here.post("/settings/password", &[("csrf", &csrf), ("current", PASSWORD), ("new", new), ("confirm", new)]);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert!(resp.text().contains("Password changed"));
+        assert_ne!(here.cookie.as_deref(), Some(old_cookie.as_str()), "a new session secret");
+        assert_eq!(here.get("/settings").status, 200, "still signed in here");
+        assert_eq!(common::csrf_of(&here.get("/settings").text()), csrf, "open forms keep working");
+        assert_eq!(elsewhere.get("/").status, 303, "signed out elsewhere");
+        let mut replay = app.browser();
+        replay.cookie = Some(old_cookie);
+        assert_eq!(replay.get("/").status, 303, "the old cookie opens nothing");
+        assert_eq!(app.browser().login("dana", PASSWORD, "/").status, 401);
+        assert_eq!(app.browser().login("dana", new, "/").status, 303);
+
+        // Audited as the user's own, without the value.
+        let entries = audited(&app, "user.password");
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(entries[0]["actorUser"], json!(dana_id));
+        assert_eq!(entries[0]["detail"]["name"], "dana");
+        let audit = app.get("/api/v1/audit?limit=500").expect(200).to_string();
+        assert!(!audit.contains(new) && !audit.contains(PASSWORD), "no password in the audit log");
+
+        // Wrong current passwords count like failed sign-ins.
+        let csrf = here.csrf("/settings");
+        for _ in 0..5 {
+            let resp = here.post("/settings/password", &[("csrf", &csrf), ("current", "guess guess guess"), ("new", PASSWORD), ("confirm", PASSWORD)]);
+            assert_eq!(resp.status, 422);
+        }
+        let resp = here.post("/settings/password", &[("csrf", &csrf), ("current", new), ("new", PASSWORD), ("confirm", PASSWORD)]);
+        assert_eq!(resp.status, 429, "{}", resp.text());
+        assert!(resp.header("retry-after").is_some());
+        assert_eq!(app.browser().login("dana", new, "/").status, 429, "and block signing in");
+        app.config.clock.advance(Duration::from_secs(16 * 60));
+        assert_eq!(app.browser().login("dana", new, "/").status, 303);
+    }
+
+    fn an_admin_adds_changes_and_removes_users_on_the_settings_page(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        app.set_password("admin", PASSWORD);
+        let admin_id = user_id(&app, "admin");
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let page = admin.get("/settings");
+        let html = page.text();
+        assert!(html.contains("Add a user") && html.contains("admin (you)"), "{html}");
+        assert_no_inline_code(&html, "the settings page");
+        let csrf = common::csrf_of(&html);
+
+        // Refused additions keep the name and role, never the password.
+        let resp = admin.post("/settings/users", &[("csrf", &csrf), ("name", "erin"), ("role", "editor"), ("password", "short")]);
+        assert_eq!(resp.status, 422);
+        let html = resp.text();
+        assert!(html.contains("at least 12 characters"), "{html}");
+        assert!(html.contains(r#"value="erin""#) && html.contains("<option selected>editor</option>"), "{html}");
+        assert!(!html.contains("value=\"short\""));
+        let resp = admin.post("/settings/users", &[("csrf", &csrf), ("name", "bad name!"), ("role", "viewer"), ("password", PASSWORD)]);
+        assert_eq!(resp.status, 422);
+        assert!(resp.text().contains(r#"value="bad name!""#), "{}", resp.text());
+        let resp = admin.post("/settings/users", &[("csrf", &csrf), ("name", "erin"), ("role", "root"), ("password", PASSWORD)]);
+        assert_eq!(resp.status, 422);
+        assert!(resp.text().contains("unknown role"));
+        assert_eq!(role_of(&app, "erin"), None);
+
+        // Added: listed, and can sign in with the role given.
+        let resp = admin.post("/settings/users", &[("csrf", &csrf), ("name", "erin"), ("role", "admin"), ("password", PASSWORD)]);
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        assert_eq!(resp.header("location"), Some("/settings#users"));
+        assert!(admin.get("/settings").text().contains("erin"));
+        assert_eq!(role_of(&app, "erin").as_deref(), Some("admin"));
+        let resp = admin.post("/settings/users", &[("csrf", &csrf), ("name", "erin"), ("role", "viewer"), ("password", PASSWORD)]);
+        assert_eq!(resp.status, 422, "a taken name");
+        let erin_id = user_id(&app, "erin");
+        let mut erin = app.browser().signed_in("erin", PASSWORD);
+        // An admin token of erin's, to see it go when erin stops being admin.
+        let erin_csrf = erin.csrf("/settings");
+        let made = erin.post("/settings/tokens", &[("csrf", &erin_csrf), ("name", "erin's"), ("role", "admin")]);
+        assert_eq!(made.status, 200, "{}", made.text());
+        let html = made.text();
+        let start = html.find("<code class=\"secret\">").unwrap() + 21;
+        let secret = html[start..].split('<').next().unwrap().to_string();
+        let bearer = format!("Bearer {secret}");
+        app.send("GET", "/api/v1/tokens", None, &[("authorization", &bearer)], None).expect(200);
+
+        // A new role: the sessions have it at once; stronger tokens are revoked.
+        let resp = admin.post(&format!("/settings/users/{erin_id}/role"), &[("csrf", &csrf), ("role", "viewer")]);
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        assert_eq!(role_of(&app, "erin").as_deref(), Some("viewer"));
+        assert_eq!(erin.get("/audit").status, 403, "the session is a viewer's now");
+        app.send("GET", "/api/v1/events", None, &[("authorization", &bearer)], None)
+            .expect_error(401, "unauthorized", None);
+        let resp = admin.post(&format!("/settings/users/{erin_id}/role"), &[("csrf", &csrf), ("role", "boss")]);
+        assert_eq!(resp.status, 422);
+        assert!(resp.text().contains("erin: unknown role"), "{}", resp.text());
+
+        // Not yourself, and never the last admin.
+        let resp = admin.post(&format!("/settings/users/{admin_id}/remove"), &[("csrf", &csrf)]);
+        assert_eq!(resp.status, 422);
+        assert!(resp.text().contains("you cannot remove yourself"), "{}", resp.text());
+        let resp = admin.post(&format!("/settings/users/{admin_id}/role"), &[("csrf", &csrf), ("role", "editor")]);
+        assert_eq!(resp.status, 422);
+        assert!(resp.text().contains("last admin"), "{}", resp.text());
+        assert_eq!(role_of(&app, "admin").as_deref(), Some("admin"));
+        assert_eq!(admin.post("/settings/users/999999/remove", &[("csrf", &csrf)]).status, 404);
+
+        // A viewer sees no user admin and may not use it.
+        let page = erin.get("/settings").text();
+        assert!(!page.contains("Add a user") && !page.contains("/settings/users/"), "{page}");
+        for (path, fields) in [
+            ("/settings/users".to_string(), vec![("name", "mallory"), ("role", "admin"), ("password", PASSWORD)]),
+            (format!("/settings/users/{admin_id}/role"), vec![("role", "viewer")]),
+            (format!("/settings/users/{admin_id}/remove"), vec![]),
+        ] {
+            let mut form = vec![("csrf", erin_csrf.as_str())];
+            form.extend(fields);
+            assert_eq!(erin.post(&path, &form).status, 403, "{path}");
+        }
+        assert_eq!(role_of(&app, "mallory"), None);
+        assert_eq!(role_of(&app, "admin").as_deref(), Some("admin"));
+
+        // Removed: gone, signed out.
+        let resp = admin.post(&format!("/settings/users/{erin_id}/remove"), &[("csrf", &csrf)]);
+        assert_eq!(resp.status, 303, "{}", resp.text());
+        assert_eq!(role_of(&app, "erin"), None);
+        assert_eq!(erin.get("/").status, 303);
+
+        // Each change audited with the admin as actor, no password in it.
+        for action in ["user.create", "user.role", "user.delete"] {
+            let entries = audited(&app, action);
+            let entry = entries.iter().find(|e| e["actorUser"] == json!(admin_id));
+            let entry = entry.unwrap_or_else(|| panic!("{action}: {entries:?}"));
+            assert_eq!(entry["detail"]["name"], "erin", "{action}");
+            assert_eq!(entry["detail"]["via"], "settings page", "{action}");
+        }
+        let role = &audited(&app, "user.role")[0];
+        assert_eq!(role["detail"]["from"], "admin");
+        assert_eq!(role["detail"]["role"], "viewer");
+        assert_eq!(role["detail"]["tokensRevoked"], 1);
+        assert!(!app.get("/api/v1/audit?limit=500").expect(200).to_string().contains(PASSWORD));
     }
 }

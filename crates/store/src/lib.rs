@@ -674,6 +674,18 @@ pub trait Store: Send + Sync {
     /// `Conflict` when it is the last admin (no one could manage the
     /// server) or still owns events.
     async fn remove_user(&self, user: UserId, audit: &AuditEntry) -> Result<User>;
+    /// Changes a user's role. Taking it from the last admin is refused with
+    /// a `Conflict`, as removing that user is. The user's unrevoked tokens
+    /// with a role above the new one are revoked at `now` in the same
+    /// transaction (a token's role is its own, and must not outlive its
+    /// owner's); sessions take the new role at their next request.
+    async fn set_role(
+        &self,
+        user: UserId,
+        role: Role,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<User>;
 
     // --- browser sessions -----------------------------------------------------
 

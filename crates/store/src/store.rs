@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId,
-    PasswordHash, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId, needs_new_payload,
+    PasswordHash, Role, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId,
+    needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
@@ -563,6 +564,61 @@ impl<B: Backend> Store for SqlStore<B> {
         insert_audit(&mut tx, &rows::audit_entry(audit, Some(user.0))).await?;
         tx.commit().await?;
         Ok(found)
+    }
+
+    async fn set_role(
+        &self,
+        user: UserId,
+        role: Role,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<User> {
+        let mut tx = self.db.begin().await?;
+        // Locked as in `remove_user`: two demotions of the last two admins
+        // cannot both see the other one remaining.
+        let admins: Vec<i64> = sql(B::lock(
+            "SELECT id FROM users WHERE role = 'admin' ORDER BY id",
+            Lock::Update,
+        ))
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(|row| Reader::new(row, "users").int("id"))
+        .collect::<Result<_>>()?;
+        if admins == [user.0] && role != Role::Admin {
+            return Err(rows::last_admin());
+        }
+        let row = sql(concat!(
+            "UPDATE users SET role = $2 WHERE id = $1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(user.0)
+        .bind(role.as_str())
+        .fetch_optional(&mut tx)
+        .await?
+        .ok_or(StoreError::NotFound { what: "user" })?;
+        let above: &[&str] = match role {
+            Role::Viewer => &["editor", "admin"],
+            Role::Editor => &["admin"],
+            Role::Admin => &[],
+        };
+        let mut revoked = 0;
+        for stronger in above {
+            revoked += sql("UPDATE api_tokens SET revoked_at = $3 \
+                 WHERE user_id = $1 AND role = $2 AND revoked_at IS NULL")
+            .bind(user.0)
+            .bind(*stronger)
+            .bind(truncate(now))
+            .execute(&mut tx)
+            .await?;
+        }
+        let mut entry = rows::audit_entry(audit, Some(user.0));
+        if let serde_json::Value::Object(map) = &mut entry.detail {
+            map.insert("tokensRevoked".into(), revoked.into());
+        }
+        insert_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        rows::user(&row)
     }
 
     async fn create_session(

@@ -114,6 +114,7 @@ macro_rules! conformance {
 
 conformance!(
     users_have_password_hashes_and_the_last_admin_stays,
+    a_new_role_revokes_stronger_tokens_and_keeps_an_admin,
     sessions_are_found_by_hash_until_idle_expired_or_ended,
     creating_a_script_event_makes_payload_v1,
     a_content_change_makes_the_next_version_the_only_active_one,
@@ -2563,6 +2564,97 @@ fn session(hash: u8, user: UserId, expires_at: DateTime<Utc>) -> cronium_store::
         csrf_token: format!("csrf-{hash}"),
         expires_at,
     }
+}
+
+async fn a_new_role_revokes_stronger_tokens_and_keeps_an_admin(b: Backend) {
+    let store = b.store.as_ref();
+    let admin = store.ensure_admin(t(0)).await.unwrap();
+    // The last admin keeps the role.
+    let err = store
+        .set_role(admin.id, Role::Editor, t(1), &audit("user.role", "user"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { message, .. } if message.contains("last admin")),
+        "{err}"
+    );
+    assert_eq!(store.get_user(admin.id).await.unwrap().role, Role::Admin);
+    let ops = store
+        .create_user(
+            new_user("ops", Role::Admin),
+            t(1),
+            &audit("user.create", "user"),
+        )
+        .await
+        .unwrap();
+    for (byte, role) in [(1, Role::Admin), (2, Role::Editor), (3, Role::Viewer)] {
+        store
+            .create_token(
+                NewToken {
+                    user_id: ops.id,
+                    name: format!("{role}"),
+                    role,
+                    hash: TokenHash([byte; 32]),
+                },
+                t(2),
+                &audit("token.create", "token"),
+            )
+            .await
+            .unwrap();
+    }
+    let live = |byte: u8| async move {
+        store
+            .use_token(&TokenHash([byte; 32]), t(4))
+            .await
+            .unwrap()
+            .is_some()
+    };
+    // Editor: the admin token goes, the others stay.
+    let changed = store
+        .set_role(ops.id, Role::Editor, t(3), &audit("user.role", "user"))
+        .await
+        .unwrap();
+    assert_eq!(changed.role, Role::Editor);
+    assert!(!live(1).await && live(2).await && live(3).await);
+    // With ops no longer admin, admin is the last one again.
+    assert!(
+        store
+            .set_role(admin.id, Role::Viewer, t(3), &audit("user.role", "user"))
+            .await
+            .is_err()
+    );
+    // Viewer: the editor token goes too; the count is audited.
+    store
+        .set_role(ops.id, Role::Viewer, t(3), &audit("user.role", "user"))
+        .await
+        .unwrap();
+    assert!(!live(2).await && live(3).await);
+    let log = store.list_audit(all()).await.unwrap().items;
+    assert_eq!(log[0].entry.action, "user.role");
+    assert_eq!(log[0].entry.detail["tokensRevoked"], 1);
+    // Back to admin revokes nothing, and then the first admin may step down.
+    store
+        .set_role(ops.id, Role::Admin, t(3), &audit("user.role", "user"))
+        .await
+        .unwrap();
+    store
+        .set_role(admin.id, Role::Viewer, t(3), &audit("user.role", "user"))
+        .await
+        .unwrap();
+    assert_eq!(
+        field(
+            store
+                .set_role(
+                    UserId(ops.id.0 + 1000),
+                    Role::Viewer,
+                    t(3),
+                    &audit("user.role", "user")
+                )
+                .await
+                .unwrap_err()
+        ),
+        "not found:user"
+    );
 }
 
 async fn users_have_password_hashes_and_the_last_admin_stays(b: Backend) {

@@ -395,7 +395,11 @@ pub(crate) fn follow_logs(
             .map(|event| (Ok::<_, Infallible>(event), rx))
     });
     (
-        [(header::CACHE_CONTROL, "no-store")],
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            // nginx would otherwise hold lines back until its buffer fills.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
         Sse::new(stream).keep_alive(KeepAlive::default()),
     )
 }

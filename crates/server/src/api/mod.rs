@@ -122,6 +122,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        // Outermost: everything inside knows who the client is.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::client::identify,
+        ))
         .with_state(state)
 }
 
@@ -130,6 +135,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let client = req
+        .extensions()
+        .get::<crate::client::Client>()
+        .copied()
+        .unwrap_or_default();
     // The template, not the path: bounded label values, no ids.
     let route = req
         .extensions()
@@ -161,6 +171,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         path = %path,
         status = status.as_u16(),
         ms = elapsed.as_secs_f64() * 1000.0,
+        client = %client.address(),
         "request"
     );
     response

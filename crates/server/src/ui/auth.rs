@@ -3,26 +3,26 @@
 //! A session's cookie holds 32 random bytes (base64url); the database keeps
 //! only their SHA-256, so a copy of the database opens no session. The
 //! cookie is `HttpOnly; SameSite=Strict; Path=/`, plus `Secure` when the
-//! public URL is https. Each session has its own CSRF token, which every
-//! form of its pages sends back (compared in constant time by the guard).
+//! public URL is https or the request came over https (this server's TLS,
+//! or a trusted proxy's `X-Forwarded-Proto`). Each session has its own CSRF
+//! token, which every form of its pages sends back (compared in constant
+//! time by the guard).
 //!
 //! A failed sign-in counts against the client's address and against the
 //! name tried; five failures of either within 15 minutes refuse further
 //! attempts (429, `Retry-After`) without checking the password, and a
 //! success clears both. The counts live in this process's memory: a restart
-//! forgets them, and behind a reverse proxy every client has the proxy's
-//! address (forwarded-for headers are not trusted: anyone can send them),
-//! so the per-name limit is what holds there.
+//! forgets them. The address is the one `crate::client` resolved: behind a
+//! reverse proxy named with `--trusted-proxy` it is the forwarded client's;
+//! behind any other proxy every client has the proxy's address (anyone can
+//! send forwarded-for headers), so the per-name limit is what holds there.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{Extension, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{SignedIn, UiState, assets};
+use crate::client::Client;
 use crate::error::{ApiError, FormBody, PageError, QueryParams, see_other};
 use crate::passwords;
 use crate::state::AppState;
@@ -98,8 +99,12 @@ pub async fn find_session(
         .await?)
 }
 
-fn cookie(ui: &UiState, value: &str, extra: &str) -> HeaderValue {
-    let secure = if ui.secure_cookies { "; Secure" } else { "" };
+fn cookie(ui: &UiState, client: &Client, value: &str, extra: &str) -> HeaderValue {
+    let secure = if ui.secure_cookies || client.https {
+        "; Secure"
+    } else {
+        ""
+    };
     HeaderValue::from_str(&format!(
         "{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/{secure}{extra}"
     ))
@@ -107,8 +112,8 @@ fn cookie(ui: &UiState, value: &str, extra: &str) -> HeaderValue {
 }
 
 /// The `Set-Cookie` that ends the cookie in the browser.
-pub fn clearing_cookie(ui: &UiState) -> HeaderValue {
-    cookie(ui, "", "; Max-Age=0")
+pub fn clearing_cookie(ui: &UiState, client: &Client) -> HeaderValue {
+    cookie(ui, client, "", "; Max-Age=0")
 }
 
 /// `scheme://host[:port]` of a URL, lower-cased; `None` if it has none.
@@ -262,24 +267,6 @@ impl Throttle {
     }
 }
 
-/// The client's address, as the connection shows it (`None` when the
-/// server was started without connection info, as some tests do).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
 pub struct LoginPage {
@@ -292,6 +279,65 @@ pub struct LoginPage {
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
     next: Option<String>,
+}
+
+/// What a failed password counts against: the client's address and the
+/// name (signing in, or checking the current password on the settings page).
+pub(crate) fn throttle_keys(client: &Client, name: &str) -> [String; 2] {
+    [
+        format!("address {}", client.address()),
+        format!("name {}", name.to_lowercase()),
+    ]
+}
+
+/// Checks `password` against `name`'s hash off the async threads (against
+/// a dummy hash when there is none, taking as long).
+pub(crate) async fn password_matches(
+    state: &AppState,
+    name: &str,
+    password: String,
+) -> Result<bool, PageError> {
+    let found = state.store.credentials(name).await?;
+    let stored = found.and_then(|c| c.password_hash);
+    Ok(
+        tokio::task::spawn_blocking(move || passwords::verify(&password, stored.as_ref()))
+            .await
+            .map_err(ApiError::internal)?,
+    )
+}
+
+/// Gives the browser of `old` (a session that has just been ended, by a new
+/// password) a new session: a new secret, the same CSRF token and end, so
+/// the pages it has open keep working. Returns its `Set-Cookie`.
+pub(crate) async fn renew_session(
+    state: &AppState,
+    client: &Client,
+    old: &SessionUser,
+    reason: &str,
+) -> Result<HeaderValue, PageError> {
+    let now = state.ui.clock.now();
+    let secret = random_secret();
+    let entry = audit(
+        Actor::User(old.user.id),
+        "session.create",
+        serde_json::json!({ "address": client.address(), "reason": reason }),
+        now,
+    );
+    state
+        .store
+        .create_session(
+            NewSession {
+                hash: session_hash(&secret),
+                user_id: old.user.id,
+                csrf_token: old.session.csrf_token.clone(),
+                expires_at: old.session.expires_at,
+            },
+            now,
+            state.ui.session_idle,
+            &entry,
+        )
+        .await?;
+    Ok(cookie(&state.ui, client, &secret, ""))
 }
 
 /// `GET /login`: the form; someone signed in already goes on to `next`.
@@ -337,18 +383,15 @@ fn audit(actor: Actor, action: &str, detail: serde_json::Value, at: DateTime<Utc
 /// origin), starts a session and goes on to `next`.
 pub async fn login(
     State(state): State<AppState>,
-    ClientAddr(addr): ClientAddr,
+    client: Client,
     signed_in: Option<Extension<SignedIn>>,
     FormBody(fields): FormBody<LoginFields>,
 ) -> Result<Response, PageError> {
     let now = state.ui.clock.now();
     let next = local_next(fields.next.as_deref());
     let name = fields.name.trim().to_string();
-    let address = addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
-    let keys = [
-        format!("address {address}"),
-        format!("name {}", name.to_lowercase()),
-    ];
+    let address = client.address();
+    let keys = throttle_keys(&client, &name);
     let page = |message: String, status: StatusCode| {
         let page = LoginPage {
             assets: assets::build_id(),
@@ -432,13 +475,14 @@ pub async fn login(
     let mut response = see_other(&next);
     response
         .headers_mut()
-        .append(header::SET_COOKIE, cookie(&state.ui, &secret, ""));
+        .append(header::SET_COOKIE, cookie(&state.ui, &client, &secret, ""));
     Ok(response)
 }
 
 /// `POST /logout`: ends the session on the server and in the browser.
 pub async fn logout(
     State(state): State<AppState>,
+    client: Client,
     _caller: Viewer,
     Extension(SignedIn(found)): Extension<SignedIn>,
 ) -> Result<Response, PageError> {
@@ -455,7 +499,7 @@ pub async fn logout(
     let mut response = see_other("/login");
     response
         .headers_mut()
-        .append(header::SET_COOKIE, clearing_cookie(&state.ui));
+        .append(header::SET_COOKIE, clearing_cookie(&state.ui, &client));
     Ok(response)
 }
 

@@ -3,10 +3,10 @@
 //! Pages are askama templates (`crates/server/templates/`, checked when the
 //! crate compiles) filled by handlers in `pages.rs`, which read through the
 //! same store methods and role extractors as the API (the event pages in
-//! `events.rs`, the server pages in `servers.rs`, the job page's log viewer
-//! in `log.rs`). Signing in and out,
-//! sessions, CSRF and the sign-in limits are `auth.rs`; the embedded CSS is
-//! `assets.rs`.
+//! `events.rs`, the server pages in `servers.rs`, settings in
+//! `settings.rs`, the job page's log viewer in `log.rs`). Signing in and
+//! out, sessions, CSRF and the sign-in limits are `auth.rs`; the embedded
+//! CSS is `assets.rs`.
 //!
 //! Every route here passes through [`guard`]: it finds the session of the
 //! `cronium_session` cookie and marks the request as a page
@@ -38,6 +38,7 @@ pub mod events;
 pub mod log;
 pub mod pages;
 pub mod servers;
+pub mod settings;
 
 /// The Content-Security-Policy of every page: nothing but this server's own
 /// files, no inline script or style, no framing, forms only to here.
@@ -50,7 +51,8 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 /// What the UI needs to know of the configuration, and its own state.
 #[derive(Debug)]
 pub struct UiState {
-    /// Whether the session cookie says `Secure`.
+    /// Whether the session cookie always says `Secure` (the public URL is
+    /// https); it does for an https request in any case.
     pub secure_cookies: bool,
     /// `scheme://host[:port]` of the public URL, the only origin forms may
     /// come from when it is set; `None`: the request's `Host`.
@@ -117,9 +119,21 @@ fn routes() -> Routes {
         .add(M::GET, "/servers/{id}/delete", servers::confirm_delete)
         .add(M::POST, "/servers/{id}/delete", servers::delete)
         .add(M::GET, "/audit", pages::audit)
-        .add(M::GET, "/settings", pages::settings)
-        .add(M::POST, "/settings/tokens", pages::create_token)
-        .add(M::POST, "/settings/tokens/{id}/revoke", pages::revoke_token)
+        .add(M::GET, "/settings", settings::settings)
+        .add(M::POST, "/settings/password", settings::change_password)
+        .add(M::POST, "/settings/tokens", settings::create_token)
+        .add(
+            M::POST,
+            "/settings/tokens/{id}/revoke",
+            settings::revoke_token,
+        )
+        .add(M::POST, "/settings/users", settings::add_user)
+        .add(M::POST, "/settings/users/{id}/role", settings::set_role)
+        .add(
+            M::POST,
+            "/settings/users/{id}/remove",
+            settings::remove_user,
+        )
         .add(M::GET, "/static/{build}/{file}", assets::serve)
 }
 
@@ -147,13 +161,19 @@ pub struct SignedIn(pub SessionUser);
 
 /// See the module documentation.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<crate::client::Client>()
+        .copied()
+        .unwrap_or_default();
     let mut response = match check(&state, req).await {
         Ok((req, clear_cookie)) => {
             let mut response = next.run(req).await;
             if clear_cookie && !response.headers().contains_key(header::SET_COOKIE) {
-                response
-                    .headers_mut()
-                    .append(header::SET_COOKIE, auth::clearing_cookie(&state.ui));
+                response.headers_mut().append(
+                    header::SET_COOKIE,
+                    auth::clearing_cookie(&state.ui, &client),
+                );
             }
             response
         }

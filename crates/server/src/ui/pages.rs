@@ -1,4 +1,4 @@
-//! The pages: the shell every page shares, the dashboard (and its Cancel button), the events and jobs lists, audit, settings (an admin's API tokens), and the error page. Each reads through the store methods the API uses and states its role with the API's extractors.
+//! The pages: the shell every page shares, the dashboard (and its Cancel button), the jobs list, audit, and the error page (events are `events.rs`, servers `servers.rs`, settings `settings.rs`). Each reads through the store methods the API uses and states its role with the API's extractors.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -10,14 +10,14 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
-use cronium_core::{EventId, JobId, JobStatus, Role, TokenId};
-use cronium_store::{Actor, EventFilter, Job, JobFilter, Page, PageRequest, SessionUser};
+use cronium_core::{EventId, JobId, JobStatus, Role};
+use cronium_store::{Actor, EventFilter, Job, JobFilter, Page, PageRequest};
 use serde::Deserialize;
 
 use super::{SignedIn, assets};
-use crate::error::{ApiError, FormBody, PageError, PathParams, QueryParams, Refusal, see_other};
+use crate::error::{ApiError, PageError, PathParams, QueryParams, Refusal, see_other};
 use crate::state::AppState;
-use crate::tokens::{Admin, Caller, Editor, Viewer};
+use crate::tokens::{Admin, Editor, Viewer};
 
 /// How many rows a list page shows (the newest).
 const LIST_LIMIT: u32 = 100;
@@ -436,124 +436,6 @@ pub async fn audit(
         total: found.total,
     }
     .into_response())
-}
-
-pub struct TokenRow {
-    pub id: i64,
-    pub name: String,
-    pub role: String,
-    pub created: String,
-    pub last_used: String,
-    pub revoked: bool,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "settings.html")]
-pub struct SettingsPage {
-    pub shell: Shell,
-    pub sessions: usize,
-    pub session_ends: String,
-    /// API tokens, for an admin (who alone manages them).
-    pub tokens: Vec<TokenRow>,
-    /// A token just made: its name and its secret, shown this once.
-    pub created: Option<(String, String)>,
-    /// The token form's error, its field, and what was typed.
-    pub error: Option<(String, String)>,
-    pub name: String,
-}
-
-impl SettingsPage {
-    async fn load(
-        state: &AppState,
-        caller: &Caller,
-        shell: Shell,
-        found: &SessionUser,
-    ) -> Result<SettingsPage, PageError> {
-        let sessions = state.store.list_sessions(caller.user).await?.len();
-        let tokens = if shell.is_admin() {
-            state
-                .store
-                .list_tokens()
-                .await?
-                .into_iter()
-                .map(|t| TokenRow {
-                    id: t.id.0,
-                    name: t.name,
-                    role: t.role.to_string(),
-                    created: time(t.created_at),
-                    last_used: t.last_used_at.map(time).unwrap_or_else(|| "never".into()),
-                    revoked: t.revoked_at.is_some(),
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(SettingsPage {
-            shell: shell.at("settings"),
-            sessions,
-            session_ends: time(found.session.expires_at),
-            tokens,
-            created: None,
-            error: None,
-            name: String::new(),
-        })
-    }
-}
-
-/// `GET /settings`: the signed-in user's profile, and an admin's API tokens.
-pub async fn settings(
-    State(state): State<AppState>,
-    Viewer(caller): Viewer,
-    shell: Shell,
-    axum::extract::Extension(SignedIn(found)): axum::extract::Extension<SignedIn>,
-) -> Result<Response, PageError> {
-    Ok(SettingsPage::load(&state, &caller, shell, &found)
-        .await?
-        .into_response())
-}
-
-#[derive(Deserialize)]
-pub struct TokenForm {
-    name: Option<String>,
-    role: Option<String>,
-}
-
-/// `POST /settings/tokens`: makes an API token and shows its secret on
-/// the page it answers with, once; a bad name or role comes back beside
-/// the form, with what was typed.
-pub async fn create_token(
-    State(state): State<AppState>,
-    Admin(caller): Admin,
-    shell: Shell,
-    axum::extract::Extension(SignedIn(found)): axum::extract::Extension<SignedIn>,
-    FormBody(form): FormBody<TokenForm>,
-) -> Result<Response, PageError> {
-    let issued =
-        crate::api::tokens::issue(&state, &caller, form.name.as_deref(), form.role.as_deref())
-            .await;
-    let mut page = SettingsPage::load(&state, &caller, shell, &found).await?;
-    match issued {
-        Ok((token, secret)) => page.created = Some((token.name, secret.as_str().to_string())),
-        Err(e) => match e.field.clone() {
-            Some(field) => {
-                page.error = Some((field, e.message));
-                page.name = form.name.unwrap_or_default();
-                return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
-            }
-            None => return Err(e.into()),
-        },
-    }
-    Ok(page.into_response())
-}
-
-/// `POST /settings/tokens/{id}/revoke`.
-pub async fn revoke_token(
-    State(state): State<AppState>,
-    Admin(caller): Admin,
-    PathParams(id): PathParams<i64>,
-) -> Result<Response, PageError> {
-    crate::api::tokens::withdraw(&state, &caller, TokenId(id)).await?;
-    Ok(see_other("/settings"))
 }
 
 #[derive(Template)]

@@ -53,6 +53,8 @@ pub struct TestApp {
     runtime: tokio::runtime::Runtime,
     running: Option<Running>,
     agent: ureq::Agent,
+    /// The CA (PEM) clients trust when the server speaks TLS.
+    trust: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,6 +65,16 @@ impl TestApp {
 
     /// Like [`spawn`](Self::spawn), after `tweak` has changed the configuration.
     pub fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_trusting(backend, None, tweak)
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), its clients trusting the CA
+    /// `trust` (PEM): for a server that speaks TLS.
+    pub fn spawn_trusting(
+        backend: Backend,
+        trust: Option<String>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         // A data dir that does not exist yet: start-up must create it.
         let mut config = Config::new(dir.path().join("data"));
@@ -80,7 +92,7 @@ impl TestApp {
             .build()
             .expect("runtime");
         let agent = ureq::Agent::new_with_config(
-            ureq::config::Config::builder()
+            agent_config(trust.as_deref())
                 .http_status_as_error(false)
                 .timeout_global(Some(Duration::from_secs(60)))
                 .build(),
@@ -94,6 +106,7 @@ impl TestApp {
             runtime,
             running: None,
             agent,
+            trust,
             _dir: dir,
         };
         app.start();
@@ -107,13 +120,19 @@ impl TestApp {
             .runtime
             .block_on(cronium_server::start(self.config.clone()))
             .expect("server starts");
-        self.base = format!("http://{}", running.local_addr());
+        let scheme = if running.is_tls() { "https" } else { "http" };
+        self.base = format!("{scheme}://{}", running.local_addr());
         self.data_dir = running.data_dir().to_path_buf();
         self.admin_token = std::fs::read_to_string(self.data_dir.join("admin.token"))
             .expect("admin.token")
             .trim()
             .to_string();
         self.running = Some(running);
+    }
+
+    /// The running server.
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running")
     }
 
     /// Graceful shutdown, waiting for it to finish.
@@ -255,7 +274,7 @@ impl TestApp {
         Browser {
             app: self,
             agent: ureq::Agent::new_with_config(
-                ureq::config::Config::builder()
+                agent_config(self.trust.as_deref())
                     .http_status_as_error(false)
                     .max_redirects(0)
                     .timeout_global(Some(Duration::from_secs(60)))
@@ -264,6 +283,24 @@ impl TestApp {
             cookie: None,
             origin: Some(self.base.clone()),
         }
+    }
+}
+
+/// A client configuration trusting `ca` (PEM) alone, or the usual roots.
+fn agent_config(ca: Option<&str>) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    let builder = ureq::config::Config::builder();
+    match ca {
+        Some(pem) => {
+            let cert = ureq::tls::Certificate::from_pem(pem.as_bytes()).expect("a PEM CA");
+            builder.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                        cert,
+                    ])))
+                    .build(),
+            )
+        }
+        None => builder,
     }
 }
 
