@@ -1348,3 +1348,59 @@ both_backends! {
         assert!(!app.get("/api/v1/audit?limit=500").expect(200).to_string().contains(PASSWORD));
     }
 }
+
+both_backends! {
+    fn an_http_event_is_made_and_edited_from_its_form_with_write_only_secret_headers(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| {
+            c.http_allow = vec![cronium_exec::Allow::parse("127.0.0.1/32").unwrap()];
+        });
+        app.set_password("admin", PASSWORD);
+        let mut admin = app.browser().signed_in("admin", PASSWORD);
+        let page = admin.get("/events/new?kind=http");
+        assert_eq!(page.status, 200);
+        assert!(page.text().contains("New HTTP event"));
+        let blank = form_fields(&page.text(), "/events");
+        assert!(!blank.iter().any(|(k, _)| k == "content"), "no script for a request");
+        let typed = with(blank, &[
+            ("name", "ping ops"),
+            ("http.method", "POST"),
+            ("http.url", "http://10.1.2.3/hook"),
+            ("http.headers", "X-Team: ops\r\n"),
+            ("http.secretHeaders", "Authorization: Bearer top-secret-77"),
+            ("http.body", "{\"hello\": 1}"),
+            ("http.expectStatus", "200, 204"),
+        ]);
+
+        // A private address is refused beside the URL, as the API refuses it.
+        let refused = post_fields(&mut admin, "/events", &typed);
+        assert_eq!(refused.status, 422, "{}", refused.text());
+        let html = refused.text();
+        assert!(html.contains(r#"data-field="http.url">"#), "{html}");
+        assert!(html.contains(r#"value="http://10.1.2.3/hook""#) && !html.contains("top-secret-77"));
+
+        let saved = post_fields(&mut admin, "/events", &with(typed, &[("http.url", "http://127.0.0.1:9/hook")]));
+        assert_eq!(saved.status, 303, "{}", saved.text());
+        let path = saved.header("location").unwrap().to_string();
+        let event = app.get(&format!("/api/v1{path}")).expect(200);
+        assert_eq!(event["kind"], "http");
+        assert_eq!(event["http"]["method"], "POST");
+        assert_eq!(event["http"]["headers"], json!({ "X-Team": "ops" }));
+        assert_eq!(event["http"]["secretHeaderNames"], json!(["Authorization"]));
+        assert_eq!(event["http"]["expectStatus"], json!([200, 204]));
+        assert!(!contains(&database_bytes(&app), b"top-secret-77"), "sealed at rest");
+
+        // Its edit form shows the request but never the secret; saved as it
+        // is, nothing changes; a new body changes only the request.
+        let edit = admin.get(&format!("{path}/edit"));
+        assert!(!edit.text().contains("top-secret-77") && edit.text().contains("set: Authorization"), "{}", edit.text());
+        let current = form_fields(&edit.text(), &path);
+        let before = app.get("/api/v1/audit?limit=1").expect(200)["total"].clone();
+        assert_eq!(post_fields(&mut admin, &path, &current).status, 303);
+        assert_eq!(app.get("/api/v1/audit?limit=1").expect(200)["total"], before);
+        assert_eq!(post_fields(&mut admin, &path, &with(current, &[("http.body", "{}")])).status, 303);
+        let event = app.get(&format!("/api/v1{path}")).expect(200);
+        assert_eq!(event["http"]["body"], "{}");
+        assert_eq!(event["http"]["secretHeaderNames"], json!(["Authorization"]), "kept");
+        assert_eq!(audited(&app, "event.update")[0]["detail"]["fields"], json!(["http"]));
+    }
+}

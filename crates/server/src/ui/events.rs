@@ -19,7 +19,7 @@ use cronium_core::{EventId, EventKind, EventStatus, RunPolicy, Schedule, ServerI
 use cronium_store::{Event, EventFilter, EventOrder, JobFilter, PageRequest, PayloadRecord};
 use serde::{Deserialize, Serialize};
 
-use super::pages::{Shell, time};
+use super::pages::{Pager, Shell, time};
 use crate::api::events::{
     EventFields, HttpFields, NEXT_FIRES_SHOWN, ScheduleFields, create_event, delete_event,
     not_in_the_past, parse_schedule, run_now, upcoming, update_event,
@@ -87,11 +87,7 @@ pub struct EventsPage {
     pub events: Vec<EventRow>,
     pub total: u64,
     pub query: ListQuery,
-    /// Links to the previous and the next page.
-    pub previous: Option<String>,
-    pub next: Option<String>,
-    pub first_shown: u64,
-    pub last_shown: u64,
+    pub pager: Pager,
 }
 
 /// The list's filters, order and page, all kept in the URL.
@@ -109,29 +105,6 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// This query's URL with another page number.
-    fn link(&self, page: u64) -> String {
-        let mut parts = Vec::new();
-        for (key, value) in [
-            ("name", &self.name),
-            ("status", &self.status),
-            ("tag", &self.tag),
-            ("sort", &self.sort),
-        ] {
-            if !value.is_empty() {
-                parts.push(format!("{key}={}", super::auth::percent_encode(value)));
-            }
-        }
-        if page > 1 {
-            parts.push(format!("page={page}"));
-        }
-        if parts.is_empty() {
-            "/events".into()
-        } else {
-            format!("/events?{}", parts.join("&"))
-        }
-    }
-
     fn filter(&self) -> Result<EventFilter, ApiError> {
         let given = |s: &String| Some(s.trim()).filter(|s| !s.is_empty()).map(str::to_string);
         Ok(EventFilter {
@@ -166,19 +139,20 @@ pub async fn list(
     QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<Response, PageError> {
     let filter = query.filter()?;
-    let page = query.page.unwrap_or(1).max(1);
-    let offset = (page - 1) * u64::from(PAGE_SIZE);
-    let found = state
-        .store
-        .list_events(
-            &filter,
-            PageRequest {
-                limit: PAGE_SIZE,
-                offset,
-            },
-        )
-        .await?;
-    let shown = found.items.len() as u64;
+    let at = Pager::request(query.page, PAGE_SIZE);
+    let found = state.store.list_events(&filter, at.1).await?;
+    let pager = Pager::new(
+        "/events",
+        &[
+            ("name", &query.name),
+            ("status", &query.status),
+            ("tag", &query.tag),
+            ("sort", &query.sort),
+        ],
+        at,
+        found.items.len(),
+        found.total,
+    );
     let events = found
         .items
         .into_iter()
@@ -195,10 +169,7 @@ pub async fn list(
         shell: shell.at("events"),
         events,
         total: found.total,
-        previous: (page > 1).then(|| query.link(page - 1)),
-        next: (offset + shown < found.total).then(|| query.link(page + 1)),
-        first_shown: if shown == 0 { 0 } else { offset + 1 },
-        last_shown: offset + shown,
+        pager,
         query,
     }
     .into_response())

@@ -81,6 +81,65 @@ pub(crate) fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
+/// Where a paged list is, and links to its neighbours that keep its
+/// filters (`pairs`; empty values are left out of the URL).
+#[derive(Debug, Clone, Default)]
+pub struct Pager {
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    /// 1-based positions of the first and last row shown (0 when none).
+    pub first: u64,
+    pub last: u64,
+    pub total: u64,
+}
+
+impl Pager {
+    /// The 1-based page number asked for, as a store page of `size` rows.
+    pub fn request(page: Option<u64>, size: u32) -> (u64, PageRequest) {
+        let page = page.unwrap_or(1).max(1);
+        let offset = (page - 1).saturating_mul(u64::from(size));
+        (
+            page,
+            PageRequest {
+                limit: size,
+                offset,
+            },
+        )
+    }
+
+    pub fn new(
+        path: &str,
+        pairs: &[(&str, &str)],
+        (page, request): (u64, PageRequest),
+        shown: usize,
+        total: u64,
+    ) -> Pager {
+        let link = |page: u64| {
+            let mut parts: Vec<String> = pairs
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k}={}", super::auth::percent_encode(v)))
+                .collect();
+            if page > 1 {
+                parts.push(format!("page={page}"));
+            }
+            if parts.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", parts.join("&"))
+            }
+        };
+        let shown = shown as u64;
+        Pager {
+            previous: (page > 1).then(|| link(page - 1)),
+            next: (request.offset + shown < total).then(|| link(page + 1)),
+            first: if shown == 0 { 0 } else { request.offset + 1 },
+            last: request.offset + shown,
+            total,
+        }
+    }
+}
+
 pub(crate) fn page_of(limit: u32) -> PageRequest {
     PageRequest { limit, offset: 0 }
 }
@@ -319,15 +378,20 @@ pub struct JobsPage {
     pub total: u64,
     /// The filter in words, when there is one.
     pub filter: String,
+    pub query: JobsQuery,
+    pub pager: Pager,
 }
 
-/// The filters of `/jobs`, kept in the URL so a link (a dashboard counter)
-/// can carry them.
-#[derive(Debug, Deserialize)]
+/// The filters of `/jobs` and its page, kept in the URL so a link (a
+/// dashboard counter) can carry them.
+#[derive(Debug, Default, Deserialize)]
 pub struct JobsQuery {
-    status: Option<String>,
-    event: Option<i64>,
-    since: Option<String>,
+    #[serde(default)]
+    pub status: String,
+    pub event: Option<i64>,
+    #[serde(default)]
+    pub since: String,
+    pub page: Option<u64>,
 }
 
 /// `GET /jobs`: the newest jobs, filtered by status, event and start.
@@ -337,16 +401,12 @@ pub async fn jobs(
     shell: Shell,
     QueryParams(q): QueryParams<JobsQuery>,
 ) -> Result<Response, PageError> {
-    let status = q
-        .status
-        .as_deref()
+    let status = Some(q.status.trim())
         .filter(|s| !s.is_empty())
         .map(|s| JobStatus::parse(s, "status"))
         .transpose()
         .map_err(ApiError::from)?;
-    let since = q
-        .since
-        .as_deref()
+    let since = Some(q.since.trim())
         .filter(|s| !s.is_empty())
         .map(|s| crate::api::parse_time(s, "since"))
         .transpose()?;
@@ -356,7 +416,20 @@ pub async fn jobs(
         since,
         until: None,
     };
-    let found = state.store.list_jobs(&filter, page_of(LIST_LIMIT)).await?;
+    let at = Pager::request(q.page, LIST_LIMIT);
+    let found = state.store.list_jobs(&filter, at.1).await?;
+    let event = q.event.map(|e| e.to_string()).unwrap_or_default();
+    let pager = Pager::new(
+        "/jobs",
+        &[
+            ("status", &q.status),
+            ("event", &event),
+            ("since", &q.since),
+        ],
+        at,
+        found.items.len(),
+        found.total,
+    );
     let mut words = Vec::new();
     if let Some(status) = status {
         words.push(format!("status {status}"));
@@ -387,6 +460,8 @@ pub async fn jobs(
         jobs,
         total: found.total,
         filter: words.join(", "),
+        query: q,
+        pager,
     }
     .into_response())
 }
