@@ -375,6 +375,40 @@ async fn an_editor_creates_an_event_from_the_form_edits_it_and_reads_the_diff(
     );
     screenshot(&browser, "event").await;
 
+    // On a phone's width the pages fit: nothing wider than the screen but
+    // tables, which scroll inside their own box.
+    browser.set_window_size(390, 844).await.unwrap();
+    for path in [
+        format!("/events/{id}"),
+        "/events".into(),
+        format!("/events/{id}/edit"),
+        "/".into(),
+    ] {
+        browser
+            .goto(&format!("{}{path}", server.url))
+            .await
+            .unwrap();
+        text_of(&browser, "main h1").await;
+        let fits = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fits,
+            serde_json::Value::Bool(true),
+            "{path} is wider than a phone"
+        );
+    }
+    browser
+        .goto(&format!("{}/events/{id}", server.url))
+        .await
+        .unwrap();
+    screenshot(&browser, "event-phone").await;
+    browser.set_window_size(1280, 900).await.unwrap();
+
     // Edit the script: v2, and the diff between v1 and v2.
     click(&browser, &format!("a[href='/events/{id}/edit']")).await;
     wait_for_path(&browser, &format!("/events/{id}/edit")).await;
