@@ -1064,37 +1064,10 @@ impl FormPage {
         belongs.then_some(message.as_str())
     }
 
-    /// Whether the error names no field of the form (shown above it).
-    pub fn general_error(&self) -> Option<&str> {
-        const FIELDS: [&str; 24] = [
-            "name",
-            "description",
-            "kind",
-            "interpreter",
-            "content",
-            "env",
-            "secretEnv",
-            "schedule",
-            "status",
-            "runLocation",
-            "targetServers",
-            "timeout",
-            "retries",
-            "retryDelay",
-            "overlap",
-            "misfire",
-            "maxConcurrent",
-            "maxExecutions",
-            "tags",
-            "http.method",
-            "http.url",
-            "http.headers",
-            "http.secretHeaders",
-            "http.body",
-        ];
-        let (at, message) = self.error.as_ref()?;
-        let known = FIELDS.iter().any(|f| self.error_for(f).is_some()) || at == "http.expectStatus";
-        (!known || at.is_empty()).then_some(message.as_str())
+    /// The error, for the summary above the form (it is also shown beside
+    /// its field, when the form has that field).
+    pub fn summary(&self) -> Option<&str> {
+        self.error.as_ref().map(|(_, message)| message.as_str())
     }
 
     pub fn has_server(&self) -> bool {
