@@ -109,7 +109,8 @@ fn a_users_crontab_becomes_events_and_a_second_import_changes_nothing() {
     assert_eq!(lines.len(), 6);
     assert_eq!(lines[0]["action"], "create");
     assert_eq!(lines[0]["nextFires"].as_array().unwrap().len(), 3);
-    assert_eq!(lines[4]["action"], "skipped");
+    assert_eq!(lines[3]["action"], "skipped");
+    assert_eq!(lines[4]["action"], "create");
     assert_eq!(lines[5]["action"], "error");
 
     // The import itself.
