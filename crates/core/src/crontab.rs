@@ -457,7 +457,8 @@ MAILTO=\"\"
     fn lines_become_jobs_reports_or_errors() {
         // (line, system, what it must be: job cron + command, or a
         // fragment of the report)
-        let table: &[(&str, bool, Result<(&str, &str), &str>)] = &[
+        type Case<'a> = (&'a str, bool, Result<(&'a str, &'a str), &'a str>);
+        let table: &[Case] = &[
             (
                 "0 3 * * * /usr/bin/backup --all",
                 false,

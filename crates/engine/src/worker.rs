@@ -726,7 +726,8 @@ mod tests {
     #[test]
     fn output_past_the_cap_keeps_its_head_and_its_tail() {
         // (limit, line sizes, stored at once, left out, tail)
-        let table: &[(u64, &[u64], &[usize], Option<(u64, u64)>, &[usize])] = &[
+        type Case<'a> = (u64, &'a [u64], &'a [usize], Option<(u64, u64)>, &'a [usize]);
+        let table: &[Case] = &[
             // Within the first half: everything at once.
             (100, &[10, 10, 10], &[0, 1, 2], None, &[]),
             // Past the first half but within the cap: nothing lost, the
