@@ -151,12 +151,14 @@ fn import_crontab(a: &CrontabArgs, args: &ClientArgs, out: &mut dyn Write) -> Re
             timezone: timezone.clone(),
         },
     );
-    let errors = parsed
-        .iter()
-        .filter(|l| matches!(l.kind, LineKind::Invalid(_)))
-        .count();
     let client = Client::new(args)?;
     let mut lines = plan(&client, a, &source, parsed)?;
+    // Lines cron would refuse, and lines whose event cannot be made (a name
+    // taken by an event of the user's own).
+    let errors = lines
+        .iter()
+        .filter(|l| matches!(l.step, Step::Error(_)))
+        .count();
     let dry_run = a.dry_run || (a.strict && errors > 0);
     if !dry_run {
         apply(&client, &mut lines);

@@ -199,9 +199,31 @@ fn strict_imports_nothing_when_a_line_is_bad() {
         .cronium(&["import", "crontab", &file, "--strict"])
         .fails_with(&["line 12: ", "nothing imported", "--strict"]);
     assert!(events(&server).is_empty());
-    // Without the bad line, --strict imports.
+    // Without the bad line, --strict imports, unless an event of the
+    // user's own already has a line's name: that is not taken over.
     let good = CRONTAB.replace("61 * * * * echo bad minute\n", "");
     let file = write(dir.path(), "jobs", &good);
+    let own = write(dir.path(), "own.sh", "echo mine\n");
+    server
+        .cronium(&[
+            "event",
+            "create",
+            "--name",
+            "jobs: true",
+            "--script",
+            &own,
+            "--manual",
+        ])
+        .ok();
+    server
+        .cronium(&["import", "crontab", &file, "--strict"])
+        .fails_with(&[
+            "line 9: ",
+            "was not imported from a crontab",
+            "nothing imported",
+        ]);
+    assert_eq!(events(&server).len(), 1);
+    server.cronium(&["event", "delete", "jobs: true"]).ok();
     let done = server
         .cronium(&["import", "crontab", &file, "--strict"])
         .ok()
