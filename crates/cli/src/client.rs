@@ -53,11 +53,15 @@ impl Client {
                 read_token(&dir.join("admin.token"))?
             }
         };
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            LiteralFirst::default(),
+        );
         Ok(Client {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -167,6 +171,37 @@ impl Client {
             return Ok(body);
         }
         Err(anyhow!(error_message(status.as_u16(), &body)))
+    }
+}
+
+/// ureq's resolver starts a thread per request whenever a timeout is set,
+/// even for `127.0.0.1`, and even when the request then reuses a kept-alive
+/// connection: a spawn and a join on every call of a short-lived command.
+/// An address written as an IP needs no lookup; names still get one.
+#[derive(Debug, Default)]
+struct LiteralFirst(ureq::unversioned::resolver::DefaultResolver);
+
+impl ureq::unversioned::resolver::Resolver for LiteralFirst {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(authority) = uri.authority() {
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+                let https = uri.scheme_str() == Some("https");
+                let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+                let mut found = self.empty();
+                found.push(std::net::SocketAddr::new(ip, port));
+                return Ok(found);
+            }
+        }
+        self.0.resolve(uri, config, timeout)
     }
 }
 
@@ -342,6 +377,32 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "ID  NAME\n1   backup\n12  x\n"
         );
+    }
+
+    #[test]
+    fn addresses_written_as_ips_need_no_lookup() {
+        use ureq::unversioned::resolver::Resolver;
+        use ureq::unversioned::transport::{NextTimeout, time::Duration as Budget};
+        let config = ureq::Agent::config_builder().build();
+        let timeout = NextTimeout {
+            after: Budget::from(Duration::from_secs(60)),
+            reason: ureq::Timeout::Global,
+            per_read: None,
+            per_write: None,
+        };
+        let table = [
+            ("http://127.0.0.1:8080/api", "127.0.0.1:8080"),
+            ("http://[::1]/api", "[::1]:80"),
+            ("https://10.1.2.3/", "10.1.2.3:443"),
+            ("http://localhost:9/", "127.0.0.1:9"),
+        ];
+        for (url, want) in table {
+            let found = LiteralFirst::default()
+                .resolve(&url.parse().unwrap(), &config, timeout)
+                .unwrap();
+            let found: Vec<String> = found.iter().map(|a| a.to_string()).collect();
+            assert!(found.contains(&want.to_string()), "{url}: {found:?}");
+        }
     }
 
     #[test]

@@ -629,7 +629,7 @@ fn read_script(path: &PathBuf) -> Result<String> {
         .with_context(|| format!("cannot read --script {}", path.display()))
 }
 
-fn server_id(client: &Client, name: &str) -> Result<i64> {
+pub(crate) fn server_id(client: &Client, name: &str) -> Result<i64> {
     if let Ok(id) = name.parse::<i64>() {
         return Ok(id);
     }

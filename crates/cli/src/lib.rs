@@ -2,8 +2,9 @@
 //!
 //! `main.rs` only parses and reports errors; everything testable lives here.
 //! Command groups are variants of [`Command`]: the offline `payload` tools,
-//! the API client commands (`event`, `job`, `server`, `channel`, `token`),
-//! and `user`, which works on the server's host against its database.
+//! the API client commands (`event`, `job`, `server`, `channel`, `token`,
+//! `import`), `user`, which works on the server's host against its
+//! database, and `completions` and `man`, generated from this definition.
 //!
 //! [`run`] returns the process exit status for a command that ran to its end:
 //! `0`, except where a command passes on an outcome of its own (following a
@@ -17,8 +18,10 @@ use clap::{Parser, Subcommand};
 
 pub mod channel_cmd;
 pub mod client;
+pub mod docs_cmd;
 pub mod event_cmd;
 pub mod follow;
+pub mod import_cmd;
 pub mod job_cmd;
 pub mod payload_cmd;
 pub mod serve_cmd;
@@ -30,6 +33,7 @@ pub mod user_cmd;
 pub use channel_cmd::ChannelCommand;
 pub use client::ClientArgs;
 pub use event_cmd::EventCommand;
+pub use import_cmd::ImportCommand;
 pub use job_cmd::JobCommand;
 pub use payload_cmd::PayloadCommand;
 pub use serve_cmd::ServeArgs;
@@ -90,6 +94,18 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Bring schedules from elsewhere: crontab.
+    Import {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+    /// Print a shell completion script: bash, zsh or fish (e.g.
+    /// `cronium completions bash > /etc/bash_completion.d/cronium`)
+    Completions(docs_cmd::CompletionsArgs),
+    /// Write the manual pages (cronium.1, cronium-event.1, …) into a directory
+    Man(docs_cmd::ManArgs),
     /// Users of the web UI: passwd, add, list, remove. Run on the server's
     /// host: it works on the database directly, like `serve`.
     User {
@@ -112,6 +128,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Server { client, command } => server_cmd::run(command, &client, out),
         Command::Channel { client, command } => channel_cmd::run(command, &client, out).map(done),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
+        Command::Import { client, command } => import_cmd::run(command, &client, out),
+        Command::Completions(args) => docs_cmd::completions(&args, out).map(done),
+        Command::Man(args) => docs_cmd::man(&args, out).map(done),
         Command::User { database, command } => user_cmd::run(command, database, out).map(done),
     }
 }

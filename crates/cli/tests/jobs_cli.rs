@@ -387,3 +387,41 @@ fn run_policy_flags_are_set_shown_and_checked() {
         .json();
     assert_eq!(edited["maxConcurrent"], 2);
 }
+
+/// Past the per-attempt cap the first and the last lines are kept, with one
+/// line between saying what was left out: the error is usually at the end.
+#[test]
+fn output_past_the_cap_keeps_its_first_and_last_lines() {
+    require_runner();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(
+        &dir.path().join("data"),
+        None,
+        &[("CRONIUM_JOB_LOG_LIMIT", "1000")],
+    );
+    server.wait_until_up();
+    // 3,893 bytes of numbers, then the line that matters.
+    let body = "seq 1 1000\necho 'disk full' >&2\nexit 3\n";
+    let path = script(dir.path(), "loud.sh", body);
+    server
+        .cronium(&[
+            "event", "create", "--name", "loud", "--script", &path, "--manual",
+        ])
+        .ok();
+    let run = server.cronium(&["event", "run", "loud", "--follow"]);
+    assert_eq!(run.code(), Some(3));
+    let (out, err) = (run.stdout(), run.stderr());
+    assert!(out.starts_with("1\n2\n3\n"), "the head: {out}");
+    assert!(out.ends_with("999\n1000\n"), "the tail: {out}");
+    assert!(err.contains("disk full"), "the last line: {err}");
+    let marker = err
+        .lines()
+        .find(|l| l.contains("left out"))
+        .unwrap_or_else(|| panic!("no marker: {err}"));
+    assert!(
+        marker.contains(" lines (") && marker.contains("bytes) left out"),
+        "{marker}"
+    );
+    let stored: usize = out.len() + "disk full\n".len();
+    assert!(stored <= 1000, "{stored} bytes kept");
+}

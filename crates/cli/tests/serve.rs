@@ -13,11 +13,31 @@ fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn wait_for_health(url: &str) {
+fn wait_for_health(url: &str, child: &mut std::process::Child) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while ureq::get(format!("{url}/healthz")).call().is_err() {
+        // A server that could not start (the address taken between the
+        // check and its start) says why on its standard error.
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::io::read_to_string(child.stderr.take().unwrap()).unwrap_or_default();
+            panic!("cronium serve exited ({status}) before answering at {url}: {log}");
+        }
         assert!(Instant::now() < deadline, "no answer at {url}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Fails the test at once, saying what to do, when something else listens
+/// on `addr`: otherwise the server cannot start there and the test waits
+/// for a health check that another program may even answer.
+#[track_caller]
+fn require_free(addr: &str) {
+    if let Err(e) = std::net::TcpListener::bind(addr) {
+        panic!(
+            "{addr} is not free ({e}): this test runs `cronium serve` with no flags, which \
+             listens there. Stop what listens on it (`ss -ltnp 'sport = :8080'` shows it) \
+             and run the test again."
+        );
     }
 }
 
@@ -25,6 +45,7 @@ fn wait_for_health(url: &str) {
 /// `./cronium-data/` and listens on 127.0.0.1:8080.
 #[test]
 fn serve_with_no_flags_sets_itself_up_in_the_current_directory() {
+    require_free("127.0.0.1:8080");
     let cwd = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cronium"))
         .arg("serve")
@@ -37,7 +58,7 @@ fn serve_with_no_flags_sets_itself_up_in_the_current_directory() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_health("http://127.0.0.1:8080");
+    wait_for_health("http://127.0.0.1:8080", &mut child);
 
     let data = cwd.path().join("cronium-data");
     assert_eq!(mode(&data), 0o700, "the data dir is private");

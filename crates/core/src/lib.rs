@@ -71,6 +71,7 @@ macro_rules! plain_name {
     };
 }
 
+pub mod crontab;
 pub mod event;
 pub mod http;
 pub mod ids;

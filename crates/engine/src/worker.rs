@@ -46,7 +46,8 @@ pub struct WorkerConfig {
     pub slots: usize,
     /// How long a claim or heartbeat holds a job; heartbeats come at a third of it.
     pub lease: Duration,
-    /// Bytes of output stored per attempt; the rest is dropped with a marker.
+    /// Bytes of output stored per attempt: past it, the first and last
+    /// halves are kept with a marker line between.
     pub log_limit: u64,
 }
 
@@ -544,10 +545,8 @@ struct LogWriter {
     store: Arc<dyn Store>,
     hub: Arc<LogHub>,
     fence: Fence,
-    limit: u64,
+    cap: HeadTail<LogLine>,
     next_seq: u64,
-    bytes: u64,
-    dropped: u64,
     batch: Vec<LogLine>,
 }
 
@@ -557,10 +556,8 @@ impl LogWriter {
             store,
             hub,
             fence,
-            limit,
+            cap: HeadTail::new(limit),
             next_seq: 1,
-            bytes: 0,
-            dropped: 0,
             batch: Vec::new(),
         }
     }
@@ -589,23 +586,23 @@ impl LogWriter {
     }
 
     fn line(&mut self, server: Option<Arc<str>>, line: OutputLine) {
-        let size = line.data.len() as u64;
-        if self.bytes + size > self.limit {
-            if self.dropped == 0 {
-                self.system(format!(
-                    "output truncated: this attempt wrote more than {} bytes; the rest is not stored",
-                    self.limit
-                ));
-            }
-            self.dropped += size;
-            return;
-        }
-        self.bytes += size;
         let stream = match line.stream {
             Stream::Stdout => LogStream::Stdout,
             Stream::Stderr => LogStream::Stderr,
         };
-        self.push(stream, line.data, server.as_deref());
+        let size = line.data.len() as u64;
+        let line = LogLine {
+            seq: 0, // numbered when stored
+            stream,
+            at: crate::now(),
+            data: line.data,
+            server: server.map(|s| s.to_string()),
+        };
+        if let Some(mut line) = self.cap.take(size, line) {
+            line.seq = self.next_seq;
+            self.next_seq += 1;
+            self.batch.push(line);
+        }
     }
 
     fn pending(&self) -> usize {
@@ -631,11 +628,127 @@ impl LogWriter {
         }
     }
 
+    /// Stores what is left: past the cap, one line saying what was left
+    /// out, then the end of the output.
     async fn finish(&mut self) {
-        if self.dropped > 0 {
-            let dropped = self.dropped;
-            self.system(format!("output truncated: {dropped} bytes were not stored"));
+        let (left_out, tail) = self.cap.finish();
+        if let Some((lines, bytes)) = left_out {
+            self.system(format!(
+                "… {lines} lines ({bytes} bytes) left out: this attempt wrote more than {} bytes; the first and last halves are kept …",
+                self.cap.limit
+            ));
+        }
+        for mut line in tail {
+            line.seq = self.next_seq;
+            self.next_seq += 1;
+            self.batch.push(line);
         }
         self.flush().await;
+    }
+}
+
+/// The per-attempt output cap: the first half of the allowance is stored
+/// as it comes; after that the newest lines that fit the rest are held
+/// back, older ones falling out, and stored when the attempt ends,
+/// since the error a failed job shows is usually in its last lines. Once
+/// a line has been held back all later ones are too, so the order stays.
+/// The price: output past the first half reaches followers at the end.
+#[derive(Debug)]
+struct HeadTail<T> {
+    limit: u64,
+    head: u64,
+    tail: std::collections::VecDeque<(u64, T)>,
+    tail_bytes: u64,
+    left_lines: u64,
+    left_bytes: u64,
+}
+
+impl<T> HeadTail<T> {
+    fn new(limit: u64) -> HeadTail<T> {
+        HeadTail {
+            limit,
+            head: 0,
+            tail: Default::default(),
+            tail_bytes: 0,
+            left_lines: 0,
+            left_bytes: 0,
+        }
+    }
+
+    /// The item to store now, or `None` when it is held back (or left out).
+    fn take(&mut self, size: u64, item: T) -> Option<T> {
+        let holding = !self.tail.is_empty() || self.left_lines > 0;
+        if !holding && self.head + size <= self.limit / 2 {
+            self.head += size;
+            return Some(item);
+        }
+        self.tail.push_back((size, item));
+        self.tail_bytes += size;
+        while self.tail_bytes > self.limit - self.head {
+            let Some((size, _)) = self.tail.pop_front() else {
+                break;
+            };
+            self.tail_bytes -= size;
+            self.left_lines += 1;
+            self.left_bytes += size;
+        }
+        None
+    }
+
+    /// How many lines and bytes were left out (if any), and the held-back
+    /// end of the output, oldest first.
+    fn finish(&mut self) -> (Option<(u64, u64)>, Vec<T>) {
+        let left = (self.left_lines > 0).then_some((self.left_lines, self.left_bytes));
+        self.left_lines = 0;
+        self.left_bytes = 0;
+        self.tail_bytes = 0;
+        (left, self.tail.drain(..).map(|(_, item)| item).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds lines `0..n` of `size` bytes each; returns what was stored at
+    /// once, what was left out, and the held-back tail.
+    fn feed(limit: u64, sizes: &[u64]) -> (Vec<usize>, Option<(u64, u64)>, Vec<usize>) {
+        let mut cap = HeadTail::new(limit);
+        let now: Vec<usize> = sizes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &size)| cap.take(size, i))
+            .collect();
+        let (left, tail) = cap.finish();
+        (now, left, tail)
+    }
+
+    #[test]
+    fn output_past_the_cap_keeps_its_head_and_its_tail() {
+        // (limit, line sizes, stored at once, left out, tail)
+        type Case<'a> = (u64, &'a [u64], &'a [usize], Option<(u64, u64)>, &'a [usize]);
+        let table: &[Case] = &[
+            // Within the first half: everything at once.
+            (100, &[10, 10, 10], &[0, 1, 2], None, &[]),
+            // Past the first half but within the cap: nothing lost, the
+            // rest stored at the end.
+            (100, &[30, 30, 30], &[0], None, &[1, 2]),
+            // Ten lines of 10 bytes in a cap of 50: 20 head, 30 tail.
+            (50, &[10; 10], &[0, 1], Some((5, 50)), &[7, 8, 9]),
+            // A line larger than half the cap never fits the tail.
+            (100, &[10, 200, 10], &[0], Some((1, 200)), &[2]),
+            // A limit of zero keeps nothing.
+            (0, &[1, 1], &[], Some((2, 2)), &[]),
+        ];
+        for (limit, sizes, now, left, tail) in table {
+            let got = feed(*limit, sizes);
+            assert_eq!(
+                got,
+                (now.to_vec(), *left, tail.to_vec()),
+                "limit {limit}, sizes {sizes:?}"
+            );
+            let stored: u64 = got.0.iter().chain(&got.2).map(|&i| sizes[i]).sum();
+            assert!(stored <= *limit, "never more than the cap");
+        }
     }
 }

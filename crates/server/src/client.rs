@@ -34,8 +34,8 @@ pub struct Peer {
     pub tls: bool,
 }
 
-impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+impl Connected<IncomingStream<'_, crate::PlainListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::PlainListener>) -> Peer {
         Peer {
             addr: *stream.remote_addr(),
             tls: false,

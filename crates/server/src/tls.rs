@@ -202,6 +202,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // As `PlainListener` does: small writes (event streams) go out at once.
+                let _ = stream.set_nodelay(true);
                 certificates.reload_if_changed();
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
