@@ -151,21 +151,57 @@ const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x0
 /// An `http`/`https` URL with a DNS name and no user info. The server takes
 /// any such URL (IP literals too) that the SSRF guard allows; the pattern
 /// is the part a client can know without the guard's settings.
-const URL_PATTERN: &str = r"^https?://[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){1,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$";
-/// `whsec_` and the standard base64 (padded) of a 24 to 64 byte key; empty
-/// means "make one", as if left out.
-const WEBHOOK_SECRET_PATTERN: &str = "^(whsec_((?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?))?$";
+const URL_PATTERN: &str = r"^https?://[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$";
+/// `whsec_` and the standard base64 (padded) of a 24 to 64 byte key.
+const WEBHOOK_SECRET_PATTERN: &str = "^whsec_((?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$";
 /// A plain address (`local@domain`), as the pattern the document can
 /// promise; the server takes any address its parser reads.
-const EMAIL_PATTERN: &str =
-    r"^[a-z0-9._-]{1,20}@[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){1,3}$";
+const EMAIL_PATTERN: &str = r"^[a-z0-9_-]{1,20}(\.[a-z0-9_-]{1,20}){0,2}@[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}$";
 /// No control characters, at least one character.
 const LABEL_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]+$";
+const OPTIONAL_LABEL_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
 const TAG_PATTERN: &str = "^[A-Za-z0-9._:-]{1,50}$";
 const ENV_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,255}$";
 const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
 const HEADER_NAME_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$";
 const HEADER_VALUE_PATTERN: &str = r"^[^\r\n\x00]*$";
+
+/// `schema` allowing `null` too.
+fn or_null(schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    if let Some(c) = schema.get("const").cloned() {
+        schema.as_object_mut().map(|o| o.remove("const"));
+        schema["enum"] = json!([c]);
+    }
+    if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        values.push(Value::Null);
+    }
+    match schema.get("type").cloned() {
+        Some(Value::String(t)) => schema["type"] = json!([t, "null"]),
+        Some(Value::Array(mut ts)) => {
+            if !ts.contains(&json!("null")) {
+                ts.push(json!("null"));
+            }
+            schema["type"] = Value::Array(ts);
+        }
+        Some(_) => {}
+        None if schema.get("enum").is_some() => {}
+        None => return json!({ "anyOf": [schema, { "type": "null" }] }),
+    }
+    schema
+}
+
+/// The server reads an optional field sent as `null` as left out; so says
+/// the document, for every property of `schema` but `except`.
+fn null_means_absent(schema: &mut Value, except: &[&str]) {
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, property) in properties.iter_mut() {
+            if !except.contains(&name.as_str()) {
+                *property = or_null(property);
+            }
+        }
+    }
+}
 
 /// A schedule: one branch per `type`. Every branch lists every field the
 /// server reads (it ignores those another type needs), so that what the
@@ -185,7 +221,9 @@ fn schedule_schema() -> Value {
         }
         let mut required: Vec<&str> = required.to_vec();
         required.insert(0, "type");
-        json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties })
+        let mut branch = json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties });
+        null_means_absent(&mut branch, &required);
+        branch
     };
     let mut cron = branch(
         "cron",
@@ -195,7 +233,9 @@ fn schedule_schema() -> Value {
             json!({ "type": "string", "description": "5 fields (minute first) or 6 (second first); the pattern covers the plain 5-field form, the server also takes ranges, lists, steps, names and @-macros (a malformed one is 422)", "pattern": "^(\\*|[0-5]?[0-9]) (\\*|1?[0-9]|2[0-3]) (\\*|[1-9]|1[0-9]|2[0-8]) (\\*|[1-9]|1[0-2]) (\\*|[0-6])$", "examples": ["0 3 * * *"] }),
         )),
     );
-    cron["properties"]["timezone"] = json!({ "type": "string", "description": "IANA time zone (an unknown one is 422)", "default": "UTC", "examples": ["UTC", "Europe/Berlin"], "pattern": "^(UTC|Europe/Berlin|America/New_York|Asia/Tokyo|Australia/Lord_Howe)$" });
+    cron["properties"]["timezone"] = or_null(
+        &json!({ "type": "string", "description": "IANA time zone (an unknown one is 422)", "default": "UTC", "examples": ["UTC", "Europe/Berlin"], "pattern": "^(UTC|Europe/Berlin|America/New_York|Asia/Tokyo|Australia/Lord_Howe)$" }),
+    );
     json!({
         "oneOf": [
             branch("manual", &[], None),
@@ -244,7 +284,7 @@ fn schemas() -> Value {
                 "schedule": reference("Schedule"),
                 "status": { "type": "string", "enum": ["active", "paused", "draft", "archived"], "default": "active" },
                 "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers is non-empty, else local" },
-                "targetServers": { "type": "array", "uniqueItems": true, "items": int64(), "description": "Existing servers' ids (an unknown one is 422)" },
+                "targetServers": { "type": "array", "uniqueItems": true, "items": int64(), "description": "Existing servers' ids (an unknown one is 409)" },
                 "timeout": { "type": "string", "default": "1h", "pattern": "^[1-9][0-9]?[smh]$", "examples": ["90s", "1h"], "description": "1s to 7 days" },
                 "retries": { "type": "integer", "minimum": 0, "maximum": 10, "default": 0 },
                 "tags": { "type": "array", "maxItems": 32, "items": { "type": "string", "pattern": TAG_PATTERN } },
@@ -268,7 +308,7 @@ fn schemas() -> Value {
                 "headers": headers_input.clone(),
                 "secretHeaders": { "type": "object", "propertyNames": { "pattern": HEADER_NAME_PATTERN }, "additionalProperties": { "type": "string", "pattern": HEADER_VALUE_PATTERN, "maxLength": 2048 }, "description": "Sealed at rest, never returned or logged", "writeOnly": true },
                 "body": { "type": "string", "maxLength": 1048576, "description": "At most 1 MiB" },
-                "expectStatus": { "type": "array", "items": { "type": "integer", "minimum": 100, "maximum": 599 }, "description": "Statuses that count as success; empty: any 2xx" }
+                "expectStatus": { "type": "array", "maxItems": 20, "items": { "type": "integer", "minimum": 100, "maximum": 599 }, "description": "Statuses that count as success; empty: any 2xx" }
             }
         },
         "Http": {
@@ -398,8 +438,11 @@ fn schemas() -> Value {
             "type": "object",
             "additionalProperties": false,
             "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones), at most one of privateKey or password, and passphrase only with privateKey.",
-            "not": { "required": ["privateKey", "password"] },
-            "dependentRequired": { "passphrase": ["privateKey"] },
+            "not": { "required": ["privateKey", "password"], "properties": { "privateKey": { "type": "string" }, "password": { "type": "string" } } },
+            "dependentSchemas": { "passphrase": { "anyOf": [
+                { "properties": { "passphrase": { "type": "null" } } },
+                { "required": ["privateKey"], "properties": { "privateKey": { "type": "string" } } }
+            ] } },
             "properties": {
                 "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
                 "host": { "type": "string", "pattern": "^[A-Za-z0-9.:_\\[\\]-]{1,253}$", "description": "A DNS name or an IP address" },
@@ -591,11 +634,15 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                 "type": "object",
                 "additionalProperties": false,
                 "required": ["name"],
+                "description": "A field sent as null is left out.",
                 "oneOf": [
-                    { "required": ["url"], "not": { "anyOf": [{ "required": ["email"] }, { "required": ["kind"], "properties": { "kind": { "const": "email" } } }] } },
-                    { "required": ["kind", "email"], "properties": { "kind": { "const": "email" } }, "not": { "anyOf": [{ "required": ["url"] }, { "required": ["secret"] }] } }
+                    { "required": ["url"], "properties": { "url": { "type": "string" } }, "not": { "anyOf": [{ "required": ["email"], "properties": { "email": { "type": "object" } } }, { "required": ["kind"], "properties": { "kind": { "const": "email" } } }] } },
+                    { "required": ["kind", "email"], "properties": { "kind": { "const": "email" }, "email": { "type": "object" } }, "not": { "anyOf": [{ "required": ["url"], "properties": { "url": { "type": "string" } } }, { "required": ["secret"], "properties": { "secret": { "type": "string" } } }] } }
                 ],
-                "dependentSchemas": { "secret": { "not": { "required": ["kind"], "properties": { "kind": { "enum": ["slack", "discord", "email"] } } } } },
+                "dependentSchemas": { "secret": { "anyOf": [
+                    { "properties": { "secret": { "type": "null" } } },
+                    { "not": { "required": ["kind"], "properties": { "kind": { "enum": ["slack", "discord", "email"] } } } }
+                ] } },
                 "properties": {
                     "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
                     "kind": { "type": "string", "enum": ["webhook", "slack", "discord", "email"], "default": "webhook", "description": "webhook: signed JSON (Standard Webhooks); slack, discord: a one-line summary posted to an incoming-webhook URL (`url` required); email: a plain-text mail through an SMTP relay (`email` required, no `url`)" },
@@ -604,16 +651,19 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                         "additionalProperties": false,
                         "required": ["to", "smtp"],
                         "description": "Email channels only. Errors name the field as `email.<name>`. username and password go together, and a password never with tls none.",
-                        "dependentRequired": { "username": ["password"], "password": ["username"] },
-                        "not": { "required": ["password", "tls"], "properties": { "tls": { "const": "none" } } },
+                        "dependentSchemas": {
+                            "username": { "anyOf": [{ "properties": { "username": { "type": "null" } } }, { "properties": { "username": { "maxLength": 0 } } }, { "required": ["password"], "properties": { "password": { "type": "string" } } }] },
+                            "password": { "anyOf": [{ "properties": { "password": { "type": "null" } } }, { "required": ["username"], "properties": { "username": { "type": "string", "minLength": 1 } } }] }
+                        },
+                        "not": { "required": ["password", "tls"], "properties": { "password": { "type": "string" }, "tls": { "const": "none" } } },
                         "properties": {
                             "to": { "type": "array", "minItems": 1, "maxItems": 20, "uniqueItems": true, "items": { "type": "string", "pattern": EMAIL_PATTERN }, "description": "Recipients: plain addresses (`local@domain`, no display names)" },
                             "from": { "type": "string", "pattern": EMAIL_PATTERN, "description": "The sender; defaults to `username` if it is an address, else `cronium@` the relay's name" },
-                            "smtp": { "type": "string", "pattern": r"^[a-z][a-z0-9-]{0,20}(\.[a-z][a-z0-9-]{0,20}){1,3}(:[1-9][0-9]{0,3})?$", "description": "The relay, `host` or `host:port` (IP literals too); the port defaults by `tls` (587 starttls, 465 tls, 25 none). Its addresses go through the SSRF guard like a webhook's (--http-allow)" },
+                            "smtp": { "type": "string", "pattern": r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}(:[1-9][0-9]{0,3})?$", "description": "The relay, `host` or `host:port` (IP literals too); the port defaults by `tls` (587 starttls, 465 tls, 25 none). Its addresses go through the SSRF guard like a webhook's (--http-allow)" },
                             "tls": { "type": "string", "enum": ["starttls", "tls", "none"], "default": "starttls", "description": "starttls: STARTTLS required; tls: TLS from the first byte; none: plain SMTP, which refuses a password" },
-                            "username": { "type": "string", "minLength": 1, "maxLength": 256, "pattern": LABEL_PATTERN, "description": "For AUTH PLAIN or LOGIN, with `password`" },
+                            "username": { "type": "string", "maxLength": 256, "pattern": OPTIONAL_LABEL_PATTERN, "description": "For AUTH PLAIN or LOGIN, with `password`; empty: none" },
                             "password": { "type": "string", "writeOnly": true, "minLength": 1, "maxLength": 1024, "description": "Sealed at rest, never returned (answers show `passwordSet`), never logged. Refused with tls `none`" },
-                            "caCert": { "type": "string", "maxLength": 0, "description": "The pattern the document can promise is none (empty); the server also takes PEM CA certificates to trust besides the public roots, for a relay signed by a private CA" }
+                            "caCert": { "type": "string", "maxLength": 0, "description": "Empty: none. Otherwise PEM CA certificates to trust besides the public roots, for a relay signed by a private CA; the schema allows only the empty form, since what parses as a certificate is no pattern (one that does not parse is 422)" }
                         }
                     },
                     "url": { "type": "string", "pattern": URL_PATTERN, "description": "Webhook, slack and discord channels (not email): http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
@@ -701,27 +751,34 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
 /// result only). Unknown channels and events are 422.
 fn action_input_schema() -> Value {
     let when_desc = "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify.";
-    let after = json!({ "type": "string", "pattern": "^[1-9][0-9]?[smhd]$", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; 1s to 30d)" });
+    let after = json!({ "type": "string", "pattern": "^([1-9][0-9]?[smh]|([1-9]|[12][0-9]|30)d)$", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; 1s to 30d)" });
     let channel = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The channel to notify" });
     let target = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The event to run; its job's startedBy names the job that started it" });
-    json!({
-        "description": "`kind` is implied by `channel` (notify) or `targetEvent` (run_event) when absent",
+    let none = json!({ "type": "null" });
+    let schema = json!({
+        "description": "`kind` is implied by `channel` (notify) or `targetEvent` (run_event) when absent; a field sent as null is left out",
         "oneOf": [
             { "type": "object", "additionalProperties": false, "required": ["when", "channel"], "properties": {
                 "when": { "type": "string", "enum": ["success", "failure", "always", "start"], "description": when_desc },
-                "kind": { "const": "notify" },
-                "channel": channel } },
+                "kind": { "enum": ["notify", null] },
+                "channel": channel,
+                "targetEvent": none,
+                "after": none } },
             { "type": "object", "additionalProperties": false, "required": ["when", "channel", "after"], "properties": {
                 "when": { "const": "duration_exceeded" },
-                "kind": { "const": "notify" },
+                "kind": { "enum": ["notify", null] },
                 "channel": channel,
+                "targetEvent": none,
                 "after": after } },
             { "type": "object", "additionalProperties": false, "required": ["when", "targetEvent"], "properties": {
                 "when": { "type": "string", "enum": ["success", "failure", "always"] },
-                "kind": { "const": "run_event" },
-                "targetEvent": target } }
+                "kind": { "enum": ["run_event", null] },
+                "channel": none,
+                "targetEvent": target,
+                "after": none } }
         ]
-    })
+    });
+    schema
 }
 
 /// `POST /events`: `EventInput` with a name, and the rules that tie its
@@ -730,41 +787,47 @@ fn action_input_schema() -> Value {
 fn event_create_schema(input: &Value) -> Value {
     let mut schema = input.clone();
     schema["description"] = json!(
-        "An event: a script (interpreter and content) or an HTTP request (http, and no script, environment or servers)."
+        "An event: a script (interpreter and content) or an HTTP request (http, and no script, environment or servers). A field sent as null is left out."
     );
     schema["required"] = json!(["name"]);
-    let none_of = |fields: &[&str]| json!({ "not": { "anyOf": fields.iter().map(|f| json!({ "required": [f] })).collect::<Vec<_>>() } });
-    let mut script = json!({
+    schema["properties"]["name"] =
+        json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN });
+    // "Given" below means present and not null.
+    let given = |field: &str, schema: Value| json!({ "required": [field], "properties": { field: schema } });
+    let nonempty = json!({ "type": "array", "minItems": 1 });
+    let script = json!({
         "required": ["interpreter", "content"],
         "properties": {
-            "kind": { "const": "script" },
+            "kind": { "enum": ["script", null] },
+            "interpreter": { "type": "string" },
             "content": { "type": "string", "pattern": "\\S", "maxLength": 1048576 }
         },
+        "not": given("http", json!({ "type": "object" })),
         // Servers and where it runs agree: remote needs servers, local has none.
         "anyOf": [
-            { "required": ["targetServers", "runLocation"], "properties": { "runLocation": { "const": "remote" }, "targetServers": { "minItems": 1 } } },
-            { "required": ["targetServers"], "not": { "required": ["runLocation"] }, "properties": { "targetServers": { "minItems": 1 } } },
-            { "not": { "anyOf": [{ "required": ["runLocation"], "properties": { "runLocation": { "const": "remote" } } }, { "required": ["targetServers"], "properties": { "targetServers": { "minItems": 1 } } }] } }
+            { "required": ["targetServers", "runLocation"], "properties": { "runLocation": { "const": "remote" }, "targetServers": nonempty } },
+            { "allOf": [given("targetServers", nonempty.clone())], "not": given("runLocation", json!({ "type": "string" })) },
+            { "not": { "anyOf": [given("runLocation", json!({ "const": "remote" })), given("targetServers", nonempty.clone())] } }
         ]
     });
-    script["allOf"] = json!([none_of(&["http"])]);
-    let mut http = json!({
+    let http = json!({
         "required": ["http"],
         "properties": {
-            "kind": { "const": "http" },
+            "kind": { "enum": ["http", null] },
+            "http": { "type": "object" },
             "content": { "maxLength": 0 },
             "env": { "maxProperties": 0 },
             "secretEnv": { "maxProperties": 0 },
-            "runLocation": { "const": "local" },
+            "runLocation": { "enum": ["local", null] },
             "targetServers": { "maxItems": 0 }
-        }
+        },
+        "not": given("interpreter", json!({ "type": "string" }))
     });
-    http["allOf"] = json!([none_of(&["interpreter"])]);
     schema["oneOf"] = json!([script, http]);
     // maxConcurrent only with overlap allow (null clears it and is always fine).
     schema["dependentSchemas"] = json!({ "maxConcurrent": { "anyOf": [
         { "properties": { "maxConcurrent": { "type": "null" } } },
-        { "required": ["overlap"], "properties": { "overlap": { "const": "allow" } } }
+        given("overlap", json!({ "const": "allow" }))
     ] } });
     schema
 }
@@ -773,7 +836,13 @@ fn event_create_schema(input: &Value) -> Value {
 fn server_create_schema(input: &Value) -> Value {
     let mut schema = input.clone();
     schema["required"] = json!(["name", "host", "username"]);
-    schema["anyOf"] = json!([{ "required": ["privateKey"] }, { "required": ["password"] }]);
+    for name in ["name", "host", "username"] {
+        schema["properties"][name]["type"] = json!("string");
+    }
+    schema["anyOf"] = json!([
+        { "required": ["privateKey"], "properties": { "privateKey": { "type": "string" } } },
+        { "required": ["password"], "properties": { "password": { "type": "string" } } }
+    ]);
     schema
 }
 
@@ -808,7 +877,7 @@ fn notify_paths() -> [(&'static str, Value); 6] {
             "/api/v1/events/{id}/actions",
             json!({
                 "get": op("listActions", "An event's actions, oldest first", Some("viewer"), std::slice::from_ref(&event_id), None, ok("Actions", json!({ "type": "array", "items": reference("Action") }))),
-                "post": op("addAction", "Add an action: notify a channel when the event's jobs start, run too long or end as `when` says, or run another event when they end (an unknown channel or event is 422 on `channel` or `targetEvent`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action")))
+                "post": with_409(op("addAction", "Add an action: notify a channel when the event's jobs start, run too long or end as `when` says, or run another event when they end (an unknown channel or event is 409 on `channel` or `targetEvent`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action"))), "No channel or event with that id")
             }),
         ),
         (
@@ -890,12 +959,20 @@ pub fn document() -> Value {
         ),
     ];
     let mut schemas = schemas();
+    null_means_absent(&mut schemas["EventInput"], &[]);
+    null_means_absent(&mut schemas["HttpInput"], &["url"]);
+    null_means_absent(&mut schemas["ServerInput"], &[]);
     schemas["EventCreate"] = event_create_schema(&schemas["EventInput"]);
     schemas["ServerCreate"] = server_create_schema(&schemas["ServerInput"]);
     schemas["ServerCheck"] = server_check_schema();
     for (name, schema) in notify_schemas() {
         schemas[name] = schema;
     }
+    null_means_absent(
+        &mut schemas["ChannelInput"]["properties"]["email"],
+        &["to", "smtp"],
+    );
+    null_means_absent(&mut schemas["ChannelInput"], &["name"]);
     let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1, "maximum": i64::MAX } });
     let mut doc = json!({
         "openapi": "3.1.0",
@@ -961,7 +1038,7 @@ pub fn document() -> Value {
             },
             "/api/v1/servers/{id}": {
                 "get": op("getServer", "One server", Some("viewer"), std::slice::from_ref(&server_id), None, ok("The server", reference("Server"))),
-                "patch": op("updateServer", "Change a server", Some("admin"), std::slice::from_ref(&server_id), Some(reference("ServerInput")), ok("The server", reference("Server"))),
+                "patch": with_409(op("updateServer", "Change a server", Some("admin"), std::slice::from_ref(&server_id), Some(reference("ServerInput")), ok("The server", reference("Server"))), "A server with this name exists"),
                 "delete": with_409(op("deleteServer", "Remove a server", Some("admin"), std::slice::from_ref(&server_id), None, no_content("Removed")), "An event still targets this server")
             },
             "/api/v1/servers/{id}/check": {
