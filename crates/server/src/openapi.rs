@@ -151,7 +151,7 @@ const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x0
 /// An `http`/`https` URL with a DNS name and no user info. The server takes
 /// any such URL (IP literals too) that the SSRF guard allows; the pattern
 /// is the part a client can know without the guard's settings.
-const URL_PATTERN: &str = r"^https?://[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$";
+const URL_PATTERN: &str = r"^https?://[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()*+,;=:@%-]*)*(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$";
 /// `whsec_` and the standard base64 (padded) of a 24 to 64 byte key.
 const WEBHOOK_SECRET_PATTERN: &str = "^whsec_((?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$";
 /// A plain address (`local@domain`), as the pattern the document can
