@@ -748,7 +748,7 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
 
 /// An action: notify a channel (on any `when`; `after` with
 /// duration_exceeded only, and required there) or run an event (on a
-/// result only). Unknown channels and events are 422.
+/// result only). Unknown channels and events are 409.
 fn action_input_schema() -> Value {
     let when_desc = "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify.";
     let after = json!({ "type": "string", "pattern": "^([1-9][0-9]?[smh]|([1-9]|[12][0-9]|30)d)$", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; 1s to 30d)" });
@@ -1000,12 +1000,12 @@ pub fn document() -> Value {
             },
             "/api/v1/events": {
                 "get": op("listEvents", "List events (paginated, filterable)", Some("viewer"), &events_list, None, ok("A page of events", page_of("Event"))),
-                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventCreate")), created("Created", reference("Event"))), "An event with this name exists")
+                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventCreate")), created("Created", reference("Event"))), "An event with this name exists, or a target server does not (`field` names it)")
             },
             "/api/v1/events/{id}": {
                 "get": op("getEvent", "One event", Some("viewer"), std::slice::from_ref(&event_id), None, ok("The event", reference("Event"))),
-                "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists"),
-                "delete": op("deleteEvent", "Delete an event with its payloads (409 while another event's action runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted"))
+                "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists, a target server does not, or the change is well-formed but the event it would make breaks a rule (`field` names it; e.g. an http request given to a script event, a script emptied, a name in both env and the stored secretEnv)"),
+                "delete": with_409(op("deleteEvent", "Delete an event with its payloads (409 while another event's action runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted")), "Another event's run_event action runs this event")
             },
             "/api/v1/events/{id}/payloads": {
                 "get": op("listPayloads", "An event's payload versions, newest first", Some("viewer"), std::slice::from_ref(&event_id), None,
@@ -1060,4 +1060,113 @@ pub fn document() -> Value {
         doc["paths"][path] = operations;
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    /// Every code the server can answer with, by an exhaustive match so that
+    /// a new one cannot be left out here (and so of the document).
+    fn all_codes() -> Vec<ErrorCode> {
+        let codes = [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Conflict,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::ValidationFailed,
+            ErrorCode::TooManyRequests,
+            ErrorCode::Internal,
+            ErrorCode::Unavailable,
+        ];
+        for code in codes {
+            match code {
+                ErrorCode::BadRequest
+                | ErrorCode::Unauthorized
+                | ErrorCode::Forbidden
+                | ErrorCode::NotFound
+                | ErrorCode::MethodNotAllowed
+                | ErrorCode::Conflict
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::ValidationFailed
+                | ErrorCode::TooManyRequests
+                | ErrorCode::Internal
+                | ErrorCode::Unavailable => {}
+            }
+        }
+        codes.to_vec()
+    }
+
+    #[test]
+    fn the_error_schema_names_every_code() {
+        let doc = document();
+        let documented = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["code"]["enum"];
+        for code in all_codes() {
+            assert!(
+                documented
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(code.as_str())),
+                "{} is not in the Error schema",
+                code.as_str()
+            );
+        }
+    }
+
+    /// The extractors' answers: a malformed parameter or body is 400, a
+    /// checked query parameter or body field 422, a body too large 413.
+    #[test]
+    fn every_operation_lists_its_extractors_statuses() {
+        let doc = document();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                let has = |status: &str| responses.contains_key(status);
+                let what = format!("{method} {path}");
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "422"] {
+                        assert!(has(status), "{what}: no {status}");
+                    }
+                }
+                if !params.is_empty() {
+                    assert!(has("400"), "{what}: no 400");
+                }
+                if params.iter().any(|p| p["in"] == "query") {
+                    assert!(has("422"), "{what}: no 422");
+                }
+                if op.get("security").is_some() {
+                    assert!(has("401") && has("403"), "{what}: no 401 or 403");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn null_is_documented_as_left_out_on_inputs() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["EventInput"]["properties"]["timeout"]["type"],
+            json!(["string", "null"])
+        );
+        // Required fields stay non-null where the server needs a value.
+        assert_eq!(
+            schemas["EventCreate"]["properties"]["name"]["type"],
+            json!("string")
+        );
+        assert_eq!(
+            schemas["HttpInput"]["properties"]["url"]["type"],
+            json!("string")
+        );
+        assert_eq!(
+            schemas["ServerCreate"]["properties"]["host"]["type"],
+            json!("string")
+        );
+    }
 }
