@@ -38,6 +38,9 @@ command -v openssl >/dev/null || missing+=(openssl)
 # (crates/core/tests/debian_cron.rs and debian_cron.py).
 /usr/bin/python3 -c 'import croniter' 2>/dev/null || missing+=(python3-croniter)
 [ -e /usr/share/zoneinfo/Australia/Lord_Howe ] || missing+=(tzdata)
+# The API fuzz test (crates/cli/tests/api_fuzz.rs) runs schemathesis, which
+# Debian does not package: it goes into a virtualenv (below), made by venv.
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
@@ -45,6 +48,18 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "missing: ${missing[*]} (install them, or run as root on Debian)" >&2
         exit 1
     fi
+fi
+
+# schemathesis, at the version the fuzz test expects, unless `st` on PATH is
+# that one already; kept under the target dir so reruns reuse it.
+schemathesis=4.32.5
+if ! st --version 2>/dev/null | grep -qF "$schemathesis"; then
+    venv="$(realpath -m "${CARGO_TARGET_DIR:-target}")/schemathesis-$schemathesis"
+    if ! "$venv/bin/st" --version 2>/dev/null | grep -qF "$schemathesis"; then
+        /usr/bin/python3 -m venv --clear "$venv"
+        "$venv/bin/pip" install --quiet "schemathesis==$schemathesis"
+    fi
+    export PATH="$venv/bin:$PATH"
 fi
 
 cargo test --workspace --no-fail-fast

@@ -379,7 +379,7 @@ fn actions_are_managed_by_name_and_a_failing_jobs_delivery_shows_in_job_show() {
         .cronium(&[
             "event", "action", "add", "fails", "--when", "failure", "--notify", "999999",
         ])
-        .fails_with(&["422 validation_failed: channel: no channel with id 999999"]);
+        .fails_with(&["409 conflict: channel: no channel with id 999999"]);
     server
         .cronium(&[
             "event",

@@ -218,8 +218,9 @@ impl EventSpec {
 
     /// The rules every kind of event follows.
     fn validate_common(self) -> Result<EventSpec, ValidationError> {
-        if self.description.len() > 10_000 {
-            return Err(invalid("description", "must be at most 10000 bytes"));
+        // Characters, as JSON Schema's maxLength counts them.
+        if self.description.chars().count() > 10_000 {
+            return Err(invalid("description", "must be at most 10000 characters"));
         }
         let mut env_bytes = self.secret_env.sealed.len();
         for (key, value) in &self.env {

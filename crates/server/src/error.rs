@@ -320,14 +320,13 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 
 /// Parses JSON, turning serde's error into a 400 that names the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    integral_floats_to_integers(&mut json);
+    serde_path_to_error::deserialize(json).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::bad_request(format!("malformed JSON: {message}"));
-        }
         // A missing field is reported at the enclosing object (the path does
         // not name it); an unknown one at itself.
         let missing = message
@@ -348,10 +347,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Some(f) => err.with_field(f),
             None => err,
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    Ok(value)
+    })
+}
+
+/// JSON has one number type: `5.0` is the integer 5 to JSON Schema (and so
+/// to the OpenAPI document), though serde refuses it for an integer field.
+/// Floats without a fractional part become integers before the typed
+/// parse, so every value the document calls an integer is one here too.
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 2^63 is exact as an f64; the range keeps the cast lossless.
+            if f.fract() == 0.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
+            {
+                *value = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// Query parameters; a parameter of the wrong shape is 400.
@@ -438,6 +456,18 @@ mod tests {
             let err = parse_json::<Input>(json.as_bytes()).unwrap_err();
             assert_eq!(err.code, code, "{json}");
             assert_eq!(err.field.as_deref(), field, "{json}: {}", err.message);
+        }
+        // Integers written as floats are integers, as JSON Schema has it.
+        let input =
+            parse_json::<Input>(br#"{"name":"x","retries":5.0,"targetServers":[-2.0]}"#).unwrap();
+        assert_eq!(input.retries, Some(5));
+        assert_eq!(input.target_servers, Some(vec![-2]));
+        for json in [
+            r#"{"name":"x","retries":5.5}"#,
+            r#"{"name":"x","retries":1e30}"#,
+        ] {
+            let err = parse_json::<Input>(json.as_bytes()).unwrap_err();
+            assert_eq!(err.field.as_deref(), Some("retries"), "{json}");
         }
         let err = parse_json::<Input>(br#"{"name":"x","targetServers":[1,"a"]}"#).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("targetServers[1]"));

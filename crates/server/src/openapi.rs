@@ -46,12 +46,22 @@ fn op(
     if !params.is_empty() {
         o["parameters"] = json!(params);
     }
-    if let Some(schema) = body {
-        o["requestBody"] = json!({ "required": true, "content": json_content(schema) });
+    if body.is_some() || !params.is_empty() {
         responses.insert(
             "400".into(),
-            error_response("Malformed JSON or a value of the wrong type"),
+            error_response(
+                "A malformed path or query parameter (such as an id beyond 64 bits or a repeated parameter), or a body that is not a JSON object of the right types",
+            ),
         );
+    }
+    if params.iter().any(|p| p["in"] == "query") {
+        responses.insert(
+            "422".into(),
+            error_response("A query parameter breaks a rule; `field` names it"),
+        );
+    }
+    if let Some(schema) = body {
+        o["requestBody"] = json!({ "required": true, "content": json_content(schema) });
         responses.insert("413".into(), error_response("Body larger than 2 MiB"));
         responses.insert(
             "422".into(),
@@ -93,8 +103,14 @@ fn no_content(description: &str) -> (&'static str, Value) {
     ("204", json!({ "description": description }))
 }
 
+/// A 64-bit signed integer, as every id is; the bounds are explicit because
+/// fuzzers do not read `format`.
+fn int64() -> Value {
+    json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX })
+}
+
 fn path_id(what: &str) -> Value {
-    json!({ "name": "id", "in": "path", "required": true, "description": format!("The {what}'s id"), "schema": { "type": "integer", "format": "int64" } })
+    json!({ "name": "id", "in": "path", "required": true, "description": format!("The {what}'s id"), "schema": int64() })
 }
 
 fn query(name: &str, description: &str, schema: Value) -> Value {
@@ -111,7 +127,7 @@ fn page_params() -> [Value; 2] {
         query(
             "offset",
             "Items to skip",
-            json!({ "type": "integer", "minimum": 0, "default": 0 }),
+            json!({ "type": "integer", "minimum": 0, "maximum": i64::MAX, "default": 0 }),
         ),
     ]
 }
@@ -129,64 +145,155 @@ fn page_of(item: &str) -> Value {
     })
 }
 
+/// An event's name: at least one character that is not white space, and
+/// no control characters (the server trims it).
+const NAME_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// An `http`/`https` URL with a DNS name and no user info. The server takes
+/// any such URL (IP literals too) that the SSRF guard allows; the pattern
+/// is the part a client can know without the guard's settings.
+const URL_PATTERN: &str = r"^https?://[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~!$&'()*+,;=:@%-]*)*(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$";
+/// `whsec_` and the standard base64 (padded) of a 24 to 64 byte key.
+const WEBHOOK_SECRET_PATTERN: &str = "^whsec_((?:[A-Za-z0-9+/]{4}){8,20}(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?|(?:[A-Za-z0-9+/]{4}){21}(?:[A-Za-z0-9+/][AQgw]==)?)$";
+/// A plain address (`local@domain`), as the pattern the document can
+/// promise; the server takes any address its parser reads.
+const EMAIL_PATTERN: &str = r"^[a-z0-9_-]{1,20}(\.[a-z0-9_-]{1,20}){0,2}@[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}$";
+/// No control characters, at least one character.
+const LABEL_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]+$";
+const OPTIONAL_LABEL_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*$";
+const TAG_PATTERN: &str = "^[A-Za-z0-9._:-]{1,50}$";
+const ENV_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,255}$";
+const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
+const HEADER_NAME_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$";
+const HEADER_VALUE_PATTERN: &str = r"^[^\r\n\x00]*$";
+
+/// `schema` allowing `null` too.
+fn or_null(schema: &Value) -> Value {
+    let mut schema = schema.clone();
+    if let Some(c) = schema.get("const").cloned() {
+        schema.as_object_mut().map(|o| o.remove("const"));
+        schema["enum"] = json!([c]);
+    }
+    if let Some(values) = schema.get_mut("enum").and_then(Value::as_array_mut) {
+        values.push(Value::Null);
+    }
+    match schema.get("type").cloned() {
+        Some(Value::String(t)) => schema["type"] = json!([t, "null"]),
+        Some(Value::Array(mut ts)) => {
+            if !ts.contains(&json!("null")) {
+                ts.push(json!("null"));
+            }
+            schema["type"] = Value::Array(ts);
+        }
+        Some(_) => {}
+        None if schema.get("enum").is_some() => {}
+        None => return json!({ "anyOf": [schema, { "type": "null" }] }),
+    }
+    schema
+}
+
+/// The server reads an optional field sent as `null` as left out; so says
+/// the document, for every property of `schema` but `except`.
+fn null_means_absent(schema: &mut Value, except: &[&str]) {
+    if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, property) in properties.iter_mut() {
+            if !except.contains(&name.as_str()) {
+                *property = or_null(property);
+            }
+        }
+    }
+}
+
+/// A schedule: one branch per `type`. Every branch lists every field the
+/// server reads (it ignores those another type needs), so that what the
+/// server accepts and what the document allows are the same.
+fn schedule_schema() -> Value {
+    let loose = json!({ "type": "string" });
+    let branch = |kind: &str, required: &[&str], field: Option<(&str, Value)>| {
+        let mut properties = json!({
+            "type": { "const": kind },
+            "cron": loose,
+            "timezone": loose,
+            "every": loose,
+            "at": loose
+        });
+        if let Some((name, schema)) = field {
+            properties[name] = schema;
+        }
+        let mut required: Vec<&str> = required.to_vec();
+        required.insert(0, "type");
+        let mut branch = json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties });
+        null_means_absent(&mut branch, &required);
+        branch
+    };
+    let mut cron = branch(
+        "cron",
+        &["cron"],
+        Some((
+            "cron",
+            json!({ "type": "string", "description": "5 fields (minute first) or 6 (second first); the pattern covers the plain 5-field form, the server also takes ranges, lists, steps, names and @-macros (a malformed one is 422)", "pattern": "^(\\*|[0-5]?[0-9]) (\\*|1?[0-9]|2[0-3]) (\\*|[1-9]|1[0-9]|2[0-8]) (\\*|[1-9]|1[0-2]) (\\*|[0-6])$", "examples": ["0 3 * * *"] }),
+        )),
+    );
+    cron["properties"]["timezone"] = or_null(
+        &json!({ "type": "string", "description": "IANA time zone (an unknown one is 422)", "default": "UTC", "examples": ["UTC", "Europe/Berlin"], "pattern": "^(UTC|Europe/Berlin|America/New_York|Asia/Tokyo|Australia/Lord_Howe)$" }),
+    );
+    json!({
+        "oneOf": [
+            branch("manual", &[], None),
+            cron,
+            branch("every", &["every"], Some(("every", json!({ "type": "string", "pattern": "^[1-9][0-9]?[smhd]$", "description": "1s to 366d, such as 15m, 1h30m or 1d", "examples": ["15m", "1h30m"] })))),
+            branch("at", &["at"], Some(("at", json!({ "type": "string", "format": "date-time", "description": "In the future (a past time is 422)", "pattern": "^2[1-9][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z$" })))),
+        ]
+    })
+}
+
 fn schemas() -> Value {
     let string = json!({ "type": "string" });
+    let env_input = json!({ "type": "object", "propertyNames": { "pattern": ENV_KEY_PATTERN }, "additionalProperties": { "type": "string", "pattern": NO_NUL_PATTERN } });
+    let headers_input = json!({ "type": "object", "propertyNames": { "pattern": HEADER_NAME_PATTERN }, "additionalProperties": { "type": "string", "pattern": HEADER_VALUE_PATTERN, "maxLength": 2048 } });
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let env = json!({ "type": "object", "additionalProperties": { "type": "string" } });
     json!({
         "Error": {
             "type": "object",
+            "additionalProperties": false,
             "required": ["error"],
             "properties": { "error": {
                 "type": "object",
+                "additionalProperties": false,
                 "required": ["code", "message"],
                 "properties": {
-                    "code": { "type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "validation_failed", "internal", "unavailable"] },
+                    "code": { "type": "string", "enum": ["bad_request", "unauthorized", "forbidden", "not_found", "method_not_allowed", "conflict", "payload_too_large", "validation_failed", "too_many_requests", "internal", "unavailable"] },
                     "message": string,
                     "field": { "type": "string", "description": "The offending field, as a camelCase path (e.g. schedule.cron)" }
                 }
             }}
         },
-        "Schedule": {
-            "oneOf": [
-                { "type": "object", "required": ["type"], "properties": { "type": { "const": "manual" } } },
-                { "type": "object", "required": ["type", "cron"], "properties": {
-                    "type": { "const": "cron" },
-                    "cron": { "type": "string", "description": "5 fields (minute first) or 6 (second first)", "examples": ["0 3 * * *"] },
-                    "timezone": { "type": "string", "description": "IANA time zone", "default": "UTC" } } },
-                { "type": "object", "required": ["type", "every"], "properties": {
-                    "type": { "const": "every" },
-                    "every": { "type": "string", "examples": ["15m", "1h30m"] } } },
-                { "type": "object", "required": ["type", "at"], "properties": {
-                    "type": { "const": "at" },
-                    "at": { "type": "string", "format": "date-time" } } }
-            ]
-        },
+        "Schedule": schedule_schema(),
         "EventInput": {
             "type": "object",
             "additionalProperties": false,
             "description": "POST requires name; PATCH takes any subset. secretEnv, when given, replaces the whole secret map.",
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 100 },
-                "description": string,
+                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN, "description": "Unique; trimmed; no control characters" },
+                "description": { "type": "string", "maxLength": 10000 },
                 "kind": { "type": "string", "enum": ["script", "http"], "default": "script, or http when http is given" },
                 "interpreter": { "type": "string", "enum": ["bash", "python", "node"] },
                 "content": { "type": "string", "description": "The script, at most 1 MiB" },
-                "env": env,
-                "secretEnv": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Sealed at rest, never returned, never in a payload", "writeOnly": true },
+                "env": env_input.clone(),
+                "secretEnv": { "type": "object", "propertyNames": { "pattern": ENV_KEY_PATTERN }, "additionalProperties": { "type": "string", "pattern": NO_NUL_PATTERN }, "description": "Sealed at rest, never returned, never in a payload; names not also in env", "writeOnly": true },
                 "schedule": reference("Schedule"),
                 "status": { "type": "string", "enum": ["active", "paused", "draft", "archived"], "default": "active" },
                 "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers is non-empty, else local" },
-                "targetServers": { "type": "array", "items": { "type": "integer" } },
-                "timeout": { "type": "string", "default": "1h", "examples": ["90s", "1h"] },
+                "targetServers": { "type": "array", "uniqueItems": true, "items": int64(), "description": "Existing servers' ids (an unknown one is 409)" },
+                "timeout": { "type": "string", "default": "1h", "pattern": "^[1-9][0-9]?[smh]$", "examples": ["90s", "1h"], "description": "1s to 7 days" },
                 "retries": { "type": "integer", "minimum": 0, "maximum": 10, "default": 0 },
-                "tags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" } },
+                "tags": { "type": "array", "maxItems": 32, "items": { "type": "string", "pattern": TAG_PATTERN } },
                 "overlap": { "type": "string", "enum": ["allow", "forbid", "queue", "replace"], "default": "forbid", "description": "What a run does while an earlier one is queued or running" },
                 "misfire": { "type": "string", "enum": ["skip", "run_once", "catch_up"], "default": "run_once", "description": "What happens to fire times missed while no scheduler ran" },
                 "startAt": { "type": ["string", "null"], "format": "date-time", "description": "No fire before this; anchors `every` schedules" },
-                "maxExecutions": { "type": ["integer", "null"], "minimum": 1, "description": "The schedule stops after this many runs" },
-                "maxConcurrent": { "type": ["integer", "null"], "minimum": 1, "description": "With overlap allow: most runs at once" },
-                "retryDelay": { "type": "string", "default": "10s", "description": "First retry delay; doubles per retry (with jitter), at most 1h" },
+                "maxExecutions": { "type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX, "description": "The schedule stops after this many runs" },
+                "maxConcurrent": { "type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX, "description": "With overlap allow: most runs at once" },
+                "retryDelay": { "type": "string", "default": "10s", "pattern": "^([1-9]|[1-5][0-9])[sm]$", "description": "First retry delay, 1s to 1h; doubles per retry (with jitter), at most 1h" },
                 "http": reference("HttpInput")
             }
         },
@@ -197,11 +304,11 @@ fn schemas() -> Value {
             "description": "The request of an HTTP event, sent from the Cronium server within the event's timeout; its response is the job's output. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). On PATCH it replaces the request; secretHeaders absent keeps the stored ones.",
             "properties": {
                 "method": { "type": "string", "enum": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"], "default": "GET" },
-                "url": { "type": "string", "description": "http:// or https://, no user info" },
-                "headers": { "type": "object", "additionalProperties": { "type": "string" } },
-                "secretHeaders": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Sealed at rest, never returned or logged", "writeOnly": true },
-                "body": { "type": "string", "description": "At most 1 MiB" },
-                "expectStatus": { "type": "array", "items": { "type": "integer", "minimum": 100, "maximum": 599 }, "description": "Statuses that count as success; empty: any 2xx" }
+                "url": { "type": "string", "pattern": URL_PATTERN, "description": "http:// or https://, no user info; an address the SSRF guard refuses is 422" },
+                "headers": headers_input.clone(),
+                "secretHeaders": { "type": "object", "propertyNames": { "pattern": HEADER_NAME_PATTERN }, "additionalProperties": { "type": "string", "pattern": HEADER_VALUE_PATTERN, "maxLength": 2048 }, "description": "Sealed at rest, never returned or logged", "writeOnly": true },
+                "body": { "type": "string", "maxLength": 1048576, "description": "At most 1 MiB" },
+                "expectStatus": { "type": "array", "maxItems": 20, "items": { "type": "integer", "minimum": 100, "maximum": 599 }, "description": "Statuses that count as success; empty: any 2xx" }
             }
         },
         "Http": {
@@ -330,17 +437,22 @@ fn schemas() -> Value {
         "ServerInput": {
             "type": "object",
             "additionalProperties": false,
-            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones).",
+            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones), at most one of privateKey or password, and passphrase only with privateKey.",
+            "not": { "required": ["privateKey", "password"], "properties": { "privateKey": { "type": "string" }, "password": { "type": "string" } } },
+            "dependentSchemas": { "passphrase": { "anyOf": [
+                { "properties": { "passphrase": { "type": "null" } } },
+                { "required": ["privateKey"], "properties": { "privateKey": { "type": "string" } } }
+            ] } },
             "properties": {
                 "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
-                "host": string,
+                "host": { "type": "string", "pattern": "^[A-Za-z0-9.:_\\[\\]-]{1,253}$", "description": "A DNS name or an IP address" },
                 "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 22 },
-                "username": string,
-                "privateKey": { "type": "string", "writeOnly": true },
-                "passphrase": { "type": "string", "writeOnly": true },
-                "password": { "type": "string", "writeOnly": true },
-                "knownHost": { "type": "string", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees." },
-                "cacheDir": { "type": "string", "maxLength": 255, "description": "Where the runner and payloads are cached on the host: relative to the SSH user's home, or absolute. Letters, digits, `.`, `_`, `-` and `/` only; no empty, `.` or `..` component, none starting with `-`; not `/`. Empty resets it to the default, `.cache/cronium`. The directory is created if missing and made mode 0700, so it should be Cronium's own." }
+                "username": { "type": "string", "pattern": "^[A-Za-z0-9._][A-Za-z0-9._-]{0,31}$" },
+                "privateKey": { "type": "string", "writeOnly": true, "maxLength": 16384, "pattern": "PRIVATE KEY-----", "description": "PEM or OpenSSH (-----BEGIN … PRIVATE KEY-----)" },
+                "passphrase": { "type": "string", "writeOnly": true, "maxLength": 16384 },
+                "password": { "type": "string", "writeOnly": true, "minLength": 1, "maxLength": 16384 },
+                "knownHost": { "type": "string", "pattern": "^(SHA256:[A-Za-z0-9+/]{42}[AQgw])?$", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees. The pattern covers the fingerprint form; the other forms are accepted when they parse (422 otherwise)." },
+                "cacheDir": { "type": "string", "maxLength": 255, "pattern": "^(/?[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,3})?$", "description": "Where the runner and payloads are cached on the host: relative to the SSH user's home, or absolute. Letters, digits, `.`, `_`, `-` and `/` only; no empty, `.` or `..` component, none starting with `-`; not `/`. Empty resets it to the default, `.cache/cronium`. The directory is created if missing and made mode 0700, so it should be Cronium's own." }
             }
         },
         "Server": {
@@ -376,7 +488,7 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "required": ["name", "role"],
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": 100 },
+                "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": LABEL_PATTERN },
                 "role": { "type": "string", "enum": ["admin", "editor", "viewer"] }
             }
         },
@@ -522,6 +634,15 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                 "type": "object",
                 "additionalProperties": false,
                 "required": ["name"],
+                "description": "A field sent as null is left out.",
+                "oneOf": [
+                    { "required": ["url"], "properties": { "url": { "type": "string" } }, "not": { "anyOf": [{ "required": ["email"], "properties": { "email": { "type": "object" } } }, { "required": ["kind"], "properties": { "kind": { "const": "email" } } }] } },
+                    { "required": ["kind", "email"], "properties": { "kind": { "const": "email" }, "email": { "type": "object" } }, "not": { "anyOf": [{ "required": ["url"], "properties": { "url": { "type": "string" } } }, { "required": ["secret"], "properties": { "secret": { "type": "string" } } }] } }
+                ],
+                "dependentSchemas": { "secret": { "anyOf": [
+                    { "properties": { "secret": { "type": "null" } } },
+                    { "not": { "required": ["kind"], "properties": { "kind": { "enum": ["slack", "discord", "email"] } } } }
+                ] } },
                 "properties": {
                     "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
                     "kind": { "type": "string", "enum": ["webhook", "slack", "discord", "email"], "default": "webhook", "description": "webhook: signed JSON (Standard Webhooks); slack, discord: a one-line summary posted to an incoming-webhook URL (`url` required); email: a plain-text mail through an SMTP relay (`email` required, no `url`)" },
@@ -529,19 +650,24 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                         "type": "object",
                         "additionalProperties": false,
                         "required": ["to", "smtp"],
-                        "description": "Email channels only. Errors name the field as `email.<name>`.",
+                        "description": "Email channels only. Errors name the field as `email.<name>`. username and password go together, and a password never with tls none.",
+                        "dependentSchemas": {
+                            "username": { "anyOf": [{ "properties": { "username": { "type": "null" } } }, { "properties": { "username": { "maxLength": 0 } } }, { "required": ["password"], "properties": { "password": { "type": "string" } } }] },
+                            "password": { "anyOf": [{ "properties": { "password": { "type": "null" } } }, { "required": ["username"], "properties": { "username": { "type": "string", "minLength": 1 } } }] }
+                        },
+                        "not": { "required": ["password", "tls"], "properties": { "password": { "type": "string" }, "tls": { "const": "none" } } },
                         "properties": {
-                            "to": { "type": "array", "minItems": 1, "maxItems": 20, "items": string, "description": "Recipients: plain addresses (`local@domain`, no display names)" },
-                            "from": { "type": "string", "description": "The sender; defaults to `username` if it is an address, else `cronium@` the relay's name" },
-                            "smtp": { "type": "string", "description": "The relay, `host` or `host:port`; the port defaults by `tls` (587 starttls, 465 tls, 25 none). Its addresses go through the SSRF guard like a webhook's (--http-allow)" },
+                            "to": { "type": "array", "minItems": 1, "maxItems": 20, "uniqueItems": true, "items": { "type": "string", "pattern": EMAIL_PATTERN }, "description": "Recipients: plain addresses (`local@domain`, no display names)" },
+                            "from": { "type": "string", "pattern": EMAIL_PATTERN, "description": "The sender; defaults to `username` if it is an address, else `cronium@` the relay's name" },
+                            "smtp": { "type": "string", "pattern": r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?(\.[a-z]([a-z0-9-]{0,18}[a-z0-9])?){1,3}(:[1-9][0-9]{0,3})?$", "description": "The relay, `host` or `host:port` (IP literals too); the port defaults by `tls` (587 starttls, 465 tls, 25 none). Its addresses go through the SSRF guard like a webhook's (--http-allow)" },
                             "tls": { "type": "string", "enum": ["starttls", "tls", "none"], "default": "starttls", "description": "starttls: STARTTLS required; tls: TLS from the first byte; none: plain SMTP, which refuses a password" },
-                            "username": { "type": "string", "description": "For AUTH PLAIN or LOGIN, with `password`" },
-                            "password": { "type": "string", "writeOnly": true, "description": "Sealed at rest, never returned (answers show `passwordSet`), never logged. Refused with tls `none`" },
-                            "caCert": { "type": "string", "description": "PEM CA certificates to trust besides the public roots, for a relay signed by a private CA" }
+                            "username": { "type": "string", "maxLength": 256, "pattern": OPTIONAL_LABEL_PATTERN, "description": "For AUTH PLAIN or LOGIN, with `password`; empty: none" },
+                            "password": { "type": "string", "writeOnly": true, "minLength": 1, "maxLength": 1024, "description": "Sealed at rest, never returned (answers show `passwordSet`), never logged. Refused with tls `none`" },
+                            "caCert": { "type": "string", "maxLength": 0, "description": "Empty: none. Otherwise PEM CA certificates to trust besides the public roots, for a relay signed by a private CA; the schema allows only the empty form, since what parses as a certificate is no pattern (one that does not parse is 422)" }
                         }
                     },
-                    "url": { "type": "string", "description": "Webhook, slack and discord channels (not email): http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
-                    "secret": { "type": "string", "writeOnly": true, "description": "Webhooks only: the Standard Webhooks signing secret, `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
+                    "url": { "type": "string", "pattern": URL_PATTERN, "description": "Webhook, slack and discord channels (not email): http:// or https://, no user info. Loopback, private, link-local and cloud metadata addresses are refused unless the server allows them (--http-allow). For slack and discord the URL is the secret: sealed at rest, never returned (answers show a redacted form)" },
+                    "secret": { "type": "string", "writeOnly": true, "pattern": WEBHOOK_SECRET_PATTERN, "description": "Webhooks only: the Standard Webhooks signing secret, `whsec_` + base64 of a 24 to 64 byte key. Sealed at rest, never returned. Left out, the server makes one and returns it once." }
                 }
             }),
         ),
@@ -575,21 +701,7 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                 "properties": created
             }),
         ),
-        (
-            "ActionInput",
-            json!({
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["when"],
-                "properties": {
-                    "when": { "type": "string", "enum": ["success", "failure", "always", "start", "duration_exceeded"], "description": "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify." },
-                    "kind": { "type": "string", "enum": ["notify", "run_event"], "description": "Implied by `channel` (notify) or `targetEvent` (run_event) when absent" },
-                    "channel": { "type": "integer", "description": "The channel to notify" },
-                    "targetEvent": { "type": "integer", "description": "The event to run; its job's startedBy names the job that started it" },
-                    "after": { "type": "string", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; at most 30d)" }
-                }
-            }),
-        ),
+        ("ActionInput", action_input_schema()),
         (
             "Action",
             json!({
@@ -634,6 +746,106 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
     ]
 }
 
+/// An action: notify a channel (on any `when`; `after` with
+/// duration_exceeded only, and required there) or run an event (on a
+/// result only). Unknown channels and events are 409.
+fn action_input_schema() -> Value {
+    let when_desc = "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify.";
+    let after = json!({ "type": "string", "pattern": "^([1-9][0-9]?[smh]|([1-9]|[12][0-9]|30)d)$", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; 1s to 30d)" });
+    let channel = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The channel to notify" });
+    let target = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The event to run; its job's startedBy names the job that started it" });
+    let none = json!({ "type": "null" });
+    let schema = json!({
+        "description": "`kind` is implied by `channel` (notify) or `targetEvent` (run_event) when absent; a field sent as null is left out",
+        "oneOf": [
+            { "type": "object", "additionalProperties": false, "required": ["when", "channel"], "properties": {
+                "when": { "type": "string", "enum": ["success", "failure", "always", "start"], "description": when_desc },
+                "kind": { "enum": ["notify", null] },
+                "channel": channel,
+                "targetEvent": none,
+                "after": none } },
+            { "type": "object", "additionalProperties": false, "required": ["when", "channel", "after"], "properties": {
+                "when": { "const": "duration_exceeded" },
+                "kind": { "enum": ["notify", null] },
+                "channel": channel,
+                "targetEvent": none,
+                "after": after } },
+            { "type": "object", "additionalProperties": false, "required": ["when", "targetEvent"], "properties": {
+                "when": { "type": "string", "enum": ["success", "failure", "always"] },
+                "kind": { "enum": ["run_event", null] },
+                "channel": none,
+                "targetEvent": target,
+                "after": none } }
+        ]
+    });
+    schema
+}
+
+/// `POST /events`: `EventInput` with a name, and the rules that tie its
+/// fields together written out (on PATCH the same rules apply to the
+/// event as changed, and a change that breaks them is 409).
+fn event_create_schema(input: &Value) -> Value {
+    let mut schema = input.clone();
+    schema["description"] = json!(
+        "An event: a script (interpreter and content) or an HTTP request (http, and no script, environment or servers). A field sent as null is left out."
+    );
+    schema["required"] = json!(["name"]);
+    schema["properties"]["name"] =
+        json!({ "type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN });
+    // "Given" below means present and not null.
+    let given = |field: &str, schema: Value| json!({ "required": [field], "properties": { field: schema } });
+    let nonempty = json!({ "type": "array", "minItems": 1 });
+    let script = json!({
+        "required": ["interpreter", "content"],
+        "properties": {
+            "kind": { "enum": ["script", null] },
+            "interpreter": { "type": "string" },
+            "content": { "type": "string", "pattern": "\\S", "maxLength": 1048576 }
+        },
+        "not": given("http", json!({ "type": "object" })),
+        // Servers and where it runs agree: remote needs servers, local has none.
+        "anyOf": [
+            { "required": ["targetServers", "runLocation"], "properties": { "runLocation": { "const": "remote" }, "targetServers": nonempty } },
+            { "allOf": [given("targetServers", nonempty.clone())], "not": given("runLocation", json!({ "type": "string" })) },
+            { "not": { "anyOf": [given("runLocation", json!({ "const": "remote" })), given("targetServers", nonempty.clone())] } }
+        ]
+    });
+    let http = json!({
+        "required": ["http"],
+        "properties": {
+            "kind": { "enum": ["http", null] },
+            "http": { "type": "object" },
+            "content": { "maxLength": 0 },
+            "env": { "maxProperties": 0 },
+            "secretEnv": { "maxProperties": 0 },
+            "runLocation": { "enum": ["local", null] },
+            "targetServers": { "maxItems": 0 }
+        },
+        "not": given("interpreter", json!({ "type": "string" }))
+    });
+    schema["oneOf"] = json!([script, http]);
+    // maxConcurrent only with overlap allow (null clears it and is always fine).
+    schema["dependentSchemas"] = json!({ "maxConcurrent": { "anyOf": [
+        { "properties": { "maxConcurrent": { "type": "null" } } },
+        given("overlap", json!({ "const": "allow" }))
+    ] } });
+    schema
+}
+
+/// `POST /servers`: `ServerInput` with its required fields and one credential.
+fn server_create_schema(input: &Value) -> Value {
+    let mut schema = input.clone();
+    schema["required"] = json!(["name", "host", "username"]);
+    for name in ["name", "host", "username"] {
+        schema["properties"][name]["type"] = json!("string");
+    }
+    schema["anyOf"] = json!([
+        { "required": ["privateKey"], "properties": { "privateKey": { "type": "string" } } },
+        { "required": ["password"], "properties": { "password": { "type": "string" } } }
+    ]);
+    schema
+}
+
 /// The notification paths, apart from the others for the same reason as
 /// [`server_check_schema`].
 fn notify_paths() -> [(&'static str, Value); 6] {
@@ -665,7 +877,7 @@ fn notify_paths() -> [(&'static str, Value); 6] {
             "/api/v1/events/{id}/actions",
             json!({
                 "get": op("listActions", "An event's actions, oldest first", Some("viewer"), std::slice::from_ref(&event_id), None, ok("Actions", json!({ "type": "array", "items": reference("Action") }))),
-                "post": op("addAction", "Add an action: notify a channel when the event's jobs start, run too long or end as `when` says, or run another event when they end (an unknown channel or event is 422 on `channel` or `targetEvent`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action")))
+                "post": with_409(op("addAction", "Add an action: notify a channel when the event's jobs start, run too long or end as `when` says, or run another event when they end (an unknown channel or event is 409 on `channel` or `targetEvent`)", Some("editor"), std::slice::from_ref(&event_id), Some(reference("ActionInput")), created("Added", reference("Action"))), "No channel or event with that id")
             }),
         ),
         (
@@ -697,7 +909,7 @@ pub fn document() -> Value {
         query(
             "tag",
             "Only events with this tag",
-            json!({ "type": "string" }),
+            json!({ "type": "string", "pattern": TAG_PATTERN }),
         ),
         query(
             "name",
@@ -709,15 +921,11 @@ pub fn document() -> Value {
     ];
     let job_id = path_id("job");
     let jobs_list = [
-        query(
-            "event",
-            "Only jobs of this event",
-            json!({ "type": "integer" }),
-        ),
+        query("event", "Only jobs of this event", int64()),
         query(
             "status",
             "Only jobs with this status",
-            json!({ "type": "string" }),
+            json!({ "type": "string", "enum": ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "partial", "missed", "skipped"] }),
         ),
         query(
             "since",
@@ -751,11 +959,21 @@ pub fn document() -> Value {
         ),
     ];
     let mut schemas = schemas();
+    null_means_absent(&mut schemas["EventInput"], &[]);
+    null_means_absent(&mut schemas["HttpInput"], &["url"]);
+    null_means_absent(&mut schemas["ServerInput"], &[]);
+    schemas["EventCreate"] = event_create_schema(&schemas["EventInput"]);
+    schemas["ServerCreate"] = server_create_schema(&schemas["ServerInput"]);
     schemas["ServerCheck"] = server_check_schema();
     for (name, schema) in notify_schemas() {
         schemas[name] = schema;
     }
-    let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } });
+    null_means_absent(
+        &mut schemas["ChannelInput"]["properties"]["email"],
+        &["to", "smtp"],
+    );
+    null_means_absent(&mut schemas["ChannelInput"], &["name"]);
+    let version = json!({ "name": "version", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1, "maximum": i64::MAX } });
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
@@ -782,12 +1000,12 @@ pub fn document() -> Value {
             },
             "/api/v1/events": {
                 "get": op("listEvents", "List events (paginated, filterable)", Some("viewer"), &events_list, None, ok("A page of events", page_of("Event"))),
-                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventInput")), created("Created", reference("Event"))), "An event with this name exists")
+                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventCreate")), created("Created", reference("Event"))), "An event with this name exists, or a target server does not (`field` names it)")
             },
             "/api/v1/events/{id}": {
                 "get": op("getEvent", "One event", Some("viewer"), std::slice::from_ref(&event_id), None, ok("The event", reference("Event"))),
-                "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists"),
-                "delete": op("deleteEvent", "Delete an event with its payloads (409 while another event's action runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted"))
+                "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists, a target server does not, or the change is well-formed but the event it would make breaks a rule (`field` names it; e.g. an http request given to a script event, a script emptied, a name in both env and the stored secretEnv)"),
+                "delete": with_409(op("deleteEvent", "Delete an event with its payloads (409 while another event's action runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted")), "Another event's run_event action runs this event")
             },
             "/api/v1/events/{id}/payloads": {
                 "get": op("listPayloads", "An event's payload versions, newest first", Some("viewer"), std::slice::from_ref(&event_id), None,
@@ -816,11 +1034,11 @@ pub fn document() -> Value {
             },
             "/api/v1/servers": {
                 "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &[], None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),
-                "post": with_409(op("createServer", "Add a server", Some("admin"), &[], Some(reference("ServerInput")), created("Created", reference("Server"))), "A server with this name exists")
+                "post": with_409(op("createServer", "Add a server", Some("admin"), &[], Some(reference("ServerCreate")), created("Created", reference("Server"))), "A server with this name exists")
             },
             "/api/v1/servers/{id}": {
                 "get": op("getServer", "One server", Some("viewer"), std::slice::from_ref(&server_id), None, ok("The server", reference("Server"))),
-                "patch": op("updateServer", "Change a server", Some("admin"), std::slice::from_ref(&server_id), Some(reference("ServerInput")), ok("The server", reference("Server"))),
+                "patch": with_409(op("updateServer", "Change a server", Some("admin"), std::slice::from_ref(&server_id), Some(reference("ServerInput")), ok("The server", reference("Server"))), "A server with this name exists"),
                 "delete": with_409(op("deleteServer", "Remove a server", Some("admin"), std::slice::from_ref(&server_id), None, no_content("Removed")), "An event still targets this server")
             },
             "/api/v1/servers/{id}/check": {
@@ -842,4 +1060,113 @@ pub fn document() -> Value {
         doc["paths"][path] = operations;
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    /// Every code the server can answer with, by an exhaustive match so that
+    /// a new one cannot be left out here (and so of the document).
+    fn all_codes() -> Vec<ErrorCode> {
+        let codes = [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::Conflict,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::ValidationFailed,
+            ErrorCode::TooManyRequests,
+            ErrorCode::Internal,
+            ErrorCode::Unavailable,
+        ];
+        for code in codes {
+            match code {
+                ErrorCode::BadRequest
+                | ErrorCode::Unauthorized
+                | ErrorCode::Forbidden
+                | ErrorCode::NotFound
+                | ErrorCode::MethodNotAllowed
+                | ErrorCode::Conflict
+                | ErrorCode::PayloadTooLarge
+                | ErrorCode::ValidationFailed
+                | ErrorCode::TooManyRequests
+                | ErrorCode::Internal
+                | ErrorCode::Unavailable => {}
+            }
+        }
+        codes.to_vec()
+    }
+
+    #[test]
+    fn the_error_schema_names_every_code() {
+        let doc = document();
+        let documented = &doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
+            ["code"]["enum"];
+        for code in all_codes() {
+            assert!(
+                documented
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(code.as_str())),
+                "{} is not in the Error schema",
+                code.as_str()
+            );
+        }
+    }
+
+    /// The extractors' answers: a malformed parameter or body is 400, a
+    /// checked query parameter or body field 422, a body too large 413.
+    #[test]
+    fn every_operation_lists_its_extractors_statuses() {
+        let doc = document();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, op) in operations.as_object().unwrap() {
+                let responses = op["responses"].as_object().unwrap();
+                let params = op["parameters"].as_array().cloned().unwrap_or_default();
+                let has = |status: &str| responses.contains_key(status);
+                let what = format!("{method} {path}");
+                if op.get("requestBody").is_some() {
+                    for status in ["400", "413", "422"] {
+                        assert!(has(status), "{what}: no {status}");
+                    }
+                }
+                if !params.is_empty() {
+                    assert!(has("400"), "{what}: no 400");
+                }
+                if params.iter().any(|p| p["in"] == "query") {
+                    assert!(has("422"), "{what}: no 422");
+                }
+                if op.get("security").is_some() {
+                    assert!(has("401") && has("403"), "{what}: no 401 or 403");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn null_is_documented_as_left_out_on_inputs() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["EventInput"]["properties"]["timeout"]["type"],
+            json!(["string", "null"])
+        );
+        // Required fields stay non-null where the server needs a value.
+        assert_eq!(
+            schemas["EventCreate"]["properties"]["name"]["type"],
+            json!("string")
+        );
+        assert_eq!(
+            schemas["HttpInput"]["properties"]["url"]["type"],
+            json!("string")
+        );
+        assert_eq!(
+            schemas["ServerCreate"]["properties"]["host"]["type"],
+            json!("string")
+        );
+    }
 }

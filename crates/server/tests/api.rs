@@ -137,7 +137,7 @@ both_backends! {
             ("too many retries", with(json!({ "retries": 11 })), 422, "validation_failed", Some("retries")),
             ("bad tag", with(json!({ "tags": ["has space"] })), 422, "validation_failed", Some("tags")),
             ("remote without servers", with(json!({ "runLocation": "remote" })), 422, "validation_failed", Some("targetServers")),
-            ("unknown server", with(json!({ "targetServers": [424242] })), 422, "validation_failed", Some("targetServers")),
+            ("unknown server", with(json!({ "targetServers": [424242] })), 409, "conflict", Some("targetServers")),
             ("wrong type", with(json!({ "retries": "three" })), 400, "bad_request", Some("retries")),
             ("negative", with(json!({ "retries": -1 })), 400, "bad_request", Some("retries")),
             ("wrong nested type", with(json!({ "env": { "A": 1 } })), 400, "bad_request", Some("env.A")),
@@ -187,8 +187,9 @@ both_backends! {
             "name": "p", "interpreter": "bash", "content": "echo\n", "secretEnv": { "S": "x" },
         }));
         let path = format!("/api/v1/events/{}", e["id"]);
-        app.patch(&path, json!({ "content": "" })).expect_error(422, "validation_failed", Some("content"));
-        app.patch(&path, json!({ "env": { "S": "plain" } })).expect_error(422, "validation_failed", Some("env.S"));
+        // Well-formed changes that this event cannot take: 409.
+        app.patch(&path, json!({ "content": "" })).expect_error(409, "conflict", Some("content"));
+        app.patch(&path, json!({ "env": { "S": "plain" } })).expect_error(409, "conflict", Some("env.S"));
         app.patch(&path, json!({ "schedule": { "type": "cron", "cron": "0 3 * * *", "timezone": "Nowhere/City" } }))
             .expect_error(422, "validation_failed", Some("schedule.timezone"));
         app.patch(&path, json!({ "bogus": 1 })).expect_error(400, "bad_request", Some("bogus"));
@@ -275,7 +276,7 @@ both_backends! {
         })).expect(201);
         assert_eq!(db["authKind"], "password");
         let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 11, "{keys:?}");
+        assert_eq!(keys.len(), 12, "{keys:?}"); // lastCheck included
         assert_eq!(db["cacheDir"], ".cache/cronium", "the default, shown as in effect");
 
         let id = &db["id"];

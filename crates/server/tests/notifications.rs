@@ -350,10 +350,13 @@ both_backends! {
         app.call("POST", &actions, &viewer, Some(json!({ "when": "always", "channel": ops_id })))
             .expect_error(403, "forbidden", None);
 
-        // Bad input names its field; an unknown channel is the body's fault.
+        // Bad input names its field. An unknown channel or event is a 409: the
+        // body is well-formed, and would do with a channel that exists.
         let unknown = app
             .call("POST", &actions, &editor, Some(json!({ "when": "always", "channel": 999999 })))
-            .expect_error(422, "validation_failed", Some("channel"));
+            .expect_error(409, "conflict", Some("channel"));
+        app.call("POST", &actions, &editor, Some(json!({ "when": "success", "targetEvent": 999999 })))
+            .expect_error(409, "conflict", Some("targetEvent"));
         assert!(unknown["error"]["message"].as_str().unwrap().contains("999999"), "{unknown}");
         let kind = app
             .call("POST", &actions, &editor, Some(json!({ "when": "success", "kind": "page", "channel": ops_id })))
@@ -368,7 +371,6 @@ both_backends! {
             (json!({ "when": "always", "kind": "notify", "targetEvent": event_id }), "targetEvent"),
             (json!({ "when": "always", "kind": "run_event", "channel": ops_id }), "channel"),
             (json!({ "when": "always", "kind": "run_event" }), "targetEvent"),
-            (json!({ "when": "success", "targetEvent": 999999 }), "targetEvent"),
             // Only notifications fire while a job runs.
             (json!({ "when": "start", "targetEvent": event_id }), "when"),
             (json!({ "when": "duration_exceeded", "channel": ops_id }), "after"),

@@ -210,10 +210,11 @@ pub async fn add(
 ) -> Result<Response, ApiError> {
     let event = EventId(id);
     let spec = fields.spec()?;
+    // Well-formed, but naming nothing that exists now: the state refuses it.
     let missing = || match spec.target {
-        ActionTarget::Notify(c) => ApiError::invalid("channel", format!("no channel with id {c}")),
+        ActionTarget::Notify(c) => ApiError::conflict("channel", format!("no channel with id {c}")),
         ActionTarget::RunEvent(e) => {
-            ApiError::invalid("targetEvent", format!("no event with id {e}"))
+            ApiError::conflict("targetEvent", format!("no event with id {e}"))
         }
     };
     // Read first so the answer and the audit entry can name it.

@@ -369,7 +369,9 @@ async fn create_email(
     if email.password.as_deref() == Some("") {
         return Err(ApiError::invalid("email.password", "must not be empty"));
     }
-    if let Some(pem) = &email.ca_cert {
+    // Empty, like an empty username: none (only the public roots).
+    let ca_cert = email.ca_cert.filter(|pem| !pem.trim().is_empty());
+    if let Some(pem) = &ca_cert {
         cronium_core::notify::check_ca_cert(pem)?;
         cronium_exec::smtp::check_ca_cert(pem)
             .map_err(|why| ApiError::invalid("email.caCert", why))?;
@@ -381,7 +383,7 @@ async fn create_email(
         port,
         tls,
         username,
-        ca_cert: email.ca_cert,
+        ca_cert,
     };
     let spec = ChannelSpec {
         name,

@@ -509,7 +509,8 @@ async fn check_servers(state: &AppState, servers: &[ServerId]) -> Result<(), Api
         match state.store.get_server(*id).await {
             Ok(_) => {}
             Err(StoreError::NotFound { .. }) => {
-                return Err(ApiError::invalid(
+                // Well-formed, but no such server now: the state refuses it.
+                return Err(ApiError::conflict(
                     "targetServers",
                     format!("no server with id {id}"),
                 ));
@@ -892,7 +893,14 @@ pub(crate) async fn update_event(
             }
             Err(e) => {
                 writer.discard();
-                return Err(e.into());
+                return Err(match e {
+                    // The change itself was well-formed (checked above); it
+                    // is the event it would make that breaks a rule, and
+                    // the same change fits another event: a 409, as the
+                    // document says of PATCH.
+                    StoreError::Invalid(v) => ApiError::conflict(v.field, v.message),
+                    other => other.into(),
+                });
             }
         };
         if payload.is_some() {

@@ -19,8 +19,8 @@ use crate::error::{ApiError, JsonBody, PathParams};
 use crate::state::AppState;
 use crate::tokens::{Admin, Caller, Viewer};
 
-/// Largest private key or password accepted.
-const MAX_SECRET_BYTES: usize = 16 * 1024;
+/// Longest private key, passphrase or password accepted.
+const MAX_SECRET_CHARS: usize = 16 * 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -110,8 +110,13 @@ impl From<Server> for ServerView {
 /// and `passphrase` only with a key.
 fn credentials(fields: &ServerFields) -> Result<Option<Credentials>, ApiError> {
     let too_long = |field: &str, v: &str| {
-        (v.len() > MAX_SECRET_BYTES)
-            .then(|| ApiError::invalid(field, format!("must be at most {MAX_SECRET_BYTES} bytes")))
+        // Characters, as the document's maxLength counts them.
+        (v.chars().count() > MAX_SECRET_CHARS).then(|| {
+            ApiError::invalid(
+                field,
+                format!("must be at most {MAX_SECRET_CHARS} characters"),
+            )
+        })
     };
     for (field, value) in [
         ("privateKey", &fields.private_key),
