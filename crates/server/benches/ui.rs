@@ -10,7 +10,7 @@
 //! run for real would take most of an hour: 100,000 finished jobs spread
 //! over the events, one job whose log is 10 MiB (~105,000 lines of 100
 //! bytes, with ANSI colours) and one whose log is 20 such lines. PostgreSQL
-//! is then `ANALYZE`d, as its autovacuum would do after such a load; SQLite
+//! is then `VACUUM ANALYZE`d, as its autovacuum would do after such a load; SQLite
 //! is left as the server leaves it.
 //!
 //! It signs in through the sign-in form (an admin password set the way
@@ -34,6 +34,8 @@ const JOBS: i64 = 100_000;
 /// The big log's size and each seeded line's length (see [`log_line`]).
 const BIG_LOG_BYTES: i64 = 10 * 1024 * 1024;
 const SMALL_LOG_LINES: i64 = 20;
+/// One page of the viewer (`PAGE_LINES`): the same tail as the big log's.
+const PAGE_LOG_LINES: i64 = 500;
 const WARM_UP: usize = 20;
 const PASSWORD: &str = "bench password, long enough";
 /// The aim for every page.
@@ -109,9 +111,10 @@ INSERT INTO jobs (event_id, payload_version, \"trigger\", status, attempt, sched
 VALUES ($1, 1, 'manual', 'succeeded', 1, $2, $2, $2, $2, 0, '{\"durationMs\":300000}', $2, $2) \
 RETURNING id";
 
-/// The ids of the big-log and small-log jobs.
+/// The ids of the jobs whose pages are timed.
 struct Seeded {
     big: i64,
+    page: i64,
     small: i64,
     big_lines: i64,
     newest_job: i64,
@@ -140,9 +143,9 @@ async fn seed(backend: Backend, url: &str, first_event: i64, now: DateTime<Utc>)
             .execute(&pool)
             .await
             .expect("jobs seeded");
-            // The two jobs whose pages are timed: the newest, of the first event.
+            // The jobs whose pages are timed: the newest, of the first event.
             let mut ids = Vec::new();
-            for _ in 0..2 {
+            for _ in 0..3 {
                 let (id,): (i64,) = sqlx::query_as(NEW_JOB)
                 .bind(first_event)
                 .bind($micros(log_at))
@@ -151,8 +154,8 @@ async fn seed(backend: Backend, url: &str, first_event: i64, now: DateTime<Utc>)
                 .expect("a job");
                 ids.push(id);
             }
-            let (big, small) = (ids[0], ids[1]);
-            for (job, lines) in [(big, big_lines), (small, SMALL_LOG_LINES)] {
+            let (big, page, small) = (ids[0], ids[1], ids[2]);
+            for (job, lines) in [(big, big_lines), (page, PAGE_LOG_LINES), (small, SMALL_LOG_LINES)] {
                 sqlx::query(match backend {
                     Backend::Sqlite => SQLITE_LOG,
                     Backend::Postgres => POSTGRES_LOG,
@@ -177,13 +180,17 @@ async fn seed(backend: Backend, url: &str, first_event: i64, now: DateTime<Utc>)
                 .fetch_one(&pool)
                 .await
                 .expect("job count");
-            assert_eq!(jobs, JOBS + 2);
+            assert_eq!(jobs, JOBS + 3);
             if backend == Backend::Postgres {
-                sqlx::query("ANALYZE").execute(&pool).await.expect("analyze");
+                sqlx::query("VACUUM ANALYZE")
+                    .execute(&pool)
+                    .await
+                    .expect("vacuum");
             }
             pool.close().await;
             Seeded {
                 big,
+                page,
                 small,
                 big_lines,
                 newest_job: small,
@@ -331,7 +338,7 @@ fn bench_backend(backend: Backend, rounds: usize, rows: &mut Vec<Row>) {
     });
     let seeded = runtime.block_on(seed(backend, &url, ids[0], Utc::now()));
     println!(
-        "{}: {EVENTS} events through the API in {:.1} s; {JOBS} jobs and logs of {} and {SMALL_LOG_LINES} lines ({:.1} MiB) seeded in {:.1} s",
+        "{}: {EVENTS} events through the API in {:.1} s; {JOBS} jobs and logs of {}, {PAGE_LOG_LINES} and {SMALL_LOG_LINES} lines ({:.1} MiB) seeded in {:.1} s",
         backend.name(),
         events_took.as_secs_f64(),
         seeded.big_lines,
@@ -364,7 +371,7 @@ fn bench_backend(backend: Backend, rounds: usize, rows: &mut Vec<Row>) {
             must_not_show: vec!["nightly export 0050".into()],
         },
         Target {
-            label: "jobs list (`GET /jobs`, 100 of 100,002)".into(),
+            label: "jobs list (`GET /jobs`, 100 of 100,003)".into(),
             path: "/jobs".into(),
             must_show: vec![
                 format!("/jobs/{}\"", seeded.newest_job),
@@ -380,6 +387,12 @@ fn bench_backend(backend: Backend, rounds: usize, rows: &mut Vec<Row>) {
                 format!("data-seq=\"{}\"", last - 499),
             ],
             must_not_show: vec![format!("data-seq=\"{}\"", last - 500)],
+        },
+        Target {
+            label: format!("job page, {PAGE_LOG_LINES}-line log"),
+            path: format!("/jobs/{}", seeded.page),
+            must_show: vec!["line 0000001".into(), format!("line {PAGE_LOG_LINES:07}")],
+            must_not_show: vec![],
         },
         Target {
             label: format!("job page, small log ({SMALL_LOG_LINES} lines)"),
@@ -476,13 +489,18 @@ fn main() {
             rows.iter()
                 .find(|r| r.backend == backend && r.label.starts_with(prefix))
         };
-        if let (Some(big), Some(small)) = (of("job page, 10 MiB"), of("job page, small")) {
-            println!(
-                "{}: job page, 10 MiB log ÷ 20-line log: median {:.2}×, p95 {:.2}×",
-                backend.name(),
-                big.median.as_secs_f64() / small.median.as_secs_f64(),
-                big.p95.as_secs_f64() / small.p95.as_secs_f64()
-            );
+        let big = of("job page, 10 MiB");
+        for other in [of("job page, 500-line"), of("job page, small")] {
+            if let (Some(big), Some(other)) = (big, other) {
+                println!(
+                    "{}: {} ÷ {}: median {:.2}×, p95 {:.2}×",
+                    backend.name(),
+                    big.label,
+                    other.label,
+                    big.median.as_secs_f64() / other.median.as_secs_f64(),
+                    big.p95.as_secs_f64() / other.p95.as_secs_f64()
+                );
+            }
         }
     }
     println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
