@@ -147,15 +147,19 @@ async fn seed(backend: Backend, url: &str, first_event: i64, now: DateTime<Utc>)
             let mut ids = Vec::new();
             for _ in 0..3 {
                 let (id,): (i64,) = sqlx::query_as(NEW_JOB)
-                .bind(first_event)
-                .bind($micros(log_at))
-                .fetch_one(&pool)
-                .await
-                .expect("a job");
+                    .bind(first_event)
+                    .bind($micros(log_at))
+                    .fetch_one(&pool)
+                    .await
+                    .expect("a job");
                 ids.push(id);
             }
             let (big, page, small) = (ids[0], ids[1], ids[2]);
-            for (job, lines) in [(big, big_lines), (page, PAGE_LOG_LINES), (small, SMALL_LOG_LINES)] {
+            for (job, lines) in [
+                (big, big_lines),
+                (page, PAGE_LOG_LINES),
+                (small, SMALL_LOG_LINES),
+            ] {
                 sqlx::query(match backend {
                     Backend::Sqlite => SQLITE_LOG,
                     Backend::Postgres => POSTGRES_LOG,
@@ -168,8 +172,12 @@ async fn seed(backend: Backend, url: &str, first_event: i64, now: DateTime<Utc>)
                 .expect("log seeded");
             }
             let (bytes,): (i64,) = sqlx::query_as(match backend {
-                Backend::Sqlite => "SELECT CAST(SUM(length(data)) AS BIGINT) FROM job_logs WHERE job_id = $1",
-                Backend::Postgres => "SELECT CAST(SUM(octet_length(data)) AS BIGINT) FROM job_logs WHERE job_id = $1",
+                Backend::Sqlite => {
+                    "SELECT CAST(SUM(length(data)) AS BIGINT) FROM job_logs WHERE job_id = $1"
+                }
+                Backend::Postgres => {
+                    "SELECT CAST(SUM(octet_length(data)) AS BIGINT) FROM job_logs WHERE job_id = $1"
+                }
             })
             .bind(big)
             .fetch_one(&pool)
@@ -331,11 +339,15 @@ fn bench_backend(backend: Backend, rounds: usize, rows: &mut Vec<Row>) {
         ids.push(event["id"].as_i64().expect("id"));
     }
     // The seeding below gives jobs to ids first..first + EVENTS.
-    assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "event ids in a row");
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "event ids in a row"
+    );
     let events_took = started.elapsed();
-    let url = config.database_url.clone().unwrap_or_else(|| {
-        format!("sqlite://{}", data_dir.join("cronium.db").display())
-    });
+    let url = config
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("cronium.db").display()));
     let seeded = runtime.block_on(seed(backend, &url, ids[0], Utc::now()));
     println!(
         "{}: {EVENTS} events through the API in {:.1} s; {JOBS} jobs and logs of {}, {PAGE_LOG_LINES} and {SMALL_LOG_LINES} lines ({:.1} MiB) seeded in {:.1} s",

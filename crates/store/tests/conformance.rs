@@ -790,7 +790,15 @@ async fn event_names_are_read_for_a_set_of_ids_at_once(b: Backend) {
     };
 
     // Repeats, a deleted event and one that never was: each known one once.
-    let asked = [ids[1], ids[0], ids[1], gone, EventId(i64::MAX), ids[2], ids[0]];
+    let asked = [
+        ids[1],
+        ids[0],
+        ids[1],
+        gone,
+        EventId(i64::MAX),
+        ids[2],
+        ids[0],
+    ];
     assert_eq!(names(store.event_names(&asked).await.unwrap()), want);
     assert_eq!(
         names(store.event_names(&[ids[2]]).await.unwrap()),
