@@ -71,13 +71,33 @@
   if (log.dataset.running !== "true") { return; }
   var last = log.lastElementChild ? log.lastElementChild.dataset.seq : "0";
   var source = new EventSource("/jobs/" + job + "/live?after=" + last);
+  // Lines are shown in batches, a few times a second: one insert, one trim
+  // and one scroll per batch. Doing all three per line cost a layout per
+  // line, and a fast script's stream then outran the page by far.
+  var pending = [];
+  var flushing = false;
+  function flush() {
+    flushing = false;
+    var lines = dress(fragment(pending.join("")));
+    pending = [];
+    log.appendChild(lines);
+    var extra = log.children.length - MAX;
+    if (extra > 0) { earlier.hidden = false; }
+    for (; extra > 0; extra--) { log.removeChild(log.firstElementChild); }
+    if (following) { toBottom(); }
+  }
   function add(event) {
-    log.appendChild(dress(fragment(event.data)));
-    while (log.children.length > MAX) {
-      log.removeChild(log.firstElementChild);
+    pending.push(event.data);
+    // Lines that would be trimmed on arrival are not kept meanwhile either
+    // (a hidden tab's timers are slowed down).
+    if (pending.length > MAX) {
+      pending.splice(0, pending.length - MAX);
       earlier.hidden = false;
     }
-    if (following) { toBottom(); }
+    if (!flushing) {
+      flushing = true;
+      setTimeout(flush, 50);
+    }
   }
   ["stdout", "stderr", "system"].forEach(function (kind) {
     source.addEventListener(kind, add);

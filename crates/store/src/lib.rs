@@ -746,6 +746,13 @@ pub trait Store: Send + Sync {
         audit: &AuditEntry,
     ) -> Result<Event>;
     async fn get_event(&self, id: EventId) -> Result<Event>;
+    /// The names of the events among `ids` that exist, in one query: what a
+    /// list of jobs shows beside each job. Ids repeat freely; an unknown id
+    /// is left out rather than an error.
+    async fn event_names(
+        &self,
+        ids: &[EventId],
+    ) -> Result<std::collections::HashMap<EventId, String>>;
     async fn find_event_by_name(&self, owner: UserId, name: &str) -> Result<Option<Event>>;
     async fn list_events(&self, filter: &EventFilter, page: PageRequest) -> Result<Page<Event>>;
     /// Locks the event, computes the new spec with `update`, and when

@@ -102,14 +102,6 @@ macro_rules! job_select {
     };
 }
 
-/// The optional filters of a job listing (`$1` to `$4`, NULL: any).
-macro_rules! job_filter {
-    () => {
-        "WHERE ($1 IS NULL OR event_id = $1) AND ($2 IS NULL OR status = $2) \
-         AND ($3 IS NULL OR scheduled_at >= $3) AND ($4 IS NULL OR scheduled_at < $4) "
-    };
-}
-
 macro_rules! schedule_state_columns {
     () => {
         "event_id, anchor, next_fire_at, fire_count"

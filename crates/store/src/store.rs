@@ -9,6 +9,8 @@
 //! insert blocks on the index and then fails), never to a read-then-write
 //! check.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
@@ -914,6 +916,30 @@ impl<B: Backend> Store for SqlStore<B> {
         fetch_event::<B, _>(&mut self.db.pool(), id)
             .await?
             .ok_or(StoreError::NotFound { what: "event" })
+    }
+
+    async fn event_names(&self, ids: &[EventId]) -> Result<HashMap<EventId, String>> {
+        let mut unique: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut names = HashMap::with_capacity(unique.len());
+        // Chunked only so a caller with more ids than a statement can bind
+        // still gets an answer; a page of jobs is one chunk.
+        for chunk in unique.chunks(B::MAX_BINDS) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let query = chunk.iter().fold(
+                sql(format!(
+                    "SELECT id, name FROM events WHERE id IN ({})",
+                    placeholders.join(", ")
+                )),
+                |query, id| query.bind(*id),
+            );
+            for row in query.fetch_all(&mut self.db.pool()).await? {
+                let row = Reader::new(&row, "events");
+                names.insert(EventId(row.int("id")?), row.text("name")?);
+            }
+        }
+        Ok(names)
     }
 
     async fn find_event_by_name(&self, owner: UserId, name: &str) -> Result<Option<Event>> {

@@ -126,6 +126,7 @@ conformance!(
     pruning_keeps_the_newest_and_the_active,
     deleting_an_event_returns_its_payloads,
     events_are_filtered_and_paginated_in_the_database,
+    event_names_are_read_for_a_set_of_ids_at_once,
     tokens_are_found_by_hash_until_revoked,
     servers_have_unique_names_and_cannot_vanish_under_an_event,
     a_servers_cache_dir_round_trips_and_defaults_to_none,
@@ -764,6 +765,50 @@ async fn pruning_keeps_the_newest_and_the_active(b: Backend) {
 
     let missing = prune(store, EventId(event.id.0 + 1000), 1).await;
     assert_eq!(field(missing.unwrap_err()), "not found:event");
+}
+
+/// What a page of jobs asks: the names of the events its jobs belong to.
+async fn event_names_are_read_for_a_set_of_ids_at_once(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let mut ids = Vec::new();
+    for name in ["Nightly Backup", "report <weekly>", "ÜBER cleanup"] {
+        ids.push(create(store, owner, spec(name)).await.id);
+    }
+    let gone = create(store, owner, spec("gone")).await.id;
+    store
+        .delete_event(gone, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    let want: BTreeMap<EventId, String> = [
+        (ids[0], "Nightly Backup".to_string()),
+        (ids[1], "report <weekly>".to_string()),
+        (ids[2], "ÜBER cleanup".to_string()),
+    ]
+    .into();
+    let names = |found: std::collections::HashMap<EventId, String>| -> BTreeMap<_, _> {
+        found.into_iter().collect()
+    };
+
+    // Repeats, a deleted event and one that never was: each known one once.
+    let asked = [
+        ids[1],
+        ids[0],
+        ids[1],
+        gone,
+        EventId(i64::MAX),
+        ids[2],
+        ids[0],
+    ];
+    assert_eq!(names(store.event_names(&asked).await.unwrap()), want);
+    assert_eq!(
+        names(store.event_names(&[ids[2]]).await.unwrap()),
+        BTreeMap::from([(ids[2], "ÜBER cleanup".to_string())])
+    );
+    assert!(store.event_names(&[]).await.unwrap().is_empty());
+    // More ids than one SQLite statement binds (32,766): still one answer.
+    let many: Vec<EventId> = (1..=40_000).map(EventId).collect();
+    assert_eq!(names(store.event_names(&many).await.unwrap()), want);
 }
 
 async fn deleting_an_event_returns_its_payloads(b: Backend) {

@@ -57,17 +57,26 @@ impl Driver {
 
     /// A new headless browser (`--no-sandbox`: tests run as root in CI).
     pub async fn browser(&self) -> Client {
+        self.browser_with(&[]).await
+    }
+
+    /// [`Driver::browser`] with more Chromium flags (a benchmark's
+    /// `--enable-precise-memory-info`, say).
+    pub async fn browser_with(&self, flags: &[&str]) -> Client {
+        let mut args = vec![
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+            "--no-first-run",
+            "--disable-extensions",
+        ];
+        args.extend_from_slice(flags);
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--disable-dev-shm-usage", "--window-size=1280,900",
-                    "--no-first-run", "--disable-extensions",
-                ],
-            }),
+            json!({ "binary": CHROMIUM, "args": args }),
         );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         ClientBuilder::new(connector)

@@ -59,10 +59,13 @@ pub async fn page(
     PathParams(id): PathParams<i64>,
 ) -> Result<Response, PageError> {
     let job = state.store.get_job(JobId(id)).await?;
-    let event_name = match state.store.get_event(job.event_id).await {
-        Ok(event) => event.spec.name.as_str().to_string(),
-        Err(_) => format!("event {}", job.event_id),
-    };
+    // The name alone: not the whole event (script, environment, tags).
+    let event_name = state
+        .store
+        .event_names(&[job.event_id])
+        .await?
+        .remove(&job.event_id)
+        .unwrap_or_else(|| format!("event {}", job.event_id));
     let (tail, has_earlier) = tail(&state, job.id).await?;
     let mut lines = String::new();
     for line in &tail {

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use cronium_core::{EventId, JobId, JobStatus, Role};
@@ -220,7 +219,7 @@ pub async fn dashboard(
     failures.sort_by_key(|j| std::cmp::Reverse(ended_at(j)));
     failures.truncate(DASHBOARD_ROWS as usize);
     let shown: Vec<&Job> = running.items.iter().chain(&failures).collect();
-    let names = event_names(&state, &shown).await;
+    let names = event_names(&state, &shown).await?;
     let name_of = |job: &Job| names.get(&job.event_id).cloned().unwrap_or_default();
     let running_jobs = running
         .items
@@ -332,20 +331,18 @@ pub(crate) fn span(d: TimeDelta) -> String {
     }
 }
 
-/// The names of the jobs' events, each read once (a page names few); an
+/// The names of the jobs' events, in one query for the whole page; an
 /// event that is gone shows as `event N`.
-async fn event_names(state: &AppState, jobs: &[&Job]) -> HashMap<EventId, String> {
-    let mut names = HashMap::new();
-    for id in jobs.iter().map(|job| job.event_id) {
-        if let Entry::Vacant(slot) = names.entry(id) {
-            let name = match state.store.get_event(id).await {
-                Ok(event) => event.spec.name.as_str().to_string(),
-                Err(_) => format!("event {id}"),
-            };
-            slot.insert(name);
-        }
+async fn event_names(
+    state: &AppState,
+    jobs: &[&Job],
+) -> Result<HashMap<EventId, String>, PageError> {
+    let ids: Vec<EventId> = jobs.iter().map(|job| job.event_id).collect();
+    let mut names = state.store.event_names(&ids).await?;
+    for id in ids {
+        names.entry(id).or_insert_with(|| format!("event {id}"));
     }
-    names
+    Ok(names)
 }
 
 /// `POST /jobs/{id}/cancel`: cancels the job as the API's cancel does, and
@@ -441,7 +438,7 @@ pub async fn jobs(
         words.push(format!("since {}", time(since)));
     }
     let shown: Vec<&Job> = found.items.iter().collect();
-    let names = event_names(&state, &shown).await;
+    let names = event_names(&state, &shown).await?;
     let jobs = found
         .items
         .into_iter()
