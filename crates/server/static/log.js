@@ -78,6 +78,7 @@
   var flushing = false;
   function flush() {
     flushing = false;
+    if (pending.length === 0) { return; }
     var lines = dress(fragment(pending.join("")));
     pending = [];
     log.appendChild(lines);
@@ -104,6 +105,9 @@
   });
   source.addEventListener("end", function (event) {
     source.close();
+    // The last lines first, so a finished status never shows beside a log
+    // that still lacks them.
+    flush();
     log.dataset.running = "false";
     live.hidden = true;
     var end = JSON.parse(event.data);
