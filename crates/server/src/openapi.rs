@@ -176,8 +176,9 @@ fn schemas() -> Value {
                 "secretEnv": { "type": "object", "additionalProperties": { "type": "string" }, "description": "Sealed at rest, never returned, never in a payload", "writeOnly": true },
                 "schedule": reference("Schedule"),
                 "status": { "type": "string", "enum": ["active", "paused", "draft", "archived"], "default": "active" },
-                "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers is non-empty, else local" },
+                "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers or targetTags is non-empty, else local" },
                 "targetServers": { "type": "array", "items": { "type": "integer" } },
+                "targetTags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" }, "maxItems": 32, "description": "Server tags: each job runs on every server holding any of them when it starts, besides targetServers. A tag that matches no server then fails the job in phase `targets`; the job's metadata.resolvedTargets lists the servers chosen." },
                 "timeout": { "type": "string", "default": "1h", "examples": ["90s", "1h"] },
                 "retries": { "type": "integer", "minimum": 0, "maximum": 10, "default": 0 },
                 "tags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" } },
@@ -218,7 +219,7 @@ fn schemas() -> Value {
         },
         "Event": {
             "type": "object",
-            "required": ["id", "name", "description", "kind", "interpreter", "content", "env", "secretEnvKeys", "schedule", "status", "runLocation", "targetServers", "timeout", "retries", "tags", "payloadVersion", "createdAt", "updatedAt"],
+            "required": ["id", "name", "description", "kind", "interpreter", "content", "env", "secretEnvKeys", "schedule", "status", "runLocation", "targetServers", "targetTags", "timeout", "retries", "tags", "payloadVersion", "createdAt", "updatedAt"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -232,6 +233,7 @@ fn schemas() -> Value {
                 "status": string,
                 "runLocation": string,
                 "targetServers": { "type": "array", "items": { "type": "integer" } },
+                "targetTags": { "type": "array", "items": { "type": "string" }, "description": "Server tags, resolved when each job starts" },
                 "timeout": string,
                 "retries": { "type": "integer" },
                 "tags": { "type": "array", "items": { "type": "string" } },
@@ -297,7 +299,7 @@ fn schemas() -> Value {
                 "leaseOwner": { "type": ["string", "null"] },
                 "leaseExpiresAt": { "type": ["string", "null"], "format": "date-time" },
                 "cancelRequested": { "type": "boolean" },
-                "metadata": { "type": "object", "description": "Facts about the run: payloadPath, checksum, input, durationMs; for remote events `executions`, one per server in target order: server, serverId, host, status, exitCode, error, phase (connect, host key, auth, deploy, upload, run), runnerVersion, payloadPath on the host, uploaded {runner, payload, bytes}, timingsMs {connect, deploy, upload, run, cleanup}" },
+                "metadata": { "type": "object", "description": "Facts about the run: payloadPath, checksum, input, durationMs; for remote events `executions`, one per server in target order: server, serverId, host, status, exitCode, error, phase (connect, host key, auth, deploy, upload, run), runnerVersion, payloadPath on the host, uploaded {runner, payload, bytes}, timingsMs {connect, deploy, upload, run, cleanup}; and `resolvedTargets`, the servers the job ran on as resolved when it started: server, serverId, tags (the event's targetTags that chose it; empty when named in targetServers). A job whose targets cannot be resolved (a tag that matches no server, a server gone) has phase `targets` and an empty resolvedTargets" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
             }
@@ -330,7 +332,7 @@ fn schemas() -> Value {
         "ServerInput": {
             "type": "object",
             "additionalProperties": false,
-            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones).",
+            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones). A PATCH that changes nothing (the same values, the same key or password) writes nothing: no new updatedAt, no audit entry.",
             "properties": {
                 "name": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
                 "host": string,
@@ -340,12 +342,13 @@ fn schemas() -> Value {
                 "passphrase": { "type": "string", "writeOnly": true },
                 "password": { "type": "string", "writeOnly": true },
                 "knownHost": { "type": "string", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees." },
+                "tags": { "type": "array", "items": { "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,50}$" }, "maxItems": 32, "description": "Labels events target servers by (targetTags); given on PATCH, replaces the whole set" },
                 "cacheDir": { "type": "string", "maxLength": 255, "description": "Where the runner and payloads are cached on the host: relative to the SSH user's home, or absolute. Letters, digits, `.`, `_`, `-` and `/` only; no empty, `.` or `..` component, none starting with `-`; not `/`. Empty resets it to the default, `.cache/cronium`. The directory is created if missing and made mode 0700, so it should be Cronium's own." }
             }
         },
         "Server": {
             "type": "object",
-            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "createdAt", "updatedAt", "lastCheck"],
+            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "tags", "createdAt", "updatedAt", "lastCheck"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -355,6 +358,7 @@ fn schemas() -> Value {
                 "authKind": { "type": "string", "enum": ["key", "password"] },
                 "knownHost": { "type": ["string", "null"], "description": "The pinned host key, if any" },
                 "hostKeyFingerprint": { "type": ["string", "null"], "description": "The pinned key's SHA256 fingerprint, as `ssh-keygen -lf` prints it" },
+                "tags": { "type": "array", "items": { "type": "string" }, "description": "Sorted" },
                 "cacheDir": { "type": "string", "description": "The runner cache directory in effect: the one set, else the default `.cache/cronium`; relative to the SSH user's home unless absolute" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp,
@@ -707,6 +711,11 @@ pub fn document() -> Value {
         limit.clone(),
         offset.clone(),
     ];
+    let servers_list = [query(
+        "tag",
+        "Only servers with this tag",
+        json!({ "type": "string" }),
+    )];
     let job_id = path_id("job");
     let jobs_list = [
         query(
@@ -815,7 +824,7 @@ pub fn document() -> Value {
                     ok("Lines", json!({ "type": "object", "properties": { "items": { "type": "array", "items": reference("LogLine") }, "status": { "type": "string" } } })))
             },
             "/api/v1/servers": {
-                "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &[], None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),
+                "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &servers_list, None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),
                 "post": with_409(op("createServer", "Add a server", Some("admin"), &[], Some(reference("ServerInput")), created("Created", reference("Server"))), "A server with this name exists")
             },
             "/api/v1/servers/{id}": {
