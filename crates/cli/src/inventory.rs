@@ -307,32 +307,33 @@ fn yaml_group(inv: &mut Inventory, name: &str, body: &Value) -> Result<()> {
     let Some(map) = body.as_object() else {
         bail!("group {name:?}: expected a mapping of hosts, vars and children");
     };
-    for (key, value) in map {
-        match key.as_str() {
-            "hosts" => {
-                for (host, vars) in value.as_object().into_iter().flatten() {
-                    if is_range(host) {
-                        inv.notes.push(format!(
-                            "skipped host pattern {host:?} (ranges are not expanded; list the hosts)"
-                        ));
-                        continue;
-                    }
-                    inv.add_host(name, host, vars_of(vars));
-                }
+    // Hosts before children, so a group's own hosts come first; within a
+    // mapping, hosts and groups come by name.
+    for key in map.keys() {
+        if !["hosts", "vars", "children"].contains(&key.as_str()) {
+            inv.notes
+                .push(format!("group {name:?}: ignored key {key:?}"));
+        }
+    }
+    if let Some(hosts) = map.get("hosts") {
+        for (host, vars) in hosts.as_object().into_iter().flatten() {
+            if is_range(host) {
+                inv.notes.push(format!(
+                    "skipped host pattern {host:?} (ranges are not expanded; list the hosts)"
+                ));
+                continue;
             }
-            "vars" => {
-                let vars = vars_of(value);
-                inv.group(name).vars.extend(vars);
-            }
-            "children" => {
-                for (child, body) in value.as_object().into_iter().flatten() {
-                    inv.group(name).children.insert(child.clone());
-                    yaml_group(inv, child, body)?;
-                }
-            }
-            other => inv
-                .notes
-                .push(format!("group {name:?}: ignored key {other:?}")),
+            inv.add_host(name, host, vars_of(vars));
+        }
+    }
+    if let Some(vars) = map.get("vars") {
+        let vars = vars_of(vars);
+        inv.group(name).vars.extend(vars);
+    }
+    if let Some(children) = map.get("children") {
+        for (child, body) in children.as_object().into_iter().flatten() {
+            inv.group(name).children.insert(child.clone());
+            yaml_group(inv, child, body)?;
         }
     }
     Ok(())
@@ -364,7 +365,9 @@ pub fn parse(text: &str) -> Result<Parsed> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'));
     match first {
-        Some(l) if l == "---" || (l.ends_with(':') && !l.starts_with('[')) => parse_yaml(text),
+        Some(l) if l == "---" || l.starts_with("- ") || (l.ends_with(':') && !l.starts_with('[')) => {
+            parse_yaml(text)
+        }
         _ => parse_ini(text),
     }
 }
@@ -373,32 +376,29 @@ pub fn parse(text: &str) -> Result<Parsed> {
 mod tests {
     use super::*;
 
-    /// (name, address, port, user, key, tags)
-    type Row<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
-
-    fn rows(parsed: &Parsed) -> Vec<Row<'_>> {
+    /// Each host as `[name, address, port, user, key, tags]`, `-` for none.
+    fn rows(parsed: &Parsed) -> Vec<[String; 6]> {
+        fn o(v: &Option<String>) -> String {
+            v.clone().unwrap_or_else(|| "-".into())
+        }
         parsed
             .hosts
             .iter()
             .map(|h| {
-                let o = |v: &Option<String>| v.as_deref().unwrap_or("-");
-                (
-                    h.name.as_str(),
+                [
+                    h.name.clone(),
                     o(&h.address),
                     o(&h.port),
                     o(&h.user),
                     o(&h.key_file),
-                    Box::leak(
-                        h.tags
-                            .iter()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(",")
-                            .into_boxed_str(),
-                    ) as &str,
-                )
+                    h.tags.iter().cloned().collect::<Vec<_>>().join(","),
+                ]
             })
             .collect()
+    }
+
+    fn owned(table: &[[&str; 6]]) -> Vec<[String; 6]> {
+        table.iter().map(|row| row.map(String::from)).collect()
     }
 
     const INI: &str = r#"
@@ -435,15 +435,13 @@ ansible_port=22
     #[test]
     fn ini_groups_children_and_vars() {
         let parsed = parse(INI).unwrap();
-        assert_eq!(
-            rows(&parsed),
-            [
-                ("bastion", "203.0.113.9", "22", "ops", "-", ""),
-                ("web1", "10.0.0.1", "2200", "deploy", "~/.ssh/prod", "eu,prod,web"),
-                ("web2", "10.0.0.2", "2222", "www admin", "~/.ssh/prod", "eu,prod,web"),
-                ("db1", "10.0.1.1", "2200", "deploy", "~/.ssh/db", "db,eu,prod"),
-            ]
-        );
+        let want = [
+            ["bastion", "203.0.113.9", "22", "ops", "-", ""],
+            ["web1", "10.0.0.1", "2200", "deploy", "~/.ssh/prod", "eu,prod,web"],
+            ["web2", "10.0.0.2", "2222", "www admin", "~/.ssh/prod", "eu,prod,web"],
+            ["db1", "10.0.1.1", "2200", "deploy", "~/.ssh/db", "db,eu,prod"],
+        ];
+        assert_eq!(rows(&parsed), owned(&want));
         assert_eq!(parsed.notes.len(), 1);
         assert!(parsed.notes[0].contains("web[03:05]"), "{:?}", parsed.notes);
     }
@@ -480,15 +478,13 @@ all:
     #[test]
     fn yaml_nesting_merges_groups_met_twice() {
         let parsed = parse(YAML).unwrap();
-        assert_eq!(
-            rows(&parsed),
-            [
-                ("lone.example.com", "-", "-", "root", "-", ""),
-                ("web1", "10.0.0.1", "-", "deploy", "/keys/prod", "prod,web"),
-                ("web2", "10.0.0.2", "2222", "deploy", "/keys/prod", "prod,web"),
-                ("db1", "10.0.1.1", "-", "prod-user", "/keys/db", "db,prod"),
-            ]
-        );
+        let want = [
+            ["lone.example.com", "-", "-", "root", "-", ""],
+            ["db1", "10.0.1.1", "-", "prod-user", "/keys/db", "db,prod"],
+            ["web1", "10.0.0.1", "-", "deploy", "/keys/prod", "prod,web"],
+            ["web2", "10.0.0.2", "2222", "deploy", "/keys/prod", "prod,web"],
+        ];
+        assert_eq!(rows(&parsed), owned(&want));
         assert!(parsed.notes.is_empty());
     }
 

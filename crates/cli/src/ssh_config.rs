@@ -218,13 +218,13 @@ Host *
     #[test]
     fn first_obtained_value_wins_across_matching_blocks() {
         let parsed = parse(CONFIG);
+        fn o(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or("-")
+        }
         let rows: Vec<[&str; 5]> = parsed
             .hosts
             .iter()
-            .map(|h| {
-                let o = |v: &Option<String>| v.as_deref().unwrap_or("-");
-                [h.name.as_str(), o(&h.address), o(&h.port), o(&h.user), o(&h.key_file)]
-            })
+            .map(|h| [h.name.as_str(), o(&h.address), o(&h.port), o(&h.user), o(&h.key_file)])
             .collect();
         let table: [[&str; 5]; 5] = [
             ["web1", "10.0.0.1", "2222", "everyone", "~/.ssh/id_ed25519"],
