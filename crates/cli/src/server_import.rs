@@ -153,10 +153,12 @@ pub fn without_duplicates(
         .filter(|(_, from)| from.len() > 1)
         .map(|(name, from)| (name.to_string(), from.join(", ")))
         .collect();
-    let mut errors = Vec::new();
+    let mut errors: Vec<(String, String)> = Vec::new();
     let mut kept = Vec::new();
     for (from, host) in hosts {
         match duplicated.get(&host.name) {
+            // Reported once per name.
+            Some(_) if errors.iter().any(|(name, _)| *name == host.name) => {}
             Some(all) => errors.push((
                 host.name.clone(),
                 format!("duplicate server name (in {all}); none of them imported"),
@@ -414,7 +416,7 @@ mod tests {
         ]);
         let kept: Vec<_> = kept.iter().map(|(_, h)| h.name.as_str()).collect();
         assert_eq!(kept, ["db1"]);
-        assert_eq!(errors.len(), 2);
+        assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(errors[0].1.contains("duplicate server name (in a.ini, b.conf)"));
     }
 }
