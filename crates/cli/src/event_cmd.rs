@@ -685,10 +685,7 @@ fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
             false => ("interpreter", cell(&event["interpreter"])),
         },
         ("schedule", schedule_text(&event["schedule"])),
-        (
-            "runs on",
-            runs_on(event),
-        ),
+        ("runs on", runs_on(event)),
         ("timeout", cell(&event["timeout"])),
         ("retries", cell(&event["retries"])),
         ("retry delay", cell(&event["retryDelay"])),

@@ -266,7 +266,11 @@ pub fn parse_ini(text: &str) -> Result<Parsed> {
                 inv.add_host(&group, &host, vars);
             }
             Section::Children(group) => {
-                let child = line.split_whitespace().next().unwrap_or_default().to_string();
+                let child = line
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
                 inv.group(&child);
                 inv.group(group).children.insert(child);
             }
@@ -365,7 +369,9 @@ pub fn parse(text: &str) -> Result<Parsed> {
         .map(str::trim)
         .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'));
     match first {
-        Some(l) if l == "---" || l.starts_with("- ") || (l.ends_with(':') && !l.starts_with('[')) => {
+        Some(l)
+            if l == "---" || l.starts_with("- ") || (l.ends_with(':') && !l.starts_with('[')) =>
+        {
             parse_yaml(text)
         }
         _ => parse_ini(text),
@@ -437,9 +443,30 @@ ansible_port=22
         let parsed = parse(INI).unwrap();
         let want = [
             ["bastion", "203.0.113.9", "22", "ops", "-", ""],
-            ["web1", "10.0.0.1", "2200", "deploy", "~/.ssh/prod", "eu,prod,web"],
-            ["web2", "10.0.0.2", "2222", "www admin", "~/.ssh/prod", "eu,prod,web"],
-            ["db1", "10.0.1.1", "2200", "deploy", "~/.ssh/db", "db,eu,prod"],
+            [
+                "web1",
+                "10.0.0.1",
+                "2200",
+                "deploy",
+                "~/.ssh/prod",
+                "eu,prod,web",
+            ],
+            [
+                "web2",
+                "10.0.0.2",
+                "2222",
+                "www admin",
+                "~/.ssh/prod",
+                "eu,prod,web",
+            ],
+            [
+                "db1",
+                "10.0.1.1",
+                "2200",
+                "deploy",
+                "~/.ssh/db",
+                "db,eu,prod",
+            ],
         ];
         assert_eq!(rows(&parsed), owned(&want));
         assert_eq!(parsed.notes.len(), 1);
@@ -482,7 +509,14 @@ all:
             ["lone.example.com", "-", "-", "root", "-", ""],
             ["db1", "10.0.1.1", "-", "prod-user", "/keys/db", "db,prod"],
             ["web1", "10.0.0.1", "-", "deploy", "/keys/prod", "prod,web"],
-            ["web2", "10.0.0.2", "2222", "deploy", "/keys/prod", "prod,web"],
+            [
+                "web2",
+                "10.0.0.2",
+                "2222",
+                "deploy",
+                "/keys/prod",
+                "prod,web",
+            ],
         ];
         assert_eq!(rows(&parsed), owned(&want));
         assert!(parsed.notes.is_empty());

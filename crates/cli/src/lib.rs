@@ -25,8 +25,8 @@ pub mod payload_cmd;
 pub mod serve_cmd;
 pub mod server_cmd;
 pub mod server_import;
-pub mod ssh_config;
 pub mod sse;
+pub mod ssh_config;
 pub mod token_cmd;
 pub mod user_cmd;
 

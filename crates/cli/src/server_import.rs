@@ -62,7 +62,9 @@ pub struct Planned {
 pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ if path == "~" => std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default(),
+        _ if path == "~" => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default(),
         _ => PathBuf::from(path),
     }
 }
@@ -230,7 +232,10 @@ fn describe(p: &Planned) -> String {
     let tags = if p.tags.is_empty() {
         String::new()
     } else {
-        format!(", tags {}", p.tags.iter().cloned().collect::<Vec<_>>().join(","))
+        format!(
+            ", tags {}",
+            p.tags.iter().cloned().collect::<Vec<_>>().join(",")
+        )
     };
     let pin = if p.known_host.is_some() {
         ", host key pinned"
@@ -350,7 +355,12 @@ mod tests {
         }
     }
 
-    fn host(name: &str, address: Option<&str>, user: Option<&str>, key: Option<&str>) -> SourceHost {
+    fn host(
+        name: &str,
+        address: Option<&str>,
+        user: Option<&str>,
+        key: Option<&str>,
+    ) -> SourceHost {
         SourceHost {
             name: name.into(),
             address: address.map(String::from),
@@ -365,21 +375,46 @@ mod tests {
     fn each_host_is_checked_before_anything_is_sent() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id");
-        std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n").unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----\n",
+        )
+        .unwrap();
         let not_key = dir.path().join("notes.txt");
         std::fs::write(&not_key, "hello").unwrap();
         let key = key.to_str().unwrap();
         let missing = dir.path().join("missing");
         let missing = missing.to_str().unwrap();
         let table: [(SourceHost, Result<&str, &str>); 8] = [
-            (host("web1", Some("10.0.0.1"), Some("u"), Some(key)), Ok("u@10.0.0.1:22")),
-            (host("web1.example.com", None, Some("u"), Some(key)), Ok("u@web1.example.com:22")),
+            (
+                host("web1", Some("10.0.0.1"), Some("u"), Some(key)),
+                Ok("u@10.0.0.1:22"),
+            ),
+            (
+                host("web1.example.com", None, Some("u"), Some(key)),
+                Ok("u@web1.example.com:22"),
+            ),
             (host("web1", None, Some("u"), Some(key)), Err("no address")),
-            (host("web1", Some(" "), Some("u"), Some(key)), Err("address is empty")),
-            (host("web1", Some("h.example"), None, Some(key)), Err("no user")),
-            (host("web1", Some("h.example"), Some("u"), None), Err("no key file")),
-            (host("web1", Some("h.example"), Some("u"), Some(missing)), Err("cannot read key file")),
-            (host("bad name", Some("h.example"), Some("u"), Some(key)), Err("invalid")),
+            (
+                host("web1", Some(" "), Some("u"), Some(key)),
+                Err("address is empty"),
+            ),
+            (
+                host("web1", Some("h.example"), None, Some(key)),
+                Err("no user"),
+            ),
+            (
+                host("web1", Some("h.example"), Some("u"), None),
+                Err("no key file"),
+            ),
+            (
+                host("web1", Some("h.example"), Some("u"), Some(missing)),
+                Err("cannot read key file"),
+            ),
+            (
+                host("bad name", Some("h.example"), Some("u"), Some(key)),
+                Err("invalid"),
+            ),
         ];
         for (source, want) in table {
             let got = plan(&source, &args(), None);
@@ -394,16 +429,32 @@ mod tests {
         }
         let mut bad_port = host("p", Some("h.example"), Some("u"), Some(key));
         bad_port.port = Some("70000".into());
-        assert!(plan(&bad_port, &args(), None).unwrap_err().contains("not a port"));
-        let not_key = host("k", Some("h.example"), Some("u"), Some(not_key.to_str().unwrap()));
-        assert!(plan(&not_key, &args(), None).unwrap_err().contains("not a private key"));
+        assert!(
+            plan(&bad_port, &args(), None)
+                .unwrap_err()
+                .contains("not a port")
+        );
+        let not_key = host(
+            "k",
+            Some("h.example"),
+            Some("u"),
+            Some(not_key.to_str().unwrap()),
+        );
+        assert!(
+            plan(&not_key, &args(), None)
+                .unwrap_err()
+                .contains("not a private key")
+        );
         let defaults = ImportArgs {
             user: Some("fallback".into()),
             key: Some(PathBuf::from(key)),
             ..args()
         };
         let p = plan(&host("d.example", None, None, None), &defaults, None).unwrap();
-        assert_eq!((p.user.as_str(), p.key_file.to_str().unwrap()), ("fallback", key));
+        assert_eq!(
+            (p.user.as_str(), p.key_file.to_str().unwrap()),
+            ("fallback", key)
+        );
     }
 
     #[test]
@@ -417,6 +468,10 @@ mod tests {
         let kept: Vec<_> = kept.iter().map(|(_, h)| h.name.as_str()).collect();
         assert_eq!(kept, ["db1"]);
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].1.contains("duplicate server name (in a.ini, b.conf)"));
+        assert!(
+            errors[0]
+                .1
+                .contains("duplicate server name (in a.ini, b.conf)")
+        );
     }
 }

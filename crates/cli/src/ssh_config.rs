@@ -26,7 +26,9 @@ struct Block {
 fn glob(pattern: &[char], text: &[char]) -> bool {
     match (pattern.first(), text.first()) {
         (None, None) => true,
-        (Some('*'), _) => glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..])),
+        (Some('*'), _) => {
+            glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+        }
         (Some('?'), Some(_)) => glob(&pattern[1..], &text[1..]),
         (Some(p), Some(t)) if p.eq_ignore_ascii_case(t) => glob(&pattern[1..], &text[1..]),
         _ => false,
@@ -224,18 +226,49 @@ Host *
         let rows: Vec<[&str; 5]> = parsed
             .hosts
             .iter()
-            .map(|h| [h.name.as_str(), o(&h.address), o(&h.port), o(&h.user), o(&h.key_file)])
+            .map(|h| {
+                [
+                    h.name.as_str(),
+                    o(&h.address),
+                    o(&h.port),
+                    o(&h.user),
+                    o(&h.key_file),
+                ]
+            })
             .collect();
         let table: [[&str; 5]; 5] = [
             ["web1", "10.0.0.1", "2222", "everyone", "~/.ssh/id_ed25519"],
-            ["web1.alias", "10.0.0.1", "2222", "everyone", "~/.ssh/id_ed25519"],
+            [
+                "web1.alias",
+                "10.0.0.1",
+                "2222",
+                "everyone",
+                "~/.ssh/id_ed25519",
+            ],
             ["db", "10.0.1.1", "22", "everyone", "~/.ssh/db key"],
-            ["app.internal", "10.0.2.1", "22", "everyone", "~/.ssh/id_ed25519"],
-            ["secret.internal", "10.0.2.1", "22", "everyone", "~/.ssh/id_ed25519"],
+            [
+                "app.internal",
+                "10.0.2.1",
+                "22",
+                "everyone",
+                "~/.ssh/id_ed25519",
+            ],
+            [
+                "secret.internal",
+                "10.0.2.1",
+                "22",
+                "everyone",
+                "~/.ssh/id_ed25519",
+            ],
         ];
         assert_eq!(rows, table);
         let notes = parsed.notes.join("\n");
-        for want in ["Match block", "\"*.internal\"", "\"!secret.internal\"", "\"web?\""] {
+        for want in [
+            "Match block",
+            "\"*.internal\"",
+            "\"!secret.internal\"",
+            "\"web?\"",
+        ] {
             assert!(notes.contains(want), "{want} in {notes}");
         }
     }

@@ -105,7 +105,11 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     // A hashed known_hosts file, as `ssh-keygen -H` leaves it.
     let line = sshd.host_key().known_hosts_line(host, port);
     let key = sshd.host_key().to_openssh();
-    let known_hosts = write(dir, "known_hosts", &format!("other.example {key}\n{line}\n"));
+    let known_hosts = write(
+        dir,
+        "known_hosts",
+        &format!("other.example {key}\n{line}\n"),
+    );
     let hashed = std::process::Command::new("ssh-keygen")
         .args(["-H", "-f", &known_hosts])
         .output()
@@ -130,7 +134,10 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     let dry = server.cronium(&[&args[..], &["--dry-run"]].concat());
     let plan = dry.stdout();
     assert_eq!(dry.code(), Some(1), "two hosts are bad: {plan}");
-    assert!(plan.contains("would create web-a") && plan.contains("would create web-b"), "{plan}");
+    assert!(
+        plan.contains("would create web-a") && plan.contains("would create web-b"),
+        "{plan}"
+    );
     assert!(servers(&server).is_empty());
 
     let before = audit_total(&server);
@@ -149,19 +156,29 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     }
     let listed = servers(&server);
     let names: Vec<_> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["web-a", "web-b"], "the bad hosts were not half-created");
+    assert_eq!(
+        names,
+        ["web-a", "web-b"],
+        "the bad hosts were not half-created"
+    );
     assert_eq!(tags_of(&listed[0]), ["app", "imported", "web"]);
     assert_eq!(tags_of(&listed[1]), ["imported", "prod", "web"]);
     for s in &listed {
         assert_eq!(s["port"], port, "{s}");
         assert!(s["knownHost"].as_str().unwrap().starts_with("|1|"), "{s}");
-        assert_eq!(s["hostKeyFingerprint"], sshd.host_key_fingerprint().as_str());
+        assert_eq!(
+            s["hostKeyFingerprint"],
+            sshd.host_key_fingerprint().as_str()
+        );
     }
     assert_eq!(audit_total(&server), before + 2);
 
     // Again: nothing changes, nothing is written.
     let again = server.cronium(&args).stdout();
-    assert!(again.contains("0 created, 0 updated, 2 unchanged"), "{again}");
+    assert!(
+        again.contains("0 created, 0 updated, 2 unchanged"),
+        "{again}"
+    );
     assert_eq!(audit_total(&server), before + 2);
     assert_eq!(servers(&server), listed);
 
@@ -170,23 +187,49 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
         .unwrap()
         .replace("ansible_host: 127.0.0.1", "ansible_host: localhost");
     std::fs::write(&yaml, moved).unwrap();
-    let changed = server.cronium(&["server", "import", "--ansible", &yaml]).ok().stdout();
-    assert!(changed.contains("updated web-b (") && changed.contains("0 created, 1 updated"), "{changed}");
+    let changed = server
+        .cronium(&["server", "import", "--ansible", &yaml])
+        .ok()
+        .stdout();
+    assert!(
+        changed.contains("updated web-b (") && changed.contains("0 created, 1 updated"),
+        "{changed}"
+    );
     let web_b = &servers(&server)[1];
     assert_eq!(web_b["host"], "localhost");
-    assert_eq!(tags_of(web_b), ["imported", "prod", "web"], "tags are only added");
+    assert_eq!(
+        tags_of(web_b),
+        ["imported", "prod", "web"],
+        "tags are only added"
+    );
     assert_eq!(audit_total(&server), before + 3);
 
     // `server list --tag` and an event that targets the tag.
-    let tagged = server.cronium(&["server", "list", "--tag", "web"]).ok().stdout();
-    assert!(tagged.contains("web-a") && tagged.contains("web-b"), "{tagged}");
-    let prod = server.cronium(&["server", "list", "--tag", "prod"]).ok().stdout();
+    let tagged = server
+        .cronium(&["server", "list", "--tag", "web"])
+        .ok()
+        .stdout();
+    assert!(
+        tagged.contains("web-a") && tagged.contains("web-b"),
+        "{tagged}"
+    );
+    let prod = server
+        .cronium(&["server", "list", "--tag", "prod"])
+        .ok()
+        .stdout();
     assert!(!prod.contains("web-a") && prod.contains("web-b"), "{prod}");
     let script = common::script(dir, "who.sh", "echo \"hi from $(whoami)\"\n");
     server
         .cronium(&[
-            "event", "create", "--name", "by-tag", "--script", &script, "--manual",
-            "--server-tag", "web",
+            "event",
+            "create",
+            "--name",
+            "by-tag",
+            "--script",
+            &script,
+            "--manual",
+            "--server-tag",
+            "web",
         ])
         .ok();
     let shown = server.cronium(&["event", "show", "by-tag"]).ok().stdout();
@@ -194,8 +237,14 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     let run = server.cronium(&["event", "run", "by-tag", "--follow"]);
     assert_eq!(run.code(), Some(0), "{}\n{}", run.stdout(), run.stderr());
     let out = run.stdout();
-    assert!(out.contains(&format!("[web-a] hi from {}", a.name)), "{out}");
-    assert!(out.contains(&format!("[web-b] hi from {}", b.name)), "{out}");
+    assert!(
+        out.contains(&format!("[web-a] hi from {}", a.name)),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("[web-b] hi from {}", b.name)),
+        "{out}"
+    );
     let jobs = server
         .cronium(&["job", "list", "--event", "by-tag", "--json"])
         .ok()
@@ -217,13 +266,20 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     );
     let id = job["id"].to_string();
     let job_text = server.cronium(&["job", "show", &id]).ok().stdout();
-    assert!(job_text.contains("web-a (tag web), web-b (tag web)"), "{job_text}");
+    assert!(
+        job_text.contains("web-a (tag web), web-b (tag web)"),
+        "{job_text}"
+    );
 
     // Tags are resolved when the job starts: untag one and it is left out.
     server.cronium(&["server", "edit", "web-a", "--untag"]).ok();
     let run = server.cronium(&["event", "run", "by-tag", "--follow"]);
     assert_eq!(run.code(), Some(0), "{}", run.stderr());
-    assert!(!run.stdout().contains("[web-a]") && run.stdout().contains("hi from"), "{}", run.stdout());
+    assert!(
+        !run.stdout().contains("[web-a]") && run.stdout().contains("hi from"),
+        "{}",
+        run.stdout()
+    );
 
     // A tag no server holds fails the job in the targets phase.
     server
@@ -232,7 +288,10 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     let run = server.cronium(&["event", "run", "by-tag", "--follow"]);
     assert_ne!(run.code(), Some(0));
     let all = format!("{}{}", run.stdout(), run.stderr());
-    assert!(all.contains("targets: tag \"nobody-has-this\" matches no server"), "{all}");
+    assert!(
+        all.contains("targets: tag \"nobody-has-this\" matches no server"),
+        "{all}"
+    );
     let jobs = server
         .cronium(&["job", "list", "--event", "by-tag", "--json"])
         .ok()
@@ -241,7 +300,10 @@ fn inventories_become_tagged_servers_and_a_tag_runs_them_as_a_fleet() {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["metadata"]["phase"], "targets", "{failed}");
     assert!(
-        failed["error"].as_str().unwrap().contains("matches no server"),
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("matches no server"),
         "{failed}"
     );
 }
@@ -282,9 +344,20 @@ fn an_ssh_config_imports_its_concrete_hosts() {
         ),
     );
     // The same alias in another file is a duplicate: neither is imported.
-    let other = write(dir, "other", &format!("Host box.alias\n  HostName 10.9.9.9\n  User u\n  IdentityFile {key}\n"));
+    let other = write(
+        dir,
+        "other",
+        &format!("Host box.alias\n  HostName 10.9.9.9\n  User u\n  IdentityFile {key}\n"),
+    );
     let args = [
-        "server", "import", "--ssh-config", &config, "--ssh-config", &other, "--tag", "ssh",
+        "server",
+        "import",
+        "--ssh-config",
+        &config,
+        "--ssh-config",
+        &other,
+        "--tag",
+        "ssh",
     ];
     let run = server.cronium(&args);
     let out = run.stdout();
@@ -311,5 +384,8 @@ fn an_ssh_config_imports_its_concrete_hosts() {
     let check = server.cronium(&["server", "check", "box"]).ok().stdout();
     assert!(check.contains("result    ok"), "{check}");
     let again = server.cronium(&args).stdout();
-    assert!(again.contains("0 created, 0 updated, 1 unchanged, 2 not imported"), "{again}");
+    assert!(
+        again.contains("0 created, 0 updated, 1 unchanged, 2 not imported"),
+        "{again}"
+    );
 }

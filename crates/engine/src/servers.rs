@@ -174,7 +174,11 @@ mod tests {
                 &["web"],
                 Ok(vec![("web-2", vec![]), ("web-1", vec!["web"])]),
             ),
-            (&[], &["web", "gone"], Err(r#"tag "gone" matches no server"#)),
+            (
+                &[],
+                &["web", "gone"],
+                Err(r#"tag "gone" matches no server"#),
+            ),
             (&[9], &["web"], Err("server 9 no longer exists")),
         ];
         for (servers, tags, want) in table {

@@ -284,12 +284,21 @@ mod tests {
              {hashed} {KEY}\n{hashed_2222} {KEY}\n"
         );
         let found = |h: &str, p: u16| find_known_host(&file, h, p);
-        assert_eq!(found("plain.example", 22), Some(format!("a.example,plain.example {KEY}")));
-        assert_eq!(found("plain.example", 2222), Some(format!("[plain.example]:2222 {KEY} on 2222")));
+        assert_eq!(
+            found("plain.example", 22),
+            Some(format!("a.example,plain.example {KEY}"))
+        );
+        assert_eq!(
+            found("plain.example", 2222),
+            Some(format!("[plain.example]:2222 {KEY} on 2222"))
+        );
         assert_eq!(found("nowhere.example", 22), None);
         assert_eq!(found("other.example", 2200), None);
         assert_eq!(found("hashed.example", 22), Some(format!("{hashed} {KEY}")));
-        assert_eq!(found("hashed.example", 2222), Some(format!("{hashed_2222} {KEY}")));
+        assert_eq!(
+            found("hashed.example", 2222),
+            Some(format!("{hashed_2222} {KEY}"))
+        );
         assert_eq!(found("hashed.example", 2200), None);
         assert_eq!(
             HostKeyPin::parse(&found("plain.example", 22).unwrap()).unwrap(),

@@ -1222,19 +1222,19 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn find_server_by_name(&self, name: &str) -> Result<Option<Server>> {
         let row = sql(server_select::<B>("WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(&mut self.db.pool())
-        .await?;
+            .bind(name)
+            .fetch_optional(&mut self.db.pool())
+            .await?;
         row.as_ref().map(rows::server).transpose()
     }
 
     async fn list_servers(&self) -> Result<Vec<Server>> {
         sql(server_select::<B>("ORDER BY name"))
-        .fetch_all(&mut self.db.pool())
-        .await?
-        .iter()
-        .map(rows::server)
-        .collect()
+            .fetch_all(&mut self.db.pool())
+            .await?
+            .iter()
+            .map(rows::server)
+            .collect()
     }
 
     async fn update_server(

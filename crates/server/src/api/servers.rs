@@ -194,9 +194,7 @@ fn tags(fields: &ServerFields) -> Result<Option<BTreeSet<Tag>>, ApiError> {
         return Ok(None);
     };
     Ok(Some(
-        tags.iter()
-            .map(|t| Tag::new(t))
-            .collect::<Result<_, _>>()?,
+        tags.iter().map(|t| Tag::new(t)).collect::<Result<_, _>>()?,
     ))
 }
 

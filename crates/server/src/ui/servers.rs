@@ -179,7 +179,10 @@ async fn events_targeting(
         .into_iter()
         .filter(|e| {
             e.spec.target_servers.contains(&server.id)
-                || e.spec.target_tags.iter().any(|t| server.spec.tags.contains(t))
+                || e.spec
+                    .target_tags
+                    .iter()
+                    .any(|t| server.spec.tags.contains(t))
         })
         .map(|e| (e.id.0, e.spec.name.as_str().to_string()))
         .collect())
