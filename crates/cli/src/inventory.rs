@@ -261,7 +261,16 @@ pub fn parse_ini(text: &str) -> Result<Parsed> {
                     ));
                     continue;
                 }
-                let vars: Vars = parts.filter_map(|w| key_value(&w)).collect();
+                let mut vars: Vars = parts.filter_map(|w| key_value(&w)).collect();
+                // `name:port`, INI's own way of giving a port (one colon:
+                // more would be an IPv6 address).
+                let host = match host.split_once(':') {
+                    Some((name, port)) if !port.contains(':') && port.parse::<u16>().is_ok() => {
+                        vars.entry("ansible_port".into()).or_insert(port.into());
+                        name.to_string()
+                    }
+                    _ => host,
+                };
                 let group = group.clone();
                 inv.add_host(&group, &host, vars);
             }
@@ -418,6 +427,7 @@ web[03:05].example.com
 
 [db]
 db1 ansible_host=10.0.1.1 ansible_ssh_private_key_file=~/.ssh/db
+db2.example.com:5309
 
 [prod:children]
 web
@@ -465,6 +475,14 @@ ansible_port=22
                 "2200",
                 "deploy",
                 "~/.ssh/db",
+                "db,eu,prod",
+            ],
+            [
+                "db2.example.com",
+                "-",
+                "5309",
+                "deploy",
+                "~/.ssh/prod",
                 "db,eu,prod",
             ],
         ];
