@@ -141,11 +141,14 @@ pub fn plan(
     })
 }
 
+/// A host and the file it came from.
+type Sourced = (String, SourceHost);
+/// A host left out: its name and why.
+type Refused = (String, String);
+
 /// Drops every host whose name another host of the import also has: which
 /// one was meant cannot be told, so neither is created.
-pub fn without_duplicates(
-    hosts: Vec<(String, SourceHost)>,
-) -> (Vec<(String, SourceHost)>, Vec<(String, String)>) {
+pub fn without_duplicates(hosts: Vec<Sourced>) -> (Vec<Sourced>, Vec<Refused>) {
     let mut sources: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (from, host) in &hosts {
         sources.entry(&host.name).or_default().push(from);
@@ -155,7 +158,7 @@ pub fn without_duplicates(
         .filter(|(_, from)| from.len() > 1)
         .map(|(name, from)| (name.to_string(), from.join(", ")))
         .collect();
-    let mut errors: Vec<(String, String)> = Vec::new();
+    let mut errors: Vec<Refused> = Vec::new();
     let mut kept = Vec::new();
     for (from, host) in hosts {
         match duplicated.get(&host.name) {
@@ -257,7 +260,7 @@ pub fn run(client: &Client, args: &ImportArgs, out: &mut dyn Write) -> Result<u8
     for tag in &args.tags {
         Tag::new(tag).map_err(|e| anyhow::anyhow!("--tag {tag}: {}", e.message))?;
     }
-    let mut sourced: Vec<(String, SourceHost)> = Vec::new();
+    let mut sourced: Vec<Sourced> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut add = |path: &Path, parsed: Parsed| {
         let from = path.display().to_string();
