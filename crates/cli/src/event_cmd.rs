@@ -147,6 +147,10 @@ pub struct Fields {
     /// Run on this server over SSH (repeatable; on edit, replaces the targets)
     #[arg(long = "server", value_name = "NAME")]
     pub servers: Vec<String>,
+    /// Run on every server with this tag, as they are when each job starts
+    /// (repeatable, adds to --server; on edit, replaces the server tags)
+    #[arg(long = "server-tag", value_name = "TAG")]
+    pub server_tags: Vec<String>,
     /// active, paused, draft or archived
     #[arg(long)]
     pub status: Option<String>,
@@ -621,6 +625,10 @@ fn fields_json(client: &Client, f: &Fields) -> Result<Map<String, Value>> {
         body.insert("targetServers".into(), json!(ids));
         body.insert("runLocation".into(), json!("remote"));
     }
+    if !f.server_tags.is_empty() {
+        body.insert("targetTags".into(), json!(f.server_tags));
+        body.insert("runLocation".into(), json!("remote"));
+    }
     Ok(body)
 }
 
@@ -643,6 +651,22 @@ pub(crate) fn server_id(client: &Client, name: &str) -> Result<i64> {
         .ok_or_else(|| anyhow!("no server named {name:?} (see `cronium server list`)"))
 }
 
+/// Where an event runs: `this host`, or its servers and server tags.
+fn runs_on(event: &Value) -> String {
+    let listed = |key: &str| {
+        event[key]
+            .as_array()
+            .is_some_and(|items| !items.is_empty())
+            .then(|| cell(&event[key]))
+    };
+    match (listed("targetServers"), listed("targetTags")) {
+        (None, None) => "this host".into(),
+        (Some(ids), None) => format!("servers {ids}"),
+        (None, Some(tags)) => format!("servers tagged {tags}"),
+        (Some(ids), Some(tags)) => format!("servers {ids} and servers tagged {tags}"),
+    }
+}
+
 fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
     if client.json {
         return print_json(event, out);
@@ -661,15 +685,7 @@ fn show(client: &Client, event: &Value, out: &mut dyn Write) -> Result<()> {
             false => ("interpreter", cell(&event["interpreter"])),
         },
         ("schedule", schedule_text(&event["schedule"])),
-        (
-            "runs on",
-            match event["targetServers"].as_array() {
-                Some(ids) if !ids.is_empty() => {
-                    format!("servers {}", cell(&event["targetServers"]))
-                }
-                _ => "this host".into(),
-            },
-        ),
+        ("runs on", runs_on(event)),
         ("timeout", cell(&event["timeout"])),
         ("retries", cell(&event["retries"])),
         ("retry delay", cell(&event["retryDelay"])),

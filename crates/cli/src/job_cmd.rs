@@ -229,6 +229,9 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
         };
         writeln!(out, "{:<16} {what}", "started")?;
     }
+    if let Some(targets) = targets_line(&job["metadata"]) {
+        writeln!(out, "{:<16} {targets}", "targets")?;
+    }
     let http = &job["metadata"]["http"];
     if http.is_object() {
         let truncated = if http["bodyTruncated"] == json!(true) {
@@ -304,6 +307,32 @@ fn delivery_rows(deliveries: &Value) -> Vec<Vec<String>> {
             ]
         })
         .collect()
+}
+
+/// The servers a remote job ran on, each with the tags that chose it
+/// (`web-1 (tag web)`), or why they could not be resolved.
+fn targets_line(metadata: &Value) -> Option<String> {
+    if metadata["phase"] == json!("targets") {
+        return Some("not resolved (see the error)".into());
+    }
+    let targets = metadata["resolvedTargets"].as_array()?;
+    let shown: Vec<String> = targets
+        .iter()
+        .map(|t| {
+            let tags: Vec<String> = t["tags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(cell)
+                .collect();
+            match tags.as_slice() {
+                [] => cell(&t["server"]),
+                [one] => format!("{} (tag {one})", cell(&t["server"])),
+                many => format!("{} (tags {})", cell(&t["server"]), many.join(",")),
+            }
+        })
+        .collect();
+    Some(shown.join(", "))
 }
 
 /// The phases a remote execution is timed in, in the order they happen.

@@ -22,11 +22,14 @@ pub mod docs_cmd;
 pub mod event_cmd;
 pub mod follow;
 pub mod import_cmd;
+pub mod inventory;
 pub mod job_cmd;
 pub mod payload_cmd;
 pub mod serve_cmd;
 pub mod server_cmd;
+pub mod server_import;
 pub mod sse;
+pub mod ssh_config;
 pub mod token_cmd;
 pub mod user_cmd;
 

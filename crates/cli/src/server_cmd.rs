@@ -1,4 +1,4 @@
-//! `cronium server add|edit|list|show|check|remove`: the SSH targets of remote events.
+//! `cronium server add|edit|import|list|show|check|remove`: the SSH targets of remote events.
 //! Credentials are read from files and environment variables, never from
 //! the command line, and the API never sends them back.
 
@@ -10,6 +10,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, cell, print_table};
+use crate::server_import::ImportArgs;
 
 #[derive(Debug, Subcommand)]
 pub enum ServerCommand {
@@ -17,8 +18,16 @@ pub enum ServerCommand {
     Add(AddArgs),
     /// Change a server: address, login, credentials or its pinned host key
     Edit(EditArgs),
+    /// Create or update servers from an Ansible inventory or an ssh_config
+    /// file; groups become tags. Hosts that cannot be imported are reported
+    /// and left out (exit status 1); importing again changes nothing.
+    Import(ImportArgs),
     /// List servers
-    List,
+    List {
+        /// Only servers with this tag
+        #[arg(long, value_name = "TAG")]
+        tag: Option<String>,
+    },
     /// Show one server (by name or id)
     Show { server: String },
     /// Connect over SSH and report on the host (host key, system,
@@ -58,6 +67,9 @@ pub struct AddArgs {
     /// user's home or absolute (default: .cache/cronium)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<String>,
+    /// Tag the server (repeatable); events can target servers by tag
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +102,12 @@ pub struct EditArgs {
     /// user's home or absolute; "" resets to the default (.cache/cronium)
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<String>,
+    /// Replace the server's tags with these (repeatable)
+    #[arg(long = "tag", value_name = "TAG", conflicts_with = "untag")]
+    pub tags: Vec<String>,
+    /// Remove all of the server's tags
+    #[arg(long)]
+    pub untag: bool,
 }
 
 /// Puts the credentials named by the flags into a request body.
@@ -135,6 +153,9 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
             if let Some(dir) = &a.cache_dir {
                 body["cacheDir"] = json!(dir);
             }
+            if !a.tags.is_empty() {
+                body["tags"] = json!(a.tags);
+            }
             let server = client.post("/servers", &body)?;
             show(client, &server, out).map(done)
         }
@@ -158,6 +179,9 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
             if e.unpin {
                 body["knownHost"] = json!("");
             }
+            if !e.tags.is_empty() || e.untag {
+                body["tags"] = json!(e.tags);
+            }
             add_credentials(
                 &mut body,
                 e.key.as_ref(),
@@ -166,14 +190,18 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
             )?;
             if body.as_object().is_some_and(|b| b.is_empty()) {
                 bail!(
-                    "nothing to change: give at least one of --rename, --host, --port, --user, --key, --password-env, --known-host, --unpin, --cache-dir"
+                    "nothing to change: give at least one of --rename, --host, --port, --user, --key, --password-env, --known-host, --unpin, --cache-dir, --tag, --untag"
                 );
             }
             let server = client.patch(&format!("/servers/{id}"), &body)?;
             show(client, &server, out).map(done)
         }
-        ServerCommand::List => {
-            let servers = client.get("/servers")?;
+        ServerCommand::Import(a) => crate::server_import::run(client, &a, out),
+        ServerCommand::List { tag } => {
+            let servers = match &tag {
+                Some(tag) => client.get(&format!("/servers?tag={}", crate::client::encode(tag)))?,
+                None => client.get("/servers")?,
+            };
             if client.json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&servers)?)?;
                 return Ok(0);
@@ -195,10 +223,16 @@ pub fn run(cmd: ServerCommand, args: &ClientArgs, out: &mut dyn Write) -> Result
                         ),
                         cell(&s["authKind"]),
                         host_key_cell(s),
+                        cell(&s["tags"]),
                     ]
                 })
                 .collect();
-            print_table(out, &["ID", "NAME", "ADDRESS", "AUTH", "HOST KEY"], &rows).map(done)
+            print_table(
+                out,
+                &["ID", "NAME", "ADDRESS", "AUTH", "HOST KEY", "TAGS"],
+                &rows,
+            )
+            .map(done)
         }
         ServerCommand::Show { server } => {
             let id = resolve(client, &server)?;
@@ -264,6 +298,7 @@ fn show(client: &Client, server: &Value, out: &mut dyn Write) -> Result<()> {
         "knownHost",
         "hostKeyFingerprint",
         "cacheDir",
+        "tags",
         "updatedAt",
     ] {
         writeln!(out, "{key:<18} {}", cell(&server[key]))?;

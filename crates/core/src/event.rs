@@ -142,6 +142,9 @@ pub struct EventSpec {
     pub status: EventStatus,
     pub run_location: RunLocation,
     pub target_servers: Vec<ServerId>,
+    /// Servers by tag: every server holding any of these tags when a job
+    /// starts, together with `target_servers` (resolved by the worker).
+    pub target_tags: BTreeSet<Tag>,
     pub timeout: Duration,
     pub retries: u32,
     pub tags: BTreeSet<Tag>,
@@ -236,11 +239,18 @@ impl EventSpec {
                 format!("environment is larger than {MAX_ENV_BYTES} bytes"),
             ));
         }
-        match (self.run_location, self.target_servers.is_empty()) {
+        let untargeted = self.target_servers.is_empty() && self.target_tags.is_empty();
+        match (self.run_location, untargeted) {
             (RunLocation::Remote, true) => {
                 return Err(invalid(
                     "targetServers",
-                    "a remote event needs at least one server",
+                    "a remote event needs at least one server or server tag",
+                ));
+            }
+            (RunLocation::Local, false) if self.target_servers.is_empty() => {
+                return Err(invalid(
+                    "targetTags",
+                    "a local event has no target server tags",
                 ));
             }
             (RunLocation::Local, false) => {
@@ -250,6 +260,12 @@ impl EventSpec {
                 ));
             }
             _ => {}
+        }
+        if self.target_tags.len() > MAX_TAGS {
+            return Err(invalid(
+                "targetTags",
+                format!("at most {MAX_TAGS} server tags"),
+            ));
         }
         let unique: BTreeSet<_> = self.target_servers.iter().collect();
         if unique.len() != self.target_servers.len() {
@@ -322,6 +338,7 @@ pub(crate) mod tests {
             status: EventStatus::Active,
             run_location: RunLocation::Local,
             target_servers: vec![],
+            target_tags: BTreeSet::new(),
             timeout: Duration::from_secs(3600),
             retries: 0,
             tags: BTreeSet::new(),
@@ -348,7 +365,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_specs_name_the_field() {
         type Mutate = fn(&mut EventSpec);
-        let table: [(&str, Mutate, &str); 16] = [
+        let table: [(&str, Mutate, &str); 17] = [
             ("no interpreter", |s| s.interpreter = None, "interpreter"),
             ("empty script", |s| s.content = " \n".into(), "content"),
             (
@@ -370,6 +387,13 @@ pub(crate) mod tests {
                 "local with servers",
                 |s| s.target_servers = vec![ServerId(1)],
                 "targetServers",
+            ),
+            (
+                "local with server tags",
+                |s| {
+                    s.target_tags.insert(Tag::new("web").unwrap());
+                },
+                "targetTags",
             ),
             ("zero timeout", |s| s.timeout = Duration::ZERO, "timeout"),
             (
@@ -434,6 +458,12 @@ pub(crate) mod tests {
         }
         assert!(spec().validate().is_ok());
         assert!(http_event(|_| {}).validate().is_ok());
+        let mut by_tag = spec();
+        by_tag.run_location = RunLocation::Remote;
+        by_tag.target_tags.insert(Tag::new("web").unwrap());
+        assert!(by_tag.clone().validate().is_ok(), "a tag alone targets");
+        by_tag.target_servers = vec![ServerId(1)];
+        assert!(by_tag.validate().is_ok(), "servers and tags together");
     }
 
     fn http() -> HttpSpec {

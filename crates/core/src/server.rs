@@ -1,9 +1,12 @@
 //! Remote servers as users define them: where to connect and as whom.
 //! Credentials arrive here already sealed (encrypted) by the server process.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::event::Tag;
 
 plain_name!(
     /// A server name: 1–64 characters from `[A-Za-z0-9._-]`, unique.
@@ -55,7 +58,13 @@ pub struct ServerSpec {
     /// the SSH user's home, or absolute. `None` is [`DEFAULT_CACHE_DIR`].
     /// Always passes [`validate_cache_dir`].
     pub cache_dir: Option<String>,
+    /// Labels events target servers by (`targetTags`); an imported
+    /// inventory's groups become tags.
+    pub tags: BTreeSet<Tag>,
 }
+
+/// Most tags on one server.
+pub const MAX_SERVER_TAGS: usize = 32;
 
 /// The runner cache directory of a server that sets none, relative to the
 /// SSH user's home.
@@ -150,6 +159,12 @@ impl ServerSpec {
         if let Some(dir) = &self.cache_dir {
             validate_cache_dir(dir)?;
         }
+        if self.tags.len() > MAX_SERVER_TAGS {
+            return Err(ValidationError::new(
+                "tags",
+                format!("at most {MAX_SERVER_TAGS} tags"),
+            ));
+        }
         Ok(self)
     }
 
@@ -173,6 +188,7 @@ mod tests {
             sealed_credentials: vec![1],
             known_host: None,
             cache_dir: None,
+            tags: BTreeSet::new(),
         }
     }
 

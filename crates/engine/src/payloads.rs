@@ -249,6 +249,7 @@ mod tests {
             status: EventStatus::Active,
             run_location: RunLocation::Local,
             target_servers: vec![],
+            target_tags: Default::default(),
             timeout: Duration::from_secs(60),
             retries: 0,
             tags: BTreeSet::new(),

@@ -28,7 +28,7 @@ use crate::payloads::PayloadFiles;
 use crate::retry::random_fraction;
 use crate::running::RunningJobs;
 use crate::secrets::Sealer;
-use crate::servers::open_server;
+use crate::servers::{Resolved, open_server, resolve_targets};
 
 /// How often an idle pool looks for work it was not told about (retries
 /// whose time has come, jobs queued by other nodes).
@@ -272,15 +272,37 @@ impl JobRun {
         fence: &Fence,
         cancel: CancellationToken,
     ) -> Option<(RunReport, Value)> {
+        // Tags are resolved now, against the servers as they are when the
+        // job starts; the job records what they resolved to.
+        let resolved = match self.store.list_servers().await {
+            Ok(all) => resolve_targets(&event.spec, &all),
+            Err(e) => Err(format!("cannot load the servers: {e}")),
+        };
+        let resolved = match resolved {
+            Ok(resolved) => resolved,
+            Err(reason) => {
+                let metadata = json!({ "phase": "targets", "resolvedTargets": [] });
+                return Some((RunReport::failed(format!("targets: {reason}")), metadata));
+            }
+        };
+        if !event.spec.target_tags.is_empty() {
+            log.system(format!(
+                "running on {}",
+                resolved
+                    .iter()
+                    .map(|r| r.server.spec.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         let mut servers = Vec::new();
-        for id in &event.spec.target_servers {
-            let server = match self.store.get_server(*id).await {
-                Ok(server) => open_server(&server, &self.sealer),
-                Err(e) => Err(format!("cannot load server {}: {e}", id.0)),
-            };
-            match server {
+        for target in &resolved {
+            match open_server(&target.server, &self.sealer) {
                 Ok(server) => servers.push(server),
-                Err(reason) => return Some((RunReport::failed(reason), Value::Null)),
+                Err(reason) => {
+                    let metadata = json!({ "phase": "targets", "resolvedTargets": [] });
+                    return Some((RunReport::failed(format!("targets: {reason}")), metadata));
+                }
             }
         }
         let (tx, rx) = mpsc::channel(1024);
@@ -316,6 +338,7 @@ impl JobRun {
             }
         }
         let metadata = json!({
+            "resolvedTargets": resolved.iter().map(Resolved::to_json).collect::<Vec<_>>(),
             "executions": servers
                 .iter()
                 .zip(&executions)

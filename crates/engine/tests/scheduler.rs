@@ -114,6 +114,7 @@ async fn every(
         status: EventStatus::Active,
         run_location: RunLocation::Local,
         target_servers: vec![],
+        target_tags: Default::default(),
         timeout: Duration::from_secs(60),
         retries,
         tags: BTreeSet::new(),

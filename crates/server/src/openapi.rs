@@ -283,8 +283,9 @@ fn schemas() -> Value {
                 "secretEnv": { "type": "object", "propertyNames": { "pattern": ENV_KEY_PATTERN }, "additionalProperties": { "type": "string", "pattern": NO_NUL_PATTERN }, "description": "Sealed at rest, never returned, never in a payload; names not also in env", "writeOnly": true },
                 "schedule": reference("Schedule"),
                 "status": { "type": "string", "enum": ["active", "paused", "draft", "archived"], "default": "active" },
-                "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers is non-empty, else local" },
+                "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers or targetTags is non-empty, else local" },
                 "targetServers": { "type": "array", "uniqueItems": true, "items": int64(), "description": "Existing servers' ids (an unknown one is 409)" },
+                "targetTags": { "type": "array", "items": { "type": "string", "pattern": TAG_PATTERN }, "maxItems": 32, "description": "Server tags: each job runs on every server holding any of them when it starts, besides targetServers. A tag that matches no server then fails the job in phase `targets`; the job's metadata.resolvedTargets lists the servers chosen." },
                 "timeout": { "type": "string", "default": "1h", "pattern": "^[1-9][0-9]?[smh]$", "examples": ["90s", "1h"], "description": "1s to 7 days" },
                 "retries": { "type": "integer", "minimum": 0, "maximum": 10, "default": 0 },
                 "tags": { "type": "array", "maxItems": 32, "items": { "type": "string", "pattern": TAG_PATTERN } },
@@ -325,7 +326,7 @@ fn schemas() -> Value {
         },
         "Event": {
             "type": "object",
-            "required": ["id", "name", "description", "kind", "interpreter", "content", "env", "secretEnvKeys", "schedule", "status", "runLocation", "targetServers", "timeout", "retries", "tags", "payloadVersion", "createdAt", "updatedAt"],
+            "required": ["id", "name", "description", "kind", "interpreter", "content", "env", "secretEnvKeys", "schedule", "status", "runLocation", "targetServers", "targetTags", "timeout", "retries", "tags", "payloadVersion", "createdAt", "updatedAt"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -339,6 +340,7 @@ fn schemas() -> Value {
                 "status": string,
                 "runLocation": string,
                 "targetServers": { "type": "array", "items": { "type": "integer" } },
+                "targetTags": { "type": "array", "items": { "type": "string" }, "description": "Server tags, resolved when each job starts" },
                 "timeout": string,
                 "retries": { "type": "integer" },
                 "tags": { "type": "array", "items": { "type": "string" } },
@@ -404,7 +406,7 @@ fn schemas() -> Value {
                 "leaseOwner": { "type": ["string", "null"] },
                 "leaseExpiresAt": { "type": ["string", "null"], "format": "date-time" },
                 "cancelRequested": { "type": "boolean" },
-                "metadata": { "type": "object", "description": "Facts about the run: payloadPath, checksum, input, durationMs; for remote events `executions`, one per server in target order: server, serverId, host, status, exitCode, error, phase (connect, host key, auth, deploy, upload, run), runnerVersion, payloadPath on the host, uploaded {runner, payload, bytes}, timingsMs {connect, deploy, upload, run, cleanup}" },
+                "metadata": { "type": "object", "description": "Facts about the run: payloadPath, checksum, input, durationMs; for remote events `executions`, one per server in target order: server, serverId, host, status, exitCode, error, phase (connect, host key, auth, deploy, upload, run), runnerVersion, payloadPath on the host, uploaded {runner, payload, bytes}, timingsMs {connect, deploy, upload, run, cleanup}; and `resolvedTargets`, the servers the job ran on as resolved when it started: server, serverId, tags (the event's targetTags that chose it; empty when named in targetServers). A job whose targets cannot be resolved (a tag that matches no server, a server gone) has phase `targets` and an empty resolvedTargets" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
             }
@@ -437,7 +439,7 @@ fn schemas() -> Value {
         "ServerInput": {
             "type": "object",
             "additionalProperties": false,
-            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones), at most one of privateKey or password, and passphrase only with privateKey.",
+            "description": "POST requires name, host, username and exactly one of privateKey or password; PATCH takes any subset (credentials given replace the old ones), at most one of privateKey or password, and passphrase only with privateKey. A PATCH that changes nothing (the same values, the same key or password) writes nothing: no new updatedAt, no audit entry.",
             "not": { "required": ["privateKey", "password"], "properties": { "privateKey": { "type": "string" }, "password": { "type": "string" } } },
             "dependentSchemas": { "passphrase": { "anyOf": [
                 { "properties": { "passphrase": { "type": "null" } } },
@@ -452,12 +454,13 @@ fn schemas() -> Value {
                 "passphrase": { "type": "string", "writeOnly": true, "maxLength": 16384 },
                 "password": { "type": "string", "writeOnly": true, "minLength": 1, "maxLength": 16384 },
                 "knownHost": { "type": "string", "pattern": "^(SHA256:[A-Za-z0-9+/]{42}[AQgw])?$", "description": "The host key to pin: a known_hosts line (`host keytype base64`), a public key (`keytype base64`) or a fingerprint (`SHA256:…` as `ssh-keygen -lf` prints it); empty clears it. Without one, the first `check` pins the key it sees. The pattern covers the fingerprint form; the other forms are accepted when they parse (422 otherwise)." },
+                "tags": { "type": "array", "items": { "type": "string", "pattern": TAG_PATTERN }, "maxItems": 32, "description": "Labels events target servers by (targetTags); given on PATCH, replaces the whole set" },
                 "cacheDir": { "type": "string", "maxLength": 255, "pattern": "^(/?[A-Za-z0-9_][A-Za-z0-9._-]{0,30}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,30}){0,3})?$", "description": "Where the runner and payloads are cached on the host: relative to the SSH user's home, or absolute. Letters, digits, `.`, `_`, `-` and `/` only; no empty, `.` or `..` component, none starting with `-`; not `/`. Empty resets it to the default, `.cache/cronium`. The directory is created if missing and made mode 0700, so it should be Cronium's own." }
             }
         },
         "Server": {
             "type": "object",
-            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "createdAt", "updatedAt", "lastCheck"],
+            "required": ["id", "name", "host", "port", "username", "authKind", "knownHost", "hostKeyFingerprint", "cacheDir", "tags", "createdAt", "updatedAt", "lastCheck"],
             "properties": {
                 "id": { "type": "integer" },
                 "name": string,
@@ -467,6 +470,7 @@ fn schemas() -> Value {
                 "authKind": { "type": "string", "enum": ["key", "password"] },
                 "knownHost": { "type": ["string", "null"], "description": "The pinned host key, if any" },
                 "hostKeyFingerprint": { "type": ["string", "null"], "description": "The pinned key's SHA256 fingerprint, as `ssh-keygen -lf` prints it" },
+                "tags": { "type": "array", "items": { "type": "string" }, "description": "Sorted" },
                 "cacheDir": { "type": "string", "description": "The runner cache directory in effect: the one set, else the default `.cache/cronium`; relative to the SSH user's home unless absolute" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp,
@@ -795,6 +799,7 @@ fn event_create_schema(input: &Value) -> Value {
     // "Given" below means present and not null.
     let given = |field: &str, schema: Value| json!({ "required": [field], "properties": { field: schema } });
     let nonempty = json!({ "type": "array", "minItems": 1 });
+    let targeted = json!({ "anyOf": [given("targetServers", nonempty.clone()), given("targetTags", nonempty)] });
     let script = json!({
         "required": ["interpreter", "content"],
         "properties": {
@@ -803,11 +808,12 @@ fn event_create_schema(input: &Value) -> Value {
             "content": { "type": "string", "pattern": "\\S", "maxLength": 1048576 }
         },
         "not": given("http", json!({ "type": "object" })),
-        // Servers and where it runs agree: remote needs servers, local has none.
+        // Targets and where it runs agree: remote needs servers or server
+        // tags (either implies remote), local has neither.
         "anyOf": [
-            { "required": ["targetServers", "runLocation"], "properties": { "runLocation": { "const": "remote" }, "targetServers": nonempty } },
-            { "allOf": [given("targetServers", nonempty.clone())], "not": given("runLocation", json!({ "type": "string" })) },
-            { "not": { "anyOf": [given("runLocation", json!({ "const": "remote" })), given("targetServers", nonempty.clone())] } }
+            { "allOf": [given("runLocation", json!({ "const": "remote" })), targeted.clone()] },
+            { "allOf": [targeted.clone()], "not": given("runLocation", json!({ "type": "string" })) },
+            { "not": { "anyOf": [given("runLocation", json!({ "const": "remote" })), targeted] } }
         ]
     });
     let http = json!({
@@ -819,7 +825,8 @@ fn event_create_schema(input: &Value) -> Value {
             "env": { "maxProperties": 0 },
             "secretEnv": { "maxProperties": 0 },
             "runLocation": { "enum": ["local", null] },
-            "targetServers": { "maxItems": 0 }
+            "targetServers": { "maxItems": 0 },
+            "targetTags": { "maxItems": 0 }
         },
         "not": given("interpreter", json!({ "type": "string" }))
     });
@@ -919,6 +926,11 @@ pub fn document() -> Value {
         limit.clone(),
         offset.clone(),
     ];
+    let servers_list = [query(
+        "tag",
+        "Only servers with this tag",
+        json!({ "type": "string" }),
+    )];
     let job_id = path_id("job");
     let jobs_list = [
         query("event", "Only jobs of this event", int64()),
@@ -1033,7 +1045,7 @@ pub fn document() -> Value {
                     ok("Lines", json!({ "type": "object", "properties": { "items": { "type": "array", "items": reference("LogLine") }, "status": { "type": "string" } } })))
             },
             "/api/v1/servers": {
-                "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &[], None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),
+                "get": op("listServers", "List servers (credentials are never returned)", Some("viewer"), &servers_list, None, ok("Servers", json!({ "type": "array", "items": reference("Server") }))),
                 "post": with_409(op("createServer", "Add a server", Some("admin"), &[], Some(reference("ServerCreate")), created("Created", reference("Server"))), "A server with this name exists")
             },
             "/api/v1/servers/{id}": {

@@ -276,7 +276,7 @@ both_backends! {
         })).expect(201);
         assert_eq!(db["authKind"], "password");
         let keys: Vec<&str> = db.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(keys.len(), 12, "{keys:?}"); // lastCheck included
+        assert_eq!(keys.len(), 13, "{keys:?}"); // lastCheck and tags included
         assert_eq!(db["cacheDir"], ".cache/cronium", "the default, shown as in effect");
 
         let id = &db["id"];
@@ -331,6 +331,58 @@ both_backends! {
         app.delete(&format!("/api/v1/servers/{}", web["id"])).expect(204);
         app.get(&format!("/api/v1/servers/{}", web["id"])).expect_error(404, "not_found", None);
         assert_eq!(app.get("/api/v1/servers").expect(200).as_array().unwrap().len(), 1);
+    }
+
+    fn servers_carry_tags_that_events_target(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        let audit_total = || app.get("/api/v1/audit?limit=1").expect(200)["total"].as_u64().unwrap();
+        let web = app.post("/api/v1/servers", json!({
+            "name": "web-1", "host": "10.0.0.5", "username": "deploy", "privateKey": KEY, "tags": ["web", "eu"],
+        })).expect(201);
+        assert_eq!(web["tags"], json!(["eu", "web"]));
+        app.post("/api/v1/servers", json!({ "name": "db-1", "host": "h", "username": "u", "password": "p" })).expect(201);
+        let names = |query: &str| -> Vec<String> {
+            app.get(&format!("/api/v1/servers{query}")).expect(200).as_array().unwrap()
+                .iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(names(""), ["db-1", "web-1"]);
+        assert_eq!(names("?tag=web"), ["web-1"]);
+        assert!(names("?tag=none").is_empty());
+        app.get("/api/v1/servers?tag=a%20b").expect_error(422, "validation_failed", Some("tags"));
+        app.post("/api/v1/servers", json!({ "name": "x", "host": "h", "username": "u", "password": "p", "tags": ["bad tag"] }))
+            .expect_error(422, "validation_failed", Some("tags"));
+
+        // A PATCH that repeats what is there (the key included) writes nothing.
+        let id = &web["id"];
+        let before = audit_total();
+        let same = app.patch(&format!("/api/v1/servers/{id}"), json!({
+            "host": "10.0.0.5", "username": "deploy", "privateKey": KEY, "tags": ["web", "eu"],
+        })).expect(200);
+        assert_eq!(same, web);
+        assert_eq!(audit_total(), before);
+        let retagged = app.patch(&format!("/api/v1/servers/{id}"), json!({ "tags": ["web"] })).expect(200);
+        assert_eq!(retagged["tags"], json!(["web"]));
+        assert_eq!(audit_total(), before + 1);
+
+        // An event by tag is remote; a tag alone is a target; bad tags name the field.
+        let event = app.create_event(json!({
+            "name": "by-tag", "interpreter": "bash", "content": "uptime\n", "targetTags": ["web", "nobody-yet"],
+        }));
+        assert_eq!(event["runLocation"], "remote");
+        assert_eq!(event["targetTags"], json!(["nobody-yet", "web"]));
+        assert_eq!(event["targetServers"], json!([]));
+        app.post("/api/v1/events", json!({ "name": "bad", "interpreter": "bash", "content": "x\n", "targetTags": ["a b"] }))
+            .expect_error(422, "validation_failed", Some("targetTags"));
+        app.post("/api/v1/events", json!({ "name": "bad", "interpreter": "bash", "content": "x\n", "runLocation": "local", "targetTags": ["web"] }))
+            .expect_error(422, "validation_failed", Some("targetTags"));
+        // Clearing the servers keeps it remote while tags remain; clearing both makes it local.
+        let eid = &event["id"];
+        let kept = app.patch(&format!("/api/v1/events/{eid}"), json!({ "targetServers": [] })).expect(200);
+        assert_eq!(kept["runLocation"], "remote");
+        let local = app.patch(&format!("/api/v1/events/{eid}"), json!({ "targetTags": [] })).expect(200);
+        assert_eq!(local["runLocation"], "local");
+        // A server targeted only by tag may be removed.
+        app.delete(&format!("/api/v1/servers/{id}")).expect(204);
     }
 
     fn a_servers_cache_dir_is_set_shown_reset_and_validated(backend: Backend) {

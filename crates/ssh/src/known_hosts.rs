@@ -154,6 +154,51 @@ impl HostKeyPin {
     }
 }
 
+/// The first line of a `known_hosts` file that holds a key for `host` on
+/// `port`, as it is written (so a hashed entry stays hashed): a plain name,
+/// `[host]:port` for a port other than 22, or a hashed (`|1|salt|hash`)
+/// name, among the line's comma-separated hosts. Comments, marker lines
+/// (`@cert-authority`, `@revoked`) and negated patterns are passed over;
+/// wildcard patterns are not expanded, so only an entry for this host pins it.
+pub fn find_known_host(text: &str, host: &str, port: u16) -> Option<String> {
+    let wanted = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#') && !line.starts_with('@'))
+        .find(|line| {
+            let hosts = line.split_whitespace().next().unwrap_or_default();
+            hosts
+                .split(',')
+                .any(|entry| host_entry_matches(entry, &wanted))
+                && HostKeyPin::parse(line).is_ok()
+        })
+        .map(str::to_string)
+}
+
+fn host_entry_matches(entry: &str, wanted: &str) -> bool {
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    let Some(hashed) = entry.strip_prefix("|1|") else {
+        return entry == wanted;
+    };
+    let Some((salt, hash)) = hashed.split_once('|') else {
+        return false;
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (Ok(salt), Ok(hash)) = (b64.decode(salt), b64.decode(hash)) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&salt) else {
+        return false;
+    };
+    mac.update(wanted.as_bytes());
+    mac.verify_slice(&hash).is_ok()
+}
+
 fn looks_like_key_type(field: &str) -> bool {
     ["ssh-", "ecdsa-sha2-", "sk-"]
         .iter()
@@ -226,6 +271,39 @@ mod tests {
         assert_eq!(key.known_hosts_line("h", 2222), format!("[h]:2222 {KEY}"));
         let by_fingerprint = HostKeyPin::parse(&key.fingerprint()).unwrap();
         assert!(by_fingerprint.matches(&key));
+    }
+
+    #[test]
+    fn known_hosts_files_are_searched_by_name_port_and_hash() {
+        // `ssh-keygen -H` of "hashed.example" and of "[hashed.example]:2222".
+        let hashed = "|1|B+4DJwuebHLk94+b+u4b1Ai+3mY=|DhVlLDJ7bKuQf45Ss6YlY8Aifq0=";
+        let hashed_2222 = "|1|fyOfMn0dPjYdjkDQvzTqjJvLmuc=|gVzxtD3PcTdYruIq21J9WnDefXw=";
+        let file = format!(
+            "# comment\n@revoked plain.example {KEY}\nother.example {KEY}\n\
+             a.example,plain.example {KEY}\n[plain.example]:2222 {KEY} on 2222\n\
+             {hashed} {KEY}\n{hashed_2222} {KEY}\n"
+        );
+        let found = |h: &str, p: u16| find_known_host(&file, h, p);
+        assert_eq!(
+            found("plain.example", 22),
+            Some(format!("a.example,plain.example {KEY}"))
+        );
+        assert_eq!(
+            found("plain.example", 2222),
+            Some(format!("[plain.example]:2222 {KEY} on 2222"))
+        );
+        assert_eq!(found("nowhere.example", 22), None);
+        assert_eq!(found("other.example", 2200), None);
+        assert_eq!(found("hashed.example", 22), Some(format!("{hashed} {KEY}")));
+        assert_eq!(
+            found("hashed.example", 2222),
+            Some(format!("{hashed_2222} {KEY}"))
+        );
+        assert_eq!(found("hashed.example", 2200), None);
+        assert_eq!(
+            HostKeyPin::parse(&found("plain.example", 22).unwrap()).unwrap(),
+            HostKeyPin::parse(KEY).unwrap()
+        );
     }
 
     #[test]

@@ -19,5 +19,5 @@ pub use client::{
     Credentials, DEFAULT_OUTPUT_LIMIT, HostKeyPolicy, Output, Session, Target, Timeouts, connect,
 };
 pub use error::SshError;
-pub use known_hosts::{HostKey, HostKeyPin};
+pub use known_hosts::{HostKey, HostKeyPin, find_known_host};
 pub use process::{Exit, RemoteProcess};

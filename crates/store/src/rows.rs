@@ -227,11 +227,8 @@ where
         .into_iter()
         .map(ServerId)
         .collect();
-    let tags = r
-        .json::<Vec<String>>("tags")?
-        .iter()
-        .map(|t| Tag::new(t).map_err(|e| r.corrupt("tags", e.message)))
-        .collect::<Result<BTreeSet<_>, _>>()?;
+    let tags = tag_set(&r, "tags")?;
+    let target_tags = tag_set(&r, "target_tags")?;
     let spec = EventSpec {
         name: r.parse("name", |t| EventName::new(&t).map_err(field_error))?,
         description: r.text("description")?,
@@ -251,6 +248,7 @@ where
             RunLocation::parse(&t, "runLocation").map_err(field_error)
         })?,
         target_servers,
+        target_tags,
         timeout: Duration::from_secs(timeout),
         retries: u32::try_from(retries).map_err(|_| r.corrupt("retries", "out of range"))?,
         tags,
@@ -526,6 +524,14 @@ where
     })
 }
 
+/// A JSON array of tags (aggregated by `Backend::json_array`), each checked.
+fn tag_set<R: StoreRow>(r: &Reader<'_, R>, column: &str) -> Result<BTreeSet<Tag>, StoreError> {
+    r.json::<Vec<String>>(column)?
+        .iter()
+        .map(|t| Tag::new(t).map_err(|e| r.corrupt(column, e.message)))
+        .collect()
+}
+
 pub(crate) fn server<R>(row: &R) -> Result<Server, StoreError>
 where
     R: StoreRow,
@@ -552,6 +558,7 @@ where
                     .map_err(|e| r.corrupt("cache_dir", e.message))
             })
             .transpose()?,
+        tags: tag_set(&r, "tags")?,
     };
     let last_check = match r.opt_time("last_check_at")? {
         None => None,
@@ -700,6 +707,7 @@ pub(crate) struct EventValues {
     pub retries: i64,
     pub target_servers: Vec<i64>,
     pub tags: Vec<String>,
+    pub target_tags: Vec<String>,
     pub overlap: &'static str,
     pub misfire: &'static str,
     pub start_at: Option<DateTime<Utc>>,
@@ -750,6 +758,11 @@ pub(crate) fn event_values(spec: EventSpec) -> Result<(EventSpec, EventValues), 
         retries: i64::from(spec.retries),
         target_servers: spec.target_servers.iter().map(|s| s.0).collect(),
         tags: spec.tags.iter().map(|t| t.as_str().to_string()).collect(),
+        target_tags: spec
+            .target_tags
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect(),
         overlap: spec.policy.overlap.as_str(),
         misfire: spec.policy.misfire.as_str(),
         start_at: spec.policy.start_at,

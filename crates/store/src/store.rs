@@ -42,7 +42,7 @@ pub struct SqlStore<B> {
 /// An event's columns with its target servers and tags (the table is `e`).
 pub(crate) fn event_columns<B: Backend>() -> String {
     format!(
-        "{}, {} AS target_servers, {} AS tags",
+        "{}, {} AS target_servers, {} AS tags, {} AS target_tags",
         event_columns!(),
         B::json_array(
             "s.server_id",
@@ -50,7 +50,41 @@ pub(crate) fn event_columns<B: Backend>() -> String {
             "event_servers s WHERE s.event_id = e.id"
         ),
         B::json_array("t.tag", "t.tag", "event_tags t WHERE t.event_id = e.id"),
+        B::json_array(
+            "g.tag",
+            "g.tag",
+            "event_target_tags g WHERE g.event_id = e.id"
+        ),
     )
+}
+
+/// `SELECT` of whole servers, with their tags, from `servers`, then `rest`.
+fn server_select<B: Backend>(rest: &str) -> String {
+    format!(
+        "SELECT {}, {} AS tags FROM servers {rest}",
+        server_columns!(),
+        B::json_array(
+            "st.tag",
+            "st.tag",
+            "server_tags st WHERE st.server_id = servers.id"
+        ),
+    )
+}
+
+/// Replaces a server's tags with `spec`'s.
+async fn write_server_tags<C: Conn>(conn: &mut C, id: i64, spec: &ServerSpec) -> Result<()> {
+    sql("DELETE FROM server_tags WHERE server_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    for tag in &spec.tags {
+        sql("INSERT INTO server_tags (server_id, tag) VALUES ($1, $2)")
+            .bind(id)
+            .bind(tag.as_str())
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `SELECT` of whole events from `events e`, then `rest` (a WHERE clause...).
@@ -254,6 +288,10 @@ async fn write_links<C: Conn>(conn: &mut C, id: i64, v: &EventValues) -> Result<
         .bind(id)
         .execute(conn)
         .await?;
+    sql("DELETE FROM event_target_tags WHERE event_id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
     for (position, server) in v.target_servers.iter().enumerate() {
         sql("INSERT INTO event_servers (event_id, server_id, position) VALUES ($1, $2, $3)")
             .bind(id)
@@ -271,6 +309,13 @@ async fn write_links<C: Conn>(conn: &mut C, id: i64, v: &EventValues) -> Result<
     }
     for tag in &v.tags {
         sql("INSERT INTO event_tags (event_id, tag) VALUES ($1, $2)")
+            .bind(id)
+            .bind(tag.as_str())
+            .execute(conn)
+            .await?;
+    }
+    for tag in &v.target_tags {
+        sql("INSERT INTO event_target_tags (event_id, tag) VALUES ($1, $2)")
             .bind(id)
             .bind(tag.as_str())
             .execute(conn)
@@ -323,12 +368,21 @@ async fn fetch_server<B: Backend, C: Conn>(
     id: ServerId,
     lock: Option<Lock>,
 ) -> Result<Option<Server>> {
-    const SELECT: &str = concat!("SELECT ", server_columns!(), " FROM servers WHERE id = $1");
-    let text = match lock {
-        Some(lock) => B::lock(SELECT, lock),
-        None => SELECT.into(),
-    };
-    let row = sql(text).bind(id.0).fetch_optional(conn).await?;
+    // The row is locked on its own: PostgreSQL locks the rows of a query's
+    // own FROM, and the tags are read by a subquery beside it.
+    if let Some(lock) = lock {
+        let locked = sql(B::lock("SELECT id FROM servers WHERE id = $1", lock))
+            .bind(id.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if locked.is_none() {
+            return Ok(None);
+        }
+    }
+    let row = sql(server_select::<B>("WHERE id = $1"))
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?;
     row.as_ref().map(rows::server).transpose()
 }
 
@@ -1174,6 +1228,7 @@ impl<B: Backend> Store for SqlStore<B> {
         .await
         .map_err(|e| server_write_error(e, &spec))?;
         let id = Reader::new(&row, "servers").int("id")?;
+        write_server_tags(&mut tx, id, &spec).await?;
         insert_audit(&mut tx, &rows::audit_entry(audit, Some(id))).await?;
         tx.commit().await?;
         Ok(Server {
@@ -1192,28 +1247,20 @@ impl<B: Backend> Store for SqlStore<B> {
     }
 
     async fn find_server_by_name(&self, name: &str) -> Result<Option<Server>> {
-        let row = sql(concat!(
-            "SELECT ",
-            server_columns!(),
-            " FROM servers WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&mut self.db.pool())
-        .await?;
+        let row = sql(server_select::<B>("WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&mut self.db.pool())
+            .await?;
         row.as_ref().map(rows::server).transpose()
     }
 
     async fn list_servers(&self) -> Result<Vec<Server>> {
-        sql(concat!(
-            "SELECT ",
-            server_columns!(),
-            " FROM servers ORDER BY name"
-        ))
-        .fetch_all(&mut self.db.pool())
-        .await?
-        .iter()
-        .map(rows::server)
-        .collect()
+        sql(server_select::<B>("ORDER BY name"))
+            .fetch_all(&mut self.db.pool())
+            .await?
+            .iter()
+            .map(rows::server)
+            .collect()
     }
 
     async fn update_server(
@@ -1242,6 +1289,7 @@ impl<B: Backend> Store for SqlStore<B> {
         .execute(&mut tx)
         .await
         .map_err(|e| server_write_error(e, &spec))?;
+        write_server_tags(&mut tx, id.0, &spec).await?;
         insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
         tx.commit().await?;
         Ok(Server {

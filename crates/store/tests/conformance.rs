@@ -131,6 +131,7 @@ conformance!(
     servers_have_unique_names_and_cannot_vanish_under_an_event,
     a_servers_cache_dir_round_trips_and_defaults_to_none,
     a_servers_last_check_is_kept_without_changing_the_server,
+    server_tags_round_trip_and_events_target_them,
     every_mutation_is_audited_newest_first,
     timestamps_and_values_round_trip_exactly,
     a_corrupt_row_is_an_error_naming_the_column,
@@ -235,6 +236,7 @@ fn spec(name: &str) -> EventSpec {
         status: EventStatus::Active,
         run_location: RunLocation::Local,
         target_servers: vec![],
+        target_tags: BTreeSet::new(),
         timeout: Duration::from_secs(60),
         retries: 0,
         tags: BTreeSet::new(),
@@ -253,7 +255,12 @@ fn server(name: &str) -> ServerSpec {
         sealed_credentials: vec![7, 7, 7],
         known_host: None,
         cache_dir: None,
+        tags: BTreeSet::new(),
     }
+}
+
+fn tags(names: &[&str]) -> BTreeSet<Tag> {
+    names.iter().map(|t| Tag::new(t).unwrap()).collect()
 }
 
 fn audit(action: &str, target_type: &str) -> AuditEntry {
@@ -1208,6 +1215,140 @@ async fn servers_have_unique_names_and_cannot_vanish_under_an_event(b: Backend) 
         .delete_server(ids[2], &audit("server.delete", "server"))
         .await;
     assert_eq!(field(again.unwrap_err()), "not found:server");
+}
+
+async fn server_tags_round_trip_and_events_target_them(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let now = Utc::now();
+    let web = store
+        .create_server(
+            ServerSpec {
+                tags: tags(&["web", "prod"]),
+                ..server("web-1")
+            },
+            now,
+            &audit("server.create", "server"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(web.spec.tags, tags(&["prod", "web"]));
+    assert_eq!(store.get_server(web.id).await.unwrap(), web);
+    let bare = store
+        .create_server(server("db-1"), now, &audit("server.create", "server"))
+        .await
+        .unwrap();
+    let listed: Vec<(String, BTreeSet<Tag>)> = store
+        .list_servers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.spec.name.to_string(), s.spec.tags))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("db-1".to_string(), BTreeSet::new()),
+            ("web-1".to_string(), tags(&["prod", "web"]))
+        ]
+    );
+
+    // An update replaces the whole set; a refused one keeps the old.
+    let retagged = store
+        .update_server(
+            web.id,
+            &|s| {
+                Ok(ServerSpec {
+                    tags: tags(&["web", "eu"]),
+                    ..s.spec.clone()
+                })
+            },
+            now,
+            &audit("server.update", "server"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(retagged.spec.tags, tags(&["eu", "web"]));
+    let refused = store
+        .update_server(
+            web.id,
+            &|s| {
+                Ok(ServerSpec {
+                    tags: tags(&["x"]),
+                    port: 0,
+                    ..s.spec.clone()
+                })
+            },
+            now,
+            &audit("server.update", "server"),
+        )
+        .await;
+    assert_eq!(field(refused.unwrap_err()), "invalid:port");
+    assert_eq!(
+        store.find_server_by_name("web-1").await.unwrap().unwrap(),
+        retagged
+    );
+
+    // An event may target by tag alone, or by servers and tags together; a
+    // tag no server holds is allowed (it is resolved when a job starts).
+    let by_tag = create(
+        store,
+        owner,
+        EventSpec {
+            run_location: RunLocation::Remote,
+            target_tags: tags(&["web", "nowhere"]),
+            ..spec("by-tag")
+        },
+    )
+    .await;
+    let read = store.get_event(by_tag.id).await.unwrap();
+    assert_eq!(read.spec.target_tags, tags(&["nowhere", "web"]));
+    assert!(read.spec.target_servers.is_empty());
+    let both = create(
+        store,
+        owner,
+        EventSpec {
+            run_location: RunLocation::Remote,
+            target_servers: vec![bare.id],
+            target_tags: tags(&["web"]),
+            ..spec("both")
+        },
+    )
+    .await;
+    assert_eq!(store.get_event(both.id).await.unwrap(), both);
+    assert_eq!(both.spec.target_tags, tags(&["web"]));
+    let (updated, _) = store
+        .update_event(
+            by_tag.id,
+            &|e| {
+                Ok(EventSpec {
+                    target_tags: tags(&["eu"]),
+                    ..e.spec.clone()
+                })
+            },
+            &mut Recorder::default(),
+            now,
+            &audit("event.update", "event"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.spec.target_tags, tags(&["eu"]));
+    assert_eq!(store.get_event(by_tag.id).await.unwrap(), updated);
+
+    // A server targeted only by tag may go; its tags go with it.
+    store
+        .delete_server(web.id, &audit("server.delete", "server"))
+        .await
+        .unwrap();
+    let recreated = store
+        .create_server(server("web-1"), now, &audit("server.create", "server"))
+        .await
+        .unwrap();
+    assert!(recreated.spec.tags.is_empty(), "no tag outlives its server");
+    assert_eq!(
+        store.get_event(both.id).await.unwrap().spec.target_tags,
+        tags(&["web"])
+    );
 }
 
 async fn every_mutation_is_audited_newest_first(b: Backend) {

@@ -1,4 +1,4 @@
-//! Upgrading a database that has data: a store opened on a database left at migration 0006 (notifications) with a channel, an event action, a job with its log and a delivery keeps them all through 0007 (email channels) and 0008 (chains), on SQLite and PostgreSQL.
+//! Upgrading a database that has data: a store opened on a database left at migration 0006 (notifications) with a channel, an event action, a job with its log and a delivery keeps them all through 0007 (email channels), 0008 (chains) and 0011 (server tags), on SQLite and PostgreSQL.
 //!
 //! SQLite's 0007 rebuilds `channels` and its 0008 `event_actions` and
 //! `jobs` (it cannot change a CHECK in place); done with foreign keys on,
@@ -34,6 +34,8 @@ const ROWS_AT_0006: &[&str] = &[
     "INSERT INTO deliveries (id, job_id, action_id, channel_id, status, attempts, \
      next_attempt_at, last_status, last_error, created_at, updated_at) \
      VALUES (9, 1, 5, 7, 'failed', 2, {T}, 500, 'upstream down', {T}, {T})",
+    "INSERT INTO servers (id, name, host, port, username, auth_kind, sealed_credentials, \
+     created_at, updated_at) VALUES (3, 'web-1', '10.0.0.5', 22, 'deploy', 'key', '\\x010203', {T}, {T})",
 ];
 
 fn statements(time: &str, bytes: &str) -> Vec<String> {
@@ -182,6 +184,11 @@ async fn kept(store: &dyn Store) {
         (d.status, d.attempts, d.last_status, d.last_error.as_deref()),
         (DeliveryStatus::Failed, 2, Some(500), Some("upstream down"))
     );
+
+    // A server from before tags (0011) has none.
+    let server = store.get_server(cronium_core::ServerId(3)).await.unwrap();
+    assert_eq!(server.spec.name.as_str(), "web-1");
+    assert!(server.spec.tags.is_empty());
 
     // The foreign keys hold on the rebuilt table.
     let in_use = store.delete_channel(ChannelId(7), &audit()).await;

@@ -50,6 +50,8 @@ pub struct EventFields {
     pub status: Option<String>,
     pub run_location: Option<String>,
     pub target_servers: Option<Vec<i64>>,
+    /// Servers by tag, resolved when each job starts.
+    pub target_tags: Option<Vec<String>>,
     pub timeout: Option<String>,
     pub retries: Option<u32>,
     pub tags: Option<Vec<String>>,
@@ -130,6 +132,7 @@ struct Changes {
     status: Option<EventStatus>,
     run_location: Option<RunLocation>,
     target_servers: Option<Vec<ServerId>>,
+    target_tags: Option<BTreeSet<Tag>>,
     timeout: Option<Duration>,
     retries: Option<u32>,
     tags: Option<BTreeSet<Tag>>,
@@ -259,6 +262,16 @@ impl Changes {
             target_servers: fields
                 .target_servers
                 .map(|ids| ids.into_iter().map(ServerId).collect()),
+            target_tags: fields
+                .target_tags
+                .map(|tags| {
+                    tags.iter()
+                        .map(|t| {
+                            Tag::new(t).map_err(|e| ValidationError::new("targetTags", e.message))
+                        })
+                        .collect::<Result<_, _>>()
+                })
+                .transpose()?,
             timeout: fields
                 .timeout
                 .as_deref()
@@ -318,7 +331,9 @@ impl Changes {
             .name
             .ok_or_else(|| ApiError::invalid("name", "required"))?;
         let target_servers = self.target_servers.unwrap_or_default();
-        let run_location = self.run_location.unwrap_or(if target_servers.is_empty() {
+        let target_tags = self.target_tags.unwrap_or_default();
+        let untargeted = target_servers.is_empty() && target_tags.is_empty();
+        let run_location = self.run_location.unwrap_or(if untargeted {
             RunLocation::Local
         } else {
             RunLocation::Remote
@@ -338,6 +353,7 @@ impl Changes {
             status: self.status.unwrap_or(EventStatus::Active),
             run_location,
             target_servers,
+            target_tags,
             timeout: self.timeout.unwrap_or(DEFAULT_TIMEOUT),
             retries: self.retries.unwrap_or(0),
             tags: self.tags.unwrap_or_default(),
@@ -375,14 +391,19 @@ impl Changes {
         }
         if let Some(servers) = &self.target_servers {
             spec.target_servers = servers.clone();
-            // Giving servers without a location implies where it runs.
-            if self.run_location.is_none() {
-                spec.run_location = if servers.is_empty() {
-                    RunLocation::Local
-                } else {
-                    RunLocation::Remote
-                };
-            }
+        }
+        if let Some(tags) = &self.target_tags {
+            spec.target_tags = tags.clone();
+        }
+        // Giving servers or tags without a location implies where it runs.
+        if (self.target_servers.is_some() || self.target_tags.is_some())
+            && self.run_location.is_none()
+        {
+            spec.run_location = if spec.target_servers.is_empty() && spec.target_tags.is_empty() {
+                RunLocation::Local
+            } else {
+                RunLocation::Remote
+            };
         }
         if let Some(location) = self.run_location {
             spec.run_location = location;
@@ -441,6 +462,7 @@ impl Changes {
             ("status", self.status.is_some()),
             ("runLocation", self.run_location.is_some()),
             ("targetServers", self.target_servers.is_some()),
+            ("targetTags", self.target_tags.is_some()),
             ("timeout", self.timeout.is_some()),
             ("retries", self.retries.is_some()),
             ("tags", self.tags.is_some()),
@@ -537,6 +559,7 @@ pub struct EventView {
     pub status: &'static str,
     pub run_location: &'static str,
     pub target_servers: Vec<i64>,
+    pub target_tags: Vec<String>,
     pub timeout: String,
     pub retries: u32,
     pub tags: Vec<String>,
@@ -582,6 +605,11 @@ impl From<Event> for EventView {
             status: s.status.as_str(),
             run_location: s.run_location.as_str(),
             target_servers: s.target_servers.iter().map(|id| id.0).collect(),
+            target_tags: s
+                .target_tags
+                .iter()
+                .map(|t| t.as_str().to_string())
+                .collect(),
             timeout: format_interval(s.timeout),
             retries: s.retries,
             tags: s.tags.iter().map(|t| t.as_str().to_string()).collect(),

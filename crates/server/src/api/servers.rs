@@ -1,12 +1,13 @@
 //! `/api/v1/servers`: remote hosts. Credentials are write-only: sealed on arrival, never returned.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use cronium_core::{AuthKind, ServerId, ServerName, ServerSpec, ValidationError};
+use cronium_core::{AuthKind, ServerId, ServerName, ServerSpec, Tag, ValidationError};
 use cronium_engine::secrets::Credentials;
 use cronium_engine::servers::open_server;
 use cronium_ssh::{CheckReport, HostKey, HostKeyPin, Timeouts};
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::no_content;
-use crate::error::{ApiError, JsonBody, PathParams};
+use crate::error::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
 use crate::tokens::{Admin, Caller, Viewer};
 
@@ -36,6 +37,8 @@ pub struct ServerFields {
     pub known_host: Option<String>,
     /// The runner cache directory on the host; `""` resets it to the default.
     pub cache_dir: Option<String>,
+    /// Replaces the server's tags.
+    pub tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +57,7 @@ pub struct ServerView {
     /// so what is shown is where the files are; relative to the SSH user's
     /// home unless absolute.
     pub cache_dir: String,
+    pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The newest check's outcome; `null` until the server is first checked.
@@ -94,6 +98,7 @@ impl From<Server> for ServerView {
             known_host: s.spec.known_host,
             host_key_fingerprint,
             cache_dir,
+            tags: s.spec.tags.iter().map(|t| t.as_str().to_string()).collect(),
             created_at: s.created_at,
             updated_at: s.updated_at,
             last_check: s.last_check.map(|c| LastCheckView {
@@ -188,6 +193,16 @@ fn cache_dir(fields: &ServerFields) -> Option<Option<String>> {
     Some((!text.is_empty()).then(|| text.to_string()))
 }
 
+/// `tags` as given: `None` if absent, else the whole new set.
+fn tags(fields: &ServerFields) -> Result<Option<BTreeSet<Tag>>, ApiError> {
+    let Some(tags) = &fields.tags else {
+        return Ok(None);
+    };
+    Ok(Some(
+        tags.iter().map(|t| Tag::new(t)).collect::<Result<_, _>>()?,
+    ))
+}
+
 fn auth_kind(c: &Credentials) -> AuthKind {
     match c {
         Credentials::Key { .. } => AuthKind::Key,
@@ -224,6 +239,7 @@ fn field_names(f: &ServerFields) -> Vec<&'static str> {
         ),
         ("knownHost", f.known_host.is_some()),
         ("cacheDir", f.cache_dir.is_some()),
+        ("tags", f.tags.is_some()),
     ]
     .iter()
     .filter(|(_, g)| *g)
@@ -271,6 +287,7 @@ pub(crate) async fn create_server(
         sealed_credentials: state.sealer.seal_credentials(&credentials),
         known_host,
         cache_dir: cache_dir(fields).flatten(),
+        tags: tags(fields)?.unwrap_or_default(),
     }
     .validate()?;
     let entry = audit(
@@ -285,13 +302,26 @@ pub(crate) async fn create_server(
         .await?)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only servers with this tag.
+    pub tag: Option<String>,
+}
+
 pub async fn list(
     State(state): State<AppState>,
     _caller: Viewer,
+    QueryParams(query): QueryParams<ListQuery>,
 ) -> Result<axum::Json<Vec<ServerView>>, ApiError> {
+    let tag = query.tag.as_deref().map(Tag::new).transpose()?;
     let servers = state.store.list_servers().await?;
     Ok(axum::Json(
-        servers.into_iter().map(ServerView::from).collect(),
+        servers
+            .into_iter()
+            .filter(|s| tag.as_ref().is_none_or(|t| s.spec.tags.contains(t)))
+            .map(ServerView::from)
+            .collect(),
     ))
 }
 
@@ -327,7 +357,8 @@ pub(crate) async fn update_server(
     let name = fields.name.as_deref().map(ServerName::new).transpose()?;
     let known_host = known_host(fields)?;
     let cache_dir = cache_dir(fields);
-    let sealed = credentials(fields)?.map(|c| (auth_kind(&c), state.sealer.seal_credentials(&c)));
+    let tags = tags(fields)?;
+    let given = credentials(fields)?;
     let entry = audit(
         caller,
         "server.update",
@@ -348,9 +379,18 @@ pub(crate) async fn update_server(
         if let Some(username) = &fields.username {
             spec.username = username.clone();
         }
-        if let Some((kind, blob)) = &sealed {
-            spec.auth_kind = *kind;
-            spec.sealed_credentials = blob.clone();
+        if let Some(credentials) = &given {
+            // The same secret again keeps the sealed blob (sealing twice
+            // never gives the same bytes), so a PATCH that repeats what is
+            // there is seen to change nothing.
+            let same = state
+                .sealer
+                .open_credentials(&spec.sealed_credentials)
+                .is_ok_and(|current| current == *credentials);
+            if !same {
+                spec.auth_kind = auth_kind(credentials);
+                spec.sealed_credentials = state.sealer.seal_credentials(credentials);
+            }
         }
         if let Some(known) = &known_host {
             spec.known_host = known.clone();
@@ -358,8 +398,19 @@ pub(crate) async fn update_server(
         if let Some(dir) = &cache_dir {
             spec.cache_dir = dir.clone();
         }
+        if let Some(tags) = &tags {
+            spec.tags = tags.clone();
+        }
         spec.validate()
     };
+    // A change to nothing is not written: no new `updatedAt`, no audit
+    // entry, so re-running an import leaves no trace. (Checked before the
+    // write; should the server change in between, the write below happens
+    // as usual.)
+    let current = state.store.get_server(id).await?;
+    if apply(&current)? == current.spec {
+        return Ok(current);
+    }
     Ok(state
         .store
         .update_server(id, &apply, crate::now(), &entry)

@@ -284,6 +284,10 @@ impl EventPage {
         if !servers.is_empty() {
             facts.push(("Servers", servers.join(", ")));
         }
+        if !s.target_tags.is_empty() {
+            let tags: Vec<&str> = s.target_tags.iter().map(Tag::as_str).collect();
+            facts.push(("Servers tagged", tags.join(", ")));
+        }
         if let Some(max) = s.policy.max_concurrent {
             facts.push(("Max concurrent", max.to_string()));
         }
@@ -633,6 +637,8 @@ pub struct EventForm {
     pub status: String,
     pub run_location: String,
     pub servers: BTreeSet<i64>,
+    /// Server tags, comma separated.
+    pub server_tags: String,
     pub timeout: String,
     pub retries: String,
     pub retry_delay: String,
@@ -698,6 +704,7 @@ impl EventForm {
                 "schedule.at" => &mut form.at,
                 "status" => &mut form.status,
                 "runLocation" => &mut form.run_location,
+                "serverTags" => &mut form.server_tags,
                 "timeout" => &mut form.timeout,
                 "retries" => &mut form.retries,
                 "retryDelay" => &mut form.retry_delay,
@@ -811,6 +818,12 @@ impl EventForm {
             status: s.status.as_str().into(),
             run_location: s.run_location.as_str().into(),
             servers: s.target_servers.iter().map(|id| id.0).collect(),
+            server_tags: s
+                .target_tags
+                .iter()
+                .map(Tag::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
             timeout: format_interval(s.timeout),
             retries: s.retries.to_string(),
             retry_delay: format_interval(s.policy.retry_delay),
@@ -906,16 +919,20 @@ impl EventForm {
                 .transpose()?,
             ..EventFields::default()
         };
-        let tags = |f: &EventForm| -> BTreeSet<String> {
-            f.tags
-                .split(',')
+        let split = |text: &str| -> BTreeSet<String> {
+            text.split(',')
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(str::to_string)
                 .collect()
         };
+        let tags = |f: &EventForm| split(&f.tags);
         if current.is_none_or(|c| tags(c) != tags(self)) {
             fields.tags = Some(tags(self).into_iter().collect());
+        }
+        let server_tags = |f: &EventForm| split(&f.server_tags);
+        if current.is_none_or(|c| server_tags(c) != server_tags(self)) {
+            fields.target_tags = Some(server_tags(self).into_iter().collect());
         }
         if current.is_none_or(|c| c.servers != self.servers) {
             fields.target_servers = Some(self.servers.iter().copied().collect());

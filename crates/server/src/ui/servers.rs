@@ -140,6 +140,7 @@ pub async fn show(
         ("SSH user", spec.username.clone()),
         ("Signs in with", auth_words(spec.auth_kind).into()),
         ("Cache directory", spec.effective_cache_dir().to_string()),
+        ("Tags", tag_text(&spec.tags)),
         ("Added", time(server.created_at)),
         ("Changed", time(server.updated_at)),
     ];
@@ -151,7 +152,7 @@ pub async fn show(
         pin_unreadable: spec.known_host.is_some() && fingerprint.is_none(),
         fingerprint,
         check: CheckSummary::of(&server),
-        events: events_targeting(&state, server.id).await?,
+        events: events_targeting(&state, &server).await?,
     }
     .into_response())
 }
@@ -163,10 +164,11 @@ fn auth_words(kind: AuthKind) -> &'static str {
     }
 }
 
-/// The events whose targets include `server`, by name.
+/// The events whose targets include `server` (by id or by one of its
+/// tags), by name.
 async fn events_targeting(
     state: &AppState,
-    server: ServerId,
+    server: &Server,
 ) -> Result<Vec<(i64, String)>, PageError> {
     let events = state
         .store
@@ -175,7 +177,13 @@ async fn events_targeting(
     Ok(events
         .items
         .into_iter()
-        .filter(|e| e.spec.target_servers.contains(&server))
+        .filter(|e| {
+            e.spec.target_servers.contains(&server.id)
+                || e.spec
+                    .target_tags
+                    .iter()
+                    .any(|t| server.spec.tags.contains(t))
+        })
         .map(|e| (e.id.0, e.spec.name.as_str().to_string()))
         .collect())
 }
@@ -209,6 +217,24 @@ pub struct ServerForm {
     passphrase: String,
     known_host: String,
     cache_dir: String,
+    /// Tags separated by spaces or commas.
+    tags: String,
+}
+
+/// A server's tags as the form shows them: separated by spaces.
+fn tag_text(tags: &std::collections::BTreeSet<cronium_core::Tag>) -> String {
+    tags.iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The tags typed, as the API takes them.
+fn typed_tags(text: &str) -> Vec<String> {
+    text.split([' ', ',', '\t', '\n', '\r'])
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// The inputs of the form, in order: an error on any other field is shown
@@ -223,6 +249,7 @@ const FIELDS: &[&str] = &[
     "passphrase",
     "knownHost",
     "cacheDir",
+    "tags",
 ];
 
 #[derive(Template, WebTemplate)]
@@ -287,6 +314,7 @@ impl ServerForm {
             username: spec.username.clone(),
             known_host: spec.known_host.clone().unwrap_or_default(),
             cache_dir: spec.cache_dir.clone().unwrap_or_default(),
+            tags: tag_text(&spec.tags),
             ..ServerForm::default()
         }
     }
@@ -325,6 +353,7 @@ impl ServerForm {
             username: Some(self.username.trim().to_string()),
             known_host: filled(unix_lines(&self.known_host).trim()),
             cache_dir: filled(self.cache_dir.trim()),
+            tags: Some(typed_tags(&self.tags)),
             ..ServerFields::default()
         };
         self.credentials(&mut fields);
@@ -351,6 +380,8 @@ impl ServerForm {
                 self.cache_dir.trim(),
                 spec.cache_dir.as_deref().unwrap_or(""),
             ),
+            tags: (typed_tags(&self.tags).join(" ") != tag_text(&spec.tags))
+                .then(|| typed_tags(&self.tags)),
             ..ServerFields::default()
         };
         self.credentials(&mut fields);
