@@ -929,7 +929,7 @@ pub fn document() -> Value {
     let servers_list = [query(
         "tag",
         "Only servers with this tag",
-        json!({ "type": "string" }),
+        json!({ "type": "string", "pattern": TAG_PATTERN }),
     )];
     let job_id = path_id("job");
     let jobs_list = [
