@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Server;
+use cronium_exec::testing::smtp_sink::Certs;
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -99,76 +100,14 @@ fn sigint_stops_the_server_cleanly() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// A CA and two server certificates for 127.0.0.1, made with `openssl`.
-fn make_certs(dir: &std::path::Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Test CA",
-    ]);
-    openssl(&ca);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    for name in ["one", "two"] {
-        let (key, csr, pem) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-        );
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
-        openssl(&req);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-    }
+/// A CA and two server certificates for 127.0.0.1, `one` and `two`.
+fn make_certs() -> Certs {
+    let certs = Certs::authority();
+    certs.issue("one");
+    certs.issue("two");
+    certs
 }
 
-/// The certificate (PEM) the server at `port` presents, as `openssl s_client` shows it.
 fn served_pem(port: u16) -> String {
     let out = Command::new("openssl")
         .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
@@ -190,10 +129,10 @@ fn pem_in(path: &std::path::Path) -> String {
 #[test]
 fn serve_over_tls_reloads_its_certificate_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    let certs = make_certs();
     let (cert, key) = (dir.path().join("live.pem"), dir.path().join("live.key"));
-    std::fs::copy(dir.path().join("one.pem"), &cert).unwrap();
-    std::fs::copy(dir.path().join("one.key"), &key).unwrap();
+    std::fs::copy(certs.dir().join("one.pem"), &cert).unwrap();
+    std::fs::copy(certs.dir().join("one.key"), &key).unwrap();
     // From the environment, as a service unit would set it.
     let mut server = Server::spawn(
         &dir.path().join("data"),
@@ -205,7 +144,9 @@ fn serve_over_tls_reloads_its_certificate_on_sighup() {
     );
     server.url = server.url.replace("http://", "https://");
     let ca = ureq::tls::Certificate::from_pem(
-        std::fs::read(dir.path().join("ca.pem")).unwrap().as_slice(),
+        std::fs::read(certs.dir().join("ca.pem"))
+            .unwrap()
+            .as_slice(),
     )
     .unwrap();
     let agent = ureq::Agent::new_with_config(
@@ -241,8 +182,8 @@ fn serve_over_tls_reloads_its_certificate_on_sighup() {
     // SIGHUP reads the files again: the next connection has the new pair.
     // (Written without changing their size or time would go unnoticed
     // until then; the signal does not wait for a change.)
-    std::fs::copy(dir.path().join("two.pem"), &cert).unwrap();
-    std::fs::copy(dir.path().join("two.key"), &key).unwrap();
+    std::fs::copy(certs.dir().join("two.pem"), &cert).unwrap();
+    std::fs::copy(certs.dir().join("two.key"), &key).unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -254,7 +195,7 @@ fn serve_over_tls_reloads_its_certificate_on_sighup() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(served_pem(port), pem_in(&dir.path().join("two.pem")));
+    assert_eq!(served_pem(port), pem_in(&certs.dir().join("two.pem")));
     assert!(
         agent.get(format!("{}/healthz", server.url)).call().is_ok(),
         "still serving"
@@ -268,7 +209,7 @@ fn serve_over_tls_reloads_its_certificate_on_sighup() {
 #[test]
 fn tls_flags_come_in_pairs_and_a_bad_key_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    make_certs(dir.path());
+    let certs = make_certs();
     let serve = |args: &[&std::ffi::OsStr]| {
         Command::new(env!("CARGO_BIN_EXE_cronium"))
             .arg("serve")
@@ -281,8 +222,8 @@ fn tls_flags_come_in_pairs_and_a_bad_key_is_named() {
             .output()
             .unwrap()
     };
-    let cert = dir.path().join("one.pem");
-    let wrong_key = dir.path().join("two.key");
+    let cert = certs.dir().join("one.pem");
+    let wrong_key = certs.dir().join("two.key");
     let out = serve(&["--tls-cert".as_ref(), cert.as_os_str()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -7,10 +7,10 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use common::{Backend, TestApp};
+use cronium_exec::testing::smtp_sink::Certs;
 use cronium_server::tls::TlsFiles;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -18,106 +18,27 @@ use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A test CA and server certificates it signs for `127.0.0.1` and
-/// `localhost`, made with `openssl` in a temp dir (EC P-256, two days).
-struct Pki {
-    dir: tempfile::TempDir,
-}
+/// A test CA and the server certificates it signs (`Certs`, shared with
+/// the SMTP tests), as the server's `TlsFiles`.
+struct Pki(Certs);
 
 impl Pki {
     fn new() -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Cronium Test CA",
-        ]);
-        pki
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install openssl): {e}"));
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        Pki(Certs::authority())
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        self.0.dir().join(name)
     }
 
     fn ca_pem(&self) -> String {
-        std::fs::read_to_string(self.path("ca.pem")).unwrap()
+        self.0.ca_pem()
     }
 
     /// A new key and certificate, `NAME.pem` and `NAME.key`.
     fn server(&self, name: &str) -> TlsFiles {
-        let (pem, key, csr) = (
-            format!("{name}.pem"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-        );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ]);
-        std::fs::write(
-            self.path("server.ext"),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-        TlsFiles {
-            cert: self.path(&pem),
-            key: self.path(&key),
-        }
+        let (cert, key) = self.0.issue(name);
+        TlsFiles { cert, key }
     }
 }
 

@@ -62,37 +62,29 @@ impl ReceivedMail {
     }
 }
 
-/// A CA and a server certificate it signed for `127.0.0.1` and
-/// `localhost`, in a temp dir that lives as long as this.
+/// A test CA and server certificates it signed for `127.0.0.1` and
+/// `localhost`, in a temp dir that lives as long as this (for the SMTP
+/// receiver here, and for other crates' TLS tests).
 pub struct Certs {
     dir: tempfile::TempDir,
 }
 
 impl Certs {
-    /// Makes them with `openssl` (EC P-256 keys, valid two days).
+    /// A CA and one server certificate it signed, with `openssl` (EC
+    /// P-256 keys, valid two days).
     pub fn make() -> Certs {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install openssl): {e}"));
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let certs = Certs::authority();
+        certs.issue("server");
+        certs
+    }
+
+    /// The CA alone; server certificates come from [`Certs::issue`].
+    pub fn authority() -> Certs {
+        let certs = Certs {
+            dir: tempfile::tempdir().expect("temp dir"),
         };
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-        ];
         let mut ca = vec!["req", "-x509"];
-        ca.extend(ec);
+        ca.extend(NEW_EC_KEY);
         ca.extend([
             "-keyout",
             "ca.key",
@@ -103,56 +95,85 @@ impl Certs {
             "-subj",
             "/CN=Cronium Test CA",
         ]);
-        openssl(&ca);
-        let mut csr = vec!["req"];
-        csr.extend(ec);
-        csr.extend([
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ]);
-        openssl(&csr);
+        certs.openssl(&ca);
         std::fs::write(
-            dir.path().join("server.ext"),
+            certs.dir().join("server.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
              keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
         )
         .expect("write server.ext");
-        openssl(&[
+        certs
+    }
+
+    /// A new key and a certificate for `127.0.0.1` and `localhost` signed by
+    /// the CA, as `NAME.pem` and `NAME.key` in [`Certs::dir`]: (cert, key).
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let (pem, key, csr) = (
+            format!("{name}.pem"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+        );
+        let subject = format!("/CN={name}");
+        let mut request = vec!["req"];
+        request.extend(NEW_EC_KEY);
+        request.extend(["-keyout", &key, "-out", &csr, "-subj", &subject]);
+        self.openssl(&request);
+        self.openssl(&[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
             "-out",
-            "server.pem",
+            &pem,
             "-days",
             "2",
             "-extfile",
             "server.ext",
         ]);
-        Certs { dir }
+        (self.dir().join(pem), self.dir().join(key))
+    }
+
+    /// Where the files are.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The CA certificate (PEM) that signed the server's.
     pub fn ca_pem(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("ca.pem")).expect("ca.pem")
+        std::fs::read_to_string(self.dir().join("ca.pem")).expect("ca.pem")
     }
 
     fn server(&self) -> (PathBuf, PathBuf) {
-        (
-            self.dir.path().join("server.pem"),
-            self.dir.path().join("server.key"),
-        )
+        (self.dir().join("server.pem"), self.dir().join("server.key"))
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl (apt-get install openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
+
+/// `openssl req` arguments for a new, unencrypted EC P-256 key.
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
 
 /// How to start a receiver.
 #[derive(Debug, Clone)]
