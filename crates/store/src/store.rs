@@ -96,6 +96,20 @@ pub(crate) fn event_select<B: Backend>(rest: &str) -> Sql {
 }
 
 /// The optional filters of an event listing (`$1` to `$4`, NULL: any).
+/// The admins' ids, their rows locked until the transaction ends: a check
+/// that one admin remains holds until the commit.
+async fn locked_admins<B: Backend, C: Conn>(conn: &mut C) -> Result<Vec<i64>> {
+    sql(B::lock(
+        "SELECT id FROM users WHERE role = 'admin' ORDER BY id",
+        Lock::Update,
+    ))
+    .fetch_all(conn)
+    .await?
+    .iter()
+    .map(|row| Reader::new(row, "users").int("id"))
+    .collect()
+}
+
 fn event_filter<B: Backend>() -> String {
     format!(
         "WHERE ($1 IS NULL OR e.owner_id = $1) \
@@ -582,15 +596,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let mut tx = self.db.begin().await?;
         // Every admin row stays as read until the commit, so two removals
         // of the last two admins cannot both see the other one remaining.
-        let admins: Vec<i64> = sql(B::lock(
-            "SELECT id FROM users WHERE role = 'admin' ORDER BY id",
-            Lock::Update,
-        ))
-        .fetch_all(&mut tx)
-        .await?
-        .iter()
-        .map(|row| Reader::new(row, "users").int("id"))
-        .collect::<Result<_>>()?;
+        let admins = locked_admins::<B, _>(&mut tx).await?;
         let row = sql(concat!(
             "SELECT ",
             user_columns!(),
@@ -632,15 +638,7 @@ impl<B: Backend> Store for SqlStore<B> {
         let mut tx = self.db.begin().await?;
         // Locked as in `remove_user`: two demotions of the last two admins
         // cannot both see the other one remaining.
-        let admins: Vec<i64> = sql(B::lock(
-            "SELECT id FROM users WHERE role = 'admin' ORDER BY id",
-            Lock::Update,
-        ))
-        .fetch_all(&mut tx)
-        .await?
-        .iter()
-        .map(|row| Reader::new(row, "users").int("id"))
-        .collect::<Result<_>>()?;
+        let admins = locked_admins::<B, _>(&mut tx).await?;
         if admins == [user.0] && role != Role::Admin {
             return Err(rows::last_admin());
         }
