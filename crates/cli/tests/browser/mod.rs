@@ -129,6 +129,24 @@ pub async fn text_of(browser: &Client, css: &str) -> String {
     }
 }
 
+/// Waits until the element `css` says `needle` and returns its text: for a
+/// form that answers on the page it was posted from, where the path alone
+/// cannot tell the old page from the new one.
+pub async fn wait_for_text(browser: &Client, css: &str, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let text = text_of(browser, css).await;
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} never said {needle:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the page's path (and query) is `path`.
 pub async fn wait_for_path(browser: &Client, path: &str) {
     let deadline = Instant::now() + PATIENCE;
