@@ -12,11 +12,6 @@
 //! has no network either. The seed and the example count are fixed, so a
 //! run is repeatable and takes about a minute.
 //!
-//! One rule of the server is no JSON Schema: a new event may not name a
-//! variable in both `env` and `secretEnv` (422). The document says so in
-//! words; this seed does not happen on such a pair, another may (seed 3
-//! does), and that one finding is then this limit, not drift.
-
 mod common;
 
 use std::process::Command;

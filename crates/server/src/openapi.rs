@@ -280,7 +280,7 @@ fn schemas() -> Value {
                 "interpreter": { "type": "string", "enum": ["bash", "python", "node"] },
                 "content": { "type": "string", "description": "The script, at most 1 MiB" },
                 "env": env_input.clone(),
-                "secretEnv": { "type": "object", "propertyNames": { "pattern": ENV_KEY_PATTERN }, "additionalProperties": { "type": "string", "pattern": NO_NUL_PATTERN }, "description": "Sealed at rest, never returned, never in a payload; names not also in env", "writeOnly": true },
+                "secretEnv": { "type": "object", "propertyNames": { "pattern": ENV_KEY_PATTERN }, "additionalProperties": { "type": "string", "pattern": NO_NUL_PATTERN }, "description": "Sealed at rest, never returned, never in a payload; a name also in env is a 409", "writeOnly": true },
                 "schedule": reference("Schedule"),
                 "status": { "type": "string", "enum": ["active", "paused", "draft", "archived"], "default": "active" },
                 "runLocation": { "type": "string", "enum": ["local", "remote"], "description": "Default: remote when targetServers or targetTags is non-empty, else local" },
@@ -1012,7 +1012,7 @@ pub fn document() -> Value {
             },
             "/api/v1/events": {
                 "get": op("listEvents", "List events (paginated, filterable)", Some("viewer"), &events_list, None, ok("A page of events", page_of("Event"))),
-                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventCreate")), created("Created", reference("Event"))), "An event with this name exists, or a target server does not (`field` names it)")
+                "post": with_409(op("createEvent", "Create an event; script events get payload v1", Some("editor"), &[], Some(reference("EventCreate")), created("Created", reference("Event"))), "An event with this name exists, a target server does not, or env and secretEnv name the same variable (`field` names it)")
             },
             "/api/v1/events/{id}": {
                 "get": op("getEvent", "One event", Some("viewer"), std::slice::from_ref(&event_id), None, ok("The event", reference("Event"))),

@@ -127,7 +127,7 @@ both_backends! {
             ("duplicate name", with(json!({ "name": "taken" })), 409, "conflict", Some("name")),
             ("bad env name", with(json!({ "env": { "1BAD": "x" } })), 422, "validation_failed", Some("env")),
             ("NUL in env", with(json!({ "env": { "A": "a\u{0}b" } })), 422, "validation_failed", Some("env.A")),
-            ("secret and plain", with(json!({ "env": { "A": "1" }, "secretEnv": { "A": "2" } })), 422, "validation_failed", Some("env.A")),
+            ("secret and plain", with(json!({ "env": { "A": "1" }, "secretEnv": { "A": "2" } })), 409, "conflict", Some("env.A")),
             ("bad status", with(json!({ "status": "running" })), 422, "validation_failed", Some("status")),
             ("bad kind", with(json!({ "kind": "ftp" })), 422, "validation_failed", Some("kind")),
             ("http without a request", with(json!({ "kind": "http" })), 422, "validation_failed", Some("http")),

@@ -360,6 +360,10 @@ impl Changes {
             policy,
             http: self.http.as_ref().map(|h| h.spec(None)),
         };
+        // Well-formed maps that clash: a 409, as PATCH answers a clash
+        // with the stored secrets.
+        spec.env_clash()
+            .map_err(|v| ApiError::conflict(v.field, v.message))?;
         Ok(spec.validate()?)
     }
 
