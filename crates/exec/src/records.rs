@@ -120,8 +120,14 @@ pub(crate) async fn read_records<R: AsyncRead + Unpin>(
                 }
                 break;
             }
-            Kind::Env | Kind::Cancel => {
+            Kind::Env | Kind::Cancel | Kind::Reply => {
                 end.broken = Some(format!("unexpected {kind:?} record from the runner"));
+                break;
+            }
+            // Helper calls are not answered here yet: a script that makes one
+            // fails the run instead of waiting for an answer that never comes.
+            Kind::Call => {
+                end.broken = Some("the runner relayed a helper call, which this server does not answer yet".into());
                 break;
             }
         }
