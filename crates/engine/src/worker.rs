@@ -428,6 +428,7 @@ impl JobRun {
             sha256: checksum.to_string(),
             timeout: event.spec.timeout,
             env,
+            helpers: None,
         })
     }
 

@@ -21,6 +21,7 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 pub mod guard;
+pub mod helpers;
 pub mod http;
 pub mod local;
 mod records;
@@ -31,6 +32,7 @@ pub mod testing;
 pub mod webhook;
 
 pub use guard::{Allow, Guard, Refused};
+pub use helpers::{HelperFuture, HelperHandler, Helpers};
 pub use http::{HttpCall, HttpExecutor, HttpLimits, HttpOutcome};
 pub use local::{ExecutorConfig, ExecutorError, LocalExecutor, Sandbox};
 use remote::{RemoteExecutor, RemoteServer};
@@ -57,6 +59,9 @@ pub struct RunRequest {
     /// Secrets and `CRONIUM_JOB_ID` / `CRONIUM_EXECUTION_ID`: sent only in
     /// the framed `Env` record on the runner's stdin.
     pub env: BTreeMap<String, String>,
+    /// Who answers the script's helper calls; without it every call is
+    /// answered `unavailable`.
+    pub helpers: Option<Helpers>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

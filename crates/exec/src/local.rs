@@ -15,6 +15,7 @@ use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
+use crate::helpers::Relay;
 use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
 use crate::{CANCEL_MARGIN, OutputLine, RunReport, RunRequest, WATCHDOG_MARGIN};
 
@@ -218,8 +219,14 @@ impl LocalExecutor {
         // write fails the runner is already gone, and its stream says why.
         let _ = control.write_all(&env_record).await;
 
+        let (mut relay, mut replies) = Relay::new(request.helpers.clone(), None);
         // Sandboxed, the announced pid belongs to another PID namespace.
-        let reading = read_records(stdout, &output, self.bwrap.is_none().then_some(&pgid));
+        let reading = read_records(
+            stdout,
+            &output,
+            self.bwrap.is_none().then_some(&pgid),
+            &mut relay,
+        );
         tokio::pin!(reading);
         let watchdog = request
             .timeout
@@ -232,6 +239,10 @@ impl LocalExecutor {
         let end = loop {
             tokio::select! {
                 end = &mut reading => break end,
+                Some(reply) = replies.recv() => {
+                    // A runner that stopped reading is gone; its stream says so.
+                    let _ = control.write_all(&reply).await;
+                }
                 () = cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
                     let _ = control.write_all(&frame(Kind::Cancel, &[])).await;

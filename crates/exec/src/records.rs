@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::mpsc::Sender;
 
+use crate::helpers::Relay;
 use crate::{MAX_LINE, OutputLine, RunReport, Stream};
 
 /// One framed record, as bytes to send.
@@ -50,11 +51,13 @@ struct EventRecord {
 /// script's output on as lines.
 ///
 /// `pgid` receives the script's process group from `started`, when the
-/// caller can use it (a local, unsandboxed runner).
+/// caller can use it (a local, unsandboxed runner). Helper calls go to
+/// `relay`, whose replies the caller writes to the runner's stdin.
 pub(crate) async fn read_records<R: AsyncRead + Unpin>(
     stdout: R,
     output: &Sender<OutputLine>,
     pgid: Option<&AtomicI32>,
+    relay: &mut Relay,
 ) -> StreamEnd {
     let mut reader = BufReader::with_capacity(MAX_CHUNK + 5, stdout);
     let mut payload = Vec::new();
@@ -124,12 +127,7 @@ pub(crate) async fn read_records<R: AsyncRead + Unpin>(
                 end.broken = Some(format!("unexpected {kind:?} record from the runner"));
                 break;
             }
-            // Helper calls are not answered here yet: a script that makes one
-            // fails the run instead of waiting for an answer that never comes.
-            Kind::Call => {
-                end.broken = Some("the runner relayed a helper call, which this server does not answer yet".into());
-                break;
-            }
+            Kind::Call => relay.call(&payload),
         }
     }
     stdout_lines.finish(output).await;

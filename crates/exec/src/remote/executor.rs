@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::RemoteServer;
 use super::artifacts::{Artifact, RunnerArtifacts};
 use super::pool::{Connection, Lease, Pool};
+use crate::helpers::Relay;
 use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
 use crate::{CANCEL_MARGIN, Execution, OutputLine, Phase, RunReport, RunRequest, WATCHDOG_MARGIN};
 
@@ -185,6 +186,7 @@ impl RemoteExecutor {
             }
         };
         let mut run = Run {
+            server_name: server.name.as_str(),
             lease: &lease,
             connection: &connection,
             artifacts: &self.artifacts,
@@ -223,6 +225,8 @@ enum Need {
 
 /// One execution in progress.
 struct Run<'a> {
+    /// Who helper calls from this run come from.
+    server_name: &'a str,
     lease: &'a Lease,
     connection: &'a Arc<Connection>,
     artifacts: &'a RunnerArtifacts,
@@ -517,11 +521,17 @@ impl Run<'_> {
         let mut forced = None;
         let end = {
             let stream = (&first[..]).chain(&mut process.stdout);
-            let reading = read_records(stream, output, None);
+            let (mut relay, mut replies) =
+                Relay::new(request.helpers.clone(), Some(self.server_name));
+            let reading = read_records(stream, output, None, &mut relay);
             tokio::pin!(reading);
             loop {
                 tokio::select! {
                     end = &mut reading => break end,
+                    Some(reply) = replies.recv() => {
+                        let _ = control.write_all(&reply).await;
+                        let _ = control.flush().await;
+                    }
                     () = cancel.cancelled(), if !cancel_sent => {
                         cancel_sent = true;
                         let _ = control.write_all(&frame(Kind::Cancel, &[])).await;
