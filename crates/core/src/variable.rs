@@ -92,7 +92,8 @@ pub enum Expect {
     /// The variable must not exist.
     Absent,
     /// The variable must exist and hold exactly this value (JSON equality:
-    /// object key order and number spelling do not matter).
+    /// object key order and white space do not matter; `1` and `1.0` are
+    /// different numbers).
     Value(serde_json::Value),
 }
 
