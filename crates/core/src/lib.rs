@@ -80,6 +80,7 @@ pub mod notify;
 pub mod schedule;
 pub mod server;
 pub mod user;
+pub mod variable;
 
 pub use event::{
     EventKind, EventName, EventSpec, EventStatus, RunLocation, SealedSecrets, Tag,
@@ -98,6 +99,10 @@ pub use server::{
 };
 pub use user::{
     PASSWORD_MIN_CHARS, Password, PasswordHash, Role, SessionHash, TokenHash, UserName,
+};
+pub use variable::{
+    Expect, MAX_HELPER_CALLS, MAX_OUTPUT_BYTES, MAX_VARIABLE_BYTES, Variable, VariableKey,
+    check_json_size,
 };
 
 /// A value that breaks a rule, with the (camelCase, API-facing) field at fault.

@@ -106,6 +106,8 @@ pub enum Purpose {
     ChannelUrl,
     /// An email channel's SMTP relay password (as text).
     ChannelSmtpPassword,
+    /// A secret variable's value (compact JSON).
+    VariableValue,
 }
 
 impl Purpose {
@@ -117,6 +119,7 @@ impl Purpose {
             Purpose::ChannelSecret => "channel-secret",
             Purpose::ChannelUrl => "channel-url",
             Purpose::ChannelSmtpPassword => "channel-smtp-password",
+            Purpose::VariableValue => "variable-value",
         }
     }
 
@@ -315,6 +318,19 @@ impl Sealer {
     }
 }
 
+/// Secret variables: the store calls this inside the write's transaction,
+/// once it knows the variable is secret (see `cronium_store::VariableSealer`).
+impl cronium_store::VariableSealer for Sealer {
+    fn seal(&self, value: &serde_json::Value) -> Vec<u8> {
+        Sealer::seal(self, Purpose::VariableValue, value.to_string().as_bytes())
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<serde_json::Value, String> {
+        let json = Sealer::open(self, Purpose::VariableValue, sealed).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&json).map_err(|e| SealError::Content(e.to_string()).to_string())
+    }
+}
+
 impl fmt::Debug for Sealer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Sealer(..)")
@@ -363,6 +379,19 @@ mod tests {
             s.seal(Purpose::EventSecretEnv, b"same"),
             s.seal(Purpose::EventSecretEnv, b"same")
         );
+    }
+
+    #[test]
+    fn variable_values_round_trip_sealed_for_their_purpose_only() {
+        use cronium_store::VariableSealer;
+        let s = sealer();
+        let value = serde_json::json!({"token": "hunter2", "n": [1, 2]});
+        let sealed = VariableSealer::seal(&s, &value);
+        assert!(!String::from_utf8_lossy(&sealed).contains("hunter2"));
+        assert_eq!(VariableSealer::open(&s, &sealed), Ok(value));
+        // A blob sealed for another column does not open as a variable.
+        let other = s.seal(Purpose::ChannelSecret, b"\"hunter2\"");
+        assert!(VariableSealer::open(&s, &other).is_err());
     }
 
     #[test]

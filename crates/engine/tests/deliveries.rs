@@ -1082,6 +1082,8 @@ fn fleet_job() -> (Job, Event) {
             ],
             "http": { "status": 502, "bodyTruncated": false },
         }),
+        output: None,
+        condition: false,
         created_at: t0(),
         updated_at: t0() + secs(9),
     };

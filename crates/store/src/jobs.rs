@@ -204,9 +204,20 @@ pub(crate) fn lease_until(
 
 /// Refuses a report from a worker that no longer holds the job.
 pub(crate) fn check_fence(fence: &Fence, job: &Job) -> Result<(), StoreError> {
-    let holds = job.status == JobStatus::Running
-        && job.lease_owner.as_deref() == Some(fence.owner.as_str())
-        && job.attempt == fence.attempt;
+    check_fence_of(fence, job.status, job.lease_owner.as_deref(), job.attempt)
+}
+
+/// [`check_fence`] on the three columns that decide it, for a statement
+/// that reads them beside something else.
+pub(crate) fn check_fence_of(
+    fence: &Fence,
+    status: JobStatus,
+    lease_owner: Option<&str>,
+    attempt: u32,
+) -> Result<(), StoreError> {
+    let holds = status == JobStatus::Running
+        && lease_owner == Some(fence.owner.as_str())
+        && attempt == fence.attempt;
     if holds {
         Ok(())
     } else {
@@ -387,6 +398,8 @@ mod tests {
             exit_code: None,
             error: None,
             metadata: json!({ "payloadPath": "p", "signal": null }),
+            output: None,
+            condition: false,
             created_at: t,
             updated_at: t,
         }

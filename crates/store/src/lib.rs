@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus,
     JobId, JobStatus, PasswordHash, Role, ServerId, ServerSpec, SessionHash, Tag, TokenHash,
-    TokenId, Trigger, UserId, UserName, ValidationError,
+    TokenId, Trigger, UserId, UserName, ValidationError, Variable, VariableKey,
 };
 
 #[macro_use]
@@ -256,6 +256,8 @@ pub enum Actor {
     Token(TokenId),
     /// A user signed in to the web UI.
     User(UserId),
+    /// A job's script, through a runtime helper (e.g. `cronium var set`).
+    Job(JobId),
 }
 
 impl std::fmt::Display for Actor {
@@ -263,6 +265,7 @@ impl std::fmt::Display for Actor {
         match self {
             Actor::Token(id) => write!(f, "token {}", id.0),
             Actor::User(id) => write!(f, "user {}", id.0),
+            Actor::Job(id) => write!(f, "job {}", id.0),
         }
     }
 }
@@ -391,6 +394,12 @@ pub struct Job {
     /// queued), the manual run's `input`, and what the runner reported
     /// (`signal`, `durationMs`).
     pub metadata: serde_json::Value,
+    /// This attempt's output, set by its script ([`Store::attempt_set_output`]);
+    /// the claim of the next attempt clears it.
+    pub output: Option<serde_json::Value>,
+    /// This attempt's condition, false unless its script set it
+    /// ([`Store::attempt_set_condition`]); cleared like `output`.
+    pub condition: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -635,6 +644,61 @@ pub enum SendResult {
         status: Option<u16>,
         error: String,
     },
+}
+
+/// A variable's value as stored: in clear, or sealed (a secret variable).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoredValue {
+    Plain(serde_json::Value),
+    /// Sealed by a [`VariableSealer`]; the store cannot read it.
+    Sealed(Vec<u8>),
+}
+
+/// A variable with its stored value, for a caller that may open it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVariable {
+    /// The variable; its `value` is `None` when it is secret.
+    pub variable: Variable,
+    pub stored: StoredValue,
+}
+
+impl StoredVariable {
+    /// The value in clear, opening a sealed one with `sealer`.
+    pub fn open(&self, sealer: &dyn VariableSealer) -> Result<serde_json::Value> {
+        match &self.stored {
+            StoredValue::Plain(value) => Ok(value.clone()),
+            StoredValue::Sealed(sealed) => sealer.open(sealed).map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot open secret variable {}: {e}",
+                    self.variable.key
+                ))
+            }),
+        }
+    }
+}
+
+/// Seals and opens secret variable values for the store, which holds no
+/// key: the server passes its sealer in, and the store calls it inside the
+/// write's transaction, so whether a value is sealed follows the variable's
+/// secrecy as it is at that moment (a write that keeps the secrecy of a
+/// variable made secret meanwhile is still sealed), and a compare-and-set
+/// on a secret variable compares opened values.
+pub trait VariableSealer: Send + Sync {
+    fn seal(&self, value: &serde_json::Value) -> Vec<u8>;
+    fn open(&self, sealed: &[u8]) -> std::result::Result<serde_json::Value, String>;
+}
+
+/// A write of a variable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariableWrite {
+    /// In clear; sealed with the caller's sealer if the variable is secret.
+    /// At most [`cronium_core::MAX_VARIABLE_BYTES`] as compact JSON.
+    pub value: serde_json::Value,
+    /// `None` keeps the variable's secrecy (a new variable is not secret).
+    pub secret: Option<bool>,
+    /// Compare-and-set: refused with `Conflict { field: "expect" }` when the
+    /// current value does not meet it.
+    pub expect: cronium_core::Expect,
 }
 
 #[async_trait]
@@ -943,6 +1007,76 @@ pub trait Store: Send + Sync {
     /// job's attempt started more than its threshold before `now`, once per
     /// job and action; returns how many it recorded.
     async fn enqueue_overdue(&self, now: DateTime<Utc>) -> Result<usize>;
+
+    // --- variables ------------------------------------------------------------------
+
+    /// An owner's variables by key; secret ones without their value.
+    async fn list_variables(&self, owner: UserId) -> Result<Vec<Variable>>;
+    /// One variable with its stored value; `None` if there is none.
+    async fn get_variable(
+        &self,
+        owner: UserId,
+        key: &VariableKey,
+    ) -> Result<Option<StoredVariable>>;
+    /// Creates or replaces a variable (its version raised by one, from 1),
+    /// under the write's expectation, with `audit` written in the same
+    /// transaction (its `target_id` filled with the variable's id). A value
+    /// over the size limit is `Invalid` on `value`; an unmet expectation is
+    /// `Conflict { field: "expect" }`. A new variable has version 1.
+    async fn set_variable(
+        &self,
+        owner: UserId,
+        key: &VariableKey,
+        write: VariableWrite,
+        sealer: &dyn VariableSealer,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Variable>;
+    /// Deletes a variable; `false` if there was none (then nothing is
+    /// audited).
+    async fn delete_variable(
+        &self,
+        owner: UserId,
+        key: &VariableKey,
+        audit: &AuditEntry,
+    ) -> Result<bool>;
+
+    // --- what a running attempt's script does (runtime helpers) -------------------
+    //
+    // Each checks, in the transaction that does the work, that the job is
+    // running under `fence` (else `Fenced`); variables are those of the
+    // job's event's owner. Writes of variables are audited with the job as
+    // the actor, the key and never the value.
+
+    /// Sets (or with `None` clears) the attempt's output; over
+    /// [`cronium_core::MAX_OUTPUT_BYTES`] is `Invalid` on `output`.
+    async fn attempt_set_output(
+        &self,
+        fence: &Fence,
+        output: Option<serde_json::Value>,
+    ) -> Result<()>;
+    async fn attempt_set_condition(&self, fence: &Fence, condition: bool) -> Result<()>;
+    async fn attempt_get_variable(
+        &self,
+        fence: &Fence,
+        key: &VariableKey,
+    ) -> Result<Option<StoredVariable>>;
+    /// As [`Store::set_variable`], with `updated_by_job` set to the job.
+    async fn attempt_set_variable(
+        &self,
+        fence: &Fence,
+        key: &VariableKey,
+        write: VariableWrite,
+        sealer: &dyn VariableSealer,
+        now: DateTime<Utc>,
+    ) -> Result<Variable>;
+    /// `false` if there was no such variable.
+    async fn attempt_delete_variable(
+        &self,
+        fence: &Fence,
+        key: &VariableKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 
     // --- audit --------------------------------------------------------------------
 

@@ -15,14 +15,16 @@ use cronium_core::{
     DeliveryId, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
     HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, PasswordHash, Role, RunLocation,
     RunPolicy, Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec,
-    SessionHash, Tag, TokenId, Trigger, UserId, ValidationError, When, validate_cache_dir,
+    SessionHash, Tag, TokenId, Trigger, UserId, ValidationError, Variable, VariableKey, When,
+    validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
     Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Credentials, Delivery,
     DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
-    PayloadRecord, ScheduleState, Server, ServerCheck, Session, StoreError, User,
+    PayloadRecord, ScheduleState, Server, ServerCheck, Session, StoreError, StoredValue,
+    StoredVariable, User,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -362,6 +364,10 @@ where
     if !metadata.is_object() {
         return Err(r.corrupt("metadata", "not a JSON object"));
     }
+    let output = r
+        .opt_text("output")?
+        .map(|text| serde_json::from_str(&text).map_err(|e| r.corrupt("output", e)))
+        .transpose()?;
     Ok(Job {
         id: JobId(id),
         event_id: EventId(r.int("event_id")?),
@@ -386,8 +392,41 @@ where
         exit_code,
         error: r.opt_text("error")?,
         metadata,
+        output,
+        condition: r.boolean("condition")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
+    })
+}
+
+/// A variable, with its stored value (in clear or sealed) beside it.
+pub(crate) fn variable<R>(row: &R) -> Result<StoredVariable, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "variables");
+    r.id("id")?;
+    let secret = r.boolean("secret")?;
+    let stored = if secret {
+        StoredValue::Sealed(r.bytes("sealed")?)
+    } else {
+        StoredValue::Plain(r.json("value_json")?)
+    };
+    Ok(StoredVariable {
+        variable: Variable {
+            owner: UserId(r.int("owner_id")?),
+            key: r.parse("key", |t| VariableKey::new(&t).map_err(field_error))?,
+            value: match &stored {
+                StoredValue::Plain(value) => Some(value.clone()),
+                StoredValue::Sealed(_) => None,
+            },
+            secret,
+            version: r.unsigned("version")?,
+            created_at: r.time("created_at")?,
+            updated_at: r.time("updated_at")?,
+            updated_by_job: r.opt_int("updated_by_job")?.map(JobId),
+        },
+        stored,
     })
 }
 
@@ -676,10 +715,15 @@ where
         id,
         entry: AuditEntry {
             at: r.time("at")?,
-            actor: match (r.opt_int("actor_token_id")?, r.opt_int("actor_user_id")?) {
-                (Some(token), _) => Some(Actor::Token(TokenId(token))),
-                (None, Some(user)) => Some(Actor::User(UserId(user))),
-                (None, None) => None,
+            actor: match (
+                r.opt_int("actor_token_id")?,
+                r.opt_int("actor_user_id")?,
+                r.opt_int("actor_job_id")?,
+            ) {
+                (Some(token), _, _) => Some(Actor::Token(TokenId(token))),
+                (None, Some(user), _) => Some(Actor::User(UserId(user))),
+                (None, None, Some(job)) => Some(Actor::Job(JobId(job))),
+                (None, None, None) => None,
             },
             action: r.text("action")?,
             target_type: r.text("target_type")?,

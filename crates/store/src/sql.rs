@@ -78,7 +78,7 @@ macro_rules! server_columns {
 
 macro_rules! audit_columns {
     () => {
-        "id, at, actor_token_id, actor_user_id, action, target_type, target_id, \
+        "id, at, actor_token_id, actor_user_id, actor_job_id, action, target_type, target_id, \
          CAST(detail AS TEXT) AS detail"
     };
 }
@@ -86,13 +86,13 @@ macro_rules! audit_columns {
 // --- schedules and jobs -------------------------------------------------------
 
 /// A job's columns. `metadata` is JSONB on PostgreSQL and TEXT on SQLite;
-/// the cast reads it as text on both.
+/// the cast reads it as text on both. `output` is TEXT on both.
 macro_rules! job_columns {
     () => {
         "id, event_id, payload_version, \"trigger\", status, attempt, scheduled_at, \
          run_after, lease_owner, lease_expires_at, cancel_requested, started_at, \
-         finished_at, exit_code, error, CAST(metadata AS TEXT) AS metadata, created_at, \
-         updated_at"
+         finished_at, exit_code, error, CAST(metadata AS TEXT) AS metadata, output, \
+         condition, created_at, updated_at"
     };
 }
 
@@ -168,11 +168,20 @@ macro_rules! claimable {
     };
 }
 
-/// Marks a claimed job running (`$1` the job).
+/// Marks a claimed job running (`$1` the job). The attempt starts with no
+/// output and its condition false (a retry does not inherit the last one's).
 macro_rules! claim_update {
     () => {
         "UPDATE jobs SET status = 'running', lease_owner = $2, lease_expires_at = $3, \
-         started_at = $4, updated_at = $4 WHERE id = $1 AND status = 'queued'"
+         started_at = $4, updated_at = $4, output = NULL, condition = FALSE \
+         WHERE id = $1 AND status = 'queued'"
+    };
+}
+
+macro_rules! variable_columns {
+    () => {
+        "id, owner_id, key, value_json, sealed, secret, version, created_at, updated_at, \
+         updated_by_job"
     };
 }
 

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId,
-    PasswordHash, Role, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId,
-    needs_new_payload,
+    PasswordHash, Role, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId, Variable,
+    VariableKey, needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
@@ -26,11 +26,12 @@ use crate::{
     EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
     LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
     PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerCheck, ServerUpdate,
-    Session, SessionUser, Store, StoreError, User,
+    Session, SessionUser, Store, StoreError, StoredVariable, User, VariableSealer, VariableWrite,
 };
 
 pub(crate) mod jobs;
 mod notify;
+mod variables;
 
 /// The store on one backend: [`crate::SqliteStore`] or [`crate::PgStore`].
 /// Cheap to clone: it is a handle on the backend's connection pools.
@@ -122,8 +123,8 @@ fn event_filter<B: Backend>() -> String {
 
 pub(crate) async fn insert_audit<C: Conn>(conn: &mut C, entry: &AuditEntry) -> Result<()> {
     sql(
-        "INSERT INTO audit_log (at, actor_token_id, actor_user_id, action, target_type, \
-         target_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO audit_log (at, actor_token_id, actor_user_id, actor_job_id, action, \
+         target_type, target_id, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(entry.at)
     .bind(match entry.actor {
@@ -132,6 +133,10 @@ pub(crate) async fn insert_audit<C: Conn>(conn: &mut C, entry: &AuditEntry) -> R
     })
     .bind(match entry.actor {
         Some(Actor::User(id)) => Some(id.0),
+        _ => None,
+    })
+    .bind(match entry.actor {
+        Some(Actor::Job(id)) => Some(id.0),
         _ => None,
     })
     .bind(entry.action.as_str())
@@ -1485,6 +1490,79 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn enqueue_overdue(&self, now: DateTime<Utc>) -> Result<usize> {
         notify::enqueue_overdue(self, now).await
+    }
+
+    async fn list_variables(&self, owner: UserId) -> Result<Vec<Variable>> {
+        variables::list_variables(self, owner).await
+    }
+
+    async fn get_variable(
+        &self,
+        owner: UserId,
+        key: &VariableKey,
+    ) -> Result<Option<StoredVariable>> {
+        variables::get_variable(self, owner, key).await
+    }
+
+    async fn set_variable(
+        &self,
+        owner: UserId,
+        key: &VariableKey,
+        write: VariableWrite,
+        sealer: &dyn VariableSealer,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<Variable> {
+        variables::set_variable(self, owner, key, write, sealer, now, audit).await
+    }
+
+    async fn delete_variable(
+        &self,
+        owner: UserId,
+        key: &VariableKey,
+        audit: &AuditEntry,
+    ) -> Result<bool> {
+        variables::delete_variable(self, owner, key, audit).await
+    }
+
+    async fn attempt_set_output(
+        &self,
+        fence: &Fence,
+        output: Option<serde_json::Value>,
+    ) -> Result<()> {
+        variables::attempt_set_output(self, fence, output).await
+    }
+
+    async fn attempt_set_condition(&self, fence: &Fence, condition: bool) -> Result<()> {
+        variables::attempt_set_condition(self, fence, condition).await
+    }
+
+    async fn attempt_get_variable(
+        &self,
+        fence: &Fence,
+        key: &VariableKey,
+    ) -> Result<Option<StoredVariable>> {
+        variables::attempt_get_variable(self, fence, key).await
+    }
+
+    async fn attempt_set_variable(
+        &self,
+        fence: &Fence,
+        key: &VariableKey,
+        write: VariableWrite,
+        sealer: &dyn VariableSealer,
+        now: DateTime<Utc>,
+    ) -> Result<Variable> {
+        variables::attempt_set_variable(self, fence, key, write, sealer, now).await
+    }
+
+    async fn attempt_delete_variable(
+        &self,
+        fence: &Fence,
+        key: &VariableKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        variables::attempt_delete_variable(self, fence, key, now).await
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {

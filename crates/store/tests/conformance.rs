@@ -8,17 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use cronium_core::Expect;
 use cronium_core::{
     AuthKind, EventId, EventName, EventSpec, EventStatus, JobId, JobStatus, MisfirePolicy,
     OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, ServerName,
-    ServerSpec, Tag, TokenHash, Trigger, UserId, ValidationError,
+    ServerSpec, Tag, TokenHash, Trigger, UserId, ValidationError, VariableKey,
 };
 use cronium_payload::{EnvKey, Interpreter};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
     AuditEntry, Claim, Event, EventFilter, EventOrder, Fence, Fire, Job, JobFilter, JobOutcome,
     JobRetention, LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile, PayloadWriter,
-    PgStore, ScheduleState, SqliteStore, Store, StoreError,
+    PgStore, ScheduleState, SqliteStore, Store, StoreError, StoredValue, VariableSealer,
+    VariableWrite,
 };
 use serde_json::json;
 
@@ -174,6 +176,12 @@ conformance!(
     deleting_an_event_removes_its_jobs_logs_and_schedule,
     events_without_a_schedule_state_get_one_when_the_store_opens,
     a_corrupt_job_row_is_an_error_naming_the_column,
+    variables_are_per_owner_versioned_and_audited_by_key_only,
+    secret_variables_are_stored_sealed_and_keep_their_secrecy,
+    compare_and_set_holds_or_conflicts_and_limits_are_refused,
+    concurrent_compare_and_set_increments_lose_nothing,
+    an_attempt_writes_output_condition_and_variables_under_its_fence,
+    a_retry_starts_with_no_output_and_a_false_condition,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -4643,4 +4651,748 @@ async fn a_corrupt_job_row_is_an_error_naming_the_column(b: Backend) {
             "{message}"
         );
     }
+}
+
+// --- variables and what scripts write -----------------------------------------
+
+/// A reversible stand-in for the server's sealer: what it seals is not the
+/// clear text, and it opens only its own blobs.
+struct TestSealer;
+
+impl VariableSealer for TestSealer {
+    fn seal(&self, value: &serde_json::Value) -> Vec<u8> {
+        let mut sealed = b"sealed:".to_vec();
+        sealed.extend(value.to_string().bytes().rev().map(|b| b ^ 0x55));
+        sealed
+    }
+
+    fn open(&self, sealed: &[u8]) -> Result<serde_json::Value, String> {
+        let body = sealed.strip_prefix(b"sealed:").ok_or("not sealed here")?;
+        let clear: Vec<u8> = body.iter().rev().map(|b| b ^ 0x55).collect();
+        serde_json::from_slice(&clear).map_err(|e| e.to_string())
+    }
+}
+
+fn key(text: &str) -> VariableKey {
+    VariableKey::new(text).unwrap()
+}
+
+fn plain(value: serde_json::Value) -> VariableWrite {
+    VariableWrite {
+        value,
+        secret: None,
+        expect: Expect::Any,
+    }
+}
+
+fn var_audit(action: &str, k: &str) -> AuditEntry {
+    AuditEntry {
+        detail: json!({ "key": k }),
+        ..audit(action, "variable")
+    }
+}
+
+async fn set(
+    store: &dyn Store,
+    owner: UserId,
+    k: &str,
+    write: VariableWrite,
+) -> Result<cronium_core::Variable, StoreError> {
+    store
+        .set_variable(
+            owner,
+            &key(k),
+            write,
+            &TestSealer,
+            t(0),
+            &var_audit("variable.set", k),
+        )
+        .await
+}
+
+async fn variables_are_per_owner_versioned_and_audited_by_key_only(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let other = store
+        .create_user(
+            new_user("ops", Role::Editor),
+            t(0),
+            &audit("user.create", "user"),
+        )
+        .await
+        .unwrap()
+        .id;
+
+    let first = set(
+        store,
+        owner,
+        "web-1.last",
+        plain(json!({"n": 1, "ok": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (first.owner, first.key.as_str(), first.version, first.secret),
+        (owner, "web-1.last", 1, false)
+    );
+    assert_eq!(first.value, Some(json!({"ok": true, "n": 1})));
+    assert_eq!((first.created_at, first.updated_at), (t(0), t(0)));
+    assert_eq!(first.updated_by_job, None);
+    let second = set(
+        store,
+        owner,
+        "web-1.last",
+        plain(json!("text with ünïcode")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.version, 2);
+    set(store, owner, "A_counter", plain(json!(0)))
+        .await
+        .unwrap();
+    set(store, owner, "_z", plain(json!(null))).await.unwrap();
+    set(store, other, "web-1.last", plain(json!("theirs")))
+        .await
+        .unwrap();
+
+    // Sorted by key (byte order, the same on both databases), own only.
+    let mine = store.list_variables(owner).await.unwrap();
+    let listed: Vec<(&str, Option<serde_json::Value>, u64)> = mine
+        .iter()
+        .map(|v| (v.key.as_str(), v.value.clone(), v.version))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("A_counter", Some(json!(0)), 1),
+            ("_z", Some(json!(null)), 1),
+            ("web-1.last", Some(json!("text with ünïcode")), 2),
+        ]
+    );
+    let got = store
+        .get_variable(owner, &key("web-1.last"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.variable, second);
+    assert_eq!(got.stored, StoredValue::Plain(json!("text with ünïcode")));
+    assert_eq!(got.open(&TestSealer).unwrap(), json!("text with ünïcode"));
+    let theirs = store.get_variable(other, &key("web-1.last")).await.unwrap();
+    assert_eq!(theirs.unwrap().variable.value, Some(json!("theirs")));
+    assert_eq!(store.get_variable(owner, &key("nope")).await.unwrap(), None);
+
+    assert!(
+        store
+            .delete_variable(owner, &key("_z"), &var_audit("variable.delete", "_z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_variable(owner, &key("_z"), &var_audit("variable.delete", "_z"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_variables(owner).await.unwrap().len(), 2);
+    // A variable made again starts over at version 1.
+    let again = set(store, owner, "_z", plain(json!(1))).await.unwrap();
+    assert_eq!(again.version, 1);
+
+    let log = store.list_audit(all()).await.unwrap();
+    let writes: Vec<(&str, &serde_json::Value)> = log
+        .items
+        .iter()
+        .filter(|r| r.entry.target_type == "variable")
+        .map(|r| (r.entry.action.as_str(), &r.entry.detail))
+        .collect();
+    assert_eq!(writes.len(), 7, "{writes:?}");
+    assert_eq!(writes[0], ("variable.set", &json!({ "key": "_z" })));
+    assert_eq!(writes[1], ("variable.delete", &json!({ "key": "_z" })));
+    assert_eq!(
+        log.items[0].entry.target_id,
+        Some(again_id(&b, owner, "_z").await)
+    );
+
+    // A removed user's variables go with it.
+    store
+        .remove_user(other, &audit("user.remove", "user"))
+        .await
+        .unwrap();
+    let user = store
+        .create_user(
+            new_user("ops", Role::Editor),
+            t(1),
+            &audit("user.create", "user"),
+        )
+        .await
+        .unwrap();
+    assert!(store.list_variables(user.id).await.unwrap().is_empty());
+}
+
+/// The id of a variable's row, read around the trait.
+async fn again_id(b: &Backend, owner: UserId, k: &str) -> i64 {
+    let q = "SELECT id FROM variables WHERE owner_id = $1 AND key = $2";
+    match &b.raw {
+        Raw::Sqlite(s) => {
+            sqlx::query_scalar::<_, i64>(q)
+                .bind(owner.0)
+                .bind(k)
+                .fetch_one(s.pool())
+                .await
+        }
+        Raw::Postgres(s) => {
+            sqlx::query_scalar::<_, i64>(q)
+                .bind(owner.0)
+                .bind(k)
+                .fetch_one(s.pool())
+                .await
+        }
+    }
+    .unwrap()
+}
+
+/// The raw columns of a variable: value_json and sealed.
+async fn stored_columns(b: &Backend, k: &str) -> (Option<String>, Option<Vec<u8>>) {
+    let q = "SELECT value_json, sealed FROM variables WHERE key = $1";
+    match &b.raw {
+        Raw::Sqlite(s) => {
+            sqlx::query_as::<_, (Option<String>, Option<Vec<u8>>)>(q)
+                .bind(k)
+                .fetch_one(s.pool())
+                .await
+        }
+        Raw::Postgres(s) => {
+            sqlx::query_as::<_, (Option<String>, Option<Vec<u8>>)>(q)
+                .bind(k)
+                .fetch_one(s.pool())
+                .await
+        }
+    }
+    .unwrap()
+}
+
+async fn secret_variables_are_stored_sealed_and_keep_their_secrecy(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let written = set(
+        store,
+        owner,
+        "api_token",
+        VariableWrite {
+            secret: Some(true),
+            ..plain(json!("hunter2-very-secret"))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((written.secret, written.value.clone()), (true, None));
+    let (value_json, sealed) = stored_columns(&b, "api_token").await;
+    assert_eq!(value_json, None);
+    let sealed = sealed.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("hunter2"),
+        "stored in clear"
+    );
+    let got = store
+        .get_variable(owner, &key("api_token"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.variable.value, None);
+    assert_eq!(got.stored, StoredValue::Sealed(sealed));
+    assert_eq!(got.open(&TestSealer).unwrap(), json!("hunter2-very-secret"));
+    let listed = store.list_variables(owner).await.unwrap();
+    assert_eq!((listed[0].secret, listed[0].value.clone()), (true, None));
+
+    // A write that says nothing of secrecy keeps it: still sealed.
+    let kept = set(store, owner, "api_token", plain(json!("rotated")))
+        .await
+        .unwrap();
+    assert!(kept.secret);
+    let (value_json, sealed) = stored_columns(&b, "api_token").await;
+    assert_eq!(value_json, None);
+    assert_eq!(TestSealer.open(&sealed.unwrap()).unwrap(), json!("rotated"));
+    // Saying so makes it plain again, and a new variable is plain.
+    let plain_again = set(
+        store,
+        owner,
+        "api_token",
+        VariableWrite {
+            secret: Some(false),
+            ..plain(json!("public now"))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (plain_again.secret, plain_again.value, plain_again.version),
+        (false, Some(json!("public now")), 3)
+    );
+    assert_eq!(stored_columns(&b, "api_token").await.1, None);
+    assert!(
+        !set(store, owner, "fresh", plain(json!(1)))
+            .await
+            .unwrap()
+            .secret
+    );
+
+    // The audit log names the key, never the value.
+    let log = store.list_audit(all()).await.unwrap();
+    let text = format!("{:?}", log.items);
+    assert!(
+        !text.contains("hunter2") && !text.contains("rotated"),
+        "{text}"
+    );
+}
+
+async fn compare_and_set_holds_or_conflicts_and_limits_are_refused(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let cas = |value, expect| VariableWrite {
+        value,
+        secret: None,
+        expect,
+    };
+    // Absent: only when there is none.
+    assert_eq!(
+        set(store, owner, "n", cas(json!(1), Expect::Absent))
+            .await
+            .unwrap()
+            .version,
+        1
+    );
+    assert_eq!(
+        field(
+            set(store, owner, "n", cas(json!(2), Expect::Absent))
+                .await
+                .unwrap_err()
+        ),
+        "conflict:expect"
+    );
+    // Value: JSON equality, not text equality.
+    set(store, owner, "obj", plain(json!({"a": 1, "b": [1, 2]})))
+        .await
+        .unwrap();
+    let same: serde_json::Value = serde_json::from_str(r#"{ "b": [1,2], "a": 1 }"#).unwrap();
+    let ok = set(store, owner, "obj", cas(json!("next"), Expect::Value(same)))
+        .await
+        .unwrap();
+    assert_eq!(ok.version, 2);
+    assert_eq!(
+        field(
+            set(
+                store,
+                owner,
+                "obj",
+                cas(json!("x"), Expect::Value(json!({"a": 1})))
+            )
+            .await
+            .unwrap_err()
+        ),
+        "conflict:expect"
+    );
+    assert_eq!(
+        field(
+            set(
+                store,
+                owner,
+                "missing",
+                cas(json!("x"), Expect::Value(json!(null)))
+            )
+            .await
+            .unwrap_err()
+        ),
+        "conflict:expect"
+    );
+    // A refused write changed nothing.
+    let obj = store
+        .get_variable(owner, &key("obj"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (obj.variable.version, obj.variable.value),
+        (2, Some(json!("next")))
+    );
+    assert_eq!(
+        store.get_variable(owner, &key("missing")).await.unwrap(),
+        None
+    );
+
+    // A secret variable compares its opened value.
+    set(
+        store,
+        owner,
+        "s",
+        VariableWrite {
+            secret: Some(true),
+            ..plain(json!(41))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        field(
+            set(store, owner, "s", cas(json!(43), Expect::Value(json!(40))))
+                .await
+                .unwrap_err()
+        ),
+        "conflict:expect"
+    );
+    let s = set(store, owner, "s", cas(json!(42), Expect::Value(json!(41))))
+        .await
+        .unwrap();
+    assert_eq!((s.version, s.secret), (2, true));
+
+    // Limits: 64 KiB of compact JSON, counted exactly.
+    let room = cronium_core::MAX_VARIABLE_BYTES - 2; // the quotes
+    set(store, owner, "big", plain(json!("x".repeat(room))))
+        .await
+        .unwrap();
+    assert_eq!(
+        field(
+            set(store, owner, "big", plain(json!("x".repeat(room + 1))))
+                .await
+                .unwrap_err()
+        ),
+        "invalid:value"
+    );
+    let big = store
+        .get_variable(owner, &key("big"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(big.variable.version, 1);
+}
+
+async fn concurrent_compare_and_set_increments_lose_nothing(b: Backend) {
+    let store = b.store.clone();
+    let owner = admin(&*store).await;
+    // Every writer creates the counter if there is none: exactly one wins.
+    let creators: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                set(
+                    &*store,
+                    owner,
+                    "counter",
+                    VariableWrite {
+                        value: json!(0),
+                        secret: None,
+                        expect: Expect::Absent,
+                    },
+                )
+                .await
+                .is_ok()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for c in creators {
+        created += usize::from(c.await.unwrap());
+    }
+    assert_eq!(created, 1);
+
+    // Then 8 writers add 5 each by read-compare-write.
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut conflicts = 0;
+                for _ in 0..5 {
+                    loop {
+                        let current = store
+                            .get_variable(owner, &key("counter"))
+                            .await
+                            .unwrap()
+                            .unwrap()
+                            .variable
+                            .value
+                            .unwrap();
+                        let next = json!(current.as_i64().unwrap() + 1);
+                        let write = VariableWrite {
+                            value: next,
+                            secret: None,
+                            expect: Expect::Value(current),
+                        };
+                        match set(&*store, owner, "counter", write).await {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => conflicts += 1,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let counter = store
+        .get_variable(owner, &key("counter"))
+        .await
+        .unwrap()
+        .unwrap()
+        .variable;
+    assert_eq!((counter.value, counter.version), (Some(json!(40)), 41));
+}
+
+async fn an_attempt_writes_output_condition_and_variables_under_its_fence(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        EventSpec {
+            retries: 1,
+            ..spec("helpers")
+        },
+        t(0),
+    )
+    .await;
+    let owner = event.owner;
+    let job = run(store, event.id, t(0)).await;
+    assert_eq!((job.output.clone(), job.condition), (None, false));
+    let held = claim(store, "node-a", t(1)).await.unwrap();
+    let fence = &held.fence;
+
+    store
+        .attempt_set_output(fence, Some(json!({"rows": 3, "name": "ü"})))
+        .await
+        .unwrap();
+    store.attempt_set_condition(fence, true).await.unwrap();
+    let now = store.get_job(job.id).await.unwrap();
+    assert_eq!(
+        (now.output.clone(), now.condition),
+        (Some(json!({"rows": 3, "name": "ü"})), true)
+    );
+    // A later output replaces the earlier one; an over-limit one is refused.
+    store
+        .attempt_set_output(fence, Some(json!([1])))
+        .await
+        .unwrap();
+    let huge = json!("x".repeat(cronium_core::MAX_OUTPUT_BYTES));
+    assert_eq!(
+        field(
+            store
+                .attempt_set_output(fence, Some(huge))
+                .await
+                .unwrap_err()
+        ),
+        "invalid:output"
+    );
+    assert_eq!(
+        store.get_job(job.id).await.unwrap().output,
+        Some(json!([1]))
+    );
+
+    // Variables are the event owner's, written by the job.
+    let written = store
+        .attempt_set_variable(fence, &key("seen"), plain(json!(1)), &TestSealer, t(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (written.owner, written.updated_by_job, written.version),
+        (owner, Some(job.id), 1)
+    );
+    let by_api = store
+        .get_variable(owner, &key("seen"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_api.variable, written);
+    store
+        .attempt_set_variable(
+            fence,
+            &key("pw"),
+            VariableWrite {
+                secret: Some(true),
+                ..plain(json!("s3cr3t-value"))
+            },
+            &TestSealer,
+            t(2),
+        )
+        .await
+        .unwrap();
+    let read = store
+        .attempt_get_variable(fence, &key("pw"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.variable.secret);
+    assert_eq!(read.open(&TestSealer).unwrap(), json!("s3cr3t-value"));
+    assert_eq!(
+        store
+            .attempt_get_variable(fence, &key("seen"))
+            .await
+            .unwrap()
+            .unwrap()
+            .stored,
+        StoredValue::Plain(json!(1))
+    );
+    assert_eq!(
+        store
+            .attempt_get_variable(fence, &key("none"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        field(
+            store
+                .attempt_set_variable(
+                    fence,
+                    &key("seen"),
+                    VariableWrite {
+                        expect: Expect::Absent,
+                        ..plain(json!(2))
+                    },
+                    &TestSealer,
+                    t(2),
+                )
+                .await
+                .unwrap_err()
+        ),
+        "conflict:expect"
+    );
+    assert!(
+        store
+            .attempt_delete_variable(fence, &key("seen"), t(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .attempt_delete_variable(fence, &key("seen"), t(3))
+            .await
+            .unwrap()
+    );
+
+    // Audited with the job as the actor, the key and never the value.
+    let log = store.list_audit(all()).await.unwrap();
+    let by_job: Vec<(&str, &serde_json::Value)> = log
+        .items
+        .iter()
+        .filter(|r| r.entry.actor == Some(cronium_store::Actor::Job(job.id)))
+        .map(|r| (r.entry.action.as_str(), &r.entry.detail))
+        .collect();
+    assert_eq!(
+        by_job,
+        [
+            (
+                "variable.delete",
+                &json!({"key": "seen", "owner": owner.0, "secret": false})
+            ),
+            (
+                "variable.set",
+                &json!({"key": "pw", "owner": owner.0, "secret": true})
+            ),
+            (
+                "variable.set",
+                &json!({"key": "seen", "owner": owner.0, "secret": false})
+            ),
+        ]
+    );
+    assert!(!format!("{:?}", log.items).contains("s3cr3t"));
+
+    // Once the lease is recovered, the old attempt is refused everything
+    // and changes nothing.
+    store.recover_expired_leases(t(40), t(50)).await.unwrap();
+    let fenced = |e: StoreError| field(e) == "fenced";
+    assert!(fenced(
+        store
+            .attempt_set_output(fence, Some(json!(9)))
+            .await
+            .unwrap_err()
+    ));
+    assert!(fenced(
+        store.attempt_set_condition(fence, false).await.unwrap_err()
+    ));
+    assert!(fenced(
+        store
+            .attempt_get_variable(fence, &key("pw"))
+            .await
+            .unwrap_err()
+    ));
+    assert!(fenced(
+        store
+            .attempt_set_variable(fence, &key("late"), plain(json!(1)), &TestSealer, t(41))
+            .await
+            .unwrap_err()
+    ));
+    assert!(fenced(
+        store
+            .attempt_delete_variable(fence, &key("pw"), t(41))
+            .await
+            .unwrap_err()
+    ));
+    assert_eq!(store.get_variable(owner, &key("late")).await.unwrap(), None);
+    assert!(
+        store
+            .get_variable(owner, &key("pw"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let gone = Fence {
+        job: JobId(9999),
+        ..fence.clone()
+    };
+    assert_eq!(
+        field(store.attempt_set_condition(&gone, true).await.unwrap_err()),
+        "not found:job"
+    );
+    assert_eq!(
+        field(
+            store
+                .attempt_get_variable(&gone, &key("pw"))
+                .await
+                .unwrap_err()
+        ),
+        "not found:job"
+    );
+}
+
+async fn a_retry_starts_with_no_output_and_a_false_condition(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        EventSpec {
+            retries: 1,
+            ..spec("twice")
+        },
+        t(0),
+    )
+    .await;
+    let job = run(store, event.id, t(0)).await;
+    let first = claim(store, "node-a", t(1)).await.unwrap();
+    store
+        .attempt_set_output(&first.fence, Some(json!("first")))
+        .await
+        .unwrap();
+    store
+        .attempt_set_condition(&first.fence, true)
+        .await
+        .unwrap();
+    // The failed attempt's result stays on record until the next claim.
+    let queued = finish(store, &first, JobStatus::Failed, t(2)).await;
+    assert_eq!(
+        (queued.status, queued.output.clone(), queued.condition),
+        (JobStatus::Queued, Some(json!("first")), true)
+    );
+    let second = claim(store, "node-a", t(20)).await.unwrap();
+    assert_eq!((second.job.id, second.fence.attempt), (job.id, 2));
+    assert_eq!(
+        (second.job.output.clone(), second.job.condition),
+        (None, false)
+    );
+    store
+        .attempt_set_output(&second.fence, Some(json!("second")))
+        .await
+        .unwrap();
+    let done = finish(store, &second, JobStatus::Succeeded, t(21)).await;
+    assert_eq!(
+        (done.status, done.output, done.condition),
+        (JobStatus::Succeeded, Some(json!("second")), false)
+    );
 }

@@ -247,7 +247,7 @@ pub(super) async fn insert_run<C: Conn>(
     Ok(Some(job))
 }
 
-fn parse_status(text: &str) -> Result<JobStatus> {
+pub(super) fn parse_status(text: &str) -> Result<JobStatus> {
     JobStatus::parse(text, "status").map_err(|e| {
         StoreError::Backend(format!("corrupt row in jobs: column status: {}", e.message))
     })
@@ -302,7 +302,7 @@ pub(super) async fn write_job<C: Conn>(conn: &mut C, job: &Job) -> Result<Job> {
     rows::job(&row)
 }
 
-async fn fetch_job<C: Conn>(conn: &mut C, id: JobId) -> Result<Job> {
+pub(super) async fn fetch_job<C: Conn>(conn: &mut C, id: JobId) -> Result<Job> {
     let row = sql(concat!(job_select!(), "WHERE id = $1"))
         .bind(id.0)
         .fetch_optional(conn)
@@ -312,7 +312,11 @@ async fn fetch_job<C: Conn>(conn: &mut C, id: JobId) -> Result<Job> {
 }
 
 /// A job read in a write transaction, locked as `lock` says until it ends.
-async fn fetch_job_locked<B: Backend, C: Conn>(conn: &mut C, id: JobId, lock: Lock) -> Result<Job> {
+pub(super) async fn fetch_job_locked<B: Backend, C: Conn>(
+    conn: &mut C,
+    id: JobId,
+    lock: Lock,
+) -> Result<Job> {
     let row = sql(B::lock(concat!(job_select!(), "WHERE id = $1"), lock))
         .bind(id.0)
         .fetch_optional(conn)
