@@ -44,16 +44,18 @@ pub enum ActionCommand {
     Add {
         /// The event's name or id
         event: String,
-        /// success, failure (failed, timed out or partial), always, start, or
-        /// duration_exceeded (with --after); start and duration_exceeded
-        /// only notify
+        /// success, failure (failed, timed out or partial), always,
+        /// condition (succeeded and its script set the condition to true),
+        /// start, or duration_exceeded (with --after); start and
+        /// duration_exceeded only notify
         #[arg(long)]
         when: String,
         /// The channel to notify, by name or id
         #[arg(long, value_name = "CHANNEL")]
         notify: Option<String>,
-        /// The event to run, by name or id; its job's context names the job
-        /// that started it (chains stop 10 deep)
+        /// The event to run, by name or id; its input is this run's output,
+        /// and its job's context names the job that started it (chains stop
+        /// 10 deep)
         #[arg(long, value_name = "EVENT")]
         run: Option<String>,
         /// For duration_exceeded: how long a run may take (90s, 15m, 1h30m)
@@ -77,7 +79,7 @@ pub enum ActionCommand {
 pub struct RunArgs {
     /// The event's name or id
     pub event: String,
-    /// JSON handed to the script in CRONIUM_INPUT
+    /// JSON the script reads with `cronium input`
     #[arg(long, value_name = "JSON", value_parser = parse_json)]
     pub input: Option<Value>,
     /// Stream the job's output until it ends, then exit with its status:

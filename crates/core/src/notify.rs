@@ -465,6 +465,8 @@ pub enum When {
     Start,
     /// The job is still running after the action's threshold.
     DurationExceeded,
+    /// The job succeeded and its script set its condition to true.
+    Condition,
 }
 
 str_enum!(When {
@@ -473,18 +475,23 @@ str_enum!(When {
     Always = "always",
     Start = "start",
     DurationExceeded = "duration_exceeded",
+    Condition = "condition",
 });
 
 impl When {
     /// Whether it fires on a job's final result (rather than while it runs).
     pub fn on_end(self) -> bool {
-        matches!(self, When::Success | When::Failure | When::Always)
+        matches!(
+            self,
+            When::Success | When::Failure | When::Always | When::Condition
+        )
     }
 
-    /// Whether a job that ended `status` fires an action of this kind.
-    /// Jobs that never ran (missed, skipped) fire nothing, and neither do
-    /// the kinds that fire while a job runs.
-    pub fn matches(self, status: JobStatus) -> bool {
+    /// Whether a job that ended `status`, its final attempt having set its
+    /// condition to `condition`, fires an action of this kind. Jobs that
+    /// never ran (missed, skipped) fire nothing, and neither do the kinds
+    /// that fire while a job runs.
+    pub fn matches(self, status: JobStatus, condition: bool) -> bool {
         let ran = matches!(
             status,
             JobStatus::Succeeded
@@ -500,6 +507,7 @@ impl When {
                 JobStatus::Failed | JobStatus::TimedOut | JobStatus::Partial
             ),
             When::Always => ran,
+            When::Condition => status == JobStatus::Succeeded && condition,
             When::Start | When::DurationExceeded => false,
         }
     }
@@ -572,7 +580,8 @@ impl ActionSpec {
             return Err(ValidationError::new(
                 "when",
                 format!(
-                    "a run_event action fires on a result (success, failure or always), not on {when}"
+                    "a run_event action fires on a result (success, failure, always or \
+                     condition), not on {when}"
                 ),
             ));
         }
@@ -591,25 +600,36 @@ mod tests {
     #[test]
     fn actions_fire_on_the_endings_they_name_and_never_on_runs_that_did_not_happen() {
         use JobStatus::*;
+        // (when, status, the condition the script set, fires)
         let table = [
-            (When::Success, Succeeded, true),
-            (When::Success, Failed, false),
-            (When::Failure, Failed, true),
-            (When::Failure, TimedOut, true),
-            (When::Failure, Partial, true),
-            (When::Failure, Succeeded, false),
-            (When::Failure, Cancelled, false),
-            (When::Always, Succeeded, true),
-            (When::Always, Cancelled, true),
-            (When::Always, Missed, false),
-            (When::Always, Skipped, false),
-            (When::Always, Queued, false),
-            (When::Always, Running, false),
-            (When::Start, Succeeded, false),
-            (When::DurationExceeded, Failed, false),
+            (When::Success, Succeeded, false, true),
+            (When::Success, Failed, false, false),
+            (When::Failure, Failed, false, true),
+            (When::Failure, TimedOut, false, true),
+            (When::Failure, Partial, false, true),
+            (When::Failure, Succeeded, false, false),
+            (When::Failure, Cancelled, false, false),
+            (When::Always, Succeeded, false, true),
+            (When::Always, Cancelled, false, true),
+            (When::Always, Missed, false, false),
+            (When::Always, Skipped, false, false),
+            (When::Always, Queued, false, false),
+            (When::Always, Running, false, false),
+            (When::Start, Succeeded, false, false),
+            (When::DurationExceeded, Failed, false, false),
+            (When::Condition, Succeeded, true, true),
+            (When::Condition, Succeeded, false, false),
+            // A condition set by a script that then failed decides nothing.
+            (When::Condition, Failed, true, false),
+            (When::Condition, Partial, true, false),
+            (When::Condition, Cancelled, true, false),
         ];
-        for (when, status, fires) in table {
-            assert_eq!(when.matches(status), fires, "{when} on {status}");
+        for (when, status, condition, fires) in table {
+            assert_eq!(
+                when.matches(status, condition),
+                fires,
+                "{when} on {status} with condition {condition}"
+            );
         }
     }
 

@@ -8,6 +8,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 pub mod deliveries;
 pub mod files;
+pub mod helpers;
 pub mod live;
 pub mod payloads;
 mod retry;

@@ -21,8 +21,9 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use cronium_exec::http::HttpCall;
-use cronium_exec::{Attempt, Executors, OutputLine, RunReport, RunRequest, Stream};
+use cronium_exec::{Attempt, Executors, Helpers, OutputLine, RunReport, RunRequest, Stream};
 
+use crate::helpers::AttemptHelpers;
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
 use crate::retry::random_fraction;
@@ -201,7 +202,7 @@ impl JobRun {
                 Ok(call) => self.run_http(&call, &mut log, &fence, cancel).await,
                 Err(reason) => Some((RunReport::failed(reason), Value::Null)),
             },
-            None => match self.request(&job, &event) {
+            None => match self.request(&job, &event, &fence) {
                 Ok(request) if event.spec.run_location == RunLocation::Remote => {
                     self.run_remote(request, &event, &mut log, &fence, cancel)
                         .await
@@ -403,7 +404,12 @@ impl JobRun {
 
     /// What to run: the payload the job pinned, and the environment that
     /// only ever travels on the runner's stdin.
-    fn request(&self, job: &Job, event: &cronium_store::Event) -> Result<RunRequest, String> {
+    fn request(
+        &self,
+        job: &Job,
+        event: &cronium_store::Event,
+        fence: &Fence,
+    ) -> Result<RunRequest, String> {
         let text = |key: &str| job.metadata.get(key).and_then(|v| v.as_str());
         let (Some(payload), Some(checksum)) = (text("payloadPath"), text("checksum")) else {
             return Err("the job has no payload to run".into());
@@ -420,15 +426,18 @@ impl JobRun {
             "CRONIUM_EXECUTION_ID".into(),
             format!("{}-{}", job.id, job.attempt),
         );
-        if let Some(input) = job.metadata.get("input") {
-            env.insert("CRONIUM_INPUT".into(), input.to_string());
-        }
         Ok(RunRequest {
             payload: self.payloads.resolve(payload),
             sha256: checksum.to_string(),
             timeout: event.spec.timeout,
             env,
-            helpers: None,
+            helpers: Some(Helpers::new(AttemptHelpers::new(
+                self.store.clone(),
+                self.sealer.clone(),
+                fence.clone(),
+                job,
+                event.spec.name.as_str(),
+            ))),
         })
     }
 

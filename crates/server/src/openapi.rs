@@ -714,7 +714,7 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
                 "properties": {
                     "id": { "type": "integer" },
                     "eventId": { "type": "integer" },
-                    "when": { "type": "string", "enum": ["success", "failure", "always", "start", "duration_exceeded"] },
+                    "when": { "type": "string", "enum": ["success", "failure", "always", "start", "duration_exceeded", "condition"] },
                     "after": { "type": "string", "description": "duration_exceeded only" },
                     "kind": { "type": "string", "enum": ["notify", "run_event"] },
                     "channel": { "type": "integer", "description": "notify only" },
@@ -754,16 +754,16 @@ fn notify_schemas() -> [(&'static str, Value); 7] {
 /// duration_exceeded only, and required there) or run an event (on a
 /// result only). Unknown channels and events are 409.
 fn action_input_schema() -> Value {
-    let when_desc = "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify.";
+    let when_desc = "success: the job succeeded; failure: failed, timed out or partial; always: any end of a job that ran, cancelled included; condition: the job succeeded and its script set its condition to true (these fire once per job, on its final result); start: its first attempt started; duration_exceeded: an attempt has run longer than `after` (once per job). start and duration_exceeded only notify.";
     let after = json!({ "type": "string", "pattern": "^([1-9][0-9]?[smh]|([1-9]|[12][0-9]|30)d)$", "description": "For duration_exceeded: how long a run may take (90s, 15m, 1h30m; 1s to 30d)" });
     let channel = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The channel to notify" });
-    let target = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The event to run; its job's startedBy names the job that started it" });
+    let target = json!({ "type": "integer", "format": "int64", "minimum": i64::MIN, "maximum": i64::MAX, "description": "The event to run; its input is this run's output, and its job's startedBy names the job that started it" });
     let none = json!({ "type": "null" });
     let schema = json!({
         "description": "`kind` is implied by `channel` (notify) or `targetEvent` (run_event) when absent; a field sent as null is left out",
         "oneOf": [
             { "type": "object", "additionalProperties": false, "required": ["when", "channel"], "properties": {
-                "when": { "type": "string", "enum": ["success", "failure", "always", "start"], "description": when_desc },
+                "when": { "type": "string", "enum": ["success", "failure", "always", "start", "condition"], "description": when_desc },
                 "kind": { "enum": ["notify", null] },
                 "channel": channel,
                 "targetEvent": none,
@@ -775,7 +775,7 @@ fn action_input_schema() -> Value {
                 "targetEvent": none,
                 "after": after } },
             { "type": "object", "additionalProperties": false, "required": ["when", "targetEvent"], "properties": {
-                "when": { "type": "string", "enum": ["success", "failure", "always"] },
+                "when": { "type": "string", "enum": ["success", "failure", "always", "condition"] },
                 "kind": { "enum": ["run_event", null] },
                 "channel": none,
                 "targetEvent": target,
@@ -1028,7 +1028,7 @@ pub fn document() -> Value {
                     ("200", json!({ "description": "The payload", "content": { "application/gzip": { "schema": { "type": "string", "contentEncoding": "binary" } } } })))
             },
             "/api/v1/events/{id}/run": {
-                "post": with_409(op("runEvent", "Run the event now (the overlap policy applies)", Some("editor"), std::slice::from_ref(&event_id), Some(json!({ "type": "object", "properties": { "input": { "description": "Any JSON; the script reads it from CRONIUM_INPUT" } } })), created("Queued", reference("Job"))), "The overlap policy refused the run (recorded as a skipped job), or the event is not runnable")
+                "post": with_409(op("runEvent", "Run the event now (the overlap policy applies)", Some("editor"), std::slice::from_ref(&event_id), Some(json!({ "type": "object", "properties": { "input": { "description": "Any JSON (at most 1 MiB); the script reads it with `cronium input`" } } })), created("Queued", reference("Job"))), "The overlap policy refused the run (recorded as a skipped job), or the event is not runnable")
             },
             "/api/v1/jobs": {
                 "get": op("listJobs", "Jobs, newest first (paginated, filterable)", Some("viewer"), &jobs_list, None, ok("A page of jobs", page_of("Job")))

@@ -365,7 +365,7 @@ both_backends! {
         assert!(message.contains("run_event") && message.contains("notify"), "{message}");
         for (body, field) in [
             (json!({ "channel": ops_id }), "when"),
-            (json!({ "when": "condition", "channel": ops_id }), "when"),
+            (json!({ "when": "whenever", "channel": ops_id }), "when"),
             (json!({ "when": "always" }), "channel"),
             (json!({ "when": "always", "channel": ops_id, "targetEvent": event_id }), "targetEvent"),
             (json!({ "when": "always", "kind": "notify", "targetEvent": event_id }), "targetEvent"),

@@ -36,7 +36,8 @@ pub(crate) struct NewRow {
 pub(crate) struct Run {
     pub trigger: Trigger,
     pub scheduled_at: DateTime<Utc>,
-    /// A manual run's input.
+    /// The run's input: a manual run's, or the output of the run whose
+    /// action started it.
     pub input: Option<serde_json::Value>,
     /// The job whose action started this run.
     pub started_by: Option<StartedBy>,

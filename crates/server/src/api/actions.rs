@@ -85,7 +85,7 @@ impl ActionFields {
         let when = self.when.as_deref().ok_or_else(|| {
             ApiError::invalid(
                 "when",
-                "required (success, failure, always, start or duration_exceeded)",
+                "required (success, failure, always, condition, start or duration_exceeded)",
             )
         })?;
         let after_secs = self

@@ -1041,6 +1041,11 @@ pub(crate) async fn run_now(
     id: EventId,
     input: Option<serde_json::Value>,
 ) -> Result<Job, ApiError> {
+    // The script reads its input through a helper call, whose answer has
+    // the same bound as an output (which becomes the next run's input).
+    if let Some(input) = &input {
+        cronium_core::check_json_size(input, cronium_core::MAX_OUTPUT_BYTES, "input")?;
+    }
     let event = state.store.get_event(id).await?;
     match event.spec.status {
         EventStatus::Active | EventStatus::Paused => {}

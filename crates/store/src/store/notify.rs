@@ -290,7 +290,7 @@ pub(super) async fn fire_end_actions<B: Backend, C: Conn>(
 ) -> Result<Job> {
     let mut chained = Vec::new();
     for action in actions_of(conn, job.event_id).await? {
-        if !action.spec.when.matches(job.status) {
+        if !action.spec.when.matches(job.status, job.condition) {
             continue;
         }
         match action.spec.target {
@@ -350,6 +350,8 @@ async fn start_chained<B: Backend, C: Conn>(
             exit_code: job.exit_code,
             depth,
         }),
+        // Data between events: this run's output is the next one's input.
+        input: job.output.clone(),
         ..Run::new(Trigger::Action, now)
     };
     let started = insert_run(conn, &event, payload.as_ref(), run, now)
