@@ -52,9 +52,10 @@ pub const NO_EXECUTOR: &str = "helpers need a Cronium server (this run has no ex
 const PYTHON_MODULE: &str = include_str!("../helpers/cronium.py");
 const NODE_MODULE: &str = include_str!("../helpers/cronium.js");
 
-/// Stack of a connection thread: enough to parse and drop a value nested as
+/// Stack of the threads that parse helper values (each connection's, and
+/// the stdin reader's): enough to parse, convert and drop a value nested as
 /// deep as serde_json allows (128 levels), in a debug build too.
-const CONNECTION_STACK: usize = 512 * 1024;
+pub const CALL_STACK: usize = 1024 * 1024;
 
 /// Matches replies to the calls waiting for them.
 pub struct Broker {
@@ -271,7 +272,7 @@ impl HelperDir {
                             let broker = broker.clone();
                             let spawned = thread::Builder::new()
                                 .name("helper call".into())
-                                .stack_size(CONNECTION_STACK)
+                                .stack_size(CALL_STACK)
                                 .spawn(move || answer(&stream, &broker));
                             // Out of threads: the dropped stream tells the client.
                             drop(spawned);

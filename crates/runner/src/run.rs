@@ -19,7 +19,7 @@ use cronium_payload::{
 };
 use serde_json::json;
 
-use crate::helper_server::{Broker, HelperDir};
+use crate::helper_server::{self, Broker, HelperDir};
 use crate::output::Output;
 use crate::protocol::{self, Kind, RunResult};
 use crate::supervise::{self, Cancelled, Ev};
@@ -545,7 +545,7 @@ fn read_stdin_env() -> Result<BTreeMap<EnvKey, String>, Failure> {
 fn watch_stdin(tx: Sender<Ev>, broker: Arc<Broker>) -> io::Result<()> {
     thread::Builder::new()
         .name("stdin".into())
-        .stack_size(supervise::THREAD_STACK)
+        .stack_size(helper_server::CALL_STACK)
         .spawn(move || {
             let mut stdin = io::stdin().lock();
             loop {
