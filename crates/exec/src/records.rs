@@ -127,7 +127,10 @@ pub(crate) async fn read_records<R: AsyncRead + Unpin>(
             // Helper calls are not answered here yet: a script that makes one
             // fails the run instead of waiting for an answer that never comes.
             Kind::Call => {
-                end.broken = Some("the runner relayed a helper call, which this server does not answer yet".into());
+                end.broken = Some(
+                    "the runner relayed a helper call, which this server does not answer yet"
+                        .into(),
+                );
                 break;
             }
         }

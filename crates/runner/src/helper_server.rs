@@ -226,7 +226,10 @@ impl HelperDir {
 
     /// The variables that point the script at the helpers, given the value
     /// each would otherwise have.
-    pub fn environment(&self, old: impl Fn(&str) -> Option<OsString>) -> Vec<(&'static str, OsString)> {
+    pub fn environment(
+        &self,
+        old: impl Fn(&str) -> Option<OsString>,
+    ) -> Vec<(&'static str, OsString)> {
         let old = |name: &str| old(name).filter(|v| !v.is_empty());
         let prepend = |name: &str, dir: PathBuf, fallback: Option<&str>| {
             let mut value = dir.into_os_string();
@@ -249,10 +252,20 @@ impl HelperDir {
                 "PATH",
                 // Without a PATH a shell would use its built-in default; keep
                 // one, so that adding ours does not hide the system's commands.
-                prepend("PATH", self.dir.join("bin"), Some("/usr/local/bin:/usr/bin:/bin")),
+                prepend(
+                    "PATH",
+                    self.dir.join("bin"),
+                    Some("/usr/local/bin:/usr/bin:/bin"),
+                ),
             ),
-            ("PYTHONPATH", prepend("PYTHONPATH", self.dir.join("python"), None)),
-            ("NODE_PATH", prepend("NODE_PATH", self.dir.join("node"), None)),
+            (
+                "PYTHONPATH",
+                prepend("PYTHONPATH", self.dir.join("python"), None),
+            ),
+            (
+                "NODE_PATH",
+                prepend("NODE_PATH", self.dir.join("node"), None),
+            ),
             ("NODE_OPTIONS", node_options),
         ]
     }
@@ -327,7 +340,10 @@ fn read_request(stream: &UnixStream) -> Result<HelperOp, HelperOutcome> {
     BufReader::new(stream.take(MAX_REQUEST as u64 + 1))
         .read_until(b'\n', &mut line)
         .map_err(|e| {
-            HelperOutcome::err(HelperError::Invalid, format!("cannot read the request: {e}"))
+            HelperOutcome::err(
+                HelperError::Invalid,
+                format!("cannot read the request: {e}"),
+            )
         })?;
     if line.last() == Some(&b'\n') {
         line.pop();
@@ -337,7 +353,6 @@ fn read_request(stream: &UnixStream) -> Result<HelperOp, HelperOutcome> {
             format!("the request is larger than {MAX_REQUEST} bytes"),
         ));
     }
-    serde_json::from_slice(&line).map_err(|e| {
-        HelperOutcome::err(HelperError::Invalid, format!("malformed request: {e}"))
-    })
+    serde_json::from_slice(&line)
+        .map_err(|e| HelperOutcome::err(HelperError::Invalid, format!("malformed request: {e}")))
 }

@@ -437,7 +437,12 @@ mod tests {
         round_trip(r#"{"id":2,"op":"context"}"#, call(2, HelperOp::Context));
         round_trip(
             r#"{"id":3,"op":"output","value":{"a":[1,"ü",null]}}"#,
-            call(3, HelperOp::Output { value: json!({"a": [1, "ü", null]}) }),
+            call(
+                3,
+                HelperOp::Output {
+                    value: json!({"a": [1, "ü", null]}),
+                },
+            ),
         );
         round_trip(
             r#"{"id":4,"op":"var.get","key":"k"}"#,

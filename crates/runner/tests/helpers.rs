@@ -95,9 +95,10 @@ impl Store {
             }
             HelperOp::VarGet { key } => {
                 check_key(key)?;
-                self.vars.get(key).map(|v| v.value.clone()).ok_or_else(|| {
-                    (HelperError::NotFound, format!("no variable {key}"))
-                })?
+                self.vars
+                    .get(key)
+                    .map(|v| v.value.clone())
+                    .ok_or_else(|| (HelperError::NotFound, format!("no variable {key}")))?
             }
             HelperOp::VarSet {
                 key,
@@ -162,7 +163,10 @@ fn check_key(key: &str) -> Result<(), (HelperError, String)> {
     if first_ok && key.chars().count() <= 128 && key.chars().all(allowed) {
         Ok(())
     } else {
-        Err((HelperError::Invalid, format!("invalid variable key {key:?}")))
+        Err((
+            HelperError::Invalid,
+            format!("invalid variable key {key:?}"),
+        ))
     }
 }
 
@@ -241,7 +245,12 @@ fn parse_reports(stdout: &str) -> Vec<(String, Value)> {
 
 /// Runs the fixture's payload in framed mode and answers its helper calls
 /// from `store`.
-fn execute(fixture: &Fixture, store: Store, answering: Answering, env: &[(&str, &Path)]) -> Session {
+fn execute(
+    fixture: &Fixture,
+    store: Store,
+    answering: Answering,
+    env: &[(&str, &Path)],
+) -> Session {
     let mut cmd = fixture.run(&["--output", "framed"]);
     for (name, value) in env {
         cmd.env(name, value);
@@ -278,7 +287,10 @@ fn serve(cmd: Command, mut store: Store, answering: Answering) -> Session {
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        assert!(Instant::now() < give_up, "the run did not end within {HANG:?}");
+        assert!(
+            Instant::now() < give_up,
+            "the run did not end within {HANG:?}"
+        );
         if let Some((Kind::Call, json)) = &record {
             let call: HelperCall = serde_json::from_slice(json)
                 .unwrap_or_else(|e| panic!("Call record {}: {e}", String::from_utf8_lossy(json)));
@@ -316,7 +328,11 @@ fn serve(cmd: Command, mut store: Store, answering: Answering) -> Session {
     );
     let framed = Framed::decode(&bytes);
     let code = ran.code();
-    assert_eq!(code, framed.result().exit_code, "exit status and Result agree");
+    assert_eq!(
+        code,
+        framed.result().exit_code,
+        "exit status and Result agree"
+    );
     Session {
         framed,
         store,
@@ -363,7 +379,8 @@ fn fixture(lang: Lang, body: &str) -> Fixture {
 
 fn every_operation_script(lang: Lang) -> &'static str {
     match lang {
-        Lang::Bash => r#"
+        Lang::Bash => {
+            r#"
 report input "$(cronium input)"
 report context "$(cronium context)"
 cronium var set greeting '"héllo ✓ 😀"'; report set $?
@@ -379,8 +396,10 @@ cronium var delete existing; report delete_again $?
 cronium var get existing; report missing $?
 cronium condition true; report condition $?
 echo '{"total": 42, "items": ["a", "b"]}' | cronium output -; report output $?
-"#,
-        Lang::Python => r#"
+"#
+        }
+        Lang::Python => {
+            r#"
 report("input", cronium.input())
 report("context", cronium.context())
 report("set", cronium.set_variable("greeting", "héllo ✓ 😀"))
@@ -397,8 +416,10 @@ report("missing", cronium.get_variable("existing", "fallback"))
 report("missing_none", cronium.get_variable("existing"))
 report("condition", cronium.set_condition(True))
 report("output", cronium.output({"total": 42, "items": ["a", "b"]}))
-"#,
-        Lang::Node => r#"
+"#
+        }
+        Lang::Node => {
+            r#"
 report('input', cronium.input());
 report('context', cronium.context());
 report('set', cronium.setVariable('greeting', 'héllo ✓ 😀'));
@@ -415,7 +436,8 @@ report('missing', cronium.getVariable('existing', 'fallback'));
 report('missing_none', cronium.getVariable('existing'));
 report('condition', cronium.setCondition(true));
 report('output', cronium.output({ total: 42, items: ['a', 'b'] }));
-"#,
+"#
+        }
     }
 }
 
@@ -423,7 +445,10 @@ report('output', cronium.output({ total: 42, items: ['a', 'b'] }));
 fn every_operation_works_in_every_language() {
     let input = json!({"name": "ünï", "n": 41, "list": [true, null]});
     for lang in Lang::ALL {
-        let store = Store::new(input.clone(), &[("existing", json!(1)), ("counter", json!(5))]);
+        let store = Store::new(
+            input.clone(),
+            &[("existing", json!(1)), ("counter", json!(5))],
+        );
         let session = execute(
             &fixture(lang, every_operation_script(lang)),
             store,
@@ -438,7 +463,11 @@ fn every_operation_works_in_every_language() {
             // Return values.
             _ => (json!(true), json!(false), json!(false), json!("fallback")),
         };
-        let done = if lang == Lang::Bash { json!(0) } else { Value::Null };
+        let done = if lang == Lang::Bash {
+            json!(0)
+        } else {
+            Value::Null
+        };
         let mut expected = vec![
             ("input", input.clone()),
             ("context", context()),
@@ -494,15 +523,7 @@ fn every_operation_works_in_every_language() {
 }
 
 /// Keys the server refuses, each passed to the script in `KEY_<n>`.
-const REFUSED_KEYS: [&str; 7] = [
-    "a;rm -rf /",
-    "$(id)",
-    "../x",
-    "a\nb",
-    ".hidden",
-    "",
-    "-x",
-];
+const REFUSED_KEYS: [&str; 7] = ["a;rm -rf /", "$(id)", "../x", "a\nb", ".hidden", "", "-x"];
 
 fn refused_keys_script(lang: Lang) -> String {
     let n = REFUSED_KEYS.len();
@@ -546,7 +567,11 @@ fn keys_outside_the_rule_are_refused_as_invalid() {
         for (i, key) in REFUSED_KEYS.iter().enumerate() {
             cmd.env(format!("KEY_{i}"), key);
         }
-        let session = serve(cmd, Store::new(Value::Null, &[("x", json!(1))]), Answering::InOrder);
+        let session = serve(
+            cmd,
+            Store::new(Value::Null, &[("x", json!(1))]),
+            Answering::InOrder,
+        );
         session.assert_succeeded(&format!("{lang:?}"));
 
         let each = match lang {
@@ -556,7 +581,12 @@ fn keys_outside_the_rule_are_refused_as_invalid() {
         let expected: Vec<(String, Value)> = (0..REFUSED_KEYS.len())
             .map(|i| (i.to_string(), each.clone()))
             .collect();
-        assert_eq!(session.reports(), expected, "{lang:?}: {}", session.stderr());
+        assert_eq!(
+            session.reports(),
+            expected,
+            "{lang:?}: {}",
+            session.stderr()
+        );
         assert_eq!(
             session.store.calls,
             3 * REFUSED_KEYS.len(),
@@ -588,12 +618,15 @@ fn write_json_file(fixture: &Fixture, name: &str, value: &Value) -> PathBuf {
 
 fn large_values_script(lang: Lang) -> &'static str {
     match lang {
-        Lang::Bash => r#"
+        Lang::Bash => {
+            r#"
 cronium var set big - < "$VARIABLE_FILE"; report set $?
 cronium var get big > "$GOT_FILE"; report get $?
 cronium output - < "$OUTPUT_FILE"; report output $?
-"#,
-        Lang::Python => r#"
+"#
+        }
+        Lang::Python => {
+            r#"
 value = json.load(open(os.environ["VARIABLE_FILE"], encoding="utf-8"))
 report("set", cronium.set_variable("big", value))
 got = cronium.get_variable("big")
@@ -606,8 +639,10 @@ deep = []
 for _ in range(125):
     deep = [deep]
 report("deep", cronium.set_variable("deep", deep) and cronium.get_variable("deep") == deep)
-"#,
-        Lang::Node => r#"
+"#
+        }
+        Lang::Node => {
+            r#"
 const value = JSON.parse(fs.readFileSync(process.env.VARIABLE_FILE, 'utf8'));
 report('set', cronium.setVariable('big', value));
 const got = cronium.getVariable('big');
@@ -615,7 +650,8 @@ fs.writeFileSync(process.env.GOT_FILE, JSON.stringify(got));
 report('get', JSON.stringify(got) === JSON.stringify(value));
 cronium.output(JSON.parse(fs.readFileSync(process.env.OUTPUT_FILE, 'utf8')));
 report('output', true);
-"#,
+"#
+        }
     }
 }
 
@@ -643,7 +679,9 @@ fn large_and_unicode_values_round_trip_exactly() {
         session.assert_succeeded(&format!("{lang:?}"));
         let reports = session.reports();
         assert!(
-            reports.iter().all(|(_, v)| *v == json!(0) || *v == json!(true)),
+            reports
+                .iter()
+                .all(|(_, v)| *v == json!(0) || *v == json!(true)),
             "{lang:?}: {reports:?}"
         );
         assert_eq!(session.store.vars["big"].value, variable, "{lang:?}");
@@ -663,24 +701,30 @@ fn large_and_unicode_values_round_trip_exactly() {
 
 fn limits_script(lang: Lang) -> &'static str {
     match lang {
-        Lang::Bash => r#"
+        Lang::Bash => {
+            r#"
 cronium var set over - < "$OVER_VARIABLE"; report variable $?
 cronium output - < "$OVER_OUTPUT"; report output $?
 cronium output - < "$OVER_FRAME"; report frame $?
-"#,
-        Lang::Python => r#"
+"#
+        }
+        Lang::Python => {
+            r#"
 def load(name):
     return json.load(open(os.environ[name], encoding="utf-8"))
 report("variable", code(lambda: cronium.set_variable("over", load("OVER_VARIABLE"))))
 report("output", code(lambda: cronium.output(load("OVER_OUTPUT"))))
 report("frame", code(lambda: cronium.output(load("OVER_FRAME"))))
-"#,
-        Lang::Node => r#"
+"#
+        }
+        Lang::Node => {
+            r#"
 const load = (name) => JSON.parse(fs.readFileSync(process.env[name], 'utf8'));
 report('variable', code(() => cronium.setVariable('over', load('OVER_VARIABLE'))));
 report('output', code(() => cronium.output(load('OVER_OUTPUT'))));
 report('frame', code(() => cronium.output(load('OVER_FRAME'))));
-"#,
+"#
+        }
     }
 }
 
@@ -693,9 +737,18 @@ fn values_over_a_limit_fail_as_too_large_and_nothing_is_kept() {
     for lang in Lang::ALL {
         let fixture = fixture(lang, limits_script(lang));
         let files = [
-            ("OVER_VARIABLE", write_json_file(&fixture, "v.json", &over_variable)),
-            ("OVER_OUTPUT", write_json_file(&fixture, "o.json", &over_output)),
-            ("OVER_FRAME", write_json_file(&fixture, "f.json", &over_frame)),
+            (
+                "OVER_VARIABLE",
+                write_json_file(&fixture, "v.json", &over_variable),
+            ),
+            (
+                "OVER_OUTPUT",
+                write_json_file(&fixture, "o.json", &over_output),
+            ),
+            (
+                "OVER_FRAME",
+                write_json_file(&fixture, "f.json", &over_frame),
+            ),
         ];
         let env: Vec<(&str, &Path)> = files.iter().map(|(k, p)| (*k, p.as_path())).collect();
         let session = execute(&fixture, Store::empty(), Answering::InOrder, &env);
@@ -708,8 +761,16 @@ fn values_over_a_limit_fail_as_too_large_and_nothing_is_kept() {
             .into_iter()
             .map(|k| (k.to_string(), each.clone()))
             .collect();
-        assert_eq!(session.reports(), expected, "{lang:?}: {}", session.stderr());
-        assert_eq!(session.store.calls, 2, "{lang:?}: the last never left the script's host");
+        assert_eq!(
+            session.reports(),
+            expected,
+            "{lang:?}: {}",
+            session.stderr()
+        );
+        assert_eq!(
+            session.store.calls, 2,
+            "{lang:?}: the last never left the script's host"
+        );
         assert!(session.store.vars.is_empty(), "{lang:?}");
         assert_eq!(session.store.output, None, "{lang:?}");
     }
@@ -760,10 +821,20 @@ report('nul_key', code(() => cronium.setVariable('a\0b', 1)));
         ),
     ];
     for (lang, script, expected, calls) in scripts {
-        let session = execute(&fixture(lang, script), Store::empty(), Answering::InOrder, &[]);
+        let session = execute(
+            &fixture(lang, script),
+            Store::empty(),
+            Answering::InOrder,
+            &[],
+        );
         session.assert_succeeded(&format!("{lang:?}"));
         let got: Vec<Value> = session.reports().into_iter().map(|(_, v)| v).collect();
-        assert_eq!(Value::Array(got), expected, "{lang:?}: {}", session.stderr());
+        assert_eq!(
+            Value::Array(got),
+            expected,
+            "{lang:?}: {}",
+            session.stderr()
+        );
         assert_eq!(session.store.calls, calls, "{lang:?}");
         assert!(session.store.vars.is_empty(), "{lang:?}");
     }
@@ -794,7 +865,12 @@ fn the_call_limit_fails_further_calls() {
         let session = execute(&fixture(lang, script), store, Answering::InOrder, &[]);
         session.assert_succeeded(&format!("{lang:?}"));
         let got: Vec<Value> = session.reports().into_iter().map(|(_, v)| v).collect();
-        assert_eq!(Value::Array(got), expected, "{lang:?}: {}", session.stderr());
+        assert_eq!(
+            Value::Array(got),
+            expected,
+            "{lang:?}: {}",
+            session.stderr()
+        );
     }
 }
 
@@ -806,7 +882,12 @@ for i in $(seq 1 20); do
 done
 wait
 "#;
-    let session = execute(&fixture(Lang::Bash, script), Store::empty(), Answering::Shuffled, &[]);
+    let session = execute(
+        &fixture(Lang::Bash, script),
+        Store::empty(),
+        Answering::Shuffled,
+        &[],
+    );
     session.assert_succeeded("bash");
     let mut seen: Vec<(String, Value)> = session.reports();
     seen.sort_by_key(|(k, _)| k.parse::<u32>().unwrap());
@@ -846,16 +927,25 @@ fn stdin_closed_script(lang: Lang) -> &'static str {
 fn the_executor_going_away_mid_call_fails_the_call_and_cancels_the_run() {
     for lang in Lang::ALL {
         let fixture = fixture(lang, stdin_closed_script(lang));
-        let session = execute(&fixture, Store::empty(), Answering::CloseStdinOnFirstCall, &[]);
+        let session = execute(
+            &fixture,
+            Store::empty(),
+            Answering::CloseStdinOnFirstCall,
+            &[],
+        );
         let result = session.framed.result();
         assert!(result.cancelled, "{lang:?}: {result:?}");
         assert_eq!(session.code, 128 + libc::SIGTERM, "{lang:?}");
         assert!(
-            session.framed.messages().contains("the executor closed stdin"),
+            session
+                .framed
+                .messages()
+                .contains("the executor closed stdin"),
             "{lang:?}: {}",
             session.framed.messages()
         );
-        let marker = fs::read_to_string(fixture.file("marker")).expect("the script recorded its call");
+        let marker =
+            fs::read_to_string(fixture.file("marker")).expect("the script recorded its call");
         let expected = match lang {
             Lang::Bash => "status=6\n",
             _ => "code=unavailable",
@@ -875,7 +965,10 @@ fn without_an_executor_every_call_is_unavailable() {
     assert_eq!(ran.code(), 0, "{}", ran.stderr_text());
     assert_eq!(
         parse_reports(&ran.stdout_text()),
-        vec![("input".to_string(), json!(6)), ("set".to_string(), json!(6))]
+        vec![
+            ("input".to_string(), json!(6)),
+            ("set".to_string(), json!(6))
+        ]
     );
     assert!(
         ran.stderr_text()
@@ -905,21 +998,36 @@ report node_options "\"${NODE_OPTIONS//\"/\\\"}\""
     let fixture = Fixture::with_env(
         Lang::Bash,
         &format!("{}{script}", prelude(Lang::Bash)),
-        &[("PYTHONPATH", "/from/manifest"), ("NODE_OPTIONS", "--no-warnings")],
+        &[
+            ("PYTHONPATH", "/from/manifest"),
+            ("NODE_OPTIONS", "--no-warnings"),
+        ],
     );
     let mut cmd = fixture.run(&[]);
     cmd.env_remove("NODE_PATH");
     let ran = run(cmd);
     assert_eq!(ran.code(), 0, "{}", ran.stderr_text());
     let seen: BTreeMap<String, Value> = parse_reports(&ran.stdout_text()).into_iter().collect();
-    let s = |k: &str| seen[k].as_str().unwrap_or_else(|| panic!("{k}: {seen:?}")).to_string();
+    let s = |k: &str| {
+        seen[k]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}: {seen:?}"))
+            .to_string()
+    };
 
     let socket = PathBuf::from(s("socket"));
     let dir = socket.parent().unwrap().to_path_buf();
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    assert!(name.starts_with("cronium-run-") && name.ends_with(".cronium"), "{name}");
+    assert!(
+        name.starts_with("cronium-run-") && name.ends_with(".cronium"),
+        "{name}"
+    );
     assert_eq!(dir.parent(), Some(fixture.work.as_path()));
-    assert_eq!(s("work"), "script.sh ", "the work dir holds only the payload's files");
+    assert_eq!(
+        s("work"),
+        "script.sh ",
+        "the work dir holds only the payload's files"
+    );
     assert_eq!(s("dir_mode"), "700");
     assert_eq!(seen["is_socket"], json!(0));
     assert_eq!(s("socket_mode"), "600");
@@ -933,9 +1041,16 @@ report node_options "\"${NODE_OPTIONS//\"/\\\"}\""
     assert_eq!(s("node_path"), dir.join("node").display().to_string());
     assert_eq!(
         s("node_options"),
-        format!("--require \"{}\" --no-warnings", dir.join("node/cronium.js").display())
+        format!(
+            "--require \"{}\" --no-warnings",
+            dir.join("node/cronium.js").display()
+        )
     );
-    assert_eq!(seen["modules"], json!(0), "the python and node modules are there");
+    assert_eq!(
+        seen["modules"],
+        json!(0),
+        "the python and node modules are there"
+    );
     assert!(!dir.exists(), "removed after the run");
     assert!(fixture.leftovers().is_empty(), "{:?}", fixture.leftovers());
 }
@@ -992,7 +1107,14 @@ fn outside_a_run_the_helpers_say_so() {
 
     let (code, stdout, _) = cronium_outside_a_run(&["--help"]);
     assert_eq!(code, 0);
-    for needed in ["input", "output", "var", "condition", "context", "Exit statuses"] {
+    for needed in [
+        "input",
+        "output",
+        "var",
+        "condition",
+        "context",
+        "Exit statuses",
+    ] {
         assert!(stdout.contains(needed), "{needed}: {stdout}");
     }
     let (code, _, stderr) = cronium_outside_a_run(&["nonsense"]);
@@ -1104,6 +1226,47 @@ fn the_examples_in_the_docs_run() {
             &[],
         );
         session.assert_succeeded(&format!("docs/helpers.md:{}", example.line));
-        assert!(session.store.calls > 0, "docs/helpers.md:{}: no call", example.line);
+        assert!(
+            session.store.calls > 0,
+            "docs/helpers.md:{}: no call",
+            example.line
+        );
     }
+}
+
+#[test]
+fn a_work_dir_too_deep_for_a_socket_is_reported_not_fatal() {
+    let fixture = fixture(
+        Lang::Bash,
+        "cronium input; report input $?\necho still running\n",
+    );
+    // `<parent>/cronium-run-XXXXXX.cronium/helper.sock` must fit in 107 bytes.
+    let deep = fixture.root().join("d".repeat(100));
+    let mut cmd = common::runner(&["run"]);
+    cmd.arg(&fixture.payload)
+        .arg("--workdir")
+        .arg(&deep)
+        .args(["--output", "framed"]);
+    let session = serve(cmd, Store::empty(), Answering::InOrder);
+    session.assert_succeeded("bash");
+    assert!(
+        session
+            .framed
+            .messages()
+            .contains("a Unix socket allows (use a shorter --workdir)"),
+        "{}",
+        session.framed.messages()
+    );
+    assert!(
+        session.stdout().contains("input=6\nstill running\n"),
+        "{}",
+        session.stdout()
+    );
+    assert!(
+        session.stderr().contains("run with a shorter --workdir"),
+        "{}",
+        session.stderr()
+    );
+    assert_eq!(session.store.calls, 0);
+    assert!(fs::read_dir(&deep).unwrap().next().is_none(), "cleaned up");
 }
