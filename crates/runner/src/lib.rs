@@ -1,8 +1,12 @@
 //! `cronium-runner`: verifies a payload, runs its script under the right
 //! interpreter, enforces the timeout on the whole process group and streams
-//! the output, plain or framed. Executors link this library for [`protocol`].
+//! the output, plain or framed, and serves the script's helper calls. Called
+//! `cronium`, the same binary is the helper command ([`helper_client`]).
+//! Executors link this library for [`protocol`].
 
 pub mod duration;
+pub mod helper_client;
+pub mod helper_server;
 pub mod output;
 pub mod protocol;
 pub mod run;

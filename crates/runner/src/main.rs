@@ -1,4 +1,5 @@
-//! Command line of `cronium-runner` (DESIGN §3.2); the work happens in the library.
+//! Command line of `cronium-runner` (DESIGN §3.2), and of the `cronium` helper
+//! command when called by that name; the work happens in the library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -102,6 +103,11 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // A multi-call binary: the helper dir links `cronium` to the runner.
+    let called = std::env::args_os().next().map(PathBuf::from);
+    if called.as_deref().and_then(|p| p.file_name()) == Some("cronium".as_ref()) {
+        return cronium_runner::helper_client::main();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -15,12 +15,20 @@ pub enum Stream {
     Stderr,
 }
 
-/// Shared by the pump threads and the supervision loop. Writes go straight to
-/// the file descriptors, unbuffered, so output is live and never held whole.
+/// Shared by the pump threads, the helper connections and the supervision
+/// loop. Writes go straight to the file descriptors, unbuffered, so output is
+/// live and never held whole; in framed mode one lock keeps records whole.
 #[derive(Clone)]
 pub enum Output {
     Plain { out: Arc<File>, err: Arc<File> },
-    Framed(Arc<Mutex<File>>),
+    Framed(Arc<Mutex<FramedOut>>),
+}
+
+/// The framed stream and whether its final record was written.
+pub struct FramedOut {
+    file: File,
+    /// Set by the Result record: nothing may follow it.
+    ended: bool,
 }
 
 impl Output {
@@ -39,7 +47,10 @@ impl Output {
             runner_version: env!("CARGO_PKG_VERSION").into(),
         };
         protocol::write_json(&mut out, Kind::Hello, &hello)?;
-        Ok(Output::Framed(Arc::new(Mutex::new(out))))
+        Ok(Output::Framed(Arc::new(Mutex::new(FramedOut {
+            file: out,
+            ended: false,
+        }))))
     }
 
     pub fn is_framed(&self) -> bool {
@@ -73,6 +84,15 @@ impl Output {
         }
     }
 
+    /// A helper call for the executor (a JSON [`protocol::HelperCall`]).
+    /// Fails in plain mode, and once the Result record was written.
+    pub fn call(&self, json: &[u8]) -> io::Result<()> {
+        match self {
+            Output::Framed(w) => frame(w, Kind::Call, json),
+            Output::Plain { .. } => Err(io::Error::other("plain output has no executor")),
+        }
+    }
+
     /// The final record in framed mode; nothing in plain mode (the exit status says it).
     pub fn result(&self, result: &RunResult) {
         if let Output::Framed(w) = self {
@@ -82,9 +102,19 @@ impl Output {
     }
 }
 
-fn frame(w: &Mutex<File>, kind: Kind, data: &[u8]) -> io::Result<()> {
+fn frame(w: &Mutex<FramedOut>, kind: Kind, data: &[u8]) -> io::Result<()> {
     let mut w = w.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    protocol::write_frame(&mut *w, kind, data)
+    // A straggler (a helper call from a process that outlived the script)
+    // must not append to a stream whose last record was already sent.
+    if w.ended {
+        return Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the run has ended",
+        ));
+    }
+    protocol::write_frame(&mut w.file, kind, data)?;
+    w.ended = kind == Kind::Result;
+    Ok(())
 }
 
 fn dup_stdio(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<File> {

@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use cronium_payload::{
 };
 use serde_json::json;
 
+use crate::helper_server::{self, Broker, HelperDir};
 use crate::output::Output;
 use crate::protocol::{self, Kind, RunResult};
 use crate::supervise::{self, Cancelled, Ev};
@@ -125,15 +127,43 @@ fn run_inner(
     } else {
         BTreeMap::new()
     };
+    let broker = Broker::new(output.clone());
     if args.framed {
-        watch_stdin(tx.clone()).map_err(|e| Failure::runner(format!("cannot watch stdin: {e}")))?;
+        watch_stdin(tx.clone(), broker.clone())
+            .map_err(|e| Failure::runner(format!("cannot watch stdin: {e}")))?;
     }
 
     let (bytes, digest) = load_verified(&args.verify)?;
     output.event(json!({"event": "verified", "sha256": digest.to_hex()}));
 
     let workdir = make_workdir(args.workdir.as_deref())?;
-    let result = run_in(args, output, &bytes, &workdir, &stdin_env, tx, rx);
+    let result = match HelperDir::create(&workdir) {
+        Ok(mut helpers) => {
+            let result = run_in(
+                args,
+                output,
+                &bytes,
+                &workdir,
+                &stdin_env,
+                &mut helpers,
+                &broker,
+                tx,
+                rx,
+            );
+            // Gone with the run even when the work dir is kept: its socket
+            // is useless afterwards.
+            if let Err(e) = remove_workdir(&helpers.dir) {
+                output.message(&format!(
+                    "could not remove helper dir {}: {e}",
+                    helpers.dir.display()
+                ));
+            }
+            result
+        }
+        Err(e) => Err(Failure::runner(e)),
+    };
+    // Whatever outlived the script gets no more answers; the stream is about to end.
+    broker.close("the run has ended");
     if args.keep_workdir {
         output.message(&format!("work dir kept at {}", workdir.display()));
     } else if let Err(e) = remove_workdir(&workdir) {
@@ -148,12 +178,15 @@ fn run_inner(
     Ok(code)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_in(
     args: &RunArgs,
     output: &Output,
     payload: &[u8],
     workdir: &Path,
     stdin_env: &BTreeMap<EnvKey, String>,
+    helpers: &mut HelperDir,
+    broker: &Arc<Broker>,
     tx: Sender<Ev>,
     rx: Receiver<Ev>,
 ) -> Result<(i32, RunResult), Failure> {
@@ -165,13 +198,19 @@ fn run_in(
     })?;
     let manifest = &extracted.manifest;
     let interpreter = find_interpreter(manifest.interpreter)?;
+    if let Some(problem) = &helpers.problem {
+        output.message(problem);
+    }
 
     let mut cmd = Command::new(&interpreter);
     cmd.arg(&extracted.entrypoint)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    set_environment(&mut cmd, manifest, stdin_env, workdir);
+    set_environment(&mut cmd, manifest, stdin_env, workdir, helpers);
+    helpers
+        .serve(broker.clone())
+        .map_err(|e| Failure::runner(format!("cannot serve helper calls: {e}")))?;
     supervise::new_group(&mut cmd);
 
     // A stop request that arrived while we verified and unpacked: do not start at all.
@@ -234,6 +273,7 @@ fn set_environment(
     manifest: &Manifest,
     stdin_env: &BTreeMap<EnvKey, String>,
     workdir: &Path,
+    helpers: &HelperDir,
 ) {
     for (k, v) in manifest.environment.iter().chain(stdin_env) {
         cmd.env(k.as_str(), v);
@@ -272,6 +312,18 @@ fn set_environment(
         };
     }
     cmd.env("CRONIUM_WORK_DIR", workdir);
+    // The helpers go first on the search paths the script ends up with.
+    let current = |name: &str| {
+        let key = EnvKey::new(name).expect("valid name");
+        stdin_env
+            .get(&key)
+            .or_else(|| manifest.environment.get(&key))
+            .map(OsString::from)
+            .or_else(|| std::env::var_os(name))
+    };
+    for (name, value) in helpers.environment(current) {
+        cmd.env(name, value);
+    }
 }
 
 fn spawn_failure(interpreter: &Path, e: io::Error) -> Failure {
@@ -486,21 +538,31 @@ fn read_stdin_env() -> Result<BTreeMap<EnvKey, String>, Failure> {
         .collect()
 }
 
-/// In framed mode stdin is the executor's control channel: a `Cancel` record
-/// or its end (the connection went away) stops the script.
-fn watch_stdin(tx: Sender<Ev>) -> io::Result<()> {
+/// In framed mode stdin is the executor's control channel: `Reply` records
+/// answer helper calls; a `Cancel` record or its end (the connection went
+/// away) stops the script. After a `Cancel` replies are still read, so a
+/// script finishing up is answered; at the end every call fails.
+fn watch_stdin(tx: Sender<Ev>, broker: Arc<Broker>) -> io::Result<()> {
     thread::Builder::new()
         .name("stdin".into())
-        .stack_size(supervise::THREAD_STACK)
+        .stack_size(helper_server::CALL_STACK)
         .spawn(move || {
             let mut stdin = io::stdin().lock();
             loop {
                 let reason = match protocol::read_frame(&mut stdin) {
-                    Ok(Some((Kind::Cancel, _))) => "cancel requested by the executor".to_string(),
+                    Ok(Some((Kind::Reply, json))) => match broker.deliver(&json) {
+                        Ok(()) => continue,
+                        Err(e) => format!("control channel failed ({e})"),
+                    },
+                    Ok(Some((Kind::Cancel, _))) => {
+                        let _ = tx.send(Ev::Cancel("cancel requested by the executor".into()));
+                        continue;
+                    }
                     Ok(Some(_)) => continue,
                     Ok(None) => "the executor closed stdin".to_string(),
                     Err(e) => format!("control channel failed ({e})"),
                 };
+                broker.close(&reason);
                 let _ = tx.send(Ev::Cancel(reason));
                 return;
             }

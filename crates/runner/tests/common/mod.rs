@@ -262,6 +262,11 @@ impl Running {
         self.stdin.as_mut().expect("stdin still open")
     }
 
+    /// Takes the runner's stdin, to write to it from elsewhere; dropping it closes it.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin still open")
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
