@@ -264,42 +264,66 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-        if !is_json {
-            return Err(ApiError::bad_request(
-                "expected a JSON body with Content-Type: application/json",
-            ));
-        }
-        // Refused on the declared length before a byte is read, so a client
-        // that sent `Expect: 100-continue` never uploads the body at all.
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-            return Err(too_large());
-        }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
-        // serde would read `[…]` as a struct's fields in order; every body
-        // of this API is an object, so anything else is refused up front.
-        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
+        let bytes = object_body(req, state).await?;
         parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The bytes of a JSON object body: the content type, the size and the
+/// leading `{` checked.
+async fn object_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError::bad_request(
+            "expected a JSON body with Content-Type: application/json",
+        ));
+    }
+    // Refused on the declared length before a byte is read, so a client
+    // that sent `Expect: 100-continue` never uploads the body at all.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let bytes = Bytes::from_request(req, state)
+        .await
+        .map_err(body_rejection)?;
+    // serde would read `[…]` as a struct's fields in order; every body
+    // of this API is an object, so anything else is refused up front.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A JSON object body taken exactly as sent: unlike [`JsonBody`], numbers
+/// are not touched (`1.0` stays `1.0`), for bodies that carry a user's own
+/// JSON values (a variable's value and its compare-and-set expectation).
+#[derive(Debug, Clone)]
+pub struct ExactJsonBody(pub serde_json::Map<String, serde_json::Value>);
+
+impl<S: Send + Sync> FromRequest<S> for ExactJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = object_body(req, state).await?;
+        serde_json::from_slice(&bytes)
+            .map(ExactJsonBody)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))
     }
 }
 

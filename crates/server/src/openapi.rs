@@ -165,6 +165,9 @@ const ENV_KEY_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,255}$";
 const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
 const HEADER_NAME_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$";
 const HEADER_VALUE_PATTERN: &str = r"^[^\r\n\x00]*$";
+/// A variable's key (`cronium_core::VariableKey`): 1 to 128 characters,
+/// starting with a letter, a digit or `_`.
+const VARIABLE_KEY_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
 
 /// `schema` allowing `null` too.
 fn or_null(schema: &Value) -> Value {
@@ -359,7 +362,7 @@ fn schemas() -> Value {
         },
         "Job": {
             "type": "object",
-            "required": ["id", "eventId", "trigger", "status", "attempt", "scheduledAt", "runAfter", "cancelRequested", "metadata", "createdAt", "updatedAt"],
+            "required": ["id", "eventId", "trigger", "status", "attempt", "scheduledAt", "runAfter", "cancelRequested", "input", "output", "condition", "metadata", "createdAt", "updatedAt"],
             "properties": {
                 "id": { "type": "integer" },
                 "eventId": { "type": "integer" },
@@ -406,6 +409,9 @@ fn schemas() -> Value {
                 "leaseOwner": { "type": ["string", "null"] },
                 "leaseExpiresAt": { "type": ["string", "null"], "format": "date-time" },
                 "cancelRequested": { "type": "boolean" },
+                "input": { "description": "The JSON the run was started with (a manual run's input, or the output of the run whose run_event action started it); null when none. Scripts read it with `cronium input`" },
+                "output": { "description": "This attempt's output as its script set it (`cronium output`), at most 1 MiB of compact JSON; null when unset. A retry starts without one" },
+                "condition": { "type": "boolean", "description": "This attempt's condition as its script set it (`cronium condition true`); false unless set. A retry starts false" },
                 "metadata": { "type": "object", "description": "Facts about the run: payloadPath, checksum, input, durationMs; for remote events `executions`, one per server in target order: server, serverId, host, status, exitCode, error, phase (connect, host key, auth, deploy, upload, run), runnerVersion, payloadPath on the host, uploaded {runner, payload, bytes}, timingsMs {connect, deploy, upload, run, cleanup}; and `resolvedTargets`, the servers the job ran on as resolved when it started: server, serverId, tags (the event's targetTags that chose it; empty when named in targetServers). A job whose targets cannot be resolved (a tag that matches no server, a server gone) has phase `targets` and an empty resolvedTargets" },
                 "createdAt": timestamp,
                 "updatedAt": timestamp
@@ -521,12 +527,13 @@ fn schemas() -> Value {
         },
         "AuditRecord": {
             "type": "object",
-            "required": ["id", "at", "actor", "actorUser", "action", "targetType", "targetId", "detail"],
+            "required": ["id", "at", "actor", "actorUser", "actorJob", "action", "targetType", "targetId", "detail"],
             "properties": {
                 "id": { "type": "integer" },
                 "at": timestamp,
                 "actor": { "type": ["integer", "null"], "description": "The acting token's id; null for a user in the web UI and for the server itself" },
                 "actorUser": { "type": ["integer", "null"], "description": "The id of the user who acted in the web UI; null otherwise" },
+                "actorJob": { "type": ["integer", "null"], "description": "The id of the job whose script acted through a runtime helper (writing a variable); null otherwise" },
                 "action": { "type": "string", "examples": ["event.create", "token.revoke"] },
                 "targetType": string,
                 "targetId": { "type": ["integer", "null"] },
@@ -902,6 +909,76 @@ fn notify_paths() -> [(&'static str, Value); 6] {
     ]
 }
 
+fn variable_schemas() -> [(&'static str, Value); 2] {
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    [
+        (
+            "Variable",
+            json!({
+                "type": "object",
+                "description": "A variable the caller's events' scripts share. A secret one's value is write-only: `value` is always null for it",
+                "required": ["key", "value", "secret", "version", "createdAt", "updatedAt", "updatedByJob"],
+                "properties": {
+                    "key": { "type": "string", "pattern": VARIABLE_KEY_PATTERN },
+                    "value": { "description": "Any JSON; null for a secret variable (`secret` tells that from a plain null)" },
+                    "secret": { "type": "boolean" },
+                    "version": { "type": "integer", "minimum": 1, "description": "From 1, raised by every write" },
+                    "createdAt": timestamp,
+                    "updatedAt": timestamp,
+                    "updatedByJob": { "type": ["integer", "null"], "description": "The job whose script wrote it last; null when written through the API" }
+                }
+            }),
+        ),
+        (
+            "VariableInput",
+            json!({
+                "type": "object",
+                "description": "At most one of `expect` and `expectAbsent: true` (both is 422 on expectAbsent)",
+                "required": ["value"],
+                "additionalProperties": false,
+                "properties": {
+                    "value": { "description": "Any JSON, at most 65536 bytes as compact JSON (more is 422 on `value`)" },
+                    "secret": { "type": "boolean", "description": "Seal the value at rest and never return it. Left out: the variable keeps its secrecy (a new one is plain)" },
+                    "expect": { "description": "Compare-and-set: the value the variable must hold now (JSON equality; null is a value too), else 409 on `expect`" },
+                    "expectAbsent": { "type": "boolean", "description": "Compare-and-set: true when the variable must not exist yet, else 409 on `expect`" }
+                },
+                "not": { "required": ["expect", "expectAbsent"], "properties": { "expectAbsent": { "const": true } } }
+            }),
+        ),
+    ]
+}
+
+/// The variable paths, apart from the others for the same reason as
+/// [`server_check_schema`].
+fn variable_paths() -> [(&'static str, Value); 2] {
+    let key = json!({ "name": "key", "in": "path", "required": true, "description": "The variable's key: 1 to 128 characters from A-Z a-z 0-9 _ . -, starting with a letter, a digit or _ (another key is 422 on `key`)", "schema": { "type": "string", "pattern": VARIABLE_KEY_PATTERN } });
+    let bad_key = |mut operation: Value| {
+        operation["responses"]["422"] = error_response("The key breaks the rule (`field` is `key`), or a body field does (`field` names it)");
+        operation
+    };
+    let mut put = with_409(
+        op("setVariable", "Create or replace one of the caller's variables (audited with the key, never the value); 201 when it was created", Some("editor"), std::slice::from_ref(&key), Some(reference("VariableInput")), ok("Replaced", reference("Variable"))),
+        "The compare-and-set expectation does not hold (`field` is `expect`)",
+    );
+    put["responses"]["201"] = created("Created", reference("Variable")).1;
+    [
+        (
+            "/api/v1/variables",
+            json!({
+                "get": op("listVariables", "The caller's own variables, by key (secret ones without their value)", Some("viewer"), &[], None, ok("Variables", json!({ "type": "array", "items": reference("Variable") })))
+            }),
+        ),
+        (
+            "/api/v1/variables/{key}",
+            json!({
+                "get": bad_key(op("getVariable", "One of the caller's variables (a secret one without its value)", Some("viewer"), std::slice::from_ref(&key), None, ok("The variable", reference("Variable")))),
+                "put": bad_key(put),
+                "delete": bad_key(op("deleteVariable", "Delete one of the caller's variables (audited with the key)", Some("editor"), std::slice::from_ref(&key), None, no_content("Deleted")))
+            }),
+        ),
+    ]
+}
+
 /// The document.
 pub fn document() -> Value {
     let event_id = path_id("event");
@@ -977,7 +1054,7 @@ pub fn document() -> Value {
     schemas["EventCreate"] = event_create_schema(&schemas["EventInput"]);
     schemas["ServerCreate"] = server_create_schema(&schemas["ServerInput"]);
     schemas["ServerCheck"] = server_check_schema();
-    for (name, schema) in notify_schemas() {
+    for (name, schema) in notify_schemas().into_iter().chain(variable_schemas()) {
         schemas[name] = schema;
     }
     null_means_absent(
@@ -991,7 +1068,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Cronium API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Events with versioned payloads and schedules, jobs and their live logs, servers, notification channels and event actions, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes, runs and cancels events and jobs and manages their actions; admin also manages servers, channels, tokens and reads the audit log."
+            "description": "Events with versioned payloads and schedules, jobs and their live logs, servers, notification channels and event actions, variables scripts share, API tokens and the audit log. Authenticate with `Authorization: Bearer crn_…`. Roles: viewer reads; editor also writes, runs and cancels events and jobs, manages their actions and writes its own variables; admin also manages servers, channels, tokens and reads the audit log."
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -1068,7 +1145,7 @@ pub fn document() -> Value {
             }
         }
     });
-    for (path, operations) in notify_paths() {
+    for (path, operations) in notify_paths().into_iter().chain(variable_paths()) {
         doc["paths"][path] = operations;
     }
     doc

@@ -52,6 +52,10 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/v1/tokens", Some("admin")),
     ("POST", "/api/v1/tokens", Some("admin")),
     ("DELETE", "/api/v1/tokens/{id}", Some("admin")),
+    ("GET", "/api/v1/variables", Some("viewer")),
+    ("GET", "/api/v1/variables/{key}", Some("viewer")),
+    ("PUT", "/api/v1/variables/{key}", Some("editor")),
+    ("DELETE", "/api/v1/variables/{key}", Some("editor")),
     ("GET", "/api/v1/audit", Some("admin")),
 ];
 
@@ -129,14 +133,15 @@ fn operations() -> Vec<(String, String, Option<&'static str>)> {
             let concrete = path
                 .replace("{id}", "999999")
                 .replace("{version}", "1")
-                .replace("{actionId}", "999999");
+                .replace("{actionId}", "999999")
+                .replace("{key}", "k999999");
             (method.to_string(), concrete, *role)
         })
         .collect()
 }
 
 fn body_for(method: &str) -> Option<Vec<u8>> {
-    matches!(method, "POST" | "PATCH").then(|| b"{}".to_vec())
+    matches!(method, "POST" | "PATCH" | "PUT").then(|| b"{}".to_vec())
 }
 
 both_backends! {

@@ -20,6 +20,9 @@ pub struct AuditView {
     pub actor: Option<i64>,
     /// The id of the user who acted in the web UI; `null` otherwise.
     pub actor_user: Option<i64>,
+    /// The id of the job whose script acted (a runtime helper writing a
+    /// variable); `null` otherwise.
+    pub actor_job: Option<i64>,
     pub action: String,
     pub target_type: String,
     pub target_id: Option<i64>,
@@ -37,6 +40,10 @@ impl From<AuditRecord> for AuditView {
             },
             actor_user: match r.entry.actor {
                 Some(Actor::User(id)) => Some(id.0),
+                _ => None,
+            },
+            actor_job: match r.entry.actor {
+                Some(Actor::Job(id)) => Some(id.0),
                 _ => None,
             },
             action: r.entry.action,

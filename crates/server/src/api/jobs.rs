@@ -53,6 +53,13 @@ pub struct JobView {
     /// The jobs this job's `run_event` actions started, or why one did not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chained: Option<serde_json::Value>,
+    /// The JSON the run was started with (manual input, or the output of
+    /// the run whose action started it); `null` when none.
+    pub input: serde_json::Value,
+    /// This attempt's output, set by its script; `null` when unset.
+    pub output: serde_json::Value,
+    /// This attempt's condition, false unless its script set it.
+    pub condition: bool,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -84,6 +91,13 @@ impl From<Job> for JobView {
             cancel_requested: j.cancel_requested,
             started_by: j.metadata.get("startedBy").cloned(),
             chained: j.metadata.get("chained").cloned(),
+            input: j
+                .metadata
+                .get("input")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            output: j.output.unwrap_or(serde_json::Value::Null),
+            condition: j.condition,
             metadata: j.metadata,
             created_at: j.created_at,
             updated_at: j.updated_at,

@@ -28,6 +28,7 @@ pub mod events;
 pub mod jobs;
 pub mod servers;
 pub mod tokens;
+pub mod variables;
 
 /// How long `/healthz` waits for the database. Shorter than the pool's own
 /// 30-second acquire timeout: an unreachable PostgreSQL would otherwise hold
@@ -105,6 +106,10 @@ fn routes() -> Routes {
         .add(M::GET, "/api/v1/tokens", tokens::list)
         .add(M::POST, "/api/v1/tokens", tokens::create)
         .add(M::DELETE, "/api/v1/tokens/{id}", tokens::revoke)
+        .add(M::GET, "/api/v1/variables", variables::list)
+        .add(M::GET, "/api/v1/variables/{key}", variables::show)
+        .add(M::PUT, "/api/v1/variables/{key}", variables::put)
+        .add(M::DELETE, "/api/v1/variables/{key}", variables::delete)
         .add(M::GET, "/api/v1/audit", audit::list)
 }
 

@@ -493,6 +493,7 @@ pub async fn audit(
             actor: match r.entry.actor {
                 Some(Actor::Token(id)) => format!("token {}", id.0),
                 Some(Actor::User(id)) => format!("user {}", id.0),
+                Some(Actor::Job(id)) => format!("job {}", id.0),
                 None => "system".into(),
             },
             action: r.entry.action,
