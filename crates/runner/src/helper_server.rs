@@ -179,13 +179,23 @@ impl HelperDir {
     /// The dir must not exist yet: the caller removes it after the run.
     pub fn create(workdir: &Path) -> Result<HelperDir, String> {
         let dir = helper_dir_for(workdir);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // Ours from here on: a half-made helper dir does not outlive the failure.
+        HelperDir::fill(dir.clone()).inspect_err(|_| {
+            let _ = fs::remove_dir_all(&dir);
+        })
+    }
+
+    fn fill(dir: PathBuf) -> Result<HelperDir, String> {
         let mkdir = |path: &Path| {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .create(path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))
         };
-        mkdir(&dir)?;
         for sub in ["bin", "python", "node"] {
             mkdir(&dir.join(sub))?;
         }
