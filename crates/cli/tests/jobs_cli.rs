@@ -129,7 +129,7 @@ fn a_run_without_follow_prints_the_job_and_leaves_it_running() {
 
 #[test]
 fn the_script_reads_its_input_and_success_exits_zero() {
-    let (server, _work) = server_with_event("greet", "echo \"input=$CRONIUM_INPUT\"\n", &[]);
+    let (server, _work) = server_with_event("greet", "echo \"input=$(cronium input)\"\n", &[]);
     let run = server
         .cronium(&["event", "run", "greet", "-f", "--input", r#"{"who":"ops"}"#])
         .ok();

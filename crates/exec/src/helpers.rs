@@ -30,6 +30,13 @@ pub trait HelperHandler: Send + Sync {
     fn call<'a>(&'a self, server: Option<&'a str>, op: HelperOp) -> HelperFuture<'a>;
 }
 
+/// A handler shared with whoever made it (a test keeping an eye on it).
+impl<T: HelperHandler + ?Sized> HelperHandler for Arc<T> {
+    fn call<'a>(&'a self, server: Option<&'a str>, op: HelperOp) -> HelperFuture<'a> {
+        (**self).call(server, op)
+    }
+}
+
 /// A shared [`HelperHandler`], as a [`crate::RunRequest`] carries it.
 #[derive(Clone)]
 pub struct Helpers(Arc<dyn HelperHandler>);

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use cronium_core::JobStatus;
+use cronium_exec::helpers::{HelperError, HelperOp, HelperOutcome};
 use cronium_exec::testing::runner_binary;
 use cronium_exec::{
     ExecutorConfig, ExecutorError, LocalExecutor, MAX_LINE, OutputLine, RunReport, RunRequest,
@@ -667,4 +668,99 @@ async fn hidden_dirs_are_empty_in_the_sandbox_except_for_the_runs_own_files() {
         format!("{payload_name}\nwork\nno key\nread-only\n")
     );
     assert!(!data.join("planted").exists());
+}
+
+/// An in-memory helper service: variables in a map, every call recorded.
+#[derive(Default)]
+struct MapHelpers {
+    vars: std::sync::Mutex<BTreeMap<String, serde_json::Value>>,
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl cronium_exec::HelperHandler for MapHelpers {
+    fn call<'a>(&'a self, server: Option<&'a str>, op: HelperOp) -> cronium_exec::HelperFuture<'a> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push(format!("{op:?}"));
+            let mut vars = self.vars.lock().unwrap();
+            match op {
+                HelperOp::VarSet { key, value, .. } => {
+                    vars.insert(key, value);
+                    HelperOutcome::Ok(serde_json::Value::Null)
+                }
+                HelperOp::VarGet { key } => match vars.get(&key) {
+                    Some(v) => HelperOutcome::Ok(v.clone()),
+                    None => HelperOutcome::err(HelperError::NotFound, format!("no variable {key}")),
+                },
+                HelperOp::Context => HelperOutcome::Ok(serde_json::json!({ "server": server })),
+                _ => HelperOutcome::err(HelperError::Invalid, "not in this test"),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn helper_calls_reach_the_attempts_handler_and_its_answers_reach_the_script() {
+    let scene = Scene::new();
+    let mut request = scene.payload(
+        Interpreter::Bash,
+        "cronium var set n '{\"a\": [1, 2]}'\ncronium var get n\ncronium var get missing; echo \"status=$?\"\ncronium context\n",
+    );
+    let helpers = std::sync::Arc::new(MapHelpers::default());
+    request.helpers = Some(cronium_exec::Helpers::new(helpers.clone()));
+    let (report, lines) = scene.run(request).await;
+    assert_eq!(report.status, JobStatus::Succeeded, "{report:?}");
+    assert_eq!(
+        text(&lines, Stream::Stdout),
+        "{\"a\":[1,2]}\nstatus=1\n{\"server\":null}\n"
+    );
+    assert!(text(&lines, Stream::Stderr).contains("no variable missing"));
+    assert_eq!(helpers.calls.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn without_a_handler_every_call_is_unavailable_and_the_run_goes_on() {
+    let scene = Scene::new();
+    let request = scene.payload(Interpreter::Bash, "cronium var get k; echo \"status=$?\"\n");
+    let (report, lines) = scene.run(request).await;
+    assert_eq!(report.status, JobStatus::Succeeded, "{report:?}");
+    assert_eq!(text(&lines, Stream::Stdout), "status=6\n");
+    assert!(
+        text(&lines, Stream::Stderr).contains("no helper service"),
+        "{}",
+        text(&lines, Stream::Stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_runner_speaking_an_older_protocol_is_refused() {
+    // A stand-in for a runner from before helper calls: a protocol-1
+    // Hello, then a successful Result.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old-runner");
+    std::fs::write(
+        &old,
+        "#!/usr/bin/python3\nimport json, struct, sys\n\
+         def frame(kind, body):\n    sys.stdout.buffer.write(struct.pack('>BI', kind, len(body)) + body)\n\
+         frame(1, json.dumps({'protocol': 1, 'runnerVersion': '0.0.9'}).encode())\n\
+         frame(5, json.dumps({'exitCode': 0, 'signal': None, 'timedOut': False, 'cancelled': False, 'durationMs': 1}).encode())\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let executor = LocalExecutor::new(ExecutorConfig {
+        runner: old,
+        work_dir: dir.path().join("work"),
+        sandbox: Sandbox::None,
+        kill_grace: Duration::from_secs(1),
+    })
+    .unwrap();
+    let scene = Scene::new();
+    let request = scene.payload(Interpreter::Bash, "true\n");
+    let (tx, _rx) = mpsc::channel(16);
+    let report = executor.run(request, tx, CancellationToken::new()).await;
+    assert_eq!(report.status, JobStatus::Failed, "{report:?}");
+    let error = report.error.unwrap();
+    assert!(
+        error.contains("the runner speaks protocol 1 (runner 0.0.9), this server 2"),
+        "{error}"
+    );
 }

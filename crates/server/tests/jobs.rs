@@ -382,7 +382,7 @@ both_backends! {
         let event = bash_event(
             &app,
             "with input",
-            "echo \"input=$CRONIUM_INPUT job=$CRONIUM_JOB_ID\"\necho \"token=$API_TOKEN\"\n",
+            "echo \"input=$(cronium input) job=$CRONIUM_JOB_ID\"\necho \"token=$API_TOKEN\"\n",
             json!({ "secretEnv": { "API_TOKEN": "s3cr3t-value" } }),
         );
         let queued = app
