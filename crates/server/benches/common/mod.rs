@@ -55,7 +55,7 @@ impl Api {
         }
     }
 
-    /// Sends `method path` (GET without a body; POST or PATCH with one) and
+    /// Sends `method path` (GET without a body; POST, PATCH or PUT with one) and
     /// returns the status and the JSON body, or why there was none.
     pub fn send(
         &self,
@@ -75,6 +75,11 @@ impl Api {
             ("PATCH", Some(b)) => self
                 .agent
                 .patch(&url)
+                .header("authorization", auth)
+                .send_json(b),
+            ("PUT", Some(b)) => self
+                .agent
+                .put(&url)
                 .header("authorization", auth)
                 .send_json(b),
             _ => {
