@@ -98,6 +98,14 @@ impl Client {
         self.finish("PATCH", path, req.send_json(body))
     }
 
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let req = self
+            .agent
+            .put(self.url(path))
+            .header("Authorization", self.bearer());
+        self.finish("PUT", path, req.send_json(body))
+    }
+
     pub fn delete(&self, path: &str) -> Result<Value> {
         let req = self
             .agent

@@ -157,6 +157,23 @@ fn event_label(names: &HashMap<i64, String>, id: &Value) -> String {
     }
 }
 
+/// At most this many characters of a job's input or output in `job show`.
+const PREVIEW_CHARS: usize = 200;
+
+/// A JSON value as one line of `job show`: compact, `-` for null, cut at
+/// [`PREVIEW_CHARS`] with its full size said (`--json` shows it whole).
+pub fn json_preview(value: &Value) -> String {
+    if value.is_null() {
+        return "-".into();
+    }
+    let text = value.to_string();
+    if text.chars().count() <= PREVIEW_CHARS {
+        return text;
+    }
+    let cut: String = text.chars().take(PREVIEW_CHARS).collect();
+    format!("{cut}… ({} bytes; --json shows it whole)", text.len())
+}
+
 fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
     if client.json {
         return print_json(job, out);
@@ -187,6 +204,9 @@ fn show(client: &Client, job: &Value, out: &mut dyn Write) -> Result<()> {
         ),
         ("exit code", cell(&job["exitCode"])),
         ("error", cell(&job["error"])),
+        ("input", json_preview(&job["input"])),
+        ("output", json_preview(&job["output"])),
+        ("condition", cell(&job["condition"])),
         (
             "cancel",
             if job["cancelRequested"] == json!(true) {

@@ -2,8 +2,8 @@
 //!
 //! `main.rs` only parses and reports errors; everything testable lives here.
 //! Command groups are variants of [`Command`]: the offline `payload` tools,
-//! the API client commands (`event`, `job`, `server`, `channel`, `token`,
-//! `import`), `user`, which works on the server's host against its
+//! the API client commands (`event`, `job`, `server`, `channel`, `var`,
+//! `token`, `import`), `user`, which works on the server's host against its
 //! database, and `completions` and `man`, generated from this definition.
 //!
 //! [`run`] returns the process exit status for a command that ran to its end:
@@ -32,6 +32,7 @@ pub mod sse;
 pub mod ssh_config;
 pub mod token_cmd;
 pub mod user_cmd;
+pub mod var_cmd;
 
 pub use channel_cmd::ChannelCommand;
 pub use client::ClientArgs;
@@ -43,6 +44,7 @@ pub use serve_cmd::ServeArgs;
 pub use server_cmd::ServerCommand;
 pub use token_cmd::TokenCommand;
 pub use user_cmd::UserCommand;
+pub use var_cmd::VarCommand;
 
 /// Self-hosted automation: scheduled scripts on this host and remote servers.
 #[derive(Debug, Parser)]
@@ -90,6 +92,14 @@ pub enum Command {
         #[command(subcommand)]
         command: ChannelCommand,
     },
+    /// Variables your events' scripts share (`cronium var` inside a run
+    /// reads and writes the same ones): list, get, set, delete.
+    Var {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: VarCommand,
+    },
     /// API tokens: create, list, revoke.
     Token {
         #[command(flatten)]
@@ -130,6 +140,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Job { client, command } => job_cmd::run(command, &client, out),
         Command::Server { client, command } => server_cmd::run(command, &client, out),
         Command::Channel { client, command } => channel_cmd::run(command, &client, out).map(done),
+        Command::Var { client, command } => var_cmd::run(command, &client, out),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
         Command::Import { client, command } => import_cmd::run(command, &client, out),
         Command::Completions(args) => docs_cmd::completions(&args, out).map(done),

@@ -95,6 +95,9 @@ const PAGES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/servers/{id}/edit", Some("admin")),
     ("GET", "/servers/{id}/delete", Some("admin")),
     ("POST", "/servers/{id}/delete", Some("admin")),
+    ("GET", "/variables", Some("viewer")),
+    ("POST", "/variables", Some("editor")),
+    ("POST", "/variables/{key}/delete", Some("editor")),
     ("GET", "/audit", Some("admin")),
     ("GET", "/settings", Some("viewer")),
     ("POST", "/settings/password", Some("viewer")),
@@ -196,6 +199,7 @@ both_backends! {
         for (method, path, role) in PAGES {
             let path = path
                 .replace("{id}", "999999")
+                .replace("{key}", "k999999")
                 .replace("{build}", cronium_server::ui::assets::build_id())
                 .replace("{file}", "style.css");
             let what = format!("{method} {path}");

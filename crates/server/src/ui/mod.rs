@@ -4,7 +4,7 @@
 //! crate compiles) filled by handlers in `pages.rs`, which read through the
 //! same store methods and role extractors as the API (the event pages in
 //! `events.rs`, the server pages in `servers.rs`, settings in
-//! `settings.rs`, the job page's log viewer in `log.rs`). Signing in and
+//! `settings.rs`, variables in `variables.rs`, the job page's log viewer in `log.rs`). Signing in and
 //! out, sessions, CSRF and the sign-in limits are `auth.rs`; the embedded
 //! CSS is `assets.rs`.
 //!
@@ -39,6 +39,7 @@ pub mod log;
 pub mod pages;
 pub mod servers;
 pub mod settings;
+pub mod variables;
 
 /// The Content-Security-Policy of every page: nothing but this server's own
 /// files, no inline script or style, no framing, forms only to here.
@@ -118,6 +119,13 @@ fn routes() -> Routes {
         .add(M::POST, "/servers/{id}/edit", servers::update)
         .add(M::GET, "/servers/{id}/delete", servers::confirm_delete)
         .add(M::POST, "/servers/{id}/delete", servers::delete)
+        .add(M::GET, "/variables", variables::list)
+        .add(M::POST, "/variables", variables::set)
+        .add(
+            M::POST,
+            "/variables/{key}/delete",
+            variables::delete,
+        )
         .add(M::GET, "/audit", pages::audit)
         .add(M::GET, "/settings", settings::settings)
         .add(M::POST, "/settings/password", settings::change_password)
