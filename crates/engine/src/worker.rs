@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use cronium_exec::http::HttpCall;
-use cronium_exec::{Attempt, Executors, OutputLine, RunReport, RunRequest, Stream};
+use cronium_exec::{Attempt, Executors, OutputLine, RunReport, RunRequest, Secrets, Stream};
 
 use crate::live::LogHub;
 use crate::payloads::PayloadFiles;
@@ -415,6 +415,12 @@ impl JobRun {
             .into_iter()
             .map(|(k, v)| (k.as_str().to_string(), v))
             .collect();
+        // The secret environment only: the `CRONIUM_*` values added below
+        // are not secret, and masking a job id would garble the log.
+        let secrets = Secrets::new();
+        for value in env.values() {
+            secrets.add(value);
+        }
         env.insert("CRONIUM_JOB_ID".into(), job.id.to_string());
         env.insert(
             "CRONIUM_EXECUTION_ID".into(),
@@ -428,6 +434,7 @@ impl JobRun {
             sha256: checksum.to_string(),
             timeout: event.spec.timeout,
             env,
+            secrets,
         })
     }
 

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub mod guard;
 pub mod http;
 pub mod local;
+pub mod mask;
 mod records;
 pub mod remote;
 pub mod smtp;
@@ -33,6 +34,7 @@ pub mod webhook;
 pub use guard::{Allow, Guard, Refused};
 pub use http::{HttpCall, HttpExecutor, HttpLimits, HttpOutcome};
 pub use local::{ExecutorConfig, ExecutorError, LocalExecutor, Sandbox};
+pub use mask::{MaskStream, Secrets, mask_json};
 use remote::{RemoteExecutor, RemoteServer};
 pub use webhook::{PostError, PostResponse};
 
@@ -57,6 +59,10 @@ pub struct RunRequest {
     /// Secrets and `CRONIUM_JOB_ID` / `CRONIUM_EXECUTION_ID`: sent only in
     /// the framed `Env` record on the runner's stdin.
     pub env: BTreeMap<String, String>,
+    /// Every secret value the run can see, masked as `***` in its output
+    /// before it leaves the executor; shared, so values the run learns
+    /// later (a secret variable it reads) are masked from then on.
+    pub secrets: Secrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,7 +235,7 @@ impl Executors {
         output: Sender<OutputLine>,
         cancel: CancellationToken,
     ) -> Execution {
-        match attempt {
+        let mut execution = match attempt {
             Attempt::Local(request) => {
                 Execution::local(self.local.run(request.clone(), output, cancel).await)
             }
@@ -237,7 +243,15 @@ impl Executors {
                 self.remote.run(server, request, output, cancel).await
             }
             Attempt::Http(call) => Execution::http(self.http.run(call, output, cancel).await),
+        };
+        // An error may quote the runner's own stderr or its messages: it is
+        // stored and notified like output, so it is masked like output.
+        if let Attempt::Local(request) | Attempt::Remote(_, request) = attempt
+            && let Some(error) = &mut execution.report.error
+        {
+            *error = request.secrets.mask_str(error);
         }
+        execution
     }
 
     /// Closes SSH connections no job has used for a while; returns how many.

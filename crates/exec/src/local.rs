@@ -219,7 +219,12 @@ impl LocalExecutor {
         let _ = control.write_all(&env_record).await;
 
         // Sandboxed, the announced pid belongs to another PID namespace.
-        let reading = read_records(stdout, &output, self.bwrap.is_none().then_some(&pgid));
+        let reading = read_records(
+            stdout,
+            &output,
+            self.bwrap.is_none().then_some(&pgid),
+            &request.secrets,
+        );
         tokio::pin!(reading);
         let watchdog = request
             .timeout

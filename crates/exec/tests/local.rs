@@ -78,6 +78,7 @@ impl Scene {
             sha256: built.digest.to_hex(),
             timeout: Duration::from_secs(30),
             env: BTreeMap::new(),
+            secrets: Default::default(),
         }
     }
 

@@ -55,6 +55,7 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
         sha256: "0".repeat(64),
         timeout: Duration::from_secs(10),
         env: Default::default(),
+        secrets: Default::default(),
     };
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let execution = executor

@@ -517,7 +517,7 @@ impl Run<'_> {
         let mut forced = None;
         let end = {
             let stream = (&first[..]).chain(&mut process.stdout);
-            let reading = read_records(stream, output, None);
+            let reading = read_records(stream, output, None, &request.secrets);
             tokio::pin!(reading);
             loop {
                 tokio::select! {
