@@ -10,7 +10,8 @@
 //! nothing of the database, jobs' leases or the API: the engine hands it an
 //! [`Attempt`] (a [`RunRequest`] with the pinned payload, its digest, the
 //! timeout and the environment with the secrets already opened, and where
-//! to run it; or an [`HttpCall`]).
+//! to run it; or an [`HttpCall`]). Every secret value is masked as `***`
+//! (`mask`) before output or an error leaves this crate.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
