@@ -53,21 +53,40 @@ fn secrets(rng: &mut Rng) -> Vec<String> {
 /// secrets), so the masking variants have real occurrences to replace.
 fn output(rng: &mut Rng, mb: usize, leak: &str) -> (Vec<u8>, usize) {
     const WORDS: &[&str] = &[
-        "INFO", "WARN", "fetched", "batch", "/srv/data/archive", "rows", "in", "ms", "retrying",
-        "upload", "complete", "checksum", "ok", "GET", "https://api.example.com/v2/items", "200",
-        "sent", "queue", "worker-3", "db",
+        "INFO",
+        "WARN",
+        "fetched",
+        "batch",
+        "/srv/data/archive",
+        "rows",
+        "in",
+        "ms",
+        "retrying",
+        "upload",
+        "complete",
+        "checksum",
+        "ok",
+        "GET",
+        "https://api.example.com/v2/items",
+        "200",
+        "sent",
+        "queue",
+        "worker-3",
+        "db",
     ];
     let target = mb * 1_000_000;
     let mut out = Vec::with_capacity(target + 256);
     let mut line = 0usize;
     let mut leaks = 0;
     while out.len() < target {
-        out.extend_from_slice(format!("2026-11-28T08:{:02}:{:02}Z ", line / 60 % 60, line % 60).as_bytes());
+        out.extend_from_slice(
+            format!("2026-11-28T08:{:02}:{:02}Z ", line / 60 % 60, line % 60).as_bytes(),
+        );
         let words = 4 + (rng.next() % 20) as usize;
         for _ in 0..words {
             out.extend_from_slice(WORDS[(rng.next() % WORDS.len() as u64) as usize].as_bytes());
             out.push(b' ');
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 out.extend_from_slice((rng.next() % 100_000).to_string().as_bytes());
                 out.push(b' ');
             }
@@ -162,7 +181,10 @@ fn main() {
         "{mb} MB of output ({} bytes), {CHUNK}-byte chunks, {leaks} occurrences of the secret, {rounds} rounds after 1 warm-up",
         data.len()
     );
-    println!("{:<28} {:>10} {:>10} {:>12}", "variant", "median", "MB/s", "vs copy");
+    println!(
+        "{:<28} {:>10} {:>10} {:>12}",
+        "variant", "median", "MB/s", "vs copy"
+    );
     let medians: Vec<Duration> = times
         .iter_mut()
         .map(|t| {

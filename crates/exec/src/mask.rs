@@ -145,7 +145,9 @@ impl Secrets {
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Secrets").field("values", &self.len()).finish()
+        f.debug_struct("Secrets")
+            .field("values", &self.len())
+            .finish()
     }
 }
 
@@ -545,7 +547,9 @@ mod tests {
 
     #[test]
     fn a_secret_longer_than_a_chunk_is_masked() {
-        let secret: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let secret: String = (0..300)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
         let s = secrets(&[&secret]);
         let input = format!("before {secret} between {secret}after\n");
         for size in [1, 7, 64, 299, 300, 301] {

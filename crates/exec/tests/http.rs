@@ -700,7 +700,11 @@ async fn a_response_echoing_a_secret_header_shows_only_the_mask() {
         let token = auth.trim_start_matches("Bearer ");
         let mut body = "x".repeat(16 * 1024 - 3);
         body.push_str(&format!("{token} and {auth}\n"));
-        Reply::Send(response("401 Unauthorized", &[("X-Echo", &auth)], body.as_bytes()))
+        Reply::Send(response(
+            "401 Unauthorized",
+            &[("X-Echo", &auth)],
+            body.as_bytes(),
+        ))
     });
     let mut c = call("GET", &server.url("/"));
     c.secret_headers = vec![("Authorization".into(), "Bearer tok-9f8e7d6c5b4a".into())];
@@ -708,7 +712,11 @@ async fn a_response_echoing_a_secret_header_shows_only_the_mask() {
     assert_eq!(outcome.report.status, JobStatus::Failed, "{outcome:?}");
     let stdout = String::from_utf8(stream_bytes(&lines, Stream::Stdout)).unwrap();
     assert!(stdout.contains("x-echo: ***\n"), "{stdout}");
-    assert!(stdout.ends_with("xxx*** and ***\n"), "{}", &stdout[stdout.len() - 40..]);
+    assert!(
+        stdout.ends_with("xxx*** and ***\n"),
+        "{}",
+        &stdout[stdout.len() - 40..]
+    );
     assert!(!format!("{outcome:?}{lines:?}").contains("9f8e7d6c5b4a"));
 }
 

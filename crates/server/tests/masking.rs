@@ -30,7 +30,9 @@ echo done
 /// runner killed: the job's error quotes that stderr, and the error is
 /// what a notification carries.
 fn echo_and_kill_the_runner() -> String {
-    format!("{ECHO_SECRET}sleep 0.5\necho \"runner says $API_TOKEN\" >/proc/$PPID/fd/2\nkill -9 $PPID\nsleep 5\n")
+    format!(
+        "{ECHO_SECRET}sleep 0.5\necho \"runner says $API_TOKEN\" >/proc/$PPID/fd/2\nkill -9 $PPID\nsleep 5\n"
+    )
 }
 
 /// The masked output every run of [`ECHO_SECRET`] must store.
@@ -174,14 +176,26 @@ fn a_remote_run_over_ssh_stores_only_the_mask() {
         .as_i64()
         .unwrap();
     let sse = app
-        .send("GET", &format!("/api/v1/jobs/{id}/logs?follow=true"), Some(&app.admin_token), &[], None)
+        .send(
+            "GET",
+            &format!("/api/v1/jobs/{id}/logs?follow=true"),
+            Some(&app.admin_token),
+            &[],
+            None,
+        )
         .text();
     assert!(sse.contains("event: end"), "{sse}");
     assert!(!sse.contains(SECRET), "the secret in the SSE stream: {sse}");
     let job = finished(&app, id);
     assert_eq!(job["status"], "succeeded", "{job}");
     let lines = lines(&app, id);
-    assert!(lines.iter().filter(|(_, s, _)| s != "system").all(|(server, _, _)| server.as_deref() == Some("web1")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .filter(|(_, s, _)| s != "system")
+            .all(|(server, _, _)| server.as_deref() == Some("web1")),
+        "{lines:?}"
+    );
     assert_eq!(stream_of(&lines, "stdout"), MASKED_STDOUT, "{lines:?}");
     assert_eq!(stream_of(&lines, "stderr"), MASKED_STDERR, "{lines:?}");
     not_in_the_database(&app);
