@@ -8,7 +8,7 @@ use cronium_core::{
     check_json_size,
 };
 use cronium_exec::helpers::{self, HelperError, HelperOp, HelperOutcome};
-use cronium_exec::{HelperFuture, HelperHandler};
+use cronium_exec::{HelperFuture, HelperHandler, Secrets, mask_json};
 use cronium_store::{Fence, Job, Store, StoreError, VariableWrite};
 use serde_json::{Value, json};
 
@@ -21,6 +21,9 @@ pub struct AttemptHelpers {
     fence: Fence,
     input: Value,
     context: Value,
+    /// The run's secrets, shared with its output's masking: a secret
+    /// variable the script reads or writes is masked from then on.
+    secrets: Secrets,
     calls: AtomicU32,
 }
 
@@ -31,6 +34,7 @@ impl AttemptHelpers {
         fence: Fence,
         job: &Job,
         event_name: &str,
+        secrets: Secrets,
     ) -> AttemptHelpers {
         AttemptHelpers {
             store,
@@ -43,6 +47,7 @@ impl AttemptHelpers {
                 "event": { "id": job.event_id.0, "name": event_name },
                 "trigger": job.trigger.as_str(),
             }),
+            secrets,
             calls: AtomicU32::new(0),
         }
     }
@@ -64,6 +69,9 @@ impl AttemptHelpers {
             }
             HelperOp::Output { value } => {
                 size(&value, MAX_OUTPUT_BYTES, "output")?;
+                // The output goes on to the next run, the API and
+                // notifications: masked like the log.
+                let value = mask_json(&self.secrets, value);
                 self.store
                     .attempt_set_output(&self.fence, Some(value))
                     .await
@@ -85,7 +93,12 @@ impl AttemptHelpers {
                     .await
                     .map_err(failed)?
                     .ok_or_else(|| missing(&key))?;
-                stored.open(&self.sealer).map_err(failed)
+                let value = stored.open(&self.sealer).map_err(failed)?;
+                if stored.variable.secret {
+                    // Before the answer: the script may print it at once.
+                    self.secrets.add_json(&value);
+                }
+                Ok(value)
             }
             HelperOp::VarSet {
                 key,
@@ -101,14 +114,18 @@ impl AttemptHelpers {
                     Some(helpers::Expect::Value(v)) => Expect::Value(v),
                 };
                 let write = VariableWrite {
-                    value,
+                    value: value.clone(),
                     secret,
                     expect,
                 };
-                self.store
+                let written = self
+                    .store
                     .attempt_set_variable(&self.fence, &key, write, &self.sealer, now)
                     .await
                     .map_err(failed)?;
+                if written.secret {
+                    self.secrets.add_json(&value);
+                }
                 Ok(Value::Null)
             }
             HelperOp::VarDelete { key } => {

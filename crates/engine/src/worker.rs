@@ -21,7 +21,9 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use cronium_exec::http::HttpCall;
-use cronium_exec::{Attempt, Executors, Helpers, OutputLine, RunReport, RunRequest, Stream};
+use cronium_exec::{
+    Attempt, Executors, Helpers, OutputLine, RunReport, RunRequest, Secrets, Stream,
+};
 
 use crate::helpers::AttemptHelpers;
 use crate::live::LogHub;
@@ -421,6 +423,12 @@ impl JobRun {
             .into_iter()
             .map(|(k, v)| (k.as_str().to_string(), v))
             .collect();
+        // The secret environment only: the `CRONIUM_*` values added below
+        // are not secret, and masking a job id would garble the log.
+        let secrets = Secrets::new();
+        for value in env.values() {
+            secrets.add(value);
+        }
         env.insert("CRONIUM_JOB_ID".into(), job.id.to_string());
         env.insert(
             "CRONIUM_EXECUTION_ID".into(),
@@ -437,7 +445,9 @@ impl JobRun {
                 fence.clone(),
                 job,
                 event.spec.name.as_str(),
+                secrets.clone(),
             ))),
+            secrets,
         })
     }
 

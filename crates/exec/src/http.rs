@@ -28,6 +28,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use ureq::{Agent, AsSendBody, Body};
 
 use crate::guard::{Guard, Lookup, Refused, Target, unbracket};
+use crate::mask::{MaskStream, Secrets};
 use crate::records::{Lines, fmt_duration};
 use crate::{OutputLine, RunReport, Stream};
 
@@ -56,6 +57,22 @@ pub struct HttpCall {
     pub expect_status: Vec<u16>,
     /// For the whole request: every redirect hop and the body.
     pub timeout: Duration,
+}
+
+impl HttpCall {
+    /// The secret header values, to mask in what the response shows: each
+    /// whole value and, for a value with an auth scheme (`Bearer …`,
+    /// `Basic …`), the credential after it, which a server may echo alone.
+    pub fn secrets(&self) -> Secrets {
+        let secrets = Secrets::new();
+        for (_, value) in &self.secret_headers {
+            secrets.add(value);
+            if let Some((_, credential)) = value.trim().split_once(' ') {
+                secrets.add(credential);
+            }
+        }
+        secrets
+    }
 }
 
 impl fmt::Debug for HttpCall {
@@ -145,7 +162,9 @@ impl HttpExecutor {
             truncated: false,
         }));
         let (lines_tx, mut lines_rx) = mpsc::channel(64);
+        let secrets = call.secrets();
         let request = Exchange {
+            secrets: secrets.clone(),
             call: call.clone(),
             agent: agent.clone(),
             limits: self.limits,
@@ -195,7 +214,7 @@ impl HttpExecutor {
                 exit_code: None,
                 signal: None,
                 duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                error,
+                error: error.map(|e| secrets.mask_str(&e)),
             },
             status: progress.status,
             body_truncated: progress.truncated,
@@ -334,6 +353,8 @@ impl Resolver for GuardResolver {
 /// The blocking side of one attempt.
 struct Exchange {
     call: HttpCall,
+    /// Masked in every line the response becomes.
+    secrets: Secrets,
     agent: Agent,
     limits: HttpLimits,
     deadline: Instant,
@@ -547,7 +568,7 @@ impl Exchange {
         let mut body = call.body.clone();
         let mut cross_origin = false;
         let mut hops = 0u32;
-        let mut out = LineCutter::new(Stream::Stdout, &self.lines);
+        let mut out = LineCutter::new(Stream::Stdout, &self.lines, &self.secrets);
         loop {
             self.update(|p| p.url = target.uri.to_string());
             let response = self.send(&target, &method, body.as_deref(), &headers, cross_origin)?;
@@ -596,7 +617,7 @@ impl Exchange {
 
     /// A Stderr line of our own (redirects, truncation).
     fn note(&self, text: String) -> Result<(), End> {
-        let mut cutter = LineCutter::new(Stream::Stderr, &self.lines);
+        let mut cutter = LineCutter::new(Stream::Stderr, &self.lines, &self.secrets);
         cutter.push(text.as_bytes())?;
         cutter.finish()
     }
@@ -769,31 +790,42 @@ fn write_head(response: &Response<Body>, out: &mut LineCutter<'_>) -> Result<(),
     out.finish()
 }
 
-/// [`Lines`] of one stream sent from the blocking thread as they complete.
-/// Sending fails only once the attempt was given up on.
+/// [`Lines`] of one stream, masked, sent from the blocking thread as they
+/// complete. Sending fails only once the attempt was given up on.
 struct LineCutter<'a> {
     stream: Stream,
+    mask: MaskStream,
     cut: Lines,
     lines: &'a mpsc::Sender<OutputLine>,
 }
 
 impl<'a> LineCutter<'a> {
-    fn new(stream: Stream, lines: &'a mpsc::Sender<OutputLine>) -> LineCutter<'a> {
+    fn new(
+        stream: Stream,
+        lines: &'a mpsc::Sender<OutputLine>,
+        secrets: &Secrets,
+    ) -> LineCutter<'a> {
         LineCutter {
             stream,
+            mask: secrets.stream(),
             cut: Lines::default(),
             lines,
         }
     }
 
     fn push(&mut self, data: &[u8]) -> Result<(), End> {
-        for line in self.cut.push(data) {
+        let masked = self.mask.push(data);
+        for line in self.cut.push(&masked) {
             self.send(line)?;
         }
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), End> {
+        let held = self.mask.finish();
+        for line in self.cut.push(&held) {
+            self.send(line)?;
+        }
         match self.cut.finish() {
             Some(line) => self.send(line),
             None => Ok(()),

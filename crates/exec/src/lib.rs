@@ -10,7 +10,8 @@
 //! nothing of the database, jobs' leases or the API: the engine hands it an
 //! [`Attempt`] (a [`RunRequest`] with the pinned payload, its digest, the
 //! timeout and the environment with the secrets already opened, and where
-//! to run it; or an [`HttpCall`]).
+//! to run it; or an [`HttpCall`]). Every secret value is masked as `***`
+//! (`mask`) before output or an error leaves this crate.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ pub mod guard;
 pub mod helpers;
 pub mod http;
 pub mod local;
+pub mod mask;
 mod records;
 pub mod remote;
 pub mod smtp;
@@ -35,6 +37,7 @@ pub use guard::{Allow, Guard, Refused};
 pub use helpers::{HelperFuture, HelperHandler, Helpers};
 pub use http::{HttpCall, HttpExecutor, HttpLimits, HttpOutcome};
 pub use local::{ExecutorConfig, ExecutorError, LocalExecutor, Sandbox};
+pub use mask::{MaskStream, Secrets, mask_json};
 use remote::{RemoteExecutor, RemoteServer};
 pub use webhook::{PostError, PostResponse};
 
@@ -62,6 +65,10 @@ pub struct RunRequest {
     /// Who answers the script's helper calls; without it every call is
     /// answered `unavailable`.
     pub helpers: Option<Helpers>,
+    /// Every secret value the run can see, masked as `***` in its output
+    /// before it leaves the executor; shared, so values the run learns
+    /// later (a secret variable it reads) are masked from then on.
+    pub secrets: Secrets,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,7 +241,7 @@ impl Executors {
         output: Sender<OutputLine>,
         cancel: CancellationToken,
     ) -> Execution {
-        match attempt {
+        let mut execution = match attempt {
             Attempt::Local(request) => {
                 Execution::local(self.local.run(request.clone(), output, cancel).await)
             }
@@ -242,7 +249,15 @@ impl Executors {
                 self.remote.run(server, request, output, cancel).await
             }
             Attempt::Http(call) => Execution::http(self.http.run(call, output, cancel).await),
+        };
+        // An error may quote the runner's own stderr or its messages: it is
+        // stored and notified like output, so it is masked like output.
+        if let Attempt::Local(request) | Attempt::Remote(_, request) = attempt
+            && let Some(error) = &mut execution.report.error
+        {
+            *error = request.secrets.mask_str(error);
         }
+        execution
     }
 
     /// Closes SSH connections no job has used for a while; returns how many.

@@ -226,6 +226,7 @@ impl LocalExecutor {
             &output,
             self.bwrap.is_none().then_some(&pgid),
             &mut relay,
+            &request.secrets,
         );
         tokio::pin!(reading);
         let watchdog = request

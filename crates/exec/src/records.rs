@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::mpsc::Sender;
 
 use crate::helpers::Relay;
+use crate::mask::{MaskStream, Secrets};
 use crate::{MAX_LINE, OutputLine, RunReport, Stream};
 
 /// One framed record, as bytes to send.
@@ -52,18 +53,21 @@ struct EventRecord {
 ///
 /// `pgid` receives the script's process group from `started`, when the
 /// caller can use it (a local, unsandboxed runner). Helper calls go to
-/// `relay`, whose replies the caller writes to the runner's stdin.
+/// `relay`, whose replies the caller writes to the runner's stdin. Every
+/// value in `secrets` is masked in the output and in the runner's messages
+/// before they go anywhere.
 pub(crate) async fn read_records<R: AsyncRead + Unpin>(
     stdout: R,
     output: &Sender<OutputLine>,
     pgid: Option<&AtomicI32>,
     relay: &mut Relay,
+    secrets: &Secrets,
 ) -> StreamEnd {
     let mut reader = BufReader::with_capacity(MAX_CHUNK + 5, stdout);
     let mut payload = Vec::new();
     let mut end = StreamEnd::default();
-    let mut stdout_lines = LineSplitter::new(Stream::Stdout);
-    let mut stderr_lines = LineSplitter::new(Stream::Stderr);
+    let mut stdout_lines = LineSplitter::new(Stream::Stdout, secrets);
+    let mut stderr_lines = LineSplitter::new(Stream::Stderr, secrets);
     let mut first = true;
     loop {
         let kind = match read_frame(&mut reader, &mut payload).await {
@@ -112,7 +116,9 @@ pub(crate) async fn read_records<R: AsyncRead + Unpin>(
                             pgid.store(pid, Ordering::SeqCst);
                         }
                     }
-                    "message" => end.messages.extend(event.message),
+                    "message" => end
+                        .messages
+                        .extend(event.message.map(|m| secrets.mask_str(&m))),
                     _ => {}
                 }
             }
@@ -200,27 +206,36 @@ impl Lines {
     }
 }
 
-/// [`Lines`] of one stream, sent on as they complete.
+/// [`Lines`] of one stream, masked, sent on as they complete.
 struct LineSplitter {
     stream: Stream,
+    mask: MaskStream,
     lines: Lines,
 }
 
 impl LineSplitter {
-    fn new(stream: Stream) -> LineSplitter {
+    fn new(stream: Stream, secrets: &Secrets) -> LineSplitter {
         LineSplitter {
             stream,
+            mask: secrets.stream(),
             lines: Lines::default(),
         }
     }
 
     async fn push(&mut self, data: &[u8], output: &Sender<OutputLine>) {
-        for line in self.lines.push(data) {
+        // Masked before it is cut into lines: a secret split across
+        // records, or across a 64 KiB line cut, is still one secret.
+        let masked = self.mask.push(data);
+        for line in self.lines.push(&masked) {
             self.send(line, output).await;
         }
     }
 
     async fn finish(&mut self, output: &Sender<OutputLine>) {
+        let held = self.mask.finish();
+        for line in self.lines.push(&held) {
+            self.send(line, output).await;
+        }
         if let Some(line) = self.lines.finish() {
             self.send(line, output).await;
         }
@@ -424,7 +439,7 @@ mod tests {
 
     async fn split(chunks: &[&[u8]]) -> Vec<Vec<u8>> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
-        let mut s = LineSplitter::new(Stream::Stdout);
+        let mut s = LineSplitter::new(Stream::Stdout, &Secrets::new());
         for chunk in chunks {
             s.push(chunk, &tx).await;
         }

@@ -692,6 +692,35 @@ async fn a_secret_header_reaches_the_server_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_response_echoing_a_secret_header_shows_only_the_mask() {
+    // A server that echoes what it was sent: in a header, whole, and in the
+    // body as the bare token, split by the 16 KiB reads of a long body.
+    let server = Server::start("127.0.0.1:0", |request, _| {
+        let auth = request.header("authorization").unwrap_or("").to_string();
+        let token = auth.trim_start_matches("Bearer ");
+        let mut body = "x".repeat(16 * 1024 - 3);
+        body.push_str(&format!("{token} and {auth}\n"));
+        Reply::Send(response(
+            "401 Unauthorized",
+            &[("X-Echo", &auth)],
+            body.as_bytes(),
+        ))
+    });
+    let mut c = call("GET", &server.url("/"));
+    c.secret_headers = vec![("Authorization".into(), "Bearer tok-9f8e7d6c5b4a".into())];
+    let (outcome, lines) = run(&loopback_executor(HttpLimits::default()), &c).await;
+    assert_eq!(outcome.report.status, JobStatus::Failed, "{outcome:?}");
+    let stdout = String::from_utf8(stream_bytes(&lines, Stream::Stdout)).unwrap();
+    assert!(stdout.contains("x-echo: ***\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("xxx*** and ***\n"),
+        "{}",
+        &stdout[stdout.len() - 40..]
+    );
+    assert!(!format!("{outcome:?}{lines:?}").contains("9f8e7d6c5b4a"));
+}
+
+#[tokio::test]
 async fn an_unsupported_method_fails_before_connecting() {
     let server = Server::counting("127.0.0.1:0");
     for method in ["TRACE", "CONNECT", "PROPFIND", ""] {

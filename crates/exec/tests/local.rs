@@ -80,6 +80,7 @@ impl Scene {
             timeout: Duration::from_secs(30),
             env: BTreeMap::new(),
             helpers: None,
+            secrets: Default::default(),
         }
     }
 

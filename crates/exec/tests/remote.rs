@@ -56,6 +56,7 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
         timeout: Duration::from_secs(10),
         env: Default::default(),
         helpers: None,
+        secrets: Default::default(),
     };
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let execution = executor

@@ -523,7 +523,7 @@ impl Run<'_> {
             let stream = (&first[..]).chain(&mut process.stdout);
             let (mut relay, mut replies) =
                 Relay::new(request.helpers.clone(), Some(self.server_name));
-            let reading = read_records(stream, output, None, &mut relay);
+            let reading = read_records(stream, output, None, &mut relay, &request.secrets);
             tokio::pin!(reading);
             loop {
                 tokio::select! {
