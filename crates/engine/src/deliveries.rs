@@ -809,6 +809,9 @@ pub fn render(job: &Job, event: &Event, occasion: Occasion, public_url: Option<&
                     "startedAt": time(job.started_at),
                     "finishedAt": time(job.finished_at),
                     "trigger": job.trigger.as_str(),
+                    // What its script handed on (already masked).
+                    "output": job.output,
+                    "condition": job.condition,
                 }),
             );
             job.finished_at.or(Some(job.updated_at))

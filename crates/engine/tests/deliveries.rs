@@ -419,6 +419,8 @@ async fn a_failed_job_posts_one_signed_message_that_describes_it(url: &str, dir:
                     "startedAt": "2026-03-01T12:00:01Z",
                     "finishedAt": "2026-03-01T12:00:03Z",
                     "trigger": "manual",
+                    "output": null,
+                    "condition": false,
                 },
                 "link": format!("https://cron.example.com/api/v1/jobs/{}", job.id.0),
             },

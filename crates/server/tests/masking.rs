@@ -200,3 +200,67 @@ fn a_remote_run_over_ssh_stores_only_the_mask() {
     assert_eq!(stream_of(&lines, "stderr"), MASKED_STDERR, "{lines:?}");
     not_in_the_database(&app);
 }
+
+/// A secret variable's value. Like [`SECRET`], no script holds it whole.
+const VAULT: &str = "vaultsecret99";
+
+both_backends! {
+    fn secret_variables_a_script_reads_or_writes_are_masked_in_its_log_output_and_notification(backend: Backend) {
+        let sink = Sink::always(Answer::status("200 OK", ""));
+        let app = TestApp::spawn_with(backend, |c| {
+            c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
+        });
+        app.call("PUT", "/api/v1/variables/vault", &app.admin_token,
+            Some(json!({ "value": VAULT, "secret": true }))).expect(201);
+        // Reads the secret variable and prints it, hands it on in its
+        // output, and writes a new secret variable it then prints too.
+        let script = "v=$(cronium var get vault)\n\
+                      echo \"read $v\"\n\
+                      cronium output \"{\\\"echoed\\\": $v}\"\n\
+                      fresh=\"$(printf fresh)secret77\"\n\
+                      cronium var set fresh \"\\\"$fresh\\\"\" --secret\n\
+                      echo \"wrote $fresh\"\n";
+        let event = app.create_event(json!({ "name": "reader", "interpreter": "bash", "content": script }))["id"]
+            .as_i64()
+            .unwrap();
+        let channel = app
+            .post("/api/v1/channels", json!({ "name": "ops", "url": sink.url("/hook") }))
+            .expect(201);
+        app.post(
+            &format!("/api/v1/events/{event}/actions"),
+            json!({ "when": "success", "channel": channel["id"] }),
+        )
+        .expect(201);
+
+        let id = app
+            .post(&format!("/api/v1/events/{event}/run"), json!({}))
+            .expect(201)["id"]
+            .as_i64()
+            .unwrap();
+        let sse = app
+            .send("GET", &format!("/api/v1/jobs/{id}/logs?follow=true"), Some(&app.admin_token), &[], None)
+            .text();
+        assert!(sse.contains("event: end"), "{sse}");
+        assert!(!sse.contains(VAULT) && !sse.contains("freshsecret77"), "{sse}");
+
+        let job = finished(&app, id);
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["output"], json!({ "echoed": "***" }), "{job}");
+        let lines = lines(&app, id);
+        assert_eq!(stream_of(&lines, "stdout"), "read \"***\"\nwrote ***\n", "{lines:?}");
+
+        let hook = wait_for("the webhook", PATIENCE, || sink.received().into_iter().next());
+        let message: Value = serde_json::from_slice(&hook.body).unwrap();
+        assert_eq!(message["data"]["job"]["output"], json!({ "echoed": "***" }), "{message}");
+        assert!(!contains(&hook.body, VAULT.as_bytes()), "{message}");
+
+        let bytes = database_bytes(&app);
+        for secret in [VAULT, "freshsecret77"] {
+            assert!(!contains(&bytes, secret.as_bytes()), "{secret} is in the database");
+            assert!(!contains(&bytes, hex(secret).as_bytes()), "{secret} is in the database as hex");
+        }
+        // Still there, for whoever may read it: sealed, not lost.
+        let fresh = app.get("/api/v1/variables/fresh").expect(200);
+        assert_eq!(fresh["secret"], true, "{fresh}");
+    }
+}
