@@ -953,11 +953,20 @@ fn variable_schemas() -> [(&'static str, Value); 2] {
 fn variable_paths() -> [(&'static str, Value); 2] {
     let key = json!({ "name": "key", "in": "path", "required": true, "description": "The variable's key: 1 to 128 characters from A-Z a-z 0-9 _ . -, starting with a letter, a digit or _ (another key is 422 on `key`)", "schema": { "type": "string", "pattern": VARIABLE_KEY_PATTERN } });
     let bad_key = |mut operation: Value| {
-        operation["responses"]["422"] = error_response("The key breaks the rule (`field` is `key`), or a body field does (`field` names it)");
+        operation["responses"]["422"] = error_response(
+            "The key breaks the rule (`field` is `key`), or a body field does (`field` names it)",
+        );
         operation
     };
     let mut put = with_409(
-        op("setVariable", "Create or replace one of the caller's variables (audited with the key, never the value); 201 when it was created", Some("editor"), std::slice::from_ref(&key), Some(reference("VariableInput")), ok("Replaced", reference("Variable"))),
+        op(
+            "setVariable",
+            "Create or replace one of the caller's variables (audited with the key, never the value); 201 when it was created",
+            Some("editor"),
+            std::slice::from_ref(&key),
+            Some(reference("VariableInput")),
+            ok("Replaced", reference("Variable")),
+        ),
         "The compare-and-set expectation does not hold (`field` is `expect`)",
     );
     put["responses"]["201"] = created("Created", reference("Variable")).1;

@@ -68,22 +68,21 @@ impl PutBody {
             ))
             .with_field(unknown.clone()));
         }
-        let flag = |body: &serde_json::Map<String, serde_json::Value>, name: &str| match body
-            .get(name)
-        {
-            None => Ok(None),
-            Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "{name}: invalid type: {}, expected a boolean",
-                kind(other)
-            ))
-            .with_field(name)),
-        };
+        let flag =
+            |body: &serde_json::Map<String, serde_json::Value>, name: &str| match body.get(name) {
+                None => Ok(None),
+                Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+                Some(other) => Err(ApiError::bad_request(format!(
+                    "{name}: invalid type: {}, expected a boolean",
+                    kind(other)
+                ))
+                .with_field(name)),
+            };
         let secret = flag(&body, "secret")?;
         let absent = flag(&body, "expectAbsent")?.unwrap_or(false);
-        let value = body
-            .remove("value")
-            .ok_or_else(|| ApiError::bad_request("value: missing field `value`").with_field("value"))?;
+        let value = body.remove("value").ok_or_else(|| {
+            ApiError::bad_request("value: missing field `value`").with_field("value")
+        })?;
         check_json_size(&value, MAX_VARIABLE_BYTES, "value")?;
         let expect = match (body.remove("expect"), absent) {
             (Some(_), true) => {
@@ -142,7 +141,9 @@ pub async fn list(
     Viewer(caller): Viewer,
 ) -> Result<axum::Json<Vec<VariableView>>, ApiError> {
     let list = state.store.list_variables(caller.user).await?;
-    Ok(axum::Json(list.into_iter().map(VariableView::from).collect()))
+    Ok(axum::Json(
+        list.into_iter().map(VariableView::from).collect(),
+    ))
 }
 
 pub async fn show(
@@ -219,7 +220,10 @@ mod tests {
         let w = parse(json!({"value": 1})).unwrap();
         assert_eq!((w.secret, w.expect), (None, Expect::Any));
         let w = parse(json!({"value": 1, "secret": true, "expect": null})).unwrap();
-        assert_eq!((w.secret, w.expect), (Some(true), Expect::Value(json!(null))));
+        assert_eq!(
+            (w.secret, w.expect),
+            (Some(true), Expect::Value(json!(null)))
+        );
         let w = parse(json!({"value": 1, "expectAbsent": true})).unwrap();
         assert_eq!(w.expect, Expect::Absent);
         let w = parse(json!({"value": 1, "expectAbsent": false})).unwrap();
