@@ -53,9 +53,8 @@ fn path(key: &str) -> Result<String> {
 }
 
 fn parse_json(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).with_context(|| {
-        format!("{what} is not JSON (a string needs its quotes, e.g. '\"text\"')")
-    })
+    serde_json::from_str(text)
+        .with_context(|| format!("{what} is not JSON (a string needs its quotes, e.g. '\"text\"')"))
 }
 
 /// At most this many characters of a value in `var list`.
@@ -98,7 +97,11 @@ pub fn run(cmd: VarCommand, args: &ClientArgs, out: &mut dyn Write) -> Result<u8
                     ]
                 })
                 .collect();
-            print_table(out, &["KEY", "VALUE", "VERSION", "UPDATED", "BY JOB"], &rows)?;
+            print_table(
+                out,
+                &["KEY", "VALUE", "VERSION", "UPDATED", "BY JOB"],
+                &rows,
+            )?;
         }
         VarCommand::Get { key } => {
             let variable = client.get(&path(&key)?)?;
@@ -176,8 +179,14 @@ mod tests {
 
     #[test]
     fn list_cells_hide_secrets_and_cut_long_values() {
-        assert_eq!(value_cell(&json!({"secret": true, "value": null})), "(secret)");
-        assert_eq!(value_cell(&json!({"secret": false, "value": {"a": 1}})), r#"{"a":1}"#);
+        assert_eq!(
+            value_cell(&json!({"secret": true, "value": null})),
+            "(secret)"
+        );
+        assert_eq!(
+            value_cell(&json!({"secret": false, "value": {"a": 1}})),
+            r#"{"a":1}"#
+        );
         let long = value_cell(&json!({"secret": false, "value": "x".repeat(100)}));
         assert_eq!(long.chars().count(), LIST_VALUE_CHARS);
         assert!(long.ends_with('…'));

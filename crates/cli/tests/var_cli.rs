@@ -22,7 +22,11 @@ fn variables_are_set_read_listed_and_deleted() {
 
     // A value from standard input, as JSON.
     server
-        .cronium_stdin(&["var", "set", "note", "-"], &[], "\"line one\\nünïcode\"\n")
+        .cronium_stdin(
+            &["var", "set", "note", "-"],
+            &[],
+            "\"line one\\nünïcode\"\n",
+        )
         .ok();
     assert_eq!(
         server.cronium(&["var", "get", "note"]).ok().stdout(),
@@ -31,7 +35,13 @@ fn variables_are_set_read_listed_and_deleted() {
 
     // A secret: sealed, shown as such, never read back.
     let secret = server
-        .cronium(&["var", "set", "api_token", r#""tok-9f2c-never-shown""#, "--secret"])
+        .cronium(&[
+            "var",
+            "set",
+            "api_token",
+            r#""tok-9f2c-never-shown""#,
+            "--secret",
+        ])
         .ok();
     assert_eq!(
         secret.stdout(),
@@ -44,9 +54,15 @@ fn variables_are_set_read_listed_and_deleted() {
     let list = server.cronium(&["var", "list"]).ok().stdout();
     let lines: Vec<&str> = list.lines().collect();
     assert!(lines[0].starts_with("KEY"), "{list}");
-    assert!(lines[1].starts_with("api_token") && lines[1].contains("(secret)"), "{list}");
+    assert!(
+        lines[1].starts_with("api_token") && lines[1].contains("(secret)"),
+        "{list}"
+    );
     assert!(lines[2].starts_with("note"), "{list}");
-    assert!(lines[3].starts_with("web-1.last") && lines[3].contains("-1"), "{list}");
+    assert!(
+        lines[3].starts_with("web-1.last") && lines[3].contains("-1"),
+        "{list}"
+    );
     assert!(!list.contains("tok-9f2c"), "{list}");
     let json = server.cronium(&["var", "list", "--json"]).ok().json();
     assert_eq!(json[0]["value"], serde_json::Value::Null);
@@ -118,10 +134,19 @@ fn job_show_prints_input_output_and_condition() {
     let work = tempfile::tempdir().unwrap();
     let path = script(work.path(), "echo.sh", "echo hi\n");
     server
-        .cronium(&["event", "create", "--name", "echo", "--script", &path, "--manual"])
+        .cronium(&[
+            "event", "create", "--name", "echo", "--script", &path, "--manual",
+        ])
         .ok();
     let run = server
-        .cronium(&["event", "run", "echo", "--input", r#"{"rows": [1, 2]}"#, "--json"])
+        .cronium(&[
+            "event",
+            "run",
+            "echo",
+            "--input",
+            r#"{"rows": [1, 2]}"#,
+            "--json",
+        ])
         .ok()
         .json();
     let id = run["id"].to_string();
@@ -134,7 +159,10 @@ fn job_show_prints_input_output_and_condition() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(show.contains("status           succeeded"), "{show}");
-    assert!(show.contains(r#"input            {"rows":[1,2]}"#), "{show}");
+    assert!(
+        show.contains(r#"input            {"rows":[1,2]}"#),
+        "{show}"
+    );
     assert!(show.contains("output           -\n"), "{show}");
     assert!(show.contains("condition        false\n"), "{show}");
     let json = server.cronium(&["job", "show", &id, "--json"]).ok().json();

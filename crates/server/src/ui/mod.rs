@@ -121,11 +121,7 @@ fn routes() -> Routes {
         .add(M::POST, "/servers/{id}/delete", servers::delete)
         .add(M::GET, "/variables", variables::list)
         .add(M::POST, "/variables", variables::set)
-        .add(
-            M::POST,
-            "/variables/{key}/delete",
-            variables::delete,
-        )
+        .add(M::POST, "/variables/{key}/delete", variables::delete)
         .add(M::GET, "/audit", pages::audit)
         .add(M::GET, "/settings", settings::settings)
         .add(M::POST, "/settings/password", settings::change_password)

@@ -156,11 +156,20 @@ pub async fn set(
             };
             state
                 .store
-                .set_variable(caller.user, &key, write, &state.sealer, crate::now(), &entry)
+                .set_variable(
+                    caller.user,
+                    &key,
+                    write,
+                    &state.sealer,
+                    crate::now(),
+                    &entry,
+                )
                 .await
                 .map(drop)
                 .map_err(|e| match e {
-                    StoreError::Invalid(v) => Ok((if v.field == "key" { "key" } else { "value" }, v.message)),
+                    StoreError::Invalid(v) => {
+                        Ok((if v.field == "key" { "key" } else { "value" }, v.message))
+                    }
                     other => Err(other),
                 })
         }
