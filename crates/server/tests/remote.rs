@@ -508,7 +508,8 @@ fn a_runner_of_another_version_is_replaced() {
     let app = TestApp::spawn(Backend::Sqlite);
     let sshd = TestSshd::start(1);
     let user = sshd.user(0);
-    // What an older Cronium left there: a runner that says it is 0.0.1.
+    // What an older Cronium left there: a runner that says it is 0.0.1
+    // (and would speak an older protocol, without helper calls).
     let old = runner_path(user);
     std::fs::create_dir_all(old.parent().unwrap()).unwrap();
     std::fs::write(&old, "#!/bin/sh\necho '{\"version\":\"0.0.1\"}'\nexit 0\n").unwrap();
@@ -516,12 +517,23 @@ fn a_runner_of_another_version_is_replaced() {
     std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 
     let server = add_server(&app, &sshd, user, "old");
-    let event = remote_event(&app, "v", "echo ran\n", &[server], json!({}));
+    // The script's helper call needs the new runner.
+    let event = remote_event(
+        &app,
+        "v",
+        "cronium var set deployed true && echo ran\n",
+        &[server],
+        json!({}),
+    );
     let job = run_to_end(&app, event);
     assert_eq!(job["status"], "succeeded", "{job}");
     assert_eq!(executions(&job)[0]["uploaded"]["runner"], true);
     assert_eq!(sha256_file(&old), sha256_file(&common::runner_binary()));
     assert_eq!(stdout_of(&app, job["id"].as_i64().unwrap(), "old"), "ran\n");
+    assert_eq!(
+        app.get("/api/v1/variables/deployed").expect(200)["value"],
+        true
+    );
 }
 
 #[test]
