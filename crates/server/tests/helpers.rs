@@ -106,6 +106,16 @@ both_backends! {
         );
         let variable = app.get("/api/v1/variables/greeting").expect(200);
         assert_eq!(variable["value"], json!({ "text": "hello from python" }));
+
+        // The job's page shows what the run was given and handed on.
+        app.set_password("admin", "a password for the job page");
+        let mut browser = app.browser().signed_in("admin", "a password for the job page");
+        let page = browser.get(&format!("/jobs/{chained}")).text();
+        for fact in ["<dt>Input</dt><dd>{&#34;count&#34;:41}</dd>",
+            "<dt>Output</dt><dd>{&#34;count&#34;:42,&#34;server&#34;:&#34;web1&#34;}</dd>",
+            "<dt>Condition</dt><dd>false</dd>"] {
+            assert!(page.contains(fact), "{fact} not in {page}");
+        }
     }
 
     fn a_variable_set_before_the_script_fails_stays_set_even_from_the_sandbox(backend: Backend) {

@@ -114,6 +114,14 @@ pub async fn page(
     if let Some(error) = &job.error {
         facts.push(("Error", error.clone()));
     }
+    // What the run was given and what its script handed on (helpers).
+    if let Some(input) = job.metadata.get("input") {
+        facts.push(("Input", json_fact(input)));
+    }
+    if let Some(output) = &job.output {
+        facts.push(("Output", json_fact(output)));
+    }
+    facts.push(("Condition", job.condition.to_string()));
     if let Some(by) = cronium_store::StartedBy::of(&job) {
         facts.push((
             "Started by",
@@ -139,6 +147,22 @@ pub async fn page(
         has_earlier,
     }
     .into_response())
+}
+
+/// Characters of an input or output the job page shows; the API has all.
+const JSON_FACT_CHARS: usize = 1000;
+
+/// A JSON value for the facts list: compact, cut after [`JSON_FACT_CHARS`].
+fn json_fact(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(JSON_FACT_CHARS) {
+        Some((cut, _)) => format!(
+            "{}… ({} bytes in all; GET /api/v1/jobs/{{id}} has it whole)",
+            &text[..cut],
+            text.len()
+        ),
+        None => text,
+    }
 }
 
 /// Lines a page opens with (the tail), and per "earlier lines" request.
