@@ -33,6 +33,8 @@ fn main() {
     let id = event["id"].as_i64().unwrap();
 
     let cli = || server.cronium(&["event", "run", "t", "--follow"]);
+    let id_text = id.to_string();
+    let cli_by_id = || server.cronium(&["event", "run", &id_text, "--follow"]);
     let streamed = || {
         let started = Instant::now();
         let job = server.post(&format!("/events/{id}/run"), &json!({}))["id"]
@@ -59,8 +61,9 @@ fn main() {
     };
     let version = || server.cronium(&["--version"]);
 
-    let ways: [(&str, &dyn Fn() -> Duration); 4] = [
+    let ways: [(&str, &dyn Fn() -> Duration); 5] = [
         ("`cronium event run t --follow` (process wall time)", &cli),
+        ("`cronium event run ID --follow` (no name lookup)", &cli_by_id),
         ("API: POST run, then the log stream to its end", &streamed),
         ("API: POST run, then GET the job every 0.5 ms", &polled),
         ("`cronium --version` (process start alone)", &version),
