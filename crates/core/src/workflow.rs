@@ -449,7 +449,11 @@ impl ResolvedWorkflow {
 
     /// Every node with its event, in file order.
     pub fn events(&self) -> impl Iterator<Item = (&NodeId, EventId)> {
-        self.spec.nodes.iter().map(|n| &n.id).zip(self.events.iter().copied())
+        self.spec
+            .nodes
+            .iter()
+            .map(|n| &n.id)
+            .zip(self.events.iter().copied())
     }
 }
 
@@ -559,7 +563,9 @@ impl<'de> Deserialize<'de> for RawEdge {
                     match key.as_str() {
                         "node" if node.is_none() => node = Some(map.next_value::<String>()?),
                         "on" if on.is_none() => on = Some(map.next_value::<EdgeOn>()?),
-                        "node" | "on" => return Err(de::Error::custom(format!("duplicate field `{key}`"))),
+                        "node" | "on" => {
+                            return Err(de::Error::custom(format!("duplicate field `{key}`")));
+                        }
                         other => return Err(de::Error::unknown_field(other, FIELDS)),
                     }
                 }
@@ -611,7 +617,9 @@ impl RawTrigger {
         if !known.contains(&kind) {
             return Err(ValidationError::new(
                 "trigger.type",
-                format!("unknown trigger type {kind:?} (expected one of: manual cron every webhook)"),
+                format!(
+                    "unknown trigger type {kind:?} (expected one of: manual cron every webhook)"
+                ),
             ));
         }
         if let Some((field, ..)) = stray.iter().find(|(_, given, belongs)| *given && !belongs) {
@@ -712,7 +720,10 @@ impl RawSpec {
             if raw.after.len() > MAX_PARENTS {
                 return Err(ValidationError::new(
                     format!("nodes[{i}].after"),
-                    named(format!("{} incoming edges; at most {MAX_PARENTS}", raw.after.len())),
+                    named(format!(
+                        "{} incoming edges; at most {MAX_PARENTS}",
+                        raw.after.len()
+                    )),
                 ));
             }
             // A join on a root is a mistake (most likely a forgotten

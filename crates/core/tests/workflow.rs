@@ -60,6 +60,9 @@ fn ids<'a>(list: impl IntoIterator<Item = &'a NodeId>) -> Vec<&'a str> {
     list.into_iter().map(NodeId::as_str).collect()
 }
 
+/// Nodes as `(id, after)`, `after` in YAML.
+type Graph<'a> = Vec<(&'a str, &'a str)>;
+
 /// A workflow of the given nodes, each `(id, after)`, `after` in YAML.
 fn graph(nodes: &[(&str, &str)]) -> String {
     let mut text = String::from("name: g\nnodes:\n");
@@ -130,7 +133,11 @@ fn short_and_long_after_forms_mean_the_same() {
     for (form, spec) in forms.iter().zip(&specs) {
         assert_eq!(spec, &specs[0], "after: {form}");
     }
-    assert!(specs[0].to_yaml().contains("    after:\n      - a\n"), "{}", specs[0].to_yaml());
+    assert!(
+        specs[0].to_yaml().contains("    after:\n      - a\n"),
+        "{}",
+        specs[0].to_yaml()
+    );
 
     // Every edge kind in the long form; the short form is success only.
     for (word, on) in [
@@ -139,7 +146,10 @@ fn short_and_long_after_forms_mean_the_same() {
         ("always", EdgeOn::Always),
         ("condition", EdgeOn::Condition),
     ] {
-        let spec = yaml(&graph(&[("a", ""), ("b", &format!("[{{node: a, on: {word}}}]"))]));
+        let spec = yaml(&graph(&[
+            ("a", ""),
+            ("b", &format!("[{{node: a, on: {word}}}]")),
+        ]));
         assert_eq!(spec.parents(&id("b"))[0].on, on, "{word}");
         assert_eq!(spec.children(&id("a")), [(&id("b"), on)], "{word}");
     }
@@ -157,11 +167,15 @@ fn refusals_name_the_field_and_the_node() {
         graph(&refs)
     };
     let too_many_parents = {
-        let mut nodes: Vec<(String, String)> =
-            (0..=MAX_PARENTS).map(|i| (format!("p{i}"), String::new())).collect();
+        let mut nodes: Vec<(String, String)> = (0..=MAX_PARENTS)
+            .map(|i| (format!("p{i}"), String::new()))
+            .collect();
         let all: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
         nodes.push(("child".into(), format!("[{}]", all.join(", "))));
-        let refs: Vec<(&str, &str)> = nodes.iter().map(|(n, a)| (n.as_str(), a.as_str())).collect();
+        let refs: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.as_str()))
+            .collect();
         graph(&refs)
     };
     let table: Vec<(String, &str, &str)> = vec![
@@ -207,7 +221,12 @@ fn refusals_name_the_field_and_the_node() {
     ];
     for (text, field, fragment) in table {
         let e = refused(&text);
-        assert_eq!(e.field, field, "{e}\n--- for:\n{}", &text[..text.len().min(300)]);
+        assert_eq!(
+            e.field,
+            field,
+            "{e}\n--- for:\n{}",
+            &text[..text.len().min(300)]
+        );
         assert!(
             e.message.contains(fragment),
             "{e:?} lacks {fragment:?}\n--- for:\n{}",
@@ -241,9 +260,17 @@ fn limits_themselves_are_accepted() {
     assert_eq!(spec.order().last().map(|n| n.as_str()), Some("last"));
 
     let description = "d".repeat(MAX_DESCRIPTION_CHARS);
-    let spec = yaml(&format!("name: w\ndescription: {description}\nnodes: [{{id: a, event: e}}]"));
+    let spec = yaml(&format!(
+        "name: w\ndescription: {description}\nnodes: [{{id: a, event: e}}]"
+    ));
     assert_eq!(spec.description(), description);
-    assert!(WorkflowSpec::from_yaml(&format!("name: {}\nnodes: [{{id: a, event: e}}]", "n".repeat(100))).is_ok());
+    assert!(
+        WorkflowSpec::from_yaml(&format!(
+            "name: {}\nnodes: [{{id: a, event: e}}]",
+            "n".repeat(100)
+        ))
+        .is_ok()
+    );
     assert!(WorkflowSpec::from_yaml(&graph(&[(&"x".repeat(64), "")])).is_ok());
 }
 
@@ -262,11 +289,25 @@ fn a_definition_over_the_size_limit_is_refused_before_parsing() {
 fn three_node_cycle_is_named_in_order() {
     // b after a, c after b, a after c: a → b → c → a, wherever it is
     // written and whatever leads into it.
-    let cases: [(Vec<(&str, &str)>, &str, &str); 4] = [
-        (vec![("a", "[c]"), ("b", "[a]"), ("c", "[b]")], "nodes[0].after[0]", "cycle: a → b → c → a"),
-        (vec![("c", "[b]"), ("a", "[c]"), ("b", "[a]")], "nodes[0].after[0]", "cycle: c → a → b → c"),
+    let cases: [(Graph, &str, &str); 4] = [
         (
-            vec![("start", ""), ("a", "[start, c]"), ("b", "[a]"), ("c", "[b]"), ("after", "[c]")],
+            vec![("a", "[c]"), ("b", "[a]"), ("c", "[b]")],
+            "nodes[0].after[0]",
+            "cycle: a → b → c → a",
+        ),
+        (
+            vec![("c", "[b]"), ("a", "[c]"), ("b", "[a]")],
+            "nodes[0].after[0]",
+            "cycle: c → a → b → c",
+        ),
+        (
+            vec![
+                ("start", ""),
+                ("a", "[start, c]"),
+                ("b", "[a]"),
+                ("c", "[b]"),
+                ("after", "[c]"),
+            ],
             "nodes[1].after[1]",
             "cycle: a → b → c → a",
         ),
@@ -280,19 +321,36 @@ fn three_node_cycle_is_named_in_order() {
     ];
     for (nodes, field, message) in cases {
         let e = refused(&graph(&nodes));
-        assert_eq!((e.field.as_str(), e.message.as_str()), (field, message), "{nodes:?}");
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            (field, message),
+            "{nodes:?}"
+        );
         assert_eq!(e.to_string(), format!("{field}: {message}"));
     }
 }
 
 #[test]
 fn diamond_is_valid_and_ordered() {
-    let spec = yaml(&graph(&[("a", ""), ("b", "[a]"), ("c", "[a]"), ("d", "[b, c]")]));
+    let spec = yaml(&graph(&[
+        ("a", ""),
+        ("b", "[a]"),
+        ("c", "[a]"),
+        ("d", "[b, c]"),
+    ]));
     assert_eq!(ids(spec.order()), ["a", "b", "c", "d"]);
     assert_eq!(ids(spec.roots()), ["a"]);
-    let children: Vec<&str> = spec.children(&id("a")).iter().map(|(n, _)| n.as_str()).collect();
+    let children: Vec<&str> = spec
+        .children(&id("a"))
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
     assert_eq!(children, ["b", "c"]);
-    let parents: Vec<&str> = spec.parents(&id("d")).iter().map(|e| e.node.as_str()).collect();
+    let parents: Vec<&str> = spec
+        .parents(&id("d"))
+        .iter()
+        .map(|e| e.node.as_str())
+        .collect();
     assert_eq!(parents, ["b", "c"]);
     assert!(spec.children(&id("d")).is_empty());
     assert!(spec.parents(&id("a")).is_empty());
@@ -301,10 +359,21 @@ fn diamond_is_valid_and_ordered() {
 
     // Written backwards, the order still puts parents first, and among
     // nodes ready together the one written first.
-    let spec = yaml(&graph(&[("d", "[c, b]"), ("c", "[a]"), ("b", "[a]"), ("a", "")]));
+    let spec = yaml(&graph(&[
+        ("d", "[c, b]"),
+        ("c", "[a]"),
+        ("b", "[a]"),
+        ("a", ""),
+    ]));
     assert_eq!(ids(spec.order()), ["a", "c", "b", "d"]);
     // Independent chains interleave by file position, deterministically.
-    let spec = yaml(&graph(&[("x1", ""), ("y1", ""), ("x2", "[x1]"), ("y2", "[y1]"), ("z", "")]));
+    let spec = yaml(&graph(&[
+        ("x1", ""),
+        ("y1", ""),
+        ("x2", "[x1]"),
+        ("y2", "[y1]"),
+        ("z", ""),
+    ]));
     assert_eq!(ids(spec.order()), ["x1", "y1", "x2", "y2", "z"]);
     assert_eq!(ids(spec.roots()), ["x1", "y1", "z"]);
 }
@@ -317,12 +386,19 @@ fn triggers_and_options() {
         ("trigger: {type: webhook}\n", WorkflowTrigger::Webhook, None),
         (
             "trigger: {type: every, every: 1h30m}\n",
-            WorkflowTrigger::Every { every: Duration::from_secs(5400) },
-            Some(Schedule::Every { every: Duration::from_secs(5400) }),
+            WorkflowTrigger::Every {
+                every: Duration::from_secs(5400),
+            },
+            Some(Schedule::Every {
+                every: Duration::from_secs(5400),
+            }),
         ),
         (
             "trigger: {type: cron, cron: ' 0 3 * * 1-5 ', timezone: America/New_York}\n",
-            WorkflowTrigger::Cron { cron: "0 3 * * 1-5".into(), timezone: "America/New_York".into() },
+            WorkflowTrigger::Cron {
+                cron: "0 3 * * 1-5".into(),
+                timezone: "America/New_York".into(),
+            },
             Some(Schedule::cron("0 3 * * 1-5", "America/New_York").unwrap()),
         ),
     ];
@@ -343,16 +419,48 @@ fn triggers_and_options() {
 #[test]
 fn unknown_fields_are_refused_with_their_place() {
     let cases = [
-        ("name: w\nretries: 3\nnodes: [{id: a, event: e}]", "unknown field `retries`", "line 2"),
-        ("name: w\nnodes:\n  - id: a\n    event: e\n    timeout: 5m\n", "unknown field `timeout`", "line 5"),
-        ("name: w\nnodes:\n  - id: a\n    event: e\n  - id: b\n    event: e\n    after:\n      - node: a\n        when: failure\n", "unknown field `when`", "line 9"),
-        ("name: w\ntrigger:\n  type: cron\n  cron: '* * * * *'\n  tz: UTC\nnodes: [{id: a, event: e}]", "unknown field `tz`", ""),
-        ("name: w\nnodes: [{id: a, event: e}, {id: b, event: e, after: [{node: a, on: later}]}]", "later", ""),
-        ("name: w\nnodes: [{id: a, event: e}, {id: b, event: e, join: some, after: [a]}]", "some", ""),
+        (
+            "name: w\nretries: 3\nnodes: [{id: a, event: e}]",
+            "unknown field `retries`",
+            "line 2",
+        ),
+        (
+            "name: w\nnodes:\n  - id: a\n    event: e\n    timeout: 5m\n",
+            "unknown field `timeout`",
+            "line 5",
+        ),
+        (
+            "name: w\nnodes:\n  - id: a\n    event: e\n  - id: b\n    event: e\n    after:\n      - node: a\n        when: failure\n",
+            "unknown field `when`",
+            "line 9",
+        ),
+        (
+            "name: w\ntrigger:\n  type: cron\n  cron: '* * * * *'\n  tz: UTC\nnodes: [{id: a, event: e}]",
+            "unknown field `tz`",
+            "",
+        ),
+        (
+            "name: w\nnodes: [{id: a, event: e}, {id: b, event: e, after: [{node: a, on: later}]}]",
+            "later",
+            "",
+        ),
+        (
+            "name: w\nnodes: [{id: a, event: e}, {id: b, event: e, join: some, after: [a]}]",
+            "some",
+            "",
+        ),
         ("name: w\nnodes: [{id: a}]", "missing field `event`", ""),
         ("nodes: [{id: a, event: e}]", "missing field `name`", ""),
-        ("name: w\nnodes: [{id: a, event: [1]}]", "an event name or a numeric event id", ""),
-        ("name: w\nnodes: [{id: a, event: e}, {id: b, event: e, after: [{on: failure}]}]", "missing field `node`", ""),
+        (
+            "name: w\nnodes: [{id: a, event: [1]}]",
+            "an event name or a numeric event id",
+            "",
+        ),
+        (
+            "name: w\nnodes: [{id: a, event: e}, {id: b, event: e, after: [{on: failure}]}]",
+            "missing field `node`",
+            "",
+        ),
         ("name: [w", "", ""),
     ];
     for (text, fragment, place) in cases {
@@ -367,8 +475,14 @@ fn unknown_fields_are_refused_with_their_place() {
   "nodes": [{"id": "a", "event": "e", "colour": "red"}]}"#;
     let e = WorkflowSpec::from_json(json).unwrap_err();
     assert_eq!(e.field, "definition");
-    assert!(e.message.contains("unknown field `colour`") && e.message.contains("line 2"), "{e}");
-    let e = WorkflowSpec::from_json(r#"{"name": "w", "nodes": [{"id": "a", "event": "e", "after": [{"node": "a", "if": 1}]}]}"#).unwrap_err();
+    assert!(
+        e.message.contains("unknown field `colour`") && e.message.contains("line 2"),
+        "{e}"
+    );
+    let e = WorkflowSpec::from_json(
+        r#"{"name": "w", "nodes": [{"id": "a", "event": "e", "after": [{"node": "a", "if": 1}]}]}"#,
+    )
+    .unwrap_err();
     assert!(e.message.contains("unknown field `if`"), "{e}");
 }
 
@@ -392,12 +506,17 @@ fn events_by_name_or_id() {
     );
     // The quoted number stays a name through both canonical forms.
     assert_eq!(yaml(&spec.to_yaml()), spec);
-    assert_eq!(WorkflowSpec::from_json(&spec.to_json().to_string()).unwrap(), spec);
+    assert_eq!(
+        WorkflowSpec::from_json(&spec.to_json().to_string()).unwrap(),
+        spec
+    );
 }
 
 #[test]
 fn check_events_resolves_every_node_or_names_the_missing_one() {
-    let spec = yaml("name: w\nnodes:\n  - {id: a, event: fetch}\n  - {id: b, event: 7, after: [a]}\n  - {id: c, event: gone, after: [a]}\n");
+    let spec = yaml(
+        "name: w\nnodes:\n  - {id: a, event: fetch}\n  - {id: b, event: 7, after: [a]}\n  - {id: c, event: gone, after: [a]}\n",
+    );
     let lookup = |known: &'static [&'static str]| {
         move |event: &EventRef| match event {
             EventRef::Name(name) => known
@@ -413,7 +532,10 @@ fn check_events_resolves_every_node_or_names_the_missing_one() {
     let e = yaml("name: w\nnodes: [{id: a, event: 8}]")
         .check_events(lookup(&[]))
         .unwrap_err();
-    assert_eq!(e.to_string(), "nodes[0].event: node \"a\": no event with id 8");
+    assert_eq!(
+        e.to_string(),
+        "nodes[0].event: node \"a\": no event with id 8"
+    );
 
     let resolved = spec.check_events(lookup(&["fetch", "gone"])).unwrap();
     assert_eq!(resolved.spec(), &spec);
@@ -440,7 +562,11 @@ fn canonical_forms_round_trip() {
         assert_eq!(again, spec, "{out}");
         assert_eq!(again.to_yaml(), out, "canonical YAML is stable");
         let json = spec.to_json();
-        assert_eq!(WorkflowSpec::from_json(&json.to_string()).unwrap(), spec, "{json}");
+        assert_eq!(
+            WorkflowSpec::from_json(&json.to_string()).unwrap(),
+            spec,
+            "{json}"
+        );
         assert_eq!(WorkflowSpec::from_json_value(json.clone()).unwrap(), spec);
         assert_eq!(again.to_json(), json);
     }
@@ -498,7 +624,11 @@ fn docs_examples_are_applied() {
         let block = &body[..end];
         rest = &body[end + 3..];
         blocks += 1;
-        match block.lines().next().and_then(|l| l.strip_prefix("# refused: ")) {
+        match block
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# refused: "))
+        {
             Some(want) => {
                 let e = refused(block);
                 let (field, fragment) = want.split_once(": ").expect("# refused: FIELD: TEXT");
