@@ -1,4 +1,4 @@
-//! Cronium's domain model: events, schedules, servers, users and tokens, with
+//! Cronium's domain model: events, schedules, servers, users, tokens and workflows, with
 //! the rules that make them valid. Pure: no I/O, no clock, no database.
 //!
 //! Requests and database rows are turned into these types once, at the edge;
@@ -81,6 +81,7 @@ pub mod schedule;
 pub mod server;
 pub mod user;
 pub mod variable;
+pub mod workflow;
 
 pub use event::{
     EventKind, EventName, EventSpec, EventStatus, RunLocation, SealedSecrets, Tag,
@@ -103,6 +104,10 @@ pub use user::{
 pub use variable::{
     Expect, MAX_HELPER_CALLS, MAX_OUTPUT_BYTES, MAX_VARIABLE_BYTES, Variable, VariableKey,
     check_json_size,
+};
+pub use workflow::{
+    Edge, EdgeOn, EventRef, Join, NodeId, ResolvedWorkflow, WorkflowName, WorkflowNode,
+    WorkflowSpec, WorkflowTrigger,
 };
 
 /// A value that breaks a rule, with the (camelCase, API-facing) field at fault.
