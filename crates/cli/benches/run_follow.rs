@@ -63,7 +63,10 @@ fn main() {
 
     let ways: [(&str, &dyn Fn() -> Duration); 5] = [
         ("`cronium event run t --follow` (process wall time)", &cli),
-        ("`cronium event run ID --follow` (no name lookup)", &cli_by_id),
+        (
+            "`cronium event run ID --follow` (no name lookup)",
+            &cli_by_id,
+        ),
         ("API: POST run, then the log stream to its end", &streamed),
         ("API: POST run, then GET the job every 0.5 ms", &polled),
         ("`cronium --version` (process start alone)", &version),

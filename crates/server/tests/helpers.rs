@@ -5,23 +5,11 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Backend, TestApp, run_to_end, wait_for};
-use cronium_ssh::testing::{TestSshd, TestUser};
+use common::{Backend, TestApp, add_server, finished, run_to_end, wait_for};
+use cronium_ssh::testing::TestSshd;
 use serde_json::{Value, json};
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Registers `user` of `sshd` as a server with its key and a pinned host key.
-fn add_server(app: &TestApp, sshd: &TestSshd, user: &TestUser, name: &str) -> i64 {
-    let body = json!({
-        "name": name, "host": sshd.host(), "port": sshd.port(), "username": user.name,
-        "privateKey": user.key.private,
-        "knownHost": sshd.host_key().known_hosts_line(sshd.host(), sshd.port()),
-    });
-    app.post("/api/v1/servers", body).expect(201)["id"]
-        .as_i64()
-        .unwrap()
-}
 
 fn event(app: &TestApp, name: &str, interpreter: &str, script: &str, extra: Value) -> i64 {
     let mut body = json!({ "name": name, "interpreter": interpreter, "content": script });
@@ -39,15 +27,6 @@ fn run_with(app: &TestApp, event: i64, input: Value) -> i64 {
     .expect(201)["id"]
         .as_i64()
         .unwrap()
-}
-
-#[track_caller]
-fn finished(app: &TestApp, id: i64) -> Value {
-    wait_for("the job to finish", PATIENCE, || {
-        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap();
-        (status != "queued" && status != "running").then_some(j)
-    })
 }
 
 /// Everything the job wrote on `stream`, every page, every server.

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, wait_for};
+use common::{TestApp, finished, wait_for};
 use serde_json::{Value, json};
 
 /// Long enough for a slow CI machine; the tests finish far sooner.
@@ -27,16 +27,6 @@ fn run_now(app: &TestApp, event: i64) -> Value {
 
 fn job(app: &TestApp, id: i64) -> Value {
     app.get(&format!("/api/v1/jobs/{id}")).expect(200)
-}
-
-/// Waits until the job is over and returns it.
-#[track_caller]
-fn finished(app: &TestApp, id: i64) -> Value {
-    wait_for("the job to finish", PATIENCE, || {
-        let j = job(app, id);
-        let status = j["status"].as_str().unwrap();
-        (status != "queued" && status != "running").then_some(j)
-    })
 }
 
 /// The job's lines of one stream, concatenated.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp, contains, database_bytes, hex, wait_for};
+use common::{Backend, TestApp, contains, database_bytes, finished, hex, wait_for};
 use cronium_exec::guard::Allow;
 use cronium_exec::testing::sink::{Answer, Sink};
 use cronium_ssh::testing::TestSshd;
@@ -64,15 +64,6 @@ fn stream_of(lines: &[(Option<String>, String, String)], stream: &str) -> String
         .filter(|(_, s, _)| s == stream)
         .map(|(_, _, text)| text.as_str())
         .collect()
-}
-
-#[track_caller]
-fn finished(app: &TestApp, id: i64) -> Value {
-    wait_for("the job to finish", PATIENCE, || {
-        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap();
-        (status != "queued" && status != "running").then_some(j)
-    })
 }
 
 /// The secret is nowhere in the database: as text, or as the hex of a

@@ -6,25 +6,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestApp, wait_for};
+use common::{Backend, TestApp, add_server, finished, wait_for};
 use cronium_ssh::testing::{TestSshd, TestUser};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 /// Long enough for a slow CI machine; the tests finish far sooner.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Registers `user` of `sshd` as a server with its key and a pinned host key.
-fn add_server(app: &TestApp, sshd: &TestSshd, user: &TestUser, name: &str) -> i64 {
-    let body = json!({
-        "name": name, "host": sshd.host(), "port": sshd.port(), "username": user.name,
-        "privateKey": user.key.private,
-        "knownHost": sshd.host_key().known_hosts_line(sshd.host(), sshd.port()),
-    });
-    app.post("/api/v1/servers", body).expect(201)["id"]
-        .as_i64()
-        .unwrap()
-}
 
 /// Like [`add_server`], with a runner cache directory.
 fn add_server_caching_in(
@@ -61,15 +49,6 @@ fn run_now(app: &TestApp, event: i64) -> i64 {
         .expect(201)["id"]
         .as_i64()
         .unwrap()
-}
-
-#[track_caller]
-fn finished(app: &TestApp, id: i64) -> Value {
-    wait_for("the job to finish", PATIENCE, || {
-        let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap();
-        (status != "queued" && status != "running").then_some(j)
-    })
 }
 
 fn run_to_end(app: &TestApp, event: i64) -> Value {

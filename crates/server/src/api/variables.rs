@@ -117,7 +117,13 @@ fn kind(value: &serde_json::Value) -> &'static str {
     }
 }
 
-fn audit(caller: &Caller, action: &str, key: &VariableKey, secret: Option<bool>) -> AuditEntry {
+/// The audit entry of a change to variable `key`: its key, never its value.
+pub(crate) fn audit(
+    caller: &Caller,
+    action: &str,
+    key: &VariableKey,
+    secret: Option<bool>,
+) -> AuditEntry {
     let mut detail = json!({ "key": key.as_str() });
     if let Some(secret) = secret {
         detail["secret"] = secret.into();

@@ -12,11 +12,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cronium_core::{Expect, VariableKey};
-use cronium_store::{AuditEntry, StoreError, VariableWrite};
+use cronium_store::{StoreError, VariableWrite};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::pages::{Shell, time};
+use crate::api::variables::audit;
 use crate::error::{ApiError, FormBody, PageError, PathParams, see_other};
 use crate::state::AppState;
 use crate::tokens::{Caller, Editor, Viewer};
@@ -105,21 +105,6 @@ pub struct SetForm {
     value: String,
     #[serde(default)]
     secrecy: String,
-}
-
-fn audit(caller: &Caller, action: &str, key: &VariableKey, secret: Option<bool>) -> AuditEntry {
-    let mut detail = json!({ "key": key.as_str() });
-    if let Some(secret) = secret {
-        detail["secret"] = secret.into();
-    }
-    AuditEntry {
-        at: crate::now(),
-        actor: Some(caller.actor()),
-        action: action.into(),
-        target_type: "variable".into(),
-        target_id: None,
-        detail,
-    }
 }
 
 /// `POST /variables`: creates or replaces a variable.

@@ -485,21 +485,50 @@ impl Resp {
 
 pub use cronium_exec::testing::runner_binary;
 
-/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
-#[track_caller]
 /// Runs the event now and waits (up to 30 s) for its job to end; the job as the API shows it then.
 pub fn run_to_end(app: &TestApp, event: i64) -> Value {
     let job = app
         .post(&format!("/api/v1/events/{event}/run"), json!({}))
         .expect(201);
-    let id = job["id"].as_i64().unwrap();
-    wait_for("the job to finish", Duration::from_secs(30), || {
+    finished_within(app, job["id"].as_i64().unwrap(), Duration::from_secs(30))
+}
+
+/// Waits (up to 60 s, for a slow CI machine) for job `id` to end; the job
+/// as the API shows it then.
+#[track_caller]
+pub fn finished(app: &TestApp, id: i64) -> Value {
+    finished_within(app, id, Duration::from_secs(60))
+}
+
+#[track_caller]
+fn finished_within(app: &TestApp, id: i64, limit: Duration) -> Value {
+    wait_for("the job to finish", limit, || {
         let j = app.get(&format!("/api/v1/jobs/{id}")).expect(200);
-        let status = j["status"].as_str().unwrap().to_string();
+        let status = j["status"].as_str().unwrap();
         (status != "queued" && status != "running").then_some(j)
     })
 }
 
+/// Registers `user` of `sshd` as a server with its key and a pinned host
+/// key; its id.
+pub fn add_server(
+    app: &TestApp,
+    sshd: &cronium_ssh::testing::TestSshd,
+    user: &cronium_ssh::testing::TestUser,
+    name: &str,
+) -> i64 {
+    let body = json!({
+        "name": name, "host": sshd.host(), "port": sshd.port(), "username": user.name,
+        "privateKey": user.key.private,
+        "knownHost": sshd.host_key().known_hosts_line(sshd.host(), sshd.port()),
+    });
+    app.post("/api/v1/servers", body).expect(201)["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
+#[track_caller]
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + limit;
     loop {
