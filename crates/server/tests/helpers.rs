@@ -148,6 +148,15 @@ both_backends! {
         let ran = finished(&app, chained);
         assert_eq!(ran["status"], "succeeded", "{ran}");
         assert_eq!(output_of(&app, chained, "stdout"), "next got \"decided\"\n");
+
+        // The event's page says what its jobs set off.
+        app.set_password("admin", "a password for the event page");
+        let mut browser = app.browser().signed_in("admin", "a password for the event page");
+        let page = browser.get(&format!("/events/{decide}")).text();
+        let row = format!(
+            "<td>condition</td><td>run <a href=\"/events/{next}\">next</a> with this run's output as its input</td>"
+        );
+        assert!(page.contains(&row), "{row} not in {page}");
     }
 
     fn a_stale_attempts_variable_write_is_refused(backend: Backend) {

@@ -15,7 +15,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, TimeZone, Utc};
 use cronium_core::schedule::format_interval;
-use cronium_core::{EventId, EventKind, EventStatus, RunPolicy, Schedule, ServerId, Tag};
+use cronium_core::{
+    ActionTarget, ChannelId, EventId, EventKind, EventStatus, RunPolicy, Schedule, ServerId, Tag,
+};
 use cronium_store::{Event, EventFilter, EventOrder, JobFilter, PageRequest, PayloadRecord};
 use serde::{Deserialize, Serialize};
 
@@ -214,6 +216,8 @@ pub struct EventPage {
     pub diff_from: u64,
     pub diff_to: u64,
     pub jobs: Vec<RecentJob>,
+    /// What its jobs set off (chains and notifications).
+    pub actions: Vec<ActionRow>,
     /// The run form: what was typed, and why it was refused.
     pub input: String,
     pub input_error: Option<String>,
@@ -268,6 +272,7 @@ impl EventPage {
             })
             .collect();
         let servers = server_names(state, &event.spec.target_servers).await?;
+        let actions = action_rows(state, id).await?;
         let s = event.spec;
         let mut facts = vec![
             ("Kind", s.kind.to_string()),
@@ -328,6 +333,7 @@ impl EventPage {
             versions,
             diff_from,
             diff_to,
+            actions,
             jobs,
             input: String::new(),
             input_error: None,
@@ -336,6 +342,73 @@ impl EventPage {
 }
 
 /// The names of servers by id (an id, should one be gone).
+/// One of an event's actions, for people: when it fires and what it does.
+pub struct ActionRow {
+    pub when: String,
+    /// `Some((id, name))` for a chain: the event it runs.
+    pub runs: Option<(i64, String)>,
+    /// For a notification: the channel's name.
+    pub notifies: Option<String>,
+}
+
+async fn action_rows(state: &AppState, id: EventId) -> Result<Vec<ActionRow>, PageError> {
+    let actions = state.store.list_actions(id).await?;
+    if actions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let targets: Vec<EventId> = actions
+        .iter()
+        .filter_map(|a| match a.spec.target {
+            ActionTarget::RunEvent(event) => Some(event),
+            ActionTarget::Notify(_) => None,
+        })
+        .collect();
+    let events = state.store.event_names(&targets).await?;
+    let channels: BTreeMap<ChannelId, String> = state
+        .store
+        .list_channels()
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.spec.name.as_str().to_string()))
+        .collect();
+    Ok(actions
+        .into_iter()
+        .map(|a| {
+            let when = match a.spec.after_secs {
+                Some(secs) => format!(
+                    "{} {}",
+                    a.spec.when,
+                    format_interval(std::time::Duration::from_secs(secs))
+                ),
+                None => a.spec.when.to_string(),
+            };
+            match a.spec.target {
+                ActionTarget::RunEvent(event) => ActionRow {
+                    when,
+                    runs: Some((
+                        event.0,
+                        events
+                            .get(&event)
+                            .cloned()
+                            .unwrap_or_else(|| format!("event {event}")),
+                    )),
+                    notifies: None,
+                },
+                ActionTarget::Notify(channel) => ActionRow {
+                    when,
+                    runs: None,
+                    notifies: Some(
+                        channels
+                            .get(&channel)
+                            .cloned()
+                            .unwrap_or_else(|| format!("channel {}", channel.0)),
+                    ),
+                },
+            }
+        })
+        .collect())
+}
+
 async fn server_names(state: &AppState, ids: &[ServerId]) -> Result<Vec<String>, PageError> {
     if ids.is_empty() {
         return Ok(Vec::new());
