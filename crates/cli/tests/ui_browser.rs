@@ -94,6 +94,33 @@ fn the_web_ui_in_a_real_browser() {
         ])
         .ok();
 
+    // What the variables page and hello's page show: a plain and a secret
+    // variable, and a chain that fires only on a condition hello never sets.
+    server
+        .cronium(&["var", "set", "region", "\"eu-west-1\""])
+        .ok();
+    server
+        .cronium(&[
+            "var",
+            "set",
+            "api_key",
+            "\"tok-not-to-be-shown\"",
+            "--secret",
+        ])
+        .ok();
+    server
+        .cronium(&[
+            "event",
+            "action",
+            "add",
+            "hello",
+            "--when",
+            "condition",
+            "--run",
+            "slow",
+        ])
+        .ok();
+
     let sshd = TestSshd::start(1);
 
     let driver = Driver::start();
@@ -143,6 +170,7 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
         ("/events", "events"),
         ("/servers", "servers"),
         ("/audit", "audit"),
+        ("/variables", "variables"),
         ("/settings", "settings"),
     ] {
         browser
@@ -154,6 +182,28 @@ async fn an_admin_signs_in_where_they_were_going_and_runs_an_event(
         assert!(!heading.is_empty(), "{path} has a heading");
         screenshot(&browser, name).await;
     }
+    browser
+        .goto(&format!("{}/variables", server.url))
+        .await
+        .unwrap();
+    let variables = text_of(&browser, "main").await;
+    assert!(
+        variables.contains("eu-west-1")
+            && variables.contains("api_key")
+            && !variables.contains("tok-not-to-be-shown"),
+        "{variables}"
+    );
+    // hello (the first event) says what its jobs set off.
+    browser
+        .goto(&format!("{}/events/1#actions", server.url))
+        .await
+        .unwrap();
+    let actions = text_of(&browser, "#actions table").await;
+    assert!(
+        actions.contains("condition") && actions.contains("run slow"),
+        "{actions}"
+    );
+    screenshot(&browser, "event-actions").await;
 
     // Run now: the browser lands on the job's page, which sees it succeed.
     browser
