@@ -5,7 +5,9 @@
 //! `/proc/<pid>/status` of the server process alone (a PostgreSQL server's
 //! own processes are not counted).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,24 +17,6 @@ use serde_json::{Value, json};
 const EVENTS: usize = 1000;
 const JOBS: usize = 200;
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn runner() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cronium-runner",
-            "--bin",
-            "cronium-runner",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dir.join("cronium-runner")
-}
 
 /// `VmRSS` and `VmHWM` in MiB.
 fn memory(pid: u32) -> (f64, f64) {
@@ -128,7 +112,7 @@ impl Serve {
 }
 
 fn main() {
-    let runner = runner();
+    let runner = common::runner();
     println!("| backend | phase | RSS | peak RSS |");
     println!("|---|---|---|---|");
     for (name, url) in [

@@ -116,7 +116,8 @@ both_backends! {
         let app = TestApp::spawn(backend);
         // The first attempt sets both, then fails; the second sets neither.
         let script = "case $CRONIUM_EXECUTION_ID in\n\
-                      *-1) cronium output '{\"attempt\": 1}'; cronium condition true; exit 1 ;;\n\
+                      *-1) cronium output '{\"attempt\": 1}' && cronium condition true \
+                      && echo \"attempt 1 set both\"; exit 1 ;;\n\
                       esac\n\
                       echo \"second attempt\"\n";
         let id = event(&app, "flaky", "bash", script, json!({ "retries": 1, "retryDelay": "1s" }));
@@ -125,6 +126,9 @@ both_backends! {
         assert_eq!(job["attempt"], 2, "{job}");
         assert_eq!(job["output"], Value::Null, "{job}");
         assert_eq!(job["condition"], false, "{job}");
+        // Not because the first attempt failed to set them.
+        let job_id = job["id"].as_i64().unwrap();
+        assert_eq!(output_of(&app, job_id, "stdout"), "attempt 1 set both\nsecond attempt\n");
     }
 
     fn the_condition_trigger_fires_only_when_the_run_set_its_condition(backend: Backend) {
@@ -168,7 +172,7 @@ both_backends! {
         // the helper's exit status where the test can read it.
         let script = format!(
             "until [ -e {go} ]; do sleep 0.05; done\n\
-             cronium var set late 1\n\
+             cronium var set late 1 2> {status}.err\n\
              echo $? > {status}.tmp && mv {status}.tmp {status}\n",
             go = go.display(),
             status = status.display(),
@@ -198,6 +202,9 @@ both_backends! {
             std::fs::read_to_string(&status).ok()
         });
         assert_eq!(code.trim(), "6", "refused, with the status for refused calls");
+        // Refused for the fence, not unavailable for some other reason.
+        let why = std::fs::read_to_string(dir.path().join("status.err")).unwrap();
+        assert!(why.contains("no longer holds its job"), "{why}");
         app.get("/api/v1/variables/late").expect(404);
     }
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp, contains, database_bytes, finished, hex, wait_for};
+use common::{Backend, TestApp, add_server, contains, database_bytes, finished, hex, wait_for};
 use cronium_exec::guard::Allow;
 use cronium_exec::testing::sink::{Answer, Sink};
 use cronium_ssh::testing::TestSshd;
@@ -66,52 +66,81 @@ fn stream_of(lines: &[(Option<String>, String, String)], stream: &str) -> String
         .collect()
 }
 
-/// The secret is nowhere in the database: as text, or as the hex of a
-/// bytea dump.
+/// None of `secrets` is anywhere in the database: as text, or as the hex
+/// of a bytea dump.
 #[track_caller]
-fn not_in_the_database(app: &TestApp) {
+fn not_in_the_database(app: &TestApp, secrets: &[&str]) {
     let bytes = database_bytes(app);
-    assert!(
-        !contains(&bytes, SECRET.as_bytes()),
-        "the secret is in the database"
-    );
-    assert!(
-        !contains(&bytes, hex(SECRET).as_bytes()),
-        "the secret is in the database as hex"
-    );
+    for secret in secrets {
+        assert!(
+            !contains(&bytes, secret.as_bytes()),
+            "{secret} is in the database"
+        );
+        assert!(
+            !contains(&bytes, hex(secret).as_bytes()),
+            "{secret} is in the database as hex"
+        );
+    }
+}
+
+/// A server whose notifications may go to loopback, and the receiver there.
+fn app_with_sink(backend: Backend) -> (TestApp, Sink) {
+    let sink = Sink::always(Answer::status("200 OK", ""));
+    let app = TestApp::spawn_with(backend, |c| {
+        c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
+    });
+    (app, sink)
+}
+
+/// Makes `event`'s jobs notify `sink` when they end as `when` says.
+fn notify_on(app: &TestApp, event: i64, when: &str, sink: &Sink) {
+    let channel = app
+        .post(
+            "/api/v1/channels",
+            json!({ "name": "ops", "url": sink.url("/hook") }),
+        )
+        .expect(201);
+    app.post(
+        &format!("/api/v1/events/{event}/actions"),
+        json!({ "when": when, "channel": channel["id"] }),
+    )
+    .expect(201);
+}
+
+/// Runs `event` and follows its log stream to its end, as a client
+/// watching live would: the job's id and the stream as received.
+fn run_and_follow(app: &TestApp, event: i64) -> (i64, String) {
+    let id = app
+        .post(&format!("/api/v1/events/{event}/run"), json!({}))
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    let sse = app
+        .send(
+            "GET",
+            &format!("/api/v1/jobs/{id}/logs?follow=true"),
+            Some(&app.admin_token),
+            &[],
+            None,
+        )
+        .text();
+    assert!(sse.contains("event: end"), "{sse}");
+    (id, sse)
 }
 
 both_backends! {
     fn a_local_run_stores_streams_and_notifies_only_the_mask(backend: Backend) {
-        let sink = Sink::always(Answer::status("200 OK", ""));
-        let app = TestApp::spawn_with(backend, |c| {
-            c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
-        });
+        let (app, sink) = app_with_sink(backend);
         let event = app.create_event(json!({
             "name": "leaky", "interpreter": "bash", "content": echo_and_kill_the_runner(),
             "secretEnv": { "API_TOKEN": SECRET },
         }))["id"]
             .as_i64()
             .unwrap();
-        let channel = app
-            .post("/api/v1/channels", json!({ "name": "ops", "url": sink.url("/hook") }))
-            .expect(201);
-        app.post(
-            &format!("/api/v1/events/{event}/actions"),
-            json!({ "when": "failure", "channel": channel["id"] }),
-        )
-        .expect(201);
+        notify_on(&app, event, "failure", &sink);
 
-        let id = app
-            .post(&format!("/api/v1/events/{event}/run"), json!({}))
-            .expect(201)["id"]
-            .as_i64()
-            .unwrap();
         // Followed while it runs: the SSE stream ends with the job.
-        let sse = app
-            .send("GET", &format!("/api/v1/jobs/{id}/logs?follow=true"), Some(&app.admin_token), &[], None)
-            .text();
-        assert!(sse.contains("event: end"), "{sse}");
+        let (id, sse) = run_and_follow(&app, event);
         assert!(sse.contains("plain: ***."), "{sse}");
         assert!(!sse.contains(SECRET), "the secret in the SSE stream: {sse}");
 
@@ -134,7 +163,7 @@ both_backends! {
         assert!(notified.contains("runner says ***"), "{notified}");
         assert!(!contains(&hook.body, SECRET.as_bytes()), "{message}");
 
-        not_in_the_database(&app);
+        not_in_the_database(&app, &[SECRET]);
     }
 }
 
@@ -142,18 +171,7 @@ both_backends! {
 fn a_remote_run_over_ssh_stores_only_the_mask() {
     let app = TestApp::spawn(Backend::Sqlite);
     let sshd = TestSshd::start(1);
-    let user = sshd.user(0);
-    let server = app
-        .post(
-            "/api/v1/servers",
-            json!({
-                "name": "web1", "host": sshd.host(), "port": sshd.port(), "username": user.name,
-                "privateKey": user.key.private,
-                "knownHost": sshd.host_key().known_hosts_line(sshd.host(), sshd.port()),
-            }),
-        )
-        .expect(201)["id"]
-        .clone();
+    let server = add_server(&app, &sshd, sshd.user(0), "web1");
     let event = app.create_event(json!({
         "name": "leaky remote", "interpreter": "bash", "content": ECHO_SECRET,
         "runLocation": "remote", "targetServers": [server],
@@ -161,21 +179,7 @@ fn a_remote_run_over_ssh_stores_only_the_mask() {
     }))["id"]
         .as_i64()
         .unwrap();
-    let id = app
-        .post(&format!("/api/v1/events/{event}/run"), json!({}))
-        .expect(201)["id"]
-        .as_i64()
-        .unwrap();
-    let sse = app
-        .send(
-            "GET",
-            &format!("/api/v1/jobs/{id}/logs?follow=true"),
-            Some(&app.admin_token),
-            &[],
-            None,
-        )
-        .text();
-    assert!(sse.contains("event: end"), "{sse}");
+    let (id, sse) = run_and_follow(&app, event);
     assert!(!sse.contains(SECRET), "the secret in the SSE stream: {sse}");
     let job = finished(&app, id);
     assert_eq!(job["status"], "succeeded", "{job}");
@@ -189,7 +193,7 @@ fn a_remote_run_over_ssh_stores_only_the_mask() {
     );
     assert_eq!(stream_of(&lines, "stdout"), MASKED_STDOUT, "{lines:?}");
     assert_eq!(stream_of(&lines, "stderr"), MASKED_STDERR, "{lines:?}");
-    not_in_the_database(&app);
+    not_in_the_database(&app, &[SECRET]);
 }
 
 /// A secret variable's value. Like [`SECRET`], no script holds it whole.
@@ -197,10 +201,7 @@ const VAULT: &str = "vaultsecret99";
 
 both_backends! {
     fn secret_variables_a_script_reads_or_writes_are_masked_in_its_log_output_and_notification(backend: Backend) {
-        let sink = Sink::always(Answer::status("200 OK", ""));
-        let app = TestApp::spawn_with(backend, |c| {
-            c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
-        });
+        let (app, sink) = app_with_sink(backend);
         app.call("PUT", "/api/v1/variables/vault", &app.admin_token,
             Some(json!({ "value": VAULT, "secret": true }))).expect(201);
         // Reads the secret variable and prints it, hands it on in its
@@ -214,24 +215,9 @@ both_backends! {
         let event = app.create_event(json!({ "name": "reader", "interpreter": "bash", "content": script }))["id"]
             .as_i64()
             .unwrap();
-        let channel = app
-            .post("/api/v1/channels", json!({ "name": "ops", "url": sink.url("/hook") }))
-            .expect(201);
-        app.post(
-            &format!("/api/v1/events/{event}/actions"),
-            json!({ "when": "success", "channel": channel["id"] }),
-        )
-        .expect(201);
+        notify_on(&app, event, "success", &sink);
 
-        let id = app
-            .post(&format!("/api/v1/events/{event}/run"), json!({}))
-            .expect(201)["id"]
-            .as_i64()
-            .unwrap();
-        let sse = app
-            .send("GET", &format!("/api/v1/jobs/{id}/logs?follow=true"), Some(&app.admin_token), &[], None)
-            .text();
-        assert!(sse.contains("event: end"), "{sse}");
+        let (id, sse) = run_and_follow(&app, event);
         assert!(!sse.contains(VAULT) && !sse.contains("freshsecret77"), "{sse}");
 
         let job = finished(&app, id);
@@ -245,11 +231,7 @@ both_backends! {
         assert_eq!(message["data"]["job"]["output"], json!({ "echoed": "***" }), "{message}");
         assert!(!contains(&hook.body, VAULT.as_bytes()), "{message}");
 
-        let bytes = database_bytes(&app);
-        for secret in [VAULT, "freshsecret77"] {
-            assert!(!contains(&bytes, secret.as_bytes()), "{secret} is in the database");
-            assert!(!contains(&bytes, hex(secret).as_bytes()), "{secret} is in the database as hex");
-        }
+        not_in_the_database(&app, &[VAULT, "freshsecret77"]);
         // Still there, for whoever may read it: sealed, not lost.
         let fresh = app.get("/api/v1/variables/fresh").expect(200);
         assert_eq!(fresh["secret"], true, "{fresh}");

@@ -102,14 +102,7 @@ impl Serve {
     }
 
     pub fn get(&self, path: &str) -> Value {
-        self.agent
-            .get(self.url(path))
-            .header("authorization", format!("Bearer {}", self.token))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_json()
-            .unwrap()
+        serde_json::from_str(&self.get_text(path)).unwrap()
     }
 
     /// The whole body of a GET, e.g. an event stream read to its end.

@@ -147,29 +147,22 @@ async fn write_variable<B: Backend>(
         } else {
             (Some(write.value.to_string()), None)
         };
-        let row = match &current {
-            Some(_) => sql(concat!(
+        // A new key may lose the race to a concurrent creator: no row.
+        let text = match &current {
+            Some(_) => concat!(
                 "UPDATE variables SET value_json = $3, sealed = $4, secret = $5, \
                  version = version + 1, updated_at = $6, updated_by_job = $7 \
                  WHERE owner_id = $1 AND key = $2 RETURNING ",
                 variable_columns!()
-            ))
-            .bind(owner.0)
-            .bind(key.as_str())
-            .bind(plain)
-            .bind(sealed)
-            .bind(secret)
-            .bind(now)
-            .bind(job.map(|j| j.0))
-            .fetch_one(&mut tx)
-            .await
-            .map(Some)?,
-            None => sql(concat!(
+            ),
+            None => concat!(
                 "INSERT INTO variables (owner_id, key, value_json, sealed, secret, version, \
                  created_at, updated_at, updated_by_job) VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $7) \
                  ON CONFLICT (owner_id, key) DO NOTHING RETURNING ",
                 variable_columns!()
-            ))
+            ),
+        };
+        let row = sql(text)
             .bind(owner.0)
             .bind(key.as_str())
             .bind(plain)
@@ -185,8 +178,7 @@ async fn write_variable<B: Backend>(
                 } else {
                     e.into()
                 }
-            })?,
-        };
+            })?;
         // No row: a concurrent writer created the key first; decide again.
         let Some(row) = row else { continue };
         let id = Reader::new(&row, "variables").int("id")?;
