@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::Utc;
-use common::{Backend, TestApp, add_server, finished, run_to_end, wait_for};
+use common::{Backend, TestApp, add_server, finished, output, run_to_end, wait_for};
 use cronium_ssh::testing::TestSshd;
 use serde_json::{Value, json};
 
@@ -27,20 +27,6 @@ fn run_with(app: &TestApp, event: i64, input: Value) -> i64 {
     .expect(201)["id"]
         .as_i64()
         .unwrap()
-}
-
-/// Everything the job wrote on `stream`, every page, every server.
-fn output_of(app: &TestApp, id: i64, stream: &str) -> String {
-    let page = app
-        .get(&format!("/api/v1/jobs/{id}/logs?limit=1000"))
-        .expect(200);
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["stream"] == stream)
-        .map(|l| l["text"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 const PREPARE: &str = r#"import cronium
@@ -80,7 +66,7 @@ both_backends! {
         assert_eq!(second["input"], json!({ "count": 41 }), "the output became the input");
         assert_eq!(second["output"], json!({ "count": 42, "server": "web1" }));
         assert_eq!(
-            output_of(&app, chained, "stdout"),
+            output(&app, chained, "stdout"),
             "hello from python, count=41, on web1\n"
         );
         let variable = app.get("/api/v1/variables/greeting").expect(200);
@@ -128,7 +114,7 @@ both_backends! {
         assert_eq!(job["condition"], false, "{job}");
         // Not because the first attempt failed to set them.
         let job_id = job["id"].as_i64().unwrap();
-        assert_eq!(output_of(&app, job_id, "stdout"), "attempt 1 set both\nsecond attempt\n");
+        assert_eq!(output(&app, job_id, "stdout"), "attempt 1 set both\nsecond attempt\n");
     }
 
     fn the_condition_trigger_fires_only_when_the_run_set_its_condition(backend: Backend) {
@@ -151,7 +137,7 @@ both_backends! {
             .unwrap_or_else(|| panic!("no chained job in {yes}"));
         let ran = finished(&app, chained);
         assert_eq!(ran["status"], "succeeded", "{ran}");
-        assert_eq!(output_of(&app, chained, "stdout"), "next got \"decided\"\n");
+        assert_eq!(output(&app, chained, "stdout"), "next got \"decided\"\n");
 
         // The event's page says what its jobs set off.
         app.set_password("admin", "a password for the event page");

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, finished, wait_for};
+use common::{TestApp, finished, output, wait_for};
 use serde_json::{Value, json};
 
 /// Long enough for a slow CI machine; the tests finish far sooner.
@@ -27,18 +27,6 @@ fn run_now(app: &TestApp, event: i64) -> Value {
 
 fn job(app: &TestApp, id: i64) -> Value {
     app.get(&format!("/api/v1/jobs/{id}")).expect(200)
-}
-
-/// The job's lines of one stream, concatenated.
-fn output(app: &TestApp, id: i64, stream: &str) -> String {
-    let page = app.get(&format!("/api/v1/jobs/{id}/logs")).expect(200);
-    page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["stream"] == stream)
-        .map(|l| l["text"].as_str().unwrap_or(""))
-        .collect()
 }
 
 fn jobs_of(app: &TestApp, event: i64) -> Vec<Value> {

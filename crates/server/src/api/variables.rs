@@ -51,58 +51,51 @@ impl From<Variable> for VariableView {
 /// A `PUT` body, parsed: `value` (required, any JSON), `secret` (omitted:
 /// keep the variable's secrecy; a new one is plain), `expect` (the value the
 /// variable must hold now, `null` included) or `expectAbsent: true`.
-#[derive(Debug)]
-struct PutBody {
-    write: VariableWrite,
-}
-
-impl PutBody {
-    fn parse(mut body: serde_json::Map<String, serde_json::Value>) -> Result<PutBody, ApiError> {
-        if let Some(unknown) = body
-            .keys()
-            .find(|k| !["value", "secret", "expect", "expectAbsent"].contains(&k.as_str()))
-        {
-            return Err(ApiError::bad_request(format!(
-                "{unknown}: unknown field `{unknown}`, expected one of `value`, `secret`, \
+fn parse_put(
+    mut body: serde_json::Map<String, serde_json::Value>,
+) -> Result<VariableWrite, ApiError> {
+    if let Some(unknown) = body
+        .keys()
+        .find(|k| !["value", "secret", "expect", "expectAbsent"].contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{unknown}: unknown field `{unknown}`, expected one of `value`, `secret`, \
                  `expect`, `expectAbsent`"
-            ))
-            .with_field(unknown.clone()));
-        }
-        let flag =
-            |body: &serde_json::Map<String, serde_json::Value>, name: &str| match body.get(name) {
-                None => Ok(None),
-                Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
-                Some(other) => Err(ApiError::bad_request(format!(
-                    "{name}: invalid type: {}, expected a boolean",
-                    kind(other)
-                ))
-                .with_field(name)),
-            };
-        let secret = flag(&body, "secret")?;
-        let absent = flag(&body, "expectAbsent")?.unwrap_or(false);
-        let value = body.remove("value").ok_or_else(|| {
-            ApiError::bad_request("value: missing field `value`").with_field("value")
-        })?;
-        check_json_size(&value, MAX_VARIABLE_BYTES, "value")?;
-        let expect = match (body.remove("expect"), absent) {
-            (Some(_), true) => {
-                return Err(ApiError::invalid(
-                    "expectAbsent",
-                    "give either expect (a value) or expectAbsent, not both",
-                ));
-            }
-            (Some(v), false) => Expect::Value(v),
-            (None, true) => Expect::Absent,
-            (None, false) => Expect::Any,
-        };
-        Ok(PutBody {
-            write: VariableWrite {
-                value,
-                secret,
-                expect,
-            },
-        })
+        ))
+        .with_field(unknown.clone()));
     }
+    let flag = |body: &serde_json::Map<String, serde_json::Value>, name: &str| match body.get(name)
+    {
+        None => Ok(None),
+        Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name}: invalid type: {}, expected a boolean",
+            kind(other)
+        ))
+        .with_field(name)),
+    };
+    let secret = flag(&body, "secret")?;
+    let absent = flag(&body, "expectAbsent")?.unwrap_or(false);
+    let value = body
+        .remove("value")
+        .ok_or_else(|| ApiError::bad_request("value: missing field `value`").with_field("value"))?;
+    check_json_size(&value, MAX_VARIABLE_BYTES, "value")?;
+    let expect = match (body.remove("expect"), absent) {
+        (Some(_), true) => {
+            return Err(ApiError::invalid(
+                "expectAbsent",
+                "give either expect (a value) or expectAbsent, not both",
+            ));
+        }
+        (Some(v), false) => Expect::Value(v),
+        (None, true) => Expect::Absent,
+        (None, false) => Expect::Any,
+    };
+    Ok(VariableWrite {
+        value,
+        secret,
+        expect,
+    })
 }
 
 /// JSON's name for a value's type, for error messages.
@@ -171,14 +164,14 @@ pub async fn put(
     ExactJsonBody(body): ExactJsonBody,
 ) -> Result<Response, ApiError> {
     let key = VariableKey::new(&key)?;
-    let body = PutBody::parse(body)?;
-    let entry = audit(&caller, "variable.set", &key, body.write.secret);
+    let write = parse_put(body)?;
+    let entry = audit(&caller, "variable.set", &key, write.secret);
     let written = state
         .store
         .set_variable(
             caller.user,
             &key,
-            body.write,
+            write,
             &state.sealer,
             crate::now(),
             &entry,
@@ -216,7 +209,7 @@ mod tests {
 
     fn parse(body: serde_json::Value) -> Result<VariableWrite, ApiError> {
         match body {
-            serde_json::Value::Object(map) => PutBody::parse(map).map(|b| b.write),
+            serde_json::Value::Object(map) => parse_put(map),
             _ => unreachable!(),
         }
     }

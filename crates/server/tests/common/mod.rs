@@ -527,6 +527,21 @@ pub fn add_server(
         .unwrap()
 }
 
+/// Everything job `id` wrote on `stream` (`stdout`, `stderr`, `system`),
+/// its lines concatenated, from every server.
+pub fn output(app: &TestApp, id: i64, stream: &str) -> String {
+    let page = app
+        .get(&format!("/api/v1/jobs/{id}/logs?limit=1000"))
+        .expect(200);
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["stream"] == stream)
+        .map(|l| l["text"].as_str().unwrap_or_default())
+        .collect()
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, for at most `limit`.
 #[track_caller]
 pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
