@@ -36,4 +36,6 @@ id_type!(
     ActionId,
     /// One message to one channel about one job.
     DeliveryId,
+    /// A workflow.
+    WorkflowId,
 );

@@ -88,7 +88,9 @@ pub use event::{
     needs_new_payload,
 };
 pub use http::{HeaderName, HttpMethod, HttpSpec, SealedHeaders};
-pub use ids::{ActionId, ChannelId, DeliveryId, EventId, JobId, ServerId, TokenId, UserId};
+pub use ids::{
+    ActionId, ChannelId, DeliveryId, EventId, JobId, ServerId, TokenId, UserId, WorkflowId,
+};
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use notify::{
     ActionSpec, ActionTarget, ChannelKind, ChannelName, ChannelSpec, EmailAddress, EmailSettings,

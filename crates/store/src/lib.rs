@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus,
     JobId, JobStatus, PasswordHash, Role, ServerId, ServerSpec, SessionHash, Tag, TokenHash,
-    TokenId, Trigger, UserId, UserName, ValidationError, Variable, VariableKey,
+    TokenId, Trigger, UserId, UserName, ValidationError, Variable, VariableKey, WorkflowId,
+    WorkflowName,
 };
 
 #[macro_use]
@@ -646,6 +647,42 @@ pub enum SendResult {
     },
 }
 
+/// A stored workflow with its current version's definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    pub id: WorkflowId,
+    pub owner: UserId,
+    pub name: WorkflowName,
+    /// The current version, from 1.
+    pub version: u64,
+    /// The current version's definition: the canonical JSON of a
+    /// [`cronium_core::WorkflowSpec`], as the caller gave it.
+    pub definition: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// When the current version was made.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What [`Store::apply_workflow`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new workflow, at version 1.
+    Created,
+    /// A new version; `from` was the current one.
+    Updated { from: u64 },
+    /// The definition equals the current one: no new version, no audit entry.
+    Unchanged,
+}
+
+/// One version of a workflow's definition, as it was applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowVersion {
+    pub workflow: WorkflowId,
+    pub version: u64,
+    pub definition: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
 /// A variable's value as stored: in clear, or sealed (a secret variable).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredValue {
@@ -1040,6 +1077,43 @@ pub trait Store: Send + Sync {
         key: &VariableKey,
         audit: &AuditEntry,
     ) -> Result<bool>;
+
+    // --- workflows -----------------------------------------------------------------
+
+    /// Stores `definition` (a validated spec's canonical JSON) as the
+    /// owner's workflow `name`: a new workflow at version 1, a new version
+    /// when it differs from the current one (compared as JSON values), or
+    /// nothing at all when it does not. `events` are the events the nodes
+    /// run (resolved by the caller); while a workflow's current version uses
+    /// an event, that event cannot be deleted. An event deleted meanwhile is
+    /// `NotFound { what: "event" }`. A change is audited with `audit` (its
+    /// `target_id` filled with the workflow's id).
+    async fn apply_workflow(
+        &self,
+        owner: UserId,
+        name: &WorkflowName,
+        definition: &serde_json::Value,
+        events: &[EventId],
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(Workflow, Applied)>;
+    /// Every workflow, by id.
+    async fn list_workflows(&self, page: PageRequest) -> Result<Page<Workflow>>;
+    async fn get_workflow(&self, id: WorkflowId) -> Result<Option<Workflow>>;
+    async fn find_workflow_by_name(
+        &self,
+        owner: UserId,
+        name: &WorkflowName,
+    ) -> Result<Option<Workflow>>;
+    /// One version of a workflow's definition; `None` if there is no such version.
+    async fn workflow_version(
+        &self,
+        id: WorkflowId,
+        version: u64,
+    ) -> Result<Option<WorkflowVersion>>;
+    /// Deletes the workflow and all its versions; `false` if there was none
+    /// (then nothing is audited).
+    async fn delete_workflow(&self, id: WorkflowId, audit: &AuditEntry) -> Result<bool>;
 
     // --- what a running attempt's script does (runtime helpers) -------------------
     //

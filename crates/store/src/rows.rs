@@ -16,7 +16,7 @@ use cronium_core::{
     HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, PasswordHash, Role, RunLocation,
     RunPolicy, Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec,
     SessionHash, Tag, TokenId, Trigger, UserId, ValidationError, Variable, VariableKey, When,
-    validate_cache_dir,
+    WorkflowId, WorkflowName, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
@@ -24,7 +24,7 @@ use crate::{
     Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Credentials, Delivery,
     DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
     PayloadRecord, ScheduleState, Server, ServerCheck, Session, StoreError, StoredValue,
-    StoredVariable, User,
+    StoredVariable, User, Workflow, WorkflowVersion,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -427,6 +427,52 @@ where
             updated_by_job: r.opt_int("updated_by_job")?.map(JobId),
         },
         stored,
+    })
+}
+
+/// A workflow with its current definition (`workflow` columns and `definition`).
+pub(crate) fn workflow<R>(row: &R) -> Result<Workflow, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "workflows");
+    let id = r.id("id")?;
+    Ok(Workflow {
+        id: WorkflowId(id),
+        owner: UserId(r.int("owner_id")?),
+        name: r.parse("name", |t| WorkflowName::new(&t).map_err(field_error))?,
+        version: r.unsigned("version")?,
+        definition: r.json("definition")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+    })
+}
+
+/// What an apply needs of the current row: id, version, created_at.
+pub(crate) fn workflow_head<R>(row: &R) -> Result<(WorkflowId, u64, DateTime<Utc>), StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "workflows");
+    let id = r.id("id")?;
+    Ok((
+        WorkflowId(id),
+        r.unsigned("version")?,
+        r.time("created_at")?,
+    ))
+}
+
+pub(crate) fn workflow_version<R>(row: &R) -> Result<WorkflowVersion, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "workflow_versions");
+    let id = r.id("workflow_id")?;
+    Ok(WorkflowVersion {
+        workflow: WorkflowId(id),
+        version: r.unsigned("version")?,
+        definition: r.json("definition")?,
+        created_at: r.time("created_at")?,
     })
 }
 

@@ -16,22 +16,24 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId,
     PasswordHash, Role, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId, Variable,
-    VariableKey, needs_new_payload,
+    VariableKey, WorkflowId, WorkflowName, needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
 use crate::rows::{self, EventValues, Reader, truncate};
 use crate::{
-    Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Claim, Credentials, Delivery, Event,
-    EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
-    LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
+    Action, Actor, ApiToken, Applied, AuditEntry, AuditRecord, Channel, Claim, Credentials,
+    Delivery, Event, EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome,
+    JobRetention, LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
     PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerCheck, ServerUpdate,
     Session, SessionUser, Store, StoreError, StoredVariable, User, VariableSealer, VariableWrite,
+    Workflow, WorkflowVersion,
 };
 
 pub(crate) mod jobs;
 mod notify;
 mod variables;
+mod workflows;
 
 /// The store on one backend: [`crate::SqliteStore`] or [`crate::PgStore`].
 /// Cheap to clone: it is a handle on the backend's connection pools.
@@ -1116,6 +1118,20 @@ impl<B: Backend> Store for SqlStore<B> {
         .iter()
         .map(|row| Reader::new(row, "event_actions").int("event_id"))
         .collect::<Result<Vec<_>>>()?;
+        let workflows = workflows::workflows_using(&mut tx, id).await?;
+        if !workflows.is_empty() {
+            let list = workflows
+                .iter()
+                .map(|n| format!("{n:?}"))
+                .collect::<Vec<_>>();
+            return Err(StoreError::Conflict {
+                field: "event".into(),
+                message: format!(
+                    "workflow(s) {} run this event; change or delete them first",
+                    list.join(", ")
+                ),
+            });
+        }
         if !runners.is_empty() {
             let list = runners.iter().map(i64::to_string).collect::<Vec<_>>();
             return Err(StoreError::Conflict {
@@ -1129,7 +1145,18 @@ impl<B: Backend> Store for SqlStore<B> {
         let deleted = sql("DELETE FROM events WHERE id = $1")
             .bind(id.0)
             .execute(&mut tx)
-            .await?;
+            .await
+            .map_err(|e| {
+                // A workflow applied since the check above now runs it.
+                if rows::is_foreign_key_violation(&e) {
+                    StoreError::Conflict {
+                        field: "event".into(),
+                        message: "a workflow runs this event; change or delete it first".into(),
+                    }
+                } else {
+                    e.into()
+                }
+            })?;
         if deleted == 0 {
             return Err(StoreError::NotFound { what: "event" });
         }
@@ -1563,6 +1590,46 @@ impl<B: Backend> Store for SqlStore<B> {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         variables::attempt_delete_variable(self, fence, key, now).await
+    }
+
+    async fn apply_workflow(
+        &self,
+        owner: UserId,
+        name: &WorkflowName,
+        definition: &serde_json::Value,
+        events: &[EventId],
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(Workflow, Applied)> {
+        workflows::apply_workflow(self, owner, name, definition, events, now, audit).await
+    }
+
+    async fn list_workflows(&self, page: PageRequest) -> Result<Page<Workflow>> {
+        workflows::list_workflows(self, page).await
+    }
+
+    async fn get_workflow(&self, id: WorkflowId) -> Result<Option<Workflow>> {
+        workflows::get_workflow(self, id).await
+    }
+
+    async fn find_workflow_by_name(
+        &self,
+        owner: UserId,
+        name: &WorkflowName,
+    ) -> Result<Option<Workflow>> {
+        workflows::find_workflow_by_name(self, owner, name).await
+    }
+
+    async fn workflow_version(
+        &self,
+        id: WorkflowId,
+        version: u64,
+    ) -> Result<Option<WorkflowVersion>> {
+        workflows::workflow_version(self, id, version).await
+    }
+
+    async fn delete_workflow(&self, id: WorkflowId, audit: &AuditEntry) -> Result<bool> {
+        workflows::delete_workflow(self, id, audit).await
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {

@@ -8,19 +8,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use cronium_core::Expect;
 use cronium_core::{
     AuthKind, EventId, EventName, EventSpec, EventStatus, JobId, JobStatus, MisfirePolicy,
     OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, ServerName,
     ServerSpec, Tag, TokenHash, Trigger, UserId, ValidationError, VariableKey,
 };
+use cronium_core::{Expect, WorkflowId, WorkflowName};
 use cronium_payload::{EnvKey, Interpreter};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
-    AuditEntry, Claim, Event, EventFilter, EventOrder, Fence, Fire, Job, JobFilter, JobOutcome,
-    JobRetention, LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile, PayloadWriter,
-    PgStore, ScheduleState, SqliteStore, Store, StoreError, StoredValue, VariableSealer,
-    VariableWrite,
+    Applied, AuditEntry, Claim, Event, EventFilter, EventOrder, Fence, Fire, Job, JobFilter,
+    JobOutcome, JobRetention, LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile,
+    PayloadWriter, PgStore, ScheduleState, SqliteStore, Store, StoreError, StoredValue,
+    VariableSealer, VariableWrite,
 };
 use serde_json::json;
 
@@ -182,6 +182,8 @@ conformance!(
     concurrent_compare_and_set_increments_lose_nothing,
     an_attempt_writes_output_condition_and_variables_under_its_fence,
     a_retry_starts_with_no_output_and_a_false_condition,
+    workflows_are_versioned_only_when_the_definition_changes,
+    an_event_a_workflow_runs_cannot_be_deleted_until_the_workflow_goes,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -5395,4 +5397,248 @@ async fn a_retry_starts_with_no_output_and_a_false_condition(b: Backend) {
         (done.status, done.output, done.condition),
         (JobStatus::Succeeded, Some(json!("second")), false)
     );
+}
+
+// --- workflows ------------------------------------------------------------------
+
+fn wf_name(text: &str) -> WorkflowName {
+    WorkflowName::new(text).unwrap()
+}
+
+fn definition(name: &str, events: &[i64]) -> serde_json::Value {
+    let nodes: Vec<serde_json::Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({ "id": format!("n{i}"), "event": e, "after": [] }))
+        .collect();
+    json!({ "name": name, "trigger": { "type": "manual" }, "nodes": nodes })
+}
+
+async fn workflows_are_versioned_only_when_the_definition_changes(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let a = create(store, owner, spec("a")).await;
+    let c = create(store, owner, spec("c")).await;
+    let name = wf_name("nightly");
+    let first_def = definition("nightly", &[a.id.0]);
+    let apply = |def: serde_json::Value, events: Vec<EventId>, at: i64| {
+        let name = name.clone();
+        async move {
+            store
+                .apply_workflow(
+                    owner,
+                    &name,
+                    &def,
+                    &events,
+                    t(at),
+                    &AuditEntry {
+                        detail: json!({ "name": "nightly" }),
+                        ..audit("workflow.apply", "workflow")
+                    },
+                )
+                .await
+        }
+    };
+    let (created, applied) = apply(first_def.clone(), vec![a.id], 0).await.unwrap();
+    assert_eq!(applied, Applied::Created);
+    assert_eq!(
+        (created.owner, created.name.as_str(), created.version),
+        (owner, "nightly", 1)
+    );
+    assert_eq!(created.definition, first_def);
+    assert_eq!((created.created_at, created.updated_at), (t(0), t(0)));
+
+    // The same definition again, even with its keys in another order: nothing new.
+    let reordered: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string_pretty(&first_def).unwrap()).unwrap();
+    let (same, applied) = apply(reordered, vec![a.id], 5).await.unwrap();
+    assert_eq!(applied, Applied::Unchanged);
+    assert_eq!(same, created);
+
+    let second_def = definition("nightly", &[a.id.0, c.id.0]);
+    let (updated, applied) = apply(second_def.clone(), vec![a.id, c.id, a.id], 10)
+        .await
+        .unwrap();
+    assert_eq!(applied, Applied::Updated { from: 1 });
+    assert_eq!((updated.id, updated.version), (created.id, 2));
+    assert_eq!((updated.created_at, updated.updated_at), (t(0), t(10)));
+    assert_eq!(
+        store.get_workflow(created.id).await.unwrap(),
+        Some(updated.clone())
+    );
+    assert_eq!(
+        store.find_workflow_by_name(owner, &name).await.unwrap(),
+        Some(updated.clone())
+    );
+    assert_eq!(
+        store
+            .find_workflow_by_name(owner, &wf_name("other"))
+            .await
+            .unwrap(),
+        None
+    );
+    let v1 = store
+        .workflow_version(created.id, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (v1.version, &v1.definition, v1.created_at),
+        (1, &first_def, t(0))
+    );
+    let v2 = store
+        .workflow_version(created.id, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((v2.version, &v2.definition), (2, &second_def));
+    assert_eq!(store.workflow_version(created.id, 3).await.unwrap(), None);
+
+    // Two creations and one update audited, each with the version it made.
+    let entries: Vec<(i64, serde_json::Value)> = store
+        .list_audit(PageRequest {
+            limit: 100,
+            offset: 0,
+        })
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|r| r.entry.target_type == "workflow")
+        .map(|r| (r.entry.target_id.unwrap(), r.entry.detail))
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            (created.id.0, json!({ "name": "nightly", "version": 2 })),
+            (created.id.0, json!({ "name": "nightly", "version": 1 })),
+        ]
+    );
+
+    // An event that vanished before the apply is refused, and nothing changes.
+    let gone = apply(
+        definition("nightly", &[a.id.0 + 1000]),
+        vec![EventId(a.id.0 + 1000)],
+        20,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(gone, StoreError::NotFound { what: "event" }),
+        "{gone:?}"
+    );
+    assert_eq!(
+        store
+            .get_workflow(created.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+
+    // A second name for the same owner is a second workflow.
+    let (weekly, applied) = store
+        .apply_workflow(
+            owner,
+            &wf_name("weekly"),
+            &definition("weekly", &[c.id.0]),
+            &[c.id],
+            t(30),
+            &audit("workflow.apply", "workflow"),
+        )
+        .await
+        .unwrap();
+    assert_eq!((applied, weekly.version), (Applied::Created, 1));
+    assert_ne!(weekly.id, created.id);
+    let page = store
+        .list_workflows(PageRequest {
+            limit: 1,
+            offset: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(page.items, vec![weekly.clone()]);
+
+    assert!(
+        store
+            .delete_workflow(created.id, &audit("workflow.delete", "workflow"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_workflow(created.id, &audit("workflow.delete", "workflow"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_workflow(created.id).await.unwrap(), None);
+    assert_eq!(store.workflow_version(created.id, 1).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_workflow(WorkflowId(weekly.id.0 + 50))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn an_event_a_workflow_runs_cannot_be_deleted_until_the_workflow_goes(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let used = create(store, owner, spec("used")).await;
+    let later = create(store, owner, spec("later")).await;
+    let (workflow, _) = store
+        .apply_workflow(
+            owner,
+            &wf_name("pipeline"),
+            &definition("pipeline", &[used.id.0]),
+            &[used.id],
+            t(0),
+            &audit("workflow.apply", "workflow"),
+        )
+        .await
+        .unwrap();
+    let refused = store
+        .delete_event(used.id, &audit("event.delete", "event"))
+        .await
+        .unwrap_err();
+    let StoreError::Conflict { field, message } = refused else {
+        panic!("expected a conflict, got {refused:?}");
+    };
+    assert_eq!(field, "event");
+    assert!(message.contains("\"pipeline\""), "{message}");
+    assert!(store.get_event(used.id).await.is_ok());
+
+    // Only the current version's events are held: after a change, the old one goes.
+    store
+        .apply_workflow(
+            owner,
+            &wf_name("pipeline"),
+            &definition("pipeline", &[later.id.0]),
+            &[later.id],
+            t(1),
+            &audit("workflow.apply", "workflow"),
+        )
+        .await
+        .unwrap();
+    store
+        .delete_event(used.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .delete_event(later.id, &audit("event.delete", "event"))
+            .await
+            .is_err()
+    );
+    store
+        .delete_workflow(workflow.id, &audit("workflow.delete", "workflow"))
+        .await
+        .unwrap();
+    store
+        .delete_event(later.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
 }
