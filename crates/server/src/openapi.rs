@@ -988,6 +988,153 @@ fn variable_paths() -> [(&'static str, Value); 2] {
     ]
 }
 
+/// A node's id (`cronium_core::NodeId`).
+const NODE_ID_PATTERN: &str = "^[a-z][a-z0-9_-]{0,63}$";
+
+/// A workflow definition, as far as JSON Schema can say it. What it cannot
+/// say is checked on arrival and refused with 422 naming the node: node ids
+/// unique, `after` naming other nodes of the workflow, no cycle, every
+/// event found (a name among the caller's own events, an id any event).
+fn workflow_schemas() -> [(&'static str, Value); 3] {
+    let timestamp = json!({ "type": "string", "format": "date-time" });
+    let node_id = json!({ "type": "string", "pattern": NODE_ID_PATTERN, "description": "1 to 64 characters from a-z 0-9 _ -, starting with a letter" });
+    let trigger = |kind: &str, fields: Value, required: &[&str]| {
+        let mut properties = json!({ "type": { "const": kind } });
+        for (name, schema) in fields.as_object().unwrap() {
+            properties[name] = schema.clone();
+        }
+        let mut required = required.to_vec();
+        required.insert(0, "type");
+        json!({ "type": "object", "additionalProperties": false, "required": required, "properties": properties })
+    };
+    let edge_on = json!({ "type": "string", "enum": ["success", "failure", "always", "condition"], "default": "success", "description": "The parent's outcome the edge follows: success; failure (failed or timed out); always; condition (succeeded with its condition set)" });
+    [
+        (
+            "WorkflowDefinition",
+            json!({
+                "type": "object",
+                "description": "A workflow: a trigger and a DAG of nodes, each running an event. Node ids must be unique, `after` must name other nodes of the same workflow, and the edges must not form a cycle; each of these is 422 naming the node (or the cycle)",
+                "required": ["name", "nodes"],
+                "additionalProperties": false,
+                "properties": {
+                    "name": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN, "description": "Unique per owner; trimmed; no control characters" },
+                    "description": { "type": ["string", "null"], "maxLength": 10000 },
+                    "trigger": {
+                        "description": "When the workflow starts by itself; left out or null: manual",
+                        "oneOf": [
+                            trigger("manual", json!({}), &[]),
+                            trigger("cron", json!({
+                                "cron": { "type": "string", "description": "5 fields (minute first) or 6 (second first); the pattern covers the plain 5-field form, the server also takes ranges, lists, steps, names and @-macros (a malformed one is 422)", "pattern": "^(\\*|[0-5]?[0-9]) (\\*|1?[0-9]|2[0-3]) (\\*|[1-9]|1[0-9]|2[0-8]) (\\*|[1-9]|1[0-2]) (\\*|[0-6])$" },
+                                "timezone": { "type": "string", "description": "IANA time zone (an unknown one is 422)", "pattern": "^(UTC|Europe/Berlin|America/New_York|Asia/Tokyo|Australia/Lord_Howe)$" }
+                            }), &["cron", "timezone"]),
+                            trigger("every", json!({
+                                "every": { "type": "string", "pattern": "^[1-9][0-9]?[smhd]$", "description": "1s to 366d, such as 15m, 1h30m or 1d" }
+                            }), &["every"]),
+                            trigger("webhook", json!({}), &[]),
+                            { "type": "null" }
+                        ]
+                    },
+                    "failFast": { "type": "boolean", "default": false, "description": "Cancel the rest of a run when a node fails with no edge handling it" },
+                    "overlap": { "type": "string", "enum": ["allow", "forbid", "queue", "replace"], "default": "forbid", "description": "What a run started while another runs does" },
+                    "nodes": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 500,
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "event"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "id": node_id,
+                                "event": {
+                                    "description": "An event's name (one of the caller's own; a quoted number is a name) or its id",
+                                    "oneOf": [
+                                        { "type": "string", "minLength": 1, "maxLength": 100, "pattern": NAME_PATTERN },
+                                        int64()
+                                    ]
+                                },
+                                "after": {
+                                    "type": "array",
+                                    "maxItems": 50,
+                                    "description": "Incoming edges: a parent's id (on success) or {node, on}; no parent twice",
+                                    "items": {
+                                        "oneOf": [
+                                            node_id,
+                                            { "type": "object", "required": ["node"], "additionalProperties": false, "properties": { "node": node_id, "on": edge_on } }
+                                        ]
+                                    }
+                                },
+                                "join": { "type": ["string", "null"], "enum": ["all", "any", null], "default": "all", "description": "With several incoming edges: all must be taken, or any one (once all are resolved)" }
+                            }
+                        }
+                    }
+                }
+            }),
+        ),
+        (
+            "Workflow",
+            json!({
+                "type": "object",
+                "required": ["id", "name", "ownerId", "version", "definition", "createdAt", "updatedAt"],
+                "properties": {
+                    "id": { "type": "integer" },
+                    "name": { "type": "string" },
+                    "ownerId": { "type": "integer" },
+                    "version": { "type": "integer", "minimum": 1, "description": "The current version; a new one is made only when the definition changes" },
+                    "definition": { "allOf": [reference("WorkflowDefinition")], "description": "The current version's definition, canonical: defaults written out, empty fields left out" },
+                    "createdAt": timestamp,
+                    "updatedAt": { "type": "string", "format": "date-time", "description": "When the current version was made" }
+                }
+            }),
+        ),
+        (
+            "WorkflowApplied",
+            json!({
+                "allOf": [reference("Workflow")],
+                "type": "object",
+                "required": ["changed", "previousVersion"],
+                "properties": {
+                    "changed": { "type": "boolean", "description": "Whether a version was made (false: the definition equals the current one)" },
+                    "previousVersion": { "type": ["integer", "null"], "description": "The version this one replaced; null when created or unchanged" }
+                }
+            }),
+        ),
+    ]
+}
+
+fn workflow_paths() -> [(&'static str, Value); 2] {
+    let id = path_id("workflow");
+    let [limit, offset] = page_params();
+    let mut apply = op(
+        "applyWorkflow",
+        "Apply a definition (audited when it changes anything): 201 with version 1 for a new name, 200 with a new version when it changed, 200 with `changed: false` when it equals the current one",
+        Some("editor"),
+        &[],
+        Some(reference("WorkflowDefinition")),
+        ok("Updated or unchanged", reference("WorkflowApplied")),
+    );
+    apply["responses"]["201"] = created("Created", reference("WorkflowApplied")).1;
+    apply["responses"]["422"] = error_response(
+        "A field breaks a rule, a node id repeats, `after` names no node of the workflow, the edges form a cycle, or a node's event is not found (`field` names it, such as `nodes[1].event`)",
+    );
+    [
+        (
+            "/api/v1/workflows",
+            json!({
+                "get": op("listWorkflows", "List workflows with their current definitions (paginated)", Some("viewer"), &[limit, offset], None, ok("A page of workflows", page_of("Workflow"))),
+                "post": apply
+            }),
+        ),
+        (
+            "/api/v1/workflows/{id}",
+            json!({
+                "get": op("getWorkflow", "One workflow with its current definition", Some("viewer"), std::slice::from_ref(&id), None, ok("The workflow", reference("Workflow"))),
+                "delete": op("deleteWorkflow", "Delete a workflow and all its versions (audited); its events may then be deleted", Some("editor"), std::slice::from_ref(&id), None, no_content("Deleted"))
+            }),
+        ),
+    ]
+}
+
 /// The document.
 pub fn document() -> Value {
     let event_id = path_id("event");
@@ -1063,7 +1210,11 @@ pub fn document() -> Value {
     schemas["EventCreate"] = event_create_schema(&schemas["EventInput"]);
     schemas["ServerCreate"] = server_create_schema(&schemas["ServerInput"]);
     schemas["ServerCheck"] = server_check_schema();
-    for (name, schema) in notify_schemas().into_iter().chain(variable_schemas()) {
+    for (name, schema) in notify_schemas()
+        .into_iter()
+        .chain(variable_schemas())
+        .chain(workflow_schemas())
+    {
         schemas[name] = schema;
     }
     null_means_absent(
@@ -1103,7 +1254,7 @@ pub fn document() -> Value {
             "/api/v1/events/{id}": {
                 "get": op("getEvent", "One event", Some("viewer"), std::slice::from_ref(&event_id), None, ok("The event", reference("Event"))),
                 "patch": with_409(op("updateEvent", "Change an event; a new payload version when script, interpreter or env change", Some("editor"), std::slice::from_ref(&event_id), Some(reference("EventInput")), ok("The event", reference("Event"))), "An event with this name exists, a target server does not, or the change is well-formed but the event it would make breaks a rule (`field` names it; e.g. an http request given to a script event, a script emptied, a name in both env and the stored secretEnv)"),
-                "delete": with_409(op("deleteEvent", "Delete an event with its payloads (409 while another event's action runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted")), "Another event's run_event action runs this event")
+                "delete": with_409(op("deleteEvent", "Delete an event with its payloads (409 while another event's action or a workflow runs it)", Some("editor"), std::slice::from_ref(&event_id), None, no_content("Deleted")), "Another event's run_event action, or the current version of a workflow, runs this event (the message names them)")
             },
             "/api/v1/events/{id}/payloads": {
                 "get": op("listPayloads", "An event's payload versions, newest first", Some("viewer"), std::slice::from_ref(&event_id), None,
@@ -1154,7 +1305,11 @@ pub fn document() -> Value {
             }
         }
     });
-    for (path, operations) in notify_paths().into_iter().chain(variable_paths()) {
+    for (path, operations) in notify_paths()
+        .into_iter()
+        .chain(variable_paths())
+        .chain(workflow_paths())
+    {
         doc["paths"][path] = operations;
     }
     doc

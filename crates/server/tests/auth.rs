@@ -56,6 +56,10 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/v1/variables/{key}", Some("viewer")),
     ("PUT", "/api/v1/variables/{key}", Some("editor")),
     ("DELETE", "/api/v1/variables/{key}", Some("editor")),
+    ("GET", "/api/v1/workflows", Some("viewer")),
+    ("POST", "/api/v1/workflows", Some("editor")),
+    ("GET", "/api/v1/workflows/{id}", Some("viewer")),
+    ("DELETE", "/api/v1/workflows/{id}", Some("editor")),
     ("GET", "/api/v1/audit", Some("admin")),
 ];
 

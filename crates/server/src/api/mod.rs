@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod servers;
 pub mod tokens;
 pub mod variables;
+pub mod workflows;
 
 /// How long `/healthz` waits for the database. Shorter than the pool's own
 /// 30-second acquire timeout: an unreachable PostgreSQL would otherwise hold
@@ -110,6 +111,10 @@ fn routes() -> Routes {
         .add(M::GET, "/api/v1/variables/{key}", variables::show)
         .add(M::PUT, "/api/v1/variables/{key}", variables::put)
         .add(M::DELETE, "/api/v1/variables/{key}", variables::delete)
+        .add(M::GET, "/api/v1/workflows", workflows::list)
+        .add(M::POST, "/api/v1/workflows", workflows::apply)
+        .add(M::GET, "/api/v1/workflows/{id}", workflows::show)
+        .add(M::DELETE, "/api/v1/workflows/{id}", workflows::delete)
         .add(M::GET, "/api/v1/audit", audit::list)
 }
 

@@ -1,0 +1,201 @@
+//! `/api/v1/workflows`: workflow definitions applied (stored as a new version only when they change), listed, shown and deleted.
+//!
+//! A definition arrives as JSON in the shape of the YAML file and is parsed
+//! whole into a `WorkflowSpec`; its events are resolved here (a name is one
+//! of the caller's own events, an id any event) and the store keeps the
+//! canonical JSON, so the same definition written differently is the same
+//! version.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use cronium_core::{EventId, EventRef, WorkflowId, WorkflowSpec};
+use cronium_store::{Applied, AuditEntry, Workflow};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{PageBody, no_content, page};
+use crate::error::{ApiError, JsonBody, PathParams, QueryParams};
+use crate::state::AppState;
+use crate::tokens::{Caller, Editor, Viewer};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowView {
+    pub id: i64,
+    pub name: String,
+    pub owner_id: i64,
+    /// The current version, from 1.
+    pub version: u64,
+    /// The current version's definition, canonical.
+    pub definition: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Workflow> for WorkflowView {
+    fn from(w: Workflow) -> WorkflowView {
+        WorkflowView {
+            id: w.id.0,
+            name: w.name.as_str().to_string(),
+            owner_id: w.owner.0,
+            version: w.version,
+            definition: w.definition,
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+/// The answer to an apply: the workflow, whether a version was made, and
+/// the version it replaced.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedView {
+    #[serde(flatten)]
+    pub workflow: WorkflowView,
+    pub changed: bool,
+    pub previous_version: Option<u64>,
+}
+
+fn audit(
+    caller: &Caller,
+    action: &str,
+    target: Option<WorkflowId>,
+    detail: serde_json::Value,
+) -> AuditEntry {
+    AuditEntry {
+        at: crate::now(),
+        actor: Some(caller.actor()),
+        action: action.into(),
+        target_type: "workflow".into(),
+        target_id: target.map(|id| id.0),
+        detail,
+    }
+}
+
+/// Applies a definition: 201 with version 1 for a new name, 200 otherwise
+/// (`changed` says whether a version was made).
+pub async fn apply(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let spec = WorkflowSpec::from_json_value(body)?;
+    // Each distinct reference is looked up once; `check_events` then names
+    // the first node whose event is missing.
+    let mut found: HashMap<EventRef, Option<EventId>> = HashMap::new();
+    for node in spec.nodes() {
+        if found.contains_key(&node.event) {
+            continue;
+        }
+        let id = match &node.event {
+            EventRef::Name(name) => state
+                .store
+                .find_event_by_name(caller.user, name.as_str())
+                .await?
+                .map(|e| e.id),
+            EventRef::Id(id) => match state.store.get_event(*id).await {
+                Ok(event) => Some(event.id),
+                Err(cronium_store::StoreError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        found.insert(node.event.clone(), id);
+    }
+    let resolved = spec.check_events(|r| found.get(r).copied().flatten())?;
+    let events: Vec<EventId> = resolved.events().map(|(_, id)| id).collect();
+    let entry = audit(
+        &caller,
+        "workflow.apply",
+        None,
+        json!({ "name": spec.name().as_str() }),
+    );
+    let (workflow, applied) = state
+        .store
+        .apply_workflow(
+            caller.user,
+            spec.name(),
+            &spec.to_json(),
+            &events,
+            crate::now(),
+            &entry,
+        )
+        .await
+        .map_err(|e| match e {
+            cronium_store::StoreError::NotFound { what: "event" } => {
+                ApiError::invalid("nodes", "an event of this workflow was deleted meanwhile")
+            }
+            other => other.into(),
+        })?;
+    let (status, changed, previous_version) = match applied {
+        Applied::Created => (StatusCode::CREATED, true, None),
+        Applied::Updated { from } => (StatusCode::OK, true, Some(from)),
+        Applied::Unchanged => (StatusCode::OK, false, None),
+    };
+    let view = AppliedView {
+        workflow: workflow.into(),
+        changed,
+        previous_version,
+    };
+    Ok((status, axum::Json(view)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<axum::Json<PageBody<WorkflowView>>, ApiError> {
+    let page = page(q.limit.as_deref(), q.offset.as_deref())?;
+    let found = state.store.list_workflows(page).await?;
+    Ok(axum::Json(PageBody {
+        items: found.items.into_iter().map(WorkflowView::from).collect(),
+        total: found.total,
+        limit: page.limit,
+        offset: page.offset,
+    }))
+}
+
+async fn fetch(state: &AppState, id: i64) -> Result<Workflow, ApiError> {
+    state
+        .store
+        .get_workflow(WorkflowId(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow not found"))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    _caller: Viewer,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<WorkflowView>, ApiError> {
+    Ok(axum::Json(fetch(&state, id).await?.into()))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+) -> Result<Response, ApiError> {
+    // Read first so the audit entry can name what was deleted.
+    let workflow = fetch(&state, id).await?;
+    let entry = audit(
+        &caller,
+        "workflow.delete",
+        Some(workflow.id),
+        json!({ "name": workflow.name.as_str(), "version": workflow.version }),
+    );
+    if !state.store.delete_workflow(workflow.id, &entry).await? {
+        return Err(ApiError::not_found("workflow not found"));
+    }
+    Ok(no_content())
+}
