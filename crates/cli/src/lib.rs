@@ -33,6 +33,7 @@ pub mod ssh_config;
 pub mod token_cmd;
 pub mod user_cmd;
 pub mod var_cmd;
+pub mod workflow_cmd;
 
 pub use channel_cmd::ChannelCommand;
 pub use client::ClientArgs;
@@ -45,6 +46,7 @@ pub use server_cmd::ServerCommand;
 pub use token_cmd::TokenCommand;
 pub use user_cmd::UserCommand;
 pub use var_cmd::VarCommand;
+pub use workflow_cmd::WorkflowCommand;
 
 /// Self-hosted automation: scheduled scripts on this host and remote servers.
 #[derive(Debug, Parser)]
@@ -100,6 +102,14 @@ pub enum Command {
         #[command(subcommand)]
         command: VarCommand,
     },
+    /// Workflows (DAGs of events) kept in YAML or JSON files: apply, list,
+    /// show, delete.
+    Workflow {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: WorkflowCommand,
+    },
     /// API tokens: create, list, revoke.
     Token {
         #[command(flatten)]
@@ -141,6 +151,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Server { client, command } => server_cmd::run(command, &client, out),
         Command::Channel { client, command } => channel_cmd::run(command, &client, out).map(done),
         Command::Var { client, command } => var_cmd::run(command, &client, out),
+        Command::Workflow { client, command } => workflow_cmd::run(command, &client, out),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
         Command::Import { client, command } => import_cmd::run(command, &client, out),
         Command::Completions(args) => docs_cmd::completions(&args, out).map(done),
