@@ -1064,8 +1064,10 @@ fn workflow_schemas() -> [(&'static str, Value); 3] {
                                         ]
                                     }
                                 },
-                                "join": { "type": ["string", "null"], "enum": ["all", "any", null], "default": "all", "description": "With several incoming edges: all must be taken, or any one (once all are resolved)" }
-                            }
+                                "join": { "type": ["string", "null"], "enum": ["all", "any", null], "default": "all", "description": "With several incoming edges: all must be taken, or any one (once all are resolved); only on a node with `after`" }
+                            },
+                            "if": { "required": ["join"], "properties": { "join": { "type": "string" } } },
+                            "then": { "required": ["after"], "properties": { "after": { "minItems": 1 } } }
                         }
                     }
                 }
