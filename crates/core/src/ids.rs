@@ -38,4 +38,6 @@ id_type!(
     DeliveryId,
     /// A workflow.
     WorkflowId,
+    /// One run of a workflow.
+    WorkflowRunId,
 );

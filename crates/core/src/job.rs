@@ -62,6 +62,8 @@ pub enum Trigger {
     Manual,
     /// A `run_event` action of another job's event, when that job ended.
     Action,
+    /// A node of a workflow run (which the job's metadata names).
+    Workflow,
 }
 
 /// What a new run does while an earlier run of the same event is queued or
@@ -104,7 +106,7 @@ str_enum!(JobStatus {
     Missed = "missed",
     Skipped = "skipped",
 });
-str_enum!(Trigger { Schedule = "schedule", Manual = "manual", Action = "action" });
+str_enum!(Trigger { Schedule = "schedule", Manual = "manual", Action = "action", Workflow = "workflow" });
 str_enum!(OverlapPolicy { Allow = "allow", Forbid = "forbid", Queue = "queue", Replace = "replace" });
 str_enum!(MisfirePolicy { Skip = "skip", RunOnce = "run_once", CatchUp = "catch_up" });
 

@@ -82,6 +82,7 @@ pub mod server;
 pub mod user;
 pub mod variable;
 pub mod workflow;
+pub mod workflow_run;
 
 pub use event::{
     EventKind, EventName, EventSpec, EventStatus, RunLocation, SealedSecrets, Tag,
@@ -90,6 +91,7 @@ pub use event::{
 pub use http::{HeaderName, HttpMethod, HttpSpec, SealedHeaders};
 pub use ids::{
     ActionId, ChannelId, DeliveryId, EventId, JobId, ServerId, TokenId, UserId, WorkflowId,
+    WorkflowRunId,
 };
 pub use job::{JobStatus, MisfirePolicy, OverlapPolicy, RunPolicy, Trigger};
 pub use notify::{
@@ -111,6 +113,7 @@ pub use workflow::{
     Edge, EdgeOn, EventRef, Join, NodeId, ResolvedWorkflow, WorkflowName, WorkflowNode,
     WorkflowSpec, WorkflowTrigger,
 };
+pub use workflow_run::{NodeState, NodeStatus, RunStatus};
 
 /// A value that breaks a rule, with the (camelCase, API-facing) field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

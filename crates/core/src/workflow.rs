@@ -312,6 +312,11 @@ impl WorkflowSpec {
         &self.nodes
     }
 
+    /// The node's position in file order, which run state is kept by.
+    pub fn position(&self, id: &NodeId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
     pub fn node(&self, id: &NodeId) -> Option<&WorkflowNode> {
         self.index.get(id).map(|&i| &self.nodes[i])
     }

@@ -46,6 +46,9 @@ impl AttemptHelpers {
                 "attempt": job.attempt,
                 "event": { "id": job.event_id.0, "name": event_name },
                 "trigger": job.trigger.as_str(),
+                // A workflow node's run, node and workflow; the run's input
+                // is added when asked for (it is stored once, on the run).
+                "workflow": job.metadata.get("workflow").cloned().unwrap_or(Value::Null),
             }),
             secrets,
             calls: AtomicU32::new(0),
@@ -65,6 +68,14 @@ impl AttemptHelpers {
             HelperOp::Context => {
                 let mut context = self.context.clone();
                 context["server"] = json!(server);
+                if let Some(run) = context["workflow"]["run"].as_i64() {
+                    let run = self
+                        .store
+                        .get_workflow_run(cronium_core::WorkflowRunId(run))
+                        .await
+                        .map_err(failed)?;
+                    context["workflow"]["input"] = run.input.unwrap_or(Value::Null);
+                }
                 Ok(context)
             }
             HelperOp::Output { value } => {

@@ -17,6 +17,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod servers;
 pub mod worker;
+pub mod workflows;
 
 /// The current time at microsecond precision, which both databases store exactly.
 pub fn now() -> DateTime<Utc> {

@@ -49,6 +49,10 @@ impl RunningJobs {
         stopped
     }
 
+    pub fn contains(&self, job: JobId) -> bool {
+        self.0.lock().expect("running jobs lock").contains_key(&job)
+    }
+
     pub fn count(&self) -> usize {
         self.0.lock().expect("running jobs lock").len()
     }

@@ -32,6 +32,8 @@ pub struct TickReport {
     pub recorded: usize,
     /// Jobs whose expired lease was recovered.
     pub recovered: usize,
+    /// Workflow runs brought up to date with their nodes' jobs.
+    pub reconciled: usize,
 }
 
 /// How much job history the scheduler keeps (pruned every [`PRUNE_EVERY`]).
@@ -88,6 +90,12 @@ impl Scheduler {
             );
         }
         report.recovered = recovered.len();
+        // A node whose job ended without its run hearing (a lease
+        // recovered above, a job replaced or pruned): its run advances now.
+        report.reconciled = self.store.reconcile_workflow_runs(now).await?;
+        if report.reconciled > 0 {
+            self.jobs_queued.notify_one();
+        }
         loop {
             let due = self.store.due_schedules(now, BATCH).await?;
             let mut progressed = false;
@@ -147,7 +155,7 @@ impl Scheduler {
                 pruned_at = Some(now);
                 match self.prune(now).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(jobs = n, "pruned old job history"),
+                    Ok(n) => tracing::info!(rows = n, "pruned old job and workflow run history"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune job history"),
                 }
             }
@@ -160,17 +168,26 @@ impl Scheduler {
         }
     }
 
-    /// Deletes finished jobs past the retention (the newest per event stay).
+    /// Deletes finished jobs and workflow runs past the retention (the
+    /// newest per event and per workflow stay); returns how many.
     pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let age = chrono::TimeDelta::from_std(self.retention.age).unwrap_or(chrono::TimeDelta::MAX);
-        self.store
+        let older_than = now
+            .checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        // Workflow runs are kept like jobs: by age, the newest of each stay.
+        let runs = self
+            .store
+            .prune_workflow_runs(older_than, self.retention.keep_per_event)
+            .await?;
+        let jobs = self
+            .store
             .prune_jobs(JobRetention {
-                older_than: now
-                    .checked_sub_signed(age)
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+                older_than,
                 keep_per_event: self.retention.keep_per_event,
             })
-            .await
+            .await?;
+        Ok(runs + jobs)
     }
 
     /// How long until the soonest fire time, if one is within [`IDLE_POLL`].

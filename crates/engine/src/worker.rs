@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use cronium_core::job::retry_delay;
-use cronium_core::{HttpSpec, JobStatus, RunLocation};
+use cronium_core::{HttpSpec, JobStatus, RunLocation, WorkflowRunId};
 use cronium_store::{Claim, Fence, Job, JobOutcome, LogLine, LogStream, Store, StoreError};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
@@ -136,10 +136,15 @@ impl Workers {
             };
             let running = self.running.clone();
             let wake = self.wake.clone();
+            let store = self.store.clone();
             tokio::spawn(async move {
                 let id = claim.job.id;
+                let run = claim.job.metadata["workflow"]["run"].as_i64();
                 attempt.run(claim, cancel).await;
                 running.remove(id);
+                if let Some(run) = run {
+                    stop_asked(&*store, &running, WorkflowRunId(run)).await;
+                }
                 drop(permit);
                 // A slot is free, and a job queued behind this one may start.
                 wake.notify_one();
@@ -163,6 +168,22 @@ impl Workers {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
+        }
+    }
+}
+
+/// A node's end may have asked the other nodes of its run to stop (fail
+/// fast): those running here stop now rather than at their next heartbeat.
+async fn stop_asked(store: &dyn Store, running: &RunningJobs, run: WorkflowRunId) {
+    let Ok(run) = store.get_workflow_run(run).await else {
+        return;
+    };
+    for node in run.nodes {
+        if let Some((job, JobStatus::Running)) = node.job
+            && running.contains(job)
+            && store.get_job(job).await.is_ok_and(|j| j.cancel_requested)
+        {
+            running.cancel(job);
         }
     }
 }

@@ -368,7 +368,7 @@ fn schemas() -> Value {
                 "eventId": { "type": "integer" },
                 "payloadVersion": { "type": ["integer", "null"] },
                 "payloadPath": { "type": ["string", "null"], "description": "The payload this job runs, relative to the data dir" },
-                "trigger": { "type": "string", "enum": ["schedule", "manual", "action"], "description": "action: another job's run_event action started it (see startedBy)" },
+                "trigger": { "type": "string", "enum": ["schedule", "manual", "action", "workflow"], "description": "action: another job's run_event action started it (see startedBy); workflow: a node of a workflow run (see metadata.workflow)" },
                 "status": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "timed_out", "cancelled", "partial", "missed", "skipped"] },
                 "attempt": { "type": "integer", "minimum": 1 },
                 "startedBy": {
@@ -995,7 +995,7 @@ const NODE_ID_PATTERN: &str = "^[a-z][a-z0-9_-]{0,63}$";
 /// say is checked on arrival and refused with 422 naming the node: node ids
 /// unique, `after` naming other nodes of the workflow, no cycle, every
 /// event found (a name among the caller's own events, an id any event).
-fn workflow_schemas() -> [(&'static str, Value); 3] {
+fn workflow_schemas() -> [(&'static str, Value); 5] {
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let node_id = json!({ "type": "string", "pattern": NODE_ID_PATTERN, "description": "1 to 64 characters from a-z 0-9 _ -, starting with a letter" });
     let trigger = |kind: &str, fields: Value, required: &[&str]| {
@@ -1101,12 +1101,70 @@ fn workflow_schemas() -> [(&'static str, Value); 3] {
                 }
             }),
         ),
+        (
+            "WorkflowRun",
+            json!({
+                "type": "object",
+                "required": ["id", "workflowId", "workflowName", "version", "status", "trigger", "input", "pass", "cancelRequested", "error", "createdAt", "startedAt", "finishedAt"],
+                "properties": {
+                    "id": { "type": "integer" },
+                    "workflowId": { "type": "integer" },
+                    "workflowName": { "type": "string" },
+                    "version": { "type": "integer", "minimum": 1, "description": "The definition's version the run pinned when it started; later edits do not change it" },
+                    "status": { "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "skipped"], "description": "failed: a node failed and no failure or always edge handled it; queued: waiting behind an active run (overlap queue); skipped: refused by the overlap policy forbid" },
+                    "trigger": { "type": "string", "enum": ["manual", "schedule", "webhook"] },
+                    "input": { "description": "The run's input, given to the nodes without parents" },
+                    "pass": { "type": "integer", "minimum": 1, "description": "From 1; each retry of the failed part raises it" },
+                    "cancelRequested": { "type": "boolean" },
+                    "error": { "type": ["string", "null"] },
+                    "createdAt": timestamp,
+                    "startedAt": { "type": ["string", "null"], "format": "date-time" },
+                    "finishedAt": { "type": ["string", "null"], "format": "date-time" },
+                    "nodes": { "type": "array", "items": reference("WorkflowRunNode"), "description": "Every node in the definition's order; left out of lists" }
+                }
+            }),
+        ),
+        (
+            "WorkflowRunNode",
+            json!({
+                "type": "object",
+                "required": ["node", "eventId", "payloadVersion", "status", "jobId", "jobStatus", "reason", "pass", "startedAt", "finishedAt"],
+                "properties": {
+                    "node": node_id,
+                    "eventId": { "type": "integer" },
+                    "payloadVersion": { "type": ["integer", "null"], "description": "The event's payload version pinned when the run started" },
+                    "status": { "type": "string", "enum": ["pending", "running", "succeeded", "failed", "cancelled", "skipped"] },
+                    "jobId": { "type": ["integer", "null"], "description": "The job of its latest pass (its log is the job's)" },
+                    "jobStatus": { "type": ["string", "null"] },
+                    "reason": { "type": ["string", "null"], "description": "Why it was skipped or cancelled (which edge was not taken), or why its job failed" },
+                    "pass": { "type": "integer" },
+                    "startedAt": { "type": ["string", "null"], "format": "date-time" },
+                    "finishedAt": { "type": ["string", "null"], "format": "date-time" }
+                }
+            }),
+        ),
     ]
 }
 
-fn workflow_paths() -> [(&'static str, Value); 2] {
+fn workflow_paths() -> [(&'static str, Value); 7] {
     let id = path_id("workflow");
+    let run_id = path_id("workflow run");
     let [limit, offset] = page_params();
+    let runs_list = [
+        query("workflow", "Only runs of this workflow", int64()),
+        query(
+            "status",
+            "Only runs with this status",
+            json!({ "type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled", "skipped"] }),
+        ),
+        query(
+            "since",
+            "Created at or after",
+            json!({ "type": "string", "format": "date-time" }),
+        ),
+        limit.clone(),
+        offset.clone(),
+    ];
     let mut apply = op(
         "applyWorkflow",
         "Apply a definition (audited when it changes anything): 201 with version 1 for a new name, 200 with a new version when it changed, 200 with `changed: false` when it equals the current one",
@@ -1132,6 +1190,37 @@ fn workflow_paths() -> [(&'static str, Value); 2] {
             json!({
                 "get": op("getWorkflow", "One workflow with its current definition", Some("viewer"), std::slice::from_ref(&id), None, ok("The workflow", reference("Workflow"))),
                 "delete": op("deleteWorkflow", "Delete a workflow and all its versions (audited); its events may then be deleted", Some("editor"), std::slice::from_ref(&id), None, no_content("Deleted"))
+            }),
+        ),
+        (
+            "/api/v1/workflows/{id}/run",
+            json!({
+                "post": with_409(op("runWorkflow", "Run the workflow's current version now (audited); the overlap policy applies", Some("editor"), std::slice::from_ref(&id), Some(json!({ "type": "object", "properties": { "input": { "description": "Any JSON (at most 1 MiB), the input of the nodes without parents" } } })), created("Started, or queued behind an active run", reference("WorkflowRun"))), "The overlap policy forbid refused the run (recorded as skipped), or the definition no longer resolves (an event was renamed)")
+            }),
+        ),
+        (
+            "/api/v1/workflow-runs",
+            json!({
+                "get": op("listWorkflowRuns", "Workflow runs, newest first, without their nodes (paginated, filterable)", Some("viewer"), &runs_list, None, ok("A page of runs", page_of("WorkflowRun")))
+            }),
+        ),
+        (
+            "/api/v1/workflow-runs/{id}",
+            json!({
+                "get": op("getWorkflowRun", "One run with every node's state and job", Some("viewer"), std::slice::from_ref(&run_id), None, ok("The run", reference("WorkflowRun")))
+            }),
+        ),
+        (
+            "/api/v1/workflow-runs/{id}/cancel",
+            json!({
+                "post": with_409(op("cancelWorkflowRun", "Cancel a run (audited): pending nodes never start, running nodes' jobs stop", Some("editor"), std::slice::from_ref(&run_id), None,
+                    ("202", json!({ "description": "Cancelled, or its running jobs asked to stop", "content": json_content(reference("WorkflowRun")) }))), "The run is already over")
+            }),
+        ),
+        (
+            "/api/v1/workflow-runs/{id}/retry",
+            json!({
+                "post": with_409(op("retryWorkflowRun", "Retry a failed or cancelled run (audited): a new pass over every node that did not succeed; succeeded nodes keep their jobs and outputs", Some("editor"), std::slice::from_ref(&run_id), None, ok("The run, running again", reference("WorkflowRun"))), "The run is not failed or cancelled")
             }),
         ),
     ]

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventSpec, EventStatus,
-    JobId, JobStatus, PasswordHash, Role, ServerId, ServerSpec, SessionHash, Tag, TokenHash,
-    TokenId, Trigger, UserId, UserName, ValidationError, Variable, VariableKey, WorkflowId,
-    WorkflowName,
+    JobId, JobStatus, NodeId, NodeStatus, PasswordHash, Role, RunStatus, ServerId, ServerSpec,
+    SessionHash, Tag, TokenHash, TokenId, Trigger, UserId, UserName, ValidationError, Variable,
+    VariableKey, WorkflowId, WorkflowName, WorkflowRunId,
 };
 
 #[macro_use]
@@ -683,6 +683,109 @@ pub struct WorkflowVersion {
     pub created_at: DateTime<Utc>,
 }
 
+/// What started a workflow run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RunTrigger {
+    /// By hand: the API, the CLI or the UI.
+    Manual,
+    /// A fire time of the workflow's cron or every trigger.
+    Schedule,
+    /// `POST /hooks/workflows/{key}`.
+    Webhook,
+}
+
+impl RunTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunTrigger::Manual => "manual",
+            RunTrigger::Schedule => "schedule",
+            RunTrigger::Webhook => "webhook",
+        }
+    }
+}
+
+/// A run to start: the workflow's version and each node's event, as the
+/// caller resolved them ([`cronium_core::ResolvedWorkflow`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWorkflowRun {
+    pub workflow: WorkflowId,
+    pub version: u64,
+    /// Every node in the definition's order, with the event it runs.
+    pub nodes: Vec<(NodeId, EventId)>,
+    pub trigger: RunTrigger,
+    pub input: Option<serde_json::Value>,
+    /// A schedule's fire time: recorded once per workflow.
+    pub fire_at: Option<DateTime<Utc>>,
+    /// A webhook delivery's idempotency key: one run per key.
+    pub idempotency_key: Option<String>,
+}
+
+/// One run of a workflow, with its nodes (empty in lists).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRun {
+    pub id: WorkflowRunId,
+    pub workflow: WorkflowId,
+    pub workflow_name: String,
+    /// The definition's version the run pinned when it was recorded.
+    pub version: u64,
+    pub status: RunStatus,
+    pub trigger: RunTrigger,
+    pub fire_at: Option<DateTime<Utc>>,
+    pub idempotency_key: Option<String>,
+    pub input: Option<serde_json::Value>,
+    /// From 1; each retry of the failed part raises it.
+    pub pass: u32,
+    pub cancel_requested: bool,
+    /// Why it failed, was skipped or was cancelled.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub nodes: Vec<RunNode>,
+}
+
+/// One node of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunNode {
+    pub node: NodeId,
+    pub event: EventId,
+    /// The event's payload version pinned when the run started.
+    pub payload_version: Option<u64>,
+    pub status: NodeStatus,
+    /// The job of its latest pass, with that job's status (`None` before
+    /// it ran, or once its job was pruned).
+    pub job: Option<(JobId, JobStatus)>,
+    /// The condition its job's script set (false until it succeeded).
+    pub condition: bool,
+    /// Why it was skipped, cancelled or failed without its job saying.
+    pub reason: Option<String>,
+    /// The pass that last decided it.
+    pub pass: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Which runs [`Store::list_workflow_runs`] returns (all when empty).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub workflow: Option<WorkflowId>,
+    pub status: Option<RunStatus>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// A run [`Store::start_workflow_run`] recorded, or the one its
+/// idempotency key or fire time already had.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedRun {
+    pub run: WorkflowRun,
+    /// `false`: the key (or fire time) was already used; nothing started.
+    pub created: bool,
+    /// Running jobs of the runs it replaced (overlap `replace`), asked to
+    /// stop: this node may stop its own at once.
+    pub stop: Vec<JobId>,
+}
+
 /// A variable's value as stored: in clear, or sealed (a secret variable).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StoredValue {
@@ -1114,6 +1217,56 @@ pub trait Store: Send + Sync {
     /// Deletes the workflow and all its versions; `false` if there was none
     /// (then nothing is audited).
     async fn delete_workflow(&self, id: WorkflowId, audit: &AuditEntry) -> Result<bool>;
+    // --- workflow runs ------------------------------------------------------------------
+    /// Records a run, pinning its version and every node's event payload,
+    /// under the workflow's overlap policy: `running` with its first nodes'
+    /// jobs queued in the same transaction, `queued` behind an active run
+    /// (overlap `queue`), `skipped` (`forbid`); `replace` cancels the active
+    /// runs first. A used idempotency key or fire time answers with the run
+    /// it started (`created: false`). `audit` is written when given.
+    async fn start_workflow_run(
+        &self,
+        new: NewWorkflowRun,
+        now: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<StartedRun>;
+    async fn get_workflow_run(&self, id: WorkflowRunId) -> Result<WorkflowRun>;
+    /// Newest first, without their nodes.
+    async fn list_workflow_runs(
+        &self,
+        filter: &RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<WorkflowRun>>;
+    /// Cancels a queued or running run: pending nodes never start, queued
+    /// jobs are cancelled, running ones asked to stop (returned, so this
+    /// node can stop its own at once). Conflict once the run has ended.
+    async fn cancel_workflow_run(
+        &self,
+        id: WorkflowRunId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(WorkflowRun, Vec<JobId>)>;
+    /// A new pass of a failed or cancelled run: every node that did not
+    /// succeed is decided again, and runs if its edges say so; succeeded
+    /// nodes keep their jobs and outputs. Conflict unless the run ended so.
+    async fn retry_workflow_run(
+        &self,
+        id: WorkflowRunId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<WorkflowRun>;
+    /// Brings every running run up to date with its nodes' jobs (a node
+    /// whose job ended or vanished without the run hearing of it) and
+    /// returns how many changed. Finishing a job advances its run in the
+    /// same transaction; this repairs what that could not see.
+    async fn reconcile_workflow_runs(&self, now: DateTime<Utc>) -> Result<usize>;
+    /// Deletes ended runs created before `older_than`, keeping the newest
+    /// `keep_per_workflow` of each workflow.
+    async fn prune_workflow_runs(
+        &self,
+        older_than: DateTime<Utc>,
+        keep_per_workflow: u32,
+    ) -> Result<u64>;
 
     // --- what a running attempt's script does (runtime helpers) -------------------
     //

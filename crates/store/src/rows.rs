@@ -13,18 +13,18 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ActionTarget, AuthKind, ChannelId, ChannelKind, ChannelName, ChannelSpec,
     DeliveryId, EventId, EventKind, EventName, EventSpec, EventStatus, HeaderName, HttpMethod,
-    HttpSpec, JobId, JobStatus, MisfirePolicy, OverlapPolicy, PasswordHash, Role, RunLocation,
-    RunPolicy, Schedule, SealedHeaders, SealedSecrets, ServerId, ServerName, ServerSpec,
-    SessionHash, Tag, TokenId, Trigger, UserId, ValidationError, Variable, VariableKey, When,
-    WorkflowId, WorkflowName, validate_cache_dir,
+    HttpSpec, JobId, JobStatus, MisfirePolicy, NodeId, NodeStatus, OverlapPolicy, PasswordHash,
+    Role, RunLocation, RunPolicy, RunStatus, Schedule, SealedHeaders, SealedSecrets, ServerId,
+    ServerName, ServerSpec, SessionHash, Tag, TokenId, Trigger, UserId, ValidationError, Variable,
+    VariableKey, When, WorkflowId, WorkflowName, WorkflowRunId, validate_cache_dir,
 };
 use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
     Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Credentials, Delivery,
     DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
-    PayloadRecord, ScheduleState, Server, ServerCheck, Session, StoreError, StoredValue,
-    StoredVariable, User, Workflow, WorkflowVersion,
+    PayloadRecord, RunNode, RunTrigger, ScheduleState, Server, ServerCheck, Session, StoreError,
+    StoredValue, StoredVariable, User, Workflow, WorkflowRun, WorkflowVersion,
 };
 
 impl From<sqlx::Error> for StoreError {
@@ -145,6 +145,10 @@ impl<'r, R: StoreRow> Reader<'r, R> {
 
     pub(crate) fn boolean(&self, column: &str) -> Result<bool, StoreError> {
         self.required(column, self.row.boolean(column))
+    }
+
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        self.optional(column, self.row.boolean(column))
     }
 
     fn time(&self, column: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -473,6 +477,84 @@ where
         version: r.unsigned("version")?,
         definition: r.json("definition")?,
         created_at: r.time("created_at")?,
+    })
+}
+
+/// A run without its nodes (which `run_node` reads).
+pub(crate) fn workflow_run<R>(row: &R) -> Result<WorkflowRun, StoreError>
+where
+    R: StoreRow,
+{
+    let mut r = Reader::new(row, "workflow_runs");
+    let id = r.id("id")?;
+    let pass = r.int("pass")?;
+    Ok(WorkflowRun {
+        id: WorkflowRunId(id),
+        workflow: WorkflowId(r.int("workflow_id")?),
+        workflow_name: r.text("workflow_name")?,
+        version: r.unsigned("version")?,
+        status: r.parse("status", |t| {
+            RunStatus::parse(&t, "status").map_err(field_error)
+        })?,
+        trigger: r.parse("trigger", |t| match t.as_str() {
+            "manual" => Ok(RunTrigger::Manual),
+            "schedule" => Ok(RunTrigger::Schedule),
+            "webhook" => Ok(RunTrigger::Webhook),
+            other => Err(format!("unknown trigger {other:?}")),
+        })?,
+        fire_at: r.opt_time("fire_at")?,
+        idempotency_key: r.opt_text("idempotency_key")?,
+        input: r
+            .opt_text("input")?
+            .map(|text| serde_json::from_str(&text).map_err(|e| r.corrupt("input", e)))
+            .transpose()?,
+        pass: u32::try_from(pass)
+            .map_err(|_| r.corrupt("pass", format!("{pass} is out of range")))?,
+        cancel_requested: r.boolean("cancel_requested")?,
+        error: r.opt_text("error")?,
+        created_at: r.time("created_at")?,
+        started_at: r.opt_time("started_at")?,
+        finished_at: r.opt_time("finished_at")?,
+        updated_at: r.time("updated_at")?,
+        nodes: Vec::new(),
+    })
+}
+
+/// A node of a run, with its job's status and condition (joined).
+pub(crate) fn run_node<R>(row: &R) -> Result<RunNode, StoreError>
+where
+    R: StoreRow,
+{
+    let r = Reader::new(row, "workflow_run_nodes");
+    let pass = r.int("pass")?;
+    let job = match r.opt_int("job_id")? {
+        Some(id) => r
+            .opt_text("job_status")?
+            .map(|t| JobStatus::parse(&t, "status").map_err(|e| r.corrupt("job_status", e.message)))
+            .transpose()?
+            .map(|status| (JobId(id), status)),
+        None => None,
+    };
+    Ok(RunNode {
+        node: r.parse("node", |t| NodeId::new(&t).map_err(field_error))?,
+        event: EventId(r.int("event_id")?),
+        payload_version: r.opt_unsigned("payload_version")?,
+        status: r.parse("status", |t| {
+            NodeStatus::parse(&t, "status").map_err(field_error)
+        })?,
+        job,
+        condition: job.is_some() && r.opt_bool("condition")?.unwrap_or(false),
+        reason: r
+            .opt_text("reason")?
+            .or(if job.is_some_and(|(_, s)| s.is_terminal()) {
+                r.opt_text("job_error")?
+            } else {
+                None
+            }),
+        pass: u32::try_from(pass)
+            .map_err(|_| r.corrupt("pass", format!("{pass} is out of range")))?,
+        started_at: r.opt_time("started_at")?,
+        finished_at: r.opt_time("finished_at")?,
     })
 }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use cronium_core::{
     ActionId, ActionSpec, ChannelId, ChannelSpec, DeliveryId, EventId, EventKind, JobId,
     PasswordHash, Role, ServerId, ServerSpec, SessionHash, TokenHash, TokenId, UserId, Variable,
-    VariableKey, WorkflowId, WorkflowName, needs_new_payload,
+    VariableKey, WorkflowId, WorkflowName, WorkflowRunId, needs_new_payload,
 };
 
 use crate::db::{Backend, Conn, Lock, Sql, sql};
@@ -24,15 +24,17 @@ use crate::rows::{self, EventValues, Reader, truncate};
 use crate::{
     Action, Actor, ApiToken, Applied, AuditEntry, AuditRecord, Channel, Claim, Credentials,
     Delivery, Event, EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome,
-    JobRetention, LogLine, NewJob, NewSession, NewToken, NewUser, Page, PageRequest, PayloadRecord,
-    PayloadWriter, Recovered, Result, ScheduleState, SendResult, Server, ServerCheck, ServerUpdate,
-    Session, SessionUser, Store, StoreError, StoredVariable, User, VariableSealer, VariableWrite,
-    Workflow, WorkflowVersion,
+    JobRetention, LogLine, NewJob, NewSession, NewToken, NewUser, NewWorkflowRun, Page,
+    PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, RunFilter, ScheduleState,
+    SendResult, Server, ServerCheck, ServerUpdate, Session, SessionUser, StartedRun, Store,
+    StoreError, StoredVariable, User, VariableSealer, VariableWrite, Workflow, WorkflowRun,
+    WorkflowVersion,
 };
 
 pub(crate) mod jobs;
 mod notify;
 mod variables;
+mod workflow_runs;
 mod workflows;
 
 /// The store on one backend: [`crate::SqliteStore`] or [`crate::PgStore`].
@@ -1630,6 +1632,57 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn delete_workflow(&self, id: WorkflowId, audit: &AuditEntry) -> Result<bool> {
         workflows::delete_workflow(self, id, audit).await
+    }
+
+    async fn start_workflow_run(
+        &self,
+        new: NewWorkflowRun,
+        now: DateTime<Utc>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<StartedRun> {
+        workflow_runs::start_workflow_run(self, new, now, audit).await
+    }
+
+    async fn get_workflow_run(&self, id: WorkflowRunId) -> Result<WorkflowRun> {
+        workflow_runs::get_workflow_run(self, id).await
+    }
+
+    async fn list_workflow_runs(
+        &self,
+        filter: &RunFilter,
+        page: PageRequest,
+    ) -> Result<Page<WorkflowRun>> {
+        workflow_runs::list_workflow_runs(self, filter, page).await
+    }
+
+    async fn cancel_workflow_run(
+        &self,
+        id: WorkflowRunId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(WorkflowRun, Vec<JobId>)> {
+        workflow_runs::cancel_workflow_run(self, id, now, audit).await
+    }
+
+    async fn retry_workflow_run(
+        &self,
+        id: WorkflowRunId,
+        now: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<WorkflowRun> {
+        workflow_runs::retry_workflow_run(self, id, now, audit).await
+    }
+
+    async fn reconcile_workflow_runs(&self, now: DateTime<Utc>) -> Result<usize> {
+        workflow_runs::reconcile(self, now).await
+    }
+
+    async fn prune_workflow_runs(
+        &self,
+        older_than: DateTime<Utc>,
+        keep_per_workflow: u32,
+    ) -> Result<u64> {
+        workflow_runs::prune_workflow_runs(self, older_than, keep_per_workflow).await
     }
 
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditRecord>> {

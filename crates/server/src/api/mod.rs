@@ -29,6 +29,7 @@ pub mod jobs;
 pub mod servers;
 pub mod tokens;
 pub mod variables;
+pub mod workflow_runs;
 pub mod workflows;
 
 /// How long `/healthz` waits for the database. Shorter than the pool's own
@@ -115,6 +116,19 @@ fn routes() -> Routes {
         .add(M::POST, "/api/v1/workflows", workflows::apply)
         .add(M::GET, "/api/v1/workflows/{id}", workflows::show)
         .add(M::DELETE, "/api/v1/workflows/{id}", workflows::delete)
+        .add(M::POST, "/api/v1/workflows/{id}/run", workflow_runs::run)
+        .add(M::GET, "/api/v1/workflow-runs", workflow_runs::list)
+        .add(M::GET, "/api/v1/workflow-runs/{id}", workflow_runs::show)
+        .add(
+            M::POST,
+            "/api/v1/workflow-runs/{id}/cancel",
+            workflow_runs::cancel,
+        )
+        .add(
+            M::POST,
+            "/api/v1/workflow-runs/{id}/retry",
+            workflow_runs::retry,
+        )
         .add(M::GET, "/api/v1/audit", audit::list)
 }
 

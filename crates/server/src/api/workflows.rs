@@ -6,13 +6,11 @@
 //! canonical JSON, so the same definition written differently is the same
 //! version.
 
-use std::collections::HashMap;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use cronium_core::{EventId, EventRef, WorkflowId, WorkflowSpec};
+use cronium_core::{EventId, WorkflowId, WorkflowSpec};
 use cronium_store::{Applied, AuditEntry, Workflow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -85,28 +83,7 @@ pub async fn apply(
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let spec = WorkflowSpec::from_json_value(body)?;
-    // Each distinct reference is looked up once; `check_events` then names
-    // the first node whose event is missing.
-    let mut found: HashMap<EventRef, Option<EventId>> = HashMap::new();
-    for node in spec.nodes() {
-        if found.contains_key(&node.event) {
-            continue;
-        }
-        let id = match &node.event {
-            EventRef::Name(name) => state
-                .store
-                .find_event_by_name(caller.user, name.as_str())
-                .await?
-                .map(|e| e.id),
-            EventRef::Id(id) => match state.store.get_event(*id).await {
-                Ok(event) => Some(event.id),
-                Err(cronium_store::StoreError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            },
-        };
-        found.insert(node.event.clone(), id);
-    }
-    let resolved = spec.check_events(|r| found.get(r).copied().flatten())?;
+    let resolved = cronium_engine::workflows::resolve(&*state.store, caller.user, &spec).await??;
     let events: Vec<EventId> = resolved.events().map(|(_, id)| id).collect();
     let entry = audit(
         &caller,

@@ -11,7 +11,9 @@
 use chrono::{DateTime, Utc};
 use cronium_core::{EventId, EventSpec, JobId, JobStatus, Trigger};
 
-use super::{SqlStore, event_columns, event_select, fetch_event, fetch_page, insert_audit};
+use super::{
+    SqlStore, event_columns, event_select, fetch_event, fetch_page, insert_audit, workflow_runs,
+};
 use crate::db::{Backend, Conn, Lock, sql, values_placeholders};
 pub(super) use crate::jobs::schedule_changed;
 use crate::jobs::{self as rules, NewRow, Run};
@@ -253,7 +255,7 @@ pub(super) fn parse_status(text: &str) -> Result<JobStatus> {
     })
 }
 
-async fn insert_job<C: Conn>(conn: &mut C, row: NewRow) -> Result<Option<Job>> {
+pub(super) async fn insert_job<C: Conn>(conn: &mut C, row: NewRow) -> Result<Option<Job>> {
     let inserted = sql(concat!(
         "INSERT INTO jobs (event_id, payload_version, \"trigger\", status, attempt, scheduled_at, \
          fire_at, run_after, cancel_requested, finished_at, error, metadata, created_at, \
@@ -415,8 +417,14 @@ pub(super) async fn finish_job<B: Backend>(
 ) -> Result<Job> {
     let now = truncate(now);
     let mut tx = store.db.begin().await?;
-    // The event before the job, the order claiming takes them in: an action
-    // of the job may start another run of this same event, which locks it.
+    // A workflow node's run first, then the event before the job, the order
+    // claiming takes them in: an action of the job may start another run of
+    // this same event, which locks it; another node of the run ending now
+    // waits on the run, holding nothing this one needs.
+    let run = workflow_runs::run_of_job(&mut tx, fence.job).await?;
+    if let Some(run) = run {
+        workflow_runs::lock_run::<B, _>(&mut tx, run).await?;
+    }
     let event = fetch_job(&mut tx, fence.job).await?.event_id;
     B::lock_event(&mut tx, event).await?;
     let mut job = fetch_job_locked::<B, _>(&mut tx, fence.job, Lock::Update).await?;
@@ -426,6 +434,10 @@ pub(super) async fn finish_job<B: Backend>(
     let mut job = write_job(&mut tx, &job).await?;
     if job.status != JobStatus::Queued {
         job = super::notify::fire_end_actions::<B, _>(&mut tx, job, now).await?;
+        if let Some(run) = run {
+            // Node done and next nodes queued, in one commit.
+            workflow_runs::advance::<B, _>(&mut tx, run, now).await?;
+        }
     }
     tx.commit().await?;
     Ok(job)
@@ -474,9 +486,18 @@ pub(super) async fn cancel_job<B: Backend>(
 ) -> Result<Job> {
     let now = truncate(now);
     let mut tx = store.db.begin().await?;
+    let run = workflow_runs::run_of_job(&mut tx, id).await?;
+    if let Some(run) = run {
+        workflow_runs::lock_run::<B, _>(&mut tx, run).await?;
+    }
     let mut job = fetch_job_locked::<B, _>(&mut tx, id, Lock::Update).await?;
     rules::cancel(&mut job, now)?;
     let job = write_job(&mut tx, &job).await?;
+    if let Some(run) = run
+        && job.status.is_terminal()
+    {
+        workflow_runs::advance::<B, _>(&mut tx, run, now).await?;
+    }
     insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
     tx.commit().await?;
     Ok(job)
