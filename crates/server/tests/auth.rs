@@ -60,6 +60,11 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/v1/workflows", Some("editor")),
     ("GET", "/api/v1/workflows/{id}", Some("viewer")),
     ("DELETE", "/api/v1/workflows/{id}", Some("editor")),
+    ("POST", "/api/v1/workflows/{id}/run", Some("editor")),
+    ("GET", "/api/v1/workflow-runs", Some("viewer")),
+    ("GET", "/api/v1/workflow-runs/{id}", Some("viewer")),
+    ("POST", "/api/v1/workflow-runs/{id}/cancel", Some("editor")),
+    ("POST", "/api/v1/workflow-runs/{id}/retry", Some("editor")),
     ("GET", "/api/v1/audit", Some("admin")),
 ];
 
