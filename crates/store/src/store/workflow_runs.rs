@@ -309,7 +309,8 @@ async fn set_node<C: Conn>(
 ) -> Result<()> {
     let finished = status.is_decided().then_some(now);
     sql(
-        "UPDATE workflow_run_nodes SET status = $3, reason = $4, finished_at = $5 \
+        "UPDATE workflow_run_nodes SET status = $3, reason = $4, finished_at = $5, \
+         pass = (SELECT pass FROM workflow_runs WHERE id = $1) \
          WHERE run_id = $1 AND position = $2",
     )
     .bind(run.0)
