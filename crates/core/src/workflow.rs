@@ -160,7 +160,7 @@ pub enum EdgeOn {
     Success,
     /// The parent failed or timed out.
     Failure,
-    /// The parent ended, whatever its result.
+    /// The parent ran and ended, succeeded or failed (not skipped or cancelled).
     Always,
     /// The parent succeeded and its script set its condition to true.
     Condition,
