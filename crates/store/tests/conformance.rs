@@ -13,14 +13,14 @@ use cronium_core::{
     OverlapPolicy, Role, RunLocation, RunPolicy, Schedule, SealedSecrets, ServerId, ServerName,
     ServerSpec, Tag, TokenHash, Trigger, UserId, ValidationError, VariableKey,
 };
-use cronium_core::{Expect, WorkflowId, WorkflowName};
+use cronium_core::{Expect, NodeId, NodeStatus, RunStatus, WorkflowId, WorkflowName};
 use cronium_payload::{EnvKey, Interpreter};
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
     Applied, AuditEntry, Claim, Event, EventFilter, EventOrder, Fence, Fire, Job, JobFilter,
-    JobOutcome, JobRetention, LogLine, LogStream, NewJob, NewToken, PageRequest, PayloadFile,
-    PayloadWriter, PgStore, ScheduleState, SqliteStore, Store, StoreError, StoredValue,
-    VariableSealer, VariableWrite,
+    JobOutcome, JobRetention, LogLine, LogStream, NewJob, NewToken, NewWorkflowRun, PageRequest,
+    PayloadFile, PayloadWriter, PgStore, RunTrigger, ScheduleState, SqliteStore, Store, StoreError,
+    StoredValue, VariableSealer, VariableWrite,
 };
 use serde_json::json;
 
@@ -184,6 +184,7 @@ conformance!(
     a_retry_starts_with_no_output_and_a_false_condition,
     workflows_are_versioned_only_when_the_definition_changes,
     an_event_a_workflow_runs_cannot_be_deleted_until_the_workflow_goes,
+    a_run_advances_as_its_jobs_end_and_the_reconciler_repairs_what_it_missed,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -5641,4 +5642,109 @@ async fn an_event_a_workflow_runs_cannot_be_deleted_until_the_workflow_goes(b: B
         .delete_event(later.id, &audit("event.delete", "event"))
         .await
         .unwrap();
+}
+
+async fn a_run_advances_as_its_jobs_end_and_the_reconciler_repairs_what_it_missed(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let first = create(store, owner, spec("first")).await;
+    let second = create(store, owner, spec("second")).await;
+    let def = json!({ "name": "chain", "trigger": { "type": "manual" }, "nodes": [
+        { "id": "a", "event": first.id.0 },
+        { "id": "b", "event": second.id.0, "after": ["a"] },
+    ]});
+    let (workflow, _) = store
+        .apply_workflow(
+            owner,
+            &wf_name("chain"),
+            &def,
+            &[first.id, second.id],
+            t(0),
+            &audit("workflow.apply", "workflow"),
+        )
+        .await
+        .unwrap();
+    let new = |key: Option<&str>| NewWorkflowRun {
+        workflow: workflow.id,
+        version: 1,
+        nodes: vec![
+            (NodeId::new("a").unwrap(), first.id),
+            (NodeId::new("b").unwrap(), second.id),
+        ],
+        trigger: RunTrigger::Webhook,
+        input: Some(json!({ "day": 1 })),
+        fire_at: None,
+        idempotency_key: key.map(String::from),
+    };
+    let started = store
+        .start_workflow_run(new(Some("delivery-1")), t(0), None)
+        .await
+        .unwrap();
+    assert!(started.created);
+    let run = started.run;
+    assert_eq!(
+        (run.status, run.pass, run.version),
+        (RunStatus::Running, 1, 1)
+    );
+    let statuses =
+        |run: &cronium_store::WorkflowRun| run.nodes.iter().map(|n| n.status).collect::<Vec<_>>();
+    assert_eq!(statuses(&run), [NodeStatus::Running, NodeStatus::Pending]);
+    // The root's job was queued with the run, pinned and with the run's input.
+    let (a_job, _) = run.nodes[0].job.unwrap();
+    let job = store.get_job(a_job).await.unwrap();
+    assert_eq!(
+        (job.event_id, job.trigger, job.metadata["input"].clone()),
+        (first.id, Trigger::Workflow, json!({ "day": 1 }))
+    );
+    assert_eq!(job.metadata["workflow"]["node"], "a");
+
+    // The same idempotency key: the same run, nothing new.
+    let again = store
+        .start_workflow_run(new(Some("delivery-1")), t(1), None)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.run.id, run.id);
+
+    // a ends: b is queued in the same commit, with a's output as its input.
+    let a = claim(store, "node-a", t(1)).await.unwrap();
+    store
+        .attempt_set_output(&a.fence, Some(json!("from a")))
+        .await
+        .unwrap();
+    finish(store, &a, JobStatus::Succeeded, t(2)).await;
+    let run = store.get_workflow_run(run.id).await.unwrap();
+    assert_eq!(statuses(&run), [NodeStatus::Succeeded, NodeStatus::Running]);
+    let (b_job, _) = run.nodes[1].job.unwrap();
+    assert_eq!(
+        store.get_job(b_job).await.unwrap().metadata["input"],
+        json!("from a")
+    );
+
+    // b's worker dies; recovery fails its job (no retries left) without
+    // the run hearing of it, until the reconciler looks.
+    let b = claim(store, "node-b", t(3)).await.unwrap();
+    assert_eq!(b.job.id, b_job);
+    let recovered = store
+        .recover_expired_leases(t(3) + chrono::Duration::seconds(31), t(40))
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(
+        store.get_workflow_run(run.id).await.unwrap().status,
+        RunStatus::Running
+    );
+    assert_eq!(store.reconcile_workflow_runs(t(35)).await.unwrap(), 1);
+    let run = store.get_workflow_run(run.id).await.unwrap();
+    assert_eq!(statuses(&run), [NodeStatus::Succeeded, NodeStatus::Failed]);
+    assert_eq!(
+        (run.status, run.error.as_deref()),
+        (
+            RunStatus::Failed,
+            Some("node b failed and no edge handles it")
+        )
+    );
+    assert_eq!(run.finished_at, Some(t(35)));
+    // Nothing left to repair.
+    assert_eq!(store.reconcile_workflow_runs(t(36)).await.unwrap(), 0);
 }
