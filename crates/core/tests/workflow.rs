@@ -196,6 +196,7 @@ fn refusals_name_the_field_and_the_node() {
         ("name: w\ntrigger: {type: every, every: soon}\nnodes: [{id: a, event: e}]".into(), "trigger.every", "invalid interval"),
         ("name: w\ntrigger: {type: every}\nnodes: [{id: a, event: e}]".into(), "trigger.every", "an every trigger needs every"),
         ("name: w\ntrigger: {type: manual, cron: '* * * * *'}\nnodes: [{id: a, event: e}]".into(), "trigger.cron", "a manual trigger takes no cron"),
+        ("name: w\ntrigger: {type: every, every: 1h, signed: true}\nnodes: [{id: a, event: e}]".into(), "trigger.signed", "an every trigger takes no signed"),
         ("name: w\ntrigger: {type: webhook, every: 5m}\nnodes: [{id: a, event: e}]".into(), "trigger.every", "a webhook trigger takes no every"),
         ("name: w\ntrigger: {type: every, every: 5m, timezone: UTC}\nnodes: [{id: a, event: e}]".into(), "trigger.timezone", "an every trigger takes no timezone"),
         ("name: w\ntrigger: {type: at}\nnodes: [{id: a, event: e}]".into(), "trigger.type", "unknown trigger type \"at\""),
@@ -380,10 +381,19 @@ fn diamond_is_valid_and_ordered() {
 
 #[test]
 fn triggers_and_options() {
-    let cases: [(&str, WorkflowTrigger, Option<Schedule>); 5] = [
+    let cases: [(&str, WorkflowTrigger, Option<Schedule>); 6] = [
         ("", WorkflowTrigger::Manual, None),
         ("trigger: {type: manual}\n", WorkflowTrigger::Manual, None),
-        ("trigger: {type: webhook}\n", WorkflowTrigger::Webhook, None),
+        (
+            "trigger: {type: webhook}\n",
+            WorkflowTrigger::Webhook { signed: false },
+            None,
+        ),
+        (
+            "trigger: {type: webhook, signed: true}\n",
+            WorkflowTrigger::Webhook { signed: true },
+            None,
+        ),
         (
             "trigger: {type: every, every: 1h30m}\n",
             WorkflowTrigger::Every {

@@ -35,8 +35,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use cronium_core::job::{JobStatus, retry_delay};
 use cronium_core::{ChannelKind, EmailSettings};
@@ -45,22 +43,20 @@ use cronium_exec::http::{USER_AGENT, status_text};
 use cronium_exec::smtp::{self, Mail, Password, Relay, Reply, SendError};
 use cronium_exec::webhook::{self, PostResponse};
 use cronium_store::{Channel, Delivery, DeliveryReason, Event, Job, SendResult, Store, StoreError};
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
-use sha2_for_hmac::Sha256;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::random_fraction;
 use crate::secrets::Sealer;
+use crate::signing::SigningKey;
 
 /// How often an idle loop looks for deliveries that came due (new ones,
 /// retries whose time has come, ones a dead sender left behind).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// The prefix of a Standard Webhooks signing secret.
-const SECRET_PREFIX: &str = "whsec_";
 
 /// How the delivery worker sends and retries.
 #[derive(Debug, Clone)]
@@ -537,7 +533,8 @@ fn open_receiver(sealer: &Sealer, channel: &Channel) -> Result<(String, Receiver
             let secret = sealer
                 .open_channel_secret(sealed)
                 .map_err(|e| format!("cannot open the channel's secret: {e}"))?;
-            let key = SigningKey::parse(&secret)?;
+            let key =
+                SigningKey::parse(&secret).map_err(|e| format!("the channel's secret {e}"))?;
             Ok((channel.spec.url.clone(), Receiver::Webhook(key)))
         }
         kind @ (ChannelKind::Slack | ChannelKind::Discord) => {
@@ -713,38 +710,6 @@ pub fn parse_retry_after(text: &str, now: DateTime<Utc>) -> Option<Duration> {
     // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is an RFC 2822 date.
     let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
     Some((at - now).to_std().unwrap_or(Duration::ZERO))
-}
-
-/// A channel's signing key, opened. No `Debug`: it must not be printed.
-struct SigningKey(Vec<u8>);
-
-impl SigningKey {
-    /// The key a `whsec_<base64>` secret encodes. Errors never quote it.
-    fn parse(secret: &str) -> Result<SigningKey, String> {
-        let encoded = secret
-            .trim()
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or("the channel's secret does not start with whsec_")?;
-        let key = BASE64
-            .decode(encoded)
-            .map_err(|_| "the channel's secret is not whsec_ and base64")?;
-        if key.is_empty() {
-            return Err("the channel's secret is empty".into());
-        }
-        Ok(SigningKey(key))
-    }
-
-    /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
-    fn sign(&self, id: &str, timestamp: &str, body: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
-            .expect("HMAC takes a key of any length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(timestamp.as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
-    }
 }
 
 /// What a message reports on: the delivery's reason, with what a message
@@ -1159,28 +1124,5 @@ mod tests {
                 "{text:?}"
             );
         }
-    }
-
-    #[test]
-    fn a_signing_key_comes_from_whsec_and_base64_and_errors_never_quote_it() {
-        assert!(SigningKey::parse("whsec_c2VjcmV0LWtleQ==").is_ok());
-        for bad in ["c2VjcmV0LWtleQ==", "whsec_not base64!", "whsec_"] {
-            let error = SigningKey::parse(bad).err().unwrap();
-            assert!(
-                !error.contains("c2Vj") && !error.contains("base64!"),
-                "{error}"
-            );
-        }
-    }
-
-    #[test]
-    fn the_signature_is_the_standard_webhooks_example() {
-        // The test vector of the Standard Webhooks reference libraries.
-        let key = SigningKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let body = br#"{"test": 2432232314}"#;
-        assert_eq!(
-            key.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body),
-            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-        );
     }
 }

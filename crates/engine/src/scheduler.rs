@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use cronium_core::{JobStatus, OverlapPolicy};
-use cronium_store::{JobRetention, Store, StoreError};
+use cronium_core::{JobStatus, OverlapPolicy, WorkflowSpec};
+use cronium_store::{JobRetention, RunTrigger, Store, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::jittered;
 use crate::running::RunningJobs;
+use crate::workflows::{RunStart, StartError, start_run};
 
 /// Events handled per database round trip; a tick repeats until none is due.
 const BATCH: u32 = 200;
@@ -34,6 +35,8 @@ pub struct TickReport {
     pub recovered: usize,
     /// Workflow runs brought up to date with their nodes' jobs.
     pub reconciled: usize,
+    /// Workflow runs started by their `cron` or `every` trigger.
+    pub workflow_runs: usize,
 }
 
 /// How much job history the scheduler keeps (pruned every [`PRUNE_EVERY`]).
@@ -96,6 +99,7 @@ impl Scheduler {
         if report.reconciled > 0 {
             self.jobs_queued.notify_one();
         }
+        report.workflow_runs = self.fire_workflows(now).await?;
         loop {
             let due = self.store.due_schedules(now, BATCH).await?;
             let mut progressed = false;
@@ -137,6 +141,59 @@ impl Scheduler {
             }
         }
         Ok(report)
+    }
+
+    /// Starts a run for every workflow whose trigger is due, then moves its
+    /// next fire past `now` (one run for fires missed while no scheduler
+    /// ran). Each fire time starts one run however many schedulers tick:
+    /// the store records a fire time once per workflow.
+    async fn fire_workflows(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut started = 0;
+        for (workflow, anchor) in self.store.due_workflows(now, BATCH).await? {
+            let Some(due) = workflow.next_fire_at else {
+                continue;
+            };
+            let next = WorkflowSpec::from_json_value(workflow.definition.clone())
+                .ok()
+                .and_then(|spec| spec.trigger().schedule())
+                .and_then(|schedule| schedule.next_fire(anchor, now));
+            let start = RunStart {
+                fire_at: Some(due),
+                ..RunStart::default()
+            };
+            match start_run(
+                &*self.store,
+                &workflow,
+                RunTrigger::Schedule,
+                start,
+                now,
+                None,
+            )
+            .await
+            {
+                Ok(run) if run.created => {
+                    started += 1;
+                    for job in &run.stop {
+                        self.running.cancel(*job);
+                    }
+                    tracing::info!(workflow = workflow.id.0, run = run.run.id.0, status = %run.run.status, at = %due, "workflow fire recorded");
+                }
+                Ok(_) => {}
+                Err(StartError::Invalid(e)) => tracing::warn!(
+                    workflow = workflow.id.0,
+                    error = %e,
+                    "a scheduled workflow run cannot start: its definition no longer resolves"
+                ),
+                Err(StartError::Store(e)) => return Err(e),
+            }
+            self.store
+                .set_workflow_next_fire(workflow.id, due, next)
+                .await?;
+        }
+        if started > 0 {
+            self.jobs_queued.notify_one();
+        }
+        Ok(started)
     }
 
     /// Ticks until `cancel`, sleeping until the next fire time (at most
@@ -194,14 +251,20 @@ impl Scheduler {
     async fn until_next_fire(&self) -> Duration {
         let now = crate::now();
         let horizon = now + IDLE_POLL;
-        match self.store.due_schedules(horizon, 1).await {
-            Ok(soonest) => soonest
-                .first()
-                .and_then(|(_, s)| s.next_fire_at)
-                .map_or(IDLE_POLL, |at| {
-                    (at - now).to_std().unwrap_or(Duration::ZERO)
-                }),
-            Err(_) => IDLE_POLL,
-        }
+        let event = match self.store.due_schedules(horizon, 1).await {
+            Ok(soonest) => soonest.first().and_then(|(_, s)| s.next_fire_at),
+            Err(_) => None,
+        };
+        let workflow = match self.store.due_workflows(horizon, 1).await {
+            Ok(soonest) => soonest.first().and_then(|(w, _)| w.next_fire_at),
+            Err(_) => None,
+        };
+        event
+            .into_iter()
+            .chain(workflow)
+            .min()
+            .map_or(IDLE_POLL, |at| {
+                (at - now).to_std().unwrap_or(Duration::ZERO)
+            })
     }
 }

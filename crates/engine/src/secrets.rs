@@ -108,6 +108,8 @@ pub enum Purpose {
     ChannelSmtpPassword,
     /// A secret variable's value (compact JSON).
     VariableValue,
+    /// A signed workflow webhook's signing secret (`whsec_…`, as text).
+    WorkflowHookSecret,
 }
 
 impl Purpose {
@@ -119,6 +121,7 @@ impl Purpose {
             Purpose::ChannelSecret => "channel-secret",
             Purpose::ChannelUrl => "channel-url",
             Purpose::ChannelSmtpPassword => "channel-smtp-password",
+            Purpose::WorkflowHookSecret => "workflow-hook-secret",
             Purpose::VariableValue => "variable-value",
         }
     }
@@ -281,6 +284,16 @@ impl Sealer {
 
     pub fn open_channel_secret(&self, sealed: &[u8]) -> Result<String, SealError> {
         let plain = self.open(Purpose::ChannelSecret, sealed)?;
+        String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
+    }
+
+    /// Seals a signed workflow webhook's signing secret (`whsec_…`).
+    pub fn seal_hook_secret(&self, secret: &str) -> Vec<u8> {
+        self.seal(Purpose::WorkflowHookSecret, secret.as_bytes())
+    }
+
+    pub fn open_hook_secret(&self, sealed: &[u8]) -> Result<String, SealError> {
+        let plain = self.open(Purpose::WorkflowHookSecret, sealed)?;
         String::from_utf8(plain).map_err(|e| SealError::Content(e.to_string()))
     }
 

@@ -47,6 +47,7 @@ on_both!(
     racing_schedulers_record_each_fire_once,
     an_expired_lease_is_recovered_by_a_tick,
     workers_fill_their_slots_and_no_more,
+    a_workflow_trigger_starts_one_run_per_fire_however_many_schedulers_tick,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -431,4 +432,85 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
             .all(|j| j.status == JobStatus::Succeeded)
     );
     assert_eq!(running.count(), 0);
+}
+
+async fn a_workflow_trigger_starts_one_run_per_fire_however_many_schedulers_tick(
+    url: &str,
+    dir: &std::path::Path,
+) {
+    let (store, event) = every(url, dir, "1d", RunPolicy::default(), 0).await;
+    let definition = serde_json::json!({
+        "name": "minutely-flow", "trigger": { "type": "every", "every": "1m" }, "overlap": "allow",
+        "nodes": [{ "id": "only", "event": event.id.0 }],
+    });
+    let (workflow, _) = store
+        .apply_workflow(
+            UserId(1),
+            &cronium_core::WorkflowName::new("minutely-flow").unwrap(),
+            &definition,
+            &[event.id],
+            t0(),
+            &audit("workflow.apply"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(workflow.next_fire_at, Some(t0() + minutes(1)));
+    assert_eq!(
+        scheduler(&store)
+            .tick(t0() + TimeDelta::seconds(59))
+            .await
+            .unwrap()
+            .workflow_runs,
+        0
+    );
+    // Four nodes tick at the fire time: one run.
+    let now = t0() + minutes(1);
+    let ticks = (0..4).map(|_| {
+        let s = scheduler(&store);
+        tokio::spawn(async move { s.tick(now).await.unwrap().workflow_runs })
+    });
+    let mut started = 0;
+    for t in ticks {
+        started += t.await.unwrap();
+    }
+    assert_eq!(started, 1);
+    // After a downtime over two fires: one run, for the first fire missed,
+    // and the next fire after now.
+    let report = scheduler(&store)
+        .tick(t0() + minutes(3) + TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(report.workflow_runs, 1);
+    let runs = store
+        .list_workflow_runs(
+            &Default::default(),
+            PageRequest {
+                limit: 10,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let fired: Vec<_> = runs
+        .items
+        .iter()
+        .rev()
+        .map(|r| (r.trigger, r.fire_at.map(|at| (at - t0()).num_minutes())))
+        .collect();
+    assert_eq!(
+        fired,
+        [
+            (cronium_store::RunTrigger::Schedule, Some(1)),
+            (cronium_store::RunTrigger::Schedule, Some(2)),
+        ]
+    );
+    let workflow = store.get_workflow(workflow.id).await.unwrap().unwrap();
+    assert_eq!(workflow.next_fire_at, Some(t0() + minutes(4)));
+    // Each run queued its node's job.
+    let node_jobs = jobs(&store)
+        .await
+        .iter()
+        .filter(|j| j.trigger == cronium_core::Trigger::Workflow)
+        .count();
+    assert_eq!(node_jobs, 2);
 }

@@ -995,7 +995,7 @@ const NODE_ID_PATTERN: &str = "^[a-z][a-z0-9_-]{0,63}$";
 /// say is checked on arrival and refused with 422 naming the node: node ids
 /// unique, `after` naming other nodes of the workflow, no cycle, every
 /// event found (a name among the caller's own events, an id any event).
-fn workflow_schemas() -> [(&'static str, Value); 5] {
+fn workflow_schemas() -> [(&'static str, Value); 6] {
     let timestamp = json!({ "type": "string", "format": "date-time" });
     let node_id = json!({ "type": "string", "pattern": NODE_ID_PATTERN, "description": "1 to 64 characters from a-z 0-9 _ -, starting with a letter" });
     let trigger = |kind: &str, fields: Value, required: &[&str]| {
@@ -1030,7 +1030,7 @@ fn workflow_schemas() -> [(&'static str, Value); 5] {
                             trigger("every", json!({
                                 "every": { "type": "string", "pattern": "^[1-9][0-9]?[smhd]$", "description": "1s to 366d, such as 15m, 1h30m or 1d" }
                             }), &["every"]),
-                            trigger("webhook", json!({}), &[]),
+                            trigger("webhook", json!({ "signed": { "type": "boolean", "default": false, "description": "Calls must also carry a valid Standard Webhooks signature (webhook-id, webhook-timestamp, webhook-signature) made with the workflow's signing secret" } }), &[]),
                             { "type": "null" }
                         ]
                     },
@@ -1077,13 +1077,15 @@ fn workflow_schemas() -> [(&'static str, Value); 5] {
             "Workflow",
             json!({
                 "type": "object",
-                "required": ["id", "name", "ownerId", "version", "definition", "createdAt", "updatedAt"],
+                "required": ["id", "name", "ownerId", "version", "definition", "hasWebhook", "nextFireAt", "createdAt", "updatedAt"],
                 "properties": {
                     "id": { "type": "integer" },
                     "name": { "type": "string" },
                     "ownerId": { "type": "integer" },
                     "version": { "type": "integer", "minimum": 1, "description": "The current version; a new one is made only when the definition changes" },
                     "definition": { "allOf": [reference("WorkflowDefinition")], "description": "The current version's definition, canonical: defaults written out, empty fields left out" },
+                    "hasWebhook": { "type": "boolean", "description": "Whether it has a webhook key (its trigger is webhook); the key is shown only when made" },
+                    "nextFireAt": { "type": ["string", "null"], "format": "date-time", "description": "The next fire of its cron or every trigger" },
                     "createdAt": timestamp,
                     "updatedAt": { "type": "string", "format": "date-time", "description": "When the current version was made" }
                 }
@@ -1097,7 +1099,21 @@ fn workflow_schemas() -> [(&'static str, Value); 5] {
                 "required": ["changed", "previousVersion"],
                 "properties": {
                     "changed": { "type": "boolean", "description": "Whether a version was made (false: the definition equals the current one)" },
-                    "previousVersion": { "type": ["integer", "null"], "description": "The version this one replaced; null when created or unchanged" }
+                    "previousVersion": { "type": ["integer", "null"], "description": "The version this one replaced; null when created or unchanged" },
+                    "webhook": reference("WorkflowHook")
+                }
+            }),
+        ),
+        (
+            "WorkflowHook",
+            json!({
+                "type": "object",
+                "required": ["path", "key"],
+                "description": "A webhook key just made, shown this once (the server keeps only its hash)",
+                "properties": {
+                    "path": { "type": "string", "description": "Where to POST: /hooks/workflows/{key}" },
+                    "key": { "type": "string", "pattern": "^crh_[A-Za-z0-9_-]{43}$" },
+                    "secret": { "type": "string", "description": "For a signed webhook: whsec_…, to sign calls the Standard Webhooks way" }
                 }
             }),
         ),
@@ -1146,9 +1162,33 @@ fn workflow_schemas() -> [(&'static str, Value); 5] {
     ]
 }
 
-fn workflow_paths() -> [(&'static str, Value); 7] {
+fn workflow_paths() -> [(&'static str, Value); 9] {
     let id = path_id("workflow");
     let run_id = path_id("workflow run");
+    let mut hook_trigger = op(
+        "triggerWorkflowHook",
+        "Start a run of the workflow whose webhook key this is; the key is the credential. The body (empty, or JSON of at most 1 MiB) is the run's input. A signed webhook needs webhook-id, webhook-timestamp (within 5 minutes) and webhook-signature (Standard Webhooks). webhook-id, or Idempotency-Key, makes a retried delivery answer 200 with the run it started",
+        None,
+        &[
+            json!({ "name": "key", "in": "path", "required": true, "description": "The webhook key", "schema": { "type": "string" } }),
+        ],
+        Some(json!({ "description": "The run's input" })),
+        (
+            "202",
+            json!({ "description": "Started", "content": json_content(reference("WorkflowRun")) }),
+        ),
+    );
+    hook_trigger["responses"]["200"] = ok(
+        "Already started by a delivery with this idempotency key",
+        reference("WorkflowRun"),
+    )
+    .1;
+    hook_trigger["responses"]["401"] = error_response(
+        "A signed webhook without a valid signature, or with a timestamp more than 5 minutes away",
+    );
+    hook_trigger["responses"]["409"] =
+        error_response("The overlap policy forbid refused the run (recorded as skipped)");
+    hook_trigger["responses"]["413"] = error_response("The body is over 1 MiB");
     let [limit, offset] = page_params();
     let runs_list = [
         query("workflow", "Only runs of this workflow", int64()),
@@ -1196,6 +1236,18 @@ fn workflow_paths() -> [(&'static str, Value); 7] {
             "/api/v1/workflows/{id}/run",
             json!({
                 "post": with_409(op("runWorkflow", "Run the workflow's current version now (audited); the overlap policy applies", Some("editor"), std::slice::from_ref(&id), Some(json!({ "type": "object", "properties": { "input": { "description": "Any JSON (at most 1 MiB), the input of the nodes without parents" } } })), created("Started, or queued behind an active run", reference("WorkflowRun"))), "The overlap policy forbid refused the run (recorded as skipped), or the definition no longer resolves (an event was renamed)")
+            }),
+        ),
+        (
+            "/api/v1/workflows/{id}/hook",
+            json!({
+                "post": with_409(op("rotateWorkflowHook", "Make a new webhook key (and signing secret, for a signed webhook), shown once; the old key stops working (audited)", Some("editor"), std::slice::from_ref(&id), None, ok("The new key", reference("WorkflowHook"))), "The workflow's trigger is not webhook")
+            }),
+        ),
+        (
+            "/hooks/workflows/{key}",
+            json!({
+                "post": hook_trigger
             }),
         ),
         (

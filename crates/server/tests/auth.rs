@@ -61,6 +61,9 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/api/v1/workflows/{id}", Some("viewer")),
     ("DELETE", "/api/v1/workflows/{id}", Some("editor")),
     ("POST", "/api/v1/workflows/{id}/run", Some("editor")),
+    ("POST", "/api/v1/workflows/{id}/hook", Some("editor")),
+    // The key in the path is the credential.
+    ("POST", "/hooks/workflows/{key}", None),
     ("GET", "/api/v1/workflow-runs", Some("viewer")),
     ("GET", "/api/v1/workflow-runs/{id}", Some("viewer")),
     ("POST", "/api/v1/workflow-runs/{id}/cancel", Some("editor")),
@@ -171,6 +174,11 @@ both_backends! {
             let json = [("content-type", "application/json")];
             let anonymous = app.send(method, path, None, &json, body_for(method));
             match role {
+                // A webhook's key is its credential: a key no workflow has
+                // finds nothing, with or without a token.
+                None if path.starts_with("/hooks/") => {
+                    anonymous.expect_error(404, "not_found", None);
+                }
                 None => assert_eq!(anonymous.status, 200, "{method} {path} is public"),
                 Some(_) => {
                     anonymous.expect_error(401, "unauthorized", None);

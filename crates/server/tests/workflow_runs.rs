@@ -1,4 +1,4 @@
-//! Workflow runs end to end on SQLite and PostgreSQL, with the real runner and real bash and python scripts: data along a diamond, a failure branch taking over, skips propagating to a `join: any`, fail fast, cancel, retry of the failed part, and a run that keeps its pinned definition and payloads while both are edited.
+//! Workflow runs end to end on SQLite and PostgreSQL, with the real runner and real bash and python scripts: data along a diamond, a failure branch taking over, skips propagating to a `join: any`, fail fast, cancel, retry of the failed part, a run that keeps its pinned definition and payloads while both are edited, and the webhook trigger (its key, its signature, its idempotency key).
 
 mod common;
 
@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{TestApp, output, wait_for};
+use cronium_engine::signing::SigningKey;
 use serde_json::{Value, json};
 
 fn event(app: &TestApp, name: &str, interpreter: &str, script: &str) -> i64 {
@@ -337,5 +338,98 @@ both_backends! {
         let viewer = app.token("viewer");
         assert_eq!(app.call("POST", &format!("/api/v1/workflows/{workflow}/run"), &viewer, Some(json!({}))).status, 403);
         assert_eq!(app.call("GET", &format!("/api/v1/workflow-runs/{first}"), &viewer, None).status, 200);
+    }
+
+    fn a_signed_webhook_starts_one_run_per_delivery_and_refuses_the_rest(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        event(&app, "receive", "bash", "cronium input\n");
+        let applied = app.post("/api/v1/workflows", json!({
+            "name": "on-push",
+            "trigger": { "type": "webhook", "signed": true },
+            "nodes": [{ "id": "receive", "event": "receive" }],
+        })).expect(201);
+        // The key and the secret are shown this once.
+        let hook = applied["webhook"].clone();
+        let (path, secret) = (hook["path"].as_str().unwrap().to_string(), hook["secret"].as_str().unwrap().to_string());
+        assert!(path.starts_with("/hooks/workflows/crh_") && secret.starts_with("whsec_"), "{hook}");
+        let id = applied["id"].as_i64().unwrap();
+        let shown = app.get(&format!("/api/v1/workflows/{id}")).expect(200);
+        assert_eq!(shown["hasWebhook"], true);
+        assert!(!shown.to_string().contains(&hook["key"].as_str().unwrap()[4..]), "{shown}");
+        // Applying it again changes nothing and shows no key.
+        let again = app.post("/api/v1/workflows", applied["definition"].clone()).expect(200);
+        assert!(again.get("webhook").is_none(), "{again}");
+
+        let key = SigningKey::parse(&secret).unwrap();
+        let body = br#"{"ref": "main"}"#.to_vec();
+        let now = chrono::Utc::now().timestamp().to_string();
+        let post = |delivery: &str, timestamp: &str, signature: &str, body: &[u8]| {
+            app.send("POST", &path, None, &[
+                ("content-type", "application/json"),
+                ("webhook-id", delivery),
+                ("webhook-timestamp", timestamp),
+                ("webhook-signature", signature),
+            ], Some(body.to_vec()))
+        };
+        let signed = key.sign("delivery-1", &now, &body);
+        // Refused: no signature, a wrong one, a stale timestamp, a body
+        // changed after signing, an unknown key.
+        let unsigned = app.send("POST", &path, None, &[("content-type", "application/json")], Some(body.clone()));
+        assert!(unsigned.expect_error(401, "unauthorized", None)["error"]["message"].as_str().unwrap().contains("webhook-id"));
+        post("delivery-1", &now, "v1,AAAA", &body).expect_error(401, "unauthorized", None);
+        let stale = (chrono::Utc::now().timestamp() - 600).to_string();
+        post("delivery-1", &stale, &key.sign("delivery-1", &stale, &body), &body).expect_error(401, "unauthorized", None);
+        post("delivery-1", &now, &signed, br#"{"ref": "evil"}"#).expect_error(401, "unauthorized", None);
+        app.send("POST", "/hooks/workflows/crh_nope", None, &[], None).expect_error(404, "not_found", None);
+        assert_eq!(app.get(&format!("/api/v1/workflow-runs?workflow={id}")).expect(200)["total"], 0);
+
+        // Accepted once; the same delivery again answers with the same run.
+        let run = post("delivery-1", &now, &signed, &body).expect(202);
+        let replay = post("delivery-1", &now, &signed, &body).expect(200);
+        assert_eq!(replay["id"], run["id"]);
+        let done = ended(&app, run["id"].as_i64().unwrap());
+        assert_eq!((done["status"].clone(), done["trigger"].clone()), (json!("succeeded"), json!("webhook")));
+        assert_eq!(output(&app, node(&done, "receive")["jobId"].as_i64().unwrap(), "stdout"), "{\"ref\":\"main\"}\n");
+        assert_eq!(app.get(&format!("/api/v1/workflow-runs?workflow={id}")).expect(200)["total"], 1);
+        let big = vec![b' '; 1024 * 1024 + 1];
+        post("delivery-2", &now, &key.sign("delivery-2", &now, &big), &big).expect_error(413, "payload_too_large", None);
+
+        // A rotated key: the old one is gone, the new one works.
+        let rotated = app.post(&format!("/api/v1/workflows/{id}/hook"), json!({})).expect(200);
+        assert_ne!(rotated["key"], hook["key"]);
+        post("delivery-3", &now, &key.sign("delivery-3", &now, &body), &body).expect_error(404, "not_found", None);
+        let new_key = SigningKey::parse(rotated["secret"].as_str().unwrap()).unwrap();
+        let new_path = rotated["path"].as_str().unwrap();
+        let accepted = app.send("POST", new_path, None, &[
+            ("webhook-id", "delivery-3"), ("webhook-timestamp", &now),
+            ("webhook-signature", &new_key.sign("delivery-3", &now, b"")),
+        ], Some(Vec::new()));
+        accepted.expect(202);
+        // A workflow whose trigger is no longer a webhook loses its key.
+        let mut manual = applied["definition"].clone();
+        manual["trigger"] = json!({ "type": "manual" });
+        app.post("/api/v1/workflows", manual).expect(200);
+        assert_eq!(app.get(&format!("/api/v1/workflows/{id}")).expect(200)["hasWebhook"], false);
+        app.send("POST", new_path, None, &[], None).expect_error(404, "not_found", None);
+        app.post(&format!("/api/v1/workflows/{id}/hook"), json!({})).expect_error(409, "conflict", Some("trigger"));
+    }
+
+    fn an_unsigned_webhook_takes_an_idempotency_key(backend: Backend) {
+        let app = TestApp::spawn(backend);
+        event(&app, "ping", "bash", "echo pong\n");
+        let applied = app.post("/api/v1/workflows", json!({
+            "name": "pinged", "trigger": { "type": "webhook" }, "overlap": "allow",
+            "nodes": [{ "id": "ping", "event": "ping" }],
+        })).expect(201);
+        assert!(applied["webhook"].get("secret").is_none(), "{applied}");
+        let path = applied["webhook"]["path"].as_str().unwrap();
+        let first = app.send("POST", path, None, &[("idempotency-key", "k-1")], None).expect(202);
+        let again = app.send("POST", path, None, &[("idempotency-key", "k-1")], None).expect(200);
+        assert_eq!(first["id"], again["id"]);
+        app.send("POST", path, None, &[], Some(b"not json".to_vec())).expect_error(400, "bad_request", None);
+        // Without a key, each call is a run of its own.
+        app.send("POST", path, None, &[], None).expect(202);
+        let id = applied["id"].as_i64().unwrap();
+        assert_eq!(app.get(&format!("/api/v1/workflow-runs?workflow={id}")).expect(200)["total"], 2);
     }
 }

@@ -658,6 +658,12 @@ pub struct Workflow {
     /// The current version's definition: the canonical JSON of a
     /// [`cronium_core::WorkflowSpec`], as the caller gave it.
     pub definition: serde_json::Value,
+    /// Whether it has a webhook key (its trigger is `webhook`).
+    pub hook: bool,
+    /// Whether a signing secret is kept with the key (`signed: true`).
+    pub hook_signed: bool,
+    /// The next fire of its `cron` or `every` trigger.
+    pub next_fire_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     /// When the current version was made.
     pub updated_at: DateTime<Utc>,
@@ -672,6 +678,15 @@ pub enum Applied {
     Updated { from: u64 },
     /// The definition equals the current one: no new version, no audit entry.
     Unchanged,
+}
+
+/// A workflow's webhook key, as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowHook {
+    /// SHA-256 of the key, lowercase hex: the key itself is never stored.
+    pub key_hash: String,
+    /// The signing secret, sealed, for a `signed` webhook.
+    pub sealed_secret: Option<Vec<u8>>,
 }
 
 /// One version of a workflow's definition, as it was applied.
@@ -1217,6 +1232,36 @@ pub trait Store: Send + Sync {
     /// Deletes the workflow and all its versions; `false` if there was none
     /// (then nothing is audited).
     async fn delete_workflow(&self, id: WorkflowId, audit: &AuditEntry) -> Result<bool>;
+    /// Sets the workflow's webhook key (by its hash) and sealed signing
+    /// secret, replacing any; `None` removes them. Audited when given.
+    async fn set_workflow_hook(
+        &self,
+        id: WorkflowId,
+        hook: Option<WorkflowHook>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()>;
+    /// The workflow whose webhook key hashes to `key_hash`, with its sealed
+    /// signing secret.
+    async fn find_workflow_by_hook(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(Workflow, Option<Vec<u8>>)>>;
+    /// Workflows whose `cron` or `every` trigger is due at `now`, soonest
+    /// first, with the anchor their schedule counts from.
+    async fn due_workflows(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Workflow, DateTime<Utc>)>>;
+    /// Moves the workflow's next fire from `expected` to `next`; `false`
+    /// when another scheduler moved it first (or it was applied anew).
+    async fn set_workflow_next_fire(
+        &self,
+        id: WorkflowId,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
+
     // --- workflow runs ------------------------------------------------------------------
     /// Records a run, pinning its version and every node's event payload,
     /// under the workflow's overlap policy: `running` with its first nodes'

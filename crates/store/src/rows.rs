@@ -139,7 +139,7 @@ impl<'r, R: StoreRow> Reader<'r, R> {
         self.required(column, self.row.bytes(column))
     }
 
-    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.optional(column, self.row.bytes(column))
     }
 
@@ -447,6 +447,9 @@ where
         name: r.parse("name", |t| WorkflowName::new(&t).map_err(field_error))?,
         version: r.unsigned("version")?,
         definition: r.json("definition")?,
+        hook: r.opt_text("hook_key_hash")?.is_some(),
+        hook_signed: r.int("hook_signed")? != 0,
+        next_fire_at: r.opt_time("next_fire_at")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })

@@ -27,8 +27,8 @@ use crate::{
     JobRetention, LogLine, NewJob, NewSession, NewToken, NewUser, NewWorkflowRun, Page,
     PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, RunFilter, ScheduleState,
     SendResult, Server, ServerCheck, ServerUpdate, Session, SessionUser, StartedRun, Store,
-    StoreError, StoredVariable, User, VariableSealer, VariableWrite, Workflow, WorkflowRun,
-    WorkflowVersion,
+    StoreError, StoredVariable, User, VariableSealer, VariableWrite, Workflow, WorkflowHook,
+    WorkflowRun, WorkflowVersion,
 };
 
 pub(crate) mod jobs;
@@ -1632,6 +1632,39 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn delete_workflow(&self, id: WorkflowId, audit: &AuditEntry) -> Result<bool> {
         workflows::delete_workflow(self, id, audit).await
+    }
+
+    async fn set_workflow_hook(
+        &self,
+        id: WorkflowId,
+        hook: Option<WorkflowHook>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<()> {
+        workflows::set_workflow_hook(self, id, hook, audit).await
+    }
+
+    async fn find_workflow_by_hook(
+        &self,
+        key_hash: &str,
+    ) -> Result<Option<(Workflow, Option<Vec<u8>>)>> {
+        workflows::find_workflow_by_hook(self, key_hash).await
+    }
+
+    async fn due_workflows(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Workflow, DateTime<Utc>)>> {
+        workflows::due_workflows(self, now, limit).await
+    }
+
+    async fn set_workflow_next_fire(
+        &self,
+        id: WorkflowId,
+        expected: DateTime<Utc>,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        workflows::set_workflow_next_fire(self, id, expected, next).await
     }
 
     async fn start_workflow_run(

@@ -25,6 +25,7 @@ pub mod actions;
 pub mod audit;
 pub mod channels;
 pub mod events;
+pub mod hooks;
 pub mod jobs;
 pub mod servers;
 pub mod tokens;
@@ -117,6 +118,12 @@ fn routes() -> Routes {
         .add(M::GET, "/api/v1/workflows/{id}", workflows::show)
         .add(M::DELETE, "/api/v1/workflows/{id}", workflows::delete)
         .add(M::POST, "/api/v1/workflows/{id}/run", workflow_runs::run)
+        .add(
+            M::POST,
+            "/api/v1/workflows/{id}/hook",
+            workflows::rotate_hook,
+        )
+        .add(M::POST, "/hooks/workflows/{key}", hooks::trigger)
         .add(M::GET, "/api/v1/workflow-runs", workflow_runs::list)
         .add(M::GET, "/api/v1/workflow-runs/{id}", workflow_runs::show)
         .add(
@@ -175,6 +182,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .get(header::CONTENT_LENGTH)
         .is_some_and(|v| v.as_bytes() != b"0")
         || req.headers().contains_key(header::TRANSFER_ENCODING);
+    // A webhook's path holds its key: only the route is logged.
+    let path = if route.starts_with("/hooks/") {
+        route.clone()
+    } else {
+        path
+    };
     let mut response = next.run(req).await;
     // A request refused before its body was read (no token, wrong role,
     // unknown route) leaves that body unread, and hyper then drops the

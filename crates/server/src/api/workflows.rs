@@ -10,11 +10,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use cronium_core::{EventId, WorkflowId, WorkflowSpec};
+use cronium_core::{EventId, WorkflowId, WorkflowSpec, WorkflowTrigger};
 use cronium_store::{Applied, AuditEntry, Workflow};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::hooks::{self, NewHook};
 use super::{PageBody, no_content, page};
 use crate::error::{ApiError, JsonBody, PathParams, QueryParams};
 use crate::state::AppState;
@@ -30,6 +31,11 @@ pub struct WorkflowView {
     pub version: u64,
     /// The current version's definition, canonical.
     pub definition: serde_json::Value,
+    /// Whether it has a webhook key (its trigger is `webhook`); the key
+    /// itself is shown only when made.
+    pub has_webhook: bool,
+    /// The next fire of its `cron` or `every` trigger.
+    pub next_fire_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -42,6 +48,8 @@ impl From<Workflow> for WorkflowView {
             owner_id: w.owner.0,
             version: w.version,
             definition: w.definition,
+            has_webhook: w.hook,
+            next_fire_at: w.next_fire_at,
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -50,13 +58,87 @@ impl From<Workflow> for WorkflowView {
 
 /// The answer to an apply: the workflow, whether a version was made, and
 /// the version it replaced.
-#[derive(Debug, Serialize)]
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppliedView {
     #[serde(flatten)]
     pub workflow: WorkflowView,
     pub changed: bool,
     pub previous_version: Option<u64>,
+    /// A webhook key made by this apply (the trigger became `webhook`, or
+    /// its signing changed), shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<NewHook>,
+}
+
+/// Keeps the workflow's webhook key in step with its trigger: a `webhook`
+/// trigger without a key, or whose signing changed, gets a new one (what
+/// is returned, to show once); any other trigger loses its key.
+async fn sync_hook(
+    state: &AppState,
+    caller: &Caller,
+    workflow: &Workflow,
+    trigger: &WorkflowTrigger,
+) -> Result<Option<NewHook>, ApiError> {
+    match trigger {
+        WorkflowTrigger::Webhook { signed } => {
+            if workflow.hook && workflow.hook_signed == *signed {
+                return Ok(None);
+            }
+            Ok(Some(new_hook(state, caller, workflow, *signed).await?))
+        }
+        _ if workflow.hook => {
+            state
+                .store
+                .set_workflow_hook(workflow.id, None, None)
+                .await?;
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn new_hook(
+    state: &AppState,
+    caller: &Caller,
+    workflow: &Workflow,
+    signed: bool,
+) -> Result<NewHook, ApiError> {
+    let (shown, stored) = hooks::generate(&state.sealer, signed);
+    let entry = audit(
+        caller,
+        "workflow.hook",
+        Some(workflow.id),
+        json!({ "name": workflow.name.as_str(), "signed": signed }),
+    );
+    state
+        .store
+        .set_workflow_hook(workflow.id, Some(stored), Some(&entry))
+        .await?;
+    Ok(shown)
+}
+
+/// A new webhook key (and signing secret, for a signed webhook) for a
+/// workflow whose trigger is `webhook`; the old key stops working.
+pub async fn rotate_hook(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+) -> Result<axum::Json<NewHook>, ApiError> {
+    let workflow = fetch(&state, id).await?;
+    let spec = WorkflowSpec::from_json_value(workflow.definition.clone())?;
+    let WorkflowTrigger::Webhook { signed } = spec.trigger() else {
+        return Err(ApiError::conflict(
+            "trigger",
+            format!(
+                "the workflow's trigger is {}, not webhook",
+                spec.trigger().kind()
+            ),
+        ));
+    };
+    Ok(axum::Json(
+        new_hook(&state, &caller, &workflow, *signed).await?,
+    ))
 }
 
 fn audit(
@@ -113,10 +195,12 @@ pub async fn apply(
         Applied::Updated { from } => (StatusCode::OK, true, Some(from)),
         Applied::Unchanged => (StatusCode::OK, false, None),
     };
+    let webhook = sync_hook(&state, &caller, &workflow, spec.trigger()).await?;
     let view = AppliedView {
         workflow: workflow.into(),
         changed,
         previous_version,
+        webhook,
     };
     Ok((status, axum::Json(view)).into_response())
 }

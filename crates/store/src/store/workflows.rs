@@ -13,13 +13,14 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use cronium_core::{EventId, UserId, WorkflowId, WorkflowName};
+use cronium_core::{EventId, UserId, WorkflowId, WorkflowName, WorkflowSpec};
 
 use super::{SqlStore, fetch_page, insert_audit};
 use crate::db::{Backend, Conn, Lock, sql};
 use crate::rows::{self, Reader, truncate};
 use crate::{
-    Applied, AuditEntry, Page, PageRequest, Result, StoreError, Workflow, WorkflowVersion,
+    Applied, AuditEntry, Page, PageRequest, Result, StoreError, Workflow, WorkflowHook,
+    WorkflowVersion,
 };
 
 /// How often one apply decides again after losing an insert race.
@@ -27,7 +28,8 @@ const INSERT_RACES: usize = 4;
 
 /// The workflow's columns with its current version's definition.
 const SELECT: &str = "SELECT w.id, w.owner_id, w.name, w.version, w.created_at, w.updated_at, \
-     v.definition FROM workflows w \
+     w.hook_key_hash, CAST(CASE WHEN w.hook_secret IS NULL THEN 0 ELSE 1 END AS BIGINT) AS hook_signed, \
+     w.anchor, w.next_fire_at, v.definition FROM workflows w \
      JOIN workflow_versions v ON v.workflow_id = w.id AND v.version = w.version";
 
 pub(super) async fn apply_workflow<B: Backend>(
@@ -127,21 +129,28 @@ pub(super) async fn apply_workflow<B: Backend>(
                     }
                 })?;
         }
+        // A new version's trigger schedule starts now; a run already
+        // recorded for a fire time is not recorded again.
+        let next = WorkflowSpec::from_json_value(definition.clone())
+            .ok()
+            .and_then(|spec| spec.trigger().schedule())
+            .and_then(|schedule| schedule.next_fire(now, now));
+        sql("UPDATE workflows SET anchor = $2, next_fire_at = $3 WHERE id = $1")
+            .bind(id.0)
+            .bind(now)
+            .bind(next.map(truncate))
+            .execute(&mut tx)
+            .await?;
         let mut entry = rows::audit_entry(audit, Some(id.0));
         if let serde_json::Value::Object(detail) = &mut entry.detail {
             detail.insert("version".into(), version.into());
         }
         insert_audit(&mut tx, &entry).await?;
+        let workflow = fetch_workflow(&mut tx, id)
+            .await?
+            .ok_or(StoreError::NotFound { what: "workflow" })?;
         tx.commit().await?;
-        let workflow = Workflow {
-            id,
-            owner,
-            name: name.clone(),
-            version,
-            definition: definition.clone(),
-            created_at,
-            updated_at: now,
-        };
+        debug_assert_eq!(workflow.created_at, created_at);
         return Ok((workflow, applied));
     }
     Err(StoreError::Backend(format!(
@@ -253,4 +262,88 @@ pub(super) async fn workflows_using<C: Conn>(conn: &mut C, event: EventId) -> Re
     .iter()
     .map(|row| Reader::new(row, "workflows").text("name"))
     .collect()
+}
+
+pub(super) async fn set_workflow_hook<B: Backend>(
+    store: &SqlStore<B>,
+    id: WorkflowId,
+    hook: Option<WorkflowHook>,
+    audit: Option<&AuditEntry>,
+) -> Result<()> {
+    let mut tx = store.db.begin().await?;
+    let (hash, secret) = match hook {
+        Some(h) => (Some(h.key_hash), h.sealed_secret),
+        None => (None, None),
+    };
+    let changed = sql("UPDATE workflows SET hook_key_hash = $2, hook_secret = $3 WHERE id = $1")
+        .bind(id.0)
+        .bind(hash)
+        .bind(secret)
+        .execute(&mut tx)
+        .await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound { what: "workflow" });
+    }
+    if let Some(audit) = audit {
+        insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn find_workflow_by_hook<B: Backend>(
+    store: &SqlStore<B>,
+    key_hash: &str,
+) -> Result<Option<(Workflow, Option<Vec<u8>>)>> {
+    let row = sql(format!("{SELECT} WHERE w.hook_key_hash = $1"))
+        .bind(key_hash.to_string())
+        .fetch_optional(&mut store.db.pool())
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let workflow = rows::workflow(&row)?;
+    let secret = sql("SELECT hook_secret FROM workflows WHERE id = $1")
+        .bind(workflow.id.0)
+        .fetch_one(&mut store.db.pool())
+        .await?;
+    let secret = Reader::new(&secret, "workflows").opt_bytes("hook_secret")?;
+    Ok(Some((workflow, secret)))
+}
+
+pub(super) async fn due_workflows<B: Backend>(
+    store: &SqlStore<B>,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<(Workflow, DateTime<Utc>)>> {
+    sql(format!(
+        "{SELECT} WHERE w.next_fire_at <= $1 ORDER BY w.next_fire_at, w.id LIMIT $2"
+    ))
+    .bind(truncate(now))
+    .bind(i64::from(limit))
+    .fetch_all(&mut store.db.pool())
+    .await?
+    .iter()
+    .map(|row| {
+        let workflow = rows::workflow(row)?;
+        let anchor = Reader::new(row, "workflows").opt_time("anchor")?;
+        Ok((
+            workflow.clone(),
+            anchor.or(workflow.next_fire_at).unwrap_or(now),
+        ))
+    })
+    .collect()
+}
+
+pub(super) async fn set_workflow_next_fire<B: Backend>(
+    store: &SqlStore<B>,
+    id: WorkflowId,
+    expected: DateTime<Utc>,
+    next: Option<DateTime<Utc>>,
+) -> Result<bool> {
+    let moved = sql("UPDATE workflows SET next_fire_at = $3 WHERE id = $1 AND next_fire_at = $2")
+        .bind(id.0)
+        .bind(truncate(expected))
+        .bind(next.map(truncate))
+        .execute(&mut store.db.writer())
+        .await?;
+    Ok(moved == 1)
 }
