@@ -56,8 +56,6 @@ use crate::signing::SigningKey;
 /// retries whose time has come, ones a dead sender left behind).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// The prefix of a Standard Webhooks signing secret.
-
 /// How the delivery worker sends and retries.
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
