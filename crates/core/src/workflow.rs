@@ -499,8 +499,15 @@ struct RawTrigger {
     timezone: Option<String>,
     #[serde(default)]
     every: Option<String>,
-    #[serde(default)]
-    signed: Option<bool>,
+    /// Kept as written, so `null` is refused rather than read as absent.
+    #[serde(default, deserialize_with = "present")]
+    signed: Option<serde_json::Value>,
+}
+
+/// Any value written, `null` included: serde reads a `null` into an
+/// `Option` as if the field were absent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -670,7 +677,16 @@ impl RawTrigger {
                 }
             }
             "webhook" => WorkflowTrigger::Webhook {
-                signed: self.signed.unwrap_or(false),
+                signed: match self.signed {
+                    None => false,
+                    Some(serde_json::Value::Bool(signed)) => signed,
+                    Some(_) => {
+                        return Err(ValidationError::new(
+                            "trigger.signed",
+                            "must be true or false",
+                        ));
+                    }
+                },
             },
             _ => WorkflowTrigger::Manual,
         })

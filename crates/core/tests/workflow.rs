@@ -197,6 +197,7 @@ fn refusals_name_the_field_and_the_node() {
         ("name: w\ntrigger: {type: every}\nnodes: [{id: a, event: e}]".into(), "trigger.every", "an every trigger needs every"),
         ("name: w\ntrigger: {type: manual, cron: '* * * * *'}\nnodes: [{id: a, event: e}]".into(), "trigger.cron", "a manual trigger takes no cron"),
         ("name: w\ntrigger: {type: every, every: 1h, signed: true}\nnodes: [{id: a, event: e}]".into(), "trigger.signed", "an every trigger takes no signed"),
+        ("name: w\ntrigger: {type: webhook, signed: null}\nnodes: [{id: a, event: e}]".into(), "trigger.signed", "must be true or false"),
         ("name: w\ntrigger: {type: webhook, every: 5m}\nnodes: [{id: a, event: e}]".into(), "trigger.every", "a webhook trigger takes no every"),
         ("name: w\ntrigger: {type: every, every: 5m, timezone: UTC}\nnodes: [{id: a, event: e}]".into(), "trigger.timezone", "an every trigger takes no timezone"),
         ("name: w\ntrigger: {type: at}\nnodes: [{id: a, event: e}]".into(), "trigger.type", "unknown trigger type \"at\""),

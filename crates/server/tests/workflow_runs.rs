@@ -352,6 +352,7 @@ both_backends! {
         let hook = applied["webhook"].clone();
         let (path, secret) = (hook["path"].as_str().unwrap().to_string(), hook["secret"].as_str().unwrap().to_string());
         assert!(path.starts_with("/hooks/workflows/crh_") && secret.starts_with("whsec_"), "{hook}");
+        assert_eq!(applied["hasWebhook"], true);
         let id = applied["id"].as_i64().unwrap();
         let shown = app.get(&format!("/api/v1/workflows/{id}")).expect(200);
         assert_eq!(shown["hasWebhook"], true);

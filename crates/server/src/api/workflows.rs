@@ -196,8 +196,11 @@ pub async fn apply(
         Applied::Unchanged => (StatusCode::OK, false, None),
     };
     let webhook = sync_hook(&state, &caller, &workflow, spec.trigger()).await?;
+    let mut workflow = WorkflowView::from(workflow);
+    // What `sync_hook` just made so.
+    workflow.has_webhook = matches!(spec.trigger(), WorkflowTrigger::Webhook { .. });
     let view = AppliedView {
-        workflow: workflow.into(),
+        workflow,
         changed,
         previous_version,
         webhook,
