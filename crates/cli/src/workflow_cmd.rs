@@ -1,4 +1,4 @@
-//! `cronium workflow apply|list|show|run|runs|retry|cancel|delete`: workflow definitions kept in files (YAML or JSON) and applied to the server, which keeps a new version only when one changes; their runs started, followed node by node, retried and cancelled.
+//! `cronium workflow apply|list|show|run|runs|retry|cancel|hook|delete`: workflow definitions kept in files (YAML or JSON) and applied to the server, which keeps a new version only when one changes; their runs started, followed node by node, retried and cancelled.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -73,6 +73,25 @@ pub enum WorkflowCommand {
         /// The run's id
         run: i64,
     },
+    /// Make a new webhook key (and signing secret, for a signed webhook)
+    /// for a workflow with a webhook trigger; the old key stops working
+    Hook {
+        /// The workflow's name or id
+        workflow: String,
+    },
+}
+
+/// A webhook key just made, as lines to keep: they are shown only now.
+fn hook_lines(hook: &Value, out: &mut dyn Write) -> Result<()> {
+    writeln!(
+        out,
+        "webhook: POST {} (shown once; keep it)",
+        cell(&hook["path"])
+    )?;
+    if let Some(secret) = hook["secret"].as_str() {
+        writeln!(out, "signing secret: {secret} (shown once; keep it)")?;
+    }
+    Ok(())
 }
 
 /// Reads and checks a definition here first, so a mistake is reported with
@@ -236,6 +255,9 @@ pub fn run(cmd: WorkflowCommand, args: &ClientArgs, out: &mut dyn Write) -> Resu
                 print_json(&answer, out)?;
             } else {
                 writeln!(out, "{}", applied_line(&answer))?;
+                if let Some(hook) = answer.get("webhook") {
+                    hook_lines(hook, out)?;
+                }
             }
         }
         WorkflowCommand::List => {
@@ -354,6 +376,16 @@ pub fn run(cmd: WorkflowCommand, args: &ClientArgs, out: &mut dyn Write) -> Resu
             let client = Client::new(args)?;
             let retried = client.post(&format!("/workflow-runs/{run}/retry"), &json!({}))?;
             return started_run(&client, &retried, follow, out);
+        }
+        WorkflowCommand::Hook { workflow } => {
+            let client = Client::new(args)?;
+            let id = resolve(&client, &workflow)?;
+            let hook = client.post(&format!("/workflows/{id}/hook"), &json!({}))?;
+            if client.json {
+                print_json(&hook, out)?;
+            } else {
+                hook_lines(&hook, out)?;
+            }
         }
         WorkflowCommand::Cancel { run } => {
             let client = Client::new(args)?;

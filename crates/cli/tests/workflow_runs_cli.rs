@@ -1,4 +1,4 @@
-//! Workflow runs against a real `cronium serve`: `workflow run --follow` labels every node's lines and exits with the run's result, and a run survives `kill -9` of the server mid-node, with every node run exactly once (SQLite and PostgreSQL).
+//! Workflow runs against a real `cronium serve`: `workflow run --follow` labels every node's lines and exits with the run's result, a webhook key is shown once and never logged, and a run survives `kill -9` of the server mid-node, with every node run exactly once (SQLite and PostgreSQL).
 
 mod common;
 
@@ -100,6 +100,92 @@ fn run_follow_labels_each_nodes_lines_and_exits_with_the_runs_result() {
     server
         .cronium(&["workflow", "run", "no-such-workflow"])
         .fails_with(&["no workflow named \"no-such-workflow\""]);
+}
+
+#[test]
+fn a_webhook_key_is_shown_once_works_and_never_reaches_the_log() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = script(dir.path(), "echo.sh", "cronium input\n");
+    server
+        .cronium(&["event", "create", "--name", "echo", "--script", &file])
+        .ok();
+    let definition = script(
+        dir.path(),
+        "hooked.yaml",
+        "name: hooked\ntrigger: {type: webhook, signed: true}\nnodes:\n  - {id: echo, event: echo}\n",
+    );
+    let applied = server
+        .cronium(&["workflow", "apply", "-f", &definition])
+        .ok()
+        .stdout();
+    let lines: Vec<&str> = applied.lines().collect();
+    assert_eq!(lines[0], "created hooked (v1)", "{applied}");
+    let path = lines[1]
+        .strip_prefix("webhook: POST ")
+        .and_then(|rest| rest.strip_suffix(" (shown once; keep it)"))
+        .unwrap_or_else(|| panic!("{applied}"))
+        .to_string();
+    assert!(lines[2].starts_with("signing secret: whsec_"), "{applied}");
+    // Applied again: no key shown.
+    assert_eq!(
+        server
+            .cronium(&["workflow", "apply", "-f", &definition])
+            .ok()
+            .stdout(),
+        "unchanged hooked (v1)\n"
+    );
+    let rotated = server
+        .cronium(&["workflow", "hook", "hooked"])
+        .ok()
+        .stdout();
+    let new_path = rotated
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("webhook: POST ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let secret = rotated
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("signing secret: ")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_path, path);
+    let key = cronium_engine::signing::SigningKey::parse(&secret).unwrap();
+    let now = chrono::Utc::now().timestamp().to_string();
+    let body = br#"{"pushed": true}"#;
+    let mut response = ureq::post(format!("{}{new_path}", server.url))
+        .header("webhook-id", "d-1")
+        .header("webhook-timestamp", &now)
+        .header("webhook-signature", &key.sign("d-1", &now, body))
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let run: Value = response.body_mut().read_json().unwrap();
+    let id = run["id"].as_i64().unwrap();
+    let done = wait_for("the run to end", Duration::from_secs(30), || {
+        let r = api(&server, "GET", &format!("/workflow-runs/{id}"), None);
+        (r["status"] != "running").then_some(r)
+    });
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let log = server.log();
+    assert!(
+        log.contains("/hooks/workflows/{key}"),
+        "the call is logged by its route"
+    );
+    for secret_part in [&path, &new_path] {
+        let key = secret_part.rsplit('/').next().unwrap();
+        assert!(!log.contains(key), "a webhook key reached the log");
+    }
 }
 
 /// Lines the scripts wrote: "start NODE PID" and "end NODE".
