@@ -678,7 +678,9 @@ async fn an_editor_runs_a_workflow_and_watches_its_graph(
     ] {
         let file = script(dir, &format!("{name}.sh"), body);
         server
-            .cronium(&["event", "create", "--name", name, "--script", &file, "--manual"])
+            .cronium(&[
+                "event", "create", "--name", name, "--script", &file, "--manual",
+            ])
             .ok();
     }
     let diamond = dir.join("diamond.yaml");
@@ -702,7 +704,10 @@ async fn an_editor_runs_a_workflow_and_watches_its_graph(
     sign_in(&browser, "eddie", EDITOR_PASSWORD).await;
     wait_for_path(&browser, "/workflows").await;
     let listed = text_of(&browser, "main table").await;
-    assert!(listed.contains("diamond") && listed.contains("never run"), "{listed}");
+    assert!(
+        listed.contains("diamond") && listed.contains("never run"),
+        "{listed}"
+    );
     screenshot(&browser, "workflows").await;
     click_link(&browser, "diamond").await;
     let yaml = text_of(&browser, "#definition").await;

@@ -27,10 +27,14 @@ fn api_run(app: &TestApp, run: i64) -> Value {
 /// Waits for the run's status to be `status`; the run as the API shows it.
 #[track_caller]
 fn run_reaches(app: &TestApp, run: i64, status: &str) -> Value {
-    wait_for(&format!("run {run} to be {status}"), Duration::from_secs(60), || {
-        let r = api_run(app, run);
-        (r["status"] == status).then_some(r)
-    })
+    wait_for(
+        &format!("run {run} to be {status}"),
+        Duration::from_secs(60),
+        || {
+            let r = api_run(app, run);
+            (r["status"] == status).then_some(r)
+        },
+    )
 }
 
 /// The node's job id, as the API shows it.
@@ -158,8 +162,8 @@ both_backends! {
         assert!(!svg.contains(r#"data-node="alert"><a"#), "{svg}");
         assert_eq!(svg.matches("<g class=\"node ").count(), 5);
         // Edges: five, two of them labelled with their kind.
-        assert_eq!(svg.matches("<line class=\"edge ").count(), 5, "{svg}");
-        assert_eq!(svg.matches("<line class=\"edge success\"").count(), 3, "{svg}");
+        assert_eq!(svg.matches("<polyline class=\"edge ").count(), 5, "{svg}");
+        assert_eq!(svg.matches("<polyline class=\"edge success\"").count(), 3, "{svg}");
         assert!(svg.contains(">always</text>") && svg.contains(">failure</text>"), "{svg}");
         assert!(!svg.contains(">success</text>"), "{svg}");
         assert!(html.contains("<pre class=\"code\" id=\"run-input\">{\n  &#34;day&#34;: &#34;monday&#34;\n}</pre>"), "the input: {html}");

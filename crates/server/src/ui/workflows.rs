@@ -193,7 +193,10 @@ impl WorkflowPage {
             ("Trigger", describe(spec.trigger())),
             ("Nodes", spec.nodes().len().to_string()),
             ("Overlap", spec.overlap().as_str().to_string()),
-            ("Fail fast", if spec.fail_fast() { "yes" } else { "no" }.into()),
+            (
+                "Fail fast",
+                if spec.fail_fast() { "yes" } else { "no" }.into(),
+            ),
             ("Created", time(w.created_at)),
             ("Updated", time(w.updated_at)),
         ];
@@ -292,6 +295,9 @@ pub struct Placement {
     pub columns: usize,
     /// Boxes in each column.
     pub rows: Vec<usize>,
+    /// Per column: the first column of its layer (itself unless the layer
+    /// wrapped). The columns of one layer share its first column's rows.
+    pub first: Vec<usize>,
 }
 
 /// Lays the graph out: a node's layer is one more than its deepest
@@ -317,13 +323,15 @@ pub fn place(spec: &WorkflowSpec) -> Placement {
     }
     let mut cell = vec![(0, 0); n];
     let mut rows = Vec::new();
+    let mut first = Vec::new();
     for members in &by_layer {
         let columns = members.len().div_ceil(MAX_ROWS).max(1);
         let per_column = members.len().div_ceil(columns).max(1);
-        let first = rows.len();
+        let start = rows.len();
         rows.extend(std::iter::repeat_n(0, columns));
+        first.extend(std::iter::repeat_n(start, columns));
         for (j, &i) in members.iter().enumerate() {
-            let column = first + j / per_column;
+            let column = start + j / per_column;
             cell[i] = (column, j % per_column);
             rows[column] += 1;
         }
@@ -333,6 +341,7 @@ pub fn place(spec: &WorkflowSpec) -> Placement {
         cell,
         columns: rows.len(),
         rows,
+        first,
     }
 }
 
@@ -349,7 +358,10 @@ pub struct GraphNode {
     pub y: i64,
 }
 
-/// An edge, from the parent's right side to the child's left.
+/// An edge, from the parent's right side to the child's left: straight
+/// into the first column of the child's layer; into a further column of a
+/// wrapped layer, across the gap before the layer and then along the
+/// channel above the child's row, so it crosses no box of the layer.
 pub struct GraphEdge {
     /// `success`, `failure`, `always` or `condition`.
     pub kind: &'static str,
@@ -357,6 +369,8 @@ pub struct GraphEdge {
     pub y1: i64,
     pub x2: i64,
     pub y2: i64,
+    /// The polyline's points, `x,y x,y …`.
+    pub points: String,
     /// Where its kind is written (not for `success`): in the gap before
     /// the child's column, where no box is.
     pub label: Option<(i64, i64)>,
@@ -390,14 +404,14 @@ fn draw(spec: &WorkflowSpec, nodes: &HashMap<&str, &RunNode>) -> Graph {
     let pitch = BOX_H + ROW_GAP;
     let height = 2 * MARGIN + tallest * pitch - ROW_GAP;
     let width = 2 * MARGIN + placed.columns as i64 * (BOX_W + COL_GAP) - COL_GAP;
-    // Each column centred on the tallest.
+    let left = |column: usize| MARGIN + column as i64 * (BOX_W + COL_GAP);
+    // Each layer centred on the tallest; the columns of a wrapped layer
+    // keep its first column's rows, so their rows line up.
     let at = |i: usize| {
         let (column, row) = placed.cell[i];
-        let offset = (tallest - placed.rows[column] as i64) * pitch / 2;
-        (
-            MARGIN + column as i64 * (BOX_W + COL_GAP),
-            MARGIN + offset + row as i64 * pitch,
-        )
+        let band = placed.rows[placed.first[column]] as i64;
+        let offset = (tallest - band) * pitch / 2;
+        (left(column), MARGIN + offset + row as i64 * pitch)
     };
     let boxes = spec
         .nodes()
@@ -423,25 +437,46 @@ fn draw(spec: &WorkflowSpec, nodes: &HashMap<&str, &RunNode>) -> Graph {
         .collect();
     let mut edges = Vec::new();
     for (i, n) in spec.nodes().iter().enumerate() {
-        let (x2, top) = at(i);
-        let y2 = top + BOX_H / 2;
+        let (x2, y) = at(i);
+        let y2 = y + BOX_H / 2;
+        let column = placed.cell[i].0;
+        let first = placed.first[column];
         for edge in &n.after {
-            let (left, top) = at(spec.position(&edge.node).expect("a parent in the spec"));
-            let (x1, y1) = (left + BOX_W, top + BOX_H / 2);
-            let label = (edge.on != EdgeOn::Success).then(|| {
-                let x = x2 - COL_GAP / 2;
-                // On the line, where it crosses x (a child is always in a
-                // column right of its parents).
-                let y = y1 + (y2 - y1) * (x - x1) / (x2 - x1).max(1);
-                (x, y - 4)
-            });
+            let (x, top) = at(spec.position(&edge.node).expect("a parent in the spec"));
+            let (x1, y1) = (x + BOX_W, top + BOX_H / 2);
+            // The gap before the child's column: free of boxes.
+            let gap = x2 - COL_GAP / 2;
+            let (points, label) = if column == first {
+                let points = vec![(x1, y1), (x2 - 2, y2)];
+                // On the line, where it crosses the gap (a child is always
+                // in a column right of its parents).
+                let y = y1 + (y2 - y1) * (gap - x1) / (x2 - x1).max(1);
+                (points, (gap, y - 4))
+            } else {
+                let entry = left(first) - COL_GAP / 2;
+                // The channel between the child's row and the one above.
+                let channel = y2 - BOX_H / 2 - ROW_GAP / 2;
+                let points = vec![
+                    (x1, y1),
+                    (entry, channel),
+                    (gap, channel),
+                    (gap, y2),
+                    (x2 - 2, y2),
+                ];
+                (points, ((gap + x2) / 2, y2 - 4))
+            };
             edges.push(GraphEdge {
                 kind: edge.on.as_str(),
                 x1,
                 y1,
                 x2: x2 - 2,
                 y2,
-                label,
+                points: points
+                    .iter()
+                    .map(|(x, y)| format!("{x},{y}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                label: (edge.on != EdgeOn::Success).then_some(label),
             });
         }
     }
@@ -510,8 +545,7 @@ pub async fn run_page(
             ))
         })?;
     let spec = spec_of(&version.definition)?;
-    let by_id: HashMap<&str, &RunNode> =
-        run.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
+    let by_id: HashMap<&str, &RunNode> = run.nodes.iter().map(|n| (n.node.as_str(), n)).collect();
     let graph = draw(&spec, &by_id);
     let events: Vec<EventId> = run.nodes.iter().map(|n| n.event).collect();
     let names = state.store.event_names(&events).await?;
@@ -620,7 +654,11 @@ mod tests {
         let placed = place(&s);
         // 99 children: 9 columns of 11, each of its own cells.
         assert_eq!(placed.columns, 1 + 9);
-        assert!(placed.rows.iter().all(|&r| r <= MAX_ROWS), "{:?}", placed.rows);
+        assert!(
+            placed.rows.iter().all(|&r| r <= MAX_ROWS),
+            "{:?}",
+            placed.rows
+        );
         assert_eq!(placed.rows[1..].iter().sum::<usize>(), 99);
         let mut cells = placed.cell.clone();
         cells.sort_unstable();
@@ -629,8 +667,35 @@ mod tests {
         let graph = draw(&s, &HashMap::new());
         assert!(graph.height <= 2 * MARGIN + MAX_ROWS as i64 * (BOX_H + ROW_GAP));
         assert_eq!(graph.edges.len(), 99);
-        // Every edge runs left to right, into a box.
+        // Every edge runs left to right, into a box; those into a wrapped
+        // column go round the boxes of the columns before it.
         assert!(graph.edges.iter().all(|e| e.x1 < e.x2));
+        let inside = |x: i64, y: i64| {
+            graph
+                .nodes
+                .iter()
+                .any(|n| (n.x..=n.x + BOX_W).contains(&x) && (n.y..=n.y + BOX_H).contains(&y))
+        };
+        for e in &graph.edges {
+            let points: Vec<(i64, i64)> = e
+                .points
+                .split(' ')
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect();
+            // Every segment but the first (out of the root's column), in
+            // steps of a pixel, stays off every box.
+            for pair in points[1..].windows(2) {
+                let ((ax, ay), (bx, by)) = (pair[0], pair[1]);
+                let steps = (bx - ax).abs().max((by - ay).abs()).max(1);
+                for k in 0..steps {
+                    let (x, y) = (ax + (bx - ax) * k / steps, ay + (by - ay) * k / steps);
+                    assert!(!inside(x, y), "{} crosses a box at {x},{y}", e.points);
+                }
+            }
+        }
         assert!(graph.nodes.iter().all(|n| n.state == "pending"));
     }
 
