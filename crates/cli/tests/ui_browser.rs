@@ -1,4 +1,4 @@
-//! The web UI in a real browser: headless Chromium over WebDriver against a real `cronium serve`, signing in with a password set on the host, finding pages, creating an event from the form with its schedule preview, editing it and reading the diff, running an event as an editor and not as a viewer, watching a job's log live, adding a server and seeing its fingerprint after a check against a real sshd, an API token shown once, signing out; screenshots of each page under `target/screenshots/`.
+//! The web UI in a real browser: headless Chromium over WebDriver against a real `cronium serve`, signing in with a password set on the host, finding pages, creating an event from the form with its schedule preview, editing it and reading the diff, running an event as an editor and not as a viewer, watching a job's log live, running a workflow and watching its graph to the end (and cancelling a wide one), adding a server and seeing its fingerprint after a check against a real sshd, an API token shown once, signing out; screenshots of each page under `target/screenshots/`.
 
 mod browser;
 mod common;
@@ -133,6 +133,7 @@ fn the_web_ui_in_a_real_browser() {
         an_admin_adds_a_server_and_sees_its_fingerprint_after_a_check(&driver, &server, &sshd)
             .await;
         a_viewer_sees_no_run_button(&driver, &server).await;
+        an_editor_runs_a_workflow_and_watches_its_graph(&driver, &server, dir.path()).await;
     });
 }
 
@@ -613,5 +614,192 @@ async fn a_viewer_sees_no_run_button(driver: &Driver, server: &Server) {
         let offered = browser.find_all(Locator::Css(css)).await.unwrap();
         assert!(offered.is_empty(), "a viewer is offered {css}");
     }
+    browser.close().await.unwrap();
+}
+
+/// Clicks the first link whose text is `text`.
+async fn click_link(browser: &Client, text: &str) {
+    browser
+        .find(Locator::LinkText(text))
+        .await
+        .unwrap_or_else(|e| panic!("no link {text:?}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the browser is on a run's page; the run's id.
+async fn run_page_id(browser: &Client) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        if let Some(id) = url
+            .path()
+            .strip_prefix("/workflow-runs/")
+            .and_then(|i| i.parse::<u64>().ok())
+        {
+            return id;
+        }
+        assert!(std::time::Instant::now() < deadline, "still on {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether nothing on the page is wider than the window (tables and the
+/// graph scroll inside their own boxes).
+async fn fits(browser: &Client) -> bool {
+    browser
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap()
+        == serde_json::Value::Bool(true)
+}
+
+async fn count(browser: &Client, css: &str) -> usize {
+    browser.find_all(Locator::Css(css)).await.unwrap().len()
+}
+
+async fn an_editor_runs_a_workflow_and_watches_its_graph(
+    driver: &Driver,
+    server: &Server,
+    dir: &std::path::Path,
+) {
+    // A diamond of real scripts, applied with `POST /api/v1/workflows`
+    // (what `cronium workflow apply` sends); its first node prints its input.
+    for (name, body) in [
+        ("wf-split", "cronium input\n"),
+        ("wf-left", "echo left; sleep 1\n"),
+        ("wf-right", "echo right\n"),
+        ("wf-join", "echo joined\n"),
+        ("wf-slow-root", "sleep 30\n"),
+    ] {
+        let file = script(dir, &format!("{name}.sh"), body);
+        server
+            .cronium(&[
+                "event", "create", "--name", name, "--script", &file, "--manual",
+            ])
+            .ok();
+    }
+    let diamond = dir.join("diamond.yaml");
+    std::fs::write(
+        &diamond,
+        "name: diamond\ndescription: Split, two branches, join.\nnodes:\n  - id: split\n    event: wf-split\n\
+         \x20 - id: left\n    event: wf-left\n    after: [split]\n\
+         \x20 - id: right\n    event: wf-right\n    after: [split]\n\
+         \x20 - id: join\n    event: wf-join\n    after: [left, {node: right, on: always}]\n",
+    )
+    .unwrap();
+    server
+        .cronium(&["workflow", "apply", "-f", diamond.to_str().unwrap()])
+        .ok();
+
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{}/login?next=/workflows", server.url))
+        .await
+        .unwrap();
+    sign_in(&browser, "eddie", EDITOR_PASSWORD).await;
+    wait_for_path(&browser, "/workflows").await;
+    let listed = text_of(&browser, "main table").await;
+    assert!(
+        listed.contains("diamond") && listed.contains("never run"),
+        "{listed}"
+    );
+    screenshot(&browser, "workflows").await;
+    click_link(&browser, "diamond").await;
+    let yaml = text_of(&browser, "#definition").await;
+    assert!(
+        yaml.contains("- id: join") && yaml.contains("on: always"),
+        "{yaml}"
+    );
+    screenshot(&browser, "workflow").await;
+    let workflow_path = browser.current_url().await.unwrap().path().to_string();
+
+    // Run it with input: the run's page follows it to the end by itself.
+    type_into(&browser, "#run-input", "{\"n\": 7}").await;
+    click(&browser, "form[action$='/run'] button").await;
+    let run = run_page_id(&browser).await;
+    wait_for_text(&browser, "#run-status", "succeeded").await;
+    assert_eq!(count(&browser, "svg.dag g.node.succeeded").await, 4);
+    assert_eq!(count(&browser, "svg.dag g.node a[href^='/jobs/']").await, 4);
+    let label = text_of(&browser, "svg.dag text.edge-label.always").await;
+    assert_eq!(label, "always");
+    let nodes = text_of(&browser, "#nodes").await;
+    assert!(nodes.contains("wf-join"), "{nodes}");
+    let input = text_of(&browser, "#run-input").await;
+    assert!(input.contains("\"n\": 7"), "{input}");
+    screenshot(&browser, "workflow-run").await;
+    // A node's box opens its job's log.
+    click(&browser, "#node-split a").await;
+    wait_for_text(&browser, "#log", "{\"n\":7}").await;
+    browser.back().await.unwrap();
+    wait_for_text(&browser, "#run-status", "succeeded").await;
+
+    // A fan-out of a hundred nodes: drawn in wrapped columns, cancelled
+    // from its page while its root still runs.
+    let mut wide = String::from("name: wide\nnodes:\n  - id: root\n    event: wf-slow-root\n");
+    for i in 0..99 {
+        wide.push_str(&format!(
+            "  - id: branch-{i:02}\n    event: wf-right\n    after: [root]\n"
+        ));
+    }
+    let wide_file = dir.join("wide.yaml");
+    std::fs::write(&wide_file, wide).unwrap();
+    server
+        .cronium(&["workflow", "apply", "-f", wide_file.to_str().unwrap()])
+        .ok();
+    browser
+        .goto(&format!("{}/workflows", server.url))
+        .await
+        .unwrap();
+    click_link(&browser, "wide").await;
+    click(&browser, "form[action$='/run'] button").await;
+    let wide_run = run_page_id(&browser).await;
+    wait_for_text(&browser, "#node-root .state", "running").await;
+    assert_eq!(count(&browser, "svg.dag g.node.pending").await, 99);
+    let (width, height) = browser
+        .find(Locator::Css("svg.dag"))
+        .await
+        .unwrap()
+        .rectangle()
+        .await
+        .map(|(_, _, w, h)| (w, h))
+        .unwrap();
+    assert!(
+        height < 800.0 && width < 2500.0,
+        "a hundred nodes drawn {width}x{height}"
+    );
+    screenshot(&browser, "workflow-run-wide").await;
+    click(&browser, "form[action$='/cancel'] button").await;
+    wait_for_text(&browser, "#run-status", "cancelled").await;
+    assert_eq!(count(&browser, "svg.dag g.node.cancelled").await, 100);
+    assert_eq!(count(&browser, "form[action$='/cancel']").await, 0);
+    assert_eq!(count(&browser, "form[action$='/retry']").await, 1);
+
+    // On a phone's width the pages fit; the graph scrolls in its box.
+    browser.set_window_size(390, 844).await.unwrap();
+    for path in [
+        "/workflows".to_string(),
+        workflow_path.clone(),
+        format!("/workflow-runs/{run}"),
+        format!("/workflow-runs/{wide_run}"),
+    ] {
+        browser
+            .goto(&format!("{}{path}", server.url))
+            .await
+            .unwrap();
+        text_of(&browser, "main h1").await;
+        assert!(fits(&browser).await, "{path} is wider than a phone");
+    }
+    browser
+        .goto(&format!("{}/workflow-runs/{run}", server.url))
+        .await
+        .unwrap();
+    text_of(&browser, "main h1").await;
+    screenshot(&browser, "workflow-run-phone").await;
+    browser.set_window_size(1280, 900).await.unwrap();
     browser.close().await.unwrap();
 }

@@ -391,6 +391,17 @@ both_backends! {
                 }
             }
         }
+        // The workflow pages, a run's graph among them.
+        let workflow = app.post("/api/v1/workflows", json!({
+            "name": "shown-flow", "nodes": [{ "id": "a", "event": "shown" }, { "id": "b", "event": "shown", "after": [{ "node": "a", "on": "always" }] }],
+        })).expect(201)["id"].as_i64().unwrap();
+        let run = app.post(&format!("/api/v1/workflows/{workflow}/run"), json!({})).expect(201)["id"].as_i64().unwrap();
+        for path in ["/workflows".to_string(), format!("/workflows/{workflow}"), format!("/workflow-runs/{run}")] {
+            let resp = admin.get(&path);
+            assert_eq!(resp.status, 200, "{path}: {}", resp.text());
+            assert_protected(&resp, &path);
+            assert_no_inline_code(&resp.text(), &path);
+        }
         let dashboard = admin.get("/").text();
         for link in [r#"href="/events""#, r#"href="/jobs?status=running""#, r#"href="/jobs?status=failed&amp;since="#] {
             assert!(dashboard.contains(link), "{link}: {dashboard}");

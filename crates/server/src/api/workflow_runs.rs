@@ -144,6 +144,49 @@ pub(crate) fn started(state: &AppState, started: &StartedRun) {
     state.jobs_queued.notify_one();
 }
 
+/// Starts a run of workflow `id` now, as `caller`, with its side effects
+/// (the runs it replaced stopped, the runner woken): the run as recorded,
+/// `running`, `queued` behind an active run, or `skipped` by the overlap
+/// policy (the caller decides how to answer that). The API and the UI's
+/// *Run now* both come here.
+pub(crate) async fn run_now(
+    state: &AppState,
+    caller: &Caller,
+    id: WorkflowId,
+    input: Option<serde_json::Value>,
+) -> Result<WorkflowRun, ApiError> {
+    if let Some(input) = &input {
+        cronium_core::check_json_size(input, cronium_core::MAX_OUTPUT_BYTES, "input")?;
+    }
+    let workflow = state
+        .store
+        .get_workflow(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("workflow not found"))?;
+    let entry = audit(
+        caller,
+        "workflow.run",
+        None,
+        json!({ "workflow": workflow.id, "name": workflow.name.as_str() }),
+    );
+    let start = RunStart {
+        input,
+        ..RunStart::default()
+    };
+    let run = start_run(
+        &*state.store,
+        &workflow,
+        RunTrigger::Manual,
+        start,
+        crate::now(),
+        Some(&entry),
+    )
+    .await?;
+    started(state, &run);
+    tracing::info!(workflow = id.0, run = run.run.id.0, actor = %caller.actor(), status = %run.run.status, "workflow run");
+    Ok(run.run)
+}
+
 /// Runs the workflow now: `201` with the run (`running`, `queued` behind
 /// an active run, or `skipped` by the overlap policy, which is `409`).
 pub async fn run(
@@ -157,44 +200,15 @@ pub async fn run(
     } else {
         parse_json(&body)?
     };
-    if let Some(input) = &fields.input {
-        cronium_core::check_json_size(input, cronium_core::MAX_OUTPUT_BYTES, "input")?;
-    }
-    let workflow = state
-        .store
-        .get_workflow(WorkflowId(id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("workflow not found"))?;
-    let entry = audit(
-        &caller,
-        "workflow.run",
-        None,
-        json!({ "workflow": workflow.id, "name": workflow.name.as_str() }),
-    );
-    let start = RunStart {
-        input: fields.input,
-        ..RunStart::default()
-    };
-    let run = start_run(
-        &*state.store,
-        &workflow,
-        RunTrigger::Manual,
-        start,
-        crate::now(),
-        Some(&entry),
-    )
-    .await?;
-    started(&state, &run);
-    tracing::info!(workflow = id, run = run.run.id.0, actor = %caller.actor(), status = %run.run.status, "workflow run");
-    if run.run.status == RunStatus::Skipped {
+    let run = run_now(&state, &caller, WorkflowId(id), fields.input).await?;
+    if run.status == RunStatus::Skipped {
         return Err(ApiError::conflict(
             "overlap",
-            run.run
-                .error
+            run.error
                 .unwrap_or_else(|| "skipped by the overlap policy".into()),
         ));
     }
-    Ok((StatusCode::CREATED, axum::Json(RunView::from(run.run))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(RunView::from(run))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,38 +273,60 @@ pub async fn show(
     Ok(axum::Json(run.into()))
 }
 
-/// Cancels a run: pending nodes never start, running nodes' jobs stop
-/// (at once on this node, at their next heartbeat elsewhere).
-pub async fn cancel(
-    State(state): State<AppState>,
-    Editor(caller): Editor,
-    PathParams(id): PathParams<i64>,
-) -> Result<Response, ApiError> {
-    let entry = audit(&caller, "workflow_run.cancel", Some(id), json!({}));
+/// Cancels run `id` as `caller`: pending nodes never start, running
+/// nodes' jobs stop (at once on this node, at their next heartbeat
+/// elsewhere), and a run queued behind it may start. The API and the UI
+/// both come here.
+pub(crate) async fn cancel_run(
+    state: &AppState,
+    caller: &Caller,
+    id: WorkflowRunId,
+) -> Result<WorkflowRun, ApiError> {
+    let entry = audit(caller, "workflow_run.cancel", Some(id.0), json!({}));
     let (run, stop) = state
         .store
-        .cancel_workflow_run(WorkflowRunId(id), crate::now(), &entry)
+        .cancel_workflow_run(id, crate::now(), &entry)
         .await?;
     for job in stop {
         state.running.cancel(job);
     }
     // A queued run behind this one may have started.
     state.jobs_queued.notify_one();
+    Ok(run)
+}
+
+/// Retries run `id` as `caller`: a new pass over every node of a failed or
+/// cancelled run that did not succeed. The API and the UI both come here.
+pub(crate) async fn retry_run(
+    state: &AppState,
+    caller: &Caller,
+    id: WorkflowRunId,
+) -> Result<WorkflowRun, ApiError> {
+    let entry = audit(caller, "workflow_run.retry", Some(id.0), json!({}));
+    let run = state
+        .store
+        .retry_workflow_run(id, crate::now(), &entry)
+        .await?;
+    state.jobs_queued.notify_one();
+    Ok(run)
+}
+
+/// Cancels a run (see [`cancel_run`]): `202`, `409` once it has ended.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Editor(caller): Editor,
+    PathParams(id): PathParams<i64>,
+) -> Result<Response, ApiError> {
+    let run = cancel_run(&state, &caller, WorkflowRunId(id)).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(RunView::from(run))).into_response())
 }
 
-/// Retries a failed or cancelled run: a new pass over every node that did
-/// not succeed.
+/// Retries a failed or cancelled run (see [`retry_run`]).
 pub async fn retry(
     State(state): State<AppState>,
     Editor(caller): Editor,
     PathParams(id): PathParams<i64>,
 ) -> Result<axum::Json<RunView>, ApiError> {
-    let entry = audit(&caller, "workflow_run.retry", Some(id), json!({}));
-    let run = state
-        .store
-        .retry_workflow_run(WorkflowRunId(id), crate::now(), &entry)
-        .await?;
-    state.jobs_queued.notify_one();
+    let run = retry_run(&state, &caller, WorkflowRunId(id)).await?;
     Ok(axum::Json(run.into()))
 }

@@ -4,7 +4,8 @@
 //! crate compiles) filled by handlers in `pages.rs`, which read through the
 //! same store methods and role extractors as the API (the event pages in
 //! `events.rs`, the server pages in `servers.rs`, settings in
-//! `settings.rs`, variables in `variables.rs`, the job page's log viewer in `log.rs`). Signing in and
+//! `settings.rs`, variables in `variables.rs`, workflows and their runs in
+//! `workflows.rs`, the job page's log viewer in `log.rs`). Signing in and
 //! out, sessions, CSRF and the sign-in limits are `auth.rs`; the embedded
 //! CSS is `assets.rs`.
 //!
@@ -40,6 +41,7 @@ pub mod pages;
 pub mod servers;
 pub mod settings;
 pub mod variables;
+pub mod workflows;
 
 /// The Content-Security-Policy of every page: nothing but this server's own
 /// files, no inline script or style, no framing, forms only to here.
@@ -110,6 +112,12 @@ fn routes() -> Routes {
         .add(M::GET, "/jobs/{id}/lines", log::earlier)
         .add(M::GET, "/jobs/{id}/log.txt", log::raw)
         .add(M::POST, "/jobs/{id}/cancel", pages::cancel_job)
+        .add(M::GET, "/workflows", workflows::list)
+        .add(M::GET, "/workflows/{id}", workflows::show)
+        .add(M::POST, "/workflows/{id}/run", workflows::run)
+        .add(M::GET, "/workflow-runs/{id}", workflows::run_page)
+        .add(M::POST, "/workflow-runs/{id}/cancel", workflows::cancel)
+        .add(M::POST, "/workflow-runs/{id}/retry", workflows::retry)
         .add(M::GET, "/servers", servers::list)
         .add(M::GET, "/servers/new", servers::new_form)
         .add(M::POST, "/servers/new", servers::create)
