@@ -32,7 +32,8 @@ use serde_json::{Value, json};
 const POLL: Duration = Duration::from_micros(500);
 
 fn call(api: &common::Api, method: &str, path: &str, body: Option<&Value>) -> Value {
-    api.call(method, path, body).unwrap_or_else(|e| panic!("{e}"))
+    api.call(method, path, body)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -90,7 +91,12 @@ fn fan() -> Value {
 /// One run: its wall time and every edge's overhead (ms).
 fn run_once(api: &common::Api, workflow: i64, definition: &Value) -> (f64, Vec<f64>) {
     let started = Instant::now();
-    let run = call(api, "POST", &format!("/workflows/{workflow}/run"), Some(&json!({})));
+    let run = call(
+        api,
+        "POST",
+        &format!("/workflows/{workflow}/run"),
+        Some(&json!({})),
+    );
     let id = run["id"].as_i64().unwrap();
     let done = loop {
         let r = call(api, "GET", &format!("/workflow-runs/{id}"), None);
@@ -111,7 +117,10 @@ fn run_once(api: &common::Api, workflow: i64, definition: &Value) -> (f64, Vec<f
         for parent in node["after"].as_array().into_iter().flatten() {
             let child = &jobs[node["id"].as_str().unwrap()];
             let parent = &jobs[parent.as_str().unwrap()];
-            gaps.push(gap_ms(time(&parent["finishedAt"]), time(&child["startedAt"])));
+            gaps.push(gap_ms(
+                time(&parent["finishedAt"]),
+                time(&child["startedAt"]),
+            ));
         }
     }
     (wall, gaps)
@@ -145,14 +154,19 @@ fn bench(label: &str, database_url: Option<String>, rounds: usize) {
         &api,
         "POST",
         "/events",
-        Some(&json!({ "name": "t", "interpreter": "bash", "content": "true\n", "overlap": "allow" })),
+        Some(
+            &json!({ "name": "t", "interpreter": "bash", "content": "true\n", "overlap": "allow" }),
+        ),
     )["id"]
         .as_i64()
         .unwrap();
     println!("\n## {label}: {rounds} runs of each shape (after one warm-up run)\n");
     println!("| what | wall median | wall p90 | per-node overhead median | p90 |");
     println!("|---|---|---|---|---|");
-    for (name, definition) in [("10-node chain", chain()), ("100-node fan-out/fan-in", fan())] {
+    for (name, definition) in [
+        ("10-node chain", chain()),
+        ("100-node fan-out/fan-in", fan()),
+    ] {
         let workflow = call(&api, "POST", "/workflows", Some(&definition))["id"]
             .as_i64()
             .unwrap();
@@ -180,7 +194,12 @@ fn bench(label: &str, database_url: Option<String>, rounds: usize) {
         let started = Instant::now();
         let mut previous: Option<Value> = None;
         for _ in 0..10 {
-            let job = call(&api, "POST", &format!("/events/{event}/run"), Some(&json!({})));
+            let job = call(
+                &api,
+                "POST",
+                &format!("/events/{event}/run"),
+                Some(&json!({})),
+            );
             let job = wait_job(&api, job["id"].as_i64().unwrap());
             if let Some(p) = &previous
                 && round > 0
@@ -205,7 +224,12 @@ fn bench(label: &str, database_url: Option<String>, rounds: usize) {
         let started = Instant::now();
         let ids: Vec<i64> = (0..100)
             .map(|_| {
-                call(&api, "POST", &format!("/events/{event}/run"), Some(&json!({})))["id"]
+                call(
+                    &api,
+                    "POST",
+                    &format!("/events/{event}/run"),
+                    Some(&json!({})),
+                )["id"]
                     .as_i64()
                     .unwrap()
             })

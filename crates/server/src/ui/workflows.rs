@@ -41,7 +41,8 @@ fn describe(trigger: &WorkflowTrigger) -> String {
         WorkflowTrigger::Manual => "manual".into(),
         WorkflowTrigger::Cron { cron, timezone } => format!("cron {cron} ({timezone})"),
         WorkflowTrigger::Every { every } => format!("every {}", format_interval(*every)),
-        WorkflowTrigger::Webhook => "webhook".into(),
+        WorkflowTrigger::Webhook { signed: false } => "webhook".into(),
+        WorkflowTrigger::Webhook { signed: true } => "webhook (signed)".into(),
     }
 }
 
