@@ -142,12 +142,13 @@ impl Workers {
                 let run = claim.job.metadata["workflow"]["run"].as_i64();
                 attempt.run(claim, cancel).await;
                 running.remove(id);
+                drop(permit);
+                // A slot is free, and a job queued behind this one (the next
+                // node of a workflow, say) may start.
+                wake.notify_one();
                 if let Some(run) = run {
                     stop_asked(&*store, &running, WorkflowRunId(run)).await;
                 }
-                drop(permit);
-                // A slot is free, and a job queued behind this one may start.
-                wake.notify_one();
             });
         }
         Ok(started)
