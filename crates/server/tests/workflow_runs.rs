@@ -5,7 +5,10 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TestApp, output, wait_for};
+use common::{TestApp, add_server, output, wait_for};
+use cronium_exec::guard::Allow;
+use cronium_exec::testing::sink::{Answer, Sink};
+use cronium_ssh::testing::TestSshd;
 use cronium_engine::signing::SigningKey;
 use serde_json::{Value, json};
 
@@ -432,5 +435,36 @@ both_backends! {
         app.send("POST", path, None, &[], None).expect(202);
         let id = applied["id"].as_i64().unwrap();
         assert_eq!(app.get(&format!("/api/v1/workflow-runs?workflow={id}")).expect(200)["total"], 2);
+    }
+
+    fn nodes_run_on_a_remote_server_and_as_http_requests_like_any_job(backend: Backend) {
+        let app = TestApp::spawn_with(backend, |c| {
+            c.http_allow = vec![Allow::parse("127.0.0.1/32").unwrap()];
+        });
+        let sshd = TestSshd::start(1);
+        let web = add_server(&app, &sshd, sshd.user(0), "web1");
+        let receiver = Sink::start(|_| Answer::status("200 OK", "noted\n"));
+        let remote = app.create_event(json!({
+            "name": "remote-step", "interpreter": "bash", "runLocation": "remote", "targetServers": [web],
+            "content": "cronium output \"$(cronium context | python3 -c 'import json,sys; c=json.load(sys.stdin); print(json.dumps(c[\"server\"]))')\"\n",
+        }))["id"].clone();
+        app.create_event(json!({
+            "name": "notify", "http": { "method": "POST", "url": receiver.url("/done"), "body": "done" },
+        }));
+        let workflow = apply(&app, json!({
+            "name": "mixed",
+            "nodes": [
+                { "id": "remote", "event": "remote-step" },
+                { "id": "notify", "event": "notify", "after": ["remote"] },
+            ],
+        }));
+        let done = ended(&app, start(&app, workflow, Value::Null));
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(node(&done, "remote")["eventId"], remote);
+        assert_eq!(job(&app, &done, "remote")["output"], "web1");
+        assert_eq!(job(&app, &done, "notify")["status"], "succeeded");
+        let received = receiver.received();
+        assert_eq!(received.len(), 1);
+        assert_eq!((received[0].method.as_str(), received[0].target.as_str()), ("POST", "/done"));
     }
 }
