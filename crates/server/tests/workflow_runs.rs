@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{TestApp, add_server, output, wait_for};
+use cronium_engine::signing::SigningKey;
 use cronium_exec::guard::Allow;
 use cronium_exec::testing::sink::{Answer, Sink};
 use cronium_ssh::testing::TestSshd;
-use cronium_engine::signing::SigningKey;
 use serde_json::{Value, json};
 
 fn event(app: &TestApp, name: &str, interpreter: &str, script: &str) -> i64 {

@@ -1305,8 +1305,8 @@ pub trait Store: Send + Sync {
     /// returns how many changed. Finishing a job advances its run in the
     /// same transaction; this repairs what that could not see.
     async fn reconcile_workflow_runs(&self, now: DateTime<Utc>) -> Result<usize>;
-    /// Deletes ended runs created before `older_than`, keeping the newest
-    /// `keep_per_workflow` of each workflow.
+    /// Deletes ended runs that ended before `older_than`, keeping the newest
+    /// `keep_per_workflow` ended runs of each workflow (as jobs are pruned).
     async fn prune_workflow_runs(
         &self,
         older_than: DateTime<Utc>,

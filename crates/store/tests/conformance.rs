@@ -185,6 +185,7 @@ conformance!(
     workflows_are_versioned_only_when_the_definition_changes,
     an_event_a_workflow_runs_cannot_be_deleted_until_the_workflow_goes,
     a_run_advances_as_its_jobs_end_and_the_reconciler_repairs_what_it_missed,
+    a_run_keeps_at_most_16_mib_of_outputs_and_ended_runs_are_pruned,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -5747,4 +5748,98 @@ async fn a_run_advances_as_its_jobs_end_and_the_reconciler_repairs_what_it_misse
     assert_eq!(run.finished_at, Some(t(35)));
     // Nothing left to repair.
     assert_eq!(store.reconcile_workflow_runs(t(36)).await.unwrap(), 0);
+}
+
+async fn a_run_keeps_at_most_16_mib_of_outputs_and_ended_runs_are_pruned(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("wide")).await;
+    let ids: Vec<String> = (0..17).map(|i| format!("n{i:02}")).collect();
+    let def = json!({ "name": "wide", "trigger": { "type": "manual" }, "overlap": "allow",
+        "nodes": ids.iter().map(|id| json!({ "id": id, "event": event.id.0 })).collect::<Vec<_>>() });
+    let (workflow, _) = store
+        .apply_workflow(
+            owner,
+            &wf_name("wide"),
+            &def,
+            &[event.id],
+            t(0),
+            &audit("workflow.apply", "workflow"),
+        )
+        .await
+        .unwrap();
+    let new = || NewWorkflowRun {
+        workflow: workflow.id,
+        version: 1,
+        nodes: ids
+            .iter()
+            .map(|id| (NodeId::new(id).unwrap(), event.id))
+            .collect(),
+        trigger: RunTrigger::Manual,
+        input: None,
+        fire_at: None,
+        idempotency_key: None,
+    };
+    let run = store
+        .start_workflow_run(new(), t(0), None)
+        .await
+        .unwrap()
+        .run;
+    // Each node sets an output just under 1 MiB: the 17th takes the run
+    // past 16 MiB and fails, saying so; the 16 before it keep theirs.
+    let big = "x".repeat(1_048_000);
+    for n in 0..17 {
+        let claim = claim(store, "node-a", t(1 + n)).await.unwrap();
+        store
+            .attempt_set_output(&claim.fence, Some(json!(big)))
+            .await
+            .unwrap();
+        finish(store, &claim, JobStatus::Succeeded, t(1 + n)).await;
+    }
+    let run = store.get_workflow_run(run.id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let failed: Vec<_> = run
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{:?}", run.nodes);
+    assert_eq!(
+        failed[0].reason.as_deref(),
+        Some("the outputs of this run's nodes take more than 16 MiB")
+    );
+    assert_eq!(
+        run.nodes
+            .iter()
+            .filter(|n| n.status == NodeStatus::Succeeded)
+            .count(),
+        16
+    );
+
+    // Pruning: an ended run past the age goes (unless among the newest
+    // kept), an active one never does.
+    let active = store
+        .start_workflow_run(new(), t(100), None)
+        .await
+        .unwrap()
+        .run;
+    assert_eq!(
+        store.prune_workflow_runs(t(1000), 1).await.unwrap(),
+        0,
+        "the newest is kept"
+    );
+    assert_eq!(
+        store.prune_workflow_runs(t(10), 0).await.unwrap(),
+        0,
+        "it ended at t(17), after t(10)"
+    );
+    assert_eq!(store.prune_workflow_runs(t(1000), 0).await.unwrap(), 1);
+    assert!(matches!(
+        store.get_workflow_run(run.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store.get_workflow_run(active.id).await.unwrap().status,
+        RunStatus::Running
+    );
 }

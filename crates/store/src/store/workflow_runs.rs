@@ -788,10 +788,12 @@ pub(super) async fn prune_workflow_runs<B: Backend>(
 ) -> Result<u64> {
     let mut tx = store.db.begin().await?;
     let deleted = sql(
-        "DELETE FROM workflow_runs WHERE status NOT IN ('queued', 'running') \
-         AND created_at < $1 AND id NOT IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
-         (PARTITION BY workflow_id ORDER BY id DESC) AS n FROM workflow_runs) ranked \
-         WHERE n <= $2)",
+        // As jobs are pruned: among ended runs, the newest of each workflow stay.
+        "DELETE FROM workflow_runs WHERE id IN (SELECT id FROM (\
+         SELECT id, COALESCE(finished_at, created_at) AS ended, \
+         ROW_NUMBER() OVER (PARTITION BY workflow_id ORDER BY id DESC) AS nth \
+         FROM workflow_runs WHERE status NOT IN ('queued', 'running')) AS ended_runs \
+         WHERE nth > $2 AND ended < $1)",
     )
     .bind(truncate(older_than))
     .bind(i64::from(keep_per_workflow))
