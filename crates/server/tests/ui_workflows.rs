@@ -156,6 +156,10 @@ both_backends! {
             assert!(svg.contains(&format!(r#"<g class="node succeeded" id="node-{node}" data-node="{node}"><a href="/jobs/{job}">"#)), "{node}: {svg}");
             assert!(html.contains(&format!(r##"<a href="/jobs/{job}">#{job}</a>"##)), "the table links job {job}");
         }
+        // A node's job page says which run and node it is.
+        let load = job_of(&done, "load").unwrap();
+        let job_page = viewer.get(&format!("/jobs/{load}")).text();
+        assert!(job_page.contains(&format!("<dt>Workflow</dt><dd>{}, run {run}, node load (pass 1)</dd>", done["workflowName"].as_str().unwrap().replace('<', "&#60;").replace('>', "&#62;"))), "{job_page}");
         // alert waited for load's failure: skipped, with no job and no link.
         assert!(job_of(&done, "alert").is_none());
         assert!(svg.contains(r#"<g class="node skipped" id="node-alert" data-node="alert">"#), "{svg}");

@@ -122,6 +122,18 @@ pub async fn page(
         facts.push(("Output", json_fact(output)));
     }
     facts.push(("Condition", job.condition.to_string()));
+    // A workflow node's job says which run and node it is.
+    let workflow = &job.metadata["workflow"];
+    if let (Some(name), Some(run), Some(node)) = (
+        workflow["name"].as_str(),
+        workflow["run"].as_i64(),
+        workflow["node"].as_str(),
+    ) {
+        facts.push((
+            "Workflow",
+            format!("{name}, run {run}, node {node} (pass {})", workflow["pass"]),
+        ));
+    }
     if let Some(by) = cronium_store::StartedBy::of(&job) {
         facts.push((
             "Started by",
