@@ -3,9 +3,9 @@
 mod common;
 
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, require_runner, script};
+use common::{Server, require_runner, script, wait_for};
 use cronium_exec::testing::sink::{Answer, Sink};
 use serde_json::Value;
 
@@ -568,17 +568,6 @@ fn deliveries(server: &Server, job: &str) -> Vec<Value> {
         .unwrap();
     let list: Value = response.body_mut().read_json().unwrap();
     list.as_array().unwrap().clone()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

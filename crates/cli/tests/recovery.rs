@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::Server;
+use common::{Server, wait_for};
 use cronium_store::testing::TestPostgres;
 use serde_json::{Value, json};
 
@@ -17,31 +17,6 @@ use serde_json::{Value, json};
 /// yet long enough that the second server is up well before it runs out:
 /// the test watches it leave the job alone until then.
 const LEASE: &str = "5s";
-
-fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}/api/v1{path}", server.url);
-    let auth = format!("Bearer {}", server.admin_token());
-    let mut response = match body {
-        Some(body) => ureq::post(&url)
-            .header("Authorization", &auth)
-            .send_json(&body),
-        None if method == "GET" => ureq::get(&url).header("Authorization", &auth).call(),
-        None => unreachable!("only GET without a body"),
-    }
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    response.body_mut().read_json().unwrap()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn alive(pid: i32) -> bool {
     let exists = unsafe { libc::kill(pid, 0) } == 0;
@@ -79,21 +54,14 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
         "echo \"start $$\" >> {t}\nif [ $(grep -c start {t}) -eq 1 ]; then sleep 60; fi\necho \"end $$\" >> {t}\n",
         t = trace_file.display()
     );
-    let event = api(
-        &first,
-        "POST",
+    let event = first.api(
         "/events",
         Some(json!({
             "name": "crash victim", "interpreter": "bash", "content": script,
             "retries": retries, "retryDelay": "1s",
         })),
     );
-    let job = api(
-        &first,
-        "POST",
-        &format!("/events/{}/run", event["id"]),
-        Some(json!({})),
-    );
+    let job = first.api(&format!("/events/{}/run", event["id"]), Some(json!({})));
     let id = job["id"].as_i64().unwrap();
     let script_pid: i32 = wait_for("the script to start", Duration::from_secs(30), || {
         trace(&trace_file)
@@ -102,7 +70,7 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
             .parse()
             .ok()
     });
-    let running = api(&first, "GET", &format!("/jobs/{id}"), None);
+    let running = first.api(&format!("/jobs/{id}"), None);
     assert_eq!(running["status"], "running", "{running}");
     // Heartbeats only push the lease further out, so the job is the first
     // server's at least until the expiry it reports now.
@@ -126,7 +94,7 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
     // store's rounding).
     let mut looked = 0;
     while Utc::now() + chrono::Duration::milliseconds(100) < leased_until {
-        let j = api(&second, "GET", &format!("/jobs/{id}"), None);
+        let j = second.api(&format!("/jobs/{id}"), None);
         assert!(
             j["status"] == "running" && j["attempt"] == 1,
             "recovered before its lease expired at {leased_until}: {j}"
@@ -145,7 +113,7 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
         "the second server came up after the lease had expired at {leased_until}: nothing was checked"
     );
     let done = wait_for("the job to be recovered", Duration::from_secs(60), || {
-        let j = api(&second, "GET", &format!("/jobs/{id}"), None);
+        let j = second.api(&format!("/jobs/{id}"), None);
         matches!(j["status"].as_str(), Some("succeeded" | "failed")).then_some(j)
     });
     let lines = trace(&trace_file);
@@ -170,7 +138,7 @@ fn killed_mid_run(database_url: Option<&str>, retries: u32) {
         assert!(why.contains("stopped reporting"), "{why}");
         assert_eq!(lines.len(), 1, "ran again without retries: {lines:?}");
     }
-    let running = api(&second, "GET", "/jobs?status=running", None);
+    let running = second.api("/jobs?status=running", None);
     assert_eq!(running["total"], 0, "{running}");
 }
 

@@ -3,36 +3,11 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, script};
+use common::{Server, script, wait_for};
 use cronium_store::testing::TestPostgres;
 use serde_json::{Value, json};
-
-fn api(server: &Server, method: &str, path: &str, body: Option<Value>) -> Value {
-    let url = format!("{}/api/v1{path}", server.url);
-    let auth = format!("Bearer {}", server.admin_token());
-    let mut response = match (method, body) {
-        ("POST", Some(body)) => ureq::post(&url)
-            .header("Authorization", &auth)
-            .send_json(&body),
-        ("GET", None) => ureq::get(&url).header("Authorization", &auth).call(),
-        other => unreachable!("{other:?}"),
-    }
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    response.body_mut().read_json().unwrap()
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn run_follow_labels_each_nodes_lines_and_exits_with_the_runs_result() {
@@ -173,7 +148,7 @@ fn a_webhook_key_is_shown_once_works_and_never_reaches_the_log() {
     let run: Value = response.body_mut().read_json().unwrap();
     let id = run["id"].as_i64().unwrap();
     let done = wait_for("the run to end", Duration::from_secs(30), || {
-        let r = api(&server, "GET", &format!("/workflow-runs/{id}"), None);
+        let r = server.api(&format!("/workflow-runs/{id}"), None);
         (r["status"] != "running").then_some(r)
     });
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -216,18 +191,13 @@ fn killed_mid_run(database_url: Option<&str>) {
         ),
         ("c", format!("echo \"end c\" >> {t}\n")),
     ] {
-        api(
-            &first,
-            "POST",
-            "/events",
+        first.api("/events",
             Some(
                 json!({ "name": name, "interpreter": "bash", "content": body, "retries": 1, "retryDelay": "1s" }),
             ),
         );
     }
-    let workflow = api(
-        &first,
-        "POST",
+    let workflow = first.api(
         "/workflows",
         Some(json!({ "name": "chain", "nodes": [
             { "id": "a", "event": "a" },
@@ -235,9 +205,7 @@ fn killed_mid_run(database_url: Option<&str>) {
             { "id": "c", "event": "c", "after": ["b"] },
         ]})),
     );
-    let run = api(
-        &first,
-        "POST",
+    let run = first.api(
         &format!("/workflows/{}/run", workflow["id"]),
         Some(json!({})),
     )["id"]
@@ -255,7 +223,7 @@ fn killed_mid_run(database_url: Option<&str>) {
     let mut second = Server::spawn(&data, database_url, &env);
     second.wait_until_up();
     let done = wait_for("the run to end", Duration::from_secs(90), || {
-        let r = api(&second, "GET", &format!("/workflow-runs/{run}"), None);
+        let r = second.api(&format!("/workflow-runs/{run}"), None);
         (r["status"] != "running").then_some(r)
     });
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -266,14 +234,14 @@ fn killed_mid_run(database_url: Option<&str>) {
     assert_eq!(lines, ["end a", "end b", "end c"]);
     for node in done["nodes"].as_array().unwrap() {
         let event = node["eventId"].as_i64().unwrap();
-        let jobs = api(&second, "GET", &format!("/jobs?event={event}"), None);
+        let jobs = second.api(&format!("/jobs?event={event}"), None);
         assert_eq!(jobs["total"], 1, "node {}: {jobs}", node["node"]);
         let job = &jobs["items"][0];
         assert_eq!(job["id"], node["jobId"]);
         let attempts = if node["node"] == "b" { 2 } else { 1 };
         assert_eq!(job["attempt"], attempts, "{job}");
     }
-    let running = api(&second, "GET", "/jobs?status=running", None);
+    let running = second.api("/jobs?status=running", None);
     assert_eq!(running["total"], 0, "{running}");
 }
 

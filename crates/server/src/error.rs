@@ -342,6 +342,16 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// Like [`parse_json`], for a body that may be left out: an empty (or
+/// blank) body is `T::default()`.
+pub fn parse_optional_json<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(bytes)
+    }
+}
+
 /// Parses JSON, turning serde's error into a 400 that names the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut json: serde_json::Value = serde_json::from_slice(bytes)

@@ -147,6 +147,21 @@ impl Server {
     }
 
     /// Runs `cronium ARGS` as the local admin (token from the data dir).
+    /// `GET` (no body) or `POST` (a JSON body) to `/api/v1{path}` as the
+    /// admin; the JSON answer, which must be a success.
+    pub fn api(&self, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/api/v1{path}", self.url);
+        let auth = format!("Bearer {}", self.admin_token());
+        let mut response = match &body {
+            Some(body) => ureq::post(&url)
+                .header("Authorization", &auth)
+                .send_json(body),
+            None => ureq::get(&url).header("Authorization", &auth).call(),
+        }
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+        response.body_mut().read_json().unwrap()
+    }
+
     pub fn cronium(&self, args: &[&str]) -> Run {
         self.cronium_with(args, &[])
     }
@@ -324,4 +339,17 @@ pub fn script(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
     path.to_string_lossy().into_owned()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `limit`.
+#[track_caller]
+pub fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{PageBody, no_content, page, parse_time};
-use crate::error::{ApiError, JsonBody, PathParams, QueryParams, parse_json};
+use crate::error::{ApiError, JsonBody, PathParams, QueryParams, parse_optional_json};
 use crate::state::AppState;
 use crate::tokens::{Caller, Editor, Viewer};
 
@@ -863,11 +863,7 @@ pub async fn run(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // The body is optional: no body, no input.
-    let fields: RunFields = if body.iter().all(u8::is_ascii_whitespace) {
-        RunFields::default()
-    } else {
-        parse_json(&body)?
-    };
+    let fields: RunFields = parse_optional_json(&body)?;
     let job = run_now(&state, &caller, EventId(id), fields.input).await?;
     Ok((
         StatusCode::CREATED,

@@ -14,8 +14,8 @@ use cronium_store::{AuditEntry, RunFilter, RunNode, RunTrigger, StartedRun, Work
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::PageBody;
-use crate::error::{ApiError, PathParams, QueryParams, parse_json};
+use super::{PageBody, parse_time};
+use crate::error::{ApiError, PathParams, QueryParams, parse_optional_json};
 use crate::state::AppState;
 use crate::tokens::{Caller, Editor, Viewer};
 
@@ -195,11 +195,7 @@ pub async fn run(
     PathParams(id): PathParams<i64>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let fields: RunFields = if body.iter().all(u8::is_ascii_whitespace) {
-        RunFields::default()
-    } else {
-        parse_json(&body)?
-    };
+    let fields: RunFields = parse_optional_json(&body)?;
     let run = run_now(&state, &caller, WorkflowId(id), fields.input).await?;
     if run.status == RunStatus::Skipped {
         return Err(ApiError::conflict(
@@ -244,11 +240,7 @@ pub async fn list(
         since: q
             .since
             .as_deref()
-            .map(|s| {
-                DateTime::parse_from_rfc3339(s)
-                    .map(|t| t.to_utc())
-                    .map_err(|e| ApiError::invalid("since", format!("not an RFC 3339 time: {e}")))
-            })
+            .map(|t| parse_time(t, "since"))
             .transpose()?,
     };
     let found = state.store.list_workflow_runs(&filter, page).await?;
