@@ -193,6 +193,12 @@ pub(crate) type Tx<B> = Transaction<'static, <B as Backend>::Db>;
 pub(crate) enum Lock {
     /// The rows are about to change.
     Update,
+    /// One holder at a time, but rows that refer to these may still be
+    /// inserted meanwhile (PostgreSQL `FOR NO KEY UPDATE`): how an event is
+    /// held while its runs are decided, so that a transaction holding one
+    /// event can queue a job of another event someone else holds without
+    /// the two waiting on each other.
+    Exclusive,
     /// Nothing may change the rows meanwhile (a job whose logs are being
     /// appended).
     Share,

@@ -137,6 +137,7 @@ impl Backend for PgBackend {
     fn lock(select: &'static str, lock: Lock) -> Cow<'static, str> {
         let clause = match lock {
             Lock::Update => "FOR UPDATE",
+            Lock::Exclusive => "FOR NO KEY UPDATE",
             Lock::Share => "FOR SHARE",
             Lock::UpdateSkipLocked => "FOR UPDATE SKIP LOCKED",
         };
@@ -144,7 +145,7 @@ impl Backend for PgBackend {
     }
 
     async fn lock_event(tx: &mut Tx<Self>, id: EventId) -> Result<()> {
-        event_exists::<Self, _>(tx, id, Some(Lock::Update)).await
+        event_exists::<Self, _>(tx, id, Some(Lock::Exclusive)).await
     }
 
     fn json_array(value: &str, order: &str, from: &str) -> String {

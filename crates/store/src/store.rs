@@ -1203,7 +1203,7 @@ impl<B: Backend> Store for SqlStore<B> {
     ) -> Result<Vec<PayloadRecord>> {
         let mut tx = self.db.begin().await?;
         // Locked (PostgreSQL), so no update makes a version active meanwhile.
-        event_exists::<B, _>(&mut tx, event, Some(Lock::Update)).await?;
+        event_exists::<B, _>(&mut tx, event, Some(Lock::Exclusive)).await?;
         let mut pruned = sql(concat!(
             "DELETE FROM runner_payloads WHERE event_id = $1 AND NOT is_active \
              AND event_version NOT IN (SELECT event_version FROM runner_payloads \

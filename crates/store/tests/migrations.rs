@@ -1,7 +1,7 @@
-//! Upgrading a database that has data: a store opened on a database left at migration 0006 (notifications) with a channel, an event action, a job with its log and a delivery keeps them all through 0007 (email channels), 0008 (chains) and 0011 (server tags), on SQLite and PostgreSQL.
+//! Upgrading a database that has data: a store opened on a database left at migration 0006 (notifications) with a channel, an event action, a job with its log and a delivery keeps them all through 0007 (email channels), 0008 (chains), 0011 (server tags) and 0015 (workflow runs), on SQLite and PostgreSQL.
 //!
-//! SQLite's 0007 rebuilds `channels` and its 0008 `event_actions` and
-//! `jobs` (it cannot change a CHECK in place); done with foreign keys on,
+//! SQLite's 0007 rebuilds `channels`, its 0008 `event_actions` and
+//! `jobs`, and its 0015 `jobs` again (it cannot change a CHECK in place); done with foreign keys on,
 //! dropping an old table would delete every delivery and log line
 //! (`ON DELETE CASCADE`) and fail on every action (`RESTRICT`).
 //! These tests stop sqlx's migrator at 0006, write rows as that schema

@@ -330,7 +330,7 @@ async fn start_chained<B: Backend, C: Conn>(
         )));
     }
     // Held until the commit, so the overlap policy sees every earlier run.
-    event_exists::<B, _>(conn, target, Some(Lock::Update)).await?;
+    event_exists::<B, _>(conn, target, Some(Lock::Exclusive)).await?;
     let Some(event) = fetch_event::<B, _>(conn, target).await? else {
         return Ok(not_started(format!("event {target} no longer exists")));
     };
