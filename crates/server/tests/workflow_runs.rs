@@ -360,6 +360,19 @@ both_backends! {
         let shown = app.get(&format!("/api/v1/workflows/{id}")).expect(200);
         assert_eq!(shown["hasWebhook"], true);
         assert!(!shown.to_string().contains(&hook["key"].as_str().unwrap()[4..]), "{shown}");
+        // Its page says a key is set, never what it is; a cron workflow's
+        // says when it fires next.
+        app.set_password("admin", "a password for the workflow page");
+        let mut browser = app.browser().signed_in("admin", "a password for the workflow page");
+        let page = browser.get(&format!("/workflows/{id}")).text();
+        assert!(page.contains("<dt>Webhook key</dt><dd>set (rotate it with cronium workflow hook)</dd>"), "{page}");
+        assert!(!page.contains(&hook["key"].as_str().unwrap()[4..]), "the key is on the page");
+        let nightly = apply(&app, json!({
+            "name": "nightly", "trigger": { "type": "cron", "cron": "0 3 * * *", "timezone": "UTC" },
+            "nodes": [{ "id": "receive", "event": "receive" }],
+        }));
+        let page = browser.get(&format!("/workflows/{nightly}")).text();
+        assert!(page.contains("<dt>Next fire</dt><dd>") && page.contains("03:00:00"), "{page}");
         // Applying it again changes nothing and shows no key.
         let again = app.post("/api/v1/workflows", applied["definition"].clone()).expect(200);
         assert!(again.get("webhook").is_none(), "{again}");

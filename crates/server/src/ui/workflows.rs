@@ -189,7 +189,7 @@ impl WorkflowPage {
         let w = workflow(state, id).await?;
         let spec = spec_of(&w.definition)?;
         let (runs, total_runs) = runs_of(state, w.id, RECENT_RUNS).await?;
-        let facts = vec![
+        let mut facts = vec![
             ("Version", format!("v{}", w.version)),
             ("Trigger", describe(spec.trigger())),
             ("Nodes", spec.nodes().len().to_string()),
@@ -201,6 +201,18 @@ impl WorkflowPage {
             ("Created", time(w.created_at)),
             ("Updated", time(w.updated_at)),
         ];
+        if let Some(at) = w.next_fire_at {
+            facts.push(("Next fire", time(at)));
+        }
+        if matches!(spec.trigger(), WorkflowTrigger::Webhook { .. }) {
+            // The key itself was shown once, when it was made.
+            let key = if w.hook {
+                "set (rotate it with cronium workflow hook)"
+            } else {
+                "none"
+            };
+            facts.push(("Webhook key", key.into()));
+        }
         Ok(WorkflowPage {
             shell: shell.at("workflows"),
             id,
