@@ -110,7 +110,13 @@ pub enum Purpose {
     VariableValue,
     /// A signed workflow webhook's signing secret (`whsec_…`, as text).
     WorkflowHookSecret,
+    /// The master key's canary ([`CANARY`]): proves which key a database's
+    /// secrets are sealed with.
+    MasterKeyCanary,
 }
+
+/// What the master key's canary seals.
+pub const CANARY: &[u8] = b"cronium master key canary v1";
 
 impl Purpose {
     pub fn label(self) -> &'static str {
@@ -122,6 +128,7 @@ impl Purpose {
             Purpose::ChannelUrl => "channel-url",
             Purpose::ChannelSmtpPassword => "channel-smtp-password",
             Purpose::WorkflowHookSecret => "workflow-hook-secret",
+            Purpose::MasterKeyCanary => "master-key-canary",
             Purpose::VariableValue => "variable-value",
         }
     }
@@ -198,6 +205,17 @@ impl Sealer {
                 },
             )
             .map_err(|_| SealError::Unauthentic)
+    }
+
+    /// The master key's canary, sealed with this key.
+    pub fn seal_canary(&self) -> Vec<u8> {
+        self.seal(Purpose::MasterKeyCanary, CANARY)
+    }
+
+    /// Whether `sealed` is the canary sealed with this very key.
+    pub fn opens_canary(&self, sealed: &[u8]) -> bool {
+        self.open(Purpose::MasterKeyCanary, sealed)
+            .is_ok_and(|plain| plain == CANARY)
     }
 
     /// Seals a secret environment. The names stay readable (they are not
@@ -440,6 +458,18 @@ mod tests {
         assert_eq!(s.open_smtp_password(&password).unwrap(), "hunter2");
         assert!(s.open_channel_secret(&password).is_err());
         assert!(s.open_smtp_password(&s.seal_channel_url("x")).is_err());
+    }
+
+    #[test]
+    fn the_canary_opens_only_under_the_key_that_sealed_it() {
+        let mine = Sealer::new(&MasterKey::generate());
+        let theirs = Sealer::new(&MasterKey::generate());
+        let canary = mine.seal_canary();
+        assert!(mine.opens_canary(&canary));
+        assert!(!theirs.opens_canary(&canary));
+        // Another sealed value is no canary, even under the right key.
+        assert!(!mine.opens_canary(&mine.seal(Purpose::ChannelSecret, CANARY)));
+        assert!(!mine.opens_canary(&mine.seal(Purpose::MasterKeyCanary, b"something else")));
     }
 
     #[test]

@@ -172,6 +172,23 @@ pub async fn start(config: Config) -> Result<Running> {
         .with_context(|| format!("cannot open database {}", config::redact_url(&url)))?;
     tracing::info!(backend = store.backend(), database = %config::redact_url(&url), "database ready");
 
+    let sealer = secrets::Sealer::new(&key);
+    let canary = store
+        .master_key_canary(&sealer.seal_canary(), now())
+        .await
+        .context("cannot read the master key's canary")?;
+    if !sealer.opens_canary(&canary) {
+        let source = match config.master_key {
+            Some(_) => "CRONIUM_MASTER_KEY".to_string(),
+            None => data_dir.join(MASTER_KEY_FILE).display().to_string(),
+        };
+        anyhow::bail!(
+            "the master key ({source}) is not the key this database's secrets are sealed with: \
+             every server on one database needs the same master key (copy master.key from a \
+             server that uses this database, or set CRONIUM_MASTER_KEY to it); refusing to start"
+        );
+    }
+
     let admin = store
         .ensure_admin(now())
         .await
@@ -217,7 +234,6 @@ pub async fn start(config: Config) -> Result<Running> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local_addr = listener.local_addr()?;
-    let sealer = secrets::Sealer::new(&key);
     // Where HTTP events may go: the API checks it when one is saved, the
     // executor again at every run.
     let http_guard = cronium_exec::Guard::new(config.http_allow.clone());

@@ -867,6 +867,10 @@ pub trait Store: Send + Sync {
 
     // --- users and tokens ---------------------------------------------------
 
+    /// The master key's canary: records `sealed` (a fixed text sealed with
+    /// this server's key) unless one is recorded, and returns the recorded
+    /// one, for the caller to check that its key opens it.
+    async fn master_key_canary(&self, sealed: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>>;
     /// Returns the first admin user, creating `admin` if there is none.
     async fn ensure_admin(&self, now: DateTime<Utc>) -> Result<User>;
     async fn get_user(&self, id: UserId) -> Result<User>;

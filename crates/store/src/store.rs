@@ -451,6 +451,28 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(())
     }
 
+    async fn master_key_canary(&self, sealed: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>> {
+        let mut tx = self.db.begin().await?;
+        // The first server to open the database records its canary; a
+        // concurrent first start loses the insert and reads the winner's.
+        sql(
+            "INSERT INTO master_key_canary (id, sealed, created_at) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(sealed.to_vec())
+        .bind(truncate(now))
+        .execute(&mut tx)
+        .await?;
+        let row = sql("SELECT sealed FROM master_key_canary WHERE id = 1")
+            .fetch_one(&mut tx)
+            .await?;
+        let recorded = Reader::new(&row, "master_key_canary")
+            .opt_bytes("sealed")?
+            .unwrap_or_default();
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
     async fn ensure_admin(&self, now: DateTime<Utc>) -> Result<User> {
         let now = truncate(now);
         let mut tx = self.db.begin().await?;
