@@ -14,6 +14,10 @@
 //! files that no row names. Rows are deleted before their files, for the
 //! same reason: the worst a crash leaves is a file without a row, which the
 //! sweep cleans up, never a row without its file.
+//!
+//! The store also keeps every payload's bytes by checksum, so the files of
+//! one server are a cache: [`PayloadFiles::ensure_local`] fetches a payload
+//! another server on the same database wrote.
 
 use std::collections::HashSet;
 use std::fs;
@@ -24,8 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use cronium_core::{EventId, EventSpec};
-use cronium_payload::checksum_path;
-use cronium_store::{PayloadFile, PayloadRecord, PayloadWriter};
+use cronium_payload::{Sha256Digest, checksum_path, write_atomically};
+use cronium_store::{PayloadFile, PayloadRecord, PayloadWriter, Store};
 
 use crate::files::create_private_dir;
 
@@ -58,6 +62,50 @@ impl PayloadFiles {
     /// Payloads generated (and committed) since start-up.
     pub fn generated(&self) -> u64 {
         self.generated.load(Ordering::Relaxed)
+    }
+
+    /// Makes sure the payload a row (or a job) names is on this server's
+    /// disk: when it is not (another server on the database wrote it), its
+    /// bytes are fetched from the database by checksum, checked against it,
+    /// and written where the row says, with their checksum file, as this
+    /// server's cache. Returns the path.
+    pub async fn ensure_local(
+        &self,
+        store: &dyn Store,
+        relative: &str,
+        checksum: &str,
+    ) -> Result<PathBuf, String> {
+        let path = self.resolve(relative);
+        if path.exists() {
+            return Ok(path);
+        }
+        let bytes = store
+            .payload_blob(checksum)
+            .await
+            .map_err(|e| format!("cannot fetch payload {relative} from the database: {e}"))?
+            .ok_or_else(|| {
+                format!("payload {relative} is neither on this server's disk nor in the database")
+            })?;
+        let digest = Sha256Digest::of(&bytes);
+        if digest.to_hex() != checksum {
+            return Err(format!(
+                "payload {relative} from the database does not match its checksum"
+            ));
+        }
+        let dir = path.parent().expect("payload paths have a directory");
+        create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // The checksum file first: a payload file is only ever beside its own.
+        write_atomically(
+            &checksum_path(&path),
+            digest.checksum_line(&name).as_bytes(),
+        )
+        .and_then(|()| write_atomically(&path, &bytes))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
     }
 
     /// A writer for one store call.
@@ -222,6 +270,7 @@ impl PayloadWriter for DiskWriter {
             payload_path: relative,
             payload_size: built.bytes.len() as u64,
             checksum: built.digest.to_hex(),
+            bytes: built.bytes.clone(),
         })
     }
 }

@@ -226,7 +226,11 @@ impl JobRun {
                 Ok(call) => self.run_http(&call, &mut log, &fence, cancel).await,
                 Err(reason) => Some((RunReport::failed(reason), Value::Null)),
             },
-            None => match self.request(&job, &event, &fence) {
+            None => match self
+                .local_payload(&job)
+                .await
+                .and_then(|()| self.request(&job, &event, &fence))
+            {
                 Ok(request) if event.spec.run_location == RunLocation::Remote => {
                     self.run_remote(request, &event, &mut log, &fence, cancel)
                         .await
@@ -424,6 +428,18 @@ impl JobRun {
             expect_status: http.expect_status.clone(),
             timeout: event.spec.timeout,
         })
+    }
+
+    /// Puts the payload the job pinned on this server's disk if it is not
+    /// there (another server on the database wrote it).
+    async fn local_payload(&self, job: &Job) -> Result<(), String> {
+        let text = |key: &str| job.metadata.get(key).and_then(|v| v.as_str());
+        if let (Some(payload), Some(checksum)) = (text("payloadPath"), text("checksum")) {
+            self.payloads
+                .ensure_local(&*self.store, payload, checksum)
+                .await?;
+        }
+        Ok(())
     }
 
     /// What to run: the payload the job pinned, and the environment that

@@ -203,7 +203,29 @@ pub async fn start(config: Config) -> Result<Running> {
         tracing::info!(path = %path.display(), "removed a payload file that no row references");
     }
     for path in &report.missing {
-        tracing::warn!(path = %path.display(), "a payload row references a missing file");
+        // Another server wrote it: fetched from the database when needed.
+        tracing::debug!(path = %path.display(), "a payload is not on this server's disk");
+    }
+    // Payloads recorded before the database kept their bytes are stored
+    // now, from this server's files, so every server can run them.
+    for row in store
+        .payloads_without_blob()
+        .await
+        .context("cannot list payloads")?
+    {
+        let path = payloads.resolve(&row.payload_path);
+        match std::fs::read(&path) {
+            Ok(bytes) if cronium_payload::Sha256Digest::of(&bytes).to_hex() == row.checksum => {
+                store
+                    .put_payload_blob(&row.checksum, &bytes, now())
+                    .await
+                    .context("cannot store a payload's bytes")?;
+            }
+            _ => tracing::warn!(
+                path = %path.display(),
+                "a payload is neither on this server's disk (as its checksum says) nor in the database"
+            ),
+        }
     }
 
     let executor = cronium_exec::LocalExecutor::new(cronium_exec::ExecutorConfig {

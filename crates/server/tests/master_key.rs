@@ -1,4 +1,4 @@
-//! Every server on one database must use the same master key: the database remembers the key its secrets are sealed with (a sealed canary), a server started with another key refuses to start and says so, and one with the same key starts and serves the same data; on SQLite and PostgreSQL.
+//! Every server on one database must use the same master key, and needs nothing from another's disk: the database remembers the key its secrets are sealed with (a sealed canary), a server started with another key refuses to start and says so, and one with the same key and an empty data dir runs an event another server created (its payload fetched from the database); on SQLite and PostgreSQL.
 
 mod common;
 
@@ -7,8 +7,8 @@ use cronium_engine::secrets::MasterKey;
 use serde_json::json;
 
 both_backends! {
-    fn a_server_with_another_master_key_refuses_to_start(backend: Backend) {
-        let app = TestApp::spawn(backend);
+    fn a_server_needs_the_same_master_key_and_nothing_from_another_servers_disk(backend: Backend) {
+        let mut app = TestApp::spawn(backend);
         let event = app.create_event(json!({
             "name": "sealed", "interpreter": "bash",
             "content": "echo \"${#TOKEN} characters\"\n",
@@ -40,18 +40,37 @@ both_backends! {
         let job = common::run_to_end(&app, event["id"].as_i64().unwrap());
         assert_eq!(common::output(&app, job["id"].as_i64().unwrap(), "stdout"), "12 characters\n");
 
-        // With the first server's key (CRONIUM_MASTER_KEY), it starts and
-        // serves the same data.
+        // With the first server's key (CRONIUM_MASTER_KEY), it starts.
+        // With the first server gone, it runs the event the first one
+        // created: the payload comes from the database (this data dir has
+        // none), the secret opens under the shared key.
         config.master_key = Some(MasterKey::from_hex(&first_key).unwrap());
         let second = runtime.block_on(cronium_server::start(config)).unwrap();
+        app.stop();
         let token = std::fs::read_to_string(second.data_dir().join("admin.token")).unwrap();
-        let url = format!("http://{}/api/v1/events/{}", second.local_addr(), event["id"]);
-        let mut answer = ureq::get(&url)
-            .header("Authorization", &format!("Bearer {}", token.trim()))
-            .call()
+        let base = format!("http://{}/api/v1", second.local_addr());
+        let auth = format!("Bearer {}", token.trim());
+        let get = |path: &str| -> serde_json::Value {
+            ureq::get(&format!("{base}{path}")).header("Authorization", &auth).call().unwrap().body_mut().read_json().unwrap()
+        };
+        let queued: serde_json::Value = ureq::post(&format!("{base}/events/{}/run", event["id"]))
+            .header("Authorization", &auth)
+            .send_json(json!({}))
+            .unwrap()
+            .body_mut()
+            .read_json()
             .unwrap();
-        let shown: serde_json::Value = answer.body_mut().read_json().unwrap();
-        assert_eq!(shown["secretEnv"], event["secretEnv"], "{shown}");
+        let id = queued["id"].as_i64().unwrap();
+        let done = common::wait_for("the job on the second server", std::time::Duration::from_secs(30), || {
+            let job = get(&format!("/jobs/{id}"));
+            (!matches!(job["status"].as_str(), Some("queued" | "running"))).then_some(job)
+        });
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let lines = get(&format!("/jobs/{id}/logs"));
+        let stdout: Vec<&str> = lines["items"].as_array().unwrap().iter()
+            .filter(|l| l["stream"] == "stdout").filter_map(|l| l["text"].as_str()).collect();
+        assert_eq!(stdout, ["12 characters\n"]);
+        assert!(second.data_dir().join(done["payloadPath"].as_str().unwrap()).exists(), "kept as the second server's cache");
         runtime.block_on(second.stop()).unwrap();
     }
 }

@@ -117,6 +117,9 @@ pub struct PayloadFile {
     pub checksum_path: String,
     pub payload_size: u64,
     pub checksum: String,
+    /// The archive itself: the store keeps it by checksum, so that a
+    /// server without the file can fetch it.
+    pub bytes: Vec<u8>,
 }
 
 /// Writes a payload's files. The store calls it inside the transaction that
@@ -1011,6 +1014,18 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<PayloadRecord>>;
     /// Every payload row, for the start-up sweep of the payload directory.
     async fn all_payloads(&self) -> Result<Vec<PayloadRecord>>;
+    /// A payload's bytes by checksum; `None` when no payload has it.
+    async fn payload_blob(&self, checksum: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores a payload's bytes under their checksum unless they are there
+    /// (for payloads recorded before the store kept bytes); whether it did.
+    async fn put_payload_blob(
+        &self,
+        checksum: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// The checksums of payload rows whose bytes the store does not keep.
+    async fn payloads_without_blob(&self) -> Result<Vec<PayloadRecord>>;
 
     // --- servers ----------------------------------------------------------------
 

@@ -378,12 +378,30 @@ async fn make_payload<C: Conn>(
     .bind(event.updated_at)
     .fetch_one(conn)
     .await?;
+    sql(
+        "INSERT INTO payload_blobs (checksum, bytes, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (checksum) DO NOTHING",
+    )
+    .bind(file.checksum.as_str())
+    .bind(file.bytes.clone())
+    .bind(event.updated_at)
+    .execute(conn)
+    .await?;
     sql("UPDATE events SET payload_version = $2, last_payload_version = $2 WHERE id = $1")
         .bind(event.id.0)
         .bind(version as i64)
         .execute(conn)
         .await?;
     rows::payload(&row)
+}
+
+/// Deletes the payload bytes no payload row references any more.
+async fn drop_unused_blobs<C: Conn>(conn: &mut C) -> Result<()> {
+    sql("DELETE FROM payload_blobs WHERE NOT EXISTS \
+         (SELECT 1 FROM runner_payloads p WHERE p.checksum = payload_blobs.checksum)")
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 async fn fetch_server<B: Backend, C: Conn>(
@@ -1184,6 +1202,7 @@ impl<B: Backend> Store for SqlStore<B> {
         if deleted == 0 {
             return Err(StoreError::NotFound { what: "event" });
         }
+        drop_unused_blobs(&mut tx).await?;
         insert_audit(&mut tx, &rows::audit_entry(audit, Some(id.0))).await?;
         tx.commit().await?;
         Ok(payloads)
@@ -1242,9 +1261,52 @@ impl<B: Backend> Store for SqlStore<B> {
         pruned.sort_by_key(|p| std::cmp::Reverse(p.event_version));
         if !pruned.is_empty() {
             insert_audit(&mut tx, &rows::prune_audit(audit, event, &pruned)).await?;
+            drop_unused_blobs(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(pruned)
+    }
+
+    async fn payload_blob(&self, checksum: &str) -> Result<Option<Vec<u8>>> {
+        let row = sql("SELECT bytes FROM payload_blobs WHERE checksum = $1")
+            .bind(checksum.to_string())
+            .fetch_optional(&mut self.db.pool())
+            .await?;
+        row.map(|row| Reader::new(&row, "payload_blobs").opt_bytes("bytes"))
+            .transpose()
+            .map(Option::flatten)
+    }
+
+    async fn put_payload_blob(
+        &self,
+        checksum: &str,
+        bytes: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let inserted = sql(
+            "INSERT INTO payload_blobs (checksum, bytes, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (checksum) DO NOTHING",
+        )
+        .bind(checksum.to_string())
+        .bind(bytes.to_vec())
+        .bind(truncate(now))
+        .execute(&mut self.db.writer())
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn payloads_without_blob(&self) -> Result<Vec<PayloadRecord>> {
+        sql(concat!(
+            "SELECT ",
+            payload_columns!(),
+            " FROM runner_payloads p WHERE NOT EXISTS \
+             (SELECT 1 FROM payload_blobs b WHERE b.checksum = p.checksum) ORDER BY id"
+        ))
+        .fetch_all(&mut self.db.pool())
+        .await?
+        .iter()
+        .map(rows::payload)
+        .collect()
     }
 
     async fn all_payloads(&self) -> Result<Vec<PayloadRecord>> {

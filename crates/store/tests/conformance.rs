@@ -186,6 +186,7 @@ conformance!(
     an_event_a_workflow_runs_cannot_be_deleted_until_the_workflow_goes,
     a_run_advances_as_its_jobs_end_and_the_reconciler_repairs_what_it_missed,
     a_run_keeps_at_most_16_mib_of_outputs_and_ended_runs_are_pruned,
+    payload_bytes_are_kept_by_checksum_until_no_version_names_them,
 );
 
 // --- fixtures -------------------------------------------------------------
@@ -231,6 +232,7 @@ impl PayloadWriter for Recorder {
             checksum_path: format!("payloads/{event}/v{version}.tar.gz.sha256"),
             payload_size: spec.content.len() as u64,
             checksum: format!("{:064x}", event.0 * 1000 + version as i64),
+            bytes: spec.content.as_bytes().to_vec(),
         })
     }
 }
@@ -5842,4 +5844,48 @@ async fn a_run_keeps_at_most_16_mib_of_outputs_and_ended_runs_are_pruned(b: Back
         store.get_workflow_run(active.id).await.unwrap().status,
         RunStatus::Running
     );
+}
+
+async fn payload_bytes_are_kept_by_checksum_until_no_version_names_them(b: Backend) {
+    let store = &*b.store;
+    let owner = admin(store).await;
+    let event = create(store, owner, spec("kept")).await;
+    let first = store.get_payload(event.id, 1).await.unwrap();
+    // The Recorder's bytes are the script itself.
+    assert_eq!(
+        store.payload_blob(&first.checksum).await.unwrap(),
+        Some(b"echo hello\n".to_vec())
+    );
+    let (_, second) = set_content(store, event.id, "echo two\n").await;
+    let second = second.unwrap();
+    assert_eq!(
+        store.payload_blob(&second.checksum).await.unwrap(),
+        Some(b"echo two\n".to_vec())
+    );
+    assert!(store.payloads_without_blob().await.unwrap().is_empty());
+    // Pruning version 1 drops its bytes; version 2's stay.
+    prune(store, event.id, 1).await.unwrap();
+    assert_eq!(store.payload_blob(&first.checksum).await.unwrap(), None);
+    assert!(
+        store
+            .payload_blob(&second.checksum)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Bytes for a row recorded before the store kept them: stored once.
+    assert!(
+        !store
+            .put_payload_blob(&second.checksum, b"echo two\n", t(0))
+            .await
+            .unwrap()
+    );
+    // Deleting the event drops the rest.
+    store
+        .delete_event(event.id, &audit("event.delete", "event"))
+        .await
+        .unwrap();
+    assert_eq!(store.payload_blob(&second.checksum).await.unwrap(), None);
+    assert!(store.put_payload_blob("ab", b"x", t(0)).await.unwrap());
+    assert_eq!(store.payload_blob("ab").await.unwrap(), Some(b"x".to_vec()));
 }

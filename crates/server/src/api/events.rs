@@ -1000,7 +1000,11 @@ pub async fn download(
     PathParams((id, version)): PathParams<(i64, u64)>,
 ) -> Result<Response, ApiError> {
     let row = state.store.get_payload(EventId(id), version).await?;
-    let path = state.payloads.resolve(&row.payload_path);
+    let path = state
+        .payloads
+        .ensure_local(&*state.store, &row.payload_path, &row.checksum)
+        .await
+        .map_err(ApiError::internal)?;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))?;

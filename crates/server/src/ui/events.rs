@@ -581,7 +581,11 @@ async fn payload_files(
     state: &AppState,
     row: &PayloadRecord,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let path = state.payloads.resolve(&row.payload_path);
+    let path = state
+        .payloads
+        .ensure_local(&*state.store, &row.payload_path, &row.checksum)
+        .await
+        .map_err(ApiError::internal)?;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|e| ApiError::internal(format!("cannot read {}: {e}", path.display())))?;
