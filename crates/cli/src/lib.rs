@@ -24,6 +24,7 @@ pub mod follow;
 pub mod import_cmd;
 pub mod inventory;
 pub mod job_cmd;
+pub mod node_cmd;
 pub mod payload_cmd;
 pub mod serve_cmd;
 pub mod server_cmd;
@@ -40,6 +41,7 @@ pub use client::ClientArgs;
 pub use event_cmd::EventCommand;
 pub use import_cmd::ImportCommand;
 pub use job_cmd::JobCommand;
+pub use node_cmd::NodeCommand;
 pub use payload_cmd::PayloadCommand;
 pub use serve_cmd::ServeArgs;
 pub use server_cmd::ServerCommand;
@@ -103,12 +105,19 @@ pub enum Command {
         command: VarCommand,
     },
     /// Workflows (DAGs of events) kept in YAML or JSON files: apply, list,
-    /// show, delete.
+    /// show, run, runs, retry, cancel, hook, delete.
     Workflow {
         #[command(flatten)]
         client: ClientArgs,
         #[command(subcommand)]
         command: WorkflowCommand,
+    },
+    /// The servers that use the same database: list.
+    Node {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: NodeCommand,
     },
     /// API tokens: create, list, revoke.
     Token {
@@ -152,6 +161,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Channel { client, command } => channel_cmd::run(command, &client, out).map(done),
         Command::Var { client, command } => var_cmd::run(command, &client, out),
         Command::Workflow { client, command } => workflow_cmd::run(command, &client, out),
+        Command::Node { client, command } => node_cmd::run(command, &client, out).map(done),
         Command::Token { client, command } => token_cmd::run(command, &client, out).map(done),
         Command::Import { client, command } => import_cmd::run(command, &client, out),
         Command::Completions(args) => docs_cmd::completions(&args, out).map(done),

@@ -10,6 +10,7 @@ pub mod deliveries;
 pub mod files;
 pub mod helpers;
 pub mod live;
+pub mod nodes;
 pub mod payloads;
 mod retry;
 pub mod running;

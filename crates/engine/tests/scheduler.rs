@@ -48,6 +48,7 @@ on_both!(
     an_expired_lease_is_recovered_by_a_tick,
     workers_fill_their_slots_and_no_more,
     a_workflow_trigger_starts_one_run_per_fire_however_many_schedulers_tick,
+    a_heartbeat_is_stamped_by_the_database_and_reports_a_clock_far_off,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -513,4 +514,38 @@ async fn a_workflow_trigger_starts_one_run_per_fire_however_many_schedulers_tick
         .filter(|j| j.trigger == cronium_core::Trigger::Workflow)
         .count();
     assert_eq!(node_jobs, 2);
+}
+
+async fn a_heartbeat_is_stamped_by_the_database_and_reports_a_clock_far_off(
+    url: &str,
+    _dir: &std::path::Path,
+) {
+    let store = cronium_store::open(url).await.unwrap();
+    let beat = cronium_engine::nodes::Heartbeat::new(
+        store.clone(),
+        "host/1/ab".into(),
+        "127.0.0.1:8080".into(),
+        t0(),
+        Default::default(),
+    );
+    // This server's clock an hour ahead: the row's time is the database's,
+    // and the offset says how far off this one is.
+    let ahead = Utc::now() + TimeDelta::hours(1);
+    let offset = beat.tick(ahead).await.unwrap();
+    assert!((offset - 3_600_000).abs() < 5_000, "{offset}");
+    let (nodes, database_now) = store.list_nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    let node = &nodes[0];
+    assert_eq!(
+        (node.id.as_str(), node.address.as_str(), node.started_at),
+        ("host/1/ab", "127.0.0.1:8080", t0())
+    );
+    assert_eq!(node.clock_offset_ms, offset);
+    assert!(
+        node.heartbeat_at <= database_now && node.heartbeat_at < ahead - TimeDelta::minutes(59)
+    );
+    // The next heartbeat updates the same row.
+    let offset = beat.tick(Utc::now()).await.unwrap();
+    assert!(offset.abs() < 5_000, "{offset}");
+    assert_eq!(store.list_nodes().await.unwrap().0.len(), 1);
 }

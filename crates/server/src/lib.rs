@@ -315,6 +315,14 @@ pub async fn start(config: Config) -> Result<Running> {
     tokio::spawn(scheduler.run(shutdown.clone()));
     tokio::spawn(workers.run(shutdown.clone()));
     tokio::spawn(deliveries.run(shutdown.clone()));
+    let heartbeat = cronium_engine::nodes::Heartbeat::new(
+        store.clone(),
+        owner.clone(),
+        local_addr.to_string(),
+        now(),
+        running.clone(),
+    );
+    tokio::spawn(heartbeat.run(shutdown.clone()));
 
     let app = api::router(state::AppState::new(state::Shared {
         store,

@@ -1280,6 +1280,28 @@ fn workflow_paths() -> [(&'static str, Value); 9] {
 
 /// The document.
 pub fn document() -> Value {
+    let nodes_body = json!({
+        "type": "object",
+        "required": ["items", "databaseTime"],
+        "properties": {
+            "items": { "type": "array", "items": {
+                "type": "object",
+                "required": ["id", "address", "version", "startedAt", "heartbeatAt", "alive", "clockOffsetMs", "clockSkewed", "runningJobs"],
+                "properties": {
+                    "id": { "type": "string", "description": "The server's lease owner name (host/pid/tag)" },
+                    "address": { "type": "string", "description": "Where it listens" },
+                    "version": { "type": "string" },
+                    "startedAt": { "type": "string", "format": "date-time" },
+                    "heartbeatAt": { "type": "string", "format": "date-time", "description": "The database's clock at its last heartbeat" },
+                    "alive": { "type": "boolean", "description": "Heartbeated within the last 15 s of the database's clock" },
+                    "clockOffsetMs": { "type": "integer", "description": "Its clock minus the database's, at its last heartbeat" },
+                    "clockSkewed": { "type": "boolean", "description": "More than 2 s off" },
+                    "runningJobs": { "type": "integer", "minimum": 0 }
+                }
+            } },
+            "databaseTime": { "type": "string", "format": "date-time", "description": "The database's clock now" }
+        }
+    });
     let event_id = path_id("event");
     let server_id = path_id("server");
     let [limit, offset] = page_params();
@@ -1445,6 +1467,9 @@ pub fn document() -> Value {
             },
             "/api/v1/audit": {
                 "get": op("listAudit", "The audit log, newest first", Some("admin"), &[limit, offset], None, ok("A page of audit records", page_of("AuditRecord")))
+            },
+            "/api/v1/nodes": {
+                "get": op("listNodes", "The servers that use this database, as each last heartbeated (every 5 s, stamped with the database's clock)", Some("viewer"), &[], None, ok("The servers", nodes_body))
             }
         }
     });

@@ -66,6 +66,7 @@ const ROLES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/hooks/workflows/{key}", None),
     ("GET", "/api/v1/workflow-runs", Some("viewer")),
     ("GET", "/api/v1/workflow-runs/{id}", Some("viewer")),
+    ("GET", "/api/v1/nodes", Some("viewer")),
     ("POST", "/api/v1/workflow-runs/{id}/cancel", Some("editor")),
     ("POST", "/api/v1/workflow-runs/{id}/retry", Some("editor")),
     ("GET", "/api/v1/audit", Some("admin")),

@@ -256,6 +256,10 @@ pub(crate) trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// holds a job lock never waits for an event, so the two cannot deadlock.
     async fn lock_event(tx: &mut Tx<Self>, id: EventId) -> Result<()>;
 
+    /// The database's clock, which every server on it shares (SQLite's is
+    /// this machine's: its one server's).
+    async fn clock(tx: &mut Tx<Self>) -> Result<DateTime<Utc>>;
+
     /// A scalar subquery: the JSON array (as text) of `value` over the rows of
     /// `from`, ordered by `order`, `[]` when there are none. SQLite spells it
     /// `json_group_array`; PostgreSQL `json_agg`, which gives NULL for no

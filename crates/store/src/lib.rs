@@ -683,6 +683,34 @@ pub enum Applied {
     Unchanged,
 }
 
+/// What a server reports of itself at each heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeBeat {
+    /// Its lease owner name.
+    pub id: String,
+    /// Where it listens.
+    pub address: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    /// Its own clock when it sent the heartbeat.
+    pub local_now: DateTime<Utc>,
+    pub running_jobs: u64,
+}
+
+/// A server that uses the database, as it last reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub id: String,
+    pub address: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    /// The database's clock at its last heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Its clock minus the database's, at that heartbeat.
+    pub clock_offset_ms: i64,
+    pub running_jobs: u64,
+}
+
 /// A workflow's webhook key, as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowHook {
@@ -870,6 +898,12 @@ pub trait Store: Send + Sync {
 
     // --- users and tokens ---------------------------------------------------
 
+    /// Records a server's heartbeat, stamped with the database's clock
+    /// (which every server shares), and returns that clock's time.
+    async fn node_heartbeat(&self, beat: &NodeBeat) -> Result<DateTime<Utc>>;
+    /// Every server that has heartbeated, newest start first, with the
+    /// database's clock now (to judge which are alive).
+    async fn list_nodes(&self) -> Result<(Vec<Node>, DateTime<Utc>)>;
     /// The master key's canary: records `sealed` (a fixed text sealed with
     /// this server's key) unless one is recorded, and returns the recorded
     /// one, for the caller to check that its key opens it.

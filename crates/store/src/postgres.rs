@@ -148,6 +148,13 @@ impl Backend for PgBackend {
         event_exists::<Self, _>(tx, id, Some(Lock::Exclusive)).await
     }
 
+    async fn clock(tx: &mut Tx<Self>) -> Result<DateTime<Utc>> {
+        let row = sql("SELECT clock_timestamp() AS now").fetch_one(tx).await?;
+        crate::rows::Reader::new(&row, "clock")
+            .opt_time("now")?
+            .ok_or_else(|| StoreError::Backend("the database has no clock".into()))
+    }
+
     fn json_array(value: &str, order: &str, from: &str) -> String {
         format!("(SELECT COALESCE(json_agg({value} ORDER BY {order}), '[]')::text FROM {from})")
     }

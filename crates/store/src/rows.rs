@@ -22,7 +22,7 @@ use cronium_payload::{EnvKey, Interpreter};
 
 use crate::{
     Action, Actor, ApiToken, AuditEntry, AuditRecord, Channel, Credentials, Delivery,
-    DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, PageRequest, PayloadFile,
+    DeliveryReason, DeliveryStatus, Event, Job, LogLine, LogStream, Node, PageRequest, PayloadFile,
     PayloadRecord, RunNode, RunTrigger, ScheduleState, Server, ServerCheck, Session, StoreError,
     StoredValue, StoredVariable, User, Workflow, WorkflowRun, WorkflowVersion,
 };
@@ -480,6 +480,22 @@ where
         version: r.unsigned("version")?,
         definition: r.json("definition")?,
         created_at: r.time("created_at")?,
+    })
+}
+
+pub(crate) fn node<R>(row: &R) -> Result<Node, StoreError>
+where
+    R: StoreRow,
+{
+    let r = Reader::new(row, "nodes");
+    Ok(Node {
+        id: r.text("id")?,
+        address: r.text("address")?,
+        version: r.text("version")?,
+        started_at: r.time("started_at")?,
+        heartbeat_at: r.time("heartbeat_at")?,
+        clock_offset_ms: r.int("clock_offset_ms")?,
+        running_jobs: r.unsigned("running_jobs")?,
     })
 }
 

@@ -186,6 +186,10 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
+    async fn clock(_tx: &mut Tx<Self>) -> Result<DateTime<Utc>> {
+        Ok(Utc::now())
+    }
+
     fn json_array(value: &str, order: &str, from: &str) -> String {
         format!("(SELECT json_group_array({value} ORDER BY {order}) FROM {from})")
     }

@@ -24,8 +24,8 @@ use crate::rows::{self, EventValues, Reader, truncate};
 use crate::{
     Action, Actor, ApiToken, Applied, AuditEntry, AuditRecord, Channel, Claim, Credentials,
     Delivery, Event, EventFilter, EventUpdate, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome,
-    JobRetention, LogLine, NewJob, NewSession, NewToken, NewUser, NewWorkflowRun, Page,
-    PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, RunFilter, ScheduleState,
+    JobRetention, LogLine, NewJob, NewSession, NewToken, NewUser, NewWorkflowRun, Node, NodeBeat,
+    Page, PageRequest, PayloadRecord, PayloadWriter, Recovered, Result, RunFilter, ScheduleState,
     SendResult, Server, ServerCheck, ServerUpdate, Session, SessionUser, StartedRun, Store,
     StoreError, StoredVariable, User, VariableSealer, VariableWrite, Workflow, WorkflowHook,
     WorkflowRun, WorkflowVersion,
@@ -467,6 +467,44 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn ping(&self) -> Result<()> {
         sql("SELECT 1").execute(&mut self.db.pool()).await?;
         Ok(())
+    }
+
+    async fn node_heartbeat(&self, beat: &NodeBeat) -> Result<DateTime<Utc>> {
+        let mut tx = self.db.begin().await?;
+        let clock = truncate(B::clock(&mut tx).await?);
+        let offset = (beat.local_now - clock).num_milliseconds();
+        sql(
+            "INSERT INTO nodes (id, address, version, started_at, heartbeat_at, clock_offset_ms, \
+             running_jobs) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE SET \
+             address = $2, heartbeat_at = $5, clock_offset_ms = $6, running_jobs = $7",
+        )
+        .bind(beat.id.clone())
+        .bind(beat.address.clone())
+        .bind(beat.version.clone())
+        .bind(truncate(beat.started_at))
+        .bind(clock)
+        .bind(offset)
+        .bind(i64::try_from(beat.running_jobs).unwrap_or(i64::MAX))
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(clock)
+    }
+
+    async fn list_nodes(&self) -> Result<(Vec<Node>, DateTime<Utc>)> {
+        let mut tx = self.db.begin().await?;
+        let clock = B::clock(&mut tx).await?;
+        let nodes = sql(
+            "SELECT id, address, version, started_at, heartbeat_at, clock_offset_ms, running_jobs \
+             FROM nodes ORDER BY started_at DESC, id",
+        )
+        .fetch_all(&mut tx)
+        .await?
+        .iter()
+        .map(rows::node)
+        .collect::<Result<Vec<_>>>()?;
+        tx.commit().await?;
+        Ok((nodes, clock))
     }
 
     async fn master_key_canary(&self, sealed: &[u8], now: DateTime<Utc>) -> Result<Vec<u8>> {

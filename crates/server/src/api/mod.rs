@@ -27,6 +27,7 @@ pub mod channels;
 pub mod events;
 pub mod hooks;
 pub mod jobs;
+pub mod nodes;
 pub mod servers;
 pub mod tokens;
 pub mod variables;
@@ -137,6 +138,7 @@ fn routes() -> Routes {
             workflow_runs::retry,
         )
         .add(M::GET, "/api/v1/audit", audit::list)
+        .add(M::GET, "/api/v1/nodes", nodes::list)
 }
 
 /// Every (method, path template) of the API (the UI's: `ui::route_table`).
