@@ -48,6 +48,11 @@ pub struct Retention {
 
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// The lease whose holder does the housekeeping (pruning history): one
+/// server at a time, however many share the database. Held for two rounds,
+/// so a holder that died hands it on within 20 minutes.
+pub const HOUSEKEEPING_LEASE: &str = "housekeeping";
+
 pub struct Scheduler {
     store: Arc<dyn Store>,
     retention: Retention,
@@ -57,6 +62,8 @@ pub struct Scheduler {
     jobs_queued: Arc<Notify>,
     /// A fire of an event with overlap `replace` stops its runs here at once.
     running: RunningJobs,
+    /// Who this scheduler is when it takes the housekeeping lease.
+    owner: String,
 }
 
 impl Scheduler {
@@ -67,13 +74,23 @@ impl Scheduler {
         running: RunningJobs,
         retention: Retention,
     ) -> Scheduler {
+        let mut tag = [0u8; 4];
+        let _ = getrandom::fill(&mut tag);
         Scheduler {
             store,
             running,
             retention,
             wake,
             jobs_queued,
+            owner: format!("scheduler-{}", u32::from_le_bytes(tag)),
         }
+    }
+
+    /// Names this scheduler as `owner` (the server's lease owner name) for
+    /// the housekeeping lease.
+    pub fn owned_by(mut self, owner: &str) -> Scheduler {
+        self.owner = owner.to_string();
+        self
     }
 
     /// Records every fire due at `now` and recovers expired leases.
@@ -210,9 +227,12 @@ impl Scheduler {
                 now - at >= chrono::TimeDelta::from_std(PRUNE_EVERY).expect("small")
             }) {
                 pruned_at = Some(now);
-                match self.prune(now).await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "pruned old job and workflow run history"),
+                match self.housekeeping(now).await {
+                    Ok(None) => tracing::debug!("another server holds the housekeeping lease"),
+                    Ok(Some(0)) => {}
+                    Ok(Some(n)) => {
+                        tracing::info!(rows = n, "pruned old job and workflow run history")
+                    }
                     Err(e) => tracing::warn!(error = %e, "cannot prune job history"),
                 }
             }
@@ -223,6 +243,19 @@ impl Scheduler {
                 () = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+
+    /// Prunes history ([`Scheduler::prune`]) if this scheduler holds (or
+    /// takes) the housekeeping lease; `None` when another one holds it.
+    pub async fn housekeeping(&self, now: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
+        if !self
+            .store
+            .try_lease(HOUSEKEEPING_LEASE, &self.owner, PRUNE_EVERY * 2)
+            .await?
+        {
+            return Ok(None);
+        }
+        self.prune(now).await.map(Some)
     }
 
     /// Deletes finished jobs and workflow runs past the retention (the

@@ -49,6 +49,7 @@ on_both!(
     workers_fill_their_slots_and_no_more,
     a_workflow_trigger_starts_one_run_per_fire_however_many_schedulers_tick,
     a_heartbeat_is_stamped_by_the_database_and_reports_a_clock_far_off,
+    one_scheduler_at_a_time_does_the_housekeeping,
 );
 
 fn t0() -> DateTime<Utc> {
@@ -548,4 +549,37 @@ async fn a_heartbeat_is_stamped_by_the_database_and_reports_a_clock_far_off(
     let offset = beat.tick(Utc::now()).await.unwrap();
     assert!(offset.abs() < 5_000, "{offset}");
     assert_eq!(store.list_nodes().await.unwrap().0.len(), 1);
+}
+
+async fn one_scheduler_at_a_time_does_the_housekeeping(url: &str, dir: &std::path::Path) {
+    let (store, _) = every_minute(url, dir, RunPolicy::default(), 0).await;
+    let a = scheduler(&store).owned_by("node-a");
+    let b = scheduler(&store).owned_by("node-b");
+    // Two nodes at once: one prunes, the other is told someone else does.
+    let (first, second) = tokio::join!(a.housekeeping(t0()), b.housekeeping(t0()));
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert!(first.is_some() != second.is_some(), "{first:?} {second:?}");
+    let (holder, other) = if first.is_some() { (&a, &b) } else { (&b, &a) };
+    // The holder keeps it on its next round; the other still does not.
+    assert!(holder.housekeeping(t0()).await.unwrap().is_some());
+    assert_eq!(other.housekeeping(t0()).await.unwrap(), None);
+    // A lease that expired (by the database's clock) passes to another.
+    assert!(
+        store
+            .try_lease("short", "node-a", Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("short", "node-b", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease("short", "node-a", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
 }

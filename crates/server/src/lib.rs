@@ -276,7 +276,8 @@ pub async fn start(config: Config) -> Result<Running> {
             age: config.job_retention,
             keep_per_event: config.job_keep,
         },
-    );
+    )
+    .owned_by(&owner);
     // Notifications go through the same guard as HTTP events: a channel's
     // URL is a request made on a user's behalf like theirs.
     let deliveries = cronium_engine::deliveries::Deliveries::new(

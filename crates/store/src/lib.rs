@@ -898,6 +898,10 @@ pub trait Store: Send + Sync {
 
     // --- users and tokens ---------------------------------------------------
 
+    /// Takes or renews the lease `name` for `owner` until `ttl` from now by
+    /// the database's clock: `true` when `owner` holds it now (it was free,
+    /// expired, or already `owner`'s), `false` when another owner does.
+    async fn try_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool>;
     /// Records a server's heartbeat, stamped with the database's clock
     /// (which every server shares), and returns that clock's time.
     async fn node_heartbeat(&self, beat: &NodeBeat) -> Result<DateTime<Utc>>;

@@ -469,6 +469,27 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(())
     }
 
+    async fn try_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let clock = truncate(B::clock(&mut tx).await?);
+        let until = crate::jobs::lease_until(clock, ttl)?;
+        // Taken when free, expired, or already this owner's: the row only
+        // changes under the conflict's WHERE.
+        let taken = sql(
+            "INSERT INTO leases (name, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET owner = $2, expires_at = $3 \
+             WHERE leases.owner = $2 OR leases.expires_at <= $4",
+        )
+        .bind(name.to_string())
+        .bind(owner.to_string())
+        .bind(until)
+        .bind(clock)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(taken == 1)
+    }
+
     async fn node_heartbeat(&self, beat: &NodeBeat) -> Result<DateTime<Utc>> {
         let mut tx = self.db.begin().await?;
         let clock = truncate(B::clock(&mut tx).await?);
