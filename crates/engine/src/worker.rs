@@ -140,13 +140,18 @@ impl Workers {
             tokio::spawn(async move {
                 let id = claim.job.id;
                 let run = claim.job.metadata["workflow"]["run"].as_i64();
-                attempt.run(claim, cancel).await;
+                let ended = attempt.run(claim, cancel).await;
                 running.remove(id);
                 drop(permit);
                 // A slot is free, and a job queued behind this one (the next
                 // node of a workflow, say) may start.
                 wake.notify_one();
-                if let Some(run) = run {
+                // Only a node that did not succeed can have made its run
+                // stop the others (fail fast).
+                if let (Some(run), Some(status)) = (run, ended)
+                    && status.is_terminal()
+                    && status != JobStatus::Succeeded
+                {
                     stop_asked(&*store, &running, WorkflowRunId(run)).await;
                 }
             });
@@ -202,7 +207,9 @@ struct JobRun {
 }
 
 impl JobRun {
-    async fn run(self, claim: Claim, cancel: CancellationToken) {
+    /// Runs one attempt and records its result; the job's status as
+    /// recorded, `None` when this worker recorded none.
+    async fn run(self, claim: Claim, cancel: CancellationToken) -> Option<JobStatus> {
         let Claim {
             job, event, fence, ..
         } = claim;
@@ -252,7 +259,7 @@ impl JobRun {
             // whoever holds it now reports.
             log.finish().await;
             self.hub.close(job.id);
-            return;
+            return None;
         };
         if let Some(error) = &report.error {
             log.system(error.clone());
@@ -277,17 +284,23 @@ impl JobRun {
             error: report.error.clone(),
             metadata: Value::Object(metadata),
         };
-        match self.store.finish_job(&fence, outcome, retry_at, now).await {
+        let recorded = match self.store.finish_job(&fence, outcome, retry_at, now).await {
             Ok(done) if done.status == JobStatus::Queued => {
                 tracing::info!(job = job.id.0, attempt = job.attempt, retry_at = %done.run_after, "job failed; retrying");
+                Some(done.status)
             }
             Ok(done) => {
                 tracing::info!(job = job.id.0, status = %done.status, exit_code = ?done.exit_code, "job finished");
                 self.ended.notify_one();
+                Some(done.status)
             }
-            Err(e) => tracing::warn!(job = job.id.0, error = %e, "cannot record the job's result"),
-        }
+            Err(e) => {
+                tracing::warn!(job = job.id.0, error = %e, "cannot record the job's result");
+                None
+            }
+        };
         self.hub.close(job.id);
+        recorded
     }
 
     /// Runs the job on every target server at once, one execution each,

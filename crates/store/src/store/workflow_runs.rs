@@ -91,12 +91,16 @@ async fn fetch_run<C: Conn>(conn: &mut C, id: WorkflowRunId) -> Result<WorkflowR
     Ok(run)
 }
 
-/// The definition a run pinned.
-async fn pinned_spec<C: Conn>(conn: &mut C, run: &WorkflowRun) -> Result<WorkflowSpec> {
+/// One version of a workflow's definition, parsed.
+async fn spec_at<C: Conn>(
+    conn: &mut C,
+    workflow: WorkflowId,
+    version: u64,
+) -> Result<WorkflowSpec> {
     let row =
         sql("SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2")
-            .bind(run.workflow.0)
-            .bind(int(run.version))
+            .bind(workflow.0)
+            .bind(int(version))
             .fetch_optional(conn)
             .await?
             .ok_or(StoreError::NotFound {
@@ -105,8 +109,7 @@ async fn pinned_spec<C: Conn>(conn: &mut C, run: &WorkflowRun) -> Result<Workflo
     let text = Reader::new(&row, "workflow_versions").text("definition")?;
     WorkflowSpec::from_json(&text).map_err(|e| {
         StoreError::Backend(format!(
-            "corrupt row in workflow_versions (workflow {} version {}): {e}",
-            run.workflow, run.version
+            "corrupt row in workflow_versions (workflow {workflow} version {version}): {e}"
         ))
     })
 }
@@ -156,17 +159,7 @@ pub(super) async fn start_workflow_run<B: Backend>(
             stop: Vec::new(),
         });
     }
-    let row =
-        sql("SELECT definition FROM workflow_versions WHERE workflow_id = $1 AND version = $2")
-            .bind(new.workflow.0)
-            .bind(int(new.version))
-            .fetch_optional(&mut tx)
-            .await?
-            .ok_or(StoreError::NotFound {
-                what: "workflow version",
-            })?;
-    let spec = WorkflowSpec::from_json(&Reader::new(&row, "workflow_versions").text("definition")?)
-        .map_err(|e| StoreError::Backend(format!("corrupt workflow definition: {e}")))?;
+    let spec = spec_at(&mut tx, new.workflow, new.version).await?;
     let active: Vec<WorkflowRunId> = sql(
         "SELECT id FROM workflow_runs WHERE workflow_id = $1 AND status IN ('queued', 'running') \
          ORDER BY id",
@@ -301,7 +294,7 @@ async fn end_run<C: Conn>(
 
 async fn set_node<C: Conn>(
     conn: &mut C,
-    run: WorkflowRunId,
+    run: &WorkflowRun,
     position: usize,
     status: NodeStatus,
     reason: Option<&str>,
@@ -309,15 +302,15 @@ async fn set_node<C: Conn>(
 ) -> Result<()> {
     let finished = status.is_decided().then_some(now);
     sql(
-        "UPDATE workflow_run_nodes SET status = $3, reason = $4, finished_at = $5, \
-         pass = (SELECT pass FROM workflow_runs WHERE id = $1) \
+        "UPDATE workflow_run_nodes SET status = $3, reason = $4, finished_at = $5, pass = $6 \
          WHERE run_id = $1 AND position = $2",
     )
-    .bind(run.0)
+    .bind(run.id.0)
     .bind(int(position as u64))
     .bind(status.as_str())
     .bind(reason.map(str::to_string))
     .bind(finished)
+    .bind(i64::from(run.pass))
     .execute(conn)
     .await?;
     Ok(())
@@ -337,7 +330,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
     if run.status != RunStatus::Running {
         return Ok(Vec::new());
     }
-    let spec = pinned_spec(conn, &run).await?;
+    let spec = spec_at(conn, run.workflow, run.version).await?;
     let mut states = Vec::with_capacity(run.nodes.len());
     let mut newly_succeeded = false;
     for (position, node) in run.nodes.iter().enumerate() {
@@ -348,7 +341,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
                     state.status = NodeStatus::Failed;
                     set_node(
                         conn,
-                        id,
+                        &run,
                         position,
                         state.status,
                         Some("its job no longer exists"),
@@ -359,7 +352,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
                 Some((_, job_status)) if job_status.is_terminal() => {
                     state.status = NodeStatus::of_job(job_status);
                     newly_succeeded |= state.status == NodeStatus::Succeeded;
-                    set_node(conn, id, position, state.status, None, now).await?;
+                    set_node(conn, &run, position, state.status, None, now).await?;
                 }
                 Some(_) => {}
             }
@@ -377,7 +370,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
                     "the outputs of this run's nodes take more than {} MiB",
                     MAX_RUN_OUTPUT_BYTES / (1024 * 1024)
                 );
-                set_node(conn, id, position, state.status, Some(&why), now).await?;
+                set_node(conn, &run, position, state.status, Some(&why), now).await?;
             }
         }
     }
@@ -389,7 +382,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
                 Step::Run(position) => {
                     if let Err(why) = start_node::<B, _>(conn, &run, &spec, position, now).await? {
                         states[position].status = NodeStatus::Failed;
-                        set_node(conn, id, position, NodeStatus::Failed, Some(&why), now).await?;
+                        set_node(conn, &run, position, NodeStatus::Failed, Some(&why), now).await?;
                         again = true;
                     }
                 }
@@ -397,7 +390,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
                     node,
                     status,
                     reason,
-                } => set_node(conn, id, node, status, Some(&reason), now).await?,
+                } => set_node(conn, &run, node, status, Some(&reason), now).await?,
                 Step::Stop { node, reason } => {
                     let Some((job, _)) = current_job(conn, id, node).await? else {
                         continue;
@@ -405,7 +398,7 @@ pub(super) async fn advance<B: Backend, C: Conn>(
                     match stop_job::<B, _>(conn, job, &reason, now).await? {
                         Some(JobStatus::Cancelled) => {
                             states[node].status = NodeStatus::Cancelled;
-                            set_node(conn, id, node, NodeStatus::Cancelled, Some(&reason), now)
+                            set_node(conn, &run, node, NodeStatus::Cancelled, Some(&reason), now)
                                 .await?;
                             again = true;
                         }
