@@ -4,8 +4,7 @@
 //! knows nothing of HTTP. Its loops take a cancellation token and expose
 //! `tick(now)`, so tests drive them with an injected clock.
 
-use chrono::{DateTime, SubsecRound, Utc};
-
+pub mod clock;
 pub mod deliveries;
 pub mod files;
 pub mod helpers;
@@ -21,7 +20,4 @@ pub mod signing;
 pub mod worker;
 pub mod workflows;
 
-/// The current time at microsecond precision, which both databases store exactly.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
+pub use clock::now;

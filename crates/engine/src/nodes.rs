@@ -1,6 +1,6 @@
-//! This server's heartbeat: its row in the database's list of servers (nodes), stamped with the database's clock, which every server shares, and a warning when its own clock is far from it.
+//! This server's heartbeat: its row in the database's list of servers (nodes), stamped with the database's clock, which every server shares and this process's clock follows, and a warning when its own wall clock is far from it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use cronium_store::{NodeBeat, Store, StoreError};
@@ -43,24 +43,27 @@ impl Heartbeat {
         }
     }
 
-    /// One heartbeat at `now` (this server's clock); returns how far this
-    /// clock is from the database's, in milliseconds, and logs a warning
-    /// past [`CLOCK_SKEW_LIMIT`].
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    /// One heartbeat at `local_now` (this server's wall clock); anchors
+    /// [`crate::clock`] to the database's time, returns how far the wall
+    /// clock is from it, in milliseconds, and logs a warning past
+    /// [`CLOCK_SKEW_LIMIT`].
+    pub async fn tick(&self, local_now: DateTime<Utc>) -> Result<i64, StoreError> {
         let beat = NodeBeat {
             id: self.id.clone(),
             address: self.address.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: self.started_at,
-            local_now: now,
+            local_now,
             running_jobs: self.running.count() as u64,
         };
+        let asked = Instant::now();
         let database = self.store.node_heartbeat(&beat).await?;
-        let offset = (now - database).num_milliseconds();
+        crate::clock::anchor(database, asked, Instant::now());
+        let offset = (local_now - database).num_milliseconds();
         if offset.unsigned_abs() > CLOCK_SKEW_LIMIT.as_millis() as u64 {
             tracing::warn!(
                 offset_ms = offset,
-                "this server's clock is far from the database's: leases and fire times follow the database"
+                "this server's clock is far from the database's: leases, fire times and the times it records follow the database's"
             );
         }
         Ok(offset)
@@ -70,7 +73,7 @@ impl Heartbeat {
     /// logged and the next tried (the database may come back).
     pub async fn run(self, cancel: CancellationToken) {
         loop {
-            if let Err(e) = self.tick(crate::now()).await {
+            if let Err(e) = self.tick(Utc::now()).await {
                 tracing::warn!(error = %e, "cannot record this server's heartbeat");
             }
             tokio::select! {

@@ -129,7 +129,7 @@ pub(crate) async fn read_records<R: AsyncRead + Unpin>(
                 }
                 break;
             }
-            Kind::Env | Kind::Cancel | Kind::Reply => {
+            Kind::Env | Kind::Cancel | Kind::Reply | Kind::Lease => {
                 end.broken = Some(format!("unexpected {kind:?} record from the runner"));
                 break;
             }

@@ -1,4 +1,4 @@
-//! The framed protocol (version 2) between `cronium-runner` and an executor.
+//! The framed protocol (version 3) between `cronium-runner` and an executor.
 //!
 //! Every record is `[kind: u8][length: u32 big-endian][payload: length bytes]`.
 //! Output chunks carry raw bytes, so the stream is binary-safe; control records
@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use serde_json::Value;
 
 /// Bumped on any incompatible change to the records below.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest output chunk the runner sends in one record.
 pub const MAX_CHUNK: usize = 64 * 1024;
@@ -44,6 +44,9 @@ pub enum Kind {
     Cancel = 0x11,
     /// Executor → runner: the answer to a [`Kind::Call`], JSON [`HelperReply`].
     Reply = 0x12,
+    /// Executor → runner: JSON [`Lease`]: how much longer the script may
+    /// run unless another Lease record comes.
+    Lease = 0x13,
 }
 
 impl Kind {
@@ -58,9 +61,21 @@ impl Kind {
             0x10 => Kind::Env,
             0x11 => Kind::Cancel,
             0x12 => Kind::Reply,
+            0x13 => Kind::Lease,
             _ => return None,
         })
     }
+}
+
+/// The executor's word that it still holds the job (a [`Kind::Lease`]
+/// record): past `valid_for_ms` from its arrival without another one, the
+/// runner stops the script by itself. A server that is paused, cut off from
+/// its database or gone can no longer say it, and the job may then be run
+/// elsewhere: its script must not be running here any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lease {
+    pub valid_for_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -584,5 +599,7 @@ mod tests {
         assert_eq!(Kind::from_byte(0x12), Some(Kind::Reply));
         assert_eq!(Kind::Call as u8, 0x06);
         assert_eq!(Kind::Reply as u8, 0x12);
+        assert_eq!(Kind::from_byte(0x13), Some(Kind::Lease));
+        assert_eq!(Kind::Lease as u8, 0x13);
     }
 }

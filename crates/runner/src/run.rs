@@ -213,13 +213,19 @@ fn run_in(
         .map_err(|e| Failure::runner(format!("cannot serve helper calls: {e}")))?;
     supervise::new_group(&mut cmd);
 
-    // A stop request that arrived while we verified and unpacked: do not start at all.
-    if let Ok(ev) = rx.try_recv() {
-        let cancelled = match ev {
-            Ev::Signal(sig) => Cancelled::Signal(sig),
-            Ev::Cancel(reason) => Cancelled::Request(reason),
+    // A stop request that arrived while we verified and unpacked: do not
+    // start at all. The executor's lease may have come too.
+    let mut lease = None;
+    let mut stop = None;
+    while let Ok(ev) = rx.try_recv() {
+        match ev {
+            Ev::Signal(sig) => stop = stop.or(Some(Cancelled::Signal(sig))),
+            Ev::Cancel(reason) => stop = stop.or(Some(Cancelled::Request(reason))),
+            Ev::Lease(until) => lease = Some(until),
             other => unreachable!("nothing else runs before the script: {other:?}"),
-        };
+        }
+    }
+    if let Some(cancelled) = stop {
         let outcome = supervise::Outcome {
             termination: supervise::Termination::Exited(0),
             timed_out: false,
@@ -243,11 +249,15 @@ fn run_in(
         "interpreter": interpreter.display().to_string(),
         "workDir": workdir.display().to_string(),
     }));
+    let bounds = supervise::Bounds {
+        timeout: args.timeout,
+        grace: args.kill_grace,
+        lease,
+    };
     let outcome = supervise::supervise(
         child,
         started,
-        args.timeout,
-        args.kill_grace,
+        bounds,
         output,
         tx,
         rx,
@@ -557,6 +567,16 @@ fn watch_stdin(tx: Sender<Ev>, broker: Arc<Broker>) -> io::Result<()> {
                     Ok(Some((Kind::Cancel, _))) => {
                         let _ = tx.send(Ev::Cancel("cancel requested by the executor".into()));
                         continue;
+                    }
+                    Ok(Some((Kind::Lease, json))) => {
+                        match serde_json::from_slice::<protocol::Lease>(&json) {
+                            Ok(lease) => {
+                                let valid = Duration::from_millis(lease.valid_for_ms);
+                                let _ = tx.send(Ev::Lease(Instant::now() + valid));
+                                continue;
+                            }
+                            Err(e) => format!("control channel failed (bad Lease record: {e})"),
+                        }
                     }
                     Ok(Some(_)) => continue,
                     Ok(None) => "the executor closed stdin".to_string(),

@@ -37,6 +37,24 @@ pub enum Ev {
     Signal(i32),
     /// The executor asked to stop, or its channel went away.
     Cancel(String),
+    /// The executor holds the job until this instant (a Lease record).
+    Lease(Instant),
+}
+
+/// A script stopped because its lease ran out gets at most this long
+/// between SIGTERM and SIGKILL: the executor's margin before another server
+/// may take the job is small, and the script must be gone by then.
+pub const LEASE_GRACE: Duration = Duration::from_secs(1);
+
+/// When the supervision loop stops the script on its own.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// The run's timeout, from the script's start.
+    pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// The executor's lease so far, if it sent one.
+    pub lease: Option<Instant>,
 }
 
 /// Why a run was stopped before the script ended on its own.
@@ -169,8 +187,7 @@ pub fn new_group(cmd: &mut Command) {
 pub fn supervise(
     mut child: Child,
     started: Instant,
-    timeout: Option<Duration>,
-    grace: Duration,
+    bounds: Bounds,
     output: &Output,
     tx: Sender<Ev>,
     rx: Receiver<Ev>,
@@ -182,6 +199,11 @@ pub fn supervise(
     spawn_pump(stdout, Stream::Stdout, output.clone(), tx.clone())?;
     spawn_pump(stderr, Stream::Stderr, output.clone(), tx.clone())?;
 
+    let Bounds {
+        timeout,
+        grace,
+        mut lease,
+    } = bounds;
     let deadline = timeout.map(|t| started + t);
     let mut timed_out = false;
     let mut cancelled = None;
@@ -194,7 +216,7 @@ pub fn supervise(
     // Set once SIGKILL is sent: how long we still wait for stragglers that left the group.
     let mut give_up_at: Option<Instant> = None;
 
-    let terminate = |kill_at: &mut Option<Instant>| {
+    let terminate = |kill_at: &mut Option<Instant>, grace: Duration| {
         if kill_at.is_none() {
             signal_group(pgid, libc::SIGTERM);
             *kill_at = Some(Instant::now() + grace);
@@ -219,7 +241,20 @@ pub fn supervise(
                 "timed out after {}; stopping the script's process group",
                 fmt_duration(timeout.unwrap_or_default())
             ));
-            terminate(&mut kill_at);
+            terminate(&mut kill_at, grace);
+        }
+        if !timed_out
+            && cancelled.is_none()
+            && status.is_none()
+            && lease.is_some_and(|t| now >= t)
+        {
+            let reason = "the executor stopped renewing the job's lease (its server is paused, \
+                          stopped or cut off from its database)";
+            output.message(&format!(
+                "{reason}; stopping the script, so the job cannot run here and elsewhere at once"
+            ));
+            cancelled = Some(Cancelled::Request(reason.to_string()));
+            terminate(&mut kill_at, grace.min(LEASE_GRACE));
         }
         if kill_at.is_some_and(|t| now >= t) && give_up_at.is_none() {
             signal_group(pgid, libc::SIGKILL);
@@ -227,6 +262,7 @@ pub fn supervise(
         }
         let wake = [
             deadline.filter(|_| !timed_out && status.is_none()),
+            lease.filter(|_| !timed_out && cancelled.is_none() && status.is_none()),
             kill_at.filter(|_| give_up_at.is_none()),
             give_up_at,
         ]
@@ -251,7 +287,7 @@ pub fn supervise(
                 status = Some(decode_status(raw));
                 // Whatever the script left running in its group is stopped too.
                 if !all_reaped && group_exists(pgid) {
-                    terminate(&mut kill_at);
+                    terminate(&mut kill_at, grace);
                 } else if give_up_at.is_none() {
                     // Only processes that left the group (setsid) can still hold
                     // our pipes: wait for them no longer than the grace period.
@@ -268,14 +304,15 @@ pub fn supervise(
                     ));
                     cancelled = Some(Cancelled::Signal(sig));
                 }
-                terminate(&mut kill_at);
+                terminate(&mut kill_at, grace);
             }
+            Ev::Lease(until) => lease = Some(until),
             Ev::Cancel(reason) => {
                 if cancelled.is_none() && status.is_none() {
                     output.message(&format!("{reason}; stopping the script"));
                     cancelled = Some(Cancelled::Request(reason));
                 }
-                terminate(&mut kill_at);
+                terminate(&mut kill_at, grace);
             }
         }
     }

@@ -221,3 +221,69 @@ fn the_executor_cancels_by_closing_stdin_or_sending_cancel() {
         );
     }
 }
+
+fn lease(ms: u64) -> Vec<u8> {
+    serde_json::to_vec(&protocol::Lease { valid_for_ms: ms }).unwrap()
+}
+
+#[test]
+fn a_lease_the_executor_stops_renewing_stops_the_script_by_itself() {
+    // The executor's server is paused (SIGSTOP): stdin stays open but
+    // silent. The script must be gone soon after the lease runs out, with
+    // SIGKILL after at most a second even though it ignores SIGTERM.
+    let fixture = Fixture::new(Lang::Bash, &stubborn());
+    let mut running = spawn(fixture.run(&["--output", "framed", "--kill-grace", "30s"]));
+    let (script, grandchild) = Descendant::script_and_grandchild(&fixture.file("pids"));
+    let sent = std::time::Instant::now();
+    // Stdin stays open (as a paused server's would) until the runner ends.
+    protocol::write_frame(running.stdin(), Kind::Lease, &lease(500)).unwrap();
+    let ran = running.finish();
+    let took = sent.elapsed();
+
+    let framed = ran.framed();
+    let result = framed.result();
+    assert!(result.cancelled && !result.timed_out, "{result:?}");
+    assert_eq!(result.signal, Some(libc::SIGKILL), "{result:?}");
+    assert!(
+        framed.messages().contains("stopped renewing the job's lease"),
+        "{}",
+        framed.messages()
+    );
+    // 0.5 s of lease and 1 s of grace, not the 30 s of --kill-grace.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    script.assert_gone("the script");
+    grandchild.assert_gone("the grandchild");
+}
+
+#[test]
+fn a_renewed_lease_lets_the_script_finish() {
+    let fixture = Fixture::new(Lang::Bash, "sleep 1.5\necho finished\n");
+    let mut running = spawn(fixture.run(&["--output", "framed"]));
+    let mut stdin = running.take_stdin();
+    let renew = std::thread::spawn(move || {
+        // 400 ms leases renewed every 100 ms cover the 1.5 s script; the
+        // writes fail once the runner has ended.
+        while protocol::write_frame(&mut stdin, Kind::Lease, &lease(400)).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    });
+    let ran = running.finish();
+    renew.join().unwrap();
+    let framed = ran.framed();
+    let result = framed.result();
+    assert!(!result.cancelled && result.exit_code == 0, "{result:?}: {}", framed.messages());
+    assert_eq!(String::from_utf8(framed.stdout()).unwrap(), "finished\n");
+}
+
+#[test]
+fn a_malformed_lease_record_is_a_broken_control_channel() {
+    let fixture = Fixture::new(Lang::Bash, &sleeper());
+    let mut running = spawn(fixture.run(&["--output", "framed"]));
+    let (script, _grandchild) = Descendant::script_and_grandchild(&fixture.file("pids"));
+    protocol::write_frame(running.stdin(), Kind::Lease, b"{\"validForMs\":\"soon\"}").unwrap();
+    let ran = running.finish();
+    let framed = ran.framed();
+    assert!(framed.result().cancelled);
+    assert!(framed.messages().contains("bad Lease record"), "{}", framed.messages());
+    script.assert_gone("the script");
+}

@@ -266,6 +266,19 @@ pub async fn start(config: Config) -> Result<Running> {
     let shutdown = CancellationToken::new();
     // One name for this process, whatever it leases (jobs, deliveries).
     let owner = lease_owner();
+    let heartbeat = cronium_engine::nodes::Heartbeat::new(
+        store.clone(),
+        owner.clone(),
+        local_addr.to_string(),
+        now(),
+        running.clone(),
+    );
+    // The first heartbeat sets this process's clock to the database's
+    // before anything compares a lease or a fire time.
+    heartbeat
+        .tick(chrono::Utc::now())
+        .await
+        .context("cannot record this server's heartbeat")?;
 
     let scheduler = cronium_engine::scheduler::Scheduler::new(
         store.clone(),
@@ -316,13 +329,6 @@ pub async fn start(config: Config) -> Result<Running> {
     tokio::spawn(scheduler.run(shutdown.clone()));
     tokio::spawn(workers.run(shutdown.clone()));
     tokio::spawn(deliveries.run(shutdown.clone()));
-    let heartbeat = cronium_engine::nodes::Heartbeat::new(
-        store.clone(),
-        owner.clone(),
-        local_addr.to_string(),
-        now(),
-        running.clone(),
-    );
     tokio::spawn(heartbeat.run(shutdown.clone()));
 
     let app = api::router(state::AppState::new(state::Shared {
