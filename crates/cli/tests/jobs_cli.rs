@@ -295,7 +295,7 @@ fn job_lists_filter_by_status_and_time() {
 fn a_follower_rides_out_a_server_restart_without_losing_or_repeating_a_line() {
     require_runner();
     // A short lease, so the restarted server takes the orphaned job back soon.
-    let env = [("CRONIUM_JOB_LEASE", "3s")];
+    let env = [("CRONIUM_JOB_LEASE", "5s")];
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::spawn(&dir.path().join("data"), None, &env);
     server.wait_until_up();

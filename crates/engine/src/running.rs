@@ -49,6 +49,13 @@ impl RunningJobs {
         stopped
     }
 
+    /// Stops every job running on this node (it is shutting down).
+    pub(crate) fn cancel_all(&self) {
+        for (_, token) in self.0.lock().expect("running jobs lock").values() {
+            token.cancel();
+        }
+    }
+
     pub fn contains(&self, job: JobId) -> bool {
         self.0.lock().expect("running jobs lock").contains_key(&job)
     }

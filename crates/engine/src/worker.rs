@@ -17,7 +17,7 @@ use cronium_core::job::retry_delay;
 use cronium_core::{HttpSpec, JobStatus, RunLocation, WorkflowRunId};
 use cronium_store::{Claim, Fence, Job, JobOutcome, LogLine, LogStream, Store, StoreError};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use cronium_exec::http::HttpCall;
@@ -52,7 +52,14 @@ pub struct WorkerConfig {
     /// Bytes of output stored per attempt: past it, the first and last
     /// halves are kept with a marker line between.
     pub log_limit: u64,
+    /// After a shutdown, how long running jobs may go on before they are
+    /// stopped and handed back.
+    pub drain: Duration,
 }
+
+/// After the drain, how long stopped jobs get to end and be handed back:
+/// the runner's SIGTERM-to-SIGKILL grace and a margin.
+const HAND_BACK_WITHIN: Duration = Duration::from_secs(15);
 
 pub struct Workers {
     store: Arc<dyn Store>,
@@ -71,6 +78,9 @@ pub struct Workers {
     /// notifications are owed, so the delivery worker need not wait for its
     /// next poll.
     ended: Arc<Notify>,
+    /// Cancelled once the jobs still running at shutdown are to be stopped
+    /// and handed back to the database for another server.
+    hand_back: CancellationToken,
 }
 
 impl Workers {
@@ -96,7 +106,14 @@ impl Workers {
             wake,
             running,
             ended: Arc::new(Notify::new()),
+            hand_back: CancellationToken::new(),
         }
+    }
+
+    /// Cancelling this token during a shutdown ends the drain at once: the
+    /// jobs still running are stopped and handed back (a second SIGTERM).
+    pub fn hand_back_token(&self) -> CancellationToken {
+        self.hand_back.clone()
     }
 
     /// Notifies `ended` whenever a job this pool runs starts or reaches its
@@ -110,6 +127,7 @@ impl Workers {
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut started = 0;
         while let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            let asked = tokio::time::Instant::now();
             let Some(claim) = self
                 .store
                 .claim_job(&self.config.owner, now, self.config.lease)
@@ -131,8 +149,10 @@ impl Workers {
                 sealer: self.sealer.clone(),
                 hub: self.hub.clone(),
                 lease: self.config.lease,
+                held: watch::channel(asked + runs_for(self.config.lease)).0,
                 log_limit: self.config.log_limit,
                 ended: self.ended.clone(),
+                hand_back: self.hand_back.clone(),
             };
             let running = self.running.clone();
             let wake = self.wake.clone();
@@ -160,9 +180,8 @@ impl Workers {
     }
 
     /// Ticks until `cancel`, waking when jobs are queued or slots free up,
-    /// and closes SSH connections that have been idle for long.
-    /// On cancel, running jobs are left to their runners: the runner stops
-    /// its script when this process goes away, and the lease expires.
+    /// and closes SSH connections that have been idle for long; then
+    /// [drains](Workers::drain).
     pub async fn run(self, cancel: CancellationToken) {
         loop {
             if let Err(e) = self.tick(crate::now()).await {
@@ -170,10 +189,51 @@ impl Workers {
             }
             self.executors.close_idle(tokio::time::Instant::now()).await;
             tokio::select! {
-                () = cancel.cancelled() => return,
+                () = cancel.cancelled() => break,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
+        }
+        self.drain().await;
+    }
+
+    /// A shutdown: no more claims; the running jobs get `config.drain` to
+    /// finish, then are stopped and handed back to the database, so another
+    /// server runs them at once instead of after their lease. Returns once
+    /// every job has ended or been handed back (or, if the database is
+    /// gone, after a bound: their leases then expire as after a crash).
+    pub async fn drain(&self) {
+        let running = self.running.count();
+        if running == 0 {
+            return;
+        }
+        let slots = u32::try_from(self.config.slots).unwrap_or(u32::MAX);
+        let all_ended = self.slots.acquire_many(slots);
+        tokio::pin!(all_ended);
+        tracing::info!(
+            jobs = running,
+            within = ?self.config.drain,
+            "stopping: waiting for the running jobs to finish"
+        );
+        tokio::select! {
+            _ = &mut all_ended => return,
+            () = tokio::time::sleep(self.config.drain) => {}
+            () = self.hand_back.cancelled() => {}
+        }
+        tracing::info!(
+            jobs = self.running.count(),
+            "stopping: handing the jobs still running back for another server"
+        );
+        self.hand_back.cancel();
+        self.running.cancel_all();
+        if tokio::time::timeout(HAND_BACK_WITHIN, all_ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                jobs = self.running.count(),
+                "jobs did not end in time; their leases will expire"
+            );
         }
     }
 }
@@ -202,8 +262,22 @@ struct JobRun {
     sealer: Sealer,
     hub: Arc<LogHub>,
     lease: Duration,
+    /// Until when the attempt may run: moved forward by each renewal of
+    /// the lease, followed by its runners (who stop the script by then).
+    held: watch::Sender<tokio::time::Instant>,
     log_limit: u64,
     ended: Arc<Notify>,
+    /// Set when this server shuts down: a stopped attempt is handed back,
+    /// not reported cancelled.
+    hand_back: CancellationToken,
+}
+
+/// How long after a renewal of its lease an attempt may go on running: the
+/// lease less a fifth. With a lease of at least 5 s that leaves its runner
+/// the 1 s it takes to stop a script that ignores SIGTERM, before any other
+/// server may recover the job; the clocks agree (both are the database's).
+fn runs_for(lease: Duration) -> Duration {
+    lease - lease / 5
 }
 
 impl JobRun {
@@ -261,6 +335,29 @@ impl JobRun {
             self.hub.close(job.id);
             return None;
         };
+        if self.hand_back.is_cancelled() && report.status == JobStatus::Cancelled {
+            log.system(format!(
+                "{} is shutting down: the job is handed back for another server",
+                fence.owner
+            ));
+            log.finish().await;
+            self.hub.close(job.id);
+            let now = crate::now();
+            return match self.store.hand_back_job(&fence, now, now).await {
+                Ok(back) => {
+                    tracing::info!(
+                        job = job.id.0,
+                        retried = back.retried,
+                        "handed the job back"
+                    );
+                    Some(back.job.status)
+                }
+                Err(e) => {
+                    tracing::warn!(job = job.id.0, error = %e, "cannot hand the job back; its lease will expire");
+                    None
+                }
+            };
+        }
         if let Some(error) = &report.error {
             log.system(error.clone());
         }
@@ -499,6 +596,7 @@ impl JobRun {
                 secrets.clone(),
             ))),
             secrets,
+            lease: Some(self.held.subscribe()),
         })
     }
 
@@ -519,6 +617,7 @@ impl JobRun {
         let mut lost = false;
         let mut output_open = true;
         let report = loop {
+            let held = *self.held.borrow();
             tokio::select! {
                 report = &mut run => break report,
                 line = rx.recv(), if output_open => match line {
@@ -532,17 +631,34 @@ impl JobRun {
                 },
                 _ = flush.tick() => log.flush().await,
                 _ = heartbeat.tick() => {
+                    let sent = tokio::time::Instant::now();
                     let until = crate::now() + self.lease;
-                    match self.store.heartbeat(fence, until).await {
-                        Ok(beat) if beat.cancel_requested => cancel.cancel(),
-                        Ok(_) => {}
-                        Err(StoreError::Fenced { .. } | StoreError::NotFound { .. }) => {
+                    // Bounded, so a database that does not answer cannot
+                    // hold this loop past the time the attempt may run.
+                    let beat = tokio::time::timeout(self.lease / 3, self.store.heartbeat(fence, until));
+                    match beat.await {
+                        Ok(Ok(beat)) => {
+                            self.held.send_replace(sent + runs_for(self.lease));
+                            if beat.cancel_requested {
+                                cancel.cancel();
+                            }
+                        }
+                        Ok(Err(StoreError::Fenced { .. } | StoreError::NotFound { .. })) => {
                             tracing::warn!(job = fence.job.0, "lost the job (lease recovered or event deleted); stopping it");
                             lost = true;
                             cancel.cancel();
                         }
-                        Err(e) => tracing::warn!(job = fence.job.0, error = %e, "heartbeat failed"),
+                        Ok(Err(e)) => tracing::warn!(job = fence.job.0, error = %e, "cannot renew the job's lease"),
+                        Err(_) => tracing::warn!(job = fence.job.0, "cannot renew the job's lease: the database did not answer"),
                     }
+                }
+                () = tokio::time::sleep_until(held), if !lost => {
+                    // Another server may recover the job soon: its runners
+                    // stop the script by themselves now, and nothing this
+                    // attempt says any more is stored.
+                    tracing::warn!(job = fence.job.0, "could not renew the job's lease in time; stopping it");
+                    lost = true;
+                    cancel.cancel();
                 }
             }
         };

@@ -69,7 +69,16 @@ pub struct RunRequest {
     /// before it leaves the executor; shared, so values the run learns
     /// later (a secret variable it reads) are masked from then on.
     pub secrets: Secrets,
+    /// Until when the attempt may run, renewed by the caller while it holds
+    /// the job: each renewal goes to the runner as a Lease record, and the
+    /// runner stops the script by itself once the last one runs out.
+    /// `None`: only the timeout limits the run.
+    pub lease: Option<Lease>,
 }
+
+/// An attempt's lease as its executor sees it: the instant it runs out,
+/// moved forward at each renewal.
+pub type Lease = tokio::sync::watch::Receiver<tokio::time::Instant>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stream {

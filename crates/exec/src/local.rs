@@ -16,7 +16,9 @@ use tokio::sync::mpsc::Sender;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::Relay;
-use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
+use crate::records::{
+    Outcome, RunnerExit, build_report, fmt_duration, frame, lease_record, read_records, renewed,
+};
 use crate::{CANCEL_MARGIN, OutputLine, RunReport, RunRequest, WATCHDOG_MARGIN};
 
 /// How much of the runner's own stderr is kept for error messages.
@@ -218,6 +220,11 @@ impl LocalExecutor {
         // The runner reads the Env record before anything else. If this
         // write fails the runner is already gone, and its stream says why.
         let _ = control.write_all(&env_record).await;
+        let mut lease = request.lease.clone();
+        if let Some(until) = &lease {
+            let until = *until.borrow();
+            let _ = control.write_all(&lease_record(until)).await;
+        }
 
         let (mut relay, mut replies) = Relay::new(request.helpers.clone(), None);
         // Sandboxed, the announced pid belongs to another PID namespace.
@@ -243,6 +250,9 @@ impl LocalExecutor {
                 Some(reply) = replies.recv() => {
                     // A runner that stopped reading is gone; its stream says so.
                     let _ = control.write_all(&reply).await;
+                }
+                until = renewed(&mut lease) => {
+                    let _ = control.write_all(&lease_record(until)).await;
                 }
                 () = cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;

@@ -19,13 +19,37 @@ use tokio::sync::mpsc::Sender;
 
 use crate::helpers::Relay;
 use crate::mask::{MaskStream, Secrets};
-use crate::{MAX_LINE, OutputLine, RunReport, Stream};
+use crate::{Lease, MAX_LINE, OutputLine, RunReport, Stream};
 
 /// One framed record, as bytes to send.
 pub(crate) fn frame(kind: Kind, payload: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(5 + payload.len());
     protocol::write_frame(&mut bytes, kind, payload).expect("writing to a Vec cannot fail");
     bytes
+}
+
+/// The Lease record that lets the runner's script go on until `until`.
+pub(crate) fn lease_record(until: tokio::time::Instant) -> Vec<u8> {
+    let left = until.saturating_duration_since(tokio::time::Instant::now());
+    let lease = protocol::Lease {
+        valid_for_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+    };
+    frame(
+        Kind::Lease,
+        &serde_json::to_vec(&lease).expect("a lease serializes"),
+    )
+}
+
+/// The attempt's lease after its next renewal; pending forever when the
+/// attempt has no lease or its owner is gone (the last one stands).
+pub(crate) async fn renewed(lease: &mut Option<Lease>) -> tokio::time::Instant {
+    if let Some(rx) = lease
+        && rx.changed().await.is_ok()
+    {
+        return *rx.borrow_and_update();
+    }
+    *lease = None;
+    std::future::pending().await
 }
 
 /// What the record stream said.

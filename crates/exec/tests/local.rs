@@ -81,6 +81,7 @@ impl Scene {
             env: BTreeMap::new(),
             helpers: None,
             secrets: Default::default(),
+            lease: None,
         }
     }
 
@@ -764,4 +765,55 @@ async fn a_runner_speaking_an_older_protocol_is_refused() {
         error.contains("the runner speaks protocol 1 (runner 0.0.9), this server 2"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_lease_no_longer_renewed_stops_the_script_though_the_executor_lives_on() {
+    // The worker renews the attempt's lease while it holds the job in the
+    // database; once it cannot (paused, cut off), the script must stop on
+    // its own, without a cancel and with the control channel still open.
+    let scene = Scene::new();
+    let mut request = scene.payload(
+        Interpreter::Bash,
+        "sleep 300 &\necho bg=$!\necho script=$$\nwait\n",
+    );
+    let now = tokio::time::Instant::now;
+    let (renew, lease) = tokio::sync::watch::channel(now() + Duration::from_millis(500));
+    request.lease = Some(lease);
+    let (tx, mut rx) = mpsc::channel(16);
+    let run = scene.executor.run(request, tx, CancellationToken::new());
+    let renewing = async {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            renew.send_replace(now() + Duration::from_millis(500));
+        }
+        // Renewals stop here; the sender lives on, like a paused worker.
+        now()
+    };
+    let watch = async {
+        let mut lines = Vec::new();
+        while let Some(line) = rx.recv().await {
+            lines.push(line);
+        }
+        lines
+    };
+    let (report, last_renewal, lines) = tokio::join!(run, renewing, watch);
+    let stopped_after = now() - last_renewal;
+
+    assert_eq!(report.status, JobStatus::Cancelled, "{report:?}");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("stopped renewing the job's lease")),
+        "{report:?}"
+    );
+    // Renewals kept it running for a second; their end stopped it within
+    // the lease's 0.5 s plus the runner's 1 s grace (and start-up slack).
+    assert!(stopped_after < Duration::from_secs(5), "{stopped_after:?}");
+    for key in ["bg", "script"] {
+        let pid = pids_in(&lines, key);
+        assert!(gone(pid), "{key} process {pid} is still running");
+    }
+    drop(renew);
 }

@@ -57,6 +57,7 @@ async fn a_host_of_an_architecture_without_a_runner_fails_in_the_deploy_phase() 
         env: Default::default(),
         helpers: None,
         secrets: Default::default(),
+        lease: None,
     };
     let (tx, _rx) = tokio::sync::mpsc::channel(16);
     let execution = executor

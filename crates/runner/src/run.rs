@@ -254,15 +254,8 @@ fn run_in(
         grace: args.kill_grace,
         lease,
     };
-    let outcome = supervise::supervise(
-        child,
-        started,
-        bounds,
-        output,
-        tx,
-        rx,
-    )
-    .map_err(|e| Failure::runner(format!("cannot supervise the script: {e}")))?;
+    let outcome = supervise::supervise(child, started, bounds, output, tx, rx)
+        .map_err(|e| Failure::runner(format!("cannot supervise the script: {e}")))?;
     Ok((outcome.exit_code(), to_result(&outcome)))
 }
 

@@ -243,10 +243,7 @@ pub fn supervise(
             ));
             terminate(&mut kill_at, grace);
         }
-        if !timed_out
-            && cancelled.is_none()
-            && status.is_none()
-            && lease.is_some_and(|t| now >= t)
+        if !timed_out && cancelled.is_none() && status.is_none() && lease.is_some_and(|t| now >= t)
         {
             let reason = "the executor stopped renewing the job's lease (its server is paused, \
                           stopped or cut off from its database)";

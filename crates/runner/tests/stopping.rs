@@ -245,7 +245,9 @@ fn a_lease_the_executor_stops_renewing_stops_the_script_by_itself() {
     assert!(result.cancelled && !result.timed_out, "{result:?}");
     assert_eq!(result.signal, Some(libc::SIGKILL), "{result:?}");
     assert!(
-        framed.messages().contains("stopped renewing the job's lease"),
+        framed
+            .messages()
+            .contains("stopped renewing the job's lease"),
         "{}",
         framed.messages()
     );
@@ -271,7 +273,11 @@ fn a_renewed_lease_lets_the_script_finish() {
     renew.join().unwrap();
     let framed = ran.framed();
     let result = framed.result();
-    assert!(!result.cancelled && result.exit_code == 0, "{result:?}: {}", framed.messages());
+    assert!(
+        !result.cancelled && result.exit_code == 0,
+        "{result:?}: {}",
+        framed.messages()
+    );
     assert_eq!(String::from_utf8(framed.stdout()).unwrap(), "finished\n");
 }
 
@@ -284,6 +290,10 @@ fn a_malformed_lease_record_is_a_broken_control_channel() {
     let ran = running.finish();
     let framed = ran.framed();
     assert!(framed.result().cancelled);
-    assert!(framed.messages().contains("bad Lease record"), "{}", framed.messages());
+    assert!(
+        framed.messages().contains("bad Lease record"),
+        "{}",
+        framed.messages()
+    );
     script.assert_gone("the script");
 }

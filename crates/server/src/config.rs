@@ -24,6 +24,7 @@ pub const ENV_JOB_RETENTION: &str = "CRONIUM_JOB_RETENTION";
 pub const ENV_JOB_KEEP: &str = "CRONIUM_JOB_KEEP";
 pub const ENV_JOB_LOG_LIMIT: &str = "CRONIUM_JOB_LOG_LIMIT";
 pub const ENV_JOB_LEASE: &str = "CRONIUM_JOB_LEASE";
+pub const ENV_DRAIN_TIMEOUT: &str = "CRONIUM_DRAIN_TIMEOUT";
 pub const ENV_HTTP_ALLOW: &str = "CRONIUM_HTTP_ALLOW";
 pub const ENV_PUBLIC_URL: &str = "CRONIUM_PUBLIC_URL";
 pub const ENV_TLS_CERT: &str = "CRONIUM_TLS_CERT";
@@ -40,7 +41,8 @@ pub const DEFAULT_MAX_JOBS: usize = 8;
 pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 pub const DEFAULT_JOB_KEEP: u32 = 100;
 pub const DEFAULT_JOB_LOG_LIMIT: u64 = 10 * 1024 * 1024;
-pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(10);
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// A browser session unused this long ends.
 pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
 /// A browser session ends this long after sign-in, however much it is used.
@@ -104,6 +106,9 @@ pub struct Config {
     /// How long a worker holds a job between heartbeats; a crashed node's
     /// jobs are recovered this long after its last heartbeat.
     pub job_lease: Duration,
+    /// How long a server shutting down (SIGTERM) lets its running jobs
+    /// finish before it stops them and hands them back for another server.
+    pub drain_timeout: Duration,
     /// What HTTP events may reach although it is loopback, private,
     /// link-local or a cloud metadata address (nothing by default).
     pub http_allow: Vec<Allow>,
@@ -156,6 +161,7 @@ impl Config {
             job_keep: DEFAULT_JOB_KEEP,
             job_log_limit: DEFAULT_JOB_LOG_LIMIT,
             job_lease: DEFAULT_JOB_LEASE,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             http_allow: Vec::new(),
             public_url: None,
             secure_cookies: false,
@@ -266,9 +272,13 @@ impl Config {
             Some(text) => interval(ENV_JOB_LEASE, text)?,
             None => DEFAULT_JOB_LEASE,
         };
-        if job_lease < Duration::from_secs(3) {
-            return Err(error(ENV_JOB_LEASE, "must be at least 3s".into()));
+        if job_lease < Duration::from_secs(5) {
+            return Err(error(ENV_JOB_LEASE, "must be at least 5s".into()));
         }
+        let drain_timeout = match env(ENV_DRAIN_TIMEOUT) {
+            Some(text) => interval(ENV_DRAIN_TIMEOUT, text)?,
+            None => DEFAULT_DRAIN_TIMEOUT,
+        };
         // Flags replace the variable's list; the variable is comma-separated.
         let (http_allow_source, http_allow_texts) = if flags.http_allow.is_empty() {
             let list = env(ENV_HTTP_ALLOW).unwrap_or_default();
@@ -360,6 +370,7 @@ impl Config {
             job_keep,
             job_log_limit,
             job_lease,
+            drain_timeout,
             http_allow,
             public_url,
             secure_cookies,
@@ -398,6 +409,7 @@ impl fmt::Debug for Config {
             .field("job_keep", &self.job_keep)
             .field("job_log_limit", &self.job_log_limit)
             .field("job_lease", &self.job_lease)
+            .field("drain_timeout", &self.drain_timeout)
             .field(
                 "http_allow",
                 &self

@@ -71,7 +71,11 @@ pub struct Running {
     local_addr: SocketAddr,
     data_dir: PathBuf,
     shutdown: CancellationToken,
+    /// Ends the workers' drain at once (a second stop signal).
+    hand_back: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+    /// The workers: after the shutdown they drain, then this ends.
+    workers: JoinHandle<()>,
     tls: Option<std::sync::Arc<tls::Certificates>>,
 }
 
@@ -105,24 +109,37 @@ impl Running {
         self.shutdown.clone()
     }
 
+    /// Ends the drain of a shutdown at once: the jobs still running are
+    /// stopped and handed back.
+    pub fn hand_back_token(&self) -> CancellationToken {
+        self.hand_back.clone()
+    }
+
     /// Waits until the server has stopped: after the shutdown token is
-    /// cancelled, once in-flight requests are done (or after 30 seconds).
+    /// cancelled, once in-flight requests are done (or after 30 seconds)
+    /// and the running jobs have finished or been handed back.
     pub async fn wait(self) -> Result<()> {
         let mut task = self.task;
-        tokio::select! {
-            result = &mut task => return result.context("server task failed")?.context("server failed"),
-            () = self.shutdown.cancelled() => {}
-        }
-        match tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await {
-            Ok(result) => result
-                .context("server task failed")?
-                .context("server failed"),
-            Err(_) => {
-                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
-                task.abort();
-                Ok(())
+        let served = tokio::select! {
+            result = &mut task => result,
+            () = self.shutdown.cancelled() => {
+                match tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+                        task.abort();
+                        Ok(Ok(()))
+                    }
+                }
             }
-        }
+        };
+        // However serving ended, the workers stop claiming and drain (they
+        // have been since the shutdown began).
+        self.shutdown.cancel();
+        self.workers.await.context("the workers failed")?;
+        served
+            .context("server task failed")?
+            .context("server failed")
     }
 
     /// Shuts down gracefully and waits for it.
@@ -322,12 +339,14 @@ pub async fn start(config: Config) -> Result<Running> {
             slots: config.max_jobs,
             lease: config.job_lease,
             log_limit: config.job_log_limit,
+            drain: config.drain_timeout,
         },
     )
     // Messages are owed the moment a job ends: the workers say so.
     .wake_deliveries(deliveries.waker());
     tokio::spawn(scheduler.run(shutdown.clone()));
-    tokio::spawn(workers.run(shutdown.clone()));
+    let hand_back = workers.hand_back_token();
+    let workers = tokio::spawn(workers.run(shutdown.clone()));
     tokio::spawn(deliveries.run(shutdown.clone()));
     tokio::spawn(heartbeat.run(shutdown.clone()));
 
@@ -381,7 +400,9 @@ pub async fn start(config: Config) -> Result<Running> {
         local_addr,
         data_dir,
         shutdown,
+        hand_back,
         task,
+        workers,
         tls: certificates,
     })
 }
@@ -519,12 +540,18 @@ pub async fn run(config: Config) -> Result<()> {
         });
     }
     let shutdown = running.shutdown_token();
+    let hand_back = running.hand_back_token();
     tokio::spawn(async move {
         match stop_signal().await {
             Ok(name) => tracing::info!(signal = name, "shutting down"),
             Err(e) => tracing::error!(error = %e, "cannot wait for signals; shutting down"),
         }
         shutdown.cancel();
+        // A second signal: no more waiting for running jobs.
+        if let Ok(name) = stop_signal().await {
+            tracing::info!(signal = name, "handing the running jobs back now");
+            hand_back.cancel();
+        }
     });
     running.wait().await?;
     tracing::info!("stopped");

@@ -280,10 +280,36 @@ pub(crate) fn recover(
         .lease_expires_at
         .map(|t| t.to_rfc3339())
         .unwrap_or_else(|| "an unknown time".into());
-    job.error = Some(format!(
+    let reason = format!(
         "the worker {owner} stopped reporting (lease expired at {expired}): \
          it crashed or lost the database"
-    ));
+    );
+    end_attempt(job, reason, retries, retry_at, now)
+}
+
+/// A running job its worker gives back before the end (its server is
+/// shutting down): like a recovery, but at once and saying so.
+pub(crate) fn hand_back(
+    job: &mut Job,
+    retries: u32,
+    retry_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    let owner = job.lease_owner.as_deref().unwrap_or("(unknown)");
+    let reason = format!("the server {owner} shut down before the job finished and handed it back");
+    end_attempt(job, reason, retries, retry_at, now)
+}
+
+/// Ends a running attempt that did not report its own end: queued again if
+/// the event allows another attempt, otherwise failed with `reason`.
+fn end_attempt(
+    job: &mut Job,
+    reason: String,
+    retries: u32,
+    retry_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
+    job.error = Some(reason);
     job.lease_expires_at = None;
     job.updated_at = now;
     let retried = job.attempt <= retries && !job.cancel_requested;

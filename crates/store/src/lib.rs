@@ -1151,6 +1151,16 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         retry_at: DateTime<Utc>,
     ) -> Result<Vec<Recovered>>;
+    /// Gives back the running attempt `fence` holds before it ended (its
+    /// server is shutting down): retried at `retry_at` if the event allows
+    /// another attempt, otherwise `failed`, the reason saying so. As with a
+    /// recovered lease, the attempt is raised and the worker fenced out.
+    async fn hand_back_job(
+        &self,
+        fence: &Fence,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Recovered>;
     /// A queued job becomes `cancelled` at once; a running one gets
     /// `cancel_requested` (its worker ends it). A finished job is a
     /// `Conflict` on `status`.

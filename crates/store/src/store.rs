@@ -1565,6 +1565,15 @@ impl<B: Backend> Store for SqlStore<B> {
         jobs::recover_expired_leases(self, now, retry_at).await
     }
 
+    async fn hand_back_job(
+        &self,
+        fence: &Fence,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Recovered> {
+        jobs::hand_back_job(self, fence, retry_at, now).await
+    }
+
     async fn cancel_job(&self, id: JobId, now: DateTime<Utc>, audit: &AuditEntry) -> Result<Job> {
         jobs::cancel_job(self, id, now, audit).await
     }

@@ -165,6 +165,7 @@ conformance!(
     allow_with_max_concurrent_two_never_runs_more_than_two,
     concurrent_claimers_take_each_job_exactly_once,
     a_stale_worker_is_fenced_out_after_recovery,
+    a_job_handed_back_at_shutdown_is_retried_at_once_or_fails_saying_why,
     failures_retry_with_a_raised_attempt_then_fail_for_good,
     recovery_retries_or_fails_with_the_reason,
     cancel_ends_queued_runs_flags_running_ones_and_refuses_finished_ones,
@@ -3847,6 +3848,72 @@ async fn concurrent_claimers_take_each_job_exactly_once(b: Backend) {
     claimed.sort();
     expected.sort();
     assert_eq!(claimed, expected, "every job claimed, none twice");
+}
+
+async fn a_job_handed_back_at_shutdown_is_retried_at_once_or_fails_saying_why(b: Backend) {
+    let store = &*b.store;
+    let event = create_at(
+        store,
+        EventSpec {
+            retries: 1,
+            ..spec("long")
+        },
+        t(0),
+    )
+    .await;
+    let job = run(store, event.id, t(0)).await;
+    let first = claim(store, "node-a", t(1)).await.unwrap();
+
+    // Handed back long before its lease would expire: queued for another
+    // attempt at once, the worker fenced out.
+    let back = store.hand_back_job(&first.fence, t(5), t(5)).await.unwrap();
+    assert!(back.retried);
+    assert_eq!(
+        (
+            back.job.id,
+            back.job.status,
+            back.job.attempt,
+            back.job.run_after
+        ),
+        (job.id, JobStatus::Queued, 2, t(5))
+    );
+    assert_eq!(
+        back.job.error.as_deref(),
+        Some("the server node-a shut down before the job finished and handed it back")
+    );
+    assert!(matches!(
+        store.heartbeat(&first.fence, t(6)).await.unwrap_err(),
+        StoreError::Fenced { attempt: 1, .. }
+    ));
+    // A second hand back of the same attempt is refused the same way.
+    assert!(matches!(
+        store
+            .hand_back_job(&first.fence, t(6), t(6))
+            .await
+            .unwrap_err(),
+        StoreError::Fenced { attempt: 1, .. }
+    ));
+
+    // The last attempt handed back fails, saying why.
+    let second = claim(store, "node-b", t(7)).await.unwrap();
+    let back = store
+        .hand_back_job(&second.fence, t(8), t(8))
+        .await
+        .unwrap();
+    assert!(!back.retried);
+    assert_eq!(
+        (back.job.status, back.job.finished_at),
+        (JobStatus::Failed, Some(t(8)))
+    );
+    assert!(
+        back.job
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("node-b shut down"),
+        "{:?}",
+        back.job.error
+    );
 }
 
 async fn a_stale_worker_is_fenced_out_after_recovery(b: Backend) {

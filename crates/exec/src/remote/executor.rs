@@ -33,7 +33,9 @@ use super::RemoteServer;
 use super::artifacts::{Artifact, RunnerArtifacts};
 use super::pool::{Connection, Lease, Pool};
 use crate::helpers::Relay;
-use crate::records::{Outcome, RunnerExit, build_report, fmt_duration, frame, read_records};
+use crate::records::{
+    Outcome, RunnerExit, build_report, fmt_duration, frame, lease_record, read_records, renewed,
+};
 use crate::{CANCEL_MARGIN, Execution, OutputLine, Phase, RunReport, RunRequest, WATCHDOG_MARGIN};
 
 /// Where the runner sits inside the cache directory.
@@ -470,6 +472,11 @@ impl Run<'_> {
         // The runner reads the Env record before anything else; if the
         // prelude stops instead, the record dies with the channel.
         let _ = control.write_all(&frame(Kind::Env, &env)).await;
+        let mut lease = request.lease.clone();
+        if let Some(until) = &lease {
+            let until = *until.borrow();
+            let _ = control.write_all(&lease_record(until)).await;
+        }
         let _ = control.flush().await;
 
         let mut first = [0u8; 1];
@@ -530,6 +537,10 @@ impl Run<'_> {
                     end = &mut reading => break end,
                     Some(reply) = replies.recv() => {
                         let _ = control.write_all(&reply).await;
+                        let _ = control.flush().await;
+                    }
+                    until = renewed(&mut lease) => {
+                        let _ = control.write_all(&lease_record(until)).await;
                         let _ = control.flush().await;
                     }
                     () = cancel.cancelled(), if !cancel_sent => {

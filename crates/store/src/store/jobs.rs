@@ -478,6 +478,26 @@ pub(super) async fn recover_expired_leases<B: Backend>(
     Ok(recovered)
 }
 
+pub(super) async fn hand_back_job<B: Backend>(
+    store: &SqlStore<B>,
+    fence: &Fence,
+    retry_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Recovered> {
+    let now = truncate(now);
+    let mut tx = store.db.begin().await?;
+    let mut job = fetch_job_locked::<B, _>(&mut tx, fence.job, Lock::Update).await?;
+    rules::check_fence(fence, &job)?;
+    let retries = event_retries(&mut tx, job.event_id).await?;
+    let retried = rules::hand_back(&mut job, retries, retry_at, now);
+    let mut job = write_job(&mut tx, &job).await?;
+    if !retried {
+        job = super::notify::fire_end_actions::<B, _>(&mut tx, job, now).await?;
+    }
+    tx.commit().await?;
+    Ok(Recovered { job, retried })
+}
+
 pub(super) async fn cancel_job<B: Backend>(
     store: &SqlStore<B>,
     id: JobId,
