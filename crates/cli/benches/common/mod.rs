@@ -43,6 +43,12 @@ impl Drop for Serve {
 }
 
 pub fn serve(runner: &Path) -> Serve {
+    serve_with(runner, None, &[])
+}
+
+/// A `cronium serve` on `database_url` (its own SQLite without one) with
+/// extra environment, in a fresh data dir.
+pub fn serve_with(runner: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -61,6 +67,8 @@ pub fn serve(runner: &Path) -> Serve {
         .arg("--runner")
         .arg(runner)
         .env_remove("CRONIUM_DATABASE_URL")
+        .envs(database_url.map(|url| ("CRONIUM_DATABASE_URL", url)))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -86,6 +94,16 @@ pub fn serve(runner: &Path) -> Serve {
 }
 
 impl Serve {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`, and the process reaped.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }
