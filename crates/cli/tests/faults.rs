@@ -5,9 +5,9 @@
 //! PostgreSQL cluster and uses both cores); run with `--nocapture` to see the
 //! figures each prints.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 #[path = "common/invariants.rs"]
 mod invariants;
 
@@ -25,6 +25,9 @@ static SERIAL: Mutex<()> = Mutex::new(());
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// How long a run of the workload's long event takes.
+const LONG: Duration = Duration::from_secs(10);
 
 /// How late a scheduler tick or a worker's poll may be once settled.
 const GRACE: Duration = Duration::from_secs(5);
@@ -77,6 +80,24 @@ fn job_state(cluster: &Cluster, id: i64) -> (String, i64) {
     (row[0][0].clone(), row[0][1].parse().unwrap())
 }
 
+/// A log line without its colours.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Stops the workload, checks every invariant, prints the figures.
 fn settle_and_check(fault: &str, cluster: &Cluster, workload: &mut Workload, figures: &[String]) {
     let followed = workload.settle(cluster, Duration::from_secs(60));
@@ -116,6 +137,25 @@ fn settle_and_check(fault: &str, cluster: &Cluster, workload: &mut Workload, fig
         followed.len(),
         followed.iter().filter(|f| f.finished).count()
     );
+    // What the nodes warned about, by message.
+    for node in &cluster.nodes {
+        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+        for line in node.log().lines() {
+            let line = &strip_ansi(line);
+            let Some(rest) = line.split_once(" WARN ").or(line.split_once(" ERROR ")) else {
+                continue;
+            };
+            let message = rest.1.split_once(": ").map_or(rest.1, |(_, m)| m);
+            let message = message.split(" job=").next().unwrap_or(message);
+            let message = message.split(" error=").next().unwrap_or(message);
+            *counts
+                .entry(message.chars().take(90).collect())
+                .or_default() += 1;
+        }
+        for (message, n) in counts {
+            eprintln!("   {} warned x{n}: {message}", node.name);
+        }
+    }
     if !violations.is_empty() {
         for node in &cluster.nodes {
             let log = node.log();
@@ -137,7 +177,7 @@ fn a_node_killed_mid_job_its_job_is_retried_on_another_node() {
         nodes: 2,
         ..Layout::default()
     });
-    let mut workload = Workload::start(&cluster, true);
+    let mut workload = Workload::start(&cluster, true, LONG);
     warm_up(&cluster);
     let id = workload.start_long(&cluster, 0);
     let victim = common::wait_for("the long job to run", Duration::from_secs(20), || {
@@ -153,21 +193,15 @@ fn a_node_killed_mid_job_its_job_is_retried_on_another_node() {
             >= 4)
             .then_some(())
     });
-    let killed = Instant::now();
     cluster.nodes[victim].kill9();
     let survivor = 1 - victim;
-    let elsewhere = time_until(
-        "the job to run on the other node",
-        LEASE * 4,
-        || {
-            job_state(&cluster, id).1 >= 2 && cluster.lease_holder(id) == Some(survivor)
-                || job_state(&cluster, id).0 == "succeeded"
-        },
+    let elsewhere = time_until("the job to run on the other node", LEASE * 4, || {
+        job_state(&cluster, id).1 >= 2 && cluster.lease_holder(id) == Some(survivor)
+            || job_state(&cluster, id).0 == "succeeded"
+    });
+    let started_again = cluster.sql_one(
+        "SELECT count(*) FROM jobs WHERE attempt > 1 AND updated_at > now() - interval '30 seconds'",
     );
-    let started_again = cluster
-        .sql_one(&format!(
-            "SELECT count(*) FROM jobs WHERE attempt > 1 AND updated_at > now() - interval '30 seconds'"
-        ));
     cluster.nodes[victim].start(&[]);
     let done = time_until("the long job to end", Duration::from_secs(40), || {
         matches!(job_state(&cluster, id).0.as_str(), "succeeded" | "failed")
@@ -194,7 +228,6 @@ fn a_node_killed_mid_job_its_job_is_retried_on_another_node() {
                 "job {id} succeeded on attempt {attempt}, {:.1}s after the kill; {started_again} job(s) on a later attempt meanwhile",
                 (elsewhere + done).as_secs_f64(),
             ),
-            format!("killed at {killed:?}"),
         ],
     );
 }
@@ -206,7 +239,7 @@ fn every_database_connection_terminated_the_nodes_reconnect() {
         nodes: 2,
         ..Layout::default()
     });
-    let mut workload = Workload::start(&cluster, true);
+    let mut workload = Workload::start(&cluster, true, LONG);
     warm_up(&cluster);
     let id = workload.start_long(&cluster, 1);
     common::wait_for("the long job to run", Duration::from_secs(20), || {
@@ -232,7 +265,7 @@ fn every_database_connection_terminated_the_nodes_reconnect() {
         &[
             format!("{terminated} connections terminated (two rounds, 1s apart)"),
             format!(
-                "a job succeeded again {:.1}s after the first round",
+                "a job succeeded again {:.1}s after the second round",
                 back.as_secs_f64()
             ),
             format!(
@@ -250,7 +283,7 @@ fn the_database_stopped_immediately_and_restarted_mid_run() {
         nodes: 2,
         ..Layout::default()
     });
-    let mut workload = Workload::start(&cluster, true);
+    let mut workload = Workload::start(&cluster, true, LONG);
     warm_up(&cluster);
     let id = workload.start_long(&cluster, 0);
     common::wait_for("the long job to run", Duration::from_secs(20), || {
@@ -294,7 +327,7 @@ fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
         tmpfs: Some((1, "32m")),
         ..Layout::default()
     });
-    let mut workload = Workload::start(&cluster, false);
+    let mut workload = Workload::start(&cluster, false, LONG);
     warm_up(&cluster);
     let tmpfs = cluster.tmpfs.as_ref().unwrap();
     let since = db_micros(&cluster);
@@ -327,16 +360,37 @@ fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
             .any(|l| l.starts_with("end ") && l.contains(mark))
     });
     let _ = freed;
-    assert!(answered >= 15, "n2 answered {answered} of 20 API calls while full");
+    assert!(
+        answered >= 15,
+        "n2 answered {answered} of 20 API calls while full"
+    );
+    // What failed says why, with the path.
+    for r in failed_here.iter().filter(|r| r[1] == "failed") {
+        assert!(
+            r[3].contains("No space left on device")
+                && r[3].contains(&*tmpfs.path.to_string_lossy()),
+            "job {} failed without saying the disk is full: {}",
+            r[0],
+            r[3]
+        );
+    }
     let mut figures = vec![
         format!("{filled} bytes written to fill n2's 32 MiB tmpfs data dir"),
         format!("n2 answered {answered}/20 API calls while full"),
-        format!("{} job(s) ended other than succeeded while full:", failed_here.len()),
+        format!(
+            "{} job(s) ended other than succeeded while full:",
+            failed_here.len()
+        ),
     ];
     for r in failed_here.iter().take(8) {
-        figures.push(format!("  job {} {} attempt {}: {}", r[0], r[1], r[2], r[3]));
+        figures.push(format!(
+            "  job {} {} attempt {}: {}",
+            r[0], r[1], r[2], r[3]
+        ));
     }
-    figures.push(format!("n2 logged \"No space left\" {no_space} times"));
+    figures.push(format!(
+        "n2's own log mentions \"No space left\" {no_space} times"
+    ));
     figures.push(format!(
         "after freeing the space n2 ran a job again within {:.1}s",
         again.as_secs_f64()
@@ -358,8 +412,10 @@ fn the_database_unreachable_for_twenty_seconds() {
         ..Layout::default()
     });
     // The nodes live in the namespace, the test's sshd on the host's
-    // loopback: no fleet here.
-    let mut workload = Workload::start(&cluster, false);
+    // loopback: no fleet here. The long job outlasts the outage: its lease
+    // runs out while its worker still runs it, and nobody can take it over
+    // until the database is back.
+    let mut workload = Workload::start(&cluster, false, Duration::from_secs(30));
     warm_up(&cluster);
     let id = workload.start_long(&cluster, 0);
     common::wait_for("the long job to run", Duration::from_secs(20), || {
@@ -371,6 +427,7 @@ fn the_database_unreachable_for_twenty_seconds() {
     // The fault is its duration: nothing to poll for.
     std::thread::sleep(Duration::from_secs(20));
     drop(rule);
+    let outage = cut.elapsed();
     let since = db_micros(&cluster);
     let back = wait_for_work(&cluster, since, Duration::from_secs(60));
     let done = time_until("the long job to end", Duration::from_secs(60), || {
@@ -382,12 +439,19 @@ fn the_database_unreachable_for_twenty_seconds() {
         &cluster,
         &mut workload,
         &[
-            format!("packets to the database dropped for {:.1}s", cut.elapsed().as_secs_f64() - back.as_secs_f64() - done.as_secs_f64()),
+            format!(
+                "packets to the database dropped for {:.1}s (lease {}s)",
+                outage.as_secs_f64(),
+                LEASE.as_secs()
+            ),
             format!(
                 "a job succeeded again {:.1}s after the rule was removed",
                 back.as_secs_f64()
             ),
-            format!("long job {id}: {status} on attempt {attempt}"),
+            format!(
+                "long job {id}: {status} on attempt {attempt}, {:.1}s after the rule was removed",
+                (back + done).as_secs_f64()
+            ),
         ],
     );
 }
@@ -447,7 +511,7 @@ impl Scratch {
         .unwrap();
         sql(&format!(
             "INSERT INTO job_logs (job_id, seq, stream, at, data) \
-             SELECT {job}, k, 'stdout', now(), convert_to('line ' || k || E'\\n', 'UTF8') \
+             SELECT {job}, k, 'stdout', now(), convert_to('step ' || k || ' of {job}-2' || E'\\n', 'UTF8') \
              FROM generate_series(1, 5) k"
         ));
         let trace = tempfile::NamedTempFile::new().unwrap();
@@ -463,7 +527,7 @@ impl Scratch {
         let followed = vec![Followed {
             job,
             node: "n2".into(),
-            stdout: b"line 1\nline 2\nline 3\nline 4\nline 5\n".to_vec(),
+            stdout: lines(job, &[1, 2, 3, 4, 5]),
             finished: true,
         }];
         Scratch {
@@ -504,6 +568,15 @@ impl Scratch {
         .parse()
         .unwrap()
     }
+}
+
+/// The scratch job's output lines `steps`, as printed.
+fn lines(job: i64, steps: &[u32]) -> Vec<u8> {
+    steps
+        .iter()
+        .map(|k| format!("step {k} of {job}-2\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 fn write(path: &Path, text: &str) {
@@ -634,11 +707,33 @@ fn the_checker_catches_a_gap_in_a_jobs_log() {
         found,
         [
             format!(
-                "follower of job {} on n2: line 3 is \"line 3\", the stored line is \"line 4\" (printed 5, stored 4)",
-                s.job
+                "follower of job {j} on n2: line 3 is \"step 3 of {j}-2\", the stored line is \"step 4 of {j}-2\" (printed 5, stored 4)",
+                j = s.job
             ),
             format!("job {} (ticker): log lines 1..5 lack 3", s.job),
         ]
+    );
+}
+
+#[test]
+fn the_checker_catches_a_printed_line_missing_from_a_succeeded_jobs_log() {
+    let s = Scratch::new();
+    let j = s.job;
+    // The trace has the attempt print one step; it printed a sixth as well.
+    let mut trace = std::fs::read_to_string(s.trace.path()).unwrap();
+    for t in 0..5 {
+        trace.push_str(&format!("tick {j} {j}-2 local@n2 {}\n", 4100 + t));
+    }
+    let clean = std::fs::read_to_string(s.trace.path()).unwrap();
+    assert_eq!(
+        invariants::stored_output(s.pg, &s.db, &clean),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        invariants::stored_output(s.pg, &s.db, &trace),
+        [format!(
+            "job {j}: \"step 6 of {j}-2\" was printed 1 time(s), stored 0 (the job succeeded)"
+        )]
     );
 }
 
@@ -686,28 +781,28 @@ fn the_checker_catches_overlapping_attempts_in_the_trace() {
 fn the_checker_catches_a_follower_that_repeated_or_missed_lines() {
     let mut s = Scratch::new();
     let j = s.job;
-    s.followed[0].stdout = b"line 1\nline 2\nline 2\nline 3\nline 4\nline 5\n".to_vec();
+    s.followed[0].stdout = lines(j, &[1, 2, 2, 3, 4, 5]);
     assert_eq!(
         s.check(),
         [format!(
-            "follower of job {j} on n2: printed line 2 (\"line 2\") twice (printed 6, stored 5)"
+            "follower of job {j} on n2: printed line 2 (\"step 2 of {j}-2\") twice (printed 6, stored 5)"
         )]
     );
-    s.followed[0].stdout = b"line 1\nline 2\nline 4\nline 5\n".to_vec();
+    s.followed[0].stdout = lines(j, &[1, 2, 4, 5]);
     assert_eq!(
         s.check(),
         [format!(
-            "follower of job {j} on n2: missed line 3 (\"line 3\") (printed 4, stored 5)"
+            "follower of job {j} on n2: missed line 3 (\"step 3 of {j}-2\") (printed 4, stored 5)"
         )]
     );
-    s.followed[0].stdout = b"line 1\nline 2\n".to_vec();
+    s.followed[0].stdout = lines(j, &[1, 2]);
     s.followed[0].finished = false;
     assert_eq!(
         s.check(),
         [
             format!("follower of job {j} on n2: had not ended after its job did"),
             format!(
-                "follower of job {j} on n2: missed the last 3 of 5 stored lines, from line 3 (\"line 3\") (printed 2, stored 5)"
+                "follower of job {j} on n2: missed the last 3 of 5 stored lines, from line 3 (\"step 3 of {j}-2\") (printed 2, stored 5)"
             ),
         ]
     );
@@ -716,7 +811,10 @@ fn the_checker_catches_a_follower_that_repeated_or_missed_lines() {
 #[test]
 fn the_checker_reports_every_violation_together() {
     let s = Scratch::new();
-    s.sql(&format!("DELETE FROM job_logs WHERE job_id = {} AND seq = 2", s.job));
+    s.sql(&format!(
+        "DELETE FROM job_logs WHERE job_id = {} AND seq = 2",
+        s.job
+    ));
     s.sql(&format!(
         "UPDATE jobs SET status = 'running', lease_expires_at = NULL WHERE fire_at IS NOT NULL \
          AND fire_at = (SELECT min(fire_at) FROM jobs WHERE event_id = {})",

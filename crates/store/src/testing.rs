@@ -138,10 +138,12 @@ impl TestPostgres {
     /// is checkpointed; the next [`TestPostgres::start`] runs crash recovery.
     pub fn stop_immediate(&self) -> Result<(), String> {
         run(
-            self.tool("pg_ctl")
-                .arg("-D")
-                .arg(self.data_dir())
-                .args(["-m", "immediate", "-w", "stop"]),
+            self.tool("pg_ctl").arg("-D").arg(self.data_dir()).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]),
             "pg_ctl stop",
         )
     }
@@ -251,10 +253,7 @@ fn start_cluster(listen: String, hba: &str, owned: bool) -> Result<TestPostgres,
     }
 }
 
-fn init_and_start(
-    mut c: TestPostgres,
-    hba: &str,
-) -> Result<TestPostgres, (TestPostgres, String)> {
+fn init_and_start(mut c: TestPostgres, hba: &str) -> Result<TestPostgres, (TestPostgres, String)> {
     if c.as_postgres_user
         && let Err(why) = run(Command::new("chown").arg("postgres:").arg(&c.root), "chown")
     {
@@ -312,11 +311,15 @@ fn init_and_start(
 
 /// `pg_ctl start` on `port`, waiting until the cluster accepts connections.
 fn pg_ctl_start(c: &TestPostgres, port: u16) -> Result<(), String> {
+    // A cluster a test stops with `-m immediate` must keep what it
+    // acknowledged: without synchronous commit the last commits are lost
+    // with the WAL buffers. fsync stays off: the machine does not crash.
     let options = format!(
         "-p {port} -k {} -c listen_addresses={} -c fsync=off \
-         -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+         -c synchronous_commit={} -c full_page_writes=off -c max_connections=300",
         c.root.display(),
-        c.listen
+        c.listen,
+        if c.owned { "on" } else { "off" }
     );
     run(
         c.tool("pg_ctl")

@@ -112,12 +112,40 @@ impl Netns {
     /// database) until the returned guard is dropped: connections hang,
     /// as when a network partition or a dead switch swallows them.
     pub fn drop_traffic_to(&self, port: u16) -> DropRule<'_> {
-        let rules = format!(
-            "table inet cronium_fault {{ chain out {{ type filter hook output priority 0; \
-             ip daddr {} tcp dport {port} drop; }} }}",
-            self.host
-        );
-        self.exec(&["nft", &rules]);
+        self.exec(&["nft", "add", "table", "inet", "cronium_fault"]);
+        self.exec(&[
+            "nft",
+            "add",
+            "chain",
+            "inet",
+            "cronium_fault",
+            "out",
+            "{",
+            "type",
+            "filter",
+            "hook",
+            "output",
+            "priority",
+            "0",
+            ";",
+            "}",
+        ]);
+        let (host, port) = (self.host.to_string(), port.to_string());
+        self.exec(&[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "cronium_fault",
+            "out",
+            "ip",
+            "daddr",
+            &host,
+            "tcp",
+            "dport",
+            &port,
+            "drop",
+        ]);
         DropRule { ns: self }
     }
 }
@@ -210,10 +238,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.path)
-            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 
@@ -252,11 +277,13 @@ impl Node {
             .arg(&self.data)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+            .env(
+                "HOME",
+                std::env::var_os("HOME").unwrap_or_else(|| "/root".into()),
+            )
             .env("CRONIUM_DATABASE_URL", &self.database_url)
             .env("CRONIUM_MASTER_KEY", MASTER_KEY)
             .env("CRONIUM_JOB_LEASE", format!("{}s", LEASE.as_secs()))
-            .env("RUST_LOG", "info")
             // Not a CRONIUM_ variable, so the runner passes it on: the
             // workload's scripts write which node ran them.
             .env("FAULT_NODE", &self.name)
@@ -281,7 +308,12 @@ impl Node {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{} did not come up at {}\n{}", self.name, self.url, self.log());
+        panic!(
+            "{} did not come up at {}\n{}",
+            self.name,
+            self.url,
+            self.log()
+        );
     }
 
     pub fn pid(&self) -> Option<i32> {
@@ -376,9 +408,7 @@ impl Cluster {
                     tmpfs = Some(Tmpfs::mount(&data, layout.tmpfs.unwrap().1));
                 }
                 let port = free_port();
-                let host = netns
-                    .as_ref()
-                    .map_or(Ipv4Addr::LOCALHOST, |ns| ns.inside);
+                let host = netns.as_ref().map_or(Ipv4Addr::LOCALHOST, |ns| ns.inside);
                 Node {
                     log: dir.path().join(format!("{name}.log")),
                     name,
@@ -514,7 +544,7 @@ pub struct Events {
     pub scheduled: Vec<(i64, Duration)>,
     /// A manual event whose runs take ~1s.
     pub short: i64,
-    /// A manual event whose runs take ~10s, with retries.
+    /// A manual event whose runs take long (10s, 30s), with retries.
     pub long: i64,
     /// A manual event on two SSH hosts.
     pub fleet: Option<i64>,
@@ -613,8 +643,9 @@ pub struct Workload {
 
 impl Workload {
     /// Creates the events (through node 0) and starts the driver. With
-    /// `fleet`, a real sshd with two users serves a fleet event.
-    pub fn start(cluster: &Cluster, fleet: bool) -> Workload {
+    /// `fleet`, a real sshd with two users serves a fleet event. A run of
+    /// the long event takes `long` (in steps of a quarter second).
+    pub fn start(cluster: &Cluster, fleet: bool, long: Duration) -> Workload {
         let api = cluster.client(0);
         let trace = cluster.trace_path();
         std::fs::write(&trace, "").unwrap();
@@ -645,7 +676,8 @@ impl Workload {
         );
         events.long = create(
             "long",
-            json!({"content": traced_script(&trace, 40, "0.25", local), "retries": 2,
+            json!({"content": traced_script(&trace, (long.as_millis() / 250) as u32, "0.25", local),
+                   "retries": 2,
                    "retryDelay": "1s", "overlap": "allow"}),
         );
         let sshd = fleet.then(|| TestSshd::start(2));
@@ -700,7 +732,7 @@ impl Workload {
                             let id = job["id"].as_i64().unwrap();
                             started.lock().unwrap().push(id);
                             // Followed from the next node, every other run.
-                            if round % 2 == 0 {
+                            if round.is_multiple_of(2) {
                                 let (name, other) = &clients[(round + 1) % n];
                                 followers
                                     .lock()
@@ -736,17 +768,22 @@ impl Workload {
         let id = job["id"].as_i64().unwrap();
         self.started.lock().unwrap().push(id);
         for (i, node) in cluster.nodes.iter().enumerate() {
-            self.followers
-                .lock()
-                .unwrap()
-                .push(Follower::spawn(&cluster.client(i), &node.name, id));
+            self.followers.lock().unwrap().push(Follower::spawn(
+                &cluster.client(i),
+                &node.name,
+                id,
+            ));
         }
         id
     }
 
     /// Stops starting runs, waits (at most `limit`) for every manual run to
     /// end and for its followers to finish; what the followers printed.
-    pub fn settle(&mut self, cluster: &Cluster, limit: Duration) -> Vec<super::invariants::Followed> {
+    pub fn settle(
+        &mut self,
+        cluster: &Cluster,
+        limit: Duration,
+    ) -> Vec<super::invariants::Followed> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(driver) = self.driver.take() {
             driver.join().unwrap();
@@ -764,7 +801,11 @@ impl Workload {
             );
             let settled = (|| {
                 while Instant::now() < deadline {
-                    if cluster.pg.psql(&cluster.db, &open).is_ok_and(|n| n.trim() == "0") {
+                    if cluster
+                        .pg
+                        .psql(&cluster.db, &open)
+                        .is_ok_and(|n| n.trim() == "0")
+                    {
                         return true;
                     }
                     std::thread::sleep(Duration::from_millis(200));
