@@ -42,8 +42,7 @@ pub fn check(s: &Subject) -> Vec<String> {
     all.extend(log_sequences(s.pg, s.db));
     let trace = std::fs::read_to_string(s.trace).unwrap_or_default();
     all.extend(overlaps(&trace));
-    // Not yet: `stored_output` (a succeeded job's log can lack lines its
-    // script printed: the worker drops a batch it could not store).
+    all.extend(stored_output(s.pg, s.db, &trace));
     all.extend(followers(s.pg, s.db, s.followers));
     all
 }
