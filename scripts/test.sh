@@ -25,6 +25,12 @@ command -v bwrap >/dev/null || missing+=(bubblewrap)
 # namespace of their own (crates/exec/tests/http.rs).
 command -v ip >/dev/null || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
+# The fault-injection suite (crates/cli/tests/faults.rs) cuts its nodes off
+# from the database with an nftables rule inside a network namespace, and
+# runs nodes under libfaketime for clock jumps.
+command -v nft >/dev/null || missing+=(nftables)
+command -v faketime >/dev/null || missing+=(faketime)
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(libfaketime)
 # The web UI's browser tests drive Debian's headless Chromium over WebDriver
 # (crates/cli/tests/ui_browser.rs); the two packages come from one source.
 [ -x /usr/bin/chromedriver ] || missing+=(chromium chromium-driver)

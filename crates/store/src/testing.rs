@@ -7,11 +7,17 @@
 //! (SIGKILL, abort) leaves its cluster behind; the next test process to
 //! start one stops and removes every cluster whose owner is gone.
 //!
+//! A test that stops, restarts or cuts off its database owns a cluster of
+//! its own instead ([`TestPostgres::start_owned`]): stopped and removed when
+//! dropped, listening on the addresses the test names, and controlled with
+//! [`TestPostgres::stop_immediate`], [`TestPostgres::start`] and
+//! [`TestPostgres::terminate_backends`].
+//!
 //! `initdb` and `pg_ctl` refuse to run as root, so as root they run as the
 //! `postgres` user through `runuser`, in a directory chowned to it.
 
 use std::fs;
-use std::net::TcpListener;
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -36,6 +42,10 @@ pub struct TestPostgres {
     root: PathBuf,
     port: u16,
     as_postgres_user: bool,
+    /// `listen_addresses`, as PostgreSQL reads it.
+    listen: String,
+    /// Stopped and removed when dropped (a cluster from `start_owned`).
+    owned: bool,
 }
 
 static CLUSTER: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
@@ -86,12 +96,110 @@ impl TestPostgres {
         self.port
     }
 
+    /// The URL of database `name` reached at `host` (one of the addresses
+    /// the cluster listens on).
+    pub fn url_on(&self, host: IpAddr, name: &str) -> String {
+        format!("postgres://postgres@{host}:{}/{name}", self.port)
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.root.join("data")
     }
 
     fn stop(&self) {
         stop_cluster(&self.bin, &self.root, self.as_postgres_user);
+    }
+
+    /// A cluster of the caller's own, stopped and removed when dropped, for a
+    /// test that stops, restarts or cuts off its database. It listens on
+    /// 127.0.0.1 and on `listen` (addresses that must exist now and at every
+    /// [`TestPostgres::start`]) and trusts connections from 127.0.0.1 and
+    /// from the networks in `trusted` (CIDR, such as `10.0.0.0/30`).
+    pub fn start_owned(listen: &[IpAddr], trusted: &[&str]) -> Result<TestPostgres, String> {
+        let mut addresses = vec![IpAddr::V4(Ipv4Addr::LOCALHOST)];
+        for address in listen {
+            if !addresses.contains(address) {
+                addresses.push(*address);
+            }
+        }
+        let listen = addresses
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let hba: String = trusted
+            .iter()
+            .map(|cidr| format!("host all all {cidr} trust\n"))
+            .collect();
+        start_cluster(listen, &hba, true)
+    }
+
+    /// `pg_ctl stop -m immediate`: every backend is killed at once, nothing
+    /// is checkpointed; the next [`TestPostgres::start`] runs crash recovery.
+    pub fn stop_immediate(&self) -> Result<(), String> {
+        run(
+            self.tool("pg_ctl").arg("-D").arg(self.data_dir()).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]),
+            "pg_ctl stop",
+        )
+    }
+
+    /// Starts the cluster again on the same port and data dir, after
+    /// [`TestPostgres::stop_immediate`].
+    pub fn start(&self) -> Result<(), String> {
+        pg_ctl_start(self, self.port).map_err(|why| {
+            let log = fs::read_to_string(self.root.join("postgres.log")).unwrap_or_default();
+            format!("{why}\n{log}")
+        })
+    }
+
+    /// Ends every connection to database `name` but the caller's own
+    /// (`pg_terminate_backend`), as an administrator or a failover would;
+    /// returns how many there were.
+    pub fn terminate_backends(&self, name: &str) -> Result<u64, String> {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = '{}' AND pid <> pg_backend_pid()",
+            name.replace('\'', "''")
+        );
+        let out = self.psql("postgres", &sql)?;
+        out.trim()
+            .parse()
+            .map_err(|e| format!("pg_terminate_backend answered {out:?}: {e}"))
+    }
+
+    /// Runs `sql` in database `name` with `psql` (stopping at the first
+    /// error) and returns its rows, unaligned: one per line, fields
+    /// separated by `|`, no header.
+    pub fn psql(&self, name: &str, sql: &str) -> Result<String, String> {
+        let port = self.port.to_string();
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-F", "|", "-v", "ON_ERROR_STOP=1"])
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", name])
+            .args(["-c", sql])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "psql failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        if self.owned {
+            self.stop();
+        }
     }
 }
 
@@ -107,6 +215,15 @@ extern "C" fn stop_at_exit() {
 }
 
 fn start() -> Result<TestPostgres, String> {
+    let cluster = start_cluster("127.0.0.1".into(), "", false)?;
+    // SAFETY: registers a plain `extern "C" fn` with no captured state.
+    unsafe { libc::atexit(stop_at_exit) };
+    Ok(cluster)
+}
+
+/// Creates and starts a cluster listening on `listen`, with `hba` lines
+/// added to its `pg_hba.conf`.
+fn start_cluster(listen: String, hba: &str, owned: bool) -> Result<TestPostgres, String> {
     let bin = find_binaries()?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let as_postgres_user = unsafe { libc::geteuid() } == 0;
@@ -124,13 +241,11 @@ fn start() -> Result<TestPostgres, String> {
         root,
         port: 0,
         as_postgres_user,
+        listen,
+        owned,
     };
-    match init_and_start(cluster) {
-        Ok(cluster) => {
-            // SAFETY: registers a plain `extern "C" fn` with no captured state.
-            unsafe { libc::atexit(stop_at_exit) };
-            Ok(cluster)
-        }
+    match init_and_start(cluster, hba) {
+        Ok(cluster) => Ok(cluster),
         Err((cluster, why)) => {
             cluster.stop();
             Err(why)
@@ -138,7 +253,7 @@ fn start() -> Result<TestPostgres, String> {
     }
 }
 
-fn init_and_start(mut c: TestPostgres) -> Result<TestPostgres, (TestPostgres, String)> {
+fn init_and_start(mut c: TestPostgres, hba: &str) -> Result<TestPostgres, (TestPostgres, String)> {
     if c.as_postgres_user
         && let Err(why) = run(Command::new("chown").arg("postgres:").arg(&c.root), "chown")
     {
@@ -164,6 +279,15 @@ fn init_and_start(mut c: TestPostgres) -> Result<TestPostgres, (TestPostgres, St
     if let Err(why) = init {
         return Err((c, why));
     }
+    if !hba.is_empty() {
+        let appended = fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("pg_hba.conf"))
+            .and_then(|mut file| std::io::Write::write_all(&mut file, hba.as_bytes()));
+        if let Err(e) = appended {
+            return Err((c, format!("cannot add to pg_hba.conf: {e}")));
+        }
+    }
     // A free port can be taken between the probe and the bind: try a few.
     let mut last = String::new();
     for _ in 0..5 {
@@ -171,21 +295,7 @@ fn init_and_start(mut c: TestPostgres) -> Result<TestPostgres, (TestPostgres, St
             Ok(port) => port,
             Err(why) => return Err((c, why)),
         };
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            c.root.display()
-        );
-        let started = run(
-            c.tool("pg_ctl")
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(c.root.join("postgres.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"]),
-            "pg_ctl start",
-        );
-        match started {
+        match pg_ctl_start(&c, port) {
             Ok(()) => {
                 c.port = port;
                 return Ok(c);
@@ -197,6 +307,29 @@ fn init_and_start(mut c: TestPostgres) -> Result<TestPostgres, (TestPostgres, St
         }
     }
     Err((c, last))
+}
+
+/// `pg_ctl start` on `port`, waiting until the cluster accepts connections.
+fn pg_ctl_start(c: &TestPostgres, port: u16) -> Result<(), String> {
+    // A cluster a test stops with `-m immediate` must keep what it
+    // acknowledged: without synchronous commit the last commits are lost
+    // with the WAL buffers. fsync stays off: the machine does not crash.
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses={} -c fsync=off \
+         -c synchronous_commit={} -c full_page_writes=off -c max_connections=300",
+        c.root.display(),
+        c.listen,
+        if c.owned { "on" } else { "off" }
+    );
+    run(
+        c.tool("pg_ctl")
+            .arg("-D")
+            .arg(c.data_dir())
+            .arg("-l")
+            .arg(c.root.join("postgres.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"]),
+        "pg_ctl start",
+    )
 }
 
 impl TestPostgres {
