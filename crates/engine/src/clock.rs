@@ -47,10 +47,15 @@ impl Anchored {
     }
 
     fn take(&self, database: DateTime<Utc>, asked: Instant, answered: Instant) {
-        let midway = asked + answered.saturating_duration_since(asked) / 2;
+        let half_way = answered.saturating_duration_since(asked) / 2;
+        let midway = asked + half_way;
+        // The reading may be off by half its round trip: one that agrees
+        // with the estimate that closely tells nothing new.
+        let uncertainty = TimeDelta::from_std(half_way).unwrap_or(TimeDelta::MAX);
         let mut anchor = self.0.write().expect("clock anchor lock");
         if let Some((instant, previous)) = *anchor
-            && (previous + elapsed(instant, midway) - database).abs() <= STEADY_WITHIN
+            && (previous + elapsed(instant, midway) - database).abs()
+                <= uncertainty.max(STEADY_WITHIN)
         {
             return;
         }
@@ -93,6 +98,15 @@ mod tests {
 
         // A reading 3 ms off is noise: the estimate does not step.
         clock.take(expected + TimeDelta::milliseconds(3), later, later);
+        assert!(close(clock.at(later), expected));
+
+        // A slow reading (20 s to answer, a database coming back) that
+        // agrees within its uncertainty does not move it either.
+        clock.take(
+            expected + TimeDelta::seconds(8),
+            later - Duration::from_secs(10),
+            later + Duration::from_secs(10),
+        );
         assert!(close(clock.at(later), expected));
 
         // A reading far off (the database's clock was set) is taken.

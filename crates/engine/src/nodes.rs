@@ -14,6 +14,8 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 /// A server whose last heartbeat is older than this (by the database's
 /// clock) is taken for gone.
 pub const ALIVE_WITHIN: Duration = Duration::from_secs(15);
+/// A heartbeat answered slower than this says nothing of the clocks.
+const SLOW_BEAT: Duration = Duration::from_millis(500);
 /// A clock further than this from the database's is reported.
 pub const CLOCK_SKEW_LIMIT: Duration = Duration::from_secs(2);
 
@@ -58,7 +60,15 @@ impl Heartbeat {
         };
         let asked = Instant::now();
         let database = self.store.node_heartbeat(&beat).await?;
-        crate::clock::anchor(database, asked, Instant::now());
+        let answered = Instant::now();
+        crate::clock::anchor(database, asked, answered);
+        let round_trip = answered - asked;
+        if round_trip > SLOW_BEAT {
+            // The database answered late (it was away, or busy): when it
+            // read its clock is unknown, so the offset says nothing.
+            tracing::debug!(?round_trip, "a slow heartbeat; the clock offset is not judged");
+            return Ok(0);
+        }
         let offset = (local_now - database).num_milliseconds();
         if offset.unsigned_abs() > CLOCK_SKEW_LIMIT.as_millis() as u64 {
             tracing::warn!(

@@ -272,6 +272,33 @@ struct JobRun {
     hand_back: CancellationToken,
 }
 
+/// Between two tries of a write the database could not take.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Runs `write` again while the database cannot be reached and the attempt
+/// still holds its lease (`held`): a result or a batch of output is not lost
+/// to a moment without the database. Any other error is final.
+async fn while_held<T, F, Fut>(
+    held: &watch::Receiver<tokio::time::Instant>,
+    mut write: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    loop {
+        match write().await {
+            Err(StoreError::Backend(e))
+                if tokio::time::Instant::now() + RETRY_PAUSE < *held.borrow() =>
+            {
+                tracing::debug!(error = %e, "the database did not take a write; trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// How long after a renewal of its lease an attempt may go on running: the
 /// lease less a fifth. With a lease of at least 5 s that leaves its runner
 /// the 1 s it takes to stop a script that ignores SIGTERM, before any other
@@ -292,6 +319,7 @@ impl JobRun {
             self.hub.clone(),
             fence.clone(),
             self.log_limit,
+            self.held.subscribe(),
         );
         if let Err(e) = log.start().await {
             tracing::warn!(job = job.id.0, error = %e, "cannot read the job's log position");
@@ -381,7 +409,11 @@ impl JobRun {
             error: report.error.clone(),
             metadata: Value::Object(metadata),
         };
-        let recorded = match self.store.finish_job(&fence, outcome, retry_at, now).await {
+        let finish = || {
+            self.store
+                .finish_job(&fence, outcome.clone(), retry_at, now)
+        };
+        let recorded = match while_held(&self.held.subscribe(), finish).await {
             Ok(done) if done.status == JobStatus::Queued => {
                 tracing::info!(job = job.id.0, attempt = job.attempt, retry_at = %done.run_after, "job failed; retrying");
                 Some(done.status)
@@ -662,6 +694,12 @@ impl JobRun {
                 }
             }
         };
+        // A result that came after the lease ran out (the server was paused)
+        // is not this worker's to report: another server may hold the job.
+        if !lost && tokio::time::Instant::now() >= *self.held.borrow() {
+            tracing::warn!(job = fence.job.0, "could not renew the job's lease in time; its result is not reported");
+            lost = true;
+        }
         // Every execution has returned, so the senders are gone: drain what is left.
         while let Some((server, line)) = rx.recv().await {
             log.line(server, line);
@@ -757,11 +795,23 @@ struct LogWriter {
     fence: Fence,
     cap: HeadTail<LogLine>,
     next_seq: u64,
+    /// Numbered lines not stored yet.
     batch: Vec<LogLine>,
+    /// After a failed flush, when to try again.
+    retry_at: Option<tokio::time::Instant>,
+    /// Until when the attempt holds its job: the last lines are retried
+    /// until then.
+    held: watch::Receiver<tokio::time::Instant>,
 }
 
 impl LogWriter {
-    fn new(store: Arc<dyn Store>, hub: Arc<LogHub>, fence: Fence, limit: u64) -> LogWriter {
+    fn new(
+        store: Arc<dyn Store>,
+        hub: Arc<LogHub>,
+        fence: Fence,
+        limit: u64,
+        held: watch::Receiver<tokio::time::Instant>,
+    ) -> LogWriter {
         LogWriter {
             store,
             hub,
@@ -769,6 +819,8 @@ impl LogWriter {
             cap: HeadTail::new(limit),
             next_seq: 1,
             batch: Vec::new(),
+            retry_at: None,
+            held,
         }
     }
 
@@ -819,21 +871,37 @@ impl LogWriter {
         self.batch.len()
     }
 
-    /// Stores the batch. A failure is logged and the lines dropped: output
-    /// must never stop the job, and retrying could store them twice.
+    /// Stores the batch. Lines the database could not take stay in it and
+    /// go with the next flush (output must never stop the job, nor be
+    /// lost to a moment without the database); the seq check in the store
+    /// keeps a batch whose commit went unanswered from being stored twice.
     async fn flush(&mut self) {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() || self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
             return;
         }
-        let batch = std::mem::take(&mut self.batch);
-        let (first, last) = (batch[0].seq, batch[batch.len() - 1].seq);
-        match self.store.append_logs(&self.fence, &batch).await {
-            Ok(()) => self.hub.publish(self.fence.job, last),
+        let last = self.batch[self.batch.len() - 1].seq;
+        match self.store.append_logs(&self.fence, &self.batch).await {
+            Ok(()) => {
+                self.batch.clear();
+                self.retry_at = None;
+                self.hub.publish(self.fence.job, last);
+            }
+            Err(StoreError::Conflict { .. }) => {
+                // An earlier flush committed although its answer was lost:
+                // what the log holds now is not sent again.
+                match self.store.last_log_seq(self.fence.job).await {
+                    Ok(stored) => self.batch.retain(|line| line.seq > stored),
+                    Err(e) => tracing::warn!(job = self.fence.job.0, error = %e, "cannot read the job's log position"),
+                }
+            }
+            Err(e @ StoreError::Backend(_)) => {
+                self.retry_at = Some(tokio::time::Instant::now() + RETRY_PAUSE);
+                tracing::warn!(job = self.fence.job.0, lines = self.batch.len(), error = %e, "cannot store output lines yet; keeping them")
+            }
             Err(e) => {
-                // Nothing of the batch was stored: number on from its start
-                // so the log keeps no gap.
-                self.next_seq = first;
-                tracing::warn!(job = self.fence.job.0, lines = batch.len(), error = %e, "cannot store output lines")
+                // The job is no longer this worker's: nothing it says counts.
+                tracing::warn!(job = self.fence.job.0, lines = self.batch.len(), error = %e, "cannot store output lines");
+                self.batch.clear();
             }
         }
     }
@@ -853,7 +921,19 @@ impl LogWriter {
             self.next_seq += 1;
             self.batch.push(line);
         }
-        self.flush().await;
+        let mut held = self.held.clone();
+        loop {
+            self.retry_at = None;
+            self.flush().await;
+            if self.batch.is_empty() {
+                return;
+            }
+            if tokio::time::Instant::now() + RETRY_PAUSE >= *held.borrow_and_update() {
+                tracing::warn!(job = self.fence.job.0, lines = self.batch.len(), "the job's lease ran out before its last output lines could be stored");
+                return;
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
     }
 }
 

@@ -20,7 +20,7 @@ const CRONIUM: &str = env!("CARGO_BIN_EXE_cronium");
 /// Every node shares it, as a cluster must (DESIGN §7.6).
 const MASTER_KEY: &str = "6b1f0c3e9a2d4b5c8e7f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5";
 /// Short, so a dead node's job is recovered within seconds (the default is 30s).
-pub const LEASE: Duration = Duration::from_secs(4);
+pub const LEASE: Duration = Duration::from_secs(5);
 
 /// Runs `program args`, panicking with its output unless it succeeds.
 #[track_caller]
