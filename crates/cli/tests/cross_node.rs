@@ -132,11 +132,7 @@ fn a_poll_only_server_follows_and_claims_by_polling() {
     let a = node(dir.path(), "a", &url, &[("CRONIUM_MAX_JOBS", "1")]);
     let job = gated_job(&a, "gated", &gates);
     let b = node(dir.path(), "b", &url, &[("CRONIUM_POLL_ONLY", "true")]);
-    assert!(
-        b.log().contains("--poll-only: no LISTEN"),
-        "{}",
-        b.log()
-    );
+    assert!(b.log().contains("--poll-only: no LISTEN"), "{}", b.log());
     assert!(!b.log().contains("listening for other servers' signals"));
 
     // Queued through a, which has no free slot: b claims it.

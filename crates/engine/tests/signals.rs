@@ -15,8 +15,8 @@ use cronium_payload::Interpreter;
 use cronium_store::postgres::LISTENER_APPLICATION_NAME;
 use cronium_store::testing::{TestPostgres, sqlite_url};
 use cronium_store::{
-    AuditEntry, Claim, JobOutcome, LogLine, LogStream, NewJob, PayloadFile, PayloadWriter,
-    PgStore, Store,
+    AuditEntry, Claim, JobOutcome, LogLine, LogStream, NewJob, PayloadFile, PayloadWriter, PgStore,
+    Store,
 };
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -204,7 +204,11 @@ async fn another_connections_changes_wake_loops_here_even_after_the_listener_is_
     assert_eq!(killed, vec![(true,)], "one listening connection");
     connects(&mut counter, 2).await;
     woken(&wakers.jobs_queued, "workers (resync after reconnect)").await;
-    woken(&wakers.schedules_changed, "scheduler (resync after reconnect)").await;
+    woken(
+        &wakers.schedules_changed,
+        "scheduler (resync after reconnect)",
+    )
+    .await;
     // Woken at least once by the loss or the resync, with no news of a line.
     assert_eq!(changed(&mut follower, "resync").await, 2);
     assert_eq!(hub.follow_poll(), FOLLOW_POLL_LISTENING);

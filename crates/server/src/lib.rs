@@ -334,7 +334,9 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     match cronium_engine::signals::SignalRouter::new(&*store, wakers) {
         Some(_) if config.poll_only => {
-            tracing::info!("--poll-only: no LISTEN; other servers' work and log lines are found by polling")
+            tracing::info!(
+                "--poll-only: no LISTEN; other servers' work and log lines are found by polling"
+            )
         }
         Some(router) => {
             tokio::spawn(router.run(shutdown.clone()));

@@ -374,11 +374,14 @@ async fn next_signal(listener: &mut PgListener) -> Result<Signal> {
             }
             Ok(Err(e)) => return Err(e.into()),
             Err(_silent) => {
-                tokio::time::timeout(LISTENER_TIMEOUT, sqlx::query("SELECT 1").execute(&mut *listener))
-                    .await
-                    .map_err(|_| {
-                        StoreError::Backend("the listening connection stopped answering".into())
-                    })??;
+                tokio::time::timeout(
+                    LISTENER_TIMEOUT,
+                    sqlx::query("SELECT 1").execute(&mut *listener),
+                )
+                .await
+                .map_err(|_| {
+                    StoreError::Backend("the listening connection stopped answering".into())
+                })??;
             }
         }
     }

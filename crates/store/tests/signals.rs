@@ -143,7 +143,13 @@ async fn changes_announce_themselves_to_another_connection_at_commit() {
 
     let owner = writer.ensure_admin(Utc::now()).await.unwrap().id;
     let event = writer
-        .create_event(owner, spec("retrying", 1), &mut Writer, Utc::now(), &audit())
+        .create_event(
+            owner,
+            spec("retrying", 1),
+            &mut Writer,
+            Utc::now(),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(next(&mut listener).await, Signal::SchedulesChanged);
@@ -162,10 +168,7 @@ async fn changes_announce_themselves_to_another_connection_at_commit() {
         .append_logs(&claim.fence, &[line(1), line(2), line(3)])
         .await
         .unwrap();
-    assert_eq!(
-        next(&mut listener).await,
-        Signal::LogStored { job, seq: 3 }
-    );
+    assert_eq!(next(&mut listener).await, Signal::LogStored { job, seq: 3 });
     // A batch that does not continue the sequence is refused whole, and
     // its transaction announces nothing.
     writer
@@ -173,10 +176,7 @@ async fn changes_announce_themselves_to_another_connection_at_commit() {
         .await
         .unwrap_err();
     writer.append_logs(&claim.fence, &[line(4)]).await.unwrap();
-    assert_eq!(
-        next(&mut listener).await,
-        Signal::LogStored { job, seq: 4 }
-    );
+    assert_eq!(next(&mut listener).await, Signal::LogStored { job, seq: 4 });
 
     // A failure with a retry left queues the job again: claimable.
     let retried = writer
@@ -202,7 +202,10 @@ async fn changes_announce_themselves_to_another_connection_at_commit() {
     // Cancelling a queued job ends it too.
     let queued = queue(&writer, event.id).await;
     assert_eq!(next(&mut listener).await, Signal::JobsQueued);
-    writer.cancel_job(queued, Utc::now(), &audit()).await.unwrap();
+    writer
+        .cancel_job(queued, Utc::now(), &audit())
+        .await
+        .unwrap();
     assert_eq!(next(&mut listener).await, Signal::JobEnded(queued));
 }
 
