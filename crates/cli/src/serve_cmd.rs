@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// [env: CRONIUM_TRUSTED_PROXIES, comma-separated]
     #[arg(long = "trusted-proxy", value_name = "ADDR|CIDR")]
     pub trusted_proxies: Vec<String>,
+
+    /// With PostgreSQL, do not LISTEN for other servers' wake-ups: find work
+    /// queued and log lines stored elsewhere by polling (every 250-500 ms).
+    /// For a database reached through PgBouncer in transaction mode, which
+    /// cannot carry LISTEN [env: CRONIUM_POLL_ONLY=true]
+    #[arg(long)]
+    pub poll_only: bool,
 }
 
 /// Serves until SIGINT or SIGTERM (SIGHUP reloads the TLS certificate). The master key may come from
@@ -90,5 +97,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         trusted_proxies: args.trusted_proxies,
+        poll_only: args.poll_only,
     })
 }

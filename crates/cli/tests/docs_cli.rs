@@ -52,6 +52,11 @@ fn man_writes_a_page_per_command() {
         import.contains("dry\\-run") && import.contains("MAILTO"),
         "{import}"
     );
+    let serve = page("cronium-serve.1");
+    assert!(
+        serve.contains("poll\\-only") && serve.contains("PgBouncer"),
+        "{serve}"
+    );
     page("cronium-event-run.1");
     assert!(
         !pages.join("cronium-help.1").exists(),

@@ -16,6 +16,7 @@ pub mod running;
 pub mod scheduler;
 pub mod secrets;
 pub mod servers;
+pub mod signals;
 pub mod signing;
 pub mod worker;
 pub mod workflows;

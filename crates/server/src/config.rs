@@ -30,6 +30,7 @@ pub const ENV_PUBLIC_URL: &str = "CRONIUM_PUBLIC_URL";
 pub const ENV_TLS_CERT: &str = "CRONIUM_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "CRONIUM_TLS_KEY";
 pub const ENV_TRUSTED_PROXIES: &str = "CRONIUM_TRUSTED_PROXIES";
+pub const ENV_POLL_ONLY: &str = "CRONIUM_POLL_ONLY";
 /// Only an environment variable, never a flag: flags are visible to every
 /// user of the machine through `ps`.
 pub const ENV_MASTER_KEY: &str = "CRONIUM_MASTER_KEY";
@@ -77,6 +78,8 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     /// Addresses and networks whose forwarded headers are believed.
     pub trusted_proxies: Vec<String>,
+    /// `--poll-only` was given.
+    pub poll_only: bool,
 }
 
 #[derive(Clone)]
@@ -127,6 +130,10 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For`/`-Proto` and `Forwarded` are believed
     /// (none by default).
     pub trusted_proxies: TrustedProxies,
+    /// Never `LISTEN` for other servers' signals on PostgreSQL (behind
+    /// PgBouncer in transaction mode, which cannot carry them): work queued
+    /// and lines stored elsewhere are found by polling.
+    pub poll_only: bool,
     /// A browser session unused this long ends.
     pub session_idle: Duration,
     /// A browser session ends this long after sign-in.
@@ -167,6 +174,7 @@ impl Config {
             secure_cookies: false,
             tls: None,
             trusted_proxies: TrustedProxies::default(),
+            poll_only: false,
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             clock: Default::default(),
@@ -245,6 +253,17 @@ impl Config {
                 ));
             }
         };
+        let poll_only = flags.poll_only
+            || match env(ENV_POLL_ONLY).as_deref() {
+                None | Some("0") | Some("false") => false,
+                Some("1") | Some("true") => true,
+                Some(other) => {
+                    return Err(error(
+                        ENV_POLL_ONLY,
+                        format!("expected true or false, got {other:?}"),
+                    ));
+                }
+            };
         let max_jobs = match flags.max_jobs {
             Some(n) => n,
             None => match env(ENV_MAX_JOBS) {
@@ -376,6 +395,7 @@ impl Config {
             secure_cookies,
             tls,
             trusted_proxies,
+            poll_only,
             session_idle: DEFAULT_SESSION_IDLE,
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             clock: Default::default(),
@@ -430,6 +450,7 @@ impl fmt::Debug for Config {
                     .map(|n| n.to_string())
                     .collect::<Vec<_>>(),
             )
+            .field("poll_only", &self.poll_only)
             .field("session_idle", &self.session_idle)
             .field("session_lifetime", &self.session_lifetime)
             .field(
@@ -644,6 +665,7 @@ mod tests {
         for (name, value, source) in [
             (ENV_SANDBOX, "docker", "sandbox"),
             (ENV_SANDBOX_NETWORK, "maybe", ENV_SANDBOX_NETWORK),
+            (ENV_POLL_ONLY, "yes", ENV_POLL_ONLY),
             (ENV_MAX_JOBS, "0", "max jobs"),
             (ENV_MAX_JOBS, "many", ENV_MAX_JOBS),
             (ENV_JOB_RETENTION, "forever", "job retention"),

@@ -349,6 +349,25 @@ pub async fn start(config: Config) -> Result<Running> {
     let workers = tokio::spawn(workers.run(shutdown.clone()));
     tokio::spawn(deliveries.run(shutdown.clone()));
     tokio::spawn(heartbeat.run(shutdown.clone()));
+    // Other servers on the database wake this one's loops (PostgreSQL
+    // LISTEN); without it, or with --poll-only, the loops' polls find
+    // their work.
+    let wakers = cronium_engine::signals::Wakers {
+        jobs_queued: jobs_queued.clone(),
+        schedules_changed: schedules_changed.clone(),
+        hub: hub.clone(),
+    };
+    match cronium_engine::signals::SignalRouter::new(&*store, wakers) {
+        Some(_) if config.poll_only => {
+            tracing::info!(
+                "--poll-only: no LISTEN; other servers' work and log lines are found by polling"
+            )
+        }
+        Some(router) => {
+            tokio::spawn(router.run(shutdown.clone()));
+        }
+        None => {}
+    }
 
     let app = api::router(state::AppState::new(state::Shared {
         store,

@@ -135,6 +135,14 @@ pub(crate) trait Conn: Send {
     async fn execute(&mut self, q: Sql) -> Result<u64, sqlx::Error>;
     async fn fetch_all(&mut self, q: Sql) -> Result<Vec<Self::Row>, sqlx::Error>;
     async fn fetch_optional(&mut self, q: Sql) -> Result<Option<Self::Row>, sqlx::Error>;
+
+    /// Sends `payload` to the listeners of `channel` (`crate::signals`):
+    /// PostgreSQL's `pg_notify`, delivered when the transaction commits;
+    /// nothing on SQLite, whose database has one server. A connection's
+    /// hook rather than a [`Backend`] one because the announcement must run
+    /// on the transaction's own connection, which is all the shared code
+    /// that changes a job holds.
+    async fn notify(&mut self, channel: &str, payload: &str) -> Result<(), sqlx::Error>;
 }
 
 /// Statements inside a transaction run on its connection. (For any
@@ -157,6 +165,10 @@ where
 
     async fn fetch_optional(&mut self, q: Sql) -> Result<Option<Self::Row>, sqlx::Error> {
         Conn::fetch_optional(&mut **self, q).await
+    }
+
+    async fn notify(&mut self, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+        Conn::notify(&mut **self, channel, payload).await
     }
 }
 
@@ -182,6 +194,11 @@ where
     async fn fetch_optional(&mut self, q: Sql) -> Result<Option<Self::Row>, sqlx::Error> {
         let mut conn = self.acquire().await?;
         Conn::fetch_optional(&mut *conn, q).await
+    }
+
+    async fn notify(&mut self, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+        let mut conn = self.acquire().await?;
+        Conn::notify(&mut *conn, channel, payload).await
     }
 }
 
@@ -282,6 +299,11 @@ pub(crate) trait Backend: std::fmt::Debug + Clone + Send + Sync + 'static {
     /// PostgreSQL concurrent claimers must not wait for each other's rows nor
     /// both see room under an event's limit (see `postgres.rs`).
     async fn claim_candidate(&self, now: DateTime<Utc>) -> Result<Option<(Tx<Self>, i64)>>;
+
+    /// A listener for the signals servers announce (`crate::signals`; the
+    /// announcing half is [`Conn::notify`]): a `LISTEN` connection of its
+    /// own on PostgreSQL, `None` on SQLite, which has one server.
+    fn listener(&self) -> Option<Box<dyn crate::signals::SignalListener>>;
 }
 
 #[cfg(test)]

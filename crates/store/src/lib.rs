@@ -25,12 +25,14 @@ mod db;
 mod jobs;
 pub mod postgres;
 mod rows;
+pub mod signals;
 pub mod sqlite;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use postgres::PgStore;
+pub use signals::{Signal, SignalListener};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -895,6 +897,12 @@ pub trait Store: Send + Sync {
     /// Runs a trivial query, so a health check learns whether the database
     /// answers right now (not merely whether it did at start-up).
     async fn ping(&self) -> Result<()>;
+
+    /// A listener for the [`Signal`]s every server sharing this database
+    /// announces as it changes jobs, logs and schedules (PostgreSQL
+    /// `LISTEN`); `None` on SQLite, where this server is the only one. Not
+    /// yet connected: call [`SignalListener::connect`].
+    fn signal_listener(&self) -> Option<Box<dyn SignalListener>>;
 
     // --- users and tokens ---------------------------------------------------
 

@@ -19,13 +19,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cronium_core::EventId;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow,
+};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row};
 
 use crate::db::{Arg, Backend, Conn, Lock, Sql, Tx, sql};
 use crate::jobs as rules;
 use crate::rows::{self, Reader, StoreRow};
+use crate::signals::{CHANNEL, Signal, SignalListener};
 use crate::store::{SqlStore, event_exists, jobs::backfill_schedules};
 use crate::{Result, StoreError};
 
@@ -112,6 +115,15 @@ impl Conn for PgConnection {
     async fn fetch_optional(&mut self, q: Sql) -> Result<Option<PgRow>, sqlx::Error> {
         query(q).fetch_optional(self).await
     }
+
+    async fn notify(&mut self, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(self)
+            .await
+            .map(drop)
+    }
 }
 
 #[async_trait]
@@ -170,6 +182,14 @@ impl Backend for PgBackend {
     /// its oldest queued job if it is below its limit (`claim_limited`).
     /// A try that finds its candidate taken gives up that event (or all
     /// unlimited ones) and tries again, at most `CLAIM_ATTEMPTS` times.
+    fn listener(&self) -> Option<Box<dyn SignalListener>> {
+        let options = (*self.pool.connect_options()).clone();
+        Some(Box::new(PgSignalListener {
+            options: options.application_name(LISTENER_APPLICATION_NAME),
+            listener: None,
+        }))
+    }
+
     async fn claim_candidate(&self, now: DateTime<Utc>) -> Result<Option<(Tx<Self>, i64)>> {
         // Events this call gave up on: full, or their candidate was taken.
         let mut passed: Vec<i64> = Vec::new();
@@ -277,4 +297,92 @@ async fn claim_limited(
     .await?
     .map(|row| Reader::new(&row, "jobs").int("id"))
     .transpose()
+}
+
+/// The `application_name` of a server's listening connection, by which
+/// `pg_stat_activity` tells it from the pool's.
+pub const LISTENER_APPLICATION_NAME: &str = "cronium-listen";
+
+/// How long the listening connection may stay silent before it is asked a
+/// `SELECT 1`: a connection whose peer vanished without a word (a network
+/// cut, a host gone) would otherwise wait for notifications forever.
+const LISTENER_PING_AFTER: Duration = Duration::from_secs(30);
+/// How long connecting, or that `SELECT 1`, may take.
+const LISTENER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `LISTEN cronium` on a connection of its own, outside the store's pool
+/// (which it would otherwise hold one connection of for good).
+struct PgSignalListener {
+    options: PgConnectOptions,
+    listener: Option<PgListener>,
+}
+
+#[async_trait]
+impl SignalListener for PgSignalListener {
+    async fn connect(&mut self) -> Result<()> {
+        self.listener = None;
+        // A pool of one, which is how sqlx's listener holds its connection;
+        // a new one per connect, so nothing of a lost connection is reused.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .acquire_timeout(LISTENER_TIMEOUT)
+            .connect_lazy_with(self.options.clone());
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to listen: {e}")))?;
+        listener.ignore_pool_close_event(true);
+        // A lost connection is the caller's to handle (with a resync), not
+        // replaced quietly.
+        listener.eager_reconnect(false);
+        listener.listen(CHANNEL).await?;
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> Result<Signal> {
+        let result = match self.listener.as_mut() {
+            Some(listener) => next_signal(listener).await,
+            None => Err(StoreError::Backend("not listening".into())),
+        };
+        if result.is_err() {
+            self.listener = None;
+        }
+        result
+    }
+}
+
+/// The next signal `listener` hears, skipping payloads this version does
+/// not know; an error once the connection is lost or stops answering.
+/// (`try_recv` may be dropped mid-wait: sqlx reads a message whole or not
+/// at all, and notifications arriving during the ping are buffered.)
+async fn next_signal(listener: &mut PgListener) -> Result<Signal> {
+    loop {
+        let received = tokio::time::timeout(LISTENER_PING_AFTER, listener.try_recv()).await;
+        match received {
+            Ok(Ok(Some(notification))) => {
+                if let Some(signal) = Signal::parse(notification.payload()) {
+                    return Ok(signal);
+                }
+            }
+            Ok(Ok(None)) => {
+                return Err(StoreError::Backend(
+                    "the listening connection was closed".into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_silent) => {
+                tokio::time::timeout(
+                    LISTENER_TIMEOUT,
+                    sqlx::query("SELECT 1").execute(&mut *listener),
+                )
+                .await
+                .map_err(|_| {
+                    StoreError::Backend("the listening connection stopped answering".into())
+                })??;
+            }
+        }
+    }
 }

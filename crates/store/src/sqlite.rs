@@ -154,6 +154,12 @@ impl Conn for SqliteConnection {
     async fn fetch_optional(&mut self, q: Sql) -> Result<Option<SqliteRow>, sqlx::Error> {
         query(q).fetch_optional(self).await
     }
+
+    /// Nothing: one server uses a SQLite database, and it wakes its own
+    /// loops in-process.
+    async fn notify(&mut self, _channel: &str, _payload: &str) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -215,6 +221,11 @@ impl Backend for SqliteBackend {
         };
         let id = Reader::new(&row, "jobs").int("id")?;
         Ok(Some((tx, id)))
+    }
+
+    /// None: no other server shares the database.
+    fn listener(&self) -> Option<Box<dyn crate::signals::SignalListener>> {
+        None
     }
 }
 

@@ -469,6 +469,10 @@ impl<B: Backend> Store for SqlStore<B> {
         Ok(())
     }
 
+    fn signal_listener(&self) -> Option<Box<dyn crate::SignalListener>> {
+        self.db.listener()
+    }
+
     async fn try_lease(&self, name: &str, owner: &str, ttl: std::time::Duration) -> Result<bool> {
         let mut tx = self.db.begin().await?;
         let clock = truncate(B::clock(&mut tx).await?);

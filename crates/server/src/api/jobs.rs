@@ -2,7 +2,6 @@
 //! live Server-Sent Events with `Last-Event-ID` resume).
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,9 +21,6 @@ use crate::tokens::{Caller, Editor, Viewer};
 
 /// Lines per page of `GET /jobs/{id}/logs` (and per read while following).
 const LOG_PAGE: u32 = 1000;
-/// A follower re-reads at least this often, so lines stored by a worker on
-/// another node are seen without a wake-up from this one.
-const FOLLOW_POLL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -467,7 +463,9 @@ async fn pump(
                     updates = state.hub.subscribe(job);
                 }
             }
-            () = tokio::time::sleep(FOLLOW_POLL) => {}
+            // Lines stored on another node wake this follower through the
+            // signal listener; without one it re-reads often (`follow_poll`).
+            () = tokio::time::sleep(state.hub.follow_poll()) => {}
         }
     }
 }

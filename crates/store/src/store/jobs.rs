@@ -18,6 +18,7 @@ use crate::db::{Backend, Conn, Lock, sql, values_placeholders};
 pub(super) use crate::jobs::schedule_changed;
 use crate::jobs::{self as rules, NewRow, Run};
 use crate::rows::{self, Reader, truncate};
+use crate::signals::{Signal, announce};
 use crate::{
     AuditEntry, Claim, Event, Fence, Fire, Heartbeat, Job, JobFilter, JobOutcome, JobRetention,
     LogLine, NewJob, Page, PageRequest, PayloadRecord, Recovered, Result, ScheduleState,
@@ -44,7 +45,7 @@ pub(super) async fn set_schedule<C: Conn>(
         .bind(next)
         .execute(conn)
         .await?;
-    Ok(())
+    announce(conn, Signal::SchedulesChanged).await
 }
 
 /// Gives every event without a schedule state (created before the store
@@ -232,13 +233,17 @@ pub(super) async fn insert_run<C: Conn>(
         return Ok(None);
     };
     if let Some(reason) = rules::replaces(event, &job) {
-        sql(replace_queued!())
+        let replaced = sql(concat!(replace_queued!(), " RETURNING id"))
             .bind(event.id.0)
             .bind(job.id.0)
             .bind(reason)
             .bind(now)
-            .execute(conn)
+            .fetch_all(conn)
             .await?;
+        for row in &replaced {
+            let id = JobId(Reader::new(row, "jobs").int("id")?);
+            announce(conn, Signal::JobEnded(id)).await?;
+        }
         sql(replace_running!())
             .bind(event.id.0)
             .bind(job.id.0)
@@ -275,7 +280,26 @@ pub(super) async fn insert_job<C: Conn>(conn: &mut C, row: NewRow) -> Result<Opt
     .bind(row.now)
     .fetch_optional(conn)
     .await?;
-    inserted.as_ref().map(rows::job).transpose()
+    let job = inserted.as_ref().map(rows::job).transpose()?;
+    if let Some(job) = &job {
+        announce_status(conn, job).await?;
+    }
+    Ok(job)
+}
+
+/// Tells other servers what a job's new status means for them: a queued job
+/// is for their workers to claim, an ended one for its log's followers.
+/// Every insert and write-back of a job passes here, so no path that queues
+/// or ends a job (a retry, a recovered lease, a workflow's next node, a
+/// chained action) goes unannounced.
+async fn announce_status<C: Conn>(conn: &mut C, job: &Job) -> Result<()> {
+    if job.status == JobStatus::Queued {
+        announce(conn, Signal::JobsQueued).await
+    } else if job.status.is_terminal() {
+        announce(conn, Signal::JobEnded(job.id)).await
+    } else {
+        Ok(())
+    }
 }
 
 /// Writes back every column a job's life changes.
@@ -301,7 +325,9 @@ pub(super) async fn write_job<C: Conn>(conn: &mut C, job: &Job) -> Result<Job> {
     .bind(job.updated_at)
     .fetch_one(conn)
     .await?;
-    rows::job(&row)
+    let job = rows::job(&row)?;
+    announce_status(conn, &job).await?;
+    Ok(job)
 }
 
 pub(super) async fn fetch_job<C: Conn>(conn: &mut C, id: JobId) -> Result<Job> {
@@ -630,6 +656,13 @@ pub(super) async fn append_logs<B: Backend>(
             .execute(&mut tx)
             .await
             .map_err(rules::log_write_error)?;
+    }
+    if let Some(newest) = lines.last() {
+        let signal = Signal::LogStored {
+            job: fence.job,
+            seq: newest.seq,
+        };
+        announce(&mut tx, signal).await?;
     }
     tx.commit().await?;
     Ok(())

@@ -141,6 +141,7 @@ pub(super) async fn apply_workflow<B: Backend>(
             .bind(next.map(truncate))
             .execute(&mut tx)
             .await?;
+        crate::signals::announce(&mut tx, crate::signals::Signal::SchedulesChanged).await?;
         let mut entry = rows::audit_entry(audit, Some(id.0));
         if let serde_json::Value::Object(detail) = &mut entry.detail {
             detail.insert("version".into(), version.into());
