@@ -1,7 +1,7 @@
-//! Fault injection: several real `cronium serve` nodes on one PostgreSQL database run a steady workload while a node is killed, the database's connections are cut, the database restarts, a data dir fills up or the network to the database drops packets; afterwards every invariant is checked (`common/invariants.rs`), and the checker itself is shown to catch each kind of violation.
+//! Fault injection: several real `cronium serve` nodes on one PostgreSQL database run a steady workload while a node is killed or paused, the database's connections are cut, the database restarts, a data dir fills up, the network to the database drops packets or a node's wall clock jumps; afterwards every invariant is checked (`common/invariants.rs`), and the checker itself is shown to catch each kind of violation.
 //!
 //! Needs root (namespaces, mounts, throwaway users for sshd), PostgreSQL,
-//! OpenSSH, iproute2 and nftables. The faults run one at a time (each owns a
+//! OpenSSH, iproute2, nftables and libfaketime. The faults run one at a time (each owns a
 //! PostgreSQL cluster and uses both cores); run with `--nocapture` to see the
 //! figures each prints.
 
@@ -590,6 +590,155 @@ impl Scratch {
 }
 
 /// The scratch job's output lines `steps`, as printed.
+#[test]
+fn a_node_paused_past_its_lease_then_resumed() {
+    let _serial = serial();
+    let cluster = Cluster::start(Layout {
+        nodes: 2,
+        ..Layout::default()
+    });
+    let mut workload = Workload::start(&cluster, true, LONG);
+    warm_up(&cluster);
+    let id = workload.start_long(&cluster, 0);
+    let victim = common::wait_for("the long job to run", Duration::from_secs(20), || {
+        cluster.lease_holder(id)
+    });
+    let survivor = 1 - victim;
+    let mark = format!("tick {id} {id}-1 ");
+    common::wait_for("the long job's ticks", Duration::from_secs(20), || {
+        (std::fs::read_to_string(cluster.trace_path())
+            .unwrap_or_default()
+            .matches(&mark)
+            .count()
+            >= 4)
+            .then_some(())
+    });
+    // SIGSTOP of the node alone: its runner, a process of its own, goes on
+    // and must stop the script by itself when the lease is not renewed.
+    cluster.nodes[victim].signal(libc::SIGSTOP);
+    let elsewhere = time_until("the job to run on the other node", LEASE * 4, || {
+        let (status, attempt) = job_state(&cluster, id);
+        attempt >= 2 && cluster.lease_holder(id) == Some(survivor) || status == "succeeded"
+    });
+    // Paused a while longer: its late reports come well after the takeover.
+    std::thread::sleep(LEASE);
+    cluster.nodes[victim].signal(libc::SIGCONT);
+    let done = time_until("the long job to end", Duration::from_secs(40), || {
+        matches!(job_state(&cluster, id).0.as_str(), "succeeded" | "failed")
+    });
+    assert_eq!(job_state(&cluster, id), ("succeeded".to_string(), 2));
+    let noticed = time_until("the resumed node to give the job up", Duration::from_secs(20), || {
+        let log = cluster.nodes[victim].log();
+        log.contains("lost the job") || log.contains("could not renew the job's lease in time")
+    });
+    // The first attempt's script stopped ticking before the second began
+    // (the invariants check every job this way; this is the figure).
+    let trace = std::fs::read_to_string(cluster.trace_path()).unwrap();
+    let stamp = |prefix: &str, last: bool| -> Option<u128> {
+        let mut stamps = trace
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u128>().ok());
+        if last { stamps.next_back() } else { stamps.next() }
+    };
+    let first_last = stamp(&format!("tick {id} {id}-1 "), true).unwrap();
+    let second_start = stamp(&format!("start {id} {id}-2 "), false).unwrap();
+    assert!(first_last < second_start, "the attempts overlapped");
+    settle_and_check(
+        "SIGSTOP of the node running a job, past its lease, then SIGCONT",
+        &cluster,
+        &mut workload,
+        &[
+            format!(
+                "SIGSTOP of {} -> job {id} running on {}: {:.1}s (lease {}s)",
+                cluster.nodes[victim].name,
+                cluster.nodes[survivor].name,
+                elsewhere.as_secs_f64(),
+                LEASE.as_secs()
+            ),
+            format!(
+                "the paused attempt's last tick came {} ms before the new attempt started",
+                (second_start - first_last) / 1_000_000
+            ),
+            format!(
+                "after SIGCONT: job {id} succeeded on attempt 2 {:.1}s later; the resumed node gave it up within {:.1}s",
+                done.as_secs_f64(),
+                noticed.as_secs_f64()
+            ),
+        ],
+        &[],
+    );
+}
+
+#[test]
+fn a_nodes_wall_clock_jumps_back_an_hour() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(Layout {
+        nodes: 2,
+        ..Layout::default()
+    });
+    // Node 2 again, under libfaketime: its wall clock follows a file the
+    // test rewrites; the monotonic clock stays true, as in a real clock
+    // step, and only `cronium` itself is fooled (not its runners' scripts,
+    // whose timestamps the invariants read).
+    let offset_file = cluster.dir.path().join("faketime.rc");
+    std::fs::write(&offset_file, "+0\n").unwrap();
+    let libfaketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        Path::new(libfaketime).exists(),
+        "libfaketime is not installed: install libfaketime (scripts/test.sh does)"
+    );
+    cluster.nodes[1].kill9();
+    cluster.nodes[1].start(&[
+        ("LD_PRELOAD", libfaketime),
+        ("FAKETIME_TIMESTAMP_FILE", offset_file.to_str().unwrap()),
+        ("FAKETIME_NO_CACHE", "1"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("FAKETIME_ONLY_CMDS", "cronium"),
+    ]);
+    let mut workload = Workload::start(&cluster, true, LONG);
+    warm_up(&cluster);
+    std::fs::write(&offset_file, "-1h\n").unwrap();
+    // The node says so, in its log and in the node list.
+    let warned = time_until("the node to report its clock", Duration::from_secs(20), || {
+        cluster.nodes[1].log().contains("this server's clock is far from the database's")
+    });
+    let offset: i64 = common::wait_for("the node list to show it", Duration::from_secs(20), || {
+        let nodes = cluster.client(0).ok("/nodes", None);
+        let me = nodes["items"]
+            .as_array()?
+            .iter()
+            .find(|n| n["address"].as_str() == cluster.nodes[1].url.strip_prefix("http://"))?
+            .clone();
+        let ms = me["clockOffsetMs"].as_i64()?;
+        (ms < -3_000_000).then_some(ms)
+    });
+    // Work goes on past the jump, on both nodes, for a while.
+    let id = workload.start_long(&cluster, 1);
+    let done = time_until("the long job to end", LONG * 4, || {
+        matches!(job_state(&cluster, id).0.as_str(), "succeeded" | "failed")
+    });
+    let (status, attempt) = job_state(&cluster, id);
+    assert_eq!((status.as_str(), attempt), ("succeeded", 1), "job {id}");
+    settle_and_check(
+        "a node's wall clock set back an hour mid-run (libfaketime)",
+        &cluster,
+        &mut workload,
+        &[
+            format!(
+                "the node warned {:.1}s after the jump; the node list shows its clock {:.0} s off",
+                warned.as_secs_f64(),
+                offset as f64 / 1000.0
+            ),
+            format!(
+                "a 10 s job started through it after the jump succeeded on attempt 1 in {:.1}s",
+                done.as_secs_f64()
+            ),
+        ],
+        &[],
+    );
+}
+
 fn lines(job: i64, steps: &[u32]) -> Vec<u8> {
     steps
         .iter()
