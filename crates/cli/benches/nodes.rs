@@ -44,7 +44,11 @@ fn node(runner: &Path, database: &str, env: &[(&str, &str)]) -> Serve {
 fn finished(node: &Serve) -> u64 {
     ["succeeded", "failed"]
         .iter()
-        .map(|s| node.get(&format!("/jobs?status={s}&limit=1"))["total"].as_u64().unwrap())
+        .map(|s| {
+            node.get(&format!("/jobs?status={s}&limit=1"))["total"]
+                .as_u64()
+                .unwrap()
+        })
         .sum()
 }
 
@@ -83,6 +87,8 @@ fn throughput(runner: &Path) {
         while finished(&cluster[0]) < 10 * nodes as u64 {
             std::thread::sleep(Duration::from_millis(20));
         }
+        let pids: Vec<u32> = cluster.iter().map(Serve::pid).collect();
+        let (busy_before, nodes_before, pg_before) = (busy(), cpu_of(&pids), cpu_of(&postgres()));
         let started = Instant::now();
         for _ in 0..JOBS {
             cluster[0].post(&run, &json!({}));
@@ -92,13 +98,69 @@ fn throughput(runner: &Path) {
             std::thread::sleep(Duration::from_millis(20));
         }
         let took = started.elapsed();
+        // Where the machine's CPU went meanwhile (clock ticks).
+        let all = (busy() - busy_before) as f64;
+        let servers = (cpu_of(&pids) - nodes_before) as f64;
+        let database = (cpu_of(&postgres()) - pg_before) as f64;
+        let cores = all / ticks_per_second() / took.as_secs_f64();
         println!(
             "throughput, {nodes} node(s): {JOBS} trivial jobs queued at once through one node's API, \
-             all finished in {:.2} s: {:.0} jobs/s",
+             all finished in {:.2} s: {:.0} jobs/s; CPU busy {cores:.2} of {} cores: \
+             cronium serve {:.0} %, PostgreSQL {:.0} %, the rest (runners, bash, this client) {:.0} %",
             took.as_secs_f64(),
-            JOBS as f64 / took.as_secs_f64()
+            JOBS as f64 / took.as_secs_f64(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            100.0 * servers / all,
+            100.0 * database / all,
+            100.0 * (all - servers - database) / all,
         );
     }
+}
+
+/// Clock ticks the machine's CPUs spent busy so far (`/proc/stat`).
+fn busy() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    cpu.iter().take(8).sum::<u64>() - cpu[3] - cpu[4]
+}
+
+/// Clock ticks the processes `pids` spent on a CPU so far (user + system).
+fn cpu_of(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command's closing parenthesis; utime, stime are 14 and 15.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            let fields: Vec<&str> = rest.split(' ').collect();
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+/// Every PostgreSQL server process on the machine.
+fn postgres() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .collect()
+}
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }
 
 /// `kill -9` of the node running a job → the job running on the other
@@ -140,7 +202,10 @@ fn takeover(runner: &Path, lease: &str, rounds: usize) {
             if j["attempt"] == 2 && (j["status"] == "running" || j["status"] == "succeeded") {
                 break;
             }
-            assert!(killed.elapsed() < Duration::from_secs(120), "never taken over: {j}");
+            assert!(
+                killed.elapsed() < Duration::from_secs(120),
+                "never taken over: {j}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         samples.push(killed.elapsed());
@@ -178,16 +243,29 @@ fn lateness(runner: &Path, nodes: usize, seconds: u64) {
     let mut fires = std::collections::HashSet::new();
     let duplicates = jobs
         .iter()
-        .filter(|j| !fires.insert((j["eventId"].as_i64(), j["scheduledAt"].as_str().map(String::from))))
+        .filter(|j| {
+            !fires.insert((
+                j["eventId"].as_i64(),
+                j["scheduledAt"].as_str().map(String::from),
+            ))
+        })
         .count();
     let mut late: Vec<Duration> = jobs
         .iter()
         .filter(|j| j["startedAt"].is_string())
-        .map(|j| (time(&j["startedAt"]) - time(&j["scheduledAt"])).to_std().unwrap_or_default())
+        .map(|j| {
+            (time(&j["startedAt"]) - time(&j["scheduledAt"]))
+                .to_std()
+                .unwrap_or_default()
+        })
         .collect();
     let mut recorded: Vec<Duration> = jobs
         .iter()
-        .map(|j| (time(&j["createdAt"]) - time(&j["scheduledAt"])).to_std().unwrap_or_default())
+        .map(|j| {
+            (time(&j["createdAt"]) - time(&j["scheduledAt"]))
+                .to_std()
+                .unwrap_or_default()
+        })
         .collect();
     let count = late.len();
     println!(

@@ -627,10 +627,14 @@ fn a_node_paused_past_its_lease_then_resumed() {
         matches!(job_state(&cluster, id).0.as_str(), "succeeded" | "failed")
     });
     assert_eq!(job_state(&cluster, id), ("succeeded".to_string(), 2));
-    let noticed = time_until("the resumed node to give the job up", Duration::from_secs(20), || {
-        let log = cluster.nodes[victim].log();
-        log.contains("lost the job") || log.contains("could not renew the job's lease in time")
-    });
+    let noticed = time_until(
+        "the resumed node to give the job up",
+        Duration::from_secs(20),
+        || {
+            let log = cluster.nodes[victim].log();
+            log.contains("lost the job") || log.contains("could not renew the job's lease in time")
+        },
+    );
     // The first attempt's script stopped ticking before the second began
     // (the invariants check every job this way; this is the figure).
     let trace = std::fs::read_to_string(cluster.trace_path()).unwrap();
@@ -639,7 +643,11 @@ fn a_node_paused_past_its_lease_then_resumed() {
             .lines()
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u128>().ok());
-        if last { stamps.next_back() } else { stamps.next() }
+        if last {
+            stamps.next_back()
+        } else {
+            stamps.next()
+        }
     };
     let first_last = stamp(&format!("tick {id} {id}-1 "), true).unwrap();
     let second_start = stamp(&format!("start {id} {id}-2 "), false).unwrap();
@@ -700,9 +708,15 @@ fn a_nodes_wall_clock_jumps_back_an_hour() {
     warm_up(&cluster);
     std::fs::write(&offset_file, "-1h\n").unwrap();
     // The node says so, in its log and in the node list.
-    let warned = time_until("the node to report its clock", Duration::from_secs(20), || {
-        cluster.nodes[1].log().contains("this server's clock is far from the database's")
-    });
+    let warned = time_until(
+        "the node to report its clock",
+        Duration::from_secs(20),
+        || {
+            cluster.nodes[1]
+                .log()
+                .contains("this server's clock is far from the database's")
+        },
+    );
     let offset: i64 = common::wait_for("the node list to show it", Duration::from_secs(20), || {
         let nodes = cluster.client(0).ok("/nodes", None);
         let me = nodes["items"]

@@ -66,7 +66,10 @@ impl Heartbeat {
         if round_trip > SLOW_BEAT {
             // The database answered late (it was away, or busy): when it
             // read its clock is unknown, so the offset says nothing.
-            tracing::debug!(?round_trip, "a slow heartbeat; the clock offset is not judged");
+            tracing::debug!(
+                ?round_trip,
+                "a slow heartbeat; the clock offset is not judged"
+            );
             return Ok(0);
         }
         let offset = (local_now - database).num_milliseconds();

@@ -697,7 +697,10 @@ impl JobRun {
         // A result that came after the lease ran out (the server was paused)
         // is not this worker's to report: another server may hold the job.
         if !lost && tokio::time::Instant::now() >= *self.held.borrow() {
-            tracing::warn!(job = fence.job.0, "could not renew the job's lease in time; its result is not reported");
+            tracing::warn!(
+                job = fence.job.0,
+                "could not renew the job's lease in time; its result is not reported"
+            );
             lost = true;
         }
         // Every execution has returned, so the senders are gone: drain what is left.
@@ -876,7 +879,11 @@ impl LogWriter {
     /// lost to a moment without the database); the seq check in the store
     /// keeps a batch whose commit went unanswered from being stored twice.
     async fn flush(&mut self) {
-        if self.batch.is_empty() || self.retry_at.is_some_and(|t| tokio::time::Instant::now() < t) {
+        if self.batch.is_empty()
+            || self
+                .retry_at
+                .is_some_and(|t| tokio::time::Instant::now() < t)
+        {
             return;
         }
         let last = self.batch[self.batch.len() - 1].seq;
@@ -891,7 +898,9 @@ impl LogWriter {
                 // what the log holds now is not sent again.
                 match self.store.last_log_seq(self.fence.job).await {
                     Ok(stored) => self.batch.retain(|line| line.seq > stored),
-                    Err(e) => tracing::warn!(job = self.fence.job.0, error = %e, "cannot read the job's log position"),
+                    Err(e) => {
+                        tracing::warn!(job = self.fence.job.0, error = %e, "cannot read the job's log position")
+                    }
                 }
             }
             Err(e @ StoreError::Backend(_)) => {
@@ -929,7 +938,11 @@ impl LogWriter {
                 return;
             }
             if tokio::time::Instant::now() + RETRY_PAUSE >= *held.borrow_and_update() {
-                tracing::warn!(job = self.fence.job.0, lines = self.batch.len(), "the job's lease ran out before its last output lines could be stored");
+                tracing::warn!(
+                    job = self.fence.job.0,
+                    lines = self.batch.len(),
+                    "the job's lease ran out before its last output lines could be stored"
+                );
                 return;
             }
             tokio::time::sleep(RETRY_PAUSE).await;
