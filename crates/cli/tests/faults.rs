@@ -337,7 +337,7 @@ fn the_database_stopped_immediately_and_restarted_mid_run() {
 }
 
 #[test]
-fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
+fn a_node_whose_data_dir_is_full_claims_nothing_and_keeps_serving() {
     let _serial = serial();
     let cluster = Cluster::start(Layout {
         nodes: 2,
@@ -350,6 +350,18 @@ fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
     let since = db_micros(&cluster);
     let filled = tmpfs.fill();
     let full = Instant::now();
+    let trace_len = || std::fs::metadata(cluster.trace_path()).map_or(0, |m| m.len() as usize);
+    // It notices at its next look for work, and claims nothing from then on.
+    let noticed = time_until(
+        "n2 to notice its full disk",
+        Duration::from_secs(10),
+        || {
+            cluster.nodes[1]
+                .log()
+                .contains("the data dir is full: claiming no jobs")
+        },
+    );
+    let quiet_from = trace_len();
     // While full: the node still answers its API, and what it claims ends.
     let n2 = cluster.client(1);
     let mut answered = 0;
@@ -365,6 +377,15 @@ fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
     ));
     let n2_log = cluster.nodes[1].log();
     let no_space = n2_log.matches("No space left").count();
+    let while_full = std::fs::read_to_string(cluster.trace_path()).unwrap_or_default();
+    let started_on_n2 = while_full[quiet_from..]
+        .lines()
+        .filter(|l| l.starts_with("start ") && l.contains(" local@n2 "))
+        .count();
+    let ran_on_n1 = while_full[quiet_from..]
+        .lines()
+        .filter(|l| l.starts_with("end ") && l.contains(" local@n1 "))
+        .count();
     tmpfs.free();
     let freed = Instant::now();
     let mark = " local@n2 ";
@@ -381,6 +402,14 @@ fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
         answered >= 15,
         "n2 answered {answered} of 20 API calls while full"
     );
+    assert_eq!(started_on_n2, 0, "n2 started jobs with its data dir full");
+    assert!(ran_on_n1 > 0, "n1 ran nothing meanwhile");
+    assert!(
+        cluster.nodes[1]
+            .log()
+            .contains("the data dir has room again: claiming jobs"),
+        "n2 did not say it claims again"
+    );
     // What failed says why, with the path.
     for r in failed_here.iter().filter(|r| r[1] == "failed") {
         assert!(
@@ -393,6 +422,10 @@ fn a_node_whose_data_dir_is_full_fails_its_jobs_clearly_and_keeps_serving() {
     }
     let mut figures = vec![
         format!("{filled} bytes written to fill n2's 32 MiB tmpfs data dir"),
+        format!(
+            "n2 stopped claiming {:.1}s after; while full it started no job and n1 finished {ran_on_n1}",
+            noticed.as_secs_f64()
+        ),
         format!("n2 answered {answered}/20 API calls while full"),
         format!(
             "{} job(s) ended other than succeeded while full:",

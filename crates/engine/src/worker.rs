@@ -55,7 +55,14 @@ pub struct WorkerConfig {
     /// After a shutdown, how long running jobs may go on before they are
     /// stopped and handed back.
     pub drain: Duration,
+    /// Where this server writes payloads and work dirs: with less than
+    /// [`MIN_FREE_SPACE`] free there it claims no job, which would only fail
+    /// here and use up a retry another server could have run.
+    pub data_dir: Option<std::path::PathBuf>,
 }
+
+/// Free space a server's data dir needs for it to claim jobs.
+pub const MIN_FREE_SPACE: u64 = 8 << 20;
 
 /// After the drain, how long stopped jobs get to end and be handed back:
 /// the runner's SIGTERM-to-SIGKILL grace and a margin.
@@ -81,6 +88,22 @@ pub struct Workers {
     /// Cancelled once the jobs still running at shutdown are to be stopped
     /// and handed back to the database for another server.
     hand_back: CancellationToken,
+    /// Set while the data dir is too full to claim jobs.
+    full: std::sync::atomic::AtomicBool,
+}
+
+/// Bytes an unprivileged writer may still use on the file system of `dir`.
+fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a NUL-terminated path and a pointer to a statvfs to fill.
+    if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs succeeded, so it filled the struct.
+    let stat = unsafe { stat.assume_init() };
+    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 impl Workers {
@@ -107,7 +130,34 @@ impl Workers {
             running,
             ended: Arc::new(Notify::new()),
             hand_back: CancellationToken::new(),
+            full: Default::default(),
         }
+    }
+
+    /// Whether the data dir has room for another job; says so in the log
+    /// when that changes.
+    fn has_room(&self) -> bool {
+        let Some(dir) = &self.config.data_dir else {
+            return true;
+        };
+        let room = match free_space(dir) {
+            Ok(free) => free >= MIN_FREE_SPACE,
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot read the data dir's free space");
+                true
+            }
+        };
+        let was = self.full.swap(!room, std::sync::atomic::Ordering::Relaxed);
+        match (was, room) {
+            (false, false) => {
+                tracing::warn!(dir = %dir.display(), "the data dir is full: claiming no jobs until it has room")
+            }
+            (true, true) => {
+                tracing::info!(dir = %dir.display(), "the data dir has room again: claiming jobs")
+            }
+            _ => {}
+        }
+        room
     }
 
     /// Cancelling this token during a shutdown ends the drain at once: the
@@ -125,6 +175,9 @@ impl Workers {
 
     /// Claims and starts jobs while slots are free; returns how many started.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        if !self.has_room() {
+            return Ok(0);
+        }
         let mut started = 0;
         while let Ok(permit) = self.slots.clone().try_acquire_owned() {
             let asked = tokio::time::Instant::now();

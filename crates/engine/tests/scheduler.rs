@@ -407,6 +407,7 @@ async fn workers_fill_their_slots_and_no_more(url: &str, dir: &std::path::Path) 
             lease: Duration::from_secs(30),
             log_limit: 1 << 20,
             drain: Duration::from_secs(30),
+            data_dir: None,
         },
     );
     // Two slots: two of the three queued jobs start, the third waits.

@@ -340,6 +340,7 @@ pub async fn start(config: Config) -> Result<Running> {
             lease: config.job_lease,
             log_limit: config.job_log_limit,
             drain: config.drain_timeout,
+            data_dir: Some(data_dir.clone()),
         },
     )
     // Messages are owed the moment a job ends: the workers say so.
