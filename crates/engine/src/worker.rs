@@ -103,7 +103,7 @@ fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
     }
     // SAFETY: statvfs succeeded, so it filled the struct.
     let stat = unsafe { stat.assume_init() };
-    Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 impl Workers {
