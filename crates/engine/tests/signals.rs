@@ -1,4 +1,4 @@
-//! The signal router on a real PostgreSQL database: another connection's changes wake the workers, the scheduler and the followers of a job here; after `pg_terminate_backend` of its listening connection it connects again, wakes everyone to re-read, and hears later changes.
+//! The signal router on a real PostgreSQL database: another connection's changes wake the workers, the scheduler and the followers of a job here; after `pg_terminate_backend` of its listening connection, or a restart of the database, it connects again, wakes everyone to re-read, and hears later changes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -236,4 +236,61 @@ async fn another_connections_changes_wake_loops_here_even_after_the_listener_is_
     cancel.cancel();
     tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
     assert_eq!(hub.follow_poll(), FOLLOW_POLL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_database_restarts_the_listener_connects_again_and_hears_changes() {
+    // A cluster of this test's own: it is stopped and started again.
+    let cluster = tokio::task::spawn_blocking(|| TestPostgres::start_owned(&[], &[]))
+        .await
+        .unwrap()
+        .expect("start PostgreSQL");
+    let url = cluster.create_database();
+    let here = PgStore::connect(&url).await.unwrap();
+    let hub = Arc::new(LogHub::default());
+    let wakers = Wakers {
+        jobs_queued: Arc::new(Notify::new()),
+        schedules_changed: Arc::new(Notify::new()),
+        hub: hub.clone(),
+    };
+    let router = SignalRouter::new(&here, wakers.clone()).expect("postgres listens");
+    let mut counter = router.connects();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(router.run(cancel.clone()));
+    connects(&mut counter, 1).await;
+
+    // `pg_ctl stop -m immediate`, two seconds down, then up again.
+    let restart = tokio::task::spawn_blocking(move || {
+        cluster.stop_immediate().unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        cluster.start().unwrap();
+        cluster
+    });
+    let cluster = restart.await.unwrap();
+    connects(&mut counter, 2).await;
+    drain(&wakers.jobs_queued).await;
+
+    // Another server's change after the restart is heard.
+    let other = PgStore::connect(&url).await.unwrap();
+    let owner = other.ensure_admin(Utc::now()).await.unwrap().id;
+    let event = other
+        .create_event(
+            owner,
+            spec("after restart"),
+            &mut Writer,
+            Utc::now(),
+            &audit(),
+        )
+        .await
+        .unwrap();
+    queue(&other, event.id).await;
+    woken(
+        &wakers.jobs_queued,
+        "workers (a job queued after the restart)",
+    )
+    .await;
+
+    cancel.cancel();
+    tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+    drop(cluster);
 }
