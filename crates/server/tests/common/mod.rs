@@ -135,9 +135,12 @@ impl TestApp {
         self.running.as_ref().expect("running")
     }
 
-    /// Graceful shutdown, waiting for it to finish.
+    /// Graceful shutdown, waiting for it to finish; jobs still running are
+    /// handed back at once rather than waited for (the drain itself is
+    /// shown end to end in `crates/cli/tests/shutdown.rs`).
     pub fn stop(&mut self) {
         if let Some(running) = self.running.take() {
+            running.hand_back_token().cancel();
             self.runtime.block_on(running.stop()).expect("clean stop");
         }
     }
@@ -428,6 +431,7 @@ pub fn encode(text: &str) -> String {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
+            running.hand_back_token().cancel();
             let _ = self.runtime.block_on(running.stop());
         }
     }
