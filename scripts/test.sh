@@ -29,7 +29,6 @@ command -v unshare >/dev/null || missing+=(util-linux)
 # from the database with an nftables rule inside a network namespace, and
 # runs nodes under libfaketime for clock jumps.
 command -v nft >/dev/null || missing+=(nftables)
-command -v faketime >/dev/null || missing+=(faketime)
 compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(libfaketime)
 # The web UI's browser tests drive Debian's headless Chromium over WebDriver
 # (crates/cli/tests/ui_browser.rs); the two packages come from one source.

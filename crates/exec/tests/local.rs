@@ -762,7 +762,7 @@ async fn a_runner_speaking_an_older_protocol_is_refused() {
     assert_eq!(report.status, JobStatus::Failed, "{report:?}");
     let error = report.error.unwrap();
     assert!(
-        error.contains("the runner speaks protocol 1 (runner 0.0.9), this server 2"),
+        error.contains("the runner speaks protocol 1 (runner 0.0.9), this server 3"),
         "{error}"
     );
 }
