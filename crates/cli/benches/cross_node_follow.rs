@@ -16,120 +16,56 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{CRONIUM, quantile, runner};
+use common::{Serve, quantile, runner, serve_with};
 use cronium_store::testing::TestPostgres;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const N: usize = 60;
 const WARM_UP: usize = 5;
 const MASTER_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-struct Node {
-    child: Child,
-    base: String,
-    token: String,
-    agent: ureq::Agent,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn node(runner: &Path, data: PathBuf, url: &str, poll_only: bool) -> Node {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut cmd = Command::new(CRONIUM);
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-    ])
-    .arg(&data)
-    .arg("--runner")
-    .arg(runner)
-    .env("CRONIUM_DATABASE_URL", url)
-    .env("CRONIUM_MASTER_KEY", MASTER_KEY)
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+/// A node of the cluster: the same master key on every one; the third
+/// polls (`CRONIUM_POLL_ONLY`).
+fn node(runner: &Path, url: &str, poll_only: bool) -> Serve {
+    let mut env = vec![("CRONIUM_MASTER_KEY", MASTER_KEY)];
     if poll_only {
-        cmd.arg("--poll-only");
+        env.push(("CRONIUM_POLL_ONLY", "true"));
     }
-    let child = cmd.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(format!("{base}/healthz")).call().is_err() || !data.join("admin.token").exists()
-    {
-        assert!(Instant::now() < deadline, "cronium serve did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let token = std::fs::read_to_string(data.join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
-    Node {
-        child,
-        base,
-        token,
-        agent: ureq::Agent::new_with_defaults(),
-    }
+    serve_with(runner, Some(url), &env)
 }
 
-impl Node {
-    fn call(&self, path: &str, body: Option<&Value>) -> Value {
-        let url = format!("{}/api/v1{path}", self.base);
-        let auth = format!("Bearer {}", self.token);
-        let mut response = match body {
-            Some(body) => self
-                .agent
-                .post(&url)
-                .header("authorization", &auth)
-                .send_json(body),
-            None => self.agent.get(&url).header("authorization", &auth).call(),
-        }
-        .unwrap();
-        response.body_mut().read_json().unwrap()
-    }
-
-    /// Streams the job's log in a thread: sends `()` once the stream is
-    /// open, then the instant the first stdout line arrives.
-    fn follow(
-        &self,
-        job: i64,
-        opened: mpsc::Sender<()>,
-        seen: mpsc::Sender<(usize, Instant)>,
-        who: usize,
-    ) {
-        let url = format!("{}/api/v1/jobs/{job}/logs?follow=true", self.base);
-        let auth = format!("Bearer {}", self.token);
-        std::thread::spawn(move || {
-            let response = ureq::get(&url)
-                .header("authorization", &auth)
-                .call()
-                .unwrap();
-            opened.send(()).unwrap();
-            let mut reader = BufReader::new(response.into_body().into_reader());
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap() > 0 {
-                if line.starts_with("event: stdout") {
-                    let _ = seen.send((who, Instant::now()));
-                    return;
-                }
-                line.clear();
+/// Streams the job's log in a thread: sends `()` once the stream is
+/// open, then the instant the first stdout line arrives.
+fn follow(
+    node: &Serve,
+    job: i64,
+    opened: mpsc::Sender<()>,
+    seen: mpsc::Sender<(usize, Instant)>,
+    who: usize,
+) {
+    let url = format!("{}/api/v1/jobs/{job}/logs?follow=true", node.base);
+    let auth = format!("Bearer {}", node.token);
+    std::thread::spawn(move || {
+        let response = ureq::get(&url)
+            .header("authorization", &auth)
+            .call()
+            .unwrap();
+        opened.send(()).unwrap();
+        let mut reader = BufReader::new(response.into_body().into_reader());
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap() > 0 {
+            if line.starts_with("event: stdout") {
+                let _ = seen.send((who, Instant::now()));
+                return;
             }
-        });
-    }
+            line.clear();
+        }
+    });
 }
 
 fn main() {
@@ -137,19 +73,19 @@ fn main() {
     let url = TestPostgres::fresh_database();
     let dir = tempfile::tempdir().unwrap();
     let nodes = [
-        node(&runner, dir.path().join("a"), &url, false),
-        node(&runner, dir.path().join("b"), &url, false),
-        node(&runner, dir.path().join("c"), &url, true),
+        node(&runner, &url, false),
+        node(&runner, &url, false),
+        node(&runner, &url, true),
     ];
     let poll_only = 2;
     let fifo = dir.path().join("gate");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let event = nodes[0].call(
+    let event = nodes[0].post(
         "/events",
-        Some(&json!({"name": "gate", "interpreter": "bash",
-                     "content": format!("read line < '{}'\necho \"$line\"\n", fifo.display()),
-                     "overlap": "allow"})),
+        &json!({"name": "gate", "interpreter": "bash",
+                "content": format!("read line < '{}'\necho \"$line\"\n", fifo.display()),
+                "overlap": "allow"}),
     );
     let id = event["id"].as_i64().unwrap();
 
@@ -159,10 +95,10 @@ fn main() {
     let mut polled = Vec::new();
     let mut ran_on = [0usize; 3];
     for round in 0..WARM_UP + N {
-        let job = nodes[round % 2].call(&format!("/events/{id}/run"), Some(&json!({})));
+        let job = nodes[round % 2].post(&format!("/events/{id}/run"), &json!({}));
         let job_id = job["id"].as_i64().unwrap();
         let owner = loop {
-            let job = nodes[0].call(&format!("/jobs/{job_id}"), None);
+            let job = nodes[0].get(&format!("/jobs/{job_id}"));
             if job["status"] == "running" {
                 break job["leaseOwner"].as_str().unwrap().to_string();
             }
@@ -170,12 +106,12 @@ fn main() {
         };
         let runs = nodes
             .iter()
-            .position(|n| owner.split('/').nth(1) == Some(&n.child.id().to_string()))
+            .position(|n| owner.split('/').nth(1) == Some(&n.pid().to_string()))
             .expect("the job runs on one of the three");
         let (opened_tx, opened) = mpsc::channel();
         let (seen_tx, seen) = mpsc::channel();
         for (who, node) in nodes.iter().enumerate() {
-            node.follow(job_id, opened_tx.clone(), seen_tx.clone(), who);
+            follow(node, job_id, opened_tx.clone(), seen_tx.clone(), who);
         }
         for _ in 0..nodes.len() {
             opened.recv_timeout(Duration::from_secs(30)).unwrap();
