@@ -5,11 +5,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{Server, wait_for};
+use common::{Server, alive, trace, wait_for};
 use cronium_store::testing::TestPostgres;
 use serde_json::{Value, json};
 
@@ -18,27 +17,12 @@ use serde_json::{Value, json};
 /// the test watches it leave the job alone until then.
 const LEASE: &str = "5s";
 
-fn alive(pid: i32) -> bool {
-    let exists = unsafe { libc::kill(pid, 0) } == 0;
-    exists
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
-
 /// An RFC 3339 time from the API.
 fn time(value: &Value) -> DateTime<Utc> {
     let text = value
         .as_str()
         .unwrap_or_else(|| panic!("not a time: {value}"));
     DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-}
-
-/// Lines the script wrote to its trace file: "start PID" and "end PID".
-fn trace(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
 }
 
 fn killed_mid_run(database_url: Option<&str>, retries: u32) {

@@ -5,30 +5,15 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, require_runner, wait_for};
+use common::{Server, alive, require_runner, trace, wait_for};
 use cronium_store::testing::TestPostgres;
 use serde_json::{Value, json};
 
 /// The same master key on every server of one database.
 const KEY: &str = "5f1c0c8e3a7b9d2e4f6a8b0c1d3e5f7a9b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e";
 
-fn alive(pid: i32) -> bool {
-    let exists = unsafe { libc::kill(pid, 0) } == 0;
-    exists
-        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
-
 fn signal(server: &Server, sig: i32) {
     assert_eq!(unsafe { libc::kill(server.pid() as i32, sig) }, 0);
-}
-
-/// Lines the script wrote to its trace file: "start PID" and "end PID".
-fn trace(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
 }
 
 /// An event whose first attempt sleeps `first_sleep` seconds and whose

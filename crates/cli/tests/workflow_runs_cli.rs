@@ -2,10 +2,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{Server, script, wait_for};
+use common::{Server, script, trace, wait_for};
 use cronium_store::testing::TestPostgres;
 use serde_json::{Value, json};
 
@@ -161,15 +160,6 @@ fn a_webhook_key_is_shown_once_works_and_never_reaches_the_log() {
         let key = secret_part.rsplit('/').next().unwrap();
         assert!(!log.contains(key), "a webhook key reached the log");
     }
-}
-
-/// Lines the scripts wrote: "start NODE PID" and "end NODE".
-fn trace(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
 }
 
 fn killed_mid_run(database_url: Option<&str>) {
