@@ -99,27 +99,16 @@ fn strip_ansi(line: &str) -> String {
 }
 
 /// Stops the workload, checks every invariant, prints the figures.
-/// `pending` names violations this fault is known to cause today (a
-/// product bug awaiting its fix, docs/reliability.md): they are printed,
-/// not failed on.
-fn settle_and_check(
-    fault: &str,
-    cluster: &Cluster,
-    workload: &mut Workload,
-    figures: &[String],
-    pending: &[&str],
-) {
+fn settle_and_check(fault: &str, cluster: &Cluster, workload: &mut Workload, figures: &[String]) {
     let followed = workload.settle(cluster, Duration::from_secs(60));
-    let (known, violations): (Vec<String>, Vec<String>) = invariants::check(&Subject {
+    let violations = invariants::check(&Subject {
         pg: &cluster.pg,
         db: &cluster.db,
         every: &workload.events.scheduled,
         trace: &cluster.trace_path(),
         followers: &followed,
         grace: GRACE,
-    })
-    .into_iter()
-    .partition(|v| pending.iter().any(|p| v.contains(p)));
+    });
     let summary = cluster.sql(
         "SELECT status, count(*), count(*) FILTER (WHERE attempt > 1) FROM jobs GROUP BY 1 ORDER BY 1",
     );
@@ -148,9 +137,6 @@ fn settle_and_check(
         followed.len(),
         followed.iter().filter(|f| f.finished).count()
     );
-    for v in &known {
-        eprintln!("   KNOWN BUG, pending a fix: {v}");
-    }
     // What the nodes warned about, by message.
     for node in &cluster.nodes {
         let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
@@ -246,7 +232,6 @@ fn a_node_killed_mid_job_its_job_is_retried_on_another_node() {
                 (elsewhere + done).as_secs_f64(),
             ),
         ],
-        &[],
     );
 }
 
@@ -291,7 +276,6 @@ fn every_database_connection_terminated_the_nodes_reconnect() {
                 done.as_secs_f64()
             ),
         ],
-        &[],
     );
 }
 
@@ -335,7 +319,6 @@ fn the_database_stopped_immediately_and_restarted_mid_run() {
                 done.as_secs_f64()
             ),
         ],
-        &[],
     );
 }
 
@@ -453,7 +436,6 @@ fn a_node_whose_data_dir_is_full_claims_nothing_and_keeps_serving() {
         &cluster,
         &mut workload,
         &figures,
-        &[],
     );
 }
 
@@ -507,7 +489,6 @@ fn the_database_unreachable_for_twenty_seconds() {
                 (back + done).as_secs_f64()
             ),
         ],
-        &[],
     );
 }
 
@@ -710,7 +691,6 @@ fn a_node_paused_past_its_lease_then_resumed() {
                 noticed.as_secs_f64()
             ),
         ],
-        &[],
     );
 }
 
@@ -785,7 +765,6 @@ fn a_nodes_wall_clock_jumps_back_an_hour() {
                 done.as_secs_f64()
             ),
         ],
-        &[],
     );
 }
 
