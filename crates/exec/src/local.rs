@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::Relay;
 use crate::records::{
-    Outcome, RunnerExit, build_report, fmt_duration, frame, lease_record, read_records, renewed,
+    Outcome, RunnerExit, build_report, fmt_duration, frame, lease_record, lease_renewals,
+    read_records, renewed,
 };
 use crate::{CANCEL_MARGIN, OutputLine, RunReport, RunRequest, WATCHDOG_MARGIN};
 
@@ -220,11 +221,7 @@ impl LocalExecutor {
         // The runner reads the Env record before anything else. If this
         // write fails the runner is already gone, and its stream says why.
         let _ = control.write_all(&env_record).await;
-        let mut lease = request.lease.clone();
-        if let Some(until) = &lease {
-            let until = *until.borrow();
-            let _ = control.write_all(&lease_record(until)).await;
-        }
+        let mut lease = lease_renewals(&request.lease);
 
         let (mut relay, mut replies) = Relay::new(request.helpers.clone(), None);
         // Sandboxed, the announced pid belongs to another PID namespace.

@@ -40,6 +40,16 @@ pub(crate) fn lease_record(until: tokio::time::Instant) -> Vec<u8> {
     )
 }
 
+/// The attempt's lease, to pass on to its runner: [`renewed`] yields it at
+/// once, then at every renewal.
+pub(crate) fn lease_renewals(lease: &Option<Lease>) -> Option<Lease> {
+    let mut lease = lease.clone();
+    if let Some(rx) = &mut lease {
+        rx.mark_changed();
+    }
+    lease
+}
+
 /// The attempt's lease after its next renewal; pending forever when the
 /// attempt has no lease or its owner is gone (the last one stands).
 pub(crate) async fn renewed(lease: &mut Option<Lease>) -> tokio::time::Instant {

@@ -34,7 +34,8 @@ use super::artifacts::{Artifact, RunnerArtifacts};
 use super::pool::{Connection, Lease, Pool};
 use crate::helpers::Relay;
 use crate::records::{
-    Outcome, RunnerExit, build_report, fmt_duration, frame, lease_record, read_records, renewed,
+    Outcome, RunnerExit, build_report, fmt_duration, frame, lease_record, lease_renewals,
+    read_records, renewed,
 };
 use crate::{CANCEL_MARGIN, Execution, OutputLine, Phase, RunReport, RunRequest, WATCHDOG_MARGIN};
 
@@ -472,11 +473,7 @@ impl Run<'_> {
         // The runner reads the Env record before anything else; if the
         // prelude stops instead, the record dies with the channel.
         let _ = control.write_all(&frame(Kind::Env, &env)).await;
-        let mut lease = request.lease.clone();
-        if let Some(until) = &lease {
-            let until = *until.borrow();
-            let _ = control.write_all(&lease_record(until)).await;
-        }
+        let mut lease = lease_renewals(&request.lease);
         let _ = control.flush().await;
 
         let mut first = [0u8; 1];
