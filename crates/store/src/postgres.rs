@@ -40,6 +40,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The PostgreSQL store. Cheap to clone: it is a handle on a connection pool.
 pub type PgStore = SqlStore<PgBackend>;
 
+/// Ends a session left idle inside a transaction this long, releasing its
+/// locks: well under the shortest job lease (5 s).
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "SET idle_in_transaction_session_timeout = '3s'";
+
 /// PostgreSQL's connection pool, and how PostgreSQL differs (`Backend`).
 #[derive(Debug, Clone)]
 pub struct PgBackend {
@@ -55,6 +59,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // A server paused in the middle of a transaction
+                    // (SIGSTOP, a frozen VM) must not hold its row locks
+                    // for ever: another server could neither recover its
+                    // jobs (skipped as locked) nor claim their events.
+                    // Every transaction here runs its statements back to
+                    // back, so a session this long idle in one is stuck.
+                    sqlx::Executor::execute(&mut *conn, IDLE_IN_TRANSACTION_TIMEOUT).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             // The URL may hold a password: name the host only.
