@@ -1,23 +1,15 @@
 //! The signal router on a real PostgreSQL database: another connection's changes wake the workers, the scheduler and the followers of a job here; after `pg_terminate_backend` of its listening connection, or a restart of the database, it connects again, wakes everyone to re-read, and hears later changes.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use cronium_core::{
-    EventName, EventSpec, EventStatus, JobId, JobStatus, RunLocation, Schedule, SealedSecrets,
-    Trigger,
-};
+use cronium_core::{JobId, JobStatus, Trigger};
 use cronium_engine::live::{FOLLOW_POLL, FOLLOW_POLL_LISTENING, LogHub};
 use cronium_engine::signals::{SignalRouter, Wakers};
-use cronium_payload::Interpreter;
 use cronium_store::postgres::LISTENER_APPLICATION_NAME;
-use cronium_store::testing::{TestPostgres, sqlite_url};
-use cronium_store::{
-    AuditEntry, Claim, JobOutcome, LogLine, LogStream, NewJob, PayloadFile, PayloadWriter, PgStore,
-    Store,
-};
+use cronium_store::testing::{StubWriter, TestPostgres, manual_script, sqlite_url};
+use cronium_store::{AuditEntry, Claim, JobOutcome, LogLine, LogStream, NewJob, PgStore, Store};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -25,48 +17,6 @@ use tokio_util::sync::CancellationToken;
 /// Far longer than a notification takes on loopback; only a missing one waits this long.
 const PATIENCE: Duration = Duration::from_secs(10);
 const LEASE: Duration = Duration::from_secs(30);
-
-struct Writer;
-
-impl PayloadWriter for Writer {
-    fn write(
-        &mut self,
-        event: cronium_core::EventId,
-        version: u64,
-        spec: &EventSpec,
-        _created_at: chrono::DateTime<Utc>,
-    ) -> Result<PayloadFile, String> {
-        Ok(PayloadFile {
-            payload_path: format!("payloads/{event}/v{version}.tar.gz"),
-            checksum_path: format!("payloads/{event}/v{version}.tar.gz.sha256"),
-            payload_size: spec.content.len() as u64,
-            checksum: format!("{:064x}", event.0 * 1000 + version as i64),
-            bytes: spec.content.as_bytes().to_vec(),
-        })
-    }
-}
-
-fn spec(name: &str) -> EventSpec {
-    EventSpec {
-        name: EventName::new(name).unwrap(),
-        description: String::new(),
-        kind: cronium_core::EventKind::Script,
-        interpreter: Some(Interpreter::Bash),
-        content: "echo hello\n".into(),
-        env: Default::default(),
-        secret_env: SealedSecrets::default(),
-        schedule: Schedule::Manual,
-        status: EventStatus::Active,
-        run_location: RunLocation::Local,
-        target_servers: vec![],
-        target_tags: BTreeSet::new(),
-        timeout: Duration::from_secs(60),
-        retries: 0,
-        tags: BTreeSet::new(),
-        policy: cronium_core::RunPolicy::default(),
-        http: None,
-    }
-}
 
 fn audit() -> AuditEntry {
     AuditEntry {
@@ -174,7 +124,13 @@ async fn another_connections_changes_wake_loops_here_even_after_the_listener_is_
 
     let owner = other.ensure_admin(Utc::now()).await.unwrap().id;
     let event = other
-        .create_event(owner, spec("followed"), &mut Writer, Utc::now(), &audit())
+        .create_event(
+            owner,
+            manual_script("followed", 0),
+            &mut StubWriter,
+            Utc::now(),
+            &audit(),
+        )
         .await
         .unwrap();
     woken(&wakers.schedules_changed, "scheduler (event created)").await;
@@ -276,8 +232,8 @@ async fn after_the_database_restarts_the_listener_connects_again_and_hears_chang
     let event = other
         .create_event(
             owner,
-            spec("after restart"),
-            &mut Writer,
+            manual_script("after restart", 0),
+            &mut StubWriter,
             Utc::now(),
             &audit(),
         )

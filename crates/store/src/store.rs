@@ -378,21 +378,34 @@ async fn make_payload<C: Conn>(
     .bind(event.updated_at)
     .fetch_one(conn)
     .await?;
-    sql(
-        "INSERT INTO payload_blobs (checksum, bytes, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (checksum) DO NOTHING",
-    )
-    .bind(file.checksum.as_str())
-    .bind(file.bytes.clone())
-    .bind(event.updated_at)
-    .execute(conn)
-    .await?;
+    insert_blob(conn, &file.checksum, &file.bytes, event.updated_at).await?;
     sql("UPDATE events SET payload_version = $2, last_payload_version = $2 WHERE id = $1")
         .bind(event.id.0)
         .bind(version as i64)
         .execute(conn)
         .await?;
     rows::payload(&row)
+}
+
+/// Stores a payload's bytes under their checksum, unless they are stored
+/// already (another version, or event, with the same bytes); says whether
+/// they were new.
+async fn insert_blob<C: Conn>(
+    conn: &mut C,
+    checksum: &str,
+    bytes: &[u8],
+    at: DateTime<Utc>,
+) -> Result<bool> {
+    let inserted = sql(
+        "INSERT INTO payload_blobs (checksum, bytes, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (checksum) DO NOTHING",
+    )
+    .bind(checksum.to_string())
+    .bind(bytes.to_vec())
+    .bind(truncate(at))
+    .execute(conn)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// Deletes the payload bytes no payload row references any more.
@@ -1346,16 +1359,7 @@ impl<B: Backend> Store for SqlStore<B> {
         bytes: &[u8],
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let inserted = sql(
-            "INSERT INTO payload_blobs (checksum, bytes, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (checksum) DO NOTHING",
-        )
-        .bind(checksum.to_string())
-        .bind(bytes.to_vec())
-        .bind(truncate(now))
-        .execute(&mut self.db.writer())
-        .await?;
-        Ok(inserted == 1)
+        insert_blob(&mut self.db.writer(), checksum, bytes, now).await
     }
 
     async fn payloads_without_blob(&self) -> Result<Vec<PayloadRecord>> {

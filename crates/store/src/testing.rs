@@ -13,6 +13,9 @@
 //! [`TestPostgres::stop_immediate`], [`TestPostgres::start`] and
 //! [`TestPostgres::terminate_backends`].
 //!
+//! For tests that need events in the database but never run them,
+//! [`manual_script`] and [`StubWriter`] make one without touching the disk.
+//!
 //! `initdb` and `pg_ctl` refuse to run as root, so as root they run as the
 //! `postgres` user through `runuser`, in a directory chowned to it.
 
@@ -200,6 +203,52 @@ impl Drop for TestPostgres {
         if self.owned {
             self.stop();
         }
+    }
+}
+
+/// A payload writer that writes nothing: each version gets paths and a
+/// checksum of its own, and the script as its bytes.
+pub struct StubWriter;
+
+impl crate::PayloadWriter for StubWriter {
+    fn write(
+        &mut self,
+        event: cronium_core::EventId,
+        version: u64,
+        spec: &cronium_core::EventSpec,
+        _created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<crate::PayloadFile, String> {
+        Ok(crate::PayloadFile {
+            payload_path: format!("payloads/{event}/v{version}.tar.gz"),
+            checksum_path: format!("payloads/{event}/v{version}.tar.gz.sha256"),
+            payload_size: spec.content.len() as u64,
+            checksum: format!("{:064x}", event.0 * 1000 + version as i64),
+            bytes: spec.content.as_bytes().to_vec(),
+        })
+    }
+}
+
+/// A manual bash event named `name`, allowed `retries` retries.
+pub fn manual_script(name: &str, retries: u32) -> cronium_core::EventSpec {
+    use cronium_core::{EventKind, EventName, EventStatus, RunLocation, Schedule, SealedSecrets};
+    cronium_core::EventSpec {
+        name: EventName::new(name).expect("a valid event name"),
+        description: String::new(),
+        kind: EventKind::Script,
+        interpreter: Some(cronium_payload::Interpreter::Bash),
+        content: "echo hello\n".into(),
+        env: Default::default(),
+        secret_env: SealedSecrets::default(),
+        schedule: Schedule::Manual,
+        status: EventStatus::Active,
+        run_location: RunLocation::Local,
+        target_servers: vec![],
+        target_tags: Default::default(),
+        timeout: Duration::from_secs(60),
+        retries,
+        tags: Default::default(),
+        policy: Default::default(),
+        http: None,
     }
 }
 

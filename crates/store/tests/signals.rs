@@ -1,67 +1,19 @@
 //! Signals between servers on one PostgreSQL database: what a change announces, that it arrives at commit on another connection's listener, and that a listener whose connection is killed can connect again and hear later signals.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use cronium_core::{
-    EventName, EventSpec, EventStatus, JobId, JobStatus, RunLocation, Schedule, SealedSecrets,
-    Trigger,
-};
-use cronium_payload::Interpreter;
+use cronium_core::{JobId, JobStatus, Trigger};
 use cronium_store::postgres::LISTENER_APPLICATION_NAME;
-use cronium_store::testing::{TestPostgres, sqlite_url};
+use cronium_store::testing::{StubWriter, TestPostgres, manual_script, sqlite_url};
 use cronium_store::{
-    AuditEntry, JobOutcome, LogLine, LogStream, NewJob, PayloadFile, PayloadWriter, PgStore,
-    Signal, SignalListener, Store,
+    AuditEntry, JobOutcome, LogLine, LogStream, NewJob, PgStore, Signal, SignalListener, Store,
 };
 use serde_json::json;
 
 const LEASE: Duration = Duration::from_secs(30);
 /// Far longer than a notification takes on loopback; only a missing one waits this long.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-struct Writer;
-
-impl PayloadWriter for Writer {
-    fn write(
-        &mut self,
-        event: cronium_core::EventId,
-        version: u64,
-        spec: &EventSpec,
-        _created_at: chrono::DateTime<Utc>,
-    ) -> Result<PayloadFile, String> {
-        Ok(PayloadFile {
-            payload_path: format!("payloads/{event}/v{version}.tar.gz"),
-            checksum_path: format!("payloads/{event}/v{version}.tar.gz.sha256"),
-            payload_size: spec.content.len() as u64,
-            checksum: format!("{:064x}", event.0 * 1000 + version as i64),
-            bytes: spec.content.as_bytes().to_vec(),
-        })
-    }
-}
-
-fn spec(name: &str, retries: u32) -> EventSpec {
-    EventSpec {
-        name: EventName::new(name).unwrap(),
-        description: String::new(),
-        kind: cronium_core::EventKind::Script,
-        interpreter: Some(Interpreter::Bash),
-        content: "echo hello\n".into(),
-        env: Default::default(),
-        secret_env: SealedSecrets::default(),
-        schedule: Schedule::Manual,
-        status: EventStatus::Active,
-        run_location: RunLocation::Local,
-        target_servers: vec![],
-        target_tags: BTreeSet::new(),
-        timeout: Duration::from_secs(60),
-        retries,
-        tags: BTreeSet::new(),
-        policy: cronium_core::RunPolicy::default(),
-        http: None,
-    }
-}
 
 fn audit() -> AuditEntry {
     AuditEntry {
@@ -145,8 +97,8 @@ async fn changes_announce_themselves_to_another_connection_at_commit() {
     let event = writer
         .create_event(
             owner,
-            spec("retrying", 1),
-            &mut Writer,
+            manual_script("retrying", 1),
+            &mut StubWriter,
             Utc::now(),
             &audit(),
         )
@@ -217,7 +169,13 @@ async fn a_recovered_lease_announces_its_job_claimable() {
     let listening = PgStore::connect(&url).await.unwrap();
     let owner = writer.ensure_admin(Utc::now()).await.unwrap().id;
     let event = writer
-        .create_event(owner, spec("lost", 1), &mut Writer, Utc::now(), &audit())
+        .create_event(
+            owner,
+            manual_script("lost", 1),
+            &mut StubWriter,
+            Utc::now(),
+            &audit(),
+        )
         .await
         .unwrap();
     let job = queue(&writer, event.id).await;
@@ -247,7 +205,13 @@ async fn a_terminated_listener_reports_it_and_hears_again_once_reconnected() {
     listener.connect().await.unwrap();
     let owner = writer.ensure_admin(Utc::now()).await.unwrap().id;
     let event = writer
-        .create_event(owner, spec("kept", 0), &mut Writer, Utc::now(), &audit())
+        .create_event(
+            owner,
+            manual_script("kept", 0),
+            &mut StubWriter,
+            Utc::now(),
+            &audit(),
+        )
         .await
         .unwrap();
     assert_eq!(next(&mut listener).await, Signal::SchedulesChanged);
