@@ -82,16 +82,18 @@ impl Heartbeat {
         Ok(offset)
     }
 
-    /// Heartbeats every [`HEARTBEAT_EVERY`] until `cancel`; a failed one is
-    /// logged and the next tried (the database may come back).
+    /// Heartbeats every [`HEARTBEAT_EVERY`] until `cancel`, the first one
+    /// [`HEARTBEAT_EVERY`] from now (the caller beat once on start, to set
+    /// the clock); a failed one is logged and the next tried (the database
+    /// may come back).
     pub async fn run(self, cancel: CancellationToken) {
         loop {
-            if let Err(e) = self.tick(Utc::now()).await {
-                tracing::warn!(error = %e, "cannot record this server's heartbeat");
-            }
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(HEARTBEAT_EVERY) => {}
+            }
+            if let Err(e) = self.tick(Utc::now()).await {
+                tracing::warn!(error = %e, "cannot record this server's heartbeat");
             }
         }
     }
