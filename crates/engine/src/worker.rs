@@ -352,6 +352,13 @@ where
     }
 }
 
+/// The worker gives an attempt up this long before its runners stop the
+/// script for want of a renewal. Their lease is counted in whole
+/// milliseconds from when it was sent, so a runner may stop a moment before
+/// the worker's own timer fires; a script stopped that way must never be
+/// reported as the job's end (it is recovered and run again).
+const GIVE_UP_EARLY: Duration = Duration::from_millis(100);
+
 /// How long after a renewal of its lease an attempt may go on running: the
 /// lease less a fifth. With a lease of at least 5 s that leaves its runner
 /// the 1 s it takes to stop a script that ignores SIGTERM, before any other
@@ -701,8 +708,10 @@ impl JobRun {
         let mut flush = tokio::time::interval(FLUSH_EVERY);
         let mut lost = false;
         let mut output_open = true;
+        // When the attempt's time runs out unless a renewal moves it.
+        let held = tokio::time::sleep_until(*self.held.borrow() - GIVE_UP_EARLY);
+        tokio::pin!(held);
         let report = loop {
-            let held = *self.held.borrow();
             tokio::select! {
                 report = &mut run => break report,
                 line = rx.recv(), if output_open => match line {
@@ -723,7 +732,9 @@ impl JobRun {
                     let beat = tokio::time::timeout(self.lease / 3, self.store.heartbeat(fence, until));
                     match beat.await {
                         Ok(Ok(beat)) => {
-                            self.held.send_replace(sent + runs_for(self.lease));
+                            let runs_until = sent + runs_for(self.lease);
+                            self.held.send_replace(runs_until);
+                            held.as_mut().reset(runs_until - GIVE_UP_EARLY);
                             if beat.cancel_requested {
                                 cancel.cancel();
                             }
@@ -737,7 +748,7 @@ impl JobRun {
                         Err(_) => tracing::warn!(job = fence.job.0, "cannot renew the job's lease: the database did not answer"),
                     }
                 }
-                () = tokio::time::sleep_until(held), if !lost => {
+                () = &mut held, if !lost => {
                     // Another server may recover the job soon: its runners
                     // stop the script by themselves now, and nothing this
                     // attempt says any more is stored.
@@ -749,7 +760,7 @@ impl JobRun {
         };
         // A result that came after the lease ran out (the server was paused)
         // is not this worker's to report: another server may hold the job.
-        if !lost && tokio::time::Instant::now() >= *self.held.borrow() {
+        if !lost && tokio::time::Instant::now() + GIVE_UP_EARLY >= *self.held.borrow() {
             tracing::warn!(
                 job = fence.job.0,
                 "could not renew the job's lease in time; its result is not reported"
