@@ -731,6 +731,14 @@ impl JobRun {
                     // hold this loop past the time the attempt may run.
                     let beat = tokio::time::timeout(self.lease / 3, self.store.heartbeat(fence, until));
                     match beat.await {
+                        Ok(Ok(_)) if tokio::time::Instant::now() + GIVE_UP_EARLY >= *self.held.borrow() => {
+                            // Renewed too late (the database answered after
+                            // the attempt's time ran out): its runners may
+                            // have stopped the script already.
+                            tracing::warn!(job = fence.job.0, "could not renew the job's lease in time; stopping it");
+                            lost = true;
+                            cancel.cancel();
+                        }
                         Ok(Ok(beat)) => {
                             let runs_until = sent + runs_for(self.lease);
                             self.held.send_replace(runs_until);
